@@ -1,0 +1,47 @@
+# eventsource: PGXS build.  See README.md for the commands that set up a
+# machine, run the demo and run every test.
+
+MODULE_big = eventsource
+OBJS = \
+	src/append.o \
+	src/catalog.o \
+	src/checkpoint.o \
+	src/guard.o \
+	src/guc.o \
+	src/horizon.o \
+	src/init.o \
+	src/read.o \
+	src/shmem.o \
+	src/snapshot.o \
+	src/stream.o \
+	src/validate.o
+
+EXTENSION = eventsource
+DATA = eventsource--1.0.sql
+PGFILEDESC = "eventsource - event store inside PostgreSQL"
+
+# Warnings are errors in CI (scripts/test.sh sets ES_WERROR=1).
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+ifeq ($(ES_WERROR),1)
+PG_CFLAGS += -Werror
+endif
+
+# pg_regress: the SQL surface.  Each suite gets a private server with the
+# library preloaded (test/pg.conf), so nothing must be running beforehand.
+REGRESS = core_setup append read snapshot checkpoint errors
+REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
+
+# isolation specs: concurrent transactions.
+ISOLATION = append_conflict append_any horizon_order horizon_abort \
+	horizon_unrelated idempotent_retry
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso \
+	--temp-instance=tmp_check_iso --temp-config=test/pg.conf
+
+# TAP: processes, crashes, restarts.
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

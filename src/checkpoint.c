@@ -1,0 +1,179 @@
+/*-------------------------------------------------------------------------
+ *
+ * checkpoint.c
+ *	  save_checkpoint(), get_checkpoint(), reset_checkpoint(): named reader
+ *	  positions in the global log.
+ *
+ * A checkpoint only moves forward through save_checkpoint(): a reader that
+ * saved position n has processed everything up to n, and going back would
+ * replay events it has already applied.  reset_checkpoint() is the explicit
+ * way back (a rebuild).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "eventsource.h"
+
+static SPIPlanPtr save_plan = NULL;
+static SPIPlanPtr get_plan = NULL;
+static SPIPlanPtr reset_plan = NULL;
+
+static int64
+arg_position(FunctionCallInfo fcinfo, int argno)
+{
+	int64		position = es_arg_int64(fcinfo, argno, "position");
+
+	if (position < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position must not be negative")));
+	return position;
+}
+
+/*
+ * Read a checkpoint; *found says whether it exists.  Caller is connected to
+ * SPI and runs as the owner.
+ */
+static int64
+lookup_checkpoint(text *name, bool *found)
+{
+	Datum		values[1];
+	bool		isnull;
+
+	if (get_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		get_plan = es_prepare("SELECT position FROM eventsource.checkpoints"
+							  " WHERE name OPERATOR(pg_catalog.=) $1",
+							  1, types);
+	}
+	values[0] = PointerGetDatum(name);
+	es_spi_read(get_plan, values, NULL, NULL, 1);
+	*found = (SPI_processed > 0);
+	if (!*found)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+PG_FUNCTION_INFO_V1(es_save_checkpoint);
+
+/* save_checkpoint(name text, position bigint) RETURNS void */
+Datum
+es_save_checkpoint(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name");
+	int64		position = arg_position(fcinfo, 1);
+	Datum		values[2];
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	PreventCommandIfReadOnly("eventsource.save_checkpoint()");
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (save_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT8OID};
+
+		save_plan = es_prepare(
+							   "INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
+							   " VALUES ($1, $2, pg_catalog.now())"
+							   " ON CONFLICT (name) DO UPDATE"
+							   " SET position = excluded.position, updated_at = excluded.updated_at"
+							   " WHERE c.position OPERATOR(pg_catalog.<=) excluded.position",
+							   2, types);
+	}
+	values[0] = PointerGetDatum(cstring_to_text(name));
+	values[1] = Int64GetDatum(position);
+	rc = SPI_execute_plan(save_plan, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "eventsource: saving a checkpoint failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		bool		found;
+		int64		current = lookup_checkpoint((text *) DatumGetPointer(values[0]), &found);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("checkpoint \"%s\" cannot move backwards", name),
+				 errdetail("It is at " INT64_FORMAT "; the new position is " INT64_FORMAT ".",
+						   current, position),
+				 errhint("Use eventsource.reset_checkpoint() to move a checkpoint back on purpose.")));
+	}
+
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_get_checkpoint);
+
+/* get_checkpoint(name text) RETURNS bigint, NULL when there is none */
+Datum
+es_get_checkpoint(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name");
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		found;
+	int64		position;
+
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	position = lookup_checkpoint(cstring_to_text(name), &found);
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	if (!found)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(position);
+}
+
+PG_FUNCTION_INFO_V1(es_reset_checkpoint);
+
+/* reset_checkpoint(name text, position bigint DEFAULT 0) RETURNS void */
+Datum
+es_reset_checkpoint(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name");
+	int64		position = arg_position(fcinfo, 1);
+	Datum		values[2];
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	PreventCommandIfReadOnly("eventsource.reset_checkpoint()");
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (reset_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT8OID};
+
+		reset_plan = es_prepare(
+								"INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
+								" VALUES ($1, $2, pg_catalog.now())"
+								" ON CONFLICT (name) DO UPDATE"
+								" SET position = excluded.position, updated_at = excluded.updated_at",
+								2, types);
+	}
+	values[0] = PointerGetDatum(cstring_to_text(name));
+	values[1] = Int64GetDatum(position);
+	rc = SPI_execute_plan(reset_plan, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "eventsource: resetting a checkpoint failed: %s", SPI_result_code_string(rc));
+
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	PG_RETURN_VOID();
+}

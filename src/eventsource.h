@@ -1,0 +1,117 @@
+/*-------------------------------------------------------------------------
+ *
+ * eventsource.h
+ *	  Declarations shared by the files of the eventsource extension.
+ *
+ * Each .c file under src/ owns one responsibility; this header is the only
+ * place where they meet.  Limits and SQLSTATEs that users can observe are
+ * defined here so that the README, the tests and the code agree.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EVENTSOURCE_H
+#define EVENTSOURCE_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "storage/lwlock.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+/* Our own SQLSTATE class "ES" for domain errors (see README, error codes). */
+#define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','0','0','1')
+#define ERRCODE_ES_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('E','S','0','0','2')
+
+/*
+ * Documented limits, enforced with SQLSTATE 54000 (program_limit_exceeded).
+ * Lengths are in bytes of the database encoding.
+ */
+#define ES_MAX_STREAM_ID_LEN		1000
+#define ES_MAX_EVENT_TYPE_LEN		255
+#define ES_MAX_NAME_LEN				255 /* checkpoint and subscription names */
+#define ES_MAX_EVENTS_PER_CALL		10000
+#define ES_MAX_EVENT_SIZE			(1024 * 1024)	/* data + metadata */
+#define ES_MAX_READ_COUNT			100000
+
+/* Expected-version sentinels of append() (the seed library's). */
+#define ES_EXPECT_ANY				(-1)
+#define ES_EXPECT_NO_STREAM			0
+#define ES_EXPECT_STREAM_EXISTS		(-2)
+
+/* guc.c */
+extern int	es_snapshots_to_keep;
+extern int	es_max_databases;
+extern void es_define_gucs(void);
+
+/* shmem.c */
+#define ES_LWLOCK_TRANCHE			"eventsource"
+#define ES_LWLOCK_HORIZON			0	/* reservations, per-database state */
+#define ES_NUM_LWLOCKS				1
+extern LWLock *es_lwlock(int which);
+extern bool es_shmem_available(void);
+extern void es_require_shmem(const char *what);
+extern void es_shmem_install_hooks(void);
+
+/* horizon.c: reservations of positions and the safe horizon */
+typedef struct EsReservation
+{
+	Oid			dboid;			/* database of the reserving transaction */
+	int			pid;
+	int64		min_position;	/* lowest position held; 0 = slot unused */
+	int64		max_position;
+	int64		count;			/* positions taken by the transaction */
+	TimestampTz since;			/* when it took its first one */
+	TransactionId xid;			/* its top-level transaction id */
+} EsReservation;
+
+extern Size es_horizon_shmem_size(void);
+extern void es_horizon_shmem_init(void *area, bool found);
+extern void es_horizon_register_callbacks(void);
+extern int64 es_reserve_positions(int count, int64 *positions);
+extern void es_reserve_for_restore(void);
+extern void es_horizon_register_callbacks(void);
+extern int64 es_horizon(void);
+extern int	es_horizon_blockers(EsReservation *out);
+
+/* catalog.c: cached OIDs of the extension's objects, owner-rights helpers */
+typedef struct EsCatalog
+{
+	Oid			namespace_oid;
+	Oid			events_oid;
+	Oid			sequence_oid;
+	Oid			owner_oid;
+} EsCatalog;
+
+extern const EsCatalog *es_catalog(void);
+extern const EsCatalog *es_catalog_cached(void);
+extern void es_become_owner(Oid *save_userid, int *save_sec_context);
+extern void es_restore_user(Oid save_userid, int save_sec_context);
+extern SPIPlanPtr es_prepare(const char *query, int nargs, Oid *argtypes);
+extern void es_spi_read(SPIPlanPtr plan, Datum *values, const char *nulls,
+						DestReceiver *dest, uint64 tcount);
+extern void es_spi_read_latest(SPIPlanPtr plan, Datum *values, const char *nulls,
+							   DestReceiver *dest, uint64 tcount);
+
+/* validate.c: argument checks shared by the SQL functions */
+extern text *es_arg_stream_id(FunctionCallInfo fcinfo, int argno);
+extern char *es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what);
+extern int64 es_arg_int64(FunctionCallInfo fcinfo, int argno, const char *what);
+extern int32 es_arg_int32(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void es_check_text_array(ArrayType *arr, const char *what);
+
+/* stream.c: category, partition hash, lock hash */
+#define ES_STREAM_LOCK_FIELD4		0x4553	/* 'ES' in the advisory lock space */
+extern uint64 es_hash_stream_id(const char *data, int len);
+extern int	es_stream_partition(const char *data, int len, int partitions);
+
+/* read.c */
+extern int64 es_stream_version(text *stream_id, bool latest);
+
+/* guard.c: the events table accepts rows only from append() or a restore */
+extern bool es_append_in_progress;
+extern void es_guard_install_hooks(void);
+
+
+#endif							/* EVENTSOURCE_H */

@@ -1,0 +1,157 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.c
+ *	  Keep eventsource.events append-only and reachable only through append().
+ *
+ * A statement-level trigger refuses UPDATE, DELETE and TRUNCATE of the log,
+ * and an INSERT that does not come from append(): such a row would carry a
+ * position the horizon never reserved, and a reader could pass it before it
+ * commits.  append() sets es_append_in_progress just before its own INSERT;
+ * the trigger consumes it, so only that one statement passes.
+ *
+ * The one other way in is a restore: pg_dump writes the log as
+ * "COPY eventsource.events FROM stdin" right after CREATE EXTENSION.  A
+ * ProcessUtility hook marks such a COPY, and the trigger lets it through when
+ * the log is empty, holding the horizon at 0 until the restoring transaction
+ * ends (horizon.c, es_reserve_for_restore).  The hook exists only when the
+ * library is preloaded, as the rest of the store requires anyway.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/lsyscache.h"
+
+#include "eventsource.h"
+
+bool		es_append_in_progress = false;
+static bool restore_copy_in_progress = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+static SPIPlanPtr empty_plan = NULL;
+
+/* Is this statement a COPY FROM into eventsource.events? */
+static bool
+is_copy_into_events(Node *parsetree)
+{
+	CopyStmt   *stmt;
+	Oid			nsp;
+
+	if (!IsA(parsetree, CopyStmt))
+		return false;
+	stmt = (CopyStmt *) parsetree;
+	if (!stmt->is_from || stmt->relation == NULL ||
+		strcmp(stmt->relation->relname, "events") != 0)
+		return false;
+	nsp = get_namespace_oid("eventsource", true);
+	if (!OidIsValid(nsp))
+		return false;
+	return RangeVarGetRelid(stmt->relation, NoLock, true) ==
+		get_relname_relid("events", nsp);
+}
+
+static void
+es_process_utility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
+{
+	bool		restore = is_copy_into_events(pstmt->utilityStmt);
+
+	if (restore)
+		restore_copy_in_progress = true;
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		if (restore)
+			restore_copy_in_progress = false;
+	}
+	PG_END_TRY();
+}
+
+void
+es_guard_install_hooks(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = es_process_utility;
+}
+
+/* Does the log hold no event?  Runs as the owner. */
+static bool
+events_empty(void)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		empty;
+
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (empty_plan == NULL)
+		empty_plan = es_prepare("SELECT 1 FROM eventsource.events LIMIT 1", 0, NULL);
+	es_spi_read_latest(empty_plan, NULL, NULL, NULL, 1);
+	empty = (SPI_processed == 0);
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	return empty;
+}
+
+PG_FUNCTION_INFO_V1(es_events_guard);
+
+/* The statement-level trigger on eventsource.events. */
+Datum
+es_events_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("events_guard() must be called as a trigger")));
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		if (es_append_in_progress)
+		{
+			es_append_in_progress = false;
+			return PointerGetDatum(NULL);
+		}
+		if (restore_copy_in_progress)
+		{
+			es_require_shmem("restoring eventsource.events");
+			if (!events_empty())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("COPY into eventsource.events is only allowed into an empty event store"),
+						 errdetail("COPY is accepted to restore a dump; this store already holds events."),
+						 errhint("Use eventsource.append() to add events.")));
+			es_reserve_for_restore();
+			return PointerGetDatum(NULL);
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot insert into eventsource.events directly"),
+				 errdetail("Rows inserted outside eventsource.append() would get positions that readers of the global log could skip."),
+				 errhint("Use eventsource.append() or eventsource.append_event().")));
+	}
+
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("events are immutable: cannot %s eventsource.events",
+					TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "update" :
+					TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "delete from" :
+					"truncate"),
+			 errhint("An event store only grows; record a new event that corrects or compensates the old one.")));
+	return PointerGetDatum(NULL);	/* keep compiler quiet */
+}

@@ -1,0 +1,274 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.c
+ *	  read_stream(), read_all(), head_position(), stream_version().
+ *
+ * read_stream() reads with the caller's snapshot: a stream's versions are
+ * dense and assigned under the stream's lock, so a reader never sees version
+ * n+1 without version n.
+ *
+ * read_all() is the one that needs care: positions commit out of order, so
+ * it returns only positions at or below the safe horizon (horizon.c), read
+ * with a snapshot taken after the horizon was computed, so that every
+ * position <= the horizon that committed is visible, whatever the caller's
+ * isolation level.
+ *
+ * The set-returning functions stream rows from SPI straight into the
+ * function's tuplestore (no intermediate copy).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/tstoreReceiver.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "eventsource.h"
+
+static SPIPlanPtr stream_fwd_plan = NULL;
+static SPIPlanPtr stream_bwd_plan = NULL;
+static SPIPlanPtr all_plan = NULL;
+static SPIPlanPtr version_plan = NULL;
+
+/* Check a max_count argument. */
+static int32
+arg_max_count(FunctionCallInfo fcinfo, int argno)
+{
+	int32		n = es_arg_int32(fcinfo, argno, "max_count");
+
+	if (n < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must be at least 1")));
+	if (n > ES_MAX_READ_COUNT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("max_count must be at most %d", ES_MAX_READ_COUNT),
+				 errhint("Read in pages: pass the last position or version you got to the next call.")));
+	return n;
+}
+
+/* A receiver that appends SPI's rows to the SRF's tuplestore. */
+static DestReceiver *
+srf_receiver(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DestReceiver *dest = CreateDestReceiver(DestTuplestore);
+
+	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
+									rsinfo->econtext->ecxt_per_query_memory,
+									false, NULL, NULL);
+	return dest;
+}
+
+PG_FUNCTION_INFO_V1(es_read_stream);
+
+/*
+ * read_stream(stream_id text, from_version bigint DEFAULT NULL,
+ *			   max_count integer DEFAULT 1000, backwards boolean DEFAULT false)
+ *	 RETURNS SETOF eventsource.events
+ */
+Datum
+es_read_stream(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
+	int32		max_count = arg_max_count(fcinfo, 2);
+	bool		backwards;
+	int64		from;
+	Datum		values[3];
+	SPIPlanPtr	plan;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("backwards must not be null")));
+	backwards = PG_GETARG_BOOL(3);
+	if (PG_ARGISNULL(1))
+		from = backwards ? PG_INT64_MAX : 1;
+	else
+	{
+		from = PG_GETARG_INT64(1);
+		if (from < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("from_version must not be negative"),
+					 errhint("Versions start at 1; pass NULL to start at the first (or, backwards, the last) event.")));
+	}
+
+	InitMaterializedSRF(fcinfo, 0);
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (stream_fwd_plan == NULL)
+	{
+		Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
+
+		stream_fwd_plan = es_prepare(
+									 "SELECT * FROM eventsource.events"
+									 " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+									 " AND stream_version OPERATOR(pg_catalog.>=) $2"
+									 " ORDER BY stream_version LIMIT $3",
+									 3, types);
+		stream_bwd_plan = es_prepare(
+									 "SELECT * FROM eventsource.events"
+									 " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+									 " AND stream_version OPERATOR(pg_catalog.<=) $2"
+									 " ORDER BY stream_version DESC LIMIT $3",
+									 3, types);
+	}
+	plan = backwards ? stream_bwd_plan : stream_fwd_plan;
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = Int64GetDatum(from);
+	values[2] = Int32GetDatum(max_count);
+
+	es_spi_read(plan, values, NULL, srf_receiver(fcinfo), 0);
+
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(es_read_all);
+
+/*
+ * read_all(after_position bigint DEFAULT 0, max_count integer DEFAULT 1000,
+ *			event_types text[] DEFAULT NULL, categories text[] DEFAULT NULL)
+ *	 RETURNS SETOF eventsource.events
+ */
+Datum
+es_read_all(PG_FUNCTION_ARGS)
+{
+	int64		after;
+	int32		max_count;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int64		head;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	es_require_shmem("eventsource.read_all()");
+	after = es_arg_int64(fcinfo, 0, "after_position");
+	if (after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_position must not be negative")));
+	max_count = arg_max_count(fcinfo, 1);
+	if (PG_ARGISNULL(2))
+		nulls[2] = 'n';
+	else
+		es_check_text_array(PG_GETARG_ARRAYTYPE_P(2), "event_types");
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n';
+	else
+		es_check_text_array(PG_GETARG_ARRAYTYPE_P(3), "categories");
+
+	InitMaterializedSRF(fcinfo, 0);
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	head = es_horizon();
+	if (after < head)
+	{
+		if (all_plan == NULL)
+		{
+			Oid			types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
+
+			all_plan = es_prepare(
+								  "SELECT * FROM eventsource.events"
+								  " WHERE global_position OPERATOR(pg_catalog.>) $1"
+								  " AND global_position OPERATOR(pg_catalog.<=) $2"
+								  " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY ($3))"
+								  " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
+								  "      OPERATOR(pg_catalog.=) ANY ($4))"
+								  " ORDER BY global_position LIMIT $5",
+								  5, types);
+		}
+		values[0] = Int64GetDatum(after);
+		values[1] = Int64GetDatum(head);
+		values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+		values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+		values[4] = Int32GetDatum(max_count);
+		es_spi_read_latest(all_plan, values, nulls, srf_receiver(fcinfo), 0);
+	}
+
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(es_head_position);
+
+/* head_position() RETURNS bigint: the safe horizon */
+Datum
+es_head_position(PG_FUNCTION_ARGS)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int64		head;
+
+	es_require_shmem("eventsource.head_position()");
+	es_become_owner(&save_userid, &save_sec_context);
+	head = es_horizon();
+	es_restore_user(save_userid, save_sec_context);
+	PG_RETURN_INT64(head);
+}
+
+/*
+ * The current version of a stream, 0 when it has no events: as the caller's
+ * snapshot sees it, or with "latest", as of now (append() holds the stream's
+ * lock and must see the commit of the lock holder before it).  Caller is
+ * connected to SPI and runs as the owner.
+ */
+int64
+es_stream_version(text *stream_id, bool latest)
+{
+	Datum		values[1];
+	bool		isnull;
+
+	if (version_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		version_plan = es_prepare(
+								  "SELECT stream_version FROM eventsource.events"
+								  " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+								  " ORDER BY stream_version DESC LIMIT 1",
+								  1, types);
+	}
+	values[0] = PointerGetDatum(stream_id);
+	if (latest)
+		es_spi_read_latest(version_plan, values, NULL, NULL, 1);
+	else
+		es_spi_read(version_plan, values, NULL, NULL, 1);
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+PG_FUNCTION_INFO_V1(es_stream_version_sql);
+
+/* stream_version(stream_id text) RETURNS bigint */
+Datum
+es_stream_version_sql(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
+	Oid			save_userid;
+	int			save_sec_context;
+	int64		version;
+
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	version = es_stream_version(stream_id, false);
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	PG_RETURN_INT64(version);
+}

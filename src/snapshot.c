@@ -1,0 +1,234 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot.c
+ *	  save_snapshot(), load_snapshot() and load(): aggregates rebuilt from a
+ *	  snapshot plus the events after it.
+ *
+ * Snapshots are kept per (stream, schema version).  Saving one never lets an
+ * older snapshot replace a newer one: the new row is inserted, then all but
+ * the newest eventsource.snapshots_to_keep of that stream and schema version
+ * are deleted, so an old snapshot saved late is the one that goes.  A
+ * snapshot of another schema version is ignored by the loaders, not deleted
+ * (an application rolling back to the previous schema finds it again).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "eventsource.h"
+
+static SPIPlanPtr save_plan = NULL;
+static SPIPlanPtr prune_plan = NULL;
+static SPIPlanPtr load_snapshot_plan = NULL;
+static SPIPlanPtr load_plan = NULL;
+
+static int32
+arg_schema_version(FunctionCallInfo fcinfo, int argno)
+{
+	int32		v = es_arg_int32(fcinfo, argno, "schema_version");
+
+	if (v < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema_version must be at least 1")));
+	return v;
+}
+
+PG_FUNCTION_INFO_V1(es_save_snapshot);
+
+/*
+ * save_snapshot(stream_id text, stream_version bigint, state jsonb,
+ *				 schema_version integer DEFAULT 1) RETURNS void
+ */
+Datum
+es_save_snapshot(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
+	int64		version = es_arg_int64(fcinfo, 1, "stream_version");
+	int32		schema_version = arg_schema_version(fcinfo, 3);
+	Jsonb	   *state;
+	int64		current;
+	Datum		values[5];
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("state must not be null")));
+	state = PG_GETARG_JSONB_P(2);
+	PreventCommandIfReadOnly("eventsource.save_snapshot()");
+
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	current = es_stream_version(stream_id, false);
+	if (version < 1 || version > current)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("snapshot version " INT64_FORMAT " is out of range for stream \"%s\"",
+						version, text_to_cstring(stream_id)),
+				 current == 0 ?
+				 errdetail("The stream has no events.") :
+				 errdetail("The stream is at version " INT64_FORMAT "; a snapshot must be of a version from 1 to " INT64_FORMAT ".",
+						   current, current)));
+
+	if (save_plan == NULL)
+	{
+		Oid			types[4] = {TEXTOID, INT4OID, INT8OID, JSONBOID};
+		Oid			prune_types[3] = {TEXTOID, INT4OID, INT4OID};
+
+		save_plan = es_prepare(
+							   "INSERT INTO eventsource.snapshots AS s"
+							   " (stream_id, schema_version, stream_version, state, created_at)"
+							   " VALUES ($1, $2, $3, $4, pg_catalog.now())"
+							   " ON CONFLICT (stream_id, schema_version, stream_version)"
+							   " DO UPDATE SET state = excluded.state, created_at = excluded.created_at",
+							   4, types);
+		prune_plan = es_prepare(
+								"DELETE FROM eventsource.snapshots"
+								" WHERE stream_id OPERATOR(pg_catalog.=) $1"
+								" AND schema_version OPERATOR(pg_catalog.=) $2"
+								" AND stream_version OPERATOR(pg_catalog.<)"
+								"  (SELECT stream_version FROM eventsource.snapshots"
+								"   WHERE stream_id OPERATOR(pg_catalog.=) $1"
+								"   AND schema_version OPERATOR(pg_catalog.=) $2"
+								"   ORDER BY stream_version DESC"
+								"   OFFSET $3 OPERATOR(pg_catalog.-) 1 LIMIT 1)",
+								3, prune_types);
+	}
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = Int32GetDatum(schema_version);
+	values[2] = Int64GetDatum(version);
+	values[3] = JsonbPGetDatum(state);
+	rc = SPI_execute_plan(save_plan, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "eventsource: saving a snapshot failed: %s", SPI_result_code_string(rc));
+
+	values[2] = Int32GetDatum(es_snapshots_to_keep);
+	rc = SPI_execute_plan(prune_plan, values, NULL, false, 0);
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "eventsource: pruning snapshots failed: %s", SPI_result_code_string(rc));
+
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_load_snapshot);
+
+/*
+ * load_snapshot(stream_id text, schema_version integer DEFAULT 1)
+ *	 RETURNS TABLE (stream_version bigint, state jsonb, schema_version integer,
+ *					created_at timestamptz)
+ */
+Datum
+es_load_snapshot(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
+	int32		schema_version = arg_schema_version(fcinfo, 1);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		values[2];
+	Oid			save_userid;
+	int			save_sec_context;
+
+	InitMaterializedSRF(fcinfo, 0);
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (load_snapshot_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT4OID};
+
+		load_snapshot_plan = es_prepare(
+										"SELECT stream_version, state, schema_version, created_at"
+										" FROM eventsource.snapshots"
+										" WHERE stream_id OPERATOR(pg_catalog.=) $1"
+										" AND schema_version OPERATOR(pg_catalog.=) $2"
+										" ORDER BY stream_version DESC LIMIT 1",
+										2, types);
+	}
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = Int32GetDatum(schema_version);
+	es_spi_read(load_snapshot_plan, values, NULL, NULL, 1);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(es_load);
+
+/*
+ * load(stream_id text, schema_version integer DEFAULT 1) RETURNS jsonb
+ *
+ * One round trip to rebuild an aggregate: the newest snapshot of that schema
+ * version (or null) and the events after it, read with one snapshot so the
+ * two agree.
+ */
+Datum
+es_load(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
+	int32		schema_version = arg_schema_version(fcinfo, 1);
+	Datum		values[2];
+	Datum		result;
+	bool		isnull;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (load_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT4OID};
+
+		load_plan = es_prepare(
+							   "WITH s AS ("
+							   "  SELECT stream_version, schema_version, state FROM eventsource.snapshots"
+							   "  WHERE stream_id OPERATOR(pg_catalog.=) $1"
+							   "  AND schema_version OPERATOR(pg_catalog.=) $2"
+							   "  ORDER BY stream_version DESC LIMIT 1),"
+							   " e AS ("
+							   "  SELECT global_position, stream_version, event_id, event_type, data,"
+							   "   metadata, recorded_at FROM eventsource.events"
+							   "  WHERE stream_id OPERATOR(pg_catalog.=) $1"
+							   "  AND stream_version OPERATOR(pg_catalog.>)"
+							   "   COALESCE((SELECT stream_version FROM s), 0))"
+							   " SELECT pg_catalog.jsonb_build_object("
+							   "  'stream_id', $1,"
+							   "  'version', COALESCE((SELECT pg_catalog.max(stream_version) FROM e),"
+							   "                      (SELECT stream_version FROM s), 0),"
+							   "  'snapshot', (SELECT pg_catalog.jsonb_build_object("
+							   "     'version', stream_version, 'schema_version', schema_version,"
+							   "     'state', state) FROM s),"
+							   "  'events', COALESCE((SELECT pg_catalog.jsonb_agg("
+							   "     pg_catalog.jsonb_build_object('position', global_position,"
+							   "      'version', stream_version, 'id', event_id, 'type', event_type,"
+							   "      'data', data, 'metadata', metadata, 'recorded_at', recorded_at)"
+							   "     ORDER BY stream_version) FROM e), '[]'::pg_catalog.jsonb))",
+							   2, types);
+	}
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = Int32GetDatum(schema_version);
+	es_spi_read(load_plan, values, NULL, NULL, 1);
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = SPI_datumTransfer(result, false, -1);
+
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	PG_RETURN_DATUM(result);
+}
