@@ -520,7 +520,9 @@ insert_events(text *stream_id, int64 first_version, EsEvent *events, int n,
 										  "INSERT INTO eventsource.events (global_position, stream_id,"
 										  " stream_version, event_id, event_type, data, metadata, recorded_at)"
 										  " SELECT u.p, $2, u.v, u.i, u.t, u.d, u.m, $8"
-										  " FROM pg_catalog.unnest($1, $3, $4, $5, $6, $7) AS u(p, v, i, t, d, m)",
+										  " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3),"
+										  " pg_catalog.unnest($4), pg_catalog.unnest($5),"
+										  " pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
 										  8, argtypes);
 		}
 		for (int i = 0; i < n; i++)
