@@ -1,0 +1,354 @@
+# shellcheck shell=bash
+# scripts/common.sh: helpers shared by scripts/test.sh, scripts/demo.sh and
+# anything else that needs a machine set up, a build, or a throwaway server.
+#
+# Source it (do not run it):   . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+#
+# Facts this file relies on (see shared/notes/toolchain.md):
+#   - the machine is Debian 12 and we are root; initdb refuses root, so every
+#     server (pg_regress/isolation temp instances, TAP nodes, our own clusters)
+#     runs as the `postgres` user via `runuser -u postgres --`;
+#   - the tree the tests run in must be writable by postgres and every parent
+#     traversable, so we work in a copy under /tmp (es_copy_tree);
+#   - /usr/bin/pg_config picks the newest major: always use PG 15's own.
+#
+# Functions (all prefixed es_):
+#   es_need_root                   exit with a clear message unless root
+#   es_install_packages            apt-get install whatever of ES_PACKAGES is missing
+#   es_copy_tree [SRC]             copy the repository to a fresh /tmp dir owned by
+#                                  postgres; prints the path
+#   es_build_install DIR           make clean; make ES_WERROR=1 (as postgres); make install (root)
+#   es_as_postgres CMD...          run CMD as postgres, same cwd and environment
+#   es_start_cluster DIR [LINE...] initdb + start a throwaway server in DIR; exports
+#                                  PGHOST PGPORT PGUSER (and ES_CLUSTER_DIR, ES_PGDATA)
+#   es_stop_cluster DIR            stop it (the files stay; rm -rf DIR to drop them)
+#   es_stop_all_clusters           stop every cluster this shell started (for traps)
+#   es_cleanup_on_exit             EXIT trap: es_stop_all_clusters + es_drop_registry
+
+# Guard against double sourcing.
+if [[ -n "${ES_COMMON_SOURCED:-}" ]]; then
+	return 0
+fi
+ES_COMMON_SOURCED=1
+
+export LANG=C.UTF-8
+unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LANGUAGE
+
+ES_PG_MAJOR=15
+ES_PG_BIN="/usr/lib/postgresql/${ES_PG_MAJOR}/bin"
+ES_PG_CONFIG="${ES_PG_BIN}/pg_config"
+export ES_PG_MAJOR ES_PG_BIN ES_PG_CONFIG
+
+# Every Debian package the project needs, on every machine (developer and CI).
+# Add new needs here, one word each.  The three core PostgreSQL packages are
+# always installed/upgraded together in one apt-get call (see ES_PG_CORE).
+ES_PACKAGES="
+	postgresql-${ES_PG_MAJOR}
+	postgresql-server-dev-${ES_PG_MAJOR}
+	postgresql-client-${ES_PG_MAJOR}
+	postgresql-${ES_PG_MAJOR}-pgtap
+	libtap-parser-sourcehandler-pgtap-perl
+	libipc-run-perl
+	make
+	gcc
+	libkrb5-dev
+	pgbouncer
+	python3-asyncpg
+	python3-psycopg
+	nodejs
+	npm
+"
+ES_PG_CORE="postgresql-${ES_PG_MAJOR} postgresql-server-dev-${ES_PG_MAJOR} postgresql-client-${ES_PG_MAJOR}"
+
+# Packages that also count as present when a command of this name is on PATH.
+# Needed because a machine may carry NodeSource's nodejs, which bundles npm and
+# Conflicts with Debian's npm package (apt-get would refuse the whole call).
+declare -A ES_PACKAGE_COMMANDS=([nodejs]=node [npm]=npm)
+
+# ---------------------------------------------------------------- messages
+
+# shellcheck disable=SC2034  # colours are used by the scripts that source this
+if [[ -t 1 && "${CI:-}" != "true" && -z "${NO_COLOR:-}" ]]; then
+	ES_C_RED=$'\e[31m' ES_C_GREEN=$'\e[32m' ES_C_YELLOW=$'\e[33m'
+	ES_C_BOLD=$'\e[1m' ES_C_OFF=$'\e[0m'
+else
+	ES_C_RED='' ES_C_GREEN='' ES_C_YELLOW='' ES_C_BOLD='' ES_C_OFF=''
+fi
+
+es_log() { printf '%s==> %s%s\n' "$ES_C_BOLD" "$*" "$ES_C_OFF"; }
+es_warn() { printf '%swarning: %s%s\n' "$ES_C_YELLOW" "$*" "$ES_C_OFF" >&2; }
+es_die() {
+	printf '%serror: %s%s\n' "$ES_C_RED" "$*" "$ES_C_OFF" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------- root, users
+
+es_need_root() {
+	if [[ "$(id -u)" -ne 0 ]]; then
+		es_die "$(basename "$0") must run as root (it installs packages, runs 'make install' into system directories, and starts servers as the postgres user). Run it as root: bash $0"
+	fi
+	command -v runuser >/dev/null || es_die "runuser (util-linux) is missing"
+}
+
+# Run a command as postgres, keeping cwd and environment (HOME points at a
+# directory postgres can use, so nothing tries to read /root).  The cwd must be
+# traversable by postgres.
+es_as_postgres() {
+	local home=/var/lib/postgresql
+	[[ -d "$home" ]] || home=/tmp
+	runuser -u postgres -- env HOME="$home" "$@"
+}
+
+# ---------------------------------------------------------------- packages
+
+# Prints the installed version of a package, or nothing.
+es__pkg_version() {
+	dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null |
+		awk '$1 == "installed" { print $2 }'
+}
+
+es_install_packages() {
+	local pkg missing=() cmd
+	for pkg in $ES_PACKAGES; do
+		if dpkg -s "$pkg" >/dev/null 2>&1 &&
+			[[ -n "$(es__pkg_version "$pkg")" ]]; then
+			continue
+		fi
+		cmd="${ES_PACKAGE_COMMANDS[$pkg]:-}"
+		if [[ -n "$cmd" ]] && command -v "$cmd" >/dev/null 2>&1; then
+			continue
+		fi
+		missing+=("$pkg")
+	done
+
+	# Server, client and dev must have the same minor version (pg_regress,
+	# PGXS and the server's ABI come from different packages).
+	local core_versions=() v mismatch=0
+	for pkg in $ES_PG_CORE; do
+		v="$(es__pkg_version "$pkg")"
+		[[ -n "$v" ]] && core_versions+=("$v")
+	done
+	if ((${#core_versions[@]} > 1)) &&
+		[[ "$(printf '%s\n' "${core_versions[@]}" | sort -u | wc -l)" -gt 1 ]]; then
+		mismatch=1
+	fi
+
+	if ((${#missing[@]} == 0 && mismatch == 0)); then
+		es_log "packages: all present"
+		return 0
+	fi
+	if ((${#missing[@]} > 0)); then
+		es_log "packages: installing ${missing[*]}"
+	fi
+	if ((mismatch)); then
+		es_log "packages: PostgreSQL server/client/dev versions differ (${core_versions[*]}); upgrading them together"
+	fi
+
+	# Whenever we call apt-get, the three core packages go in the same call so
+	# they end up at one version.
+	local want=() seen=" "
+	for pkg in $ES_PG_CORE "${missing[@]}"; do
+		[[ "$seen" == *" $pkg "* ]] && continue
+		seen+="$pkg "
+		want+=("$pkg")
+	done
+
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q || es_die "apt-get update failed"
+	apt-get install -y -q -o Dpkg::Options::=--force-confdef \
+		-o Dpkg::Options::=--force-confold "${want[@]}" ||
+		es_die "apt-get install ${want[*]} failed"
+
+	for pkg in "${missing[@]}"; do
+		cmd="${ES_PACKAGE_COMMANDS[$pkg]:-}"
+		if [[ -z "$(es__pkg_version "$pkg")" ]] &&
+			! { [[ -n "$cmd" ]] && command -v "$cmd" >/dev/null 2>&1; }; then
+			es_die "package $pkg is still not installed"
+		fi
+	done
+	[[ -x "$ES_PG_CONFIG" ]] || es_die "$ES_PG_CONFIG missing after install"
+}
+
+# ---------------------------------------------------------------- tree, build
+
+# es_copy_tree [SRC]: copy SRC (default: the repository holding this script)
+# without .git and without test/build leftovers into a new /tmp/eventsource.XXXXXX
+# directory owned by postgres.  Prints the new path on stdout.
+es_copy_tree() {
+	local src="${1:-$ES_REPO_ROOT}" dst
+	[[ -f "$src/Makefile" ]] || es_die "es_copy_tree: $src does not look like the repository"
+	dst="$(mktemp -d /tmp/eventsource.XXXXXXXX)" || es_die "mktemp failed"
+	tar -C "$src" \
+		--exclude=./.git \
+		--exclude='./tmp_check*' \
+		--exclude=./results \
+		--exclude=./output_iso \
+		--exclude=./log \
+		--exclude=./regression.diffs \
+		--exclude=./regression.out \
+		-cf - . | tar -C "$dst" -xf - || es_die "copying $src to $dst failed"
+	chown -R postgres: "$dst"
+	chmod 755 "$dst"
+	# /tmp is world-traversable; check for the record (a failure here would
+	# otherwise show up later as an odd initdb/pg_regress error).
+	runuser -u postgres -- test -w "$dst" ||
+		es_die "$dst is not writable by postgres (is a parent directory not traversable?)"
+	printf '%s\n' "$dst"
+}
+
+# es_build_install DIR: clean build with warnings as errors (as postgres, in
+# DIR), then `make install` as root.
+es_build_install() {
+	local dir="${1:?es_build_install needs the tree}"
+	[[ -x "$ES_PG_CONFIG" ]] || es_die "$ES_PG_CONFIG not found (run es_install_packages)"
+	(
+		cd "$dir" || exit 1
+		# The copy may carry objects from a build in the clone: start clean so
+		# every file is really compiled with -Werror.
+		es_as_postgres make -s clean PG_CONFIG="$ES_PG_CONFIG" >/dev/null &&
+			es_as_postgres make -j"$(nproc)" ES_WERROR=1 PG_CONFIG="$ES_PG_CONFIG"
+	) || es_die "build failed (warnings are errors: ES_WERROR=1)"
+	make -C "$dir" install ES_WERROR=1 PG_CONFIG="$ES_PG_CONFIG" ||
+		es_die "make install failed"
+	# make install as root may have written into the tree; give it back.
+	chown -R postgres: "$dir"
+}
+
+# ---------------------------------------------------------------- clusters
+
+# Clusters started by this shell and its subshells are listed in a file (not a
+# variable, so subshells can add to it), so a trap can stop them all.  Call
+# es_registry_init in the main shell before starting clusters in subshells;
+# es_start_cluster calls it too.
+es_registry_init() {
+	if [[ -z "${ES_CLUSTER_REGISTRY:-}" ]]; then
+		ES_CLUSTER_REGISTRY="$(mktemp /tmp/eventsource-clusters.XXXXXXXX)" ||
+			es_die "mktemp failed"
+		export ES_CLUSTER_REGISTRY
+	fi
+}
+
+# For scripts that just want servers gone at exit (benchmarks, demos):
+# es_cleanup_on_exit sets an EXIT trap that stops every cluster this run
+# started and removes the registry (it replaces an existing EXIT trap).
+es_cleanup_on_exit() {
+	es_registry_init
+	trap 'es_stop_all_clusters; es_drop_registry' EXIT
+	trap 'exit 130' INT TERM
+}
+
+# Is a TCP port or a PostgreSQL socket name in use anywhere on the machine?
+es__port_in_use() {
+	local port="$1" hex
+	hex="$(printf '%04X' "$port")"
+	if awk -v hex="$hex" 'NR > 1 { split($2, a, ":"); if (a[2] == hex && $4 == "0A") found = 1 }
+			END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+		return 0
+	fi
+	grep -q "\.s\.PGSQL\.${port}\$" /proc/net/unix 2>/dev/null && return 0
+	[[ -e "/tmp/.s.PGSQL.${port}.lock" || -e "/var/run/postgresql/.s.PGSQL.${port}.lock" ]]
+}
+
+es_free_port() {
+	local port="${1:-5440}"
+	while ((port < 65000)); do
+		if ! es__port_in_use "$port"; then
+			printf '%s\n' "$port"
+			return 0
+		fi
+		port=$((port + 1))
+	done
+	es_die "no free port found"
+}
+
+# es_start_cluster DIR [CONF_LINE...]
+# initdb a throwaway cluster in DIR/data (DIR is created if missing and given to
+# postgres), with the extension preloaded, no TCP, the socket in DIR, a free
+# port, and the server log in DIR/log/postgresql.log.  Extra postgresql.conf
+# lines come from the arguments and from $ES_EXTRA_CONF (newline-separated);
+# they are appended last, so they override the defaults (e.g.
+# ES_EXTRA_CONF="synchronous_commit = off").
+# Exports PGHOST=DIR PGPORT PGUSER=postgres ES_CLUSTER_DIR ES_PGDATA.
+es_start_cluster() {
+	local dir="${1:?es_start_cluster needs a directory}"
+	shift
+	mkdir -p "$dir" || es_die "cannot create $dir"
+	dir="$(cd "$dir" && pwd -P)"
+	# Unix socket paths are limited to 107 bytes.
+	if ((${#dir} > 80)); then
+		es_die "cluster directory path too long for a unix socket: $dir"
+	fi
+	chown postgres: "$dir"
+	local data="$dir/data" port
+	[[ -e "$data" ]] && es_die "$data already exists"
+	mkdir -p "$dir/log" && chown postgres: "$dir/log"
+	port="$(es_free_port "${ES_PORT_START:-5440}")"
+
+	(cd "$dir" && es_as_postgres "$ES_PG_BIN/initdb" -D "$data" -A trust -U postgres \
+		-E UTF8 --locale=C.UTF-8 --no-sync >"$dir/log/initdb.log" 2>&1) || {
+		cat "$dir/log/initdb.log" >&2
+		es_die "initdb in $data failed"
+	}
+
+	{
+		echo ""
+		echo "# --- added by scripts/common.sh es_start_cluster ---"
+		echo "shared_preload_libraries = 'eventsource'"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$dir'"
+		echo "port = $port"
+		echo "max_prepared_transactions = 4"
+		local line
+		for line in "$@"; do
+			printf '%s\n' "$line"
+		done
+		if [[ -n "${ES_EXTRA_CONF:-}" ]]; then
+			echo "# --- ES_EXTRA_CONF ---"
+			printf '%s\n' "$ES_EXTRA_CONF"
+		fi
+	} >>"$data/postgresql.conf"
+
+	es_registry_init
+	printf '%s\n' "$dir" >>"$ES_CLUSTER_REGISTRY"
+	(cd "$dir" && es_as_postgres "$ES_PG_BIN/pg_ctl" -D "$data" -l "$dir/log/postgresql.log" \
+		-w -t 60 start >/dev/null) || {
+		tail -n 50 "$dir/log/postgresql.log" >&2 || true
+		es_die "server in $data did not start (log: $dir/log/postgresql.log)"
+	}
+
+	export PGHOST="$dir" PGPORT="$port" PGUSER=postgres
+	export ES_CLUSTER_DIR="$dir" ES_PGDATA="$data"
+	es_log "server started: PGHOST=$dir PGPORT=$port PGUSER=postgres (log: $dir/log/postgresql.log)"
+}
+
+# es_stop_cluster DIR: fast shutdown if it is running.  Leaves the files.
+es_stop_cluster() {
+	local dir="${1:?es_stop_cluster needs a directory}"
+	local data="$dir/data"
+	[[ -f "$data/postmaster.pid" ]] || return 0
+	(cd "$dir" && es_as_postgres "$ES_PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1) ||
+		(cd "$dir" && es_as_postgres "$ES_PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1) ||
+		es_warn "could not stop the server in $data"
+	return 0
+}
+
+# Stop every cluster registered by es_start_cluster in this run.  For traps.
+es_stop_all_clusters() {
+	local dir
+	[[ -f "${ES_CLUSTER_REGISTRY:-}" ]] || return 0
+	while IFS= read -r dir; do
+		[[ -n "$dir" ]] && es_stop_cluster "$dir"
+	done <"$ES_CLUSTER_REGISTRY"
+	: >"$ES_CLUSTER_REGISTRY"
+}
+
+# Remove the registry file (call at the very end, after es_stop_all_clusters).
+es_drop_registry() {
+	[[ -n "${ES_CLUSTER_REGISTRY:-}" ]] && rm -f "$ES_CLUSTER_REGISTRY"
+	return 0
+}
+
+# The repository this file belongs to.
+ES_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+export ES_REPO_ROOT
