@@ -43,7 +43,7 @@
 /* guc.c */
 extern int	es_snapshots_to_keep;
 extern int	es_max_databases;
-extern void es_define_gucs(void);
+extern void es_define_gucs(bool preloading);
 
 /* shmem.c */
 #define ES_LWLOCK_TRANCHE			"eventsource"

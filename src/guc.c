@@ -17,8 +17,13 @@
 int			es_snapshots_to_keep = 1;
 int			es_max_databases = 64;
 
+/*
+ * Define the settings.  PGC_POSTMASTER ones can only be defined while the
+ * library is being preloaded (elsewhere it is a FATAL error), and only then
+ * do they mean anything.
+ */
 void
-es_define_gucs(void)
+es_define_gucs(bool preloading)
 {
 	DefineCustomIntVariable("eventsource.snapshots_to_keep",
 							"Number of snapshots kept per stream and schema version.",
@@ -27,6 +32,12 @@ es_define_gucs(void)
 							1, 1, 1000,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+
+	if (!preloading)
+	{
+		MarkGUCPrefixReserved("eventsource");
+		return;
+	}
 
 	DefineCustomIntVariable("eventsource.max_databases",
 							"Number of databases that can use the event store at the same time.",

@@ -25,7 +25,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	es_define_gucs();
+	es_define_gucs(process_shared_preload_libraries_in_progress);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
