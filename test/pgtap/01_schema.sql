@@ -1,0 +1,93 @@
+-- The objects the extension creates, with their shapes: what users' code
+-- and pg_dump rely on.
+BEGIN;
+SELECT plan(47);
+
+SELECT has_schema('eventsource');
+SELECT has_table('eventsource', 'events', 'the log');
+SELECT has_table('eventsource', 'snapshots', 'snapshots');
+SELECT has_table('eventsource', 'checkpoints', 'checkpoints');
+SELECT has_view('eventsource', 'streams', 'streams view');
+SELECT has_sequence('eventsource', 'events_global_position_seq', 'position sequence');
+
+SELECT columns_are('eventsource', 'events', ARRAY[
+    'global_position', 'stream_id', 'stream_version', 'event_id', 'event_type',
+    'data', 'metadata', 'recorded_at']);
+SELECT col_type_is('eventsource', 'events', 'global_position', 'bigint');
+SELECT col_type_is('eventsource', 'events', 'stream_id', 'text');
+SELECT col_type_is('eventsource', 'events', 'stream_version', 'bigint');
+SELECT col_type_is('eventsource', 'events', 'event_id', 'uuid');
+SELECT col_type_is('eventsource', 'events', 'event_type', 'text');
+SELECT col_type_is('eventsource', 'events', 'data', 'jsonb');
+SELECT col_type_is('eventsource', 'events', 'metadata', 'jsonb');
+SELECT col_type_is('eventsource', 'events', 'recorded_at', 'timestamp with time zone');
+SELECT col_is_pk('eventsource', 'events', ARRAY['stream_id', 'stream_version']);
+SELECT col_is_unique('eventsource', 'events', 'global_position');
+SELECT col_is_unique('eventsource', 'events', 'event_id');
+SELECT has_trigger('eventsource', 'events', 'events_guard');
+SELECT has_trigger('eventsource', 'events', 'events_guard_truncate');
+
+-- every function of the contract, with its signature and result
+SELECT function_returns('eventsource', 'append', ARRAY['text', 'bigint', 'jsonb'], 'record');
+SELECT function_returns('eventsource', 'append_event',
+    ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid'], 'record');
+SELECT function_returns('eventsource', 'read_stream',
+    ARRAY['text', 'bigint', 'integer', 'boolean'], 'setof events');
+SELECT function_returns('eventsource', 'read_all',
+    ARRAY['bigint', 'integer', 'text[]', 'text[]'], 'setof events');
+SELECT function_returns('eventsource', 'head_position', ARRAY[]::text[], 'bigint');
+SELECT function_returns('eventsource', 'stream_version', ARRAY['text'], 'bigint');
+SELECT function_returns('eventsource', 'stream_partition', ARRAY['text', 'integer'], 'integer');
+SELECT function_returns('eventsource', 'category', ARRAY['text'], 'text');
+SELECT function_returns('eventsource', 'save_snapshot',
+    ARRAY['text', 'bigint', 'jsonb', 'integer'], 'void');
+SELECT function_returns('eventsource', 'load_snapshot', ARRAY['text', 'integer'], 'setof record');
+SELECT function_returns('eventsource', 'load', ARRAY['text', 'integer'], 'jsonb');
+SELECT function_returns('eventsource', 'save_checkpoint', ARRAY['text', 'bigint'], 'void');
+SELECT function_returns('eventsource', 'get_checkpoint', ARRAY['text'], 'bigint');
+SELECT function_returns('eventsource', 'reset_checkpoint', ARRAY['text', 'bigint'], 'void');
+
+-- the documented defaults
+SELECT is(pg_get_function_arguments('eventsource.read_stream(text,bigint,integer,boolean)'::regprocedure),
+    'stream_id text, from_version bigint DEFAULT NULL::bigint, max_count integer DEFAULT 1000, backwards boolean DEFAULT false',
+    'read_stream defaults');
+SELECT is(pg_get_function_arguments('eventsource.read_all(bigint,integer,text[],text[])'::regprocedure),
+    'after_position bigint DEFAULT 0, max_count integer DEFAULT 1000, event_types text[] DEFAULT NULL::text[], categories text[] DEFAULT NULL::text[]',
+    'read_all defaults');
+SELECT is(pg_get_function_arguments('eventsource.append_event(text,bigint,text,jsonb,jsonb,uuid)'::regprocedure),
+    'stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb DEFAULT ''{}''::jsonb, event_id uuid DEFAULT NULL::uuid',
+    'append_event defaults');
+SELECT is(pg_get_function_result('eventsource.append(text,bigint,jsonb)'::regprocedure),
+    'record', 'append returns a record');
+SELECT is(pg_get_function_arguments('eventsource.append(text,bigint,jsonb)'::regprocedure),
+    'stream_id text, expected_version bigint, events jsonb, OUT stream_version bigint, OUT first_position bigint, OUT last_position bigint',
+    'append columns');
+
+-- no function is SECURITY DEFINER (table access runs as the owner inside C)
+SELECT is((SELECT count(*)::int FROM pg_proc WHERE pronamespace = 'eventsource'::regnamespace AND prosecdef),
+    0, 'no SECURITY DEFINER functions');
+-- pure helpers are immutable, reads stable, writes volatile
+SELECT volatility_is('eventsource', 'stream_partition', ARRAY['text', 'integer'], 'immutable');
+SELECT volatility_is('eventsource', 'append', ARRAY['text', 'bigint', 'jsonb'], 'volatile');
+SELECT volatility_is('eventsource', 'read_all', ARRAY['bigint', 'integer', 'text[]', 'text[]'], 'volatile');
+
+-- pg_dump keeps the user data
+SELECT set_eq(
+    $$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'eventsource'$$,
+    ARRAY['eventsource.events', 'eventsource.events_global_position_seq',
+          'eventsource.snapshots', 'eventsource.checkpoints'],
+    'tables and sequence registered with pg_extension_config_dump');
+
+-- the extension is not relocatable and lives in its own schema
+SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'eventsource'), false, 'not relocatable');
+SELECT is((SELECT count(*)::int FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+            WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'eventsource')
+              AND d.deptype = 'e' AND c.relnamespace <> 'eventsource'::regnamespace),
+    0, 'every relation of the extension is in schema eventsource');
+SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid
+            WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'eventsource')
+              AND d.deptype = 'e' AND p.pronamespace <> 'eventsource'::regnamespace),
+    0, 'every function of the extension is in schema eventsource');
+
+SELECT * FROM finish();
+ROLLBACK;
