@@ -314,7 +314,12 @@ publish_slot_locked(EsDatabaseState *db)
 	slot->min_position = min;
 }
 
-static void
+/*
+ * Record a reservation of the current subtransaction starting at
+ * min_position.  Returns true when this made a new entry, false when the
+ * subtransaction already held (lower) positions.
+ */
+static bool
 add_local(int64 min_position)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
@@ -325,7 +330,7 @@ add_local(int64 min_position)
 		{
 			if (min_position < local_res[i].min_position)
 				local_res[i].min_position = min_position;
-			return;
+			return false;
 		}
 	}
 	if (local_nres == local_maxres)
@@ -342,6 +347,7 @@ add_local(int64 min_position)
 	local_res[local_nres].subid = subid;
 	local_res[local_nres].min_position = min_position;
 	local_nres++;
+	return true;
 }
 
 /* The entry of the current subtransaction; it exists after add_local(). */
@@ -371,6 +377,7 @@ es_reserve_positions(int count, int64 *positions)
 	EsReservation *slot;
 	int64		lower;
 	int64		seqval = -1;
+	bool		fresh;
 
 	Assert(count > 0);
 	es_horizon_register_callbacks();
@@ -389,7 +396,7 @@ es_reserve_positions(int count, int64 *positions)
 		seqval = sequence_last_value(cat->sequence_oid);
 	}
 	lower = last_known(db) + 1;
-	add_local(lower);
+	fresh = add_local(lower);
 	publish_slot_locked(db);
 	LWLockRelease(lock);
 
@@ -408,9 +415,14 @@ es_reserve_positions(int count, int64 *positions)
 	/* what an abort must flush before the horizon may pass these positions */
 	reserve_lsn = GetXLogInsertRecPtr();
 
-	/* 3. tighten the reservation to what we really hold */
+	/*
+	 * 3. tighten the reservation to what we really hold.  Only an entry made
+	 * by this call: an earlier append of the same subtransaction holds lower
+	 * positions, which must stay reserved.
+	 */
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	current_local()->min_position = positions[0];
+	if (fresh)
+		current_local()->min_position = positions[0];
 	db = find_db_locked(cat->sequence_oid, false);
 	if (db != NULL)
 		raise_last_known(db, positions[count - 1]);
@@ -450,7 +462,7 @@ es_reserve_for_restore(void)
 		seqval = sequence_last_value(cat->sequence_oid);
 	}
 	/* the dump's positions may be anywhere: hold the horizon below all */
-	add_local(1);
+	(void) add_local(1);
 	publish_slot_locked(db);
 	LWLockRelease(lock);
 }

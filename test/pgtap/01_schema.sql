@@ -13,17 +13,17 @@ SELECT has_sequence('eventsource', 'events_global_position_seq', 'position seque
 SELECT columns_are('eventsource', 'events', ARRAY[
     'global_position', 'stream_id', 'stream_version', 'event_id', 'event_type',
     'data', 'metadata', 'recorded_at']);
-SELECT col_type_is('eventsource', 'events', 'global_position', 'bigint');
-SELECT col_type_is('eventsource', 'events', 'stream_id', 'text');
-SELECT col_type_is('eventsource', 'events', 'stream_version', 'bigint');
-SELECT col_type_is('eventsource', 'events', 'event_id', 'uuid');
-SELECT col_type_is('eventsource', 'events', 'event_type', 'text');
-SELECT col_type_is('eventsource', 'events', 'data', 'jsonb');
-SELECT col_type_is('eventsource', 'events', 'metadata', 'jsonb');
-SELECT col_type_is('eventsource', 'events', 'recorded_at', 'timestamp with time zone');
-SELECT col_is_pk('eventsource', 'events', ARRAY['stream_id', 'stream_version']);
-SELECT col_is_unique('eventsource', 'events', 'global_position');
-SELECT col_is_unique('eventsource', 'events', 'event_id');
+SELECT col_type_is('eventsource', 'events', 'global_position', 'bigint', 'events.global_position is bigint');
+SELECT col_type_is('eventsource', 'events', 'stream_id', 'text', 'events.stream_id is text');
+SELECT col_type_is('eventsource', 'events', 'stream_version', 'bigint', 'events.stream_version is bigint');
+SELECT col_type_is('eventsource', 'events', 'event_id', 'uuid', 'events.event_id is uuid');
+SELECT col_type_is('eventsource', 'events', 'event_type', 'text', 'events.event_type is text');
+SELECT col_type_is('eventsource', 'events', 'data', 'jsonb', 'events.data is jsonb');
+SELECT col_type_is('eventsource', 'events', 'metadata', 'jsonb', 'events.metadata is jsonb');
+SELECT col_type_is('eventsource', 'events', 'recorded_at', 'timestamp with time zone', 'events.recorded_at is timestamp with time zone');
+SELECT col_is_pk('eventsource', 'events', ARRAY['stream_id', 'stream_version'], 'primary key (stream_id, stream_version)');
+SELECT col_is_unique('eventsource', 'events', ARRAY['global_position'], 'global_position is unique');
+SELECT col_is_unique('eventsource', 'events', ARRAY['event_id'], 'event_id is unique');
 SELECT has_trigger('eventsource', 'events', 'events_guard');
 SELECT has_trigger('eventsource', 'events', 'events_guard_truncate');
 

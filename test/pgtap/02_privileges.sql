@@ -2,7 +2,7 @@
 -- appends and reads through them, but cannot touch the tables directly; a
 -- reader cannot append; PUBLIC gets only the pure helpers.
 BEGIN;
-SELECT plan(26);
+SELECT plan(27);
 
 CREATE ROLE es_writer;
 CREATE ROLE es_reader;
@@ -59,9 +59,11 @@ SELECT throws_ok($$SELECT nextval('eventsource.events_global_position_seq')$$, '
 SELECT throws_ok($$SELECT eventsource.reset_checkpoint('x')$$, '42501', NULL, 'writer cannot reset checkpoints');
 RESET ROLE;
 
--- the reader
+-- the reader (the writer's events are not committed yet, so the horizon is
+-- still below them: read_all() returns what is final)
 SET ROLE es_reader;
-SELECT is((SELECT count(*)::int FROM eventsource.read_all()), 2, 'reader reads the log');
+SELECT is((SELECT count(*)::int FROM eventsource.read_all()), 0, 'reader reads the log up to the horizon');
+SELECT is((SELECT count(*)::int FROM eventsource.read_stream('Priv-1')), 2, 'reader reads the stream');
 SELECT ok(eventsource.head_position() > 0, 'reader sees the horizon');
 SELECT lives_ok($$SELECT eventsource.save_checkpoint('priv-reader', 1)$$, 'reader keeps a checkpoint');
 SELECT throws_ok($$SELECT eventsource.append_event('Priv-1', 2, 'Cancelled', '{}')$$, '42501', NULL,

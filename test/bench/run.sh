@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# test/bench/run.sh: eventsource's append/read throughput against plain SQL
+# baselines measured in the same run, on a throwaway cluster.
+#
+#   make install PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config   # as root
+#   test/bench/run.sh                       # as root; ~10 s per measurement
+#   BENCH_SECONDS=3 test/bench/run.sh       # quick run
+#
+# Environment:
+#   BENCH_SECONDS        duration of each measurement, per side (default 10)
+#   BENCH_ROUNDS         each side runs in this many slices of
+#                        ceil(BENCH_SECONDS / BENCH_ROUNDS) s, alternating
+#                        with its baseline (default 2)
+#   BENCH_STREAMS        streams the appends pick from (default 10000)
+#   BENCH_BATCH_CLIENTS  client counts for the batch appends (default "1")
+#   BENCH_READ_CLIENTS   client counts for the reads (default "1")
+#   BENCH_TMPDIR         parent of the cluster's directory (default $TMPDIR or /tmp)
+#   PGBIN                PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+#
+# Progress goes to stderr; the report (one table) to stdout.  The run exits 0
+# whether or not the targets are met; non-zero only when something broke.
+# See README.md for what each line measures and why the baselines are fair.
+
+set -euo pipefail
+
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+SECS=${BENCH_SECONDS:-10}
+STREAMS=${BENCH_STREAMS:-10000}
+BATCH_CLIENTS=${BENCH_BATCH_CLIENTS:-1}
+READ_CLIENTS=${BENCH_READ_CLIENTS:-1}
+ROUNDS=${BENCH_ROUNDS:-2}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "run.sh: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
+id postgres >/dev/null 2>&1 || die "no postgres user"
+[ -x "$PGBIN/pgbench" ] || die "no pgbench in $PGBIN"
+[[ "$SECS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
+[[ "$STREAMS" =~ ^[1-9][0-9]*$ ]] && [ "$STREAMS" -ge 8 ] || die "BENCH_STREAMS must be an integer >= 8"
+"$PGBIN/pg_config" --pkglibdir >/dev/null
+[ -f "$("$PGBIN/pg_config" --pkglibdir)/eventsource.so" ] ||
+	die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
+
+# ---------------------------------------------------------------------------
+# The throwaway cluster
+# ---------------------------------------------------------------------------
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/es-bench.XXXXXX")
+DATA=$WORK/data
+SERVER_STARTED=0
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ "$SERVER_STARTED" = 1 ]; then
+		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -m fast -t 60 stop >/dev/null 2>&1 ||
+			runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -m immediate stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+chown postgres: "$WORK"
+chmod 700 "$WORK"
+
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 40000))
+		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q . &&
+			[ ! -e "/tmp/.s.PGSQL.$p" ] && [ ! -e "/var/run/postgresql/.s.PGSQL.$p" ]; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+PORT=$(free_port) || die "no free port found"
+
+say "== initdb in $DATA (port $PORT)"
+runuser -u postgres -- "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust \
+	--encoding=UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 ||
+	{ cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+
+SETTINGS="shared_buffers=256MB max_wal_size=4GB checkpoint_timeout=30min"
+cat >>"$DATA/postgresql.conf" <<EOF
+
+# test/bench/run.sh
+listen_addresses = ''
+port = $PORT
+unix_socket_directories = '$WORK'
+shared_preload_libraries = 'eventsource'
+shared_buffers = 256MB
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+# each measurement sets its own with PGOPTIONS; this is the default
+synchronous_commit = on
+EOF
+
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 start >/dev/null ||
+	{ cat "$WORK/server.log" >&2; die "server did not start"; }
+SERVER_STARTED=1
+
+CONN=(-h "$WORK" -p "$PORT" -U postgres)
+psql_q() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+
+# ---------------------------------------------------------------------------
+# Data: one ~200-byte event payload, the batch arrays, the read streams
+# ---------------------------------------------------------------------------
+PAYLOAD='{"customer_id": "Customer-004711", "total": 149.97, "currency": "EUR", "items": [{"sku": "SKU-10001", "qty": 2, "price": 49.99}, {"sku": "SKU-20002", "qty": 1, "price": 49.99}], "channel": "web"}'
+events_array() { # N -> a jsonb array of N events with the payload
+	local i out="["
+	for ((i = 1; i <= $1; i++)); do
+		[ "$i" -gt 1 ] && out+=", "
+		out+="{\"type\": \"OrderItemAdded\", \"data\": $PAYLOAD}"
+	done
+	printf '%s]' "$out"
+}
+EVENTS10=$(events_array 10)
+EVENTS100=$(events_array 100)
+
+say "== setup: extension, baseline table, 1,000 streams x 100 events"
+psql_q -d postgres -c "CREATE DATABASE bench"
+psql_q -d bench -v payload="$PAYLOAD" -f "$HERE/setup.sql" >/dev/null
+psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
+read -r PMIN PMAX NEVENTS < <(psql_q -d bench -F ' ' -c \
+	"SELECT min(global_position), max(global_position), count(*) FROM eventsource.events")
+[ "$NEVENTS" = 100000 ] || die "expected 100000 populated events, found $NEVENTS"
+
+# The reads must return what the rows claim (a silent empty result would
+# make any function look fast).
+check_count() { # expected sql
+	local got
+	got=$(psql_q -d bench -c "$2")
+	[ "$got" = "$1" ] || die "sanity check: expected $1 rows, got $got: $2"
+}
+check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1')"
+check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1000')"
+check_count 100 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE stream_id = 'Read-1' ORDER BY stream_version LIMIT 1000) s"
+check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMIN - 1, 1000)"
+check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMAX - 1000, 1000)"
+check_count 1000 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE global_position > $PMAX - 1000 ORDER BY global_position LIMIT 1000) s"
+
+# ---------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------
+FAILED=0
+declare -A TPS       # key -> calls per second (mean over the rounds), or ERR
+declare -A SPREAD    # pair key -> "min-max" of the per-round ratios
+SEQ_EXT=eventsource.events_global_position_seq
+SEQ_BASE=bench.plain_seq
+
+seq_last() { psql_q -d bench -c "SELECT last_value FROM $1"; }
+
+# slice SCRIPT CLIENTS SYNC EVENTS_PER_CALL SEQUENCE|- [pgbench -D args...]
+# One pgbench run of SLICE seconds; prints its tps, or fails.
+slice() {
+	local script=$1 clients=$2 sync=$3 per_call=$4 seq=$5
+	shift 5
+	local jobs=1 out rc=0 tps xacts before=0 after
+	[ "$clients" -gt 1 ] && jobs=2
+	[ "$seq" != - ] && before=$(seq_last "$seq")
+	out=$(PGOPTIONS="-c synchronous_commit=$sync" "$PGBIN/pgbench" "${CONN[@]}" -n -M prepared \
+		-T "$SLICE" -c "$clients" -j "$jobs" -f "$HERE/$script" \
+		-D nclients="$clients" -D streams="$STREAMS" "$@" bench 2>&1) || rc=$?
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | head -1)
+	xacts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+	if [ "$rc" != 0 ] || [ -z "$tps" ] || [ -z "$xacts" ] ||
+		grep -q 'aborted\|^number of failed transactions: [1-9]' <<<"$out"; then
+		say "$out"
+		say "!! $script failed (pgbench exit $rc)"
+		return 1
+	fi
+	# the rows must really be there: positions handed out = calls x events
+	if [ "$seq" != - ]; then
+		after=$(seq_last "$seq")
+		if [ $((after - before)) != $((xacts * per_call)) ]; then
+			say "!! $script: $xacts calls x $per_call events, but $seq moved by $((after - before))"
+			return 1
+		fi
+	fi
+	echo "$tps"
+}
+
+# pair KEY EXT_SCRIPT BASE_SCRIPT CLIENTS SYNC EVENTS_PER_CALL SEQ_EXT|- SEQ_BASE|- [pgbench -D args...]
+# ROUNDS rounds of one slice each, alternating which side goes first (ABBA),
+# so that a drift of the machine during the pair hits both sides alike.
+pair() {
+	local key=$1 ext=$2 base=$3 clients=$4 sync=$5 per_call=$6 seq_ext=$7 seq_base=$8
+	shift 8
+	local r e b ext_sum=0 base_sum=0 ratios=()
+	say "-- $key: $ext vs $base, $clients client(s), synchronous_commit=$sync, $ROUNDS x ${SLICE}s each"
+	psql_q -d bench -c "CHECKPOINT"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		if ((r % 2)); then
+			e=$(slice "$ext" "$clients" "$sync" "$per_call" "$seq_ext" "$@") &&
+				b=$(slice "$base" "$clients" "$sync" "$per_call" "$seq_base" "$@") || break
+		else
+			b=$(slice "$base" "$clients" "$sync" "$per_call" "$seq_base" "$@") &&
+				e=$(slice "$ext" "$clients" "$sync" "$per_call" "$seq_ext" "$@") || break
+		fi
+		say "   round $r: eventsource $e, baseline $b calls/s"
+		ext_sum=$(awk -v s="$ext_sum" -v x="$e" 'BEGIN { printf "%.6f", s + x }')
+		base_sum=$(awk -v s="$base_sum" -v x="$b" 'BEGIN { printf "%.6f", s + x }')
+		ratios+=("$(awk -v a="$e" -v b="$b" 'BEGIN { printf "%.2f", a / b }')")
+	done
+	if [ "$r" -le "$ROUNDS" ]; then
+		TPS[${key}_ext]=ERR
+		TPS[${key}_base]=ERR
+		FAILED=1
+		return 0
+	fi
+	TPS[${key}_ext]=$(awk -v s="$ext_sum" -v n="$ROUNDS" 'BEGIN { printf "%.3f", s / n }')
+	TPS[${key}_base]=$(awk -v s="$base_sum" -v n="$ROUNDS" 'BEGIN { printf "%.3f", s / n }')
+	SPREAD[$key]=$(printf '%s\n' "${ratios[@]}" | sort -n |
+		awk 'NR == 1 { lo = $1 } { hi = $1 } END { print (lo == hi) ? lo : lo "-" hi }')
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+T0=$SECONDS
+
+# reads first, on the freshly populated and vacuumed table
+for c in $READ_CLIENTS; do
+	pair "rs_$c" read_stream.sql read_stream_base.sql "$c" on 100 - -
+	pair "ra_$c" read_all.sql read_all_base.sql "$c" on 1000 - - -D pmin="$PMIN" -D pmax="$PMAX"
+done
+
+for sync in on off; do
+	for c in 1 8; do
+		pair "ae_${sync}_$c" append_event.sql append_event_base.sql "$c" "$sync" 1 \
+			"$SEQ_EXT" "$SEQ_BASE" -D data="$PAYLOAD"
+	done
+done
+
+for sync in on off; do
+	for c in $BATCH_CLIENTS; do
+		pair "b10_${sync}_$c" append_batch.sql append_batch_base.sql "$c" "$sync" 10 \
+			"$SEQ_EXT" "$SEQ_BASE" -D batch=10 -D events="$EVENTS10"
+		pair "b100_${sync}_$c" append_batch.sql append_batch_base.sql "$c" "$sync" 100 \
+			"$SEQ_EXT" "$SEQ_BASE" -D batch=100 -D events="$EVENTS100"
+	done
+done
+
+ELAPSED=$((SECONDS - T0))
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------
+PGVERSION=$(psql_q -d bench -c "SELECT version()")
+EXTVERSION=$(psql_q -d bench -c "SELECT extversion FROM pg_extension WHERE extname = 'eventsource'")
+EVENT_BYTES=$(psql_q -d bench -c "SELECT octet_length('$PAYLOAD'::text) || ' bytes as text, ' || pg_column_size('$PAYLOAD'::jsonb) || ' as jsonb'")
+
+FMT='%-32s %3s %4s %11s %12s %12s %13s %6s %10s %7s %4s\n'
+LINE=$(printf '%.0s-' $(seq 127))
+row() { # label clients sync events_per_call pair_key target
+	local label=$1 clients=$2 sync=$3 per_call=$4 key=$5 target=$6
+	local ext=${TPS[${key}_ext]:-ERR} base=${TPS[${key}_base]:-ERR}
+	local ecalls=ERR eevs=ERR bcalls=ERR bevs=ERR ratio=ERR spread=ERR met="ERR"
+	if [ "$ext" != ERR ] && [ "$base" != ERR ]; then
+		ecalls=$(printf '%.0f' "$ext")
+		bcalls=$(printf '%.0f' "$base")
+		eevs=$(awk -v t="$ext" -v k="$per_call" 'BEGIN { printf "%.0f", t * k }')
+		bevs=$(awk -v t="$base" -v k="$per_call" 'BEGIN { printf "%.0f", t * k }')
+		ratio=$(awk -v a="$ext" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
+		spread=${SPREAD[$key]}
+		if [ "$target" = - ]; then
+			met="-"
+		elif awk -v r="$ratio" -v t="$target" 'BEGIN { exit !(r >= t) }'; then
+			met="yes"
+		else
+			met="NO"
+		fi
+	fi
+	[ "$target" != - ] && target=">=$target"
+	printf "$FMT" "$label" "$clients" "$sync" "$ecalls" "$eevs" "$bcalls" "$bevs" \
+		"$ratio" "$spread" "$target" "$met"
+}
+
+{
+	echo
+	echo "eventsource benchmark, $(date -u '+%Y-%m-%d %H:%M:%SZ'), $ELAPSED s of measurements"
+	echo "machine:  $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/ { print $2 }') GB RAM; load avg before $LOAD_BEFORE, after $LOAD_AFTER"
+	echo "server:   $PGVERSION; eventsource $EXTVERSION"
+	echo "settings: $SETTINGS shared_preload_libraries=eventsource, otherwise initdb defaults"
+	echo "          (fsync on, autovacuum on); synchronous_commit as in the 'sync' column (PGOPTIONS)"
+	echo "pgbench:  -n -M prepared; each side $ROUNDS x -T $SLICE, alternating with its baseline (ABBA); 1 client: -j 1, 8: -j 2;"
+	echo "          CHECKPOINT before each pair"
+	echo "data:     event data $EVENT_BYTES; appends to random streams among $STREAMS, expected_version -1,"
+	echo "          client k of c only uses streams n = k mod c (both sides); reads on 1,000 streams x 100 events"
+	echo
+	printf "$FMT" "operation" "cl" "sync" "ext calls/s" "ext events/s" "base calls/s" "base events/s" "ratio" "per round" "target" "met"
+	echo "$LINE"
+	for sync in on off; do
+		row "1 append_event (1 event)" 1 "$sync" 1 "ae_${sync}_1" -
+		row "1 append_event (1 event)" 8 "$sync" 1 "ae_${sync}_8" 0.8
+	done
+	for sync in on off; do
+		for c in $BATCH_CLIENTS; do
+			row "2 append (10 events a call)" "$c" "$sync" 10 "b10_${sync}_$c" 0.8
+			row "2 append (100 events a call)" "$c" "$sync" 100 "b100_${sync}_$c" 0.8
+		done
+	done
+	for c in $READ_CLIENTS; do
+		row "3 read_stream (100-event stream)" "$c" - 100 "rs_$c" 0.9
+		row "4 read_all (page of 1,000)" "$c" - 1000 "ra_$c" -
+	done
+	echo "$LINE"
+	echo "ratio = eventsource / baseline events/s (events/s = calls/s x events a call; reads: rows/s); 'per round' = the"
+	echo "range of the per-round ratios (a wide range = a noisy machine); 'met' = the target was met in THIS run only."
+	echo "Baselines (same run, same server, same payload, plain SQL, no extension code):"
+	echo "  1  INSERT ... VALUES of the same row into bench.plain_events (same columns and indexes as eventsource.events,"
+	echo "     no trigger): nextval() of a CACHE 1 sequence, stream_version = (SELECT coalesce(max(stream_version),0)+1"
+	echo "     ...) (the same PK probe append() makes), a time-ordered uuid, now(). It takes no stream lock and keeps no"
+	echo "     horizon: it relies on the PK to catch a race, which is why clients use disjoint streams (on both sides)."
+	echo "     append_event also locks the stream, reserves its positions in shared memory and runs the guard trigger."
+	echo "  2  one INSERT ... SELECT ... FROM jsonb_array_elements(<the same jsonb array>) WITH ORDINALITY: one statement"
+	echo "     inserting the same 10/100 rows, one version probe, consecutive versions."
+	echo "  3  SELECT * FROM eventsource.events WHERE stream_id = \$1 ORDER BY stream_version LIMIT 1000 (same table)."
+	echo "  4  SELECT * FROM eventsource.events WHERE global_position > \$1 ORDER BY global_position LIMIT 1000"
+	echo "     (same table; read_all also computes the safe horizon and reads with a fresh snapshot)."
+	if [ "$FAILED" = 1 ]; then
+		echo "SOME MEASUREMENTS FAILED (ERR): see the pgbench output on stderr."
+	fi
+}
+
+[ "$FAILED" = 0 ] || exit 1
+exit 0
