@@ -24,17 +24,17 @@ SELECT col_type_is('eventsource', 'events', 'recorded_at', 'timestamp with time 
 SELECT col_is_pk('eventsource', 'events', ARRAY['stream_id', 'stream_version'], 'primary key (stream_id, stream_version)');
 SELECT col_is_unique('eventsource', 'events', ARRAY['global_position'], 'global_position is unique');
 SELECT col_is_unique('eventsource', 'events', ARRAY['event_id'], 'event_id is unique');
-SELECT has_trigger('eventsource', 'events', 'events_guard');
-SELECT has_trigger('eventsource', 'events', 'events_guard_truncate');
+SELECT has_trigger('eventsource', 'events', 'events_guard', 'guard trigger on events');
+SELECT has_trigger('eventsource', 'events', 'events_guard_truncate', 'truncate guard on events');
 
 -- every function of the contract, with its signature and result
 SELECT function_returns('eventsource', 'append', ARRAY['text', 'bigint', 'jsonb'], 'record');
 SELECT function_returns('eventsource', 'append_event',
     ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid'], 'record');
 SELECT function_returns('eventsource', 'read_stream',
-    ARRAY['text', 'bigint', 'integer', 'boolean'], 'setof events');
+    ARRAY['text', 'bigint', 'integer', 'boolean'], 'setof eventsource.events');
 SELECT function_returns('eventsource', 'read_all',
-    ARRAY['bigint', 'integer', 'text[]', 'text[]'], 'setof events');
+    ARRAY['bigint', 'integer', 'text[]', 'text[]'], 'setof eventsource.events');
 SELECT function_returns('eventsource', 'head_position', ARRAY[]::text[], 'bigint');
 SELECT function_returns('eventsource', 'stream_version', ARRAY['text'], 'bigint');
 SELECT function_returns('eventsource', 'stream_partition', ARRAY['text', 'integer'], 'integer');
@@ -55,7 +55,7 @@ SELECT is(pg_get_function_arguments('eventsource.read_all(bigint,integer,text[],
     'after_position bigint DEFAULT 0, max_count integer DEFAULT 1000, event_types text[] DEFAULT NULL::text[], categories text[] DEFAULT NULL::text[]',
     'read_all defaults');
 SELECT is(pg_get_function_arguments('eventsource.append_event(text,bigint,text,jsonb,jsonb,uuid)'::regprocedure),
-    'stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb DEFAULT ''{}''::jsonb, event_id uuid DEFAULT NULL::uuid',
+    'stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb DEFAULT ''{}''::jsonb, event_id uuid DEFAULT NULL::uuid, OUT stream_version bigint, OUT first_position bigint, OUT last_position bigint',
     'append_event defaults');
 SELECT is(pg_get_function_result('eventsource.append(text,bigint,jsonb)'::regprocedure),
     'record', 'append returns a record');
