@@ -6,15 +6,22 @@ OBJS = \
 	src/append.o \
 	src/catalog.o \
 	src/checkpoint.o \
+	src/classify.o \
 	src/guard.o \
 	src/guc.o \
+	src/handler.o \
 	src/horizon.o \
 	src/init.o \
+	src/launcher.o \
 	src/read.o \
+	src/registry.o \
 	src/shmem.o \
 	src/snapshot.o \
 	src/stream.o \
-	src/validate.o
+	src/subscription.o \
+	src/utility_hook.o \
+	src/validate.o \
+	src/worker.o
 
 EXTENSION = eventsource
 DATA = eventsource--1.0.sql

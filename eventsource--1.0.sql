@@ -75,11 +75,110 @@ CREATE TABLE eventsource.checkpoints (
     CONSTRAINT checkpoints_pkey PRIMARY KEY (name)
 );
 
+-- ---------------------------------------------------------------------------
+-- Subscriptions (run by background workers, see src/worker.c)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE eventsource.subscriptions (
+    name                      text        NOT NULL,
+    handler                   regprocedure NOT NULL,
+    owner                     regrole     NOT NULL,
+    batch_handler             boolean     NOT NULL,
+    start_from                text        NOT NULL,
+    start_position            bigint      NOT NULL,
+    batch_size                integer     NOT NULL,
+    checkpoint_strategy       text        NOT NULL,
+    checkpoint_interval       interval    NOT NULL,
+    processing_timeout        interval    NOT NULL,
+    max_retries               integer     NOT NULL,
+    retry_backoff             interval    NOT NULL,
+    continue_on_error         boolean     NOT NULL,
+    circuit_breaker_threshold integer     NOT NULL,
+    circuit_breaker_reset     interval    NOT NULL,
+    event_types               text[],
+    categories                text[],
+    partitions                integer     NOT NULL,
+    state                     text        NOT NULL DEFAULT 'active',
+    created_at                timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at                timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT subscriptions_pkey PRIMARY KEY (name),
+    CONSTRAINT subscriptions_state_check CHECK (state IN ('active', 'paused')),
+    CONSTRAINT subscriptions_strategy_check
+        CHECK (checkpoint_strategy IN ('every_event', 'every_batch', 'periodic'))
+);
+
+-- One row per partition: whether it stopped at an event, and how its last
+-- graceful shutdown went.  Its position is the checkpoint named after the
+-- subscription ("name", or "name/k" when partitions > 1).
+CREATE TABLE eventsource.subscription_partitions (
+    subscription    text        NOT NULL
+        REFERENCES eventsource.subscriptions (name) ON DELETE CASCADE,
+    partition       integer     NOT NULL,
+    state           text        NOT NULL DEFAULT 'ok',
+    failed_position bigint,
+    failed_event_id uuid,
+    error_message   text,
+    error_sqlstate  text,
+    failed_at       timestamptz,
+    last_shutdown   jsonb,
+    CONSTRAINT subscription_partitions_pkey PRIMARY KEY (subscription, partition),
+    CONSTRAINT subscription_partitions_state_check CHECK (state IN ('ok', 'failed'))
+);
+
+-- Events a handler failed on after all retries, parked for inspection and
+-- retry_dead_letters().
+CREATE TABLE eventsource.dead_letters (
+    id              bigint      GENERATED ALWAYS AS IDENTITY,
+    subscription    text        NOT NULL,
+    partition       integer     NOT NULL,
+    global_position bigint      NOT NULL,
+    stream_id       text        NOT NULL,
+    stream_version  bigint      NOT NULL,
+    event_id        uuid        NOT NULL,
+    event_type      text        NOT NULL,
+    data            jsonb       NOT NULL,
+    metadata        jsonb       NOT NULL,
+    recorded_at     timestamptz NOT NULL,
+    error_message   text        NOT NULL,
+    error_sqlstate  text        NOT NULL,
+    error_category  text        NOT NULL,
+    error_severity  text        NOT NULL,
+    retry_count     integer     NOT NULL,
+    retry_requested boolean     NOT NULL DEFAULT false,
+    first_failed_at timestamptz NOT NULL,
+    last_failed_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    dead_lettered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT dead_letters_pkey PRIMARY KEY (id)
+);
+CREATE INDEX dead_letters_subscription_idx
+    ON eventsource.dead_letters (subscription, partition, id);
+
+-- Every failed handler call, newest eventsource.recent_errors_kept kept.
+CREATE TABLE eventsource.recent_errors (
+    id              bigint      GENERATED ALWAYS AS IDENTITY,
+    subscription    text        NOT NULL,
+    partition       integer     NOT NULL,
+    global_position bigint      NOT NULL,
+    event_id        uuid        NOT NULL,
+    event_type      text        NOT NULL,
+    error_message   text        NOT NULL,
+    error_sqlstate  text        NOT NULL,
+    error_category  text        NOT NULL,
+    error_severity  text        NOT NULL,
+    attempt         integer     NOT NULL,
+    occurred_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT recent_errors_pkey PRIMARY KEY (id)
+);
+
 -- pg_dump keeps the user data of these tables (and the sequence's value).
 SELECT pg_catalog.pg_extension_config_dump('eventsource.events', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.events_global_position_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.snapshots', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.checkpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('eventsource.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('eventsource.subscription_partitions', '');
+SELECT pg_catalog.pg_extension_config_dump('eventsource.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('eventsource.recent_errors', '');
 
 -- ---------------------------------------------------------------------------
 -- Store functions.  They run with the rights of the extension's owner on its
@@ -161,6 +260,46 @@ CREATE FUNCTION eventsource.reset_checkpoint(name text, "position" bigint DEFAUL
     RETURNS void
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'es_reset_checkpoint';
+
+-- ---------------------------------------------------------------------------
+-- Subscription functions
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION eventsource.create_subscription(
+    name text, handler regprocedure, start_from text DEFAULT 'beginning',
+    batch_size integer DEFAULT 100, checkpoint_strategy text DEFAULT 'every_batch',
+    checkpoint_interval interval DEFAULT '5 seconds',
+    processing_timeout interval DEFAULT '30 seconds',
+    max_retries integer DEFAULT 5, retry_backoff interval DEFAULT '1 second',
+    continue_on_error boolean DEFAULT true, circuit_breaker_threshold integer DEFAULT 5,
+    circuit_breaker_reset interval DEFAULT '30 seconds',
+    event_types text[] DEFAULT NULL, categories text[] DEFAULT NULL,
+    partitions integer DEFAULT 1)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_create_subscription';
+
+CREATE FUNCTION eventsource.drop_subscription(name text) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_drop_subscription';
+
+CREATE FUNCTION eventsource.pause_subscription(name text) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_pause_subscription';
+
+CREATE FUNCTION eventsource.resume_subscription(name text) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_resume_subscription';
+
+CREATE FUNCTION eventsource.reset_subscription(name text, "position" bigint DEFAULT 0)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_reset_subscription';
+
+CREATE FUNCTION eventsource.retry_dead_letters(name text, ids bigint[] DEFAULT NULL)
+    RETURNS integer
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_retry_dead_letters';
 
 -- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC but the pure helpers.  The README shows the

@@ -582,6 +582,10 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 	{
 		check_expected_version(stream_id, expected, current);
 
+		/* inside a subscription handler: causation and correlation */
+		for (int i = 0; i < n; i++)
+			events[i].metadata = es_inherit_causation(events[i].metadata);
+
 		positions = palloc(sizeof(int64) * n);
 		es_reserve_positions(n, positions);
 		PG_TRY();

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "nodes/nodes.h"
 #include "fmgr.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
@@ -43,12 +44,25 @@
 /* guc.c */
 extern int	es_snapshots_to_keep;
 extern int	es_max_databases;
+extern int	es_max_workers;
+extern int	es_drain_timeout_ms_guc;
+extern int	es_liveness_timeout_ms;
+extern int	es_max_error_rate_per_minute;
+extern int	es_max_errors_warning;
+extern int	es_max_errors_critical;
+extern int	es_max_lag_events_warning;
+extern int	es_max_lag_events_critical;
+extern int	es_max_dead_letters_warning;
+extern int	es_max_dead_letters_critical;
+extern int	es_recent_errors_kept;
+extern int	es_notify_min_severity;
 extern void es_define_gucs(bool preloading);
 
 /* shmem.c */
 #define ES_LWLOCK_TRANCHE			"eventsource"
 #define ES_LWLOCK_HORIZON			0	/* reservations, per-database state */
-#define ES_NUM_LWLOCKS				1
+#define ES_LWLOCK_WORKERS			1	/* subscription worker slots */
+#define ES_NUM_LWLOCKS				2
 extern LWLock *es_lwlock(int which);
 extern bool es_shmem_available(void);
 extern void es_require_shmem(const char *what);
@@ -74,6 +88,10 @@ extern void es_reserve_for_restore(void);
 extern void es_horizon_register_callbacks(void);
 extern int64 es_horizon(void);
 extern int	es_horizon_blockers(EsReservation *out);
+extern bool es_horizon_holding(void);
+
+/* registry.c: wake the subscription workers of a database */
+extern void es_appends_committed(Oid dboid);
 
 /* catalog.c: cached OIDs of the extension's objects, owner-rights helpers */
 typedef struct EsCatalog
@@ -111,7 +129,17 @@ extern int64 es_stream_version(text *stream_id, bool latest);
 
 /* guard.c: the events table accepts rows only from append() or a restore */
 extern bool es_append_in_progress;
-extern void es_guard_install_hooks(void);
+extern bool es_guard_is_copy_into_events(Node *parsetree);
+extern void es_guard_restore_copy(bool on);
+
+/* utility_hook.c: COPY restores, DROP DATABASE, DROP EXTENSION */
+extern void es_utility_install_hook(void);
+
+/* subscription.c */
+extern void es_subscriptions_extension_dropped(void);
+
+/* handler.c: causation metadata for appends made by handlers */
+extern Jsonb *es_inherit_causation(Jsonb *metadata);
 
 
 #endif							/* EVENTSOURCE_H */

@@ -10,8 +10,9 @@
  * the trigger consumes it, so only that one statement passes.
  *
  * The one other way in is a restore: pg_dump writes the log as
- * "COPY eventsource.events FROM stdin" right after CREATE EXTENSION.  A
- * ProcessUtility hook marks such a COPY, and the trigger lets it through when
+ * "COPY eventsource.events FROM stdin" right after CREATE EXTENSION.  The
+ * ProcessUtility hook (utility_hook.c) marks such a COPY, and the trigger
+ * lets it through when
  * the log is empty, holding the horizon at 0 until the restoring transaction
  * ends (horizon.c, es_reserve_for_restore).  The hook exists only when the
  * library is preloaded, as the rest of the store requires anyway.
@@ -23,19 +24,21 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "nodes/parsenodes.h"
-#include "tcop/utility.h"
 #include "utils/lsyscache.h"
 
 #include "eventsource.h"
 
 bool		es_append_in_progress = false;
 static bool restore_copy_in_progress = false;
-static ProcessUtility_hook_type prev_process_utility = NULL;
 static SPIPlanPtr empty_plan = NULL;
 
-/* Is this statement a COPY FROM into eventsource.events? */
-static bool
-is_copy_into_events(Node *parsetree)
+/*
+ * Is this statement a COPY FROM into eventsource.events?  (Called by the
+ * ProcessUtility hook, utility_hook.c, which brackets such a COPY with
+ * es_guard_restore_copy().)
+ */
+bool
+es_guard_is_copy_into_events(Node *parsetree)
 {
 	CopyStmt   *stmt;
 	Oid			nsp;
@@ -53,38 +56,10 @@ is_copy_into_events(Node *parsetree)
 		get_relname_relid("events", nsp);
 }
 
-static void
-es_process_utility(PlannedStmt *pstmt, const char *queryString,
-				   bool readOnlyTree, ProcessUtilityContext context,
-				   ParamListInfo params, QueryEnvironment *queryEnv,
-				   DestReceiver *dest, QueryCompletion *qc)
-{
-	bool		restore = is_copy_into_events(pstmt->utilityStmt);
-
-	if (restore)
-		restore_copy_in_progress = true;
-	PG_TRY();
-	{
-		if (prev_process_utility)
-			prev_process_utility(pstmt, queryString, readOnlyTree, context,
-								 params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-									params, queryEnv, dest, qc);
-	}
-	PG_FINALLY();
-	{
-		if (restore)
-			restore_copy_in_progress = false;
-	}
-	PG_END_TRY();
-}
-
 void
-es_guard_install_hooks(void)
+es_guard_restore_copy(bool on)
 {
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = es_process_utility;
+	restore_copy_in_progress = on;
 }
 
 /* Does the log hold no event?  Runs as the owner. */

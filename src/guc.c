@@ -10,12 +10,37 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
+
+#include "subscription.h"
 
 #include "eventsource.h"
 
 int			es_snapshots_to_keep = 1;
 int			es_max_databases = 64;
+int			es_max_workers = 4;
+int			es_drain_timeout_ms_guc = 10000;
+int			es_liveness_timeout_ms = 60000;
+int			es_max_error_rate_per_minute = 10;
+int			es_max_errors_warning = 50;
+int			es_max_errors_critical = 200;
+int			es_max_lag_events_warning = 5000;
+int			es_max_lag_events_critical = 50000;
+int			es_max_dead_letters_warning = 10;
+int			es_max_dead_letters_critical = 100;
+int			es_recent_errors_kept = 1000;
+int			es_notify_min_severity = 2;	/* high */
+
+static const struct config_enum_entry severity_options[] = {
+	{"low", 0, false},
+	{"medium", 1, false},
+	{"high", 2, false},
+	{"critical", 3, false},
+	{"none", 4, false},
+	{NULL, 0, false}
+};
 
 /*
  * Define the settings.  PGC_POSTMASTER ones can only be defined while the
@@ -33,11 +58,77 @@ es_define_gucs(bool preloading)
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventsource.drain_timeout",
+							"Time a stopping subscription worker may take to finish its in-flight batch.",
+							"After it, the batch is rolled back and will be delivered again.",
+							&es_drain_timeout_ms_guc,
+							10000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventsource.liveness_timeout",
+							"Heartbeat age after which liveness() reports a worker or the launcher as not alive.",
+							NULL,
+							&es_liveness_timeout_ms,
+							60000, 1000, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventsource.max_error_rate_per_minute",
+							"Handler errors per minute at which a subscription is degraded.",
+							NULL, &es_max_error_rate_per_minute,
+							10, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eventsource.max_errors_warning",
+							"Failed events at which a subscription is degraded.",
+							NULL, &es_max_errors_warning,
+							50, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eventsource.max_errors_critical",
+							"Failed events at which a subscription is critical.",
+							NULL, &es_max_errors_critical,
+							200, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eventsource.max_lag_events_warning",
+							"Lag in events at which a subscription is degraded.",
+							NULL, &es_max_lag_events_warning,
+							5000, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eventsource.max_lag_events_critical",
+							"Lag in events at which a subscription is critical.",
+							NULL, &es_max_lag_events_critical,
+							50000, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eventsource.max_dead_letters_warning",
+							"Dead letters at which a subscription is degraded.",
+							NULL, &es_max_dead_letters_warning,
+							10, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eventsource.max_dead_letters_critical",
+							"Dead letters at which a subscription is critical.",
+							NULL, &es_max_dead_letters_critical,
+							100, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eventsource.recent_errors_kept",
+							"Handler errors kept per database in eventsource.recent_errors.",
+							"Older rows are deleted as new ones arrive.",
+							&es_recent_errors_kept,
+							1000, 10, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("eventsource.notify_min_severity",
+							 "Lowest severity of handler failures published on channel eventsource_errors.",
+							 "Compared by rank: low < medium < high < critical; none disables.",
+							 &es_notify_min_severity,
+							 2, severity_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	es_handler_define_gucs();
+
 	if (!preloading)
 	{
 		MarkGUCPrefixReserved("eventsource");
 		return;
 	}
+
+	DefineCustomIntVariable("eventsource.max_workers",
+							"Number of subscription partitions the server can run (one worker process each).",
+							"Each also needs a max_worker_processes slot; the launcher takes one more.",
+							&es_max_workers,
+							4, 1, 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("eventsource.max_databases",
 							"Number of databases that can use the event store at the same time.",

@@ -584,7 +584,9 @@ es_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (local_nres > 0)
 			{
+				/* the horizon moves first, then the workers wake to see it */
 				release(InvalidSubTransactionId, false);
+				es_appends_committed(MyDatabaseId);
 			}
 			break;
 		case XACT_EVENT_ABORT:

@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 
 #include "eventsource.h"
+#include "subscription.h"
 
 PG_MODULE_MAGIC;
 
@@ -31,5 +32,6 @@ _PG_init(void)
 		return;
 
 	es_shmem_install_hooks();
-	es_guard_install_hooks();
+	es_utility_install_hook();
+	es_launcher_register();
 }

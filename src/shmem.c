@@ -24,6 +24,7 @@
 #include "storage/shmem.h"
 
 #include "eventsource.h"
+#include "subscription.h"
 
 typedef struct EsShmemArea
 {
@@ -33,6 +34,7 @@ typedef struct EsShmemArea
 
 static const EsShmemArea es_areas[] = {
 	{es_horizon_shmem_size, es_horizon_shmem_init},
+	{es_workers_shmem_size, es_workers_shmem_init},
 };
 
 #define ES_NUM_AREAS lengthof(es_areas)

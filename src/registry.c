@@ -1,0 +1,425 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *	  The worker slots in shared memory: which subscription partitions exist
+ *	  in which database, what they should be doing, and how they are doing.
+ *
+ * Locking: the WORKERS LWLock protects the identity and control fields of
+ * every slot (in_use, dboid, name, partition, desired, generation, pid,
+ * latch, restart backoff, requests); it is held only for a scan of the slot
+ * array and a few stores, never across anything that can block.  Each slot's
+ * spinlock protects its state and statistics, which its worker updates as it
+ * goes and the status view copies.
+ *
+ * The SQL API changes slots only at commit (subscription.c), so a worker
+ * started for a slot always finds its subscription's committed row.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+
+#include "subscription.h"
+
+EsWorkersShared *es_workers = NULL;
+
+Size
+es_workers_shmem_size(void)
+{
+	return add_size(offsetof(EsWorkersShared, slots),
+					mul_size(sizeof(EsWorkerSlot), es_max_workers));
+}
+
+void
+es_workers_shmem_init(void *area, bool found)
+{
+	es_workers = (EsWorkersShared *) area;
+	if (found)
+		return;
+	memset(area, 0, es_workers_shmem_size());
+	es_workers->nslots = es_max_workers;
+	for (int i = 0; i < es_max_workers; i++)
+	{
+		SpinLockInit(&es_workers->slots[i].mutex);
+		ConditionVariableInit(&es_workers->slots[i].progress_cv);
+	}
+}
+
+const char *
+es_state_name(EsWorkerState state)
+{
+	switch (state)
+	{
+		case ES_STATE_STARTING:
+			return "starting";
+		case ES_STATE_CATCHING_UP:
+			return "catching_up";
+		case ES_STATE_LIVE:
+			return "live";
+		case ES_STATE_PAUSED:
+			return "paused";
+		case ES_STATE_CIRCUIT_OPEN:
+			return "circuit_open";
+		case ES_STATE_FAILED:
+			return "failed";
+		case ES_STATE_STOPPED:
+			return "stopped";
+	}
+	return "unknown";
+}
+
+/* The state a slot shows while no process runs it. */
+static EsWorkerState
+idle_state(EsDesired desired)
+{
+	switch (desired)
+	{
+		case ES_DESIRED_RUN:
+			return ES_STATE_STARTING;
+		case ES_DESIRED_PAUSE:
+			return ES_STATE_PAUSED;
+		case ES_DESIRED_FAILED:
+			return ES_STATE_FAILED;
+		case ES_DESIRED_DROP:
+			break;
+	}
+	return ES_STATE_STOPPED;
+}
+
+static void
+reset_slot_stats(EsWorkerSlot *slot, EsDesired desired)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->state = idle_state(desired);
+	slot->started_at = 0;
+	slot->heartbeat_at = 0;
+	slot->last_activity_at = 0;
+	slot->checkpoint = 0;
+	slot->last_position = 0;
+	slot->last_recorded_at = 0;
+	slot->events_processed = 0;
+	slot->events_failed = 0;
+	slot->events_retried = 0;
+	slot->dead_letters = 0;
+	slot->consecutive_failures = 0;
+	memset(slot->errors_by_second, 0, sizeof(slot->errors_by_second));
+	memset(slot->error_second, 0, sizeof(slot->error_second));
+	slot->last_error[0] = '\0';
+	slot->last_sqlstate[0] = '\0';
+	slot->last_error_at = 0;
+	slot->circuit_open_until = 0;
+	memset(&slot->shutdown, 0, sizeof(slot->shutdown));
+	SpinLockRelease(&slot->mutex);
+}
+
+static bool
+slot_matches(EsWorkerSlot *slot, Oid dboid, const char *name)
+{
+	return slot->in_use && slot->dboid == dboid && strcmp(slot->name, name) == 0;
+}
+
+/* A subscription partition's slot, or NULL.  Caller holds the WORKERS lock. */
+static EsWorkerSlot *
+find_slot_locked(Oid dboid, const char *name, int partition)
+{
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (slot_matches(slot, dboid, name) && slot->partition == partition)
+			return slot;
+	}
+	return NULL;
+}
+
+/* Release a slot.  Caller holds the WORKERS lock exclusively. */
+void
+es_free_slot_locked(EsWorkerSlot *slot)
+{
+	slot->in_use = false;
+	slot->dboid = InvalidOid;
+	slot->name[0] = '\0';
+	slot->desired = ES_DESIRED_DROP;
+	SpinLockAcquire(&slot->mutex);
+	slot->state = ES_STATE_STOPPED;
+	SpinLockRelease(&slot->mutex);
+	/* anyone waiting for this partition's progress must look again */
+	ConditionVariableBroadcast(&slot->progress_cv);
+}
+
+int
+es_registry_free_slots(void)
+{
+	int			n = 0;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	for (int i = 0; i < es_workers->nslots; i++)
+		if (!es_workers->slots[i].in_use)
+			n++;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return n;
+}
+
+/*
+ * Make sure the subscription has one slot per partition with the given
+ * desired state.  Existing slots keep their statistics.  Returns false when
+ * there are not enough free slots (nothing is changed then).
+ */
+bool
+es_registry_register(Oid dboid, const char *name, int partitions,
+					 EsDesired desired)
+{
+	LWLock	   *lock = es_lwlock(ES_LWLOCK_WORKERS);
+	int			missing = 0;
+	int			free_count = 0;
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (int i = 0; i < es_workers->nslots; i++)
+		if (!es_workers->slots[i].in_use)
+			free_count++;
+	for (int p = 0; p < partitions; p++)
+		if (find_slot_locked(dboid, name, p) == NULL)
+			missing++;
+	if (missing > free_count)
+	{
+		LWLockRelease(lock);
+		return false;
+	}
+
+	for (int p = 0; p < partitions; p++)
+	{
+		EsWorkerSlot *slot = find_slot_locked(dboid, name, p);
+
+		if (slot == NULL)
+		{
+			for (int i = 0; i < es_workers->nslots && slot == NULL; i++)
+				if (!es_workers->slots[i].in_use)
+					slot = &es_workers->slots[i];
+			slot->in_use = true;
+			slot->dboid = dboid;
+			strlcpy(slot->name, name, sizeof(slot->name));
+			slot->partition = p;
+			slot->pid = 0;
+			slot->latch = NULL;
+			slot->next_start_at = 0;
+			slot->crash_count = 0;
+			slot->reset_requested_at = 0;
+			slot->retry_requested = false;
+			reset_slot_stats(slot, desired);
+		}
+		slot->partitions = partitions;
+		slot->desired = desired;
+		if (slot->pid == 0)
+		{
+			SpinLockAcquire(&slot->mutex);
+			slot->state = idle_state(desired);
+			SpinLockRelease(&slot->mutex);
+		}
+	}
+	LWLockRelease(lock);
+	es_launcher_wake();
+	return true;
+}
+
+/*
+ * Change what a subscription's partitions should do.  Running workers that
+ * must stop get SIGTERM and drain (worker.c); slots of a dropped
+ * subscription are freed at once when no process holds them, else by their
+ * worker as it exits.
+ */
+void
+es_registry_set_desired(Oid dboid, const char *name, EsDesired desired)
+{
+	LWLock	   *lock = es_lwlock(ES_LWLOCK_WORKERS);
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (!slot_matches(slot, dboid, name))
+			continue;
+		slot->desired = desired;
+		if (desired == ES_DESIRED_RUN)
+		{
+			slot->crash_count = 0;
+			slot->next_start_at = 0;
+		}
+		if (slot->pid != 0)
+		{
+			if (desired != ES_DESIRED_RUN)
+				kill(slot->pid, SIGTERM);
+		}
+		else if (desired == ES_DESIRED_DROP)
+			es_free_slot_locked(slot);
+		else
+		{
+			SpinLockAcquire(&slot->mutex);
+			slot->state = idle_state(desired);
+			SpinLockRelease(&slot->mutex);
+		}
+	}
+	LWLockRelease(lock);
+	es_launcher_wake();
+}
+
+/*
+ * Set one partition's desired state (discovery: a partition that had stopped
+ * at an event stays stopped).  No process runs it yet.
+ */
+void
+es_registry_set_partition_desired(Oid dboid, const char *name, int partition,
+								  EsDesired desired)
+{
+	EsWorkerSlot *slot;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	slot = find_slot_locked(dboid, name, partition);
+	if (slot != NULL)
+	{
+		slot->desired = desired;
+		if (slot->pid == 0)
+		{
+			SpinLockAcquire(&slot->mutex);
+			slot->state = idle_state(desired);
+			SpinLockRelease(&slot->mutex);
+		}
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+}
+
+/*
+ * A database is being dropped (or its extension): every worker there must
+ * leave, and no new one may start.  Returns after signalling; the caller
+ * waits for the processes to go (utility_hook.c).
+ */
+void
+es_registry_drop_database(Oid dboid)
+{
+	LWLock	   *lock = es_lwlock(ES_LWLOCK_WORKERS);
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (!slot->in_use || slot->dboid != dboid)
+			continue;
+		slot->desired = ES_DESIRED_DROP;
+		if (slot->pid != 0)
+			kill(slot->pid, SIGTERM);
+		else
+			es_free_slot_locked(slot);
+	}
+	LWLockRelease(lock);
+}
+
+/*
+ * Wake a subscription's workers: after reset_subscription() (they must
+ * reload their position) or retry_dead_letters() (they have work).
+ */
+void
+es_registry_request(Oid dboid, const char *name, bool reset, bool retry)
+{
+	LWLock	   *lock = es_lwlock(ES_LWLOCK_WORKERS);
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (!slot_matches(slot, dboid, name))
+			continue;
+		if (reset)
+			slot->reset_requested_at = now;
+		if (retry)
+			slot->retry_requested = true;
+		if (slot->latch)
+			SetLatch(slot->latch);
+	}
+	LWLockRelease(lock);
+}
+
+/*
+ * Called from the commit callback of a transaction that appended: wake the
+ * workers of this database.  A shared lock and a scan of the slot array; no
+ * NOTIFY, no polling.
+ */
+void
+es_appends_committed(Oid dboid)
+{
+	LWLock	   *lock;
+
+	if (es_workers == NULL)
+		return;
+	lock = es_lwlock(ES_LWLOCK_WORKERS);
+	LWLockAcquire(lock, LW_SHARED);
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (slot->in_use && slot->dboid == dboid && slot->latch != NULL)
+			SetLatch(slot->latch);
+	}
+	LWLockRelease(lock);
+}
+
+void
+es_launcher_wake(void)
+{
+	Latch	   *latch;
+
+	if (es_workers == NULL)
+		return;
+	latch = es_workers->launcher_latch;
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
+ * Count a handler failure in the slot's statistics: the rolling per-second
+ * buckets behind error_rate_per_minute, and the last error.
+ */
+void
+es_slot_note_error(EsWorkerSlot *slot, const char *message,
+				   const char *sqlstate, bool retried)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		sec = now / USECS_PER_SEC;
+	int			b = (int) (sec % ES_ERROR_BUCKETS);
+
+	SpinLockAcquire(&slot->mutex);
+	if (slot->error_second[b] != sec)
+	{
+		slot->error_second[b] = sec;
+		slot->errors_by_second[b] = 0;
+	}
+	slot->errors_by_second[b]++;
+	if (retried)
+		slot->events_retried++;
+	strlcpy(slot->last_error, message, sizeof(slot->last_error));
+	strlcpy(slot->last_sqlstate, sqlstate, sizeof(slot->last_sqlstate));
+	slot->last_error_at = now;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* Errors in the last 60 seconds.  Caller holds the slot's mutex. */
+int64
+es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now)
+{
+	int64		sec = now / USECS_PER_SEC;
+	int64		total = 0;
+
+	for (int b = 0; b < ES_ERROR_BUCKETS; b++)
+		if (slot->error_second[b] > sec - ES_ERROR_BUCKETS &&
+			slot->error_second[b] <= sec)
+			total += slot->errors_by_second[b];
+	return total;
+}

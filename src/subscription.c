@@ -1,0 +1,719 @@
+/*-------------------------------------------------------------------------
+ *
+ * subscription.c
+ *	  The SQL API of subscriptions: create, drop, pause, resume, reset,
+ *	  retry_dead_letters.
+ *
+ * Each function changes the subscription's rows in its transaction and
+ * queues what the workers must learn (start, stop, reload, retry).  The queue
+ * is applied to the worker registry in the commit callback, after the rows
+ * are visible, and discarded on abort (also of a subtransaction), so a worker
+ * never acts on a change that did not commit.  PREPARE TRANSACTION of such a
+ * transaction is refused.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "subscription.h"
+
+#define ES_MAX_INTERVAL_MS	(7LL * 24 * 3600 * 1000)	/* a week */
+
+typedef enum PendingKind
+{
+	PENDING_REGISTER,
+	PENDING_DESIRED,
+	PENDING_REQUEST_RESET,
+	PENDING_REQUEST_RETRY,
+	PENDING_DROP_DATABASE
+} PendingKind;
+
+typedef struct PendingOp
+{
+	PendingKind kind;
+	SubTransactionId subid;
+	Oid			dboid;
+	char		name[ES_MAX_NAME_LEN + 1];
+	int			partitions;
+	EsDesired	desired;
+} PendingOp;
+
+static List *pending = NIL;		/* in TopMemoryContext */
+static bool callbacks_registered = false;
+
+static void
+clear_pending(void)
+{
+	list_free_deep(pending);
+	pending = NIL;
+}
+
+static void
+apply_pending(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending)
+	{
+		PendingOp  *op = lfirst(lc);
+
+		switch (op->kind)
+		{
+			case PENDING_REGISTER:
+				if (!es_registry_register(op->dboid, op->name, op->partitions, op->desired))
+					ereport(WARNING,
+							(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+							 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",
+									op->name),
+							 errhint("Drop unused subscriptions, or raise eventsource.max_workers and restart the server.")));
+				break;
+			case PENDING_DESIRED:
+				es_registry_set_desired(op->dboid, op->name, op->desired);
+				break;
+			case PENDING_REQUEST_RESET:
+				es_registry_request(op->dboid, op->name, true, false);
+				break;
+			case PENDING_REQUEST_RETRY:
+				es_registry_request(op->dboid, op->name, false, true);
+				break;
+			case PENDING_DROP_DATABASE:
+				es_registry_drop_database(op->dboid);
+				break;
+		}
+	}
+}
+
+static void
+pending_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that changed eventsource subscriptions")));
+			break;
+		case XACT_EVENT_COMMIT:
+			if (pending != NIL && es_shmem_available())
+				apply_pending();
+			clear_pending();
+			break;
+		case XACT_EVENT_ABORT:
+			clear_pending();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending)
+		{
+			PendingOp  *op = lfirst(lc);
+
+			if (op->subid == mySubid)
+				op->subid = parentSubid;
+		}
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending)
+		{
+			PendingOp  *op = lfirst(lc);
+
+			if (op->subid == mySubid)
+			{
+				pending = foreach_delete_current(pending, lc);
+				pfree(op);
+			}
+		}
+	}
+}
+
+/* Queue a registry change for the commit of the current transaction. */
+static void
+queue_op(PendingKind kind, const char *name, int partitions, EsDesired desired)
+{
+	MemoryContext old;
+	PendingOp  *op;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(pending_xact_callback, NULL);
+		RegisterSubXactCallback(pending_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	op = palloc0(sizeof(PendingOp));
+	op->kind = kind;
+	op->subid = GetCurrentSubTransactionId();
+	op->dboid = MyDatabaseId;
+	if (name)
+		strlcpy(op->name, name, sizeof(op->name));
+	op->partitions = partitions;
+	op->desired = desired;
+	pending = lappend(pending, op);
+	MemoryContextSwitchTo(old);
+}
+
+/* DROP EXTENSION eventsource in this database (utility_hook.c). */
+void
+es_subscriptions_extension_dropped(void)
+{
+	queue_op(PENDING_DROP_DATABASE, NULL, 0, ES_DESIRED_DROP);
+}
+
+/* ---------------------------------------------------------------------
+ * argument checks
+ * ---------------------------------------------------------------------
+ */
+
+static char *
+arg_subscription_name(FunctionCallInfo fcinfo)
+{
+	char	   *name = es_arg_name(fcinfo, 0, "subscription name");
+
+	if (strchr(name, '/') != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription name must not contain \"/\""),
+				 errdetail("\"name/k\" names the checkpoint of partition k.")));
+	return name;
+}
+
+static int32
+arg_int_range(FunctionCallInfo fcinfo, int argno, const char *what, int32 min, int32 max)
+{
+	int32		v = es_arg_int32(fcinfo, argno, what);
+
+	if (v < min || v > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between %d and %d", what, min, max)));
+	return v;
+}
+
+/* An interval argument in milliseconds; "zero_ok" allows 0. */
+static int64
+arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *what, bool zero_ok)
+{
+	Interval   *iv;
+	int64		us;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	iv = PG_GETARG_INTERVAL_P(argno);
+	us = iv->time + ((int64) iv->day + (int64) iv->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+	if (us < 0 || (us == 0 && !zero_ok) || us / 1000 > ES_MAX_INTERVAL_MS ||
+		iv->month > 12 || iv->month < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be %s and at most 7 days", what,
+						zero_ok ? "zero or positive" : "positive")));
+	return us / 1000;
+}
+
+/*
+ * Check a handler: a function of one argument, eventsource.events (one
+ * event per call) or eventsource.events[] (a batch), returning void, that
+ * the creator may execute.  Returns whether it takes a batch.
+ */
+static bool
+check_handler(Oid handler)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Oid			events_type = get_rel_type_id(es_catalog()->events_oid);
+	Oid			events_array = get_array_type(events_type);
+	bool		batch;
+	AclResult	aclresult;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler function with OID %u does not exist", handler)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+
+	if (proc->pronargs != 1 ||
+		(proc->proargtypes.values[0] != events_type &&
+		 proc->proargtypes.values[0] != events_array))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function %s cannot be a subscription handler", format_procedure(handler)),
+				 errdetail("A handler takes exactly one argument, of type eventsource.events (one event per call) or eventsource.events[] (a batch)."),
+				 errhint("Declare it as f(e eventsource.events) RETURNS void.")));
+	batch = (proc->proargtypes.values[0] == events_array);
+	if (proc->prokind != PROKIND_FUNCTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s cannot be a subscription handler: it is not a plain function",
+						format_procedure(handler))));
+	if (proc->prorettype != VOIDOID || proc->proretset)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("function %s cannot be a subscription handler: it must return void",
+						format_procedure(handler))));
+	ReleaseSysCache(tup);
+
+	aclresult = pg_proc_aclcheck(handler, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
+	return batch;
+}
+
+/* Does the subscription exist?  Inside SPI, as the owner. */
+static bool
+subscription_exists(const char *name)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		plan = es_prepare("SELECT partitions FROM eventsource.subscriptions"
+						  " WHERE name OPERATOR(pg_catalog.=) $1", 1, types);
+	}
+	values[0] = CStringGetTextDatum(name);
+	es_spi_read(plan, values, NULL, NULL, 1);
+	return SPI_processed > 0;
+}
+
+static void
+require_subscription(const char *name)
+{
+	if (!subscription_exists(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("subscription \"%s\" does not exist", name)));
+}
+
+static void
+exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "eventsource: subscription query failed: %s", SPI_result_code_string(rc));
+}
+
+/* Begin/end the body of an API function: SPI, as the extension owner. */
+typedef struct EsApiCall
+{
+	Oid			save_userid;
+	int			save_sec_context;
+} EsApiCall;
+
+static void
+api_begin(EsApiCall *call, const char *what)
+{
+	PreventCommandIfReadOnly(what);
+	PreventCommandIfParallelMode(what);
+	es_become_owner(&call->save_userid, &call->save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+api_end(EsApiCall *call)
+{
+	SPI_finish();
+	es_restore_user(call->save_userid, call->save_sec_context);
+}
+
+/* ---------------------------------------------------------------------
+ * the functions
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(es_create_subscription);
+
+/*
+ * create_subscription(name, handler, start_from, batch_size,
+ *		checkpoint_strategy, checkpoint_interval, processing_timeout,
+ *		max_retries, retry_backoff, continue_on_error,
+ *		circuit_breaker_threshold, circuit_breaker_reset, event_types,
+ *		categories, partitions) RETURNS void
+ */
+Datum
+es_create_subscription(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			handler;
+	bool		batch;
+	char	   *start_from;
+	int64		start_position = 0;
+	bool		from_checkpoint = false;
+	char	   *strategy;
+	int32		batch_size;
+	int32		max_retries;
+	int32		threshold;
+	int32		partitions;
+	EsApiCall	call;
+	Datum		values[18];
+	char		nulls[18];
+	static SPIPlanPtr insert_plan = NULL;
+	static SPIPlanPtr partitions_plan = NULL;
+	static SPIPlanPtr checkpoint_plan = NULL;
+	static SPIPlanPtr inherit_plan = NULL;
+
+	es_require_shmem("eventsource.create_subscription()");
+	name = arg_subscription_name(fcinfo);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("handler must not be null")));
+	handler = PG_GETARG_OID(1);
+	batch = check_handler(handler);
+
+	start_from = es_arg_name(fcinfo, 2, "start_from");
+	if (strcmp(start_from, "beginning") == 0)
+		start_position = 0;
+	else if (strcmp(start_from, "end") == 0)
+		start_position = -1;	/* resolved below, as the owner */
+	else if (strcmp(start_from, "checkpoint") == 0)
+		from_checkpoint = true;
+	else
+	{
+		char	   *end;
+
+		errno = 0;
+		start_position = strtoll(start_from, &end, 10);
+		if (*start_from == '\0' || *end != '\0' || errno != 0 || start_position < 0 ||
+			!isdigit((unsigned char) *start_from))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid start_from \"%s\"", start_from),
+					 errhint("Use 'beginning', 'end', 'checkpoint' or a position (the subscription resumes after it).")));
+	}
+	batch_size = arg_int_range(fcinfo, 3, "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
+	strategy = es_arg_name(fcinfo, 4, "checkpoint_strategy");
+	if (strcmp(strategy, "every_event") != 0 && strcmp(strategy, "every_batch") != 0 &&
+		strcmp(strategy, "periodic") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid checkpoint_strategy \"%s\"", strategy),
+				 errhint("Use 'every_event', 'every_batch' or 'periodic'.")));
+	(void) arg_interval_ms(fcinfo, 5, "checkpoint_interval", false);
+	(void) arg_interval_ms(fcinfo, 6, "processing_timeout", false);
+	max_retries = arg_int_range(fcinfo, 7, "max_retries", 0, 100);
+	(void) arg_interval_ms(fcinfo, 8, "retry_backoff", true);
+	if (PG_ARGISNULL(9))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("continue_on_error must not be null")));
+	threshold = arg_int_range(fcinfo, 10, "circuit_breaker_threshold", 0, 1000000);
+	(void) arg_interval_ms(fcinfo, 11, "circuit_breaker_reset", false);
+	if (!PG_ARGISNULL(12))
+		es_check_text_array(PG_GETARG_ARRAYTYPE_P(12), "event_types");
+	if (!PG_ARGISNULL(13))
+		es_check_text_array(PG_GETARG_ARRAYTYPE_P(13), "categories");
+	partitions = arg_int_range(fcinfo, 14, "partitions", 1, Min(es_max_workers, 1024));
+
+	api_begin(&call, "eventsource.create_subscription()");
+	if (subscription_exists(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("subscription \"%s\" already exists", name)));
+	if (es_registry_free_slots() < partitions)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("not enough subscription worker slots for \"%s\"", name),
+				 errdetail("It needs %d; %d of eventsource.max_workers = %d are free.",
+						   partitions, es_registry_free_slots(), es_max_workers),
+				 errhint("Drop unused subscriptions, or raise eventsource.max_workers (and max_worker_processes) and restart the server.")));
+	if (start_position < 0)
+		start_position = es_horizon();
+
+	if (insert_plan == NULL)
+	{
+		Oid			types[18] = {TEXTOID, REGPROCEDUREOID, OIDOID, BOOLOID, TEXTOID, INT8OID,
+			INT4OID, TEXTOID, INTERVALOID, INTERVALOID, INT4OID, INTERVALOID, BOOLOID,
+		INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
+		Oid			ptypes[2] = {TEXTOID, INT4OID};
+		Oid			ctypes[2] = {TEXTOID, INT8OID};
+		Oid			itypes[2] = {TEXTOID, TEXTOID};
+
+		insert_plan = es_prepare("INSERT INTO eventsource.subscriptions (name, handler, owner,"
+								 " batch_handler, start_from, start_position, batch_size, checkpoint_strategy,"
+								 " checkpoint_interval, processing_timeout, max_retries, retry_backoff,"
+								 " continue_on_error, circuit_breaker_threshold, circuit_breaker_reset,"
+								 " event_types, categories, partitions)"
+								 " VALUES ($1, $2, $3::pg_catalog.regrole, $4, $5, $6, $7, $8, $9, $10, $11,"
+								 " $12, $13, $14, $15, $16, $17, $18)",
+								 18, types);
+		partitions_plan = es_prepare("INSERT INTO eventsource.subscription_partitions (subscription, partition)"
+									 " SELECT $1, g FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) g",
+									 2, ptypes);
+		checkpoint_plan = es_prepare("INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
+									 " VALUES ($1, $2, pg_catalog.now()) ON CONFLICT (name) DO UPDATE"
+									 " SET position = excluded.position, updated_at = excluded.updated_at",
+									 2, ctypes);
+		inherit_plan = es_prepare("SELECT COALESCE("
+								  " (SELECT position FROM eventsource.checkpoints WHERE name OPERATOR(pg_catalog.=) $1),"
+								  " (SELECT position FROM eventsource.checkpoints WHERE name OPERATOR(pg_catalog.=) $2),"
+								  " 0)",
+								  2, itypes);
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(name);
+	values[1] = ObjectIdGetDatum(handler);
+	values[2] = ObjectIdGetDatum(GetUserId());
+	values[3] = BoolGetDatum(batch);
+	values[4] = CStringGetTextDatum(start_from);
+	values[5] = Int64GetDatum(start_position);
+	values[6] = Int32GetDatum(batch_size);
+	values[7] = CStringGetTextDatum(strategy);
+	values[8] = PG_GETARG_DATUM(5);
+	values[9] = PG_GETARG_DATUM(6);
+	values[10] = Int32GetDatum(max_retries);
+	values[11] = PG_GETARG_DATUM(8);
+	values[12] = PG_GETARG_DATUM(9);
+	values[13] = Int32GetDatum(threshold);
+	values[14] = PG_GETARG_DATUM(11);
+	values[15] = PG_ARGISNULL(12) ? (Datum) 0 : PG_GETARG_DATUM(12);
+	nulls[15] = PG_ARGISNULL(12) ? 'n' : ' ';
+	values[16] = PG_ARGISNULL(13) ? (Datum) 0 : PG_GETARG_DATUM(13);
+	nulls[16] = PG_ARGISNULL(13) ? 'n' : ' ';
+	values[17] = Int32GetDatum(partitions);
+	exec_plan(insert_plan, values, nulls, SPI_OK_INSERT);
+
+	values[1] = Int32GetDatum(partitions);
+	exec_plan(partitions_plan, values, NULL, SPI_OK_INSERT);
+
+	/* each partition's checkpoint, where it resumes after */
+	for (int p = 0; p < partitions; p++)
+	{
+		char	   *cpname = partitions > 1 ? psprintf("%s/%d", name, p) : name;
+		Datum		cp[2];
+
+		if (from_checkpoint)
+		{
+			bool		isnull;
+
+			cp[0] = CStringGetTextDatum(cpname);
+			cp[1] = CStringGetTextDatum(name);
+			es_spi_read(inherit_plan, cp, NULL, NULL, 1);
+			start_position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		cp[0] = CStringGetTextDatum(cpname);
+		cp[1] = Int64GetDatum(start_position);
+		exec_plan(checkpoint_plan, cp, NULL, SPI_OK_INSERT);
+	}
+	api_end(&call);
+
+	queue_op(PENDING_REGISTER, name, partitions, ES_DESIRED_RUN);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_drop_subscription);
+
+/*
+ * drop_subscription(name) RETURNS void
+ *
+ * Waits for an in-flight batch of the subscription to commit (it holds its
+ * checkpoint row); its workers stop at commit.
+ */
+Datum
+es_drop_subscription(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_subscription_name(fcinfo);
+	EsApiCall	call;
+	Datum		values[1];
+	static SPIPlanPtr plan = NULL;
+
+	api_begin(&call, "eventsource.drop_subscription()");
+	require_subscription(name);
+	if (plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		plan = es_prepare("WITH c AS (DELETE FROM eventsource.checkpoints"
+						  "  WHERE name OPERATOR(pg_catalog.=) $1"
+						  "     OR name OPERATOR(pg_catalog.^@) ($1 OPERATOR(pg_catalog.||) '/')),"
+						  " d AS (DELETE FROM eventsource.dead_letters WHERE subscription OPERATOR(pg_catalog.=) $1)"
+						  " DELETE FROM eventsource.subscriptions WHERE name OPERATOR(pg_catalog.=) $1",
+						  1, types);
+	}
+	values[0] = CStringGetTextDatum(name);
+	exec_plan(plan, values, NULL, SPI_OK_DELETE);
+	api_end(&call);
+
+	queue_op(PENDING_DESIRED, name, 0, ES_DESIRED_DROP);
+	PG_RETURN_VOID();
+}
+
+static void
+set_state(FunctionCallInfo fcinfo, const char *what, bool pause)
+{
+	char	   *name = arg_subscription_name(fcinfo);
+	EsApiCall	call;
+	Datum		values[1];
+	static SPIPlanPtr pause_plan = NULL;
+	static SPIPlanPtr resume_plan = NULL;
+
+	api_begin(&call, what);
+	require_subscription(name);
+	if (pause_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		pause_plan = es_prepare("UPDATE eventsource.subscriptions SET state = 'paused',"
+								" updated_at = pg_catalog.now() WHERE name OPERATOR(pg_catalog.=) $1",
+								1, types);
+		resume_plan = es_prepare("WITH p AS (UPDATE eventsource.subscription_partitions SET state = 'ok',"
+								 "  failed_position = NULL, failed_event_id = NULL, error_message = NULL,"
+								 "  error_sqlstate = NULL, failed_at = NULL"
+								 "  WHERE subscription OPERATOR(pg_catalog.=) $1)"
+								 " UPDATE eventsource.subscriptions SET state = 'active',"
+								 " updated_at = pg_catalog.now() WHERE name OPERATOR(pg_catalog.=) $1",
+								 1, types);
+	}
+	values[0] = CStringGetTextDatum(name);
+	exec_plan(pause ? pause_plan : resume_plan, values, NULL, SPI_OK_UPDATE);
+	api_end(&call);
+
+	queue_op(PENDING_DESIRED, name, 0, pause ? ES_DESIRED_PAUSE : ES_DESIRED_RUN);
+}
+
+PG_FUNCTION_INFO_V1(es_pause_subscription);
+
+/* pause_subscription(name) RETURNS void: its workers drain and stop */
+Datum
+es_pause_subscription(PG_FUNCTION_ARGS)
+{
+	set_state(fcinfo, "eventsource.pause_subscription()", true);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_resume_subscription);
+
+/*
+ * resume_subscription(name) RETURNS void: run again, also after a partition
+ * stopped at a failed event (that event is retried).
+ */
+Datum
+es_resume_subscription(PG_FUNCTION_ARGS)
+{
+	set_state(fcinfo, "eventsource.resume_subscription()", false);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_reset_subscription);
+
+/*
+ * reset_subscription(name, position DEFAULT 0) RETURNS void: every partition
+ * resumes after "position".  Waits for an in-flight batch.
+ */
+Datum
+es_reset_subscription(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_subscription_name(fcinfo);
+	int64		position = es_arg_int64(fcinfo, 1, "position");
+	EsApiCall	call;
+	Datum		values[2];
+	static SPIPlanPtr plan = NULL;
+
+	if (position < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position must not be negative")));
+	api_begin(&call, "eventsource.reset_subscription()");
+	require_subscription(name);
+	if (plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT8OID};
+
+		plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2, updated_at = pg_catalog.now()"
+						  " WHERE name OPERATOR(pg_catalog.=) $1"
+						  "    OR name OPERATOR(pg_catalog.^@) ($1 OPERATOR(pg_catalog.||) '/')",
+						  2, types);
+	}
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int64GetDatum(position);
+	exec_plan(plan, values, NULL, SPI_OK_UPDATE);
+	api_end(&call);
+
+	queue_op(PENDING_REQUEST_RESET, name, 0, ES_DESIRED_RUN);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_retry_dead_letters);
+
+/*
+ * retry_dead_letters(name, ids bigint[] DEFAULT NULL) RETURNS integer: mark
+ * dead letters (all of the subscription's, or those ids) for redelivery;
+ * returns how many.  The workers deliver them after commit: delivered ones
+ * leave the table, failing ones stay with their new error.
+ */
+Datum
+es_retry_dead_letters(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_subscription_name(fcinfo);
+	EsApiCall	call;
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	int			n;
+	static SPIPlanPtr plan = NULL;
+
+	if (!PG_ARGISNULL(1))
+	{
+		ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(1);
+
+		if (ARR_NDIM(ids) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ids must be a one-dimensional array")));
+		if (array_contains_nulls(ids))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("ids must not contain null elements")));
+	}
+	api_begin(&call, "eventsource.retry_dead_letters()");
+	require_subscription(name);
+	if (plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT8ARRAYOID};
+
+		plan = es_prepare("UPDATE eventsource.dead_letters SET retry_requested = true"
+						  " WHERE subscription OPERATOR(pg_catalog.=) $1"
+						  " AND ($2 IS NULL OR id OPERATOR(pg_catalog.=) ANY ($2))",
+						  2, types);
+	}
+	values[0] = CStringGetTextDatum(name);
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	exec_plan(plan, values, nulls, SPI_OK_UPDATE);
+	n = (int) SPI_processed;
+	api_end(&call);
+
+	if (n > 0)
+		queue_op(PENDING_REQUEST_RETRY, name, 0, ES_DESIRED_RUN);
+	PG_RETURN_INT32(n);
+}

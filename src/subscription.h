@@ -1,0 +1,170 @@
+/*-------------------------------------------------------------------------
+ *
+ * subscription.h
+ *	  Declarations shared by the subscription machinery: the worker slot
+ *	  registry in shared memory, the launcher, the workers and the SQL API.
+ *
+ * One slot per subscription partition.  A slot outlives its worker process:
+ * it keeps the partition's desired state (run, paused, failed, dropped) and
+ * its statistics until the subscription is dropped or the server restarts.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ES_SUBSCRIPTION_H
+#define ES_SUBSCRIPTION_H
+
+#include "postgres.h"
+
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
+
+#include "eventsource.h"
+
+/* What the partition should be doing (set by the SQL API at commit). */
+typedef enum EsDesired
+{
+	ES_DESIRED_RUN,
+	ES_DESIRED_PAUSE,
+	ES_DESIRED_FAILED,			/* stopped at an event (continue_on_error off) */
+	ES_DESIRED_DROP
+} EsDesired;
+
+/* What the partition is doing (the status view's "state"). */
+typedef enum EsWorkerState
+{
+	ES_STATE_STARTING,
+	ES_STATE_CATCHING_UP,
+	ES_STATE_LIVE,
+	ES_STATE_PAUSED,
+	ES_STATE_CIRCUIT_OPEN,
+	ES_STATE_FAILED,
+	ES_STATE_STOPPED
+} EsWorkerState;
+
+#define ES_ERROR_BUCKETS	60	/* one per second: the rolling error rate */
+#define ES_ERROR_TEXT_LEN	256
+
+/* The outcome of a worker's last graceful shutdown. */
+typedef struct EsShutdownRecord
+{
+	TimestampTz at;				/* 0: none yet */
+	char		reason[16];		/* "server stop", "pause", "drop", ... */
+	char		phase[16];		/* "completed" or "forced" */
+	int64		duration_ms;
+	bool		forced;
+	int			events_in_flight;	/* rolled back by a forced stop */
+	int			checkpoints_saved;
+} EsShutdownRecord;
+
+typedef struct EsWorkerSlot
+{
+	/* identity and control: protected by the WORKERS LWLock */
+	bool		in_use;
+	Oid			dboid;
+	char		name[ES_MAX_NAME_LEN + 1];
+	int			partition;
+	int			partitions;
+	EsDesired	desired;
+	uint32		generation;		/* bumped at every start */
+	pid_t		pid;			/* 0: no process */
+	Latch	   *latch;			/* the worker's latch while it runs */
+	TimestampTz next_start_at;	/* restart backoff */
+	int			crash_count;
+	TimestampTz reset_requested_at; /* reset_subscription() */
+	bool		retry_requested;	/* retry_dead_letters() */
+
+	/* state and statistics: protected by mutex */
+	slock_t		mutex;
+	EsWorkerState state;
+	TimestampTz started_at;
+	TimestampTz heartbeat_at;
+	TimestampTz last_activity_at;
+	int64		checkpoint;
+	int64		last_position;
+	TimestampTz last_recorded_at;	/* of the last event delivered */
+	int64		events_processed;
+	int64		events_failed;
+	int64		events_retried;
+	int64		dead_letters;
+	int64		consecutive_failures;
+	int64		errors_by_second[ES_ERROR_BUCKETS];
+	int64		error_second[ES_ERROR_BUCKETS];
+	char		last_error[ES_ERROR_TEXT_LEN];
+	char		last_sqlstate[6];
+	TimestampTz last_error_at;
+	TimestampTz circuit_open_until;
+	EsShutdownRecord shutdown;
+
+	/* broadcast when the checkpoint moves (wait_for_subscription) */
+	ConditionVariable progress_cv;
+} EsWorkerSlot;
+
+typedef struct EsWorkersShared
+{
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	TimestampTz launcher_started_at;
+	TimestampTz launcher_heartbeat_at;
+	bool		discovery_done;
+	bool		shutting_down;
+	int			nslots;
+	EsWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} EsWorkersShared;
+
+/* registry.c */
+extern EsWorkersShared *es_workers;
+extern Size es_workers_shmem_size(void);
+extern void es_workers_shmem_init(void *area, bool found);
+extern bool es_registry_register(Oid dboid, const char *name, int partitions,
+								 EsDesired desired);
+extern void es_registry_set_desired(Oid dboid, const char *name, EsDesired desired);
+extern void es_registry_set_partition_desired(Oid dboid, const char *name,
+											  int partition, EsDesired desired);
+extern void es_registry_drop_database(Oid dboid);
+extern void es_free_slot_locked(EsWorkerSlot *slot);
+extern void es_registry_request(Oid dboid, const char *name, bool reset, bool retry);
+extern int	es_registry_free_slots(void);
+extern void es_launcher_wake(void);
+extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,
+							   const char *sqlstate, bool retried);
+extern int64 es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now);
+extern const char *es_state_name(EsWorkerState state);
+
+/* launcher.c */
+extern void es_launcher_register(void);
+
+/* handler.c: calling a handler for one event or a batch */
+typedef enum EsCallResult
+{
+	ES_CALL_OK,
+	ES_CALL_FAILED,				/* the handler raised an error */
+	ES_CALL_DRAIN_EXPIRED		/* cancelled: the shutdown drain timed out */
+} EsCallResult;
+
+typedef struct EsCallError
+{
+	char	   *message;
+	char		sqlstate[6];
+	bool		timed_out;		/* processing_timeout cancelled it */
+} EsCallError;
+
+extern void es_handler_define_gucs(void);
+extern void es_handler_init_timer(void);
+extern void es_handler_arm_timer(void);
+extern void es_handler_disarm_timer(void);
+extern volatile sig_atomic_t es_shutdown_requested;
+extern volatile TimestampTz es_shutdown_requested_at;
+extern bool es_drain_expired(void);
+extern EsCallResult es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner,
+									int64 timeout_ms, const char *subscription,
+									HeapTuple event, TupleDesc desc,
+									EsCallError *err);
+
+/* classify.c: what a failure's SQLSTATE means */
+extern const char *es_error_category(const char *sqlstate);
+extern const char *es_error_severity(const char *sqlstate);
+extern int	es_severity_rank(const char *severity);
+
+#endif							/* ES_SUBSCRIPTION_H */

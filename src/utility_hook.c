@@ -1,0 +1,142 @@
+/*-------------------------------------------------------------------------
+ *
+ * utility_hook.c
+ *	  The ProcessUtility hook: the few utility commands the extension must
+ *	  see.
+ *
+ *	- COPY ... FROM into eventsource.events: marked as a restore for the
+ *	  events table's guard trigger (guard.c).
+ *	- DROP DATABASE: the subscription workers connected to that database
+ *	  are asked to stop (they drain) and waited for, so that the drop is
+ *	  never refused because of them.  If the drop fails anyway, the launcher
+ *	  discovers the database's subscriptions again.
+ *	- DROP EXTENSION eventsource: the database's workers stop when the
+ *	  dropping transaction commits.
+ *
+ * Installed only when the library is preloaded.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "tcop/utility.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "subscription.h"
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* Does this DROP name the extension eventsource? */
+static bool
+drops_our_extension(Node *parsetree)
+{
+	DropStmt   *stmt;
+	ListCell   *lc;
+
+	if (!IsA(parsetree, DropStmt))
+		return false;
+	stmt = (DropStmt *) parsetree;
+	if (stmt->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, stmt->objects)
+	{
+		Node	   *obj = lfirst(lc);
+
+		if (IsA(obj, String) && strcmp(strVal(obj), "eventsource") == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Stop the workers of a database about to be dropped, and wait (at most
+ * drain_timeout plus a margin) for them to disconnect.
+ */
+static void
+stop_database_workers(Oid dboid)
+{
+	TimestampTz deadline;
+
+	es_registry_drop_database(dboid);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   es_drain_timeout_ms_guc + 10000);
+	for (;;)
+	{
+		bool		busy = false;
+
+		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+		for (int i = 0; i < es_workers->nslots; i++)
+			if (es_workers->slots[i].in_use && es_workers->slots[i].dboid == dboid &&
+				es_workers->slots[i].pid != 0)
+				busy = true;
+		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+		if (!busy || GetCurrentTimestamp() >= deadline)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 50, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+es_process_utility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		restore = es_guard_is_copy_into_events(parsetree);
+	Oid			dropped_db = InvalidOid;
+
+	if (IsA(parsetree, DropdbStmt))
+	{
+		DropdbStmt *stmt = (DropdbStmt *) parsetree;
+
+		dropped_db = get_database_oid(stmt->dbname, true);
+		if (OidIsValid(dropped_db))
+			stop_database_workers(dropped_db);
+	}
+	if (drops_our_extension(parsetree))
+		es_subscriptions_extension_dropped();
+
+	if (restore)
+		es_guard_restore_copy(true);
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		if (restore)
+			es_guard_restore_copy(false);
+		if (OidIsValid(dropped_db))
+		{
+			/* the database stays: let its subscriptions run again */
+			es_workers->discovery_done = false;
+			es_launcher_wake();
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (restore)
+		es_guard_restore_copy(false);
+}
+
+void
+es_utility_install_hook(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = es_process_utility;
+}

@@ -1,0 +1,1416 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  A subscription worker: delivers the events of one subscription
+ *	  partition to its handler, in position order, never skipping.
+ *
+ * Each batch is one transaction (every_batch): lock the partition's
+ * checkpoint row, compute the safe horizon, read up to batch_size events
+ * after the checkpoint and at or below the horizon, call the handler for
+ * each in a subtransaction, move the checkpoint, commit.  The handler's
+ * writes and the checkpoint commit together, so after any crash the read
+ * model matches the checkpoint: nothing is applied twice, nothing is lost.
+ * every_event commits after each event; periodic commits the handler's
+ * writes every batch but the checkpoint only every checkpoint_interval
+ * (at-least-once).  Events that the subscription's filters or partition
+ * leave out still move the checkpoint.
+ *
+ * Failures: a failed call is retried after retry_backoff * 2^k (capped at
+ * ES_MAX_BACKOFF_MS), waiting outside any transaction after committing the
+ * events before it.  After max_retries the event goes to the dead letters
+ * in the transaction that moves the checkpoint past it, or, with
+ * continue_on_error off, the partition stops in state failed before it.
+ * circuit_breaker_threshold consecutive failed events open the breaker for
+ * circuit_breaker_reset; then the next event is a probe: delivered, the
+ * breaker closes; failed again, it opens again.
+ *
+ * Wake-up: the commit of an append sets this worker's latch (registry.c,
+ * from the commit callback).  The idle wait's timeout only refreshes the
+ * heartbeat.
+ *
+ * Stop (SIGTERM from a server stop, pause, drop or DROP DATABASE): no new
+ * batch is read; the in-flight batch may finish within
+ * eventsource.drain_timeout, else it is rolled back (forced); the outcome is
+ * logged and kept in the slot and in subscription_partitions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/snapmgr.h"
+#include "utils/typcache.h"
+#include "utils/uuid.h"
+
+#include "subscription.h"
+
+#define ES_MAX_BACKOFF_MS		(5 * 60 * 1000)
+#define ES_IDLE_WAIT_MS			10000
+#define ES_ERROR_WAIT_MAX_MS	60000
+
+typedef enum EsStrategy
+{
+	ES_EVERY_EVENT,
+	ES_EVERY_BATCH,
+	ES_PERIODIC
+} EsStrategy;
+
+/* The subscription's definition, loaded from its row. */
+typedef struct EsSubConfig
+{
+	Oid			handler;
+	Oid			owner;
+	bool		batch_handler;
+	int			batch_size;
+	EsStrategy	strategy;
+	int64		checkpoint_interval_ms;
+	int64		processing_timeout_ms;
+	int			max_retries;
+	int64		retry_backoff_ms;
+	bool		continue_on_error;
+	int			breaker_threshold;
+	int64		breaker_reset_ms;
+	Datum		event_types;	/* text[] or 0 */
+	Datum		categories;		/* text[] or 0 */
+} EsSubConfig;
+
+/* What a batch ended with. */
+typedef enum EsBatchOutcome
+{
+	BATCH_IDLE,					/* nothing to deliver: caught up */
+	BATCH_DONE,					/* delivered events; maybe more to come */
+	BATCH_RETRY_WAIT,			/* an event failed; retry after backoff */
+	BATCH_BREAKER_OPEN,
+	BATCH_FAILED,				/* stopped at an event (continue_on_error off) */
+	BATCH_FORCED,				/* drain timed out: rolled back */
+	BATCH_GONE					/* the subscription no longer exists */
+} EsBatchOutcome;
+
+static EsWorkerSlot *MySlot = NULL;
+static Oid	my_dboid;
+static char my_name[ES_MAX_NAME_LEN + 1];
+static int	my_partition;
+static int	my_partitions;
+static char checkpoint_name[ES_MAX_NAME_LEN + 16];
+static EsSubConfig cfg;
+static FmgrInfo handler_finfo;
+static TupleDesc events_desc = NULL;	/* row type of eventsource.events */
+static Oid	events_type = InvalidOid;
+static MemoryContext batch_cxt = NULL;
+static char *handler_name = NULL;
+
+/* delivery state */
+static int64 position = 0;		/* everything <= position is done */
+static bool position_loaded = false;
+static int64 saved_position = 0;	/* what the checkpoint row says */
+static TimestampTz saved_at = 0;
+static TimestampTz reset_seen = 0;
+static int64 retry_position = 0;
+static int	retry_attempts = 0;
+static TimestampTz retry_not_before = 0;
+static TimestampTz first_failed_at = 0;
+static int64 consecutive_failed = 0;
+static TimestampTz breaker_open_until = 0;
+static bool breaker_probe = false;
+static int	checkpoints_saved_in_drain = 0;
+
+/* transaction bracket */
+static Oid	tx_save_userid;
+static int	tx_save_sec_context;
+static bool tx_open = false;
+
+static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr write_plan = NULL;
+static SPIPlanPtr write_if_plan = NULL;
+static SPIPlanPtr dead_letter_plan = NULL;
+static SPIPlanPtr error_plan = NULL;
+static SPIPlanPtr error_prune_plan = NULL;
+static SPIPlanPtr fail_plan = NULL;
+static SPIPlanPtr retry_select_plan = NULL;
+static SPIPlanPtr retry_done_plan = NULL;
+static SPIPlanPtr retry_again_plan = NULL;
+static SPIPlanPtr shutdown_plan = NULL;
+
+PGDLLEXPORT void es_worker_main(Datum main_arg);
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	if (!es_shutdown_requested)
+	{
+		es_shutdown_requested_at = GetCurrentTimestamp();
+		es_shutdown_requested = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* ---------------------------------------------------------------------
+ * slot bookkeeping
+ * ---------------------------------------------------------------------
+ */
+
+static void
+slot_set_state(EsWorkerState state)
+{
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->state = state;
+	MySlot->heartbeat_at = GetCurrentTimestamp();
+	SpinLockRelease(&MySlot->mutex);
+}
+
+static void
+slot_heartbeat(void)
+{
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->heartbeat_at = GetCurrentTimestamp();
+	SpinLockRelease(&MySlot->mutex);
+}
+
+/* After a commit that moved the checkpoint: publish it and wake waiters. */
+static void
+slot_checkpointed(int64 pos)
+{
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->checkpoint = pos;
+	MySlot->heartbeat_at = GetCurrentTimestamp();
+	SpinLockRelease(&MySlot->mutex);
+	ConditionVariableBroadcast(&MySlot->progress_cv);
+}
+
+static void
+slot_delivered(int64 pos, TimestampTz recorded_at, int n)
+{
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->last_position = pos;
+	MySlot->last_recorded_at = recorded_at;
+	MySlot->events_processed += n;
+	MySlot->consecutive_failures = 0;
+	MySlot->last_activity_at = GetCurrentTimestamp();
+	MySlot->heartbeat_at = MySlot->last_activity_at;
+	SpinLockRelease(&MySlot->mutex);
+}
+
+static EsDesired
+slot_desired(void)
+{
+	EsDesired	d;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	d = MySlot->desired;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return d;
+}
+
+/*
+ * Exit callback: give the slot back.  A dropped subscription's slot is
+ * freed; otherwise the restart backoff is computed here, where the exit code
+ * is known (the launcher only starts what is due).
+ */
+static void
+worker_exit(int code, Datum arg)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (MySlot == NULL)
+		return;
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	MySlot->pid = 0;
+	MySlot->latch = NULL;
+	if (MySlot->desired == ES_DESIRED_DROP)
+		es_free_slot_locked(MySlot);
+	else
+	{
+		if (code != 0 && MySlot->desired == ES_DESIRED_RUN)
+		{
+			int64		delay;
+
+			/* a worker that ran well for a minute starts its count again */
+			if (MySlot->started_at != 0 &&
+				now - MySlot->started_at > 60 * USECS_PER_SEC)
+				MySlot->crash_count = 0;
+			MySlot->crash_count++;
+			delay = Min((int64) 1000 << Min(MySlot->crash_count - 1, 6),
+						(int64) ES_ERROR_WAIT_MAX_MS);
+			MySlot->next_start_at = now + delay * 1000;
+		}
+		else if (MySlot->desired == ES_DESIRED_RUN)
+			MySlot->next_start_at = now + USECS_PER_SEC;
+		SpinLockAcquire(&MySlot->mutex);
+		if (MySlot->desired == ES_DESIRED_PAUSE)
+			MySlot->state = ES_STATE_PAUSED;
+		else if (MySlot->desired == ES_DESIRED_FAILED)
+			MySlot->state = ES_STATE_FAILED;
+		else if (MySlot->state != ES_STATE_FAILED)
+			MySlot->state = ES_STATE_STARTING;
+		SpinLockRelease(&MySlot->mutex);
+		ConditionVariableBroadcast(&MySlot->progress_cv);
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	es_launcher_wake();
+}
+
+/* ---------------------------------------------------------------------
+ * transactions
+ * ---------------------------------------------------------------------
+ */
+
+static void
+tx_begin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	es_become_owner(&tx_save_userid, &tx_save_sec_context);
+	pgstat_report_activity(STATE_RUNNING, activity);
+	tx_open = true;
+}
+
+static void
+tx_commit(void)
+{
+	es_restore_user(tx_save_userid, tx_save_sec_context);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	tx_open = false;
+}
+
+static void
+tx_abort(void)
+{
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	tx_open = false;
+}
+
+static void
+run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "eventsource worker: query failed: %s", SPI_result_code_string(rc));
+}
+
+/* ---------------------------------------------------------------------
+ * configuration
+ * ---------------------------------------------------------------------
+ */
+
+static int64
+col_int64(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+
+	return DatumGetInt64(SPI_getbinval(tup, desc, col, &isnull));
+}
+
+/*
+ * Load the subscription's row.  Returns false when it is gone.  Inside a
+ * transaction, connected to SPI, as the extension owner.
+ */
+static bool
+load_config(void)
+{
+	SPIPlanPtr	plan;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *strategy;
+	MemoryContext old;
+
+	plan = SPI_prepare("SELECT s.handler::pg_catalog.oid, s.owner::pg_catalog.oid, s.batch_handler,"
+					   " s.batch_size, s.checkpoint_strategy,"
+					   " (pg_catalog.date_part('epoch', s.checkpoint_interval) OPERATOR(pg_catalog.*) 1000)::bigint,"
+					   " (pg_catalog.date_part('epoch', s.processing_timeout) OPERATOR(pg_catalog.*) 1000)::bigint,"
+					   " s.max_retries,"
+					   " (pg_catalog.date_part('epoch', s.retry_backoff) OPERATOR(pg_catalog.*) 1000)::bigint,"
+					   " s.continue_on_error, s.circuit_breaker_threshold,"
+					   " (pg_catalog.date_part('epoch', s.circuit_breaker_reset) OPERATOR(pg_catalog.*) 1000)::bigint,"
+					   " s.event_types, s.categories, s.partitions"
+					   " FROM eventsource.subscriptions s"
+					   " JOIN eventsource.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name"
+					   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND p.partition OPERATOR(pg_catalog.=) $2",
+					   2, types);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	values[0] = CStringGetTextDatum(my_name);
+	values[1] = Int32GetDatum(my_partition);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventsource worker: could not read subscription \"%s\"", my_name);
+	if (SPI_processed == 0)
+		return false;
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	cfg.handler = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+	cfg.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	cfg.batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	cfg.batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+	strategy = SPI_getvalue(tup, desc, 5);
+	cfg.strategy = strcmp(strategy, "every_event") == 0 ? ES_EVERY_EVENT :
+		strcmp(strategy, "periodic") == 0 ? ES_PERIODIC : ES_EVERY_BATCH;
+	cfg.checkpoint_interval_ms = col_int64(tup, desc, 6);
+	cfg.processing_timeout_ms = col_int64(tup, desc, 7);
+	cfg.max_retries = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+	cfg.retry_backoff_ms = col_int64(tup, desc, 9);
+	cfg.continue_on_error = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+	cfg.breaker_threshold = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
+	cfg.breaker_reset_ms = col_int64(tup, desc, 12);
+	cfg.event_types = SPI_getbinval(tup, desc, 13, &isnull);
+	cfg.event_types = isnull ? (Datum) 0 : datumCopy(cfg.event_types, false, -1);
+	cfg.categories = SPI_getbinval(tup, desc, 14, &isnull);
+	cfg.categories = isnull ? (Datum) 0 : datumCopy(cfg.categories, false, -1);
+	my_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+	MemoryContextSwitchTo(old);
+	SPI_freeplan(plan);
+
+	if (my_partitions > 1)
+		snprintf(checkpoint_name, sizeof(checkpoint_name), "%s/%d", my_name, my_partition);
+	else
+		strlcpy(checkpoint_name, my_name, sizeof(checkpoint_name));
+
+	fmgr_info_cxt(cfg.handler, &handler_finfo, TopMemoryContext);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	handler_name = format_procedure(cfg.handler);
+	MemoryContextSwitchTo(old);
+
+	if (events_desc == NULL)
+	{
+		events_type = get_rel_type_id(es_catalog()->events_oid);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		events_desc = lookup_rowtype_tupdesc_copy(events_type, -1);
+		MemoryContextSwitchTo(old);
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * checkpoint
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Read the checkpoint row; with "lock", lock it until the transaction ends
+ * (reset_subscription() and drop_subscription() wait for the batch).
+ * Returns false when the row is gone (the subscription was dropped).
+ */
+static bool
+read_checkpoint(bool lock, int64 *pos)
+{
+	Datum		values[1];
+	static SPIPlanPtr nolock_plan = NULL;
+	Oid			types[1] = {TEXTOID};
+
+	if (lock_plan == NULL)
+	{
+		lock_plan = es_prepare("SELECT position FROM eventsource.checkpoints"
+							   " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE", 1, types);
+		nolock_plan = es_prepare("SELECT position FROM eventsource.checkpoints"
+								 " WHERE name OPERATOR(pg_catalog.=) $1", 1, types);
+	}
+	values[0] = CStringGetTextDatum(checkpoint_name);
+	run_plan(lock ? lock_plan : nolock_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	*pos = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return true;
+}
+
+/*
+ * Write the checkpoint in the current transaction.  For periodic, only if
+ * nobody changed the row since we read it (else false: reload).
+ */
+static bool
+write_checkpoint(int64 pos)
+{
+	Datum		values[3];
+	Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
+
+	if (write_plan == NULL)
+	{
+		write_plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2,"
+								" updated_at = pg_catalog.now()"
+								" WHERE name OPERATOR(pg_catalog.=) $1", 2, types);
+		write_if_plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2,"
+								   " updated_at = pg_catalog.now()"
+								   " WHERE name OPERATOR(pg_catalog.=) $1"
+								   " AND position OPERATOR(pg_catalog.=) $3", 3, types);
+	}
+	values[0] = CStringGetTextDatum(checkpoint_name);
+	values[1] = Int64GetDatum(pos);
+	values[2] = Int64GetDatum(saved_position);
+	run_plan(cfg.strategy == ES_PERIODIC ? write_if_plan : write_plan,
+			 values, NULL, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		return false;
+	saved_position = pos;
+	saved_at = GetCurrentTimestamp();
+	if (es_shutdown_requested)
+		checkpoints_saved_in_drain++;
+	return true;
+}
+
+/* Is a checkpoint write due (the strategy says when)? */
+static bool
+checkpoint_due(void)
+{
+	if (position == saved_position)
+		return false;
+	if (cfg.strategy != ES_PERIODIC || es_shutdown_requested)
+		return true;
+	return GetCurrentTimestamp() >= saved_at + cfg.checkpoint_interval_ms * 1000;
+}
+
+/* ---------------------------------------------------------------------
+ * failures: recent errors, notifications, dead letters, stop-at-event
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct EsEventRef
+{
+	HeapTuple	tuple;			/* in events_desc's layout */
+	int64		position;
+	TimestampTz recorded_at;
+} EsEventRef;
+
+static Datum
+event_column(EsEventRef *ev, int attno, bool *isnull)
+{
+	return heap_getattr(ev->tuple, attno, events_desc, isnull);
+}
+
+/*
+ * Record one failed handler call: the bounded recent_errors table, the
+ * slot's statistics, and a notification when severe enough.  In the
+ * current transaction.
+ */
+static void
+record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
+{
+	const char *category = es_error_category(err->sqlstate);
+	const char *severity = es_error_severity(err->sqlstate);
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	es_slot_note_error(MySlot, err->message, err->sqlstate, will_retry);
+
+	if (error_plan == NULL)
+	{
+		Oid			types[10] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+		Oid			prune_types[1] = {INT4OID};
+
+		error_plan = es_prepare("INSERT INTO eventsource.recent_errors (subscription, partition,"
+								" global_position, event_id, event_type, error_message, error_sqlstate,"
+								" error_category, error_severity, attempt)"
+								" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+								10, types);
+		error_prune_plan = es_prepare("DELETE FROM eventsource.recent_errors WHERE id OPERATOR(pg_catalog.<=)"
+									  " (SELECT pg_catalog.max(id) FROM eventsource.recent_errors)"
+									  " OPERATOR(pg_catalog.-) $1",
+									  1, prune_types);
+	}
+	values[0] = CStringGetTextDatum(my_name);
+	values[1] = Int32GetDatum(my_partition);
+	values[2] = Int64GetDatum(ev->position);
+	values[3] = event_column(ev, 4, &isnull);
+	values[4] = event_column(ev, 5, &isnull);
+	values[5] = CStringGetTextDatum(err->message);
+	values[6] = CStringGetTextDatum(err->sqlstate);
+	values[7] = CStringGetTextDatum(category);
+	values[8] = CStringGetTextDatum(severity);
+	values[9] = Int32GetDatum(attempt);
+	run_plan(error_plan, values, nulls, SPI_OK_INSERT);
+	values[0] = Int32GetDatum(es_recent_errors_kept);
+	run_plan(error_prune_plan, values, NULL, SPI_OK_DELETE);
+
+	/* publish it, from the worker and never from appenders */
+	if (es_severity_rank(severity) >= es_notify_min_severity)
+	{
+		StringInfoData payload;
+		char	   *event_id = DatumGetCString(DirectFunctionCall1(uuid_out, values[3]));
+
+		initStringInfo(&payload);
+		appendStringInfoString(&payload, "{\"subscription\": ");
+		escape_json(&payload, my_name);
+		appendStringInfo(&payload, ", \"partition\": %d, \"position\": " INT64_FORMAT
+						 ", \"event_id\": \"%s\", \"sqlstate\": \"%s\", \"category\": \"%s\""
+						 ", \"severity\": \"%s\", \"attempt\": %d, \"will_retry\": %s, \"message\": ",
+						 my_partition, ev->position, event_id, err->sqlstate, category,
+						 severity, attempt, will_retry ? "true" : "false");
+		escape_json(&payload, err->message);
+		appendStringInfoChar(&payload, '}');
+		Async_Notify("eventsource_errors", payload.data);
+	}
+
+	ereport(LOG,
+			(errmsg("eventsource: subscription \"%s\" handler failed on event at position " INT64_FORMAT " (attempt %d%s): %s",
+					my_name, ev->position, attempt,
+					will_retry ? ", will retry" : "", err->message),
+			 errdetail("subscription=%s partition=%d event_id=%s position=" INT64_FORMAT " sqlstate=%s category=%s severity=%s",
+					   my_name, my_partition,
+					   DatumGetCString(DirectFunctionCall1(uuid_out, values[3])),
+					   ev->position, err->sqlstate, category, severity)));
+}
+
+/* Park an event in the dead letters.  In the transaction that passes it. */
+static void
+dead_letter(EsEventRef *ev, EsCallError *err, int retries)
+{
+	Datum		values[16];
+	bool		isnull;
+
+	if (dead_letter_plan == NULL)
+	{
+		Oid			types[16] = {TEXTOID, INT4OID, INT8OID, TEXTOID, INT8OID, UUIDOID,
+			TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, INT4OID, TIMESTAMPTZOID};
+
+		dead_letter_plan = es_prepare("INSERT INTO eventsource.dead_letters (subscription, partition,"
+									  " global_position, stream_id, stream_version, event_id, event_type,"
+									  " data, metadata, recorded_at, error_message, error_sqlstate,"
+									  " error_category, error_severity, retry_count, first_failed_at)"
+									  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+									  " $14, $15, $16)",
+									  16, types);
+	}
+	values[0] = CStringGetTextDatum(my_name);
+	values[1] = Int32GetDatum(my_partition);
+	for (int i = 0; i < 8; i++)
+		values[2 + i] = event_column(ev, i + 1, &isnull);
+	values[10] = CStringGetTextDatum(err->message);
+	values[11] = CStringGetTextDatum(err->sqlstate);
+	values[12] = CStringGetTextDatum(es_error_category(err->sqlstate));
+	values[13] = CStringGetTextDatum(es_error_severity(err->sqlstate));
+	values[14] = Int32GetDatum(retries);
+	values[15] = TimestampTzGetDatum(first_failed_at ? first_failed_at : GetCurrentTimestamp());
+	run_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
+
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->events_failed++;
+	MySlot->dead_letters++;
+	MySlot->consecutive_failures++;
+	SpinLockRelease(&MySlot->mutex);
+}
+
+/* Stop this partition at an event (continue_on_error off).  Own transaction. */
+static void
+stop_at_event(EsEventRef *ev, EsCallError *err)
+{
+	Datum		values[6];
+	bool		isnull;
+	Oid			types[6] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID, TEXTOID};
+
+	tx_begin("eventsource: stopping at a failed event");
+	if (fail_plan == NULL)
+		fail_plan = es_prepare("UPDATE eventsource.subscription_partitions SET state = 'failed',"
+							   " failed_position = $3, failed_event_id = $4, error_message = $5,"
+							   " error_sqlstate = $6, failed_at = pg_catalog.now()"
+							   " WHERE subscription OPERATOR(pg_catalog.=) $1"
+							   " AND partition OPERATOR(pg_catalog.=) $2",
+							   6, types);
+	values[0] = CStringGetTextDatum(my_name);
+	values[1] = Int32GetDatum(my_partition);
+	values[2] = Int64GetDatum(ev->position);
+	values[3] = event_column(ev, 4, &isnull);
+	values[4] = CStringGetTextDatum(err->message);
+	values[5] = CStringGetTextDatum(err->sqlstate);
+	run_plan(fail_plan, values, NULL, SPI_OK_UPDATE);
+	tx_commit();
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	if (MySlot->desired == ES_DESIRED_RUN)
+		MySlot->desired = ES_DESIRED_FAILED;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->events_failed++;
+	MySlot->consecutive_failures++;
+	SpinLockRelease(&MySlot->mutex);
+	slot_set_state(ES_STATE_FAILED);
+	ereport(WARNING,
+			(errmsg("eventsource: subscription \"%s\" partition %d stopped at the event at position " INT64_FORMAT,
+					my_name, my_partition, ev->position),
+			 errdetail("continue_on_error is off; the handler failed %d times: %s",
+					   cfg.max_retries + 1, err->message),
+			 errhint("Fix the cause, then call eventsource.resume_subscription('%s') to retry the event.",
+					 my_name)));
+}
+
+/* ---------------------------------------------------------------------
+ * delivery
+ * ---------------------------------------------------------------------
+ */
+
+static int64
+backoff_ms(int attempts)
+{
+	int64		ms = cfg.retry_backoff_ms;
+
+	for (int i = 1; i < attempts && ms < ES_MAX_BACKOFF_MS; i++)
+		ms *= 2;
+	return Min(ms, (int64) ES_MAX_BACKOFF_MS);
+}
+
+/* Call the handler for one event (a 1-element array for batch handlers). */
+static EsCallResult
+deliver_one(EsEventRef *ev, EsCallError *err)
+{
+	Datum		arg = heap_copy_tuple_as_datum(ev->tuple, events_desc);
+
+	if (cfg.batch_handler)
+		arg = PointerGetDatum(construct_array(&arg, 1, events_type, -1, false, TYPALIGN_DOUBLE));
+	return es_call_handler(&handler_finfo, arg, cfg.owner, cfg.processing_timeout_ms,
+						   my_name, ev->tuple, events_desc, err);
+}
+
+/* Call a batch handler once with the whole batch. */
+static EsCallResult
+deliver_all(EsEventRef *events, int n, EsCallError *err)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+
+	for (int i = 0; i < n; i++)
+		elems[i] = heap_copy_tuple_as_datum(events[i].tuple, events_desc);
+	return es_call_handler(&handler_finfo,
+						   PointerGetDatum(construct_array(elems, n, events_type, -1,
+														   false, TYPALIGN_DOUBLE)),
+						   cfg.owner, cfg.processing_timeout_ms, my_name, NULL, NULL, err);
+}
+
+/*
+ * Read the next events: after the checkpoint, at or below the horizon, in
+ * this partition, passing the filters.  Copies them into batch_cxt.  Sets
+ * *scanned_to to the position up to which everything was looked at.
+ */
+static int
+fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanned_to)
+{
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	MemoryContext old;
+	int			n;
+
+	if (read_plan == NULL)
+	{
+		Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
+
+		read_plan = es_prepare("SELECT * FROM eventsource.events"
+							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
+							   " AND global_position OPERATOR(pg_catalog.<=) $2"
+							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY ($3))"
+							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
+							   "      OPERATOR(pg_catalog.=) ANY ($4))"
+							   " AND ($5 OPERATOR(pg_catalog.=) 1 OR"
+							   "      eventsource.stream_partition(stream_id, $5) OPERATOR(pg_catalog.=) $6)"
+							   " ORDER BY global_position LIMIT $7",
+							   7, types);
+	}
+	values[0] = Int64GetDatum(after);
+	values[1] = Int64GetDatum(head);
+	values[2] = cfg.event_types;
+	nulls[2] = cfg.event_types ? ' ' : 'n';
+	values[3] = cfg.categories;
+	nulls[3] = cfg.categories ? ' ' : 'n';
+	values[4] = Int32GetDatum(my_partitions);
+	values[5] = Int32GetDatum(my_partition);
+	values[6] = Int32GetDatum(limit);
+	es_spi_read_latest(read_plan, values, nulls, NULL, 0);
+
+	n = (int) SPI_processed;
+	old = MemoryContextSwitchTo(batch_cxt);
+	*out = palloc(sizeof(EsEventRef) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+
+		(*out)[i].tuple = heap_copytuple(tup);
+		(*out)[i].position = DatumGetInt64(heap_getattr(tup, 1, SPI_tuptable->tupdesc, &isnull));
+		(*out)[i].recorded_at = DatumGetTimestampTz(heap_getattr(tup, 8, SPI_tuptable->tupdesc, &isnull));
+	}
+	MemoryContextSwitchTo(old);
+
+	/* fewer than asked: everything up to the horizon was looked at */
+	*scanned_to = (n < limit) ? head : (*out)[n - 1].position;
+	return n;
+}
+
+/* After a success: the breaker closes, counters move. */
+static void
+note_success(EsEventRef *ev, int n)
+{
+	position = ev->position;
+	consecutive_failed = 0;
+	breaker_probe = false;
+	if (retry_position != 0 && ev->position >= retry_position)
+	{
+		retry_position = 0;
+		retry_attempts = 0;
+		first_failed_at = 0;
+	}
+	slot_delivered(ev->position, ev->recorded_at, n);
+}
+
+/*
+ * An event failed.  Returns the batch outcome to stop with, or BATCH_DONE to
+ * go on with the next event (it was dead-lettered).  In the batch's
+ * transaction.
+ */
+static EsBatchOutcome
+handle_failure(EsEventRef *ev, EsCallError *err)
+{
+	int			attempt = (ev->position == retry_position ? retry_attempts : 0) + 1;
+	bool		will_retry = attempt <= cfg.max_retries;
+
+	if (first_failed_at == 0 || ev->position != retry_position)
+		first_failed_at = GetCurrentTimestamp();
+	record_error(ev, err, attempt, will_retry);
+
+	if (will_retry)
+	{
+		retry_position = ev->position;
+		retry_attempts = attempt;
+		retry_not_before = GetCurrentTimestamp() + backoff_ms(attempt) * 1000;
+		return BATCH_RETRY_WAIT;
+	}
+
+	/* retries exhausted */
+	retry_position = 0;
+	retry_attempts = 0;
+	if (!cfg.continue_on_error)
+		return BATCH_FAILED;
+
+	dead_letter(ev, err, attempt - 1);
+	first_failed_at = 0;
+	position = ev->position;
+	consecutive_failed++;
+	if (breaker_probe ||
+		(cfg.breaker_threshold > 0 && consecutive_failed >= cfg.breaker_threshold))
+	{
+		breaker_probe = false;
+		breaker_open_until = GetCurrentTimestamp() + cfg.breaker_reset_ms * 1000;
+		SpinLockAcquire(&MySlot->mutex);
+		MySlot->circuit_open_until = breaker_open_until;
+		SpinLockRelease(&MySlot->mutex);
+		ereport(LOG,
+				(errmsg("eventsource: subscription \"%s\" partition %d: circuit breaker open for " INT64_FORMAT " ms after " INT64_FORMAT " consecutive failed events",
+						my_name, my_partition, cfg.breaker_reset_ms, consecutive_failed)));
+		return BATCH_BREAKER_OPEN;
+	}
+	return BATCH_DONE;
+}
+
+/* Commit what the batch did: checkpoint (if due), then the transaction. */
+static void
+finish_batch(void)
+{
+	if (checkpoint_due() && !write_checkpoint(position))
+	{
+		/* periodic: the row changed under us (reset or drop): start over */
+		tx_abort();
+		position_loaded = false;
+		return;
+	}
+	tx_commit();
+	slot_checkpointed(saved_position);
+}
+
+/*
+ * One batch.  See the file header.
+ */
+static EsBatchOutcome
+process_batch(void)
+{
+	EsEventRef *events;
+	int64		head;
+	int64		scanned_to;
+	int64		start;
+	int			limit;
+	int			n;
+	int			i;
+	bool		isolate;
+	EsBatchOutcome outcome = BATCH_DONE;
+	EsCallError err;
+	int			events_done = 0;
+	int			failed = -1;
+	TimestampTz reset_at;
+
+	MemoryContextReset(batch_cxt);
+	tx_begin("eventsource: reading events");
+
+	/* where are we?  (a reset or a periodic checkpoint may have moved it) */
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	reset_at = MySlot->reset_requested_at;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	if (cfg.strategy != ES_PERIODIC || !position_loaded || reset_at != reset_seen)
+	{
+		if (!read_checkpoint(cfg.strategy != ES_PERIODIC, &start))
+		{
+			tx_commit();
+			return BATCH_GONE;
+		}
+		if (!position_loaded || start != saved_position || reset_at != reset_seen)
+		{
+			/* first time, or moved by reset_subscription(): follow it */
+			position = start;
+			retry_position = 0;
+			retry_attempts = 0;
+		}
+		saved_position = start;
+		position_loaded = true;
+		reset_seen = reset_at;
+		if (saved_at == 0)
+			saved_at = GetCurrentTimestamp();
+	}
+
+	head = es_horizon();
+	if (position >= head)
+	{
+		finish_batch();
+		return BATCH_IDLE;
+	}
+
+	limit = breaker_probe ? 1 : cfg.batch_size;
+	n = fetch_events(position, head, limit, &events, &scanned_to);
+	es_handler_arm_timer();
+	slot_set_state(ES_STATE_CATCHING_UP);
+
+	/* a batch handler gets the batch at once, unless an event is being retried */
+	isolate = !cfg.batch_handler || retry_position != 0 || breaker_probe || n == 0;
+	if (!isolate)
+	{
+		EsCallResult r = deliver_all(events, n, &err);
+
+		if (r == ES_CALL_OK)
+		{
+			note_success(&events[n - 1], n);
+			events_done = n;
+			i = n;
+		}
+		else if (r == ES_CALL_DRAIN_EXPIRED)
+			outcome = BATCH_FORCED;
+		else
+		{
+			/* find the poison event: deliver them one at a time */
+			es_slot_note_error(MySlot, err.message, err.sqlstate, true);
+			isolate = true;
+		}
+	}
+
+	for (i = 0; isolate && outcome == BATCH_DONE && i < n; i++)
+	{
+		EsEventRef *ev = &events[i];
+		EsCallResult r;
+
+		if (es_drain_expired())
+		{
+			outcome = BATCH_FORCED;
+			break;
+		}
+		r = deliver_one(ev, &err);
+		if (r == ES_CALL_OK)
+		{
+			note_success(ev, 1);
+			events_done++;
+		}
+		else if (r == ES_CALL_DRAIN_EXPIRED)
+			outcome = BATCH_FORCED;
+		else
+		{
+			outcome = handle_failure(ev, &err);
+			failed = i;
+		}
+
+		if (outcome == BATCH_DONE && cfg.strategy == ES_EVERY_EVENT)
+		{
+			/* every_event: this event's effects and checkpoint commit now */
+			finish_batch();
+			if (!position_loaded)
+				return BATCH_DONE;
+			tx_begin("eventsource: delivering events");
+			if (!read_checkpoint(true, &start))
+			{
+				tx_commit();
+				return BATCH_GONE;
+			}
+		}
+	}
+	es_handler_disarm_timer();
+
+	switch (outcome)
+	{
+		case BATCH_FORCED:
+			tx_abort();
+			position_loaded = false;	/* reload: the batch was rolled back */
+			SpinLockAcquire(&MySlot->mutex);
+			MySlot->shutdown.events_in_flight = n - (cfg.strategy == ES_EVERY_EVENT ? events_done : 0);
+			SpinLockRelease(&MySlot->mutex);
+			return BATCH_FORCED;
+		case BATCH_FAILED:
+			/* commit the events before it, then stop at it */
+			finish_batch();
+			stop_at_event(&events[failed], &err);
+			return BATCH_FAILED;
+		case BATCH_DONE:
+			/* filtered-out events after the last delivered one count as done */
+			if (scanned_to > position)
+				position = scanned_to;
+			break;
+		default:
+			break;
+	}
+	finish_batch();
+	if (outcome == BATCH_DONE && n == 0)
+		return BATCH_IDLE;
+	return outcome;
+}
+
+/*
+ * retry_dead_letters(): deliver the parked events that were asked for, one
+ * attempt each.  Delivered ones leave the table; the others stay, with the
+ * new error.
+ */
+static void
+retry_dead_letters(void)
+{
+	Datum		values[2];
+	int			n;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	if (!MySlot->retry_requested)
+	{
+		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+		return;
+	}
+	MySlot->retry_requested = false;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+
+	tx_begin("eventsource: retrying dead letters");
+	if (retry_select_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT4OID};
+		Oid			done_types[1] = {INT8OID};
+		Oid			again_types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+
+		retry_select_plan = es_prepare("SELECT global_position, stream_id, stream_version, event_id,"
+									   " event_type, data, metadata, recorded_at, id"
+									   " FROM eventsource.dead_letters"
+									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
+									   " AND partition OPERATOR(pg_catalog.=) $2 AND retry_requested"
+									   " ORDER BY id FOR UPDATE SKIP LOCKED",
+									   2, types);
+		retry_done_plan = es_prepare("DELETE FROM eventsource.dead_letters WHERE id OPERATOR(pg_catalog.=) $1",
+									 1, done_types);
+		retry_again_plan = es_prepare("UPDATE eventsource.dead_letters SET retry_requested = false,"
+									  " retry_count = retry_count OPERATOR(pg_catalog.+) 1,"
+									  " error_message = $2, error_sqlstate = $3, error_category = $4,"
+									  " error_severity = $5, last_failed_at = pg_catalog.now()"
+									  " WHERE id OPERATOR(pg_catalog.=) $1",
+									  5, again_types);
+	}
+	values[0] = CStringGetTextDatum(my_name);
+	values[1] = Int32GetDatum(my_partition);
+	run_plan(retry_select_plan, values, NULL, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	if (n > 0)
+	{
+		SPITupleTable *tab = SPI_tuptable;
+
+		es_handler_arm_timer();
+		for (int i = 0; i < n; i++)
+		{
+			HeapTuple	row = tab->vals[i];
+			Datum		cols[9];
+			bool		nulls[9];
+			EsEventRef	ev;
+			EsCallError err;
+
+			heap_deform_tuple(row, tab->tupdesc, cols, nulls);
+			ev.tuple = heap_form_tuple(events_desc, cols, nulls);
+			ev.position = DatumGetInt64(cols[0]);
+			ev.recorded_at = DatumGetTimestampTz(cols[7]);
+			values[0] = cols[8];
+			if (deliver_one(&ev, &err) == ES_CALL_OK)
+			{
+				run_plan(retry_done_plan, values, NULL, SPI_OK_DELETE);
+				SpinLockAcquire(&MySlot->mutex);
+				MySlot->events_processed++;
+				MySlot->dead_letters = Max(MySlot->dead_letters - 1, 0);
+				SpinLockRelease(&MySlot->mutex);
+			}
+			else
+			{
+				Datum		again[5];
+
+				record_error(&ev, &err, 1, false);
+				again[0] = cols[8];
+				again[1] = CStringGetTextDatum(err.message);
+				again[2] = CStringGetTextDatum(err.sqlstate);
+				again[3] = CStringGetTextDatum(es_error_category(err.sqlstate));
+				again[4] = CStringGetTextDatum(es_error_severity(err.sqlstate));
+				run_plan(retry_again_plan, again, NULL, SPI_OK_UPDATE);
+			}
+		}
+		es_handler_disarm_timer();
+	}
+	tx_commit();
+}
+
+/* Keep the last shutdown's outcome: log line, slot, table. */
+static void
+record_shutdown(bool forced, bool gone)
+{
+	EsShutdownRecord rec;
+	EsDesired	desired = slot_desired();
+	TimestampTz now = GetCurrentTimestamp();
+
+	memset(&rec, 0, sizeof(rec));
+	rec.at = now;
+	strlcpy(rec.reason,
+			desired == ES_DESIRED_PAUSE ? "pause" :
+			desired == ES_DESIRED_DROP || gone ? "drop" :
+			desired == ES_DESIRED_FAILED ? "failed" : "server stop",
+			sizeof(rec.reason));
+	strlcpy(rec.phase, forced ? "forced" : "completed", sizeof(rec.phase));
+	rec.forced = forced;
+	rec.duration_ms = es_shutdown_requested_at ? (now - es_shutdown_requested_at) / 1000 : 0;
+	rec.checkpoints_saved = checkpoints_saved_in_drain;
+	SpinLockAcquire(&MySlot->mutex);
+	rec.events_in_flight = forced ? MySlot->shutdown.events_in_flight : 0;
+	MySlot->shutdown = rec;
+	SpinLockRelease(&MySlot->mutex);
+
+	ereport(LOG,
+			(errmsg("eventsource: subscription \"%s\" partition %d stopped (%s, %s)",
+					my_name, my_partition, rec.reason, rec.phase),
+			 errdetail("subscription=%s partition=%d reason=%s phase=%s duration_ms=" INT64_FORMAT " forced=%s events_in_flight=%d checkpoints_saved=%d checkpoint=" INT64_FORMAT,
+					   my_name, my_partition, rec.reason, rec.phase, rec.duration_ms,
+					   rec.forced ? "true" : "false", rec.events_in_flight,
+					   rec.checkpoints_saved, saved_position)));
+
+	if (gone || desired == ES_DESIRED_DROP)
+		return;
+	PG_TRY();
+	{
+		Datum		values[3];
+		Oid			types[3] = {TEXTOID, INT4OID, JSONBOID};
+		char	   *json;
+
+		tx_begin("eventsource: recording shutdown");
+		if (shutdown_plan == NULL)
+			shutdown_plan = es_prepare("UPDATE eventsource.subscription_partitions SET last_shutdown = $3"
+									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
+									   " AND partition OPERATOR(pg_catalog.=) $2",
+									   3, types);
+		json = psprintf("{\"at\": \"%s\", \"reason\": \"%s\", \"phase\": \"%s\", \"duration_ms\": " INT64_FORMAT
+						", \"forced\": %s, \"events_in_flight\": %d, \"checkpoints_saved\": %d, \"checkpoint\": " INT64_FORMAT "}",
+						timestamptz_to_str(now), rec.reason, rec.phase, rec.duration_ms,
+						rec.forced ? "true" : "false", rec.events_in_flight,
+						rec.checkpoints_saved, saved_position);
+		values[0] = CStringGetTextDatum(my_name);
+		values[1] = Int32GetDatum(my_partition);
+		values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+		run_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		/* the record is also in the log and the slot; don't fail the exit */
+		EmitErrorReport();
+		FlushErrorState();
+		tx_abort();
+	}
+	PG_END_TRY();
+}
+
+/* Wait for a latch set, a timeout, or a signal. */
+static void
+worker_wait(int64 timeout_ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Max(timeout_ms, 1), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+static int64
+idle_wait_ms(void)
+{
+	return Min((int64) ES_IDLE_WAIT_MS, (int64) es_liveness_timeout_ms / 3);
+}
+
+/*
+ * The main loop.  Returns when the worker should exit; *forced tells whether
+ * a stop had to roll back a batch, *gone whether the subscription vanished.
+ */
+static void
+worker_loop(bool *forced, bool *gone)
+{
+	volatile int64 error_wait_ms = 1000;
+
+	*forced = false;
+	*gone = false;
+	for (;;)
+	{
+		TimestampTz now;
+		EsBatchOutcome outcome = BATCH_IDLE;
+
+		slot_heartbeat();
+		if (es_shutdown_requested || slot_desired() != ES_DESIRED_RUN)
+			return;
+
+		now = GetCurrentTimestamp();
+		if (breaker_open_until != 0)
+		{
+			if (now < breaker_open_until)
+			{
+				slot_set_state(ES_STATE_CIRCUIT_OPEN);
+				worker_wait(Min((breaker_open_until - now) / 1000 + 1, idle_wait_ms()));
+				continue;
+			}
+			/* half-open: the next event is the probe */
+			breaker_open_until = 0;
+			breaker_probe = true;
+		}
+		if (retry_not_before > now)
+		{
+			worker_wait(Min((retry_not_before - now) / 1000 + 1, idle_wait_ms()));
+			continue;
+		}
+
+		PG_TRY();
+		{
+			retry_dead_letters();
+			outcome = process_batch();
+			error_wait_ms = 1000;
+		}
+		PG_CATCH();
+		{
+			/*
+			 * Not a handler error (those are caught per call): our own
+			 * bookkeeping failed, e.g. a serialization or lock problem, or
+			 * the extension is being dropped.  Record it, wait, try again.
+			 */
+			ErrorData  *edata;
+
+			es_handler_disarm_timer();
+			HOLD_INTERRUPTS();
+			EmitErrorReport();
+			MemoryContextSwitchTo(TopMemoryContext);
+			edata = CopyErrorData();
+			FlushErrorState();
+			tx_abort();
+			RESUME_INTERRUPTS();
+			es_slot_note_error(MySlot, edata->message, unpack_sql_state(edata->sqlerrcode), false);
+			FreeErrorData(edata);
+			position_loaded = false;
+			outcome = BATCH_RETRY_WAIT;
+			retry_not_before = GetCurrentTimestamp() + error_wait_ms * 1000;
+			error_wait_ms = Min(error_wait_ms * 2, (int64) ES_ERROR_WAIT_MAX_MS);
+
+			/* the extension gone from this database: nothing to run */
+			StartTransactionCommand();
+			if (!OidIsValid(get_extension_oid("eventsource", true)))
+				*gone = true;
+			CommitTransactionCommand();
+			if (*gone)
+				return;
+		}
+		PG_END_TRY();
+
+		switch (outcome)
+		{
+			case BATCH_IDLE:
+				slot_set_state(ES_STATE_LIVE);
+				if (!es_shutdown_requested)
+					worker_wait(cfg.strategy == ES_PERIODIC && position != saved_position ?
+								Min(cfg.checkpoint_interval_ms, idle_wait_ms()) : idle_wait_ms());
+				break;
+			case BATCH_DONE:
+				CHECK_FOR_INTERRUPTS();
+				break;
+			case BATCH_RETRY_WAIT:
+			case BATCH_BREAKER_OPEN:
+				break;
+			case BATCH_FAILED:
+				return;
+			case BATCH_FORCED:
+				*forced = true;
+				return;
+			case BATCH_GONE:
+				*gone = true;
+				return;
+		}
+	}
+}
+
+/* Attach to the slot the launcher started us for; false if it is not ours. */
+static bool
+attach_slot(int index, uint32 generation)
+{
+	EsWorkerSlot *slot = &es_workers->slots[index];
+	bool		ok;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	ok = slot->in_use && slot->generation == generation && slot->pid == 0 &&
+		slot->desired == ES_DESIRED_RUN;
+	if (ok)
+	{
+		slot->pid = MyProcPid;
+		slot->latch = MyLatch;
+		my_dboid = slot->dboid;
+		strlcpy(my_name, slot->name, sizeof(my_name));
+		my_partition = slot->partition;
+		my_partitions = slot->partitions;
+		MySlot = slot;
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	if (ok)
+	{
+		SpinLockAcquire(&slot->mutex);
+		slot->state = ES_STATE_STARTING;
+		slot->started_at = GetCurrentTimestamp();
+		slot->heartbeat_at = slot->started_at;
+		SpinLockRelease(&slot->mutex);
+	}
+	return ok;
+}
+
+void
+es_worker_main(Datum main_arg)
+{
+	int			index = DatumGetInt32(main_arg);
+	uint32		generation;
+	bool		forced = false;
+	bool		gone = false;
+	char		appname[NAMEDATALEN];
+
+	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
+	pqsignal(SIGTERM, worker_sigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	if (!attach_slot(index, generation))
+		proc_exit(0);
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(my_dboid, InvalidOid, 0);
+	snprintf(appname, sizeof(appname), "eventsource %s/%d", my_name, my_partition);
+	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_appname(appname);
+	es_handler_init_timer();
+	batch_cxt = AllocSetContextCreate(TopMemoryContext, "eventsource batch",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	/* our definition; the subscription or the extension may be gone */
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		if (!OidIsValid(get_extension_oid("eventsource", true)))
+			gone = true;
+		CommitTransactionCommand();
+		if (!gone)
+		{
+			tx_begin("eventsource: loading subscription");
+			gone = !load_config();
+			tx_commit();
+		}
+	}
+	PG_CATCH();
+	{
+		/* keep the reason where the status view shows it, then exit */
+		ErrorData  *edata;
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		edata = CopyErrorData();
+		MemoryContextSwitchTo(old);
+		es_slot_note_error(MySlot, edata->message, unpack_sql_state(edata->sqlerrcode), false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (gone)
+	{
+		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+		MySlot->desired = ES_DESIRED_DROP;
+		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+		proc_exit(0);
+	}
+
+	ereport(LOG,
+			(errmsg("eventsource: subscription \"%s\" partition %d started", my_name, my_partition),
+			 errdetail("subscription=%s partition=%d handler=%s batch_size=%d",
+					   my_name, my_partition, handler_name, cfg.batch_size)));
+
+	worker_loop(&forced, &gone);
+
+	/* a stop request: the in-flight batch is done (or was rolled back) */
+	if (!gone && cfg.strategy == ES_PERIODIC && !forced && position_loaded &&
+		position != saved_position)
+	{
+		PG_TRY();
+		{
+			tx_begin("eventsource: final checkpoint");
+			if (write_checkpoint(position))
+				tx_commit();
+			else
+				tx_abort();
+		}
+		PG_CATCH();
+		{
+			EmitErrorReport();
+			FlushErrorState();
+			tx_abort();
+		}
+		PG_END_TRY();
+	}
+	if (gone)
+	{
+		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+		MySlot->desired = ES_DESIRED_DROP;
+		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	}
+	if (es_shutdown_requested || gone || slot_desired() != ES_DESIRED_FAILED)
+		record_shutdown(forced, gone);
+	proc_exit(0);
+}
