@@ -17,6 +17,8 @@ OBJS = \
 	src/registry.o \
 	src/shmem.o \
 	src/snapshot.o \
+	src/stats.o \
+	src/status.o \
 	src/stream.o \
 	src/subscription.o \
 	src/utility_hook.o \

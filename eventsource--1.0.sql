@@ -302,6 +302,86 @@ CREATE FUNCTION eventsource.retry_dead_letters(name text, ids bigint[] DEFAULT N
     AS 'MODULE_PATHNAME', 'es_retry_dead_letters';
 
 -- ---------------------------------------------------------------------------
+-- Health and monitoring
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION eventsource.subscription_status_rows(
+    OUT name text, OUT partition integer, OUT pid integer, OUT state text,
+    OUT checkpoint bigint, OUT last_position bigint, OUT head_position bigint,
+    OUT lag_events bigint, OUT lag_seconds double precision,
+    OUT events_processed bigint, OUT events_failed bigint, OUT events_retried bigint,
+    OUT dead_letters bigint, OUT consecutive_failures bigint,
+    OUT error_rate_per_minute bigint, OUT last_error text, OUT last_error_at timestamptz,
+    OUT started_at timestamptz, OUT last_activity_at timestamptz, OUT health text,
+    OUT health_reason text, OUT last_sqlstate text, OUT heartbeat_at timestamptz,
+    OUT circuit_open_until timestamptz, OUT last_shutdown jsonb, OUT partitions integer)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_subscription_status';
+
+-- One row per subscription partition, like the pg_stat_* views.
+CREATE VIEW eventsource.subscription_status AS
+    SELECT * FROM eventsource.subscription_status_rows();
+
+CREATE FUNCTION eventsource.health() RETURNS jsonb
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_health';
+
+CREATE FUNCTION eventsource.readiness() RETURNS jsonb
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_readiness';
+
+CREATE FUNCTION eventsource.liveness() RETURNS jsonb
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_liveness';
+
+CREATE FUNCTION eventsource.error_stats() RETURNS jsonb
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_error_stats';
+
+CREATE FUNCTION eventsource.wait_for_subscription(name text, "position" bigint, timeout interval)
+    RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_wait_for_subscription';
+
+CREATE FUNCTION eventsource.horizon_blocker_rows(
+    OUT pid integer, OUT dboid oid, OUT since timestamptz, OUT positions bigint,
+    OUT min_position bigint, OUT max_position bigint, OUT xid xid)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_horizon_blocker_rows';
+
+-- The transactions whose uncommitted appends hold the safe horizon back:
+-- "why is my projection not moving" in one query.
+CREATE VIEW eventsource.horizon_blockers AS
+    SELECT b.pid, d.datname AS database, b.since AS holding_since,
+           b.positions, b.min_position, b.max_position, b.xid,
+           pg_catalog.age(b.xid) AS xid_age, a.xact_start,
+           pg_catalog.now() OPERATOR(pg_catalog.-) a.xact_start AS transaction_age,
+           a.state, a.wait_event_type, a.wait_event, a.query
+      FROM eventsource.horizon_blocker_rows() b
+      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) b.pid
+      LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) b.dboid;
+
+CREATE FUNCTION eventsource.store_stats_row(
+    OUT appends bigint, OUT events_appended bigint, OUT expected_version_conflicts bigint,
+    OUT idempotent_retries bigint, OUT duplicate_event_ids bigint,
+    OUT stream_reads bigint, OUT global_reads bigint, OUT events_read bigint,
+    OUT stats_reset timestamptz)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_store_stats';
+
+-- Cumulative counters of this database's store since stat_reset() or the
+-- server start.
+CREATE VIEW eventsource.store_stats AS
+    SELECT * FROM eventsource.store_stats_row();
+
+CREATE FUNCTION eventsource.stat_reset() RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_stat_reset';
+
+-- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC but the pure helpers.  The README shows the
 -- GRANTs for writer, reader and operator roles.
 -- ---------------------------------------------------------------------------

@@ -406,6 +406,8 @@ check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
 				break;
 		Assert(i < n);
 		if (strcmp(other_stream, sid) != 0)
+		{
+			es_stats_count(ES_STAT_DUPLICATE_IDS, 1);
 			ereport(ERROR,
 					(errcode(ERRCODE_ES_DUPLICATE_EVENT_ID),
 					 errmsg("event id %s is already used in another stream",
@@ -413,6 +415,7 @@ check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
 					 errdetail("It is version " INT64_FORMAT " of stream \"%s\".",
 							   version, other_stream),
 					 errhint("Every event needs an id of its own; generate a new one.")));
+		}
 		versions[i] = version;
 		positions[i] = position;
 	}
@@ -427,6 +430,7 @@ check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
 	{
 		int			i;
 
+		es_stats_count(ES_STAT_DUPLICATE_IDS, 1);
 		for (i = 0; i < n; i++)
 			if (versions[i] != 0)
 				break;
@@ -439,6 +443,7 @@ check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
 				 errhint("A retry must send the same events, with the same ids, in the same order and with the same expected version.")));
 	}
 
+	es_stats_count(ES_STAT_IDEMPOTENT_RETRIES, 1);
 	result->stream_version = versions[n - 1];
 	result->first_position = positions[0];
 	result->last_position = positions[n - 1];
@@ -458,6 +463,8 @@ check_expected_version(text *stream_id, int64 expected, int64 current)
 		ok = (current == expected);
 
 	if (!ok)
+	{
+		es_stats_count(ES_STAT_CONFLICTS, 1);
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
 				 errmsg("wrong expected version for stream \"%s\"",
@@ -465,6 +472,7 @@ check_expected_version(text *stream_id, int64 expected, int64 current)
 				 errdetail("Expected version %s, actual version " INT64_FORMAT ".",
 						   describe_expected(expected), current),
 				 errhint("Re-read the stream and decide again against its current version.")));
+	}
 }
 
 /* Insert the rows.  Inside SPI, as the extension owner. */
@@ -598,6 +606,8 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 		}
 		PG_END_TRY();
 
+		es_stats_count(ES_STAT_APPENDS, 1);
+		es_stats_count(ES_STAT_EVENTS_APPENDED, n);
 		result.stream_version = current + n;
 		result.first_position = positions[0];
 		result.last_position = positions[n - 1];

@@ -119,6 +119,23 @@ extern int64 es_arg_int64(FunctionCallInfo fcinfo, int argno, const char *what);
 extern int32 es_arg_int32(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void es_check_text_array(ArrayType *arr, const char *what);
 
+/* stats.c: cumulative store statistics */
+typedef enum EsStatKind
+{
+	ES_STAT_APPENDS,
+	ES_STAT_EVENTS_APPENDED,
+	ES_STAT_CONFLICTS,
+	ES_STAT_IDEMPOTENT_RETRIES,
+	ES_STAT_DUPLICATE_IDS,
+	ES_STAT_STREAM_READS,
+	ES_STAT_GLOBAL_READS,
+	ES_STAT_EVENTS_READ,
+	ES_NUM_STATS
+} EsStatKind;
+extern Size es_stats_shmem_size(void);
+extern void es_stats_shmem_init(void *area, bool found);
+extern void es_stats_count(EsStatKind kind, int64 n);
+
 /* stream.c: category, partition hash, lock hash */
 #define ES_STREAM_LOCK_FIELD4		0x4553	/* 'ES' in the advisory lock space */
 extern uint64 es_hash_stream_id(const char *data, int len);

@@ -105,10 +105,11 @@ es_read_stream(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (stream_fwd_plan == NULL)
+	if (stream_bwd_plan == NULL)
 	{
 		Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
 
+		/* both or none: the second assignment marks them ready */
 		stream_fwd_plan = es_prepare(
 									 "SELECT * FROM eventsource.events"
 									 " WHERE stream_id OPERATOR(pg_catalog.=) $1"
@@ -128,6 +129,8 @@ es_read_stream(PG_FUNCTION_ARGS)
 	values[2] = Int32GetDatum(max_count);
 
 	es_spi_read(plan, values, NULL, srf_receiver(fcinfo), 0);
+	es_stats_count(ES_STAT_STREAM_READS, 1);
+	es_stats_count(ES_STAT_EVENTS_READ, (int64) SPI_processed);
 
 	SPI_finish();
 	es_restore_user(save_userid, save_sec_context);
@@ -196,7 +199,9 @@ es_read_all(PG_FUNCTION_ARGS)
 		values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 		values[4] = Int32GetDatum(max_count);
 		es_spi_read_latest(all_plan, values, nulls, srf_receiver(fcinfo), 0);
+		es_stats_count(ES_STAT_EVENTS_READ, (int64) SPI_processed);
 	}
+	es_stats_count(ES_STAT_GLOBAL_READS, 1);
 
 	SPI_finish();
 	es_restore_user(save_userid, save_sec_context);

@@ -3,9 +3,9 @@
  * shmem.c
  *	  Shared memory of the eventsource extension: requesting and attaching it.
  *
- * The extension keeps two kinds of state in shared memory: the position
- * reservations behind the safe horizon (horizon.c) and the slots of the
- * subscription workers (worker state, launcher.c).  Each owner file exports
+ * The extension keeps three kinds of state in shared memory: the position
+ * reservations behind the safe horizon (horizon.c), the slots of the
+ * subscription workers (registry.c) and the store statistics (stats.c).  Each owner file exports
  * a size function and an init function; this file adds them up in the
  * shmem_request_hook and carves the segment in the shmem_startup_hook, under
  * AddinShmemInitLock, as pg_stat_statements does.
@@ -35,6 +35,7 @@ typedef struct EsShmemArea
 static const EsShmemArea es_areas[] = {
 	{es_horizon_shmem_size, es_horizon_shmem_init},
 	{es_workers_shmem_size, es_workers_shmem_init},
+	{es_stats_shmem_size, es_stats_shmem_init},
 };
 
 #define ES_NUM_AREAS lengthof(es_areas)

@@ -81,11 +81,12 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 				 errdetail("The stream is at version " INT64_FORMAT "; a snapshot must be of a version from 1 to " INT64_FORMAT ".",
 						   current, current)));
 
-	if (save_plan == NULL)
+	if (prune_plan == NULL)
 	{
 		Oid			types[4] = {TEXTOID, INT4OID, INT8OID, JSONBOID};
 		Oid			prune_types[3] = {TEXTOID, INT4OID, INT4OID};
 
+		/* both or none: the second assignment marks them ready */
 		save_plan = es_prepare(
 							   "INSERT INTO eventsource.snapshots AS s"
 							   " (stream_id, schema_version, stream_version, state, created_at)"

@@ -450,8 +450,9 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	if (start_position < 0)
 		start_position = es_horizon();
 
-	if (insert_plan == NULL)
+	if (inherit_plan == NULL)
 	{
+		/* all four or none: the last assignment marks them ready */
 		Oid			types[18] = {TEXTOID, REGPROCEDUREOID, OIDOID, BOOLOID, TEXTOID, INT8OID,
 			INT4OID, TEXTOID, INTERVALOID, INTERVALOID, INT4OID, INTERVALOID, BOOLOID,
 		INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
@@ -580,10 +581,11 @@ set_state(FunctionCallInfo fcinfo, const char *what, bool pause)
 
 	api_begin(&call, what);
 	require_subscription(name);
-	if (pause_plan == NULL)
+	if (resume_plan == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
 
+		/* both or none: the second assignment marks them ready */
 		pause_plan = es_prepare("UPDATE eventsource.subscriptions SET state = 'paused',"
 								" updated_at = pg_catalog.now() WHERE name OPERATOR(pg_catalog.=) $1",
 								1, types);

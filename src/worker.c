@@ -55,6 +55,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -437,12 +438,11 @@ read_checkpoint(bool lock, int64 *pos)
 	Oid			types[1] = {TEXTOID};
 
 	if (lock_plan == NULL)
-	{
 		lock_plan = es_prepare("SELECT position FROM eventsource.checkpoints"
 							   " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE", 1, types);
+	if (nolock_plan == NULL)
 		nolock_plan = es_prepare("SELECT position FROM eventsource.checkpoints"
 								 " WHERE name OPERATOR(pg_catalog.=) $1", 1, types);
-	}
 	values[0] = CStringGetTextDatum(checkpoint_name);
 	run_plan(lock ? lock_plan : nolock_plan, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -462,15 +462,14 @@ write_checkpoint(int64 pos)
 	Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
 
 	if (write_plan == NULL)
-	{
 		write_plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2,"
 								" updated_at = pg_catalog.now()"
 								" WHERE name OPERATOR(pg_catalog.=) $1", 2, types);
+	if (write_if_plan == NULL)
 		write_if_plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2,"
 								   " updated_at = pg_catalog.now()"
 								   " WHERE name OPERATOR(pg_catalog.=) $1"
 								   " AND position OPERATOR(pg_catalog.=) $3", 3, types);
-	}
 	values[0] = CStringGetTextDatum(checkpoint_name);
 	values[1] = Int64GetDatum(pos);
 	values[2] = Int64GetDatum(saved_position);
@@ -534,16 +533,20 @@ record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 	{
 		Oid			types[10] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID,
 		TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
-		Oid			prune_types[1] = {INT4OID};
 
 		error_plan = es_prepare("INSERT INTO eventsource.recent_errors (subscription, partition,"
 								" global_position, event_id, event_type, error_message, error_sqlstate,"
 								" error_category, error_severity, attempt)"
 								" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 								10, types);
+	}
+	if (error_prune_plan == NULL)
+	{
+		Oid			prune_types[1] = {INT4OID};
+
 		error_prune_plan = es_prepare("DELETE FROM eventsource.recent_errors WHERE id OPERATOR(pg_catalog.<=)"
-									  " (SELECT pg_catalog.max(id) FROM eventsource.recent_errors)"
-									  " OPERATOR(pg_catalog.-) $1",
+									  " ((SELECT pg_catalog.max(id) FROM eventsource.recent_errors)"
+									  "  OPERATOR(pg_catalog.-) $1)",
 									  1, prune_types);
 	}
 	values[0] = CStringGetTextDatum(my_name);
@@ -1022,12 +1025,13 @@ retry_dead_letters(void)
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 
 	tx_begin("eventsource: retrying dead letters");
-	if (retry_select_plan == NULL)
+	if (retry_again_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT4OID};
 		Oid			done_types[1] = {INT8OID};
 		Oid			again_types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
+		/* all three or none: the last assignment marks them ready */
 		retry_select_plan = es_prepare("SELECT global_position, stream_id, stream_version, event_id,"
 									   " event_type, data, metadata, recorded_at, id"
 									   " FROM eventsource.dead_letters"
@@ -1131,6 +1135,7 @@ record_shutdown(bool forced, bool gone)
 		Datum		values[3];
 		Oid			types[3] = {TEXTOID, INT4OID, JSONBOID};
 		char	   *json;
+		char		iso[MAXDATELEN + 1];
 
 		tx_begin("eventsource: recording shutdown");
 		if (shutdown_plan == NULL)
@@ -1140,7 +1145,7 @@ record_shutdown(bool forced, bool gone)
 									   3, types);
 		json = psprintf("{\"at\": \"%s\", \"reason\": \"%s\", \"phase\": \"%s\", \"duration_ms\": " INT64_FORMAT
 						", \"forced\": %s, \"events_in_flight\": %d, \"checkpoints_saved\": %d, \"checkpoint\": " INT64_FORMAT "}",
-						timestamptz_to_str(now), rec.reason, rec.phase, rec.duration_ms,
+						JsonEncodeDateTime(iso, TimestampTzGetDatum(now), TIMESTAMPTZOID, NULL), rec.reason, rec.phase, rec.duration_ms,
 						rec.forced ? "true" : "false", rec.events_in_flight,
 						rec.checkpoints_saved, saved_position);
 		values[0] = CStringGetTextDatum(my_name);

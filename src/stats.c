@@ -1,0 +1,184 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.c
+ *	  Cumulative store statistics (eventsource.store_stats, stat_reset())
+ *	  and the rows of eventsource.horizon_blockers.
+ *
+ * One entry per database in shared memory, found by database OID; the
+ * counters are atomics, so the append and read paths count without taking
+ * a lock.  An entry's OID is claimed once, under the STATS spinlock.  When
+ * more than eventsource.max_databases databases count at once, the extra
+ * ones are not counted (the view then shows nothing for them).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/spin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "eventsource.h"
+
+typedef struct EsStoreStats
+{
+	Oid			dboid;
+	pg_atomic_uint64 counters[ES_NUM_STATS];
+	TimestampTz reset_at;
+} EsStoreStats;
+
+typedef struct EsStatsShared
+{
+	slock_t		mutex;
+	int			nentries;
+	EsStoreStats entries[FLEXIBLE_ARRAY_MEMBER];
+} EsStatsShared;
+
+static EsStatsShared *stats = NULL;
+static EsStoreStats *my_stats = NULL;
+
+Size
+es_stats_shmem_size(void)
+{
+	return add_size(offsetof(EsStatsShared, entries),
+					mul_size(sizeof(EsStoreStats), es_max_databases));
+}
+
+void
+es_stats_shmem_init(void *area, bool found)
+{
+	stats = (EsStatsShared *) area;
+	if (found)
+		return;
+	memset(area, 0, es_stats_shmem_size());
+	SpinLockInit(&stats->mutex);
+	stats->nentries = es_max_databases;
+	for (int i = 0; i < stats->nentries; i++)
+		for (int c = 0; c < ES_NUM_STATS; c++)
+			pg_atomic_init_u64(&stats->entries[i].counters[c], 0);
+}
+
+/* This database's entry, claimed on first use; NULL when none is free. */
+static EsStoreStats *
+my_entry(void)
+{
+	if (my_stats != NULL && my_stats->dboid == MyDatabaseId)
+		return my_stats;
+	if (stats == NULL || !OidIsValid(MyDatabaseId))
+		return NULL;
+	my_stats = NULL;
+	SpinLockAcquire(&stats->mutex);
+	for (int i = 0; i < stats->nentries; i++)
+	{
+		if (stats->entries[i].dboid == MyDatabaseId)
+		{
+			my_stats = &stats->entries[i];
+			break;
+		}
+	}
+	for (int i = 0; my_stats == NULL && i < stats->nentries; i++)
+	{
+		if (stats->entries[i].dboid == InvalidOid)
+		{
+			my_stats = &stats->entries[i];
+			my_stats->dboid = MyDatabaseId;
+			my_stats->reset_at = GetCurrentTimestamp();
+		}
+	}
+	SpinLockRelease(&stats->mutex);
+	return my_stats;
+}
+
+void
+es_stats_count(EsStatKind kind, int64 n)
+{
+	EsStoreStats *e = my_entry();
+
+	if (e != NULL)
+		pg_atomic_fetch_add_u64(&e->counters[kind], (uint64) n);
+}
+
+PG_FUNCTION_INFO_V1(es_store_stats);
+
+/*
+ * store_stats_row() RETURNS record: appends, events_appended,
+ * expected_version_conflicts, idempotent_retries, duplicate_event_ids,
+ * stream_reads, global_reads, events_read, stats_reset.
+ */
+Datum
+es_store_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[ES_NUM_STATS + 1];
+	bool		nulls[ES_NUM_STATS + 1];
+	EsStoreStats *e;
+
+	es_require_shmem("eventsource.store_stats");
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	e = my_entry();
+	memset(nulls, 0, sizeof(nulls));
+	for (int c = 0; c < ES_NUM_STATS; c++)
+		values[c] = Int64GetDatum(e ? (int64) pg_atomic_read_u64(&e->counters[c]) : 0);
+	values[ES_NUM_STATS] = TimestampTzGetDatum(e ? e->reset_at : 0);
+	nulls[ES_NUM_STATS] = (e == NULL);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(es_stat_reset);
+
+/* stat_reset() RETURNS void: this database's counters start over */
+Datum
+es_stat_reset(PG_FUNCTION_ARGS)
+{
+	EsStoreStats *e;
+
+	es_require_shmem("eventsource.stat_reset()");
+	e = my_entry();
+	if (e != NULL)
+	{
+		for (int c = 0; c < ES_NUM_STATS; c++)
+			pg_atomic_write_u64(&e->counters[c], 0);
+		e->reset_at = GetCurrentTimestamp();
+	}
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_horizon_blocker_rows);
+
+/*
+ * horizon_blocker_rows() RETURNS SETOF record (pid, dboid, since, positions,
+ * min_position, max_position, xid): the transactions of this database whose
+ * uncommitted appends hold the safe horizon back.
+ */
+Datum
+es_horizon_blocker_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EsReservation *res;
+	int			n;
+
+	es_require_shmem("eventsource.horizon_blockers");
+	InitMaterializedSRF(fcinfo, 0);
+	res = palloc(sizeof(EsReservation) * MaxBackends);
+	n = es_horizon_blockers(res);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		v[7];
+		bool		nulls[7] = {false, false, false, false, false, false, false};
+
+		v[0] = Int32GetDatum(res[i].pid);
+		v[1] = ObjectIdGetDatum(res[i].dboid);
+		v[2] = TimestampTzGetDatum(res[i].since);
+		v[3] = Int64GetDatum(res[i].count);
+		v[4] = Int64GetDatum(res[i].min_position);
+		v[5] = Int64GetDatum(res[i].max_position);
+		v[6] = TransactionIdGetDatum(res[i].xid);
+		nulls[6] = !TransactionIdIsValid(res[i].xid);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+	}
+	return (Datum) 0;
+}

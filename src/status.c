@@ -1,0 +1,893 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.c
+ *	  Health and monitoring of subscriptions: the rows behind the
+ *	  eventsource.subscription_status view, health(), readiness(),
+ *	  liveness(), error_stats() and wait_for_subscription().
+ *
+ * A status row joins what the tables say (definition, checkpoint, dead
+ * letters, lag computed against the safe horizon) with what the worker slot
+ * in shared memory says (process, state, counters, rolling error rate,
+ * heartbeat).  The slot is copied under its spinlock and the lock released
+ * before anything else is done with the copy.
+ *
+ * Health of a partition is the worst of these, each with its reason
+ * (thresholds are the eventsource.max_* settings, compared with >=):
+ *
+ *	state failed                                          critical
+ *	state circuit_open or stopped; stale heartbeat        unhealthy
+ *	state starting or paused                              degraded
+ *	error_rate_per_minute >= max_error_rate_per_minute    degraded
+ *	events_failed >= max_errors_critical / _warning       critical / degraded
+ *	lag_events >= max_lag_events_critical / _warning      critical / degraded
+ *	dead_letters >= max_dead_letters_critical / _warning  critical / degraded
+ *
+ * A subscription's health is its worst partition's.  The error text of a
+ * subscription owned by another role is shown only to members of that role
+ * or of pg_read_all_stats, as pg_stat_statements does with query text.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "postmaster/postmaster.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "subscription.h"
+
+typedef enum EsHealth
+{
+	ES_HEALTHY,
+	ES_DEGRADED,
+	ES_UNHEALTHY,
+	ES_CRITICAL
+} EsHealth;
+
+static const char *const health_names[] = {"healthy", "degraded", "unhealthy", "critical"};
+
+#define HIDDEN_ERROR "<insufficient privilege>"
+
+typedef struct EsStatusRow
+{
+	char	   *name;
+	int			partition;
+	int			partitions;
+	Oid			owner;
+	int			pid;
+	EsWorkerState state;
+	int64		checkpoint;
+	int64		last_position;
+	int64		head;
+	int64		lag_events;
+	double		lag_seconds;
+	int64		processed;
+	int64		failed;
+	int64		retried;
+	int64		dead_letters;
+	int64		consecutive_failures;
+	int64		error_rate;
+	char	   *last_error;		/* NULL: none */
+	char	   *last_sqlstate;
+	TimestampTz last_error_at;
+	TimestampTz started_at;
+	TimestampTz last_activity_at;
+	TimestampTz heartbeat_at;
+	TimestampTz circuit_open_until;
+	int			crash_count;
+	EsDesired	desired;
+	bool		registered;
+	char	   *last_shutdown;	/* JSON text or NULL */
+	EsHealth	health;
+	const char *health_reason;
+} EsStatusRow;
+
+/* ---------------------------------------------------------------------
+ * building the rows
+ * ---------------------------------------------------------------------
+ */
+
+static bool
+may_see_errors(Oid owner)
+{
+	return has_privs_of_role(GetUserId(), owner) ||
+		has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+}
+
+static void
+worse(EsStatusRow *row, EsHealth level, const char *reason)
+{
+	if (level > row->health)
+	{
+		row->health = level;
+		row->health_reason = reason;
+	}
+}
+
+static void
+threshold(EsStatusRow *row, int64 value, int critical, int warning,
+		  const char *critical_reason, const char *warning_reason)
+{
+	if (value >= critical)
+		worse(row, ES_CRITICAL, critical_reason);
+	else if (value >= warning)
+		worse(row, ES_DEGRADED, warning_reason);
+}
+
+static void
+evaluate_health(EsStatusRow *row, TimestampTz now)
+{
+	row->health = ES_HEALTHY;
+	row->health_reason = NULL;
+
+	switch (row->state)
+	{
+		case ES_STATE_FAILED:
+			worse(row, ES_CRITICAL, "stopped at a failed event");
+			break;
+		case ES_STATE_CIRCUIT_OPEN:
+			worse(row, ES_UNHEALTHY, "circuit breaker open");
+			break;
+		case ES_STATE_STOPPED:
+			worse(row, ES_UNHEALTHY, "not running");
+			break;
+		case ES_STATE_STARTING:
+			worse(row, ES_DEGRADED, "starting");
+			break;
+		case ES_STATE_PAUSED:
+			worse(row, ES_DEGRADED, "paused");
+			break;
+		default:
+			break;
+	}
+	if (row->pid != 0 && row->heartbeat_at != 0 &&
+		now - row->heartbeat_at > (int64) es_liveness_timeout_ms * 1000)
+		worse(row, ES_UNHEALTHY, "no heartbeat: the worker is stuck");
+	if (row->error_rate >= es_max_error_rate_per_minute)
+		worse(row, ES_DEGRADED, "error rate");
+	threshold(row, row->failed, es_max_errors_critical, es_max_errors_warning,
+			  "failed events", "failed events");
+	threshold(row, row->lag_events, es_max_lag_events_critical, es_max_lag_events_warning,
+			  "lag", "lag");
+	threshold(row, row->dead_letters, es_max_dead_letters_critical, es_max_dead_letters_warning,
+			  "dead letters", "dead letters");
+}
+
+/* The state a partition shows when no slot describes it. */
+static EsWorkerState
+state_without_slot(const char *sub_state, const char *part_state)
+{
+	if (strcmp(part_state, "failed") == 0)
+		return ES_STATE_FAILED;
+	if (strcmp(sub_state, "paused") == 0)
+		return ES_STATE_PAUSED;
+	return ES_STATE_STOPPED;
+}
+
+/* Copy the slot of (current database, name, partition) into the row. */
+static void
+merge_slot(EsStatusRow *row, TimestampTz now)
+{
+	EsWorkerSlot copy;
+	bool		found = false;
+
+	if (!es_shmem_available())
+		return;
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (!slot->in_use || slot->dboid != MyDatabaseId ||
+			slot->partition != row->partition || strcmp(slot->name, row->name) != 0)
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		memcpy(&copy, slot, sizeof(EsWorkerSlot));
+		copy.errors_by_second[0] = es_slot_error_rate(slot, now);
+		SpinLockRelease(&slot->mutex);
+		found = true;
+		break;
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	if (!found)
+		return;
+
+	row->registered = true;
+	row->pid = copy.pid;
+	row->state = copy.state;
+	row->desired = copy.desired;
+	if (copy.pid == 0 && copy.desired == ES_DESIRED_RUN && copy.state != ES_STATE_FAILED)
+		row->state = ES_STATE_STARTING;
+	row->last_position = copy.last_position;
+	row->processed = copy.events_processed;
+	row->failed = copy.events_failed;
+	row->retried = copy.events_retried;
+	row->consecutive_failures = copy.consecutive_failures;
+	row->error_rate = copy.errors_by_second[0];
+	if (copy.last_error_at != 0)
+	{
+		row->last_error = pstrdup(copy.last_error);
+		row->last_sqlstate = pstrdup(copy.last_sqlstate);
+		row->last_error_at = copy.last_error_at;
+	}
+	row->started_at = copy.started_at;
+	row->last_activity_at = copy.last_activity_at;
+	row->heartbeat_at = copy.heartbeat_at;
+	row->circuit_open_until = copy.circuit_open_until;
+	row->crash_count = copy.crash_count;
+}
+
+/*
+ * All status rows of the current database, one per subscription partition,
+ * ordered by name and partition.
+ */
+static EsStatusRow *
+collect_status(int *nrows)
+{
+	static SPIPlanPtr plan = NULL;
+	EsStatusRow *rows;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		values[1];
+	int64		head = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	int			n;
+
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (es_shmem_available())
+		head = es_horizon();
+	if (plan == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+
+		plan = es_prepare("SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid,"
+						  " s.state, p.state, COALESCE(c.position, 0),"
+						  " (SELECT pg_catalog.count(*) FROM eventsource.dead_letters d"
+						  "   WHERE d.subscription OPERATOR(pg_catalog.=) s.name"
+						  "   AND d.partition OPERATOR(pg_catalog.=) p.partition),"
+						  " lag.n, COALESCE(pg_catalog.date_part('epoch',"
+						  "   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) lag.oldest), 0),"
+						  " p.last_shutdown::pg_catalog.text, p.error_message, p.error_sqlstate, p.failed_at"
+						  " FROM eventsource.subscriptions s"
+						  " JOIN eventsource.subscription_partitions p"
+						  "   ON p.subscription OPERATOR(pg_catalog.=) s.name"
+						  " LEFT JOIN eventsource.checkpoints c ON c.name OPERATOR(pg_catalog.=)"
+						  "   CASE WHEN s.partitions OPERATOR(pg_catalog.>) 1"
+						  "        THEN s.name OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) p.partition::pg_catalog.text"
+						  "        ELSE s.name END"
+						  " LEFT JOIN LATERAL (SELECT pg_catalog.count(*) AS n,"
+						  "   pg_catalog.min(e.recorded_at) AS oldest FROM eventsource.events e"
+						  "   WHERE e.global_position OPERATOR(pg_catalog.>) COALESCE(c.position, 0)"
+						  "   AND e.global_position OPERATOR(pg_catalog.<=) $1"
+						  "   AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))"
+						  "   AND (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1)"
+						  "        OPERATOR(pg_catalog.=) ANY (s.categories))"
+						  "   AND (s.partitions OPERATOR(pg_catalog.=) 1 OR"
+						  "        eventsource.stream_partition(e.stream_id, s.partitions) OPERATOR(pg_catalog.=) p.partition)"
+						  " ) lag ON true"
+						  " ORDER BY s.name, p.partition",
+						  1, types);
+	}
+	values[0] = Int64GetDatum(head);
+	es_spi_read(plan, values, NULL, NULL, 0);
+
+	n = (int) SPI_processed;
+	rows = palloc0(sizeof(EsStatusRow) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		EsStatusRow *row = &rows[i];
+		bool		isnull;
+		char	   *sub_state;
+		char	   *part_state;
+		char	   *failed_error;
+
+		row->name = SPI_getvalue(tup, desc, 1);
+		row->partition = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		row->partitions = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		row->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		sub_state = SPI_getvalue(tup, desc, 5);
+		part_state = SPI_getvalue(tup, desc, 6);
+		row->checkpoint = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+		row->dead_letters = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+		row->lag_events = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+		row->lag_seconds = DatumGetFloat8(SPI_getbinval(tup, desc, 10, &isnull));
+		row->last_shutdown = SPI_getvalue(tup, desc, 11);
+		row->head = head;
+		row->state = state_without_slot(sub_state, part_state);
+		row->desired = strcmp(sub_state, "paused") == 0 ? ES_DESIRED_PAUSE : ES_DESIRED_RUN;
+
+		/* a partition stopped at an event keeps its error in the table */
+		failed_error = SPI_getvalue(tup, desc, 12);
+		if (failed_error != NULL)
+		{
+			row->last_error = failed_error;
+			row->last_sqlstate = SPI_getvalue(tup, desc, 13);
+			row->last_error_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 14, &isnull));
+		}
+
+		merge_slot(row, now);
+		if (row->last_position == 0)
+			row->last_position = row->checkpoint;
+		if (row->last_error && !may_see_errors(row->owner))
+			row->last_error = HIDDEN_ERROR;
+		evaluate_health(row, now);
+	}
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	*nrows = n;
+	return rows;
+}
+
+/* ---------------------------------------------------------------------
+ * the status view
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(es_subscription_status);
+
+/* subscription_status_rows() RETURNS SETOF record (the view's columns) */
+Datum
+es_subscription_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EsStatusRow *rows;
+	int			n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	rows = collect_status(&n);
+	for (int i = 0; i < n; i++)
+	{
+		EsStatusRow *r = &rows[i];
+		Datum		v[26];
+		bool		nulls[26];
+
+		memset(nulls, 0, sizeof(nulls));
+		v[0] = CStringGetTextDatum(r->name);
+		v[1] = Int32GetDatum(r->partition);
+		v[2] = Int32GetDatum(r->pid);
+		nulls[2] = (r->pid == 0);
+		v[3] = CStringGetTextDatum(es_state_name(r->state));
+		v[4] = Int64GetDatum(r->checkpoint);
+		v[5] = Int64GetDatum(r->last_position);
+		v[6] = Int64GetDatum(r->head);
+		v[7] = Int64GetDatum(r->lag_events);
+		v[8] = Float8GetDatum(r->lag_seconds);
+		v[9] = Int64GetDatum(r->processed);
+		v[10] = Int64GetDatum(r->failed);
+		v[11] = Int64GetDatum(r->retried);
+		v[12] = Int64GetDatum(r->dead_letters);
+		v[13] = Int64GetDatum(r->consecutive_failures);
+		v[14] = Int64GetDatum(r->error_rate);
+		v[15] = r->last_error ? CStringGetTextDatum(r->last_error) : (Datum) 0;
+		nulls[15] = (r->last_error == NULL);
+		v[16] = TimestampTzGetDatum(r->last_error_at);
+		nulls[16] = (r->last_error_at == 0);
+		v[17] = TimestampTzGetDatum(r->started_at);
+		nulls[17] = (r->started_at == 0);
+		v[18] = TimestampTzGetDatum(r->last_activity_at);
+		nulls[18] = (r->last_activity_at == 0);
+		v[19] = CStringGetTextDatum(health_names[r->health]);
+		v[20] = r->health_reason ? CStringGetTextDatum(r->health_reason) : (Datum) 0;
+		nulls[20] = (r->health_reason == NULL);
+		v[21] = r->last_sqlstate ? CStringGetTextDatum(r->last_sqlstate) : (Datum) 0;
+		nulls[21] = (r->last_sqlstate == NULL);
+		v[22] = TimestampTzGetDatum(r->heartbeat_at);
+		nulls[22] = (r->heartbeat_at == 0);
+		v[23] = TimestampTzGetDatum(r->circuit_open_until);
+		nulls[23] = (r->circuit_open_until == 0 || r->state != ES_STATE_CIRCUIT_OPEN);
+		v[24] = r->last_shutdown ? DirectFunctionCall1(jsonb_in, CStringGetDatum(r->last_shutdown)) : (Datum) 0;
+		nulls[24] = (r->last_shutdown == NULL);
+		v[25] = Int32GetDatum(r->partitions);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * JSON helpers
+ * ---------------------------------------------------------------------
+ */
+
+static void
+json_key(StringInfo buf, bool *first, const char *key)
+{
+	if (!*first)
+		appendStringInfoString(buf, ", ");
+	*first = false;
+	escape_json(buf, key);
+	appendStringInfoString(buf, ": ");
+}
+
+static void
+json_str(StringInfo buf, bool *first, const char *key, const char *value)
+{
+	json_key(buf, first, key);
+	if (value)
+		escape_json(buf, value);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+static void
+json_int(StringInfo buf, bool *first, const char *key, int64 value)
+{
+	json_key(buf, first, key);
+	appendStringInfo(buf, INT64_FORMAT, value);
+}
+
+static void
+json_bool(StringInfo buf, bool *first, const char *key, bool value)
+{
+	json_key(buf, first, key);
+	appendStringInfoString(buf, value ? "true" : "false");
+}
+
+static void
+json_time(StringInfo buf, bool *first, const char *key, TimestampTz t)
+{
+	if (t == 0)
+		json_str(buf, first, key, NULL);
+	else
+	{
+		char		iso[MAXDATELEN + 1];
+
+		json_str(buf, first, key,
+				 JsonEncodeDateTime(iso, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL));
+	}
+}
+
+static Datum
+json_result(StringInfo buf)
+{
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf->data));
+}
+
+/* ---------------------------------------------------------------------
+ * the launcher and liveness
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct EsLauncherInfo
+{
+	bool		running;
+	bool		shutting_down;
+	TimestampTz started_at;
+	TimestampTz heartbeat_at;
+} EsLauncherInfo;
+
+static EsLauncherInfo
+launcher_info(void)
+{
+	EsLauncherInfo info;
+
+	memset(&info, 0, sizeof(info));
+	if (!es_shmem_available())
+		return info;
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	info.running = es_workers->launcher_pid != 0;
+	info.shutting_down = es_workers->shutting_down;
+	info.started_at = es_workers->launcher_started_at;
+	info.heartbeat_at = es_workers->launcher_heartbeat_at;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return info;
+}
+
+/*
+ * Why the machinery is not alive, or NULL: the launcher's heartbeat, and
+ * each worker of this database that should be running (stuck: stale
+ * heartbeat; crash-looping: three failed starts in a row).
+ */
+static const char *
+not_alive_reason(EsStatusRow *rows, int n, TimestampTz now)
+{
+	EsLauncherInfo l = launcher_info();
+	int64		limit = (int64) es_liveness_timeout_ms * 1000;
+
+	if (!es_shmem_available())
+		return "the eventsource library is not preloaded";
+	if (!l.running)
+		return "the launcher is not running";
+	if (now - l.heartbeat_at > limit)
+		return psprintf("the launcher has not written a heartbeat for %ld s",
+						(long) ((now - l.heartbeat_at) / USECS_PER_SEC));
+	for (int i = 0; i < n; i++)
+	{
+		EsStatusRow *r = &rows[i];
+
+		if (r->pid != 0 && r->heartbeat_at != 0 && now - r->heartbeat_at > limit)
+			return psprintf("worker %s/%d has not written a heartbeat for %ld s",
+							r->name, r->partition,
+							(long) ((now - r->heartbeat_at) / USECS_PER_SEC));
+		if (r->desired == ES_DESIRED_RUN && r->crash_count >= 3)
+			return psprintf("worker %s/%d is crash-looping (%d failed starts)",
+							r->name, r->partition, r->crash_count);
+	}
+	return NULL;
+}
+
+PG_FUNCTION_INFO_V1(es_liveness);
+
+/* liveness() RETURNS jsonb: {"alive", "reason"} */
+Datum
+es_liveness(PG_FUNCTION_ARGS)
+{
+	int			n;
+	EsStatusRow *rows = collect_status(&n);
+	const char *reason = not_alive_reason(rows, n, GetCurrentTimestamp());
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	json_bool(&buf, &first, "alive", reason == NULL);
+	json_str(&buf, &first, "reason", reason);
+	json_time(&buf, &first, "timestamp", GetCurrentTimestamp());
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_DATUM(json_result(&buf));
+}
+
+PG_FUNCTION_INFO_V1(es_readiness);
+
+/*
+ * readiness() RETURNS jsonb: {"ready", "reason"}.  Not ready while the
+ * machinery is not running or shutting down, or a subscription partition is
+ * failed or still starting.
+ */
+Datum
+es_readiness(PG_FUNCTION_ARGS)
+{
+	int			n;
+	EsStatusRow *rows = collect_status(&n);
+	EsLauncherInfo l = launcher_info();
+	const char *reason = NULL;
+	StringInfoData buf;
+	bool		first = true;
+
+	if (!es_shmem_available())
+		reason = "the eventsource library is not preloaded";
+	else if (l.shutting_down)
+		reason = "shutting down";
+	else if (!l.running)
+		reason = "the launcher is not running";
+	for (int i = 0; reason == NULL && i < n; i++)
+	{
+		if (rows[i].state == ES_STATE_FAILED)
+			reason = psprintf("subscription %s partition %d is failed", rows[i].name, rows[i].partition);
+		else if (rows[i].state == ES_STATE_STARTING)
+			reason = psprintf("subscription %s partition %d is starting", rows[i].name, rows[i].partition);
+	}
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	json_bool(&buf, &first, "ready", reason == NULL);
+	json_str(&buf, &first, "reason", reason);
+	json_time(&buf, &first, "timestamp", GetCurrentTimestamp());
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_DATUM(json_result(&buf));
+}
+
+PG_FUNCTION_INFO_V1(es_health);
+
+/*
+ * health() RETURNS jsonb: the overall status (the worst subscription's),
+ * counts per level, totals, the subscriptions, and a "checks" map naming
+ * every dependency looked at, each "healthy" or "unhealthy: reason".
+ */
+Datum
+es_health(PG_FUNCTION_ARGS)
+{
+	int			n;
+	EsStatusRow *rows = collect_status(&n);
+	EsLauncherInfo l = launcher_info();
+	TimestampTz now = GetCurrentTimestamp();
+	const char *dead_reason = not_alive_reason(rows, n, now);
+	EsHealth	overall = ES_HEALTHY;
+	int			counts[4] = {0, 0, 0, 0};
+	int			nsubs = 0;
+	int64		processed = 0;
+	int64		failed = 0;
+	int64		lag = 0;
+	int64		dead = 0;
+	StringInfoData buf;
+	StringInfoData subs;
+	StringInfoData checks;
+	bool		first = true;
+	bool		first_check = true;
+
+	initStringInfo(&subs);
+	initStringInfo(&checks);
+	appendStringInfoChar(&subs, '[');
+	appendStringInfoChar(&checks, '{');
+
+	/* the machinery */
+	if (!es_shmem_available())
+		json_str(&checks, &first_check, "launcher", "unhealthy: the library is not preloaded");
+	else if (!l.running)
+		json_str(&checks, &first_check, "launcher", "unhealthy: not running");
+	else
+		json_str(&checks, &first_check, "launcher", "healthy");
+	json_str(&checks, &first_check, "heartbeats",
+			 dead_reason ? psprintf("unhealthy: %s", dead_reason) : "healthy");
+	if (!l.running || dead_reason)
+		overall = ES_UNHEALTHY;
+
+	/* one entry per subscription: its worst partition */
+	for (int i = 0; i < n;)
+	{
+		int			j = i;
+		EsHealth	h = ES_HEALTHY;
+		const char *reason = NULL;
+		int64		sub_processed = 0;
+		int64		sub_failed = 0;
+		int64		sub_lag = 0;
+		int64		sub_dead = 0;
+		int64		sub_rate = 0;
+		bool		f = true;
+		const char *state = es_state_name(rows[i].state);
+
+		for (; j < n && strcmp(rows[j].name, rows[i].name) == 0; j++)
+		{
+			if (rows[j].health > h || reason == NULL)
+			{
+				if (rows[j].health >= h)
+					state = es_state_name(rows[j].state);
+				if (rows[j].health > h)
+				{
+					h = rows[j].health;
+					reason = rows[j].health_reason;
+				}
+			}
+			sub_processed += rows[j].processed;
+			sub_failed += rows[j].failed;
+			sub_lag += rows[j].lag_events;
+			sub_dead += rows[j].dead_letters;
+			sub_rate += rows[j].error_rate;
+		}
+		if (nsubs > 0)
+			appendStringInfoString(&subs, ", ");
+		appendStringInfoChar(&subs, '{');
+		json_str(&subs, &f, "name", rows[i].name);
+		json_str(&subs, &f, "status", health_names[h]);
+		json_str(&subs, &f, "reason", reason);
+		json_str(&subs, &f, "state", state);
+		json_int(&subs, &f, "partitions", j - i);
+		json_int(&subs, &f, "events_processed", sub_processed);
+		json_int(&subs, &f, "events_failed", sub_failed);
+		json_int(&subs, &f, "lag_events", sub_lag);
+		json_int(&subs, &f, "dead_letters", sub_dead);
+		json_int(&subs, &f, "error_rate_per_minute", sub_rate);
+		appendStringInfoChar(&subs, '}');
+
+		json_str(&checks, &first_check, psprintf("subscription:%s", rows[i].name),
+				 h == ES_HEALTHY ? "healthy" :
+				 psprintf("%s: %s", h == ES_DEGRADED ? "degraded" : "unhealthy",
+						  reason ? reason : health_names[h]));
+		counts[h]++;
+		nsubs++;
+		overall = Max(overall, h);
+		processed += sub_processed;
+		failed += sub_failed;
+		lag += sub_lag;
+		dead += sub_dead;
+		i = j;
+	}
+	json_str(&checks, &first_check, "dead_letters",
+			 dead >= es_max_dead_letters_warning ?
+			 psprintf("unhealthy: " INT64_FORMAT " dead letters waiting", dead) : "healthy");
+	appendStringInfoChar(&subs, ']');
+	appendStringInfoChar(&checks, '}');
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	json_str(&buf, &first, "status", health_names[overall]);
+	json_bool(&buf, &first, "running", l.running && !l.shutting_down);
+	json_int(&buf, &first, "subscription_count", nsubs);
+	json_int(&buf, &first, "healthy_count", counts[ES_HEALTHY]);
+	json_int(&buf, &first, "degraded_count", counts[ES_DEGRADED]);
+	json_int(&buf, &first, "unhealthy_count", counts[ES_UNHEALTHY]);
+	json_int(&buf, &first, "critical_count", counts[ES_CRITICAL]);
+	json_int(&buf, &first, "total_events_processed", processed);
+	json_int(&buf, &first, "total_events_failed", failed);
+	json_int(&buf, &first, "total_lag_events", lag);
+	json_int(&buf, &first, "total_dead_letters", dead);
+	json_int(&buf, &first, "uptime_seconds",
+			 l.started_at ? (now - l.started_at) / USECS_PER_SEC : 0);
+	json_time(&buf, &first, "timestamp", now);
+	json_key(&buf, &first, "checks");
+	appendStringInfoString(&buf, checks.data);
+	json_key(&buf, &first, "subscriptions");
+	appendStringInfoString(&buf, subs.data);
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_DATUM(json_result(&buf));
+}
+
+PG_FUNCTION_INFO_V1(es_error_stats);
+
+/*
+ * error_stats() RETURNS jsonb: totals by category and severity over the
+ * recent errors kept, and per subscription; plus the live counters.
+ */
+Datum
+es_error_stats(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		isnull;
+	Datum		result;
+
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+		plan = es_prepare("SELECT pg_catalog.jsonb_build_object("
+						  " 'total_errors', (SELECT pg_catalog.count(*) FROM eventsource.recent_errors),"
+						  " 'by_category', COALESCE((SELECT pg_catalog.jsonb_object_agg(error_category, n)"
+						  "   FROM (SELECT error_category, pg_catalog.count(*) n FROM eventsource.recent_errors"
+						  "         GROUP BY error_category) c), '{}'::pg_catalog.jsonb),"
+						  " 'by_severity', COALESCE((SELECT pg_catalog.jsonb_object_agg(error_severity, n)"
+						  "   FROM (SELECT error_severity, pg_catalog.count(*) n FROM eventsource.recent_errors"
+						  "         GROUP BY error_severity) s), '{}'::pg_catalog.jsonb),"
+						  " 'by_subscription', COALESCE((SELECT pg_catalog.jsonb_object_agg(subscription, j)"
+						  "   FROM (SELECT subscription, pg_catalog.jsonb_build_object("
+						  "      'errors', pg_catalog.sum(n),"
+						  "      'last_error_at', pg_catalog.max(last_at),"
+						  "      'by_category', pg_catalog.jsonb_object_agg(error_category, n)) j"
+						  "     FROM (SELECT subscription, error_category, pg_catalog.count(*) n,"
+						  "             pg_catalog.max(occurred_at) last_at"
+						  "           FROM eventsource.recent_errors GROUP BY subscription, error_category) c"
+						  "     GROUP BY subscription) x), '{}'::pg_catalog.jsonb),"
+						  " 'dead_letters', (SELECT pg_catalog.count(*) FROM eventsource.dead_letters),"
+						  " 'kept', pg_catalog.current_setting('eventsource.recent_errors_kept')::pg_catalog.int4,"
+						  " 'oldest', (SELECT pg_catalog.min(occurred_at) FROM eventsource.recent_errors))",
+						  0, NULL);
+	es_spi_read(plan, NULL, NULL, NULL, 1);
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = SPI_datumTransfer(result, false, -1);
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	PG_RETURN_DATUM(result);
+}
+
+/* ---------------------------------------------------------------------
+ * wait_for_subscription
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The lowest checkpoint over the subscription's partitions in shared
+ * memory, and the condition variable of that partition.  Returns false when
+ * the subscription has no slot.
+ */
+static bool
+lowest_checkpoint(const char *name, int64 *lowest, ConditionVariable **cv)
+{
+	bool		found = false;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+		int64		cp;
+
+		if (!slot->in_use || slot->dboid != MyDatabaseId || strcmp(slot->name, name) != 0)
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		cp = slot->checkpoint;
+		SpinLockRelease(&slot->mutex);
+		if (!found || cp < *lowest)
+		{
+			*lowest = cp;
+			*cv = &slot->progress_cv;
+		}
+		found = true;
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return found;
+}
+
+PG_FUNCTION_INFO_V1(es_wait_for_subscription);
+
+/*
+ * wait_for_subscription(name, position, timeout) RETURNS boolean: true once
+ * every partition's checkpoint is at or past "position", false when
+ * "timeout" runs out first.  Sleeps on the partitions' condition variable,
+ * which the workers broadcast after each checkpoint commit.
+ */
+Datum
+es_wait_for_subscription(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_arg_name(fcinfo, 0, "subscription name");
+	int64		position = es_arg_int64(fcinfo, 1, "position");
+	Interval   *timeout;
+	int64		timeout_us;
+	TimestampTz deadline;
+	bool		reached = false;
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		exists;
+
+	es_require_shmem("eventsource.wait_for_subscription()");
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("timeout must not be null")));
+	timeout = PG_GETARG_INTERVAL_P(2);
+	timeout_us = timeout->time + ((int64) timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+	if (timeout_us < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	if (position < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position must not be negative")));
+
+	/* the subscription must exist (as the caller's transaction sees it) */
+	es_become_owner(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		plan = es_prepare("SELECT 1 FROM eventsource.subscriptions WHERE name OPERATOR(pg_catalog.=) $1",
+						  1, types);
+	}
+	values[0] = CStringGetTextDatum(name);
+	es_spi_read(plan, values, NULL, NULL, 1);
+	exists = SPI_processed > 0;
+	SPI_finish();
+	es_restore_user(save_userid, save_sec_context);
+	if (!exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("subscription \"%s\" does not exist", name)));
+
+	deadline = GetCurrentTimestamp() + Min(timeout_us, (int64) 365 * USECS_PER_DAY);
+	for (;;)
+	{
+		int64		lowest = 0;
+		ConditionVariable *cv = NULL;
+		TimestampTz now;
+
+		if (!lowest_checkpoint(name, &lowest, &cv))
+			break;				/* not running here (e.g. dropped meanwhile) */
+		if (lowest >= position)
+		{
+			reached = true;
+			break;
+		}
+		now = GetCurrentTimestamp();
+		if (now >= deadline)
+			break;
+		ConditionVariablePrepareToSleep(cv);
+		if (lowest_checkpoint(name, &lowest, &cv) && lowest >= position)
+		{
+			reached = true;
+			break;
+		}
+		(void) ConditionVariableTimedSleep(cv, Max((deadline - now) / 1000, 1),
+										   PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_BOOL(reached);
+}
