@@ -38,7 +38,7 @@ endif
 
 # pg_regress: the SQL surface.  Each suite gets a private server with the
 # library preloaded (test/pg.conf), so nothing must be running beforehand.
-REGRESS = core_setup append read snapshot checkpoint errors
+REGRESS = core_setup append read snapshot checkpoint errors subscription_api monitoring
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.
@@ -49,7 +49,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso \
 
 # TAP: processes, crashes, restarts.
 TAP_TESTS = 1
-PROVE_TESTS = test/t/*.pl
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
