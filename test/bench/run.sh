@@ -10,7 +10,7 @@
 #   BENCH_SECONDS        duration of each measurement, per side (default 10)
 #   BENCH_ROUNDS         each side runs in this many slices of
 #                        ceil(BENCH_SECONDS / BENCH_ROUNDS) s, alternating
-#                        with its baseline (default 2)
+#                        with its baseline (default min(5, BENCH_SECONDS))
 #   BENCH_STREAMS        streams the appends pick from (default 10000)
 #   BENCH_BATCH_CLIENTS  client counts for the batch appends (default "1")
 #   BENCH_READ_CLIENTS   client counts for the reads (default "1")
@@ -28,7 +28,7 @@ SECS=${BENCH_SECONDS:-10}
 STREAMS=${BENCH_STREAMS:-10000}
 BATCH_CLIENTS=${BENCH_BATCH_CLIENTS:-1}
 READ_CLIENTS=${BENCH_READ_CLIENTS:-1}
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 say() { printf '%s\n' "$*" >&2; }
@@ -38,6 +38,7 @@ die() { say "run.sh: $*"; exit 1; }
 id postgres >/dev/null 2>&1 || die "no postgres user"
 [ -x "$PGBIN/pgbench" ] || die "no pgbench in $PGBIN"
 [[ "$SECS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
+[ -n "$ROUNDS" ] || ROUNDS=$((SECS < 5 ? SECS : 5))
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 [[ "$STREAMS" =~ ^[1-9][0-9]*$ ]] && [ "$STREAMS" -ge 8 ] || die "BENCH_STREAMS must be an integer >= 8"
@@ -151,7 +152,8 @@ check_count 1000 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE g
 # Measurements
 # ---------------------------------------------------------------------------
 FAILED=0
-declare -A TPS       # key -> calls per second (mean over the rounds), or ERR
+declare -A TPS       # key -> calls per second (median over the rounds), or ERR
+declare -A RATIO     # pair key -> median of the per-round ratios eventsource/baseline
 declare -A SPREAD    # pair key -> "min-max" of the per-round ratios
 SEQ_EXT=eventsource.events_global_position_seq
 SEQ_BASE=bench.plain_seq
@@ -194,7 +196,7 @@ slice() {
 pair() {
 	local key=$1 ext=$2 base=$3 clients=$4 sync=$5 per_call=$6 seq_ext=$7 seq_base=$8
 	shift 8
-	local r e b ext_sum=0 base_sum=0 ratios=()
+	local r e b exts=() bases=() ratios=()
 	say "-- $key: $ext vs $base, $clients client(s), synchronous_commit=$sync, $ROUNDS x ${SLICE}s each"
 	psql_q -d bench -c "CHECKPOINT"
 	for ((r = 1; r <= ROUNDS; r++)); do
@@ -206,9 +208,9 @@ pair() {
 				e=$(slice "$ext" "$clients" "$sync" "$per_call" "$seq_ext" "$@") || break
 		fi
 		say "   round $r: eventsource $e, baseline $b calls/s"
-		ext_sum=$(awk -v s="$ext_sum" -v x="$e" 'BEGIN { printf "%.6f", s + x }')
-		base_sum=$(awk -v s="$base_sum" -v x="$b" 'BEGIN { printf "%.6f", s + x }')
-		ratios+=("$(awk -v a="$e" -v b="$b" 'BEGIN { printf "%.2f", a / b }')")
+		exts+=("$e")
+		bases+=("$b")
+		ratios+=("$(awk -v a="$e" -v b="$b" 'BEGIN { printf "%.4f", a / b }')")
 	done
 	if [ "$r" -le "$ROUNDS" ]; then
 		TPS[${key}_ext]=ERR
@@ -216,10 +218,16 @@ pair() {
 		FAILED=1
 		return 0
 	fi
-	TPS[${key}_ext]=$(awk -v s="$ext_sum" -v n="$ROUNDS" 'BEGIN { printf "%.3f", s / n }')
-	TPS[${key}_base]=$(awk -v s="$base_sum" -v n="$ROUNDS" 'BEGIN { printf "%.3f", s / n }')
-	SPREAD[$key]=$(printf '%s\n' "${ratios[@]}" | sort -n |
-		awk 'NR == 1 { lo = $1 } { hi = $1 } END { print (lo == hi) ? lo : lo "-" hi }')
+	TPS[${key}_ext]=$(median "${exts[@]}")
+	TPS[${key}_base]=$(median "${bases[@]}")
+	RATIO[$key]=$(median "${ratios[@]}")
+	SPREAD[$key]=$(printf '%s\n' "${ratios[@]}" | sort -g |
+		awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
+}
+
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+		END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -268,7 +276,7 @@ row() { # label clients sync events_per_call pair_key target
 		bcalls=$(printf '%.0f' "$base")
 		eevs=$(awk -v t="$ext" -v k="$per_call" 'BEGIN { printf "%.0f", t * k }')
 		bevs=$(awk -v t="$base" -v k="$per_call" 'BEGIN { printf "%.0f", t * k }')
-		ratio=$(awk -v a="$ext" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
+		ratio=$(printf '%.2f' "${RATIO[$key]}")
 		spread=${SPREAD[$key]}
 		if [ "$target" = - ]; then
 			met="-"
@@ -290,8 +298,8 @@ row() { # label clients sync events_per_call pair_key target
 	echo "server:   $PGVERSION; eventsource $EXTVERSION"
 	echo "settings: $SETTINGS shared_preload_libraries=eventsource, otherwise initdb defaults"
 	echo "          (fsync on, autovacuum on); synchronous_commit as in the 'sync' column (PGOPTIONS)"
-	echo "pgbench:  -n -M prepared; each side $ROUNDS x -T $SLICE, alternating with its baseline (ABBA); 1 client: -j 1, 8: -j 2;"
-	echo "          CHECKPOINT before each pair"
+	echo "pgbench:  -n -M prepared; per row $ROUNDS rounds, each runs both sides for -T $SLICE (order alternates: AB BA AB ...);"
+	echo "          1 client: -j 1, 8 clients: -j 2; CHECKPOINT before each row"
 	echo "data:     event data $EVENT_BYTES; appends to random streams among $STREAMS, expected_version -1,"
 	echo "          client k of c only uses streams n = k mod c (both sides); reads on 1,000 streams x 100 events"
 	echo
@@ -312,8 +320,9 @@ row() { # label clients sync events_per_call pair_key target
 		row "4 read_all (page of 1,000)" "$c" - 1000 "ra_$c" -
 	done
 	echo "$LINE"
-	echo "ratio = eventsource / baseline events/s (events/s = calls/s x events a call; reads: rows/s); 'per round' = the"
-	echo "range of the per-round ratios (a wide range = a noisy machine); 'met' = the target was met in THIS run only."
+	echo "calls/s: median over the rounds; events/s = calls/s x events a call (reads: rows returned/s). ratio: median of"
+	echo "the per-round ratios eventsource/baseline (each round runs both sides back to back, so a slow spell of the machine"
+	echo "hits both); 'per round': their range (wide = noisy machine). 'met': target met in THIS run; it never fails the run."
 	echo "Baselines (same run, same server, same payload, plain SQL, no extension code):"
 	echo "  1  INSERT ... VALUES of the same row into bench.plain_events (same columns and indexes as eventsource.events,"
 	echo "     no trigger): nextval() of a CACHE 1 sequence, stream_version = (SELECT coalesce(max(stream_version),0)+1"
