@@ -673,10 +673,11 @@ es_health(PG_FUNCTION_ARGS)
 		json_int(&subs, &f, "error_rate_per_minute", sub_rate);
 		appendStringInfoChar(&subs, '}');
 
+		/* every check reads "healthy" or "unhealthy: reason"; the level follows */
 		json_str(&checks, &first_check, psprintf("subscription:%s", rows[i].name),
 				 h == ES_HEALTHY ? "healthy" :
-				 psprintf("%s: %s", h == ES_DEGRADED ? "degraded" : "unhealthy",
-						  reason ? reason : health_names[h]));
+				 psprintf("unhealthy: %s (%s)", reason ? reason : health_names[h],
+						  health_names[h]));
 		counts[h]++;
 		nsubs++;
 		overall = Max(overall, h);
