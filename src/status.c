@@ -809,6 +809,10 @@ PG_FUNCTION_INFO_V1(es_wait_for_subscription);
  * every partition's checkpoint is at or past "position", false when
  * "timeout" runs out first.  Sleeps on the partitions' condition variable,
  * which the workers broadcast after each checkpoint commit.
+ *
+ * The saved checkpoints are looked at first: a slot starts at 0 after a
+ * server restart and only learns its checkpoint when its worker runs, so a
+ * paused or failed subscription would otherwise never be seen as there.
  */
 Datum
 es_wait_for_subscription(PG_FUNCTION_ARGS)
@@ -820,10 +824,11 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	bool		reached = false;
 	static SPIPlanPtr plan = NULL;
-	Datum		values[1];
+	Datum		values[2];
 	Oid			save_userid;
 	int			save_sec_context;
 	bool		exists;
+	bool		saved_reached = false;
 
 	es_require_shmem("eventsource.wait_for_subscription()");
 	if (PG_ARGISNULL(2))
@@ -841,26 +846,48 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("position must not be negative")));
 
-	/* the subscription must exist (as the caller's transaction sees it) */
+	/*
+	 * The subscription must exist (as the caller's transaction sees it);
+	 * and are its saved checkpoints already there?
+	 */
 	es_become_owner(&save_userid, &save_sec_context);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
 	{
-		Oid			types[1] = {TEXTOID};
+		Oid			types[2] = {TEXTOID, INT8OID};
 
-		plan = es_prepare("SELECT 1 FROM eventsource.subscriptions WHERE name OPERATOR(pg_catalog.=) $1",
-						  1, types);
+		plan = es_prepare("SELECT pg_catalog.bool_and(COALESCE(c.position, 0) OPERATOR(pg_catalog.>=) $2)"
+						  " FROM eventsource.subscriptions s"
+						  " JOIN eventsource.subscription_partitions p"
+						  "   ON p.subscription OPERATOR(pg_catalog.=) s.name"
+						  " LEFT JOIN eventsource.checkpoints c ON c.name OPERATOR(pg_catalog.=)"
+						  "   CASE WHEN s.partitions OPERATOR(pg_catalog.>) 1"
+						  "        THEN s.name OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) p.partition::pg_catalog.text"
+						  "        ELSE s.name END"
+						  " WHERE s.name OPERATOR(pg_catalog.=) $1"
+						  " GROUP BY s.name",
+						  2, types);
 	}
 	values[0] = CStringGetTextDatum(name);
+	values[1] = Int64GetDatum(position);
 	es_spi_read(plan, values, NULL, NULL, 1);
 	exists = SPI_processed > 0;
+	if (exists)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		saved_reached = !isnull && DatumGetBool(d);
+	}
 	SPI_finish();
 	es_restore_user(save_userid, save_sec_context);
 	if (!exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("subscription \"%s\" does not exist", name)));
+	if (saved_reached)
+		PG_RETURN_BOOL(true);
 
 	deadline = GetCurrentTimestamp() + Min(timeout_us, (int64) 365 * USECS_PER_DAY);
 	for (;;)
