@@ -6,9 +6,11 @@
  *
  * One entry per database in shared memory, found by database OID; the
  * counters are atomics, so the append and read paths count without taking
- * a lock.  An entry's OID is claimed once, under the STATS spinlock.  When
- * more than eventsource.max_databases databases count at once, the extra
- * ones are not counted (the view then shows nothing for them).
+ * a lock.  An entry's OID is claimed under the STATS spinlock.  When every
+ * entry is taken, the entry of a database that has been dropped since is
+ * taken over (its counters start from zero); only when more than
+ * eventsource.max_databases existing databases count at once are the extra
+ * ones not counted (the view then shows zeros and a NULL stats_reset).
  *
  *-------------------------------------------------------------------------
  */
@@ -17,8 +19,10 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "access/xact.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "eventsource.h"
@@ -61,34 +65,79 @@ es_stats_shmem_init(void *area, bool found)
 			pg_atomic_init_u64(&stats->entries[i].counters[c], 0);
 }
 
-/* This database's entry, claimed on first use; NULL when none is free. */
+/* Start an entry over for this database.  Caller holds the spinlock. */
+static void
+claim_entry_locked(EsStoreStats *e, TimestampTz now)
+{
+	e->dboid = MyDatabaseId;
+	for (int c = 0; c < ES_NUM_STATS; c++)
+		pg_atomic_write_u64(&e->counters[c], 0);
+	e->reset_at = now;
+}
+
+/* This database's entry, if it has one.  Caller holds the spinlock. */
+static EsStoreStats *
+find_entry_locked(void)
+{
+	for (int i = 0; i < stats->nentries; i++)
+		if (stats->entries[i].dboid == MyDatabaseId)
+			return &stats->entries[i];
+	return NULL;
+}
+
+/*
+ * This database's entry, claimed on first use: a free one, else one of a
+ * database that no longer exists (entries are not given back at DROP
+ * DATABASE, so without this the store of every database created after the
+ * first max_databases ones would never be counted).  NULL when none can be
+ * had.
+ */
 static EsStoreStats *
 my_entry(void)
 {
+	TimestampTz now;
+
 	if (my_stats != NULL && my_stats->dboid == MyDatabaseId)
 		return my_stats;
 	if (stats == NULL || !OidIsValid(MyDatabaseId))
 		return NULL;
 	my_stats = NULL;
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&stats->mutex);
-	for (int i = 0; i < stats->nentries; i++)
-	{
-		if (stats->entries[i].dboid == MyDatabaseId)
-		{
-			my_stats = &stats->entries[i];
-			break;
-		}
-	}
+	my_stats = find_entry_locked();
 	for (int i = 0; my_stats == NULL && i < stats->nentries; i++)
 	{
 		if (stats->entries[i].dboid == InvalidOid)
 		{
 			my_stats = &stats->entries[i];
-			my_stats->dboid = MyDatabaseId;
-			my_stats->reset_at = GetCurrentTimestamp();
+			claim_entry_locked(my_stats, now);
 		}
 	}
 	SpinLockRelease(&stats->mutex);
+	if (my_stats != NULL || !IsTransactionState())
+		return my_stats;
+
+	/* all taken: look for an entry of a dropped database (catalog lookups) */
+	for (int i = 0; my_stats == NULL && i < stats->nentries; i++)
+	{
+		Oid			other;
+
+		SpinLockAcquire(&stats->mutex);
+		other = stats->entries[i].dboid;
+		SpinLockRelease(&stats->mutex);
+		if (!OidIsValid(other) || other == MyDatabaseId ||
+			SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(other)))
+			continue;
+		SpinLockAcquire(&stats->mutex);
+		/* another backend of this database may have been quicker */
+		my_stats = find_entry_locked();
+		if (my_stats == NULL && stats->entries[i].dboid == other)
+		{
+			my_stats = &stats->entries[i];
+			claim_entry_locked(my_stats, now);
+		}
+		SpinLockRelease(&stats->mutex);
+	}
 	return my_stats;
 }
 
