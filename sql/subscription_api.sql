@@ -1,0 +1,714 @@
+--
+-- subscription_api: the SQL surface of subscriptions (DESIGN.md section 5)
+-- and every error path with its SQLSTATE.
+--
+-- The library is preloaded, so workers run whatever commits active.  The
+-- output must not depend on them: what is checked is written by the API
+-- functions themselves and read in the same transaction, or belongs to
+-- subscriptions paused in the transaction that created them (no worker ever
+-- attaches to those), or is rolled back.  Every subscription here is named
+-- sa_*, so the final counts find anything left behind.
+--
+SET client_min_messages = warning;
+
+CREATE SCHEMA sa;
+-- handlers: per event, per batch, variadic batch, and wrong ones
+CREATE FUNCTION sa.h(e eventsource.events) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.hb(es eventsource.events[]) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.hv(VARIADIC es eventsource.events[]) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.hsql(eventsource.events) RETURNS void
+    LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION sa.h_two(e eventsource.events, x integer) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.h_default(e eventsource.events, x integer DEFAULT 1) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.h_none() RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.h_int(x integer) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.h_json(e jsonb) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.h_2d(es eventsource.events[][]) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.h_returns_int(e eventsource.events) RETURNS integer
+    LANGUAGE sql AS $$ SELECT 1 $$;
+CREATE FUNCTION sa.h_returns_bool_batch(es eventsource.events[]) RETURNS boolean
+    LANGUAGE sql AS $$ SELECT true $$;
+CREATE FUNCTION sa.h_setof(e eventsource.events) RETURNS SETOF void
+    LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION sa.h_out(e eventsource.events, OUT n integer)
+    LANGUAGE sql AS $$ SELECT 1 $$;
+CREATE PROCEDURE sa.p(e eventsource.events)
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE FUNCTION sa.agg_step(s integer, e eventsource.events) RETURNS integer
+    LANGUAGE sql AS $$ SELECT s + 1 $$;
+CREATE AGGREGATE sa.agg(eventsource.events) (SFUNC = sa.agg_step, STYPE = integer);
+-- a handler nobody but its owner may execute
+CREATE FUNCTION sa.h_secret(e eventsource.events) RETURNS void
+    LANGUAGE plpgsql AS $$ BEGIN END $$;
+REVOKE EXECUTE ON FUNCTION sa.h_secret(eventsource.events) FROM PUBLIC;
+
+-- like t.try, but an accepted call is rolled back too (so one wrongly
+-- accepted value cannot change what the next call reports)
+CREATE FUNCTION sa.check(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    st text;
+    msg text;
+    det text;
+BEGIN
+    EXECUTE cmd;
+    RAISE EXCEPTION 'accepted' USING ERRCODE = 'SA000';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            det = PG_EXCEPTION_DETAIL;
+    IF st = 'SA000' THEN
+        RETURN 'ok';
+    END IF;
+    RETURN st || ': ' || msg || coalesce(' | ' || nullif(det, ''), '');
+END $$;
+
+-- rows the API writes, for one subscription
+CREATE FUNCTION sa.partitions(sub text)
+    RETURNS TABLE (partition integer, state text, failed_position bigint, error_message text,
+                   last_shutdown jsonb)
+    LANGUAGE sql AS $$
+    SELECT partition, state, failed_position, error_message, last_shutdown
+      FROM eventsource.subscription_partitions WHERE subscription = sub ORDER BY partition $$;
+CREATE FUNCTION sa.checkpoints(sub text) RETURNS TABLE (name text, "position" bigint)
+    LANGUAGE sql AS $$
+    SELECT name, position FROM eventsource.checkpoints
+     WHERE name = sub
+        OR (starts_with(name, sub || '/') AND substr(name, length(sub) + 2) ~ '^[0-9]+$')
+     ORDER BY name COLLATE "C" $$;
+-- everything any sa_* subscription left behind anywhere
+CREATE VIEW sa.leftovers AS
+    SELECT (SELECT count(*) FROM eventsource.subscriptions WHERE name LIKE 'sa\_%') AS subscriptions,
+           (SELECT count(*) FROM eventsource.subscription_partitions
+             WHERE subscription LIKE 'sa\_%') AS partitions,
+           (SELECT count(*) FROM eventsource.checkpoints WHERE name LIKE 'sa\_%') AS checkpoints,
+           (SELECT count(*) FROM eventsource.dead_letters WHERE subscription LIKE 'sa\_%') AS dead_letters,
+           (SELECT count(*) FROM eventsource.subscription_status WHERE name LIKE 'sa\_%') AS worker_slots;
+-- a dead letter for "sub" (written directly: no worker is involved)
+CREATE FUNCTION sa.dead_letter(sub text, part integer) RETURNS bigint
+    LANGUAGE sql AS $$
+    INSERT INTO eventsource.dead_letters (subscription, partition, global_position, stream_id,
+        stream_version, event_id, event_type, data, metadata, recorded_at, error_message,
+        error_sqlstate, error_category, error_severity, retry_count, first_failed_at)
+    VALUES (sub, part, 1, 'Order-1', 1, gen_random_uuid(), 'OrderCreated', '{}', '{}', now(),
+        'boom', 'P0001', 'application', 'medium', 5, now())
+    RETURNING id $$;
+
+SELECT * FROM sa.leftovers;
+
+--
+-- create_subscription with the defaults: the rows it writes
+--
+BEGIN;
+SELECT eventsource.create_subscription('sa_default', 'sa.h(eventsource.events)');
+\x on
+SELECT name, handler, owner = current_user::regrole AS owner_is_creator, batch_handler,
+       start_from, start_position, batch_size, checkpoint_strategy, checkpoint_interval,
+       processing_timeout, max_retries, retry_backoff, continue_on_error,
+       circuit_breaker_threshold, circuit_breaker_reset, event_types, categories, partitions,
+       state, created_at = now() AS created_now, updated_at = now() AS updated_now
+  FROM eventsource.subscriptions WHERE name = 'sa_default';
+\x off
+SELECT * FROM sa.partitions('sa_default');
+SELECT * FROM sa.checkpoints('sa_default');
+ROLLBACK;
+
+--
+-- every parameter given, by name: a batch handler, filters, three partitions
+--
+BEGIN;
+SELECT eventsource.create_subscription('sa_full', 'sa.hb(eventsource.events[])',
+    start_from => '5', batch_size => 500, checkpoint_strategy => 'periodic',
+    checkpoint_interval => '2 seconds', processing_timeout => '1 minute', max_retries => 0,
+    retry_backoff => '0', continue_on_error => false, circuit_breaker_threshold => 0,
+    circuit_breaker_reset => '7 days', event_types => '{OrderCreated,OrderShipped}',
+    categories => '{Order}', partitions => 3);
+\x on
+SELECT name, handler, batch_handler, start_from, start_position, batch_size,
+       checkpoint_strategy, checkpoint_interval, processing_timeout, max_retries,
+       retry_backoff, continue_on_error, circuit_breaker_threshold, circuit_breaker_reset,
+       event_types, categories, partitions, state
+  FROM eventsource.subscriptions WHERE name = 'sa_full';
+\x off
+SELECT * FROM sa.partitions('sa_full');
+SELECT * FROM sa.checkpoints('sa_full');
+-- the same, positionally: the argument order of the contract
+SELECT eventsource.create_subscription('sa_positional', 'sa.h(eventsource.events)', 'end', 7,
+    'every_event', '3 seconds', '4 seconds', 8, '9 seconds', false, 10, '11 seconds',
+    '{A}', '{B}', 2);
+SELECT start_from, start_position = eventsource.head_position() AS at_head, batch_size,
+       checkpoint_strategy, checkpoint_interval, processing_timeout, max_retries,
+       retry_backoff, continue_on_error, circuit_breaker_threshold, circuit_breaker_reset,
+       event_types, categories, partitions
+  FROM eventsource.subscriptions WHERE name = 'sa_positional';
+-- batch handlers are recognised by their argument type
+SELECT eventsource.create_subscription('sa_variadic', 'sa.hv(eventsource.events[])');
+SELECT eventsource.create_subscription('sa_sql', 'sa.hsql(eventsource.events)');
+SELECT name, handler, batch_handler FROM eventsource.subscriptions
+ WHERE name IN ('sa_full', 'sa_positional', 'sa_variadic', 'sa_sql') ORDER BY name;
+ROLLBACK;
+SELECT * FROM sa.leftovers;
+
+--
+-- argument validation: NULL 22004, out of range 22023, names 22023/54000
+-- (sa.check rolls every call back, so a wrongly accepted value leaves
+-- nothing behind)
+--
+SELECT c AS call, sa.check(format('SELECT eventsource.create_subscription(%s)', c))
+  FROM (VALUES
+    -- the name
+    ($$NULL, 'sa.h(eventsource.events)'$$),
+    ($$'', 'sa.h(eventsource.events)'$$),
+    ($$'sa_a/b', 'sa.h(eventsource.events)'$$),
+    ($$'/', 'sa.h(eventsource.events)'$$),
+    -- the handler
+    ($$'sa_v', NULL$$),
+    ($$'sa_v', 0$$),
+    -- start_from
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => ''$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => 'BEGINNING'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => 'now'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => '-1'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => '+5'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => ' 5'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => '5 '$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => '5x'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => '1e3'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => '0x10'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', start_from => '9223372036854775808'$$),
+    -- batch_size: 1 .. 10000
+    ($$'sa_v', 'sa.h(eventsource.events)', batch_size => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', batch_size => 0$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', batch_size => -1$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', batch_size => 10001$$),
+    -- checkpoint_strategy
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_strategy => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_strategy => ''$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_strategy => 'EVERY_EVENT'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_strategy => 'sometimes'$$),
+    -- checkpoint_interval: positive, at most 7 days
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '0'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '-1 second'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '7 days 1 second'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '8 days'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '169 hours'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '1 mon'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '-1 mon 40 days'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '1 year'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '1 day -25 hours'$$),
+    -- just over 7 days, by less than a millisecond
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '7 days 0.0009 seconds'$$),
+    -- about 5.9 million years, whose microseconds overflow 64 bits
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '2147483647 days -298651767:41:43.483904'$$),
+    -- processing_timeout: positive, at most 7 days
+    ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '0'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '-30 seconds'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '8 days'$$),
+    -- max_retries: 0 .. 100
+    ($$'sa_v', 'sa.h(eventsource.events)', max_retries => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', max_retries => -1$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', max_retries => 101$$),
+    -- retry_backoff: zero or positive, at most 7 days
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '-1 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '7 days 1 ms'$$),
+    -- continue_on_error
+    ($$'sa_v', 'sa.h(eventsource.events)', continue_on_error => NULL$$),
+    -- circuit_breaker_threshold: 0 .. 1000000
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_threshold => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_threshold => -1$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_threshold => 1000001$$),
+    -- circuit_breaker_reset: positive, at most 7 days
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '0'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '-5 minutes'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '2 weeks'$$),
+    -- filters: one dimension, no NULL element
+    ($$'sa_v', 'sa.h(eventsource.events)', event_types => '{A,NULL}'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', event_types => '{{A},{B}}'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', categories => '{NULL}'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', categories => '{{Order,User}}'$$),
+    -- partitions: 1 .. eventsource.max_workers (12 here)
+    ($$'sa_v', 'sa.h(eventsource.events)', partitions => NULL$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', partitions => 0$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', partitions => -1$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', partitions => 13$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', partitions => 1025$$)
+  ) v(c);
+SHOW eventsource.max_workers;
+
+-- names over 255 bytes: 54000 (a 255-byte name is fine)
+BEGIN;
+SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)')$$,
+                    'sa_' || repeat('n', 253)));
+SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)')$$,
+                    'sa_' || repeat('é', 127)));
+SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)')$$,
+                    'sa_' || repeat('n', 252)));
+SELECT length(name) AS name_bytes, partitions FROM eventsource.subscriptions WHERE name LIKE 'sa\_%';
+ROLLBACK;
+
+-- the boundaries themselves are accepted
+BEGIN;
+SELECT c AS call, t.try(format('SELECT eventsource.create_subscription(%s)', c))
+  FROM (VALUES
+    ($$'sa_b1', 'sa.h(eventsource.events)', batch_size => 1, max_retries => 0, circuit_breaker_threshold => 0, partitions => 1$$),
+    ($$'sa_b2', 'sa.h(eventsource.events)', batch_size => 10000, max_retries => 100, circuit_breaker_threshold => 1000000$$),
+    ($$'sa_b3', 'sa.h(eventsource.events)', checkpoint_interval => '7 days', processing_timeout => '168 hours', retry_backoff => '0', circuit_breaker_reset => '604800 seconds'$$),
+    ($$'sa_b4', 'sa.h(eventsource.events)', checkpoint_interval => '1 millisecond', processing_timeout => '1 millisecond', retry_backoff => '1 millisecond', circuit_breaker_reset => '1 millisecond'$$),
+    ($$'sa_b5', 'sa.h(eventsource.events)', checkpoint_interval => '8 days -24 hours', processing_timeout => '1 mon -23 days'$$),
+    ($$'sa_b6', 'sa.h(eventsource.events)', event_types => '{}', categories => '{}'$$),
+    ($$'sa_b7', 'sa.h(eventsource.events)', event_types => NULL, categories => NULL$$),
+    ($$'sa_b8', 'sa.h(eventsource.events)', checkpoint_strategy => 'every_event'$$),
+    ($$'sa_b9', 'sa.h(eventsource.events)', checkpoint_strategy => 'every_batch'$$),
+    ($$'sa_B9', 'sa.h(eventsource.events)'$$),
+    ($$'sa_ with space', 'sa.h(eventsource.events)'$$),
+    ($$'sa_b10', 'sa.h(eventsource.events)', start_from => '9223372036854775807'$$)
+  ) v(c);
+SELECT name, batch_size, max_retries, circuit_breaker_threshold, checkpoint_strategy,
+       checkpoint_interval, processing_timeout, retry_backoff, circuit_breaker_reset,
+       event_types, categories, start_position
+  FROM eventsource.subscriptions WHERE name LIKE 'sa\_%' ORDER BY name COLLATE "C";
+ROLLBACK;
+
+--
+-- handlers: f(eventsource.events) or f(eventsource.events[]) returning void,
+-- a plain function the creator may execute
+--
+BEGIN;
+SELECT c AS handler, t.try(format($$SELECT eventsource.create_subscription('sa_hd', %L)$$, c))
+  FROM (VALUES
+    ('sa.h_two(eventsource.events,integer)'),
+    ('sa.h_default(eventsource.events,integer)'),
+    ('sa.h_none()'),
+    ('sa.h_int(integer)'),
+    ('sa.h_json(jsonb)'),
+    ('sa.h_returns_int(eventsource.events)'),
+    ('sa.h_returns_bool_batch(eventsource.events[])'),
+    ('sa.h_setof(eventsource.events)'),
+    ('sa.h_out(eventsource.events)'),
+    ('sa.p(eventsource.events)'),
+    ('sa.agg(eventsource.events)'),
+    ('eventsource.head_position()'),
+    ('eventsource.category(text)')
+  ) v(c);
+ROLLBACK;
+-- a function that does not exist fails in the regprocedure input (42883)
+SELECT t.try($$SELECT eventsource.create_subscription('sa_hd', 'sa.nope(eventsource.events)')$$);
+SELECT t.try($$SELECT eventsource.create_subscription('sa_hd', 'sa.h(integer)')$$);
+SELECT t.try($$SELECT eventsource.create_subscription('sa_hd', 'sa.h')$$);
+-- events[][] is the same type as events[]: a batch handler
+BEGIN;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_hd', 'sa.h_2d(eventsource.events[])')$$);
+SELECT batch_handler FROM eventsource.subscriptions WHERE name = 'sa_hd';
+ROLLBACK;
+SELECT * FROM sa.leftovers;
+
+--
+-- privileges: EXECUTE on create_subscription, then EXECUTE on the handler;
+-- the subscription belongs to (and its handler runs as) the creating role
+--
+CREATE ROLE regress_es_alice;
+CREATE ROLE regress_es_bob;
+GRANT USAGE ON SCHEMA sa, t TO regress_es_alice, regress_es_bob;
+GRANT EXECUTE ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
+    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)
+    TO regress_es_alice;
+BEGIN;
+SET LOCAL ROLE regress_es_bob;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_bob', 'sa.h(eventsource.events)')$$);
+SELECT t.try($$SELECT eventsource.pause_subscription('sa_bob')$$);
+SET LOCAL ROLE regress_es_alice;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_alice', 'sa.h_secret(eventsource.events)')$$);
+SELECT t.try($$SELECT eventsource.create_subscription('sa_alice', 'sa.h(eventsource.events)')$$);
+-- alice may not read the tables, nor change them
+SELECT t.try($$SELECT count(*) FROM eventsource.subscriptions$$);
+SELECT t.try($$UPDATE eventsource.subscriptions SET state = 'paused'$$);
+RESET ROLE;
+SELECT name, handler, owner::text AS owner, owner = 'regress_es_alice'::regrole AS owned_by_alice
+  FROM eventsource.subscriptions WHERE name = 'sa_alice';
+ROLLBACK;
+-- as the handler's owner it is fine
+BEGIN;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_secret', 'sa.h_secret(eventsource.events)')$$);
+ROLLBACK;
+
+--
+-- start_from, resolved once at creation: the checkpoint rows
+--
+BEGIN;
+SELECT eventsource.save_checkpoint('sa_ck', 7);
+SELECT eventsource.save_checkpoint('sa_ck3', 4);
+SELECT eventsource.save_checkpoint('sa_ck3/1', 9);
+SELECT eventsource.save_checkpoint('sa_beg', 11);
+SELECT eventsource.save_checkpoint('sa_n', 12);
+-- beginning: 0, also over an existing checkpoint of that name
+SELECT eventsource.create_subscription('sa_beg', 'sa.h(eventsource.events)', start_from => 'beginning');
+-- end: the head position; for every partition
+SELECT eventsource.create_subscription('sa_end', 'sa.h(eventsource.events)', start_from => 'end');
+SELECT eventsource.create_subscription('sa_end3', 'sa.h(eventsource.events)', start_from => 'end',
+                                       partitions => 3);
+-- checkpoint: the existing one, else 0; partitions > 1: "name/k", else "name", else 0
+SELECT eventsource.create_subscription('sa_ck', 'sa.h(eventsource.events)', start_from => 'checkpoint');
+SELECT eventsource.create_subscription('sa_ck0', 'sa.h(eventsource.events)', start_from => 'checkpoint');
+SELECT eventsource.create_subscription('sa_ck3', 'sa.h(eventsource.events)', start_from => 'checkpoint',
+                                       partitions => 3);
+SELECT eventsource.create_subscription('sa_ck2', 'sa.h(eventsource.events)', start_from => 'checkpoint',
+                                       partitions => 2);
+-- a position: resume after it (over an existing checkpoint too)
+SELECT eventsource.create_subscription('sa_n', 'sa.h(eventsource.events)', start_from => '3');
+SELECT eventsource.create_subscription('sa_n0', 'sa.h(eventsource.events)', start_from => '0');
+SELECT eventsource.create_subscription('sa_n007', 'sa.h(eventsource.events)', start_from => '007',
+                                       partitions => 2);
+SELECT eventsource.head_position() > 12 AS head_is_past_the_positions_used_here;
+SELECT c.name,
+       CASE WHEN c.position = eventsource.head_position() THEN 'head'
+            ELSE c.position::text END AS position,
+       s.start_from
+  FROM eventsource.checkpoints c
+  JOIN eventsource.subscriptions s
+    ON s.name = c.name OR c.name LIKE s.name || '/%'
+ WHERE s.name LIKE 'sa\_%'
+ ORDER BY c.name COLLATE "C";
+-- start_position records what "end" or the position resolved to
+SELECT name, start_from,
+       CASE WHEN start_position = eventsource.head_position() THEN 'head'
+            ELSE start_position::text END AS start_position
+  FROM eventsource.subscriptions
+ WHERE name IN ('sa_beg', 'sa_end', 'sa_end3', 'sa_n', 'sa_n0', 'sa_n007') ORDER BY name;
+ROLLBACK;
+SELECT * FROM sa.leftovers;
+
+--
+-- duplicates (42710) and worker slots (53000)
+--
+BEGIN;
+SELECT eventsource.create_subscription('sa_dup', 'sa.h(eventsource.events)');
+SELECT t.try($$SELECT eventsource.create_subscription('sa_dup', 'sa.hb(eventsource.events[])')$$);
+-- names are case sensitive
+SELECT t.try($$SELECT eventsource.create_subscription('SA_DUP', 'sa.h(eventsource.events)')$$);
+ROLLBACK;
+
+-- a committed subscription, paused in the transaction that created it: no
+-- worker ever runs it; it takes one worker slot of twelve
+BEGIN;
+SELECT eventsource.create_subscription('sa_life', 'sa.h(eventsource.events)', partitions => 2);
+SELECT eventsource.pause_subscription('sa_life');
+COMMIT;
+SELECT name, state, partitions FROM eventsource.subscriptions WHERE name LIKE 'sa\_%';
+SELECT name, partition, state, pid FROM eventsource.subscription_status
+ WHERE name LIKE 'sa\_%' ORDER BY partition;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_life', 'sa.h(eventsource.events)')$$);
+-- 2 of 12 slots are taken: 11 partitions do not fit, 10 do
+SELECT t.try($$SELECT eventsource.create_subscription('sa_big', 'sa.h(eventsource.events)', partitions => 11)$$);
+BEGIN;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_big', 'sa.h(eventsource.events)', partitions => 10)$$);
+-- the slots the first one will take at commit are not free for a second one
+SELECT t.try($$SELECT eventsource.create_subscription('sa_big2', 'sa.h(eventsource.events)')$$);
+ROLLBACK;
+
+--
+-- pause_subscription / resume_subscription
+--
+SELECT eventsource.pause_subscription('sa_life');	-- already paused: fine
+SELECT state FROM eventsource.subscriptions WHERE name = 'sa_life';
+BEGIN;
+-- a partition that stopped at an event (written here as a worker would)
+UPDATE eventsource.subscription_partitions
+   SET state = 'failed', failed_position = 3, failed_event_id = gen_random_uuid(),
+       error_message = 'boom', error_sqlstate = 'P0001', failed_at = now()
+ WHERE subscription = 'sa_life' AND partition = 1;
+SELECT eventsource.resume_subscription('sa_life');
+SELECT state, updated_at = now() AS updated_now FROM eventsource.subscriptions WHERE name = 'sa_life';
+SELECT partition, state, failed_position, failed_event_id, error_message, error_sqlstate, failed_at
+  FROM eventsource.subscription_partitions WHERE subscription = 'sa_life' ORDER BY partition;
+SELECT eventsource.resume_subscription('sa_life');	-- already active: fine
+SELECT eventsource.pause_subscription('sa_life');
+SELECT state FROM eventsource.subscriptions WHERE name = 'sa_life';
+ROLLBACK;
+SELECT state FROM eventsource.subscriptions WHERE name = 'sa_life';
+SELECT t.try($$SELECT eventsource.pause_subscription('sa_nope')$$);
+SELECT t.try($$SELECT eventsource.resume_subscription('sa_nope')$$);
+SELECT t.try($$SELECT eventsource.pause_subscription(NULL)$$);
+SELECT t.try($$SELECT eventsource.resume_subscription(NULL)$$);
+SELECT t.try($$SELECT eventsource.pause_subscription('')$$);
+SELECT t.try($$SELECT eventsource.resume_subscription('sa_life/0')$$);
+SELECT t.try(format('SELECT eventsource.pause_subscription(%L)', repeat('x', 256)));
+
+--
+-- reset_subscription: every partition's checkpoint, default 0
+--
+BEGIN;
+SELECT eventsource.reset_subscription('sa_life', 25);
+SELECT * FROM sa.checkpoints('sa_life');
+SELECT eventsource.reset_subscription('sa_life');
+SELECT * FROM sa.checkpoints('sa_life');
+-- forward past the head is allowed (it resumes after that position)
+SELECT eventsource.reset_subscription('sa_life', 1000000);
+SELECT * FROM sa.checkpoints('sa_life');
+ROLLBACK;
+SELECT * FROM sa.checkpoints('sa_life');
+SELECT t.try($$SELECT eventsource.reset_subscription('sa_life', -1)$$);
+SELECT t.try($$SELECT eventsource.reset_subscription('sa_life', NULL)$$);
+SELECT t.try($$SELECT eventsource.reset_subscription(NULL)$$);
+SELECT t.try($$SELECT eventsource.reset_subscription(NULL, -1)$$);
+SELECT t.try($$SELECT eventsource.reset_subscription('sa_nope')$$);
+SELECT t.try($$SELECT eventsource.reset_subscription('sa_nope', -1)$$);
+SELECT t.try($$SELECT eventsource.reset_subscription('')$$);
+SELECT t.try($$SELECT eventsource.reset_subscription('sa_life/1', 5)$$);
+-- a checkpoint of the user's that merely starts with the name is not the
+-- subscription's (its partitions' checkpoints are "sa_life/0" and "sa_life/1")
+BEGIN;
+SELECT eventsource.save_checkpoint('sa_life/manual', 8);
+SELECT eventsource.save_checkpoint('sa_life_2', 8);
+SELECT eventsource.reset_subscription('sa_life', 2);
+SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_life%' ORDER BY name COLLATE "C";
+ROLLBACK;
+
+--
+-- retry_dead_letters: marks the subscription's dead letters (all, or the
+-- given ids) and returns how many.  The rows are written here, in a
+-- transaction that rolls back: no worker sees them.
+--
+SELECT eventsource.retry_dead_letters('sa_life');	-- none
+BEGIN;
+SELECT sa.dead_letter('sa_life', 0) AS dl1 \gset
+SELECT sa.dead_letter('sa_life', 1) AS dl2 \gset
+SELECT sa.dead_letter('sa_life', 1) AS dl3 \gset
+SELECT sa.dead_letter('sa_other', 0) AS dl_other \gset
+SELECT eventsource.retry_dead_letters('sa_life') AS all_of_them;
+SELECT id = :dl1 AS dl1, id = :dl2 AS dl2, id = :dl3 AS dl3, subscription, retry_requested
+  FROM eventsource.dead_letters WHERE subscription IN ('sa_life', 'sa_other') ORDER BY id;
+UPDATE eventsource.dead_letters SET retry_requested = false WHERE subscription LIKE 'sa\_%';
+SELECT eventsource.retry_dead_letters('sa_life', ARRAY[:dl1, :dl3]) AS two;
+SELECT id = :dl1 AS dl1, id = :dl2 AS dl2, id = :dl3 AS dl3, subscription, retry_requested
+  FROM eventsource.dead_letters WHERE subscription IN ('sa_life', 'sa_other') ORDER BY id;
+-- another subscription's id and unknown ids are not counted
+SELECT eventsource.retry_dead_letters('sa_life', ARRAY[:dl2, :dl_other, -5, 0]) AS one;
+SELECT eventsource.retry_dead_letters('sa_life', '{}') AS none;
+SELECT eventsource.retry_dead_letters('sa_life', NULL) AS all_again;
+SELECT eventsource.retry_dead_letters('sa_life', ARRAY[:dl1, :dl1]) AS duplicate_id_once;
+SELECT count(*) FILTER (WHERE retry_requested) AS requested, count(*) AS dead_letters
+  FROM eventsource.dead_letters WHERE subscription = 'sa_other';
+ROLLBACK;
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_nope')$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_nope', '{1}')$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters(NULL)$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('')$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life/0')$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life', '{1,NULL}')$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life', '{NULL}')$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life', '{{1,2},{3,4}}')$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_nope', '{{1},{2}}')$$);
+
+--
+-- read-only transactions: 25006 for every function that writes
+--
+BEGIN READ ONLY;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_ro', 'sa.h(eventsource.events)')$$);
+SELECT t.try($$SELECT eventsource.drop_subscription('sa_life')$$);
+SELECT t.try($$SELECT eventsource.pause_subscription('sa_life')$$);
+SELECT t.try($$SELECT eventsource.resume_subscription('sa_life')$$);
+SELECT t.try($$SELECT eventsource.reset_subscription('sa_life', 1)$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life')$$);
+ROLLBACK;
+SET default_transaction_read_only = on;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_ro', 'sa.h(eventsource.events)')$$);
+SELECT t.try($$SELECT eventsource.resume_subscription('sa_life')$$);
+RESET default_transaction_read_only;
+SELECT name, state FROM eventsource.subscriptions WHERE name LIKE 'sa\_%';
+
+--
+-- transactions: nothing of a rolled back create, savepoint or PREPARE stays
+--
+BEGIN;
+SELECT eventsource.create_subscription('sa_tx', 'sa.h(eventsource.events)', partitions => 4);
+SELECT count(*) AS subscriptions FROM eventsource.subscriptions WHERE name = 'sa_tx';
+ROLLBACK;
+SELECT (SELECT count(*) FROM eventsource.subscriptions WHERE name = 'sa_tx') AS subscriptions,
+       (SELECT count(*) FROM eventsource.subscription_partitions
+         WHERE subscription = 'sa_tx') AS partitions,
+       (SELECT count(*) FROM sa.checkpoints('sa_tx')) AS checkpoints,
+       (SELECT count(*) FROM eventsource.subscription_status WHERE name = 'sa_tx') AS worker_slots;
+
+BEGIN;
+SAVEPOINT s1;
+SELECT eventsource.create_subscription('sa_sp', 'sa.h(eventsource.events)', partitions => 2);
+ROLLBACK TO SAVEPOINT s1;
+SELECT count(*) AS subscriptions FROM eventsource.subscriptions WHERE name = 'sa_sp';
+-- the name is free again in the same transaction
+SAVEPOINT s2;
+SELECT eventsource.create_subscription('sa_sp', 'sa.h(eventsource.events)');
+SELECT eventsource.pause_subscription('sa_sp');
+RELEASE SAVEPOINT s2;
+-- a pause rolled back to its savepoint leaves the subscription as it was
+SAVEPOINT s3;
+SELECT eventsource.resume_subscription('sa_sp');
+ROLLBACK TO SAVEPOINT s3;
+SELECT name, state FROM eventsource.subscriptions WHERE name = 'sa_sp';
+-- a drop rolled back to its savepoint, too
+SAVEPOINT s4;
+SELECT eventsource.drop_subscription('sa_sp');
+ROLLBACK TO SAVEPOINT s4;
+COMMIT;
+SELECT name, state, partitions FROM eventsource.subscriptions WHERE name = 'sa_sp';
+SELECT * FROM sa.partitions('sa_sp');
+SELECT * FROM sa.checkpoints('sa_sp');
+SELECT name, partition, state FROM eventsource.subscription_status
+ WHERE name LIKE 'sa\_%' ORDER BY name, partition;
+
+-- PREPARE TRANSACTION of a transaction that changed subscriptions: 0A000,
+-- and the transaction is rolled back
+BEGIN;
+SELECT eventsource.create_subscription('sa_2pc', 'sa.h(eventsource.events)');
+SELECT eventsource.pause_subscription('sa_2pc');
+PREPARE TRANSACTION 'sa_create';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT count(*) AS subscriptions FROM eventsource.subscriptions WHERE name = 'sa_2pc';
+BEGIN;
+SELECT eventsource.pause_subscription('sa_sp');
+PREPARE TRANSACTION 'sa_pause';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+BEGIN;
+SELECT eventsource.resume_subscription('sa_sp');
+PREPARE TRANSACTION 'sa_resume';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+BEGIN;
+SELECT eventsource.reset_subscription('sa_sp', 2);
+PREPARE TRANSACTION 'sa_reset';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+BEGIN;
+SELECT eventsource.drop_subscription('sa_sp');
+PREPARE TRANSACTION 'sa_drop';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+BEGIN;
+SELECT sa.dead_letter('sa_sp', 0) IS NOT NULL AS inserted;
+SELECT eventsource.retry_dead_letters('sa_sp');
+PREPARE TRANSACTION 'sa_retry';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+-- a create that was made in a savepoint and released is refused too
+BEGIN;
+SAVEPOINT s;
+SELECT eventsource.create_subscription('sa_2pc', 'sa.h(eventsource.events)');
+RELEASE SAVEPOINT s;
+PREPARE TRANSACTION 'sa_released';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+-- nothing left to tell the workers: PREPARE is fine
+BEGIN;
+SAVEPOINT s;
+SELECT eventsource.create_subscription('sa_2pc', 'sa.h(eventsource.events)');
+ROLLBACK TO SAVEPOINT s;
+SELECT eventsource.retry_dead_letters('sa_sp') AS marked;
+PREPARE TRANSACTION 'sa_nothing';
+COMMIT PREPARED 'sa_nothing';
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+SELECT name, state FROM eventsource.subscriptions WHERE name LIKE 'sa\_%' ORDER BY name;
+SELECT * FROM sa.checkpoints('sa_sp');
+SELECT count(*) AS dead_letters FROM eventsource.dead_letters WHERE subscription LIKE 'sa\_%';
+-- and the workers were told nothing: no slot for sa_2pc, sa_sp still paused
+SELECT name, partition, state, pid FROM eventsource.subscription_status
+ WHERE name LIKE 'sa\_%' ORDER BY name, partition;
+
+--
+-- drop_subscription: the subscription, its partitions, its checkpoints
+-- ("name" and "name/k") and its dead letters go; nothing else
+--
+SELECT t.try($$SELECT eventsource.drop_subscription('sa_nope')$$);
+SELECT t.try($$SELECT eventsource.drop_subscription(NULL)$$);
+SELECT t.try($$SELECT eventsource.drop_subscription('')$$);
+SELECT t.try($$SELECT eventsource.drop_subscription('sa_life/0')$$);
+SELECT t.try(format('SELECT eventsource.drop_subscription(%L)', repeat('x', 256)));
+BEGIN;
+SELECT sa.dead_letter('sa_life', 0) IS NOT NULL AS inserted;
+SELECT sa.dead_letter('sa_life', 1) IS NOT NULL AS inserted;
+SELECT sa.dead_letter('sa_sp', 0) IS NOT NULL AS inserted;
+SELECT sa.dead_letter('sa_lifeline', 0) IS NOT NULL AS inserted;
+SELECT eventsource.save_checkpoint('sa_lifeline', 3);
+SELECT eventsource.save_checkpoint('sa_life_2', 3);
+SELECT eventsource.save_checkpoint('sa_life/manual', 3);
+COMMIT;
+BEGIN;
+SELECT eventsource.drop_subscription('sa_life');
+SELECT count(*) AS subscriptions FROM eventsource.subscriptions WHERE name = 'sa_life';
+SELECT count(*) AS partitions FROM eventsource.subscription_partitions WHERE subscription = 'sa_life';
+SELECT count(*) AS dead_letters FROM eventsource.dead_letters WHERE subscription = 'sa_life';
+SELECT t.try($$SELECT eventsource.drop_subscription('sa_life')$$);
+SELECT t.try($$SELECT eventsource.pause_subscription('sa_life')$$);
+SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life')$$);
+-- the name can be used again at once
+SELECT eventsource.create_subscription('sa_life', 'sa.hb(eventsource.events[])', start_from => '4');
+SELECT eventsource.pause_subscription('sa_life');
+SELECT name, batch_handler, partitions, state FROM eventsource.subscriptions WHERE name = 'sa_life';
+SELECT * FROM sa.checkpoints('sa_life');
+COMMIT;
+SELECT eventsource.drop_subscription('sa_life');
+SELECT eventsource.drop_subscription('sa_sp');
+-- what was not theirs is still there
+SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_%' ORDER BY name COLLATE "C";
+SELECT subscription, partition FROM eventsource.dead_letters WHERE subscription LIKE 'sa\_%';
+DELETE FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';
+DELETE FROM eventsource.dead_letters WHERE subscription LIKE 'sa\_%';
+
+-- create and drop in one transaction
+BEGIN;
+SELECT eventsource.create_subscription('sa_brief', 'sa.h(eventsource.events)', partitions => 3);
+SELECT eventsource.drop_subscription('sa_brief');
+COMMIT;
+
+--
+-- a subscription that runs: dropping it removes its rows at once; its
+-- workers (whatever they did meanwhile) leave and free their slots
+--
+SELECT eventsource.create_subscription('sa_live', 'sa.h(eventsource.events)', partitions => 2);
+DO $$
+BEGIN
+    -- give the workers a chance to start, so that the drop below usually
+    -- meets running workers; the outcome is not part of the output
+    FOR i IN 1..200 LOOP
+        EXIT WHEN (SELECT count(*) FROM eventsource.subscription_status
+                    WHERE name = 'sa_live' AND pid IS NOT NULL) = 2;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT eventsource.drop_subscription('sa_live');
+SELECT subscriptions, partitions, checkpoints, dead_letters FROM sa.leftovers;
+CREATE FUNCTION sa.wait_for_free_slots() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1..600 LOOP
+        IF NOT EXISTS (SELECT FROM eventsource.subscription_status WHERE name LIKE 'sa\_%') THEN
+            RETURN true;
+        END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN false;
+END $$;
+SELECT sa.wait_for_free_slots() AS slots_freed;
+
+--
+-- nothing left behind: no rows, no worker slot, no prepared transaction;
+-- all twelve slots are free again
+--
+SELECT * FROM sa.leftovers;
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+BEGIN;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_all', 'sa.h(eventsource.events)', partitions => 12)$$);
+ROLLBACK;
+SELECT * FROM sa.leftovers;
+
+DROP SCHEMA sa CASCADE;
+REVOKE ALL ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
+    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)
+    FROM regress_es_alice;
+REVOKE ALL ON SCHEMA t FROM regress_es_alice, regress_es_bob;
+DROP ROLE regress_es_alice;
+DROP ROLE regress_es_bob;
