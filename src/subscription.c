@@ -374,6 +374,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	int32		max_retries;
 	int32		threshold;
 	int32		partitions;
+	Oid			owner;
 	EsApiCall	call;
 	Datum		values[18];
 	char		nulls[18];
@@ -435,6 +436,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(13), "categories");
 	partitions = arg_int_range(fcinfo, 14, "partitions", 1, Min(es_max_workers, 1024));
 
+	owner = GetUserId();		/* before api_begin() switches to the extension owner */
 	api_begin(&call, "eventsource.create_subscription()");
 	if (subscription_exists(name))
 		ereport(ERROR,
@@ -484,7 +486,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(handler);
-	values[2] = ObjectIdGetDatum(GetUserId());
+	values[2] = ObjectIdGetDatum(owner);
 	values[3] = BoolGetDatum(batch);
 	values[4] = CStringGetTextDatum(start_from);
 	values[5] = Int64GetDatum(start_position);
