@@ -179,6 +179,8 @@ SELECT pg_catalog.pg_extension_config_dump('eventsource.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.subscription_partitions', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.recent_errors', '');
+SELECT pg_catalog.pg_extension_config_dump('eventsource.dead_letters_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('eventsource.recent_errors_id_seq', '');
 
 -- ---------------------------------------------------------------------------
 -- Store functions.  They run with the rights of the extension's owner on its

@@ -27,12 +27,10 @@ SELECT t.try($$SELECT eventsource.append_event('Order-2', -3, 'OrderNoted', '{}'
 SELECT t.try($$SELECT eventsource.append_event('Order-2', -9223372036854775808, 'OrderNoted', '{}')$$);
 SELECT t.try($$SELECT eventsource.append_event('Order-2', 9223372036854775807, 'OrderNoted', '{}')$$);
 
--- the full error, as a client sees it
-\set VERBOSITY verbose
+-- the full error, as a client sees it (the SQLSTATE is ES001, shown above)
 \set SHOW_CONTEXT never
 SELECT eventsource.append_event('Order-2', 7, 'OrderNoted', '{}');
 SELECT eventsource.append_event('Order-9', -2, 'OrderNoted', '{}');
-\set VERBOSITY default
 
 -- a batch: dense versions, increasing positions, one call
 SELECT * FROM eventsource.append('Cart-1', 0, '[

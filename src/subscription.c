@@ -19,6 +19,7 @@
 #include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -177,11 +178,51 @@ queue_op(PendingKind kind, const char *name, int partitions, EsDesired desired)
 	MemoryContextSwitchTo(old);
 }
 
+/* Slots that creations of this transaction will take at commit. */
+static int
+pending_registrations(void)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, pending)
+	{
+		PendingOp  *op = lfirst(lc);
+
+		if (op->kind == PENDING_REGISTER)
+			n += op->partitions;
+	}
+	return n;
+}
+
 /* DROP EXTENSION eventsource in this database (utility_hook.c). */
 void
 es_subscriptions_extension_dropped(void)
 {
 	queue_op(PENDING_DROP_DATABASE, NULL, 0, ES_DESIRED_DROP);
+}
+
+/*
+ * The name of a partition's checkpoint: the subscription's name, or
+ * "name/k" when it has several partitions.
+ */
+char *
+es_checkpoint_name(const char *name, int partitions, int partition)
+{
+	if (partitions > 1)
+		return psprintf("%s/%d", name, partition);
+	return pstrdup(name);
+}
+
+/* All of a subscription's checkpoint names, as a text[] datum. */
+static Datum
+checkpoint_names(const char *name, int partitions)
+{
+	Datum	   *names = palloc(sizeof(Datum) * partitions);
+
+	for (int p = 0; p < partitions; p++)
+		names[p] = CStringGetTextDatum(es_checkpoint_name(name, partitions, p));
+	return PointerGetDatum(construct_array(names, partitions, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* ---------------------------------------------------------------------
@@ -194,6 +235,12 @@ arg_subscription_name(FunctionCallInfo fcinfo)
 {
 	char	   *name = es_arg_name(fcinfo, 0, "subscription name");
 
+	if (strlen(name) > ES_MAX_SUBSCRIPTION_NAME_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("subscription name is too long"),
+				 errdetail("It is %d bytes; the limit is %d bytes (its partitions' checkpoints are named \"name/k\").",
+						   (int) strlen(name), ES_MAX_SUBSCRIPTION_NAME_LEN)));
 	if (strchr(name, '/') != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -214,11 +261,15 @@ arg_int_range(FunctionCallInfo fcinfo, int argno, const char *what, int32 min, i
 	return v;
 }
 
-/* An interval argument in milliseconds; "zero_ok" allows 0. */
+/*
+ * An interval argument in milliseconds: 0 (when "zero_ok") or between 1 ms
+ * and 7 days.  Months count as 30 days, as interval comparisons do.
+ */
 static int64
 arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *what, bool zero_ok)
 {
 	Interval   *iv;
+	int64		days_us;
 	int64		us;
 
 	if (PG_ARGISNULL(argno))
@@ -226,13 +277,15 @@ arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *what, bool zero_
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", what)));
 	iv = PG_GETARG_INTERVAL_P(argno);
-	us = iv->time + ((int64) iv->day + (int64) iv->month * DAYS_PER_MONTH) * USECS_PER_DAY;
-	if (us < 0 || (us == 0 && !zero_ok) || us / 1000 > ES_MAX_INTERVAL_MS ||
-		iv->month > 12 || iv->month < 0)
+	if (pg_mul_s64_overflow((int64) iv->day + (int64) iv->month * DAYS_PER_MONTH,
+							USECS_PER_DAY, &days_us) ||
+		pg_add_s64_overflow(days_us, iv->time, &us) ||
+		us < 0 || (us == 0 && !zero_ok) || (us > 0 && us < 1000) ||
+		us > ES_MAX_INTERVAL_MS * 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be %s and at most 7 days", what,
-						zero_ok ? "zero or positive" : "positive")));
+				 errmsg("%s must be %sbetween 1 millisecond and 7 days", what,
+						zero_ok ? "zero or " : "")));
 	return us / 1000;
 }
 
@@ -285,32 +338,55 @@ check_handler(Oid handler)
 	return batch;
 }
 
-/* Does the subscription exist?  Inside SPI, as the owner. */
+/*
+ * Look a subscription up: false when it does not exist, else its partition
+ * count and owner.  Inside SPI, as the extension owner.
+ */
 static bool
-subscription_exists(const char *name)
+lookup_subscription(const char *name, int *partitions, Oid *owner)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		values[1];
+	bool		isnull;
 
 	if (plan == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		plan = es_prepare("SELECT partitions FROM eventsource.subscriptions"
+		plan = es_prepare("SELECT partitions, owner::pg_catalog.oid FROM eventsource.subscriptions"
 						  " WHERE name OPERATOR(pg_catalog.=) $1", 1, types);
 	}
 	values[0] = CStringGetTextDatum(name);
 	es_spi_read(plan, values, NULL, NULL, 1);
-	return SPI_processed > 0;
+	if (SPI_processed == 0)
+		return false;
+	*partitions = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return true;
 }
 
-static void
-require_subscription(const char *name)
+/*
+ * The subscription must exist, and "caller" must have the privileges of its
+ * owner (as ALTER and DROP of PostgreSQL objects require).  Returns its
+ * partition count.
+ */
+static int
+require_subscription(const char *name, Oid caller)
 {
-	if (!subscription_exists(name))
+	int			partitions;
+	Oid			owner;
+
+	if (!lookup_subscription(name, &partitions, &owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("subscription \"%s\" does not exist", name)));
+	if (!has_privs_of_role(caller, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of subscription \"%s\"", name),
+				 errhint("Its owner can grant you membership in role \"%s\".",
+						 GetUserNameFromId(owner, false))));
+	return partitions;
 }
 
 static void
@@ -351,6 +427,22 @@ api_end(EsApiCall *call)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * start_from 'checkpoint': where partition p resumes: its own checkpoint if
+ * one exists, else the one named like the subscription, else 0.
+ */
+static int64
+inherited_checkpoint(SPIPlanPtr plan, const char *name, int partitions, int p)
+{
+	Datum		cp[2];
+	bool		isnull;
+
+	cp[0] = CStringGetTextDatum(es_checkpoint_name(name, partitions, p));
+	cp[1] = CStringGetTextDatum(name);
+	es_spi_read(plan, cp, NULL, NULL, 1);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 PG_FUNCTION_INFO_V1(es_create_subscription);
 
 /*
@@ -375,6 +467,9 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	int32		threshold;
 	int32		partitions;
 	Oid			owner;
+	int			existing_partitions;
+	Oid			existing_owner;
+	int			free_slots;
 	EsApiCall	call;
 	Datum		values[18];
 	char		nulls[18];
@@ -438,16 +533,17 @@ es_create_subscription(PG_FUNCTION_ARGS)
 
 	owner = GetUserId();		/* before api_begin() switches to the extension owner */
 	api_begin(&call, "eventsource.create_subscription()");
-	if (subscription_exists(name))
+	if (lookup_subscription(name, &existing_partitions, &existing_owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("subscription \"%s\" already exists", name)));
-	if (es_registry_free_slots() < partitions)
+	free_slots = es_registry_free_slots() - pending_registrations();
+	if (free_slots < partitions)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("not enough subscription worker slots for \"%s\"", name),
 				 errdetail("It needs %d; %d of eventsource.max_workers = %d are free.",
-						   partitions, es_registry_free_slots(), es_max_workers),
+						   partitions, Max(free_slots, 0), es_max_workers),
 				 errhint("Drop unused subscriptions, or raise eventsource.max_workers (and max_worker_processes) and restart the server.")));
 	if (start_position < 0)
 		start_position = es_horizon();
@@ -483,6 +579,8 @@ es_create_subscription(PG_FUNCTION_ARGS)
 								  " 0)",
 								  2, itypes);
 	}
+	if (from_checkpoint)
+		start_position = inherited_checkpoint(inherit_plan, name, partitions, 0);
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(handler);
@@ -512,21 +610,12 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	/* each partition's checkpoint, where it resumes after */
 	for (int p = 0; p < partitions; p++)
 	{
-		char	   *cpname = partitions > 1 ? psprintf("%s/%d", name, p) : name;
 		Datum		cp[2];
 
-		if (from_checkpoint)
-		{
-			bool		isnull;
-
-			cp[0] = CStringGetTextDatum(cpname);
-			cp[1] = CStringGetTextDatum(name);
-			es_spi_read(inherit_plan, cp, NULL, NULL, 1);
-			start_position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 1, &isnull));
-		}
-		cp[0] = CStringGetTextDatum(cpname);
-		cp[1] = Int64GetDatum(start_position);
+		cp[0] = CStringGetTextDatum(es_checkpoint_name(name, partitions, p));
+		cp[1] = Int64GetDatum(from_checkpoint ?
+							  inherited_checkpoint(inherit_plan, name, partitions, p) :
+							  start_position);
 		exec_plan(checkpoint_plan, cp, NULL, SPI_OK_INSERT);
 	}
 	api_end(&call);
@@ -548,23 +637,24 @@ es_drop_subscription(PG_FUNCTION_ARGS)
 {
 	char	   *name = arg_subscription_name(fcinfo);
 	EsApiCall	call;
-	Datum		values[1];
+	Datum		values[2];
+	int			partitions;
 	static SPIPlanPtr plan = NULL;
 
 	api_begin(&call, "eventsource.drop_subscription()");
-	require_subscription(name);
+	partitions = require_subscription(name, call.save_userid);
 	if (plan == NULL)
 	{
-		Oid			types[1] = {TEXTOID};
+		Oid			types[2] = {TEXTOID, TEXTARRAYOID};
 
 		plan = es_prepare("WITH c AS (DELETE FROM eventsource.checkpoints"
-						  "  WHERE name OPERATOR(pg_catalog.=) $1"
-						  "     OR name OPERATOR(pg_catalog.^@) ($1 OPERATOR(pg_catalog.||) '/')),"
+						  "  WHERE name OPERATOR(pg_catalog.=) ANY ($2)),"
 						  " d AS (DELETE FROM eventsource.dead_letters WHERE subscription OPERATOR(pg_catalog.=) $1)"
 						  " DELETE FROM eventsource.subscriptions WHERE name OPERATOR(pg_catalog.=) $1",
-						  1, types);
+						  2, types);
 	}
 	values[0] = CStringGetTextDatum(name);
+	values[1] = checkpoint_names(name, partitions);
 	exec_plan(plan, values, NULL, SPI_OK_DELETE);
 	api_end(&call);
 
@@ -582,7 +672,7 @@ set_state(FunctionCallInfo fcinfo, const char *what, bool pause)
 	static SPIPlanPtr resume_plan = NULL;
 
 	api_begin(&call, what);
-	require_subscription(name);
+	(void) require_subscription(name, call.save_userid);
 	if (resume_plan == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
@@ -642,6 +732,7 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 	int64		position = es_arg_int64(fcinfo, 1, "position");
 	EsApiCall	call;
 	Datum		values[2];
+	int			partitions;
 	static SPIPlanPtr plan = NULL;
 
 	if (position < 0)
@@ -649,17 +740,16 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("position must not be negative")));
 	api_begin(&call, "eventsource.reset_subscription()");
-	require_subscription(name);
+	partitions = require_subscription(name, call.save_userid);
 	if (plan == NULL)
 	{
-		Oid			types[2] = {TEXTOID, INT8OID};
+		Oid			types[2] = {TEXTARRAYOID, INT8OID};
 
 		plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2, updated_at = pg_catalog.now()"
-						  " WHERE name OPERATOR(pg_catalog.=) $1"
-						  "    OR name OPERATOR(pg_catalog.^@) ($1 OPERATOR(pg_catalog.||) '/')",
+						  " WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
 						  2, types);
 	}
-	values[0] = CStringGetTextDatum(name);
+	values[0] = checkpoint_names(name, partitions);
 	values[1] = Int64GetDatum(position);
 	exec_plan(plan, values, NULL, SPI_OK_UPDATE);
 	api_end(&call);
@@ -700,7 +790,7 @@ es_retry_dead_letters(PG_FUNCTION_ARGS)
 					 errmsg("ids must not contain null elements")));
 	}
 	api_begin(&call, "eventsource.retry_dead_letters()");
-	require_subscription(name);
+	(void) require_subscription(name, call.save_userid);
 	if (plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT8ARRAYOID};

@@ -132,6 +132,10 @@ extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,
 extern int64 es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now);
 extern const char *es_state_name(EsWorkerState state);
 
+/* subscription.c */
+#define ES_MAX_SUBSCRIPTION_NAME_LEN (ES_MAX_NAME_LEN - 5)	/* room for "/1023" */
+extern char *es_checkpoint_name(const char *name, int partitions, int partition);
+
 /* launcher.c */
 extern void es_launcher_register(void);
 

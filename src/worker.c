@@ -400,10 +400,8 @@ load_config(void)
 	MemoryContextSwitchTo(old);
 	SPI_freeplan(plan);
 
-	if (my_partitions > 1)
-		snprintf(checkpoint_name, sizeof(checkpoint_name), "%s/%d", my_name, my_partition);
-	else
-		strlcpy(checkpoint_name, my_name, sizeof(checkpoint_name));
+	strlcpy(checkpoint_name, es_checkpoint_name(my_name, my_partitions, my_partition),
+			sizeof(checkpoint_name));
 
 	fmgr_info_cxt(cfg.handler, &handler_finfo, TopMemoryContext);
 	old = MemoryContextSwitchTo(TopMemoryContext);
