@@ -194,9 +194,17 @@ SELECT c AS call, sa.check(format('SELECT eventsource.create_subscription(%s)', 
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_strategy => ''$$),
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_strategy => 'EVERY_EVENT'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_strategy => 'sometimes'$$),
-    -- checkpoint_interval: positive, at most 7 days
+    -- checkpoint_interval: between 1 millisecond and 7 days (months count
+    -- as 30 days, as interval comparisons do)
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => NULL$$),
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '0'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '1 microsecond'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '0.5 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '0.999 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '1 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '7 days'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '6 days 24 hours'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '-1 mon 37 days'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '-1 second'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '7 days 1 second'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '8 days'$$),
@@ -209,30 +217,53 @@ SELECT c AS call, sa.check(format('SELECT eventsource.create_subscription(%s)', 
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '7 days 0.0009 seconds'$$),
     -- about 5.9 million years, whose microseconds overflow 64 bits
     ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '2147483647 days -298651767:41:43.483904'$$),
-    -- processing_timeout: positive, at most 7 days
+    -- overflows: the days (months) alone, and days plus time (either sign)
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '178000000 years'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '-178000000 years'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '2147483647 days'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '106751991 days 04:00:00'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '-106751991 days -05:00:00'$$),
+    -- huge days and time that add up to 1 millisecond, and to exactly 7 days
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '106751991 days -2562047783:59:59.999'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', checkpoint_interval => '106751991 days -2562047616:00:00'$$),
+    -- processing_timeout: between 1 millisecond and 7 days
     ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => NULL$$),
     ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '0'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '0.5 ms'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '-30 seconds'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '8 days'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '1 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', processing_timeout => '7 days'$$),
     -- max_retries: 0 .. 100
     ($$'sa_v', 'sa.h(eventsource.events)', max_retries => NULL$$),
     ($$'sa_v', 'sa.h(eventsource.events)', max_retries => -1$$),
     ($$'sa_v', 'sa.h(eventsource.events)', max_retries => 101$$),
-    -- retry_backoff: zero or positive, at most 7 days
+    -- retry_backoff: zero or between 1 millisecond and 7 days
     ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => NULL$$),
     ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '-1 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '-0.5 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '1 microsecond'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '0.5 ms'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '7 days 1 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '178000000 years'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '0'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '1 day -24 hours'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '1 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', retry_backoff => '7 days'$$),
     -- continue_on_error
     ($$'sa_v', 'sa.h(eventsource.events)', continue_on_error => NULL$$),
     -- circuit_breaker_threshold: 0 .. 1000000
     ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_threshold => NULL$$),
     ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_threshold => -1$$),
     ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_threshold => 1000001$$),
-    -- circuit_breaker_reset: positive, at most 7 days
+    -- circuit_breaker_reset: between 1 millisecond and 7 days
     ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => NULL$$),
     ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '0'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '0.5 ms'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '-5 minutes'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '2 weeks'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '1 ms'$$),
+    ($$'sa_v', 'sa.h(eventsource.events)', circuit_breaker_reset => '7 days'$$),
     -- filters: one dimension, no NULL element
     ($$'sa_v', 'sa.h(eventsource.events)', event_types => '{A,NULL}'$$),
     ($$'sa_v', 'sa.h(eventsource.events)', event_types => '{{A},{B}}'$$),
@@ -247,16 +278,39 @@ SELECT c AS call, sa.check(format('SELECT eventsource.create_subscription(%s)', 
   ) v(c);
 SHOW eventsource.max_workers;
 
--- names over 255 bytes: 54000 (a 255-byte name is fine)
+-- subscription names over 250 bytes: 54000, so that every partition's
+-- checkpoint name "name/k" (k < 1024) fits the 255-byte limit of checkpoint
+-- names.  The limit counts bytes, not characters.
 BEGIN;
+SELECT octet_length(name) AS name_bytes, length(name) AS name_chars,
+       t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)')$$, name))
+  FROM (VALUES (1, 'sa_' || repeat('n', 253)),
+               (2, 'sa_' || repeat('é', 127)),
+               (3, 'sa_' || repeat('n', 252)),
+               (4, 'sa_' || repeat('n', 248)),
+               (5, 'sa_' || repeat('é', 124))) v(i, name)
+ ORDER BY i;
+-- 250 bytes are fine, also with partitions (checkpoints "name/0".."name/9")
+SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)', partitions => 10)$$,
+                    'sa_' || repeat('n', 247)));
 SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)')$$,
-                    'sa_' || repeat('n', 253)));
-SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)')$$,
-                    'sa_' || repeat('é', 127)));
-SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)')$$,
-                    'sa_' || repeat('n', 252)));
-SELECT length(name) AS name_bytes, partitions FROM eventsource.subscriptions WHERE name LIKE 'sa\_%';
+                    'sa_' || repeat('é', 123) || 'n'));
+SELECT octet_length(name) AS name_bytes, length(name) AS name_chars, partitions
+  FROM eventsource.subscriptions WHERE name LIKE 'sa\_%' ORDER BY name_bytes, name_chars;
+SELECT count(*) AS checkpoints, max(octet_length(name)) AS longest
+  FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';
+-- other checkpoint names keep the 255-byte limit
+SELECT t.try(format('SELECT eventsource.save_checkpoint(%L, 1)', 'sa_' || repeat('c', 252)));
+SELECT t.try(format('SELECT eventsource.save_checkpoint(%L, 1)', 'sa_' || repeat('c', 253)));
 ROLLBACK;
+-- the other functions apply the same limit (54000, not 42704)
+SELECT f, n AS name_bytes,
+       replace(t.try(format('SELECT eventsource.%s(%L)', f, 'sa_' || repeat('x', n - 3))),
+               'sa_' || repeat('x', n - 3), '<name>') AS try
+  FROM (VALUES ('drop_subscription'), ('pause_subscription'), ('resume_subscription'),
+               ('reset_subscription'), ('retry_dead_letters')) v(f),
+       (VALUES (250), (251)) w(n)
+ ORDER BY n, f COLLATE "C";
 
 -- the boundaries themselves are accepted
 BEGIN;
@@ -343,49 +397,124 @@ BEGIN;
 SELECT t.try($$SELECT eventsource.create_subscription('sa_secret', 'sa.h_secret(eventsource.events)')$$);
 ROLLBACK;
 
---
--- start_from, resolved once at creation: the checkpoint rows
---
+-- drop, pause, resume, reset and retry_dead_letters need the privileges of
+-- the subscription's owner (42501), beyond EXECUTE on the function;
+-- membership in the owning role gives them, and superusers have them
+CREATE ROLE regress_es_carol;
+GRANT USAGE ON SCHEMA t TO regress_es_carol;
+GRANT EXECUTE ON FUNCTION eventsource.drop_subscription(text), eventsource.pause_subscription(text),
+    eventsource.resume_subscription(text), eventsource.reset_subscription(text, bigint),
+    eventsource.retry_dead_letters(text, bigint[])
+    TO regress_es_carol;
 BEGIN;
-SELECT eventsource.save_checkpoint('sa_ck', 7);
-SELECT eventsource.save_checkpoint('sa_ck3', 4);
-SELECT eventsource.save_checkpoint('sa_ck3/1', 9);
-SELECT eventsource.save_checkpoint('sa_beg', 11);
-SELECT eventsource.save_checkpoint('sa_n', 12);
+SET LOCAL ROLE regress_es_alice;
+SELECT eventsource.create_subscription('sa_alice', 'sa.h(eventsource.events)', partitions => 2);
+RESET ROLE;
+SELECT eventsource.create_subscription('sa_su', 'sa.h(eventsource.events)');
+SET LOCAL ROLE regress_es_carol;
+SELECT f, t.try(format('SELECT eventsource.%s(%L)', f, s))
+  FROM (VALUES ('pause_subscription'), ('resume_subscription'), ('reset_subscription'),
+               ('retry_dead_letters'), ('drop_subscription')) v(f),
+       (VALUES ('sa_alice'), ('sa_su'), ('sa_nope')) w(s)
+ ORDER BY s COLLATE "C", f COLLATE "C";
+-- the hint names the role to be granted
+SAVEPOINT direct;
+SELECT eventsource.pause_subscription('sa_alice');
+ROLLBACK TO SAVEPOINT direct;
+RESET ROLE;
+SELECT name, state FROM eventsource.subscriptions WHERE name IN ('sa_alice', 'sa_su') ORDER BY name;
+SELECT * FROM sa.checkpoints('sa_alice');
+-- a superuser needs no membership
+SELECT rolsuper FROM pg_roles WHERE rolname = current_user;
+SELECT eventsource.pause_subscription('sa_alice');
+SELECT eventsource.resume_subscription('sa_alice');
+SELECT eventsource.reset_subscription('sa_alice', 1);
+SELECT eventsource.retry_dead_letters('sa_alice') AS marked;
+SELECT name, state FROM eventsource.subscriptions WHERE name = 'sa_alice';
+SELECT * FROM sa.checkpoints('sa_alice');
+-- a member of the owning role may
+GRANT regress_es_alice TO regress_es_carol;
+SET LOCAL ROLE regress_es_carol;
+SELECT eventsource.pause_subscription('sa_alice');
+SELECT eventsource.resume_subscription('sa_alice');
+SELECT eventsource.pause_subscription('sa_alice');
+SELECT eventsource.reset_subscription('sa_alice', 3);
+SELECT eventsource.retry_dead_letters('sa_alice') AS marked;
+-- still not the superuser's subscription
+SELECT t.try($$SELECT eventsource.pause_subscription('sa_su')$$);
+SELECT t.try($$SELECT eventsource.drop_subscription('sa_su')$$);
+RESET ROLE;
+SELECT name, state FROM eventsource.subscriptions WHERE name IN ('sa_alice', 'sa_su') ORDER BY name;
+SELECT * FROM sa.checkpoints('sa_alice');
+SET LOCAL ROLE regress_es_carol;
+SELECT eventsource.drop_subscription('sa_alice');
+RESET ROLE;
+SELECT count(*) AS sa_alice FROM eventsource.subscriptions WHERE name = 'sa_alice';
+SELECT * FROM sa.checkpoints('sa_alice');
+SELECT eventsource.drop_subscription('sa_su');
+ROLLBACK;
+SELECT * FROM sa.leftovers;
+
+--
+-- start_from, resolved once at creation: the checkpoint rows and
+-- start_position.  One transaction per kind, each within the twelve worker
+-- slots (the creations of a transaction all count against them).
+--
+CREATE VIEW sa.start_checkpoints AS
+    SELECT c.name,
+           CASE WHEN c.position = eventsource.head_position() THEN 'head'
+                ELSE c.position::text END AS position,
+           s.start_from
+      FROM eventsource.checkpoints c
+      JOIN eventsource.subscriptions s
+        ON s.name = c.name
+        OR (starts_with(c.name, s.name || '/') AND substr(c.name, length(s.name) + 2) ~ '^[0-9]+$')
+     WHERE s.name LIKE 'sa\_%';
+CREATE VIEW sa.start_positions AS
+    SELECT name, start_from, partitions,
+           CASE WHEN start_position = eventsource.head_position() THEN 'head'
+                ELSE start_position::text END AS start_position
+      FROM eventsource.subscriptions WHERE name LIKE 'sa\_%';
+SELECT eventsource.head_position() > 12 AS head_is_past_the_positions_used_here;
 -- beginning: 0, also over an existing checkpoint of that name
+BEGIN;
+SELECT eventsource.save_checkpoint('sa_beg', 11);
 SELECT eventsource.create_subscription('sa_beg', 'sa.h(eventsource.events)', start_from => 'beginning');
 -- end: the head position; for every partition
 SELECT eventsource.create_subscription('sa_end', 'sa.h(eventsource.events)', start_from => 'end');
 SELECT eventsource.create_subscription('sa_end3', 'sa.h(eventsource.events)', start_from => 'end',
                                        partitions => 3);
--- checkpoint: the existing one, else 0; partitions > 1: "name/k", else "name", else 0
+SELECT * FROM sa.start_checkpoints ORDER BY name COLLATE "C";
+SELECT * FROM sa.start_positions ORDER BY name COLLATE "C";
+ROLLBACK;
+-- checkpoint: the existing one, else 0; partitions > 1: "name/k", else
+-- "name", else 0.  start_position is where partition 0 resumes after.
+BEGIN;
+SELECT eventsource.save_checkpoint('sa_ck', 7);
+SELECT eventsource.save_checkpoint('sa_ck3', 4);
+SELECT eventsource.save_checkpoint('sa_ck3/1', 9);
+SELECT eventsource.save_checkpoint('sa_ckp', 2);
+SELECT eventsource.save_checkpoint('sa_ckp/0', 5);
 SELECT eventsource.create_subscription('sa_ck', 'sa.h(eventsource.events)', start_from => 'checkpoint');
 SELECT eventsource.create_subscription('sa_ck0', 'sa.h(eventsource.events)', start_from => 'checkpoint');
 SELECT eventsource.create_subscription('sa_ck3', 'sa.h(eventsource.events)', start_from => 'checkpoint',
                                        partitions => 3);
 SELECT eventsource.create_subscription('sa_ck2', 'sa.h(eventsource.events)', start_from => 'checkpoint',
                                        partitions => 2);
+SELECT eventsource.create_subscription('sa_ckp', 'sa.h(eventsource.events)', start_from => 'checkpoint',
+                                       partitions => 2);
+SELECT * FROM sa.start_checkpoints ORDER BY name COLLATE "C";
+SELECT * FROM sa.start_positions ORDER BY name COLLATE "C";
+ROLLBACK;
 -- a position: resume after it (over an existing checkpoint too)
+BEGIN;
+SELECT eventsource.save_checkpoint('sa_n', 12);
 SELECT eventsource.create_subscription('sa_n', 'sa.h(eventsource.events)', start_from => '3');
 SELECT eventsource.create_subscription('sa_n0', 'sa.h(eventsource.events)', start_from => '0');
 SELECT eventsource.create_subscription('sa_n007', 'sa.h(eventsource.events)', start_from => '007',
                                        partitions => 2);
-SELECT eventsource.head_position() > 12 AS head_is_past_the_positions_used_here;
-SELECT c.name,
-       CASE WHEN c.position = eventsource.head_position() THEN 'head'
-            ELSE c.position::text END AS position,
-       s.start_from
-  FROM eventsource.checkpoints c
-  JOIN eventsource.subscriptions s
-    ON s.name = c.name OR c.name LIKE s.name || '/%'
- WHERE s.name LIKE 'sa\_%'
- ORDER BY c.name COLLATE "C";
--- start_position records what "end" or the position resolved to
-SELECT name, start_from,
-       CASE WHEN start_position = eventsource.head_position() THEN 'head'
-            ELSE start_position::text END AS start_position
-  FROM eventsource.subscriptions
- WHERE name IN ('sa_beg', 'sa_end', 'sa_end3', 'sa_n', 'sa_n0', 'sa_n007') ORDER BY name;
+SELECT * FROM sa.start_checkpoints ORDER BY name COLLATE "C";
+SELECT * FROM sa.start_positions ORDER BY name COLLATE "C";
 ROLLBACK;
 SELECT * FROM sa.leftovers;
 
@@ -400,7 +529,7 @@ SELECT t.try($$SELECT eventsource.create_subscription('SA_DUP', 'sa.h(eventsourc
 ROLLBACK;
 
 -- a committed subscription, paused in the transaction that created it: no
--- worker ever runs it; it takes one worker slot of twelve
+-- worker ever runs it; it takes two worker slots of twelve
 BEGIN;
 SELECT eventsource.create_subscription('sa_life', 'sa.h(eventsource.events)', partitions => 2);
 SELECT eventsource.pause_subscription('sa_life');
@@ -416,6 +545,25 @@ SELECT t.try($$SELECT eventsource.create_subscription('sa_big', 'sa.h(eventsourc
 -- the slots the first one will take at commit are not free for a second one
 SELECT t.try($$SELECT eventsource.create_subscription('sa_big2', 'sa.h(eventsource.events)')$$);
 ROLLBACK;
+-- two creations in one transaction whose sum exceeds the 10 free slots: the
+-- second gets 53000, counting what the first one will take
+BEGIN;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_big', 'sa.h(eventsource.events)', partitions => 6)$$);
+SELECT t.try($$SELECT eventsource.create_subscription('sa_big2', 'sa.h(eventsource.events)', partitions => 5)$$);
+-- a creation rolled back to its savepoint gives its slots back at once
+SAVEPOINT s;
+SELECT eventsource.create_subscription('sa_big2', 'sa.h(eventsource.events)', partitions => 4);
+ROLLBACK TO SAVEPOINT s;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_big3', 'sa.h(eventsource.events)', partitions => 4)$$);
+SELECT t.try($$SELECT eventsource.create_subscription('sa_big4', 'sa.h(eventsource.events)')$$);
+SELECT name, partitions FROM eventsource.subscriptions WHERE name LIKE 'sa\_big%' ORDER BY name;
+ROLLBACK;
+-- after ROLLBACK all ten are free again
+BEGIN;
+SELECT t.try($$SELECT eventsource.create_subscription('sa_big', 'sa.h(eventsource.events)', partitions => 10)$$);
+ROLLBACK;
+SELECT name, partition, state, pid FROM eventsource.subscription_status
+ WHERE name LIKE 'sa\_%' ORDER BY name, partition;
 
 --
 -- pause_subscription / resume_subscription
@@ -467,9 +615,12 @@ SELECT t.try($$SELECT eventsource.reset_subscription('sa_nope', -1)$$);
 SELECT t.try($$SELECT eventsource.reset_subscription('')$$);
 SELECT t.try($$SELECT eventsource.reset_subscription('sa_life/1', 5)$$);
 -- a checkpoint of the user's that merely starts with the name is not the
--- subscription's (its partitions' checkpoints are "sa_life/0" and "sa_life/1")
+-- subscription's (its partitions' checkpoints are "sa_life/0" and "sa_life/1";
+-- "sa_life" would be its checkpoint if it had one partition)
 BEGIN;
 SELECT eventsource.save_checkpoint('sa_life/manual', 8);
+SELECT eventsource.save_checkpoint('sa_life/2', 8);
+SELECT eventsource.save_checkpoint('sa_life', 8);
 SELECT eventsource.save_checkpoint('sa_life_2', 8);
 SELECT eventsource.reset_subscription('sa_life', 2);
 SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_life%' ORDER BY name COLLATE "C";
@@ -636,12 +787,16 @@ SELECT sa.dead_letter('sa_lifeline', 0) IS NOT NULL AS inserted;
 SELECT eventsource.save_checkpoint('sa_lifeline', 3);
 SELECT eventsource.save_checkpoint('sa_life_2', 3);
 SELECT eventsource.save_checkpoint('sa_life/manual', 3);
+SELECT eventsource.save_checkpoint('sa_life/02', 3);
+SELECT eventsource.save_checkpoint('sa_life/2', 3);
 COMMIT;
 BEGIN;
 SELECT eventsource.drop_subscription('sa_life');
 SELECT count(*) AS subscriptions FROM eventsource.subscriptions WHERE name = 'sa_life';
 SELECT count(*) AS partitions FROM eventsource.subscription_partitions WHERE subscription = 'sa_life';
 SELECT count(*) AS dead_letters FROM eventsource.dead_letters WHERE subscription = 'sa_life';
+-- "sa_life/0" and "sa_life/1" are gone, the user's look-alikes stay
+SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_life%' ORDER BY name COLLATE "C";
 SELECT t.try($$SELECT eventsource.drop_subscription('sa_life')$$);
 SELECT t.try($$SELECT eventsource.pause_subscription('sa_life')$$);
 SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life')$$);
@@ -649,7 +804,7 @@ SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life')$$);
 SELECT eventsource.create_subscription('sa_life', 'sa.hb(eventsource.events[])', start_from => '4');
 SELECT eventsource.pause_subscription('sa_life');
 SELECT name, batch_handler, partitions, state FROM eventsource.subscriptions WHERE name = 'sa_life';
-SELECT * FROM sa.checkpoints('sa_life');
+SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_life%' ORDER BY name COLLATE "C";
 COMMIT;
 SELECT eventsource.drop_subscription('sa_life');
 SELECT eventsource.drop_subscription('sa_sp');
@@ -709,6 +864,11 @@ DROP SCHEMA sa CASCADE;
 REVOKE ALL ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
     interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)
     FROM regress_es_alice;
-REVOKE ALL ON SCHEMA t FROM regress_es_alice, regress_es_bob;
+REVOKE ALL ON FUNCTION eventsource.drop_subscription(text), eventsource.pause_subscription(text),
+    eventsource.resume_subscription(text), eventsource.reset_subscription(text, bigint),
+    eventsource.retry_dead_letters(text, bigint[])
+    FROM regress_es_carol;
+REVOKE ALL ON SCHEMA t FROM regress_es_alice, regress_es_bob, regress_es_carol;
 DROP ROLE regress_es_alice;
 DROP ROLE regress_es_bob;
+DROP ROLE regress_es_carol;
