@@ -488,9 +488,23 @@ launcher_info(void)
 }
 
 /*
+ * Has the partition's worker been up for a whole liveness_timeout?  The
+ * crash count is only cleared when a worker exits after a good run (or by a
+ * resume), so a worker that came through a crash loop and now runs well
+ * still carries it: it is alive.
+ */
+static bool
+running_steadily(EsStatusRow *r, TimestampTz now)
+{
+	return r->pid != 0 && r->started_at != 0 &&
+		now - r->started_at >= (int64) es_liveness_timeout_ms * 1000;
+}
+
+/*
  * Why the machinery is not alive, or NULL: the launcher's heartbeat, and
  * each worker of this database that should be running (stuck: stale
- * heartbeat; crash-looping: three failed starts in a row).
+ * heartbeat; crash-looping: three failed starts in a row, and not up for a
+ * liveness_timeout since).
  */
 static const char *
 not_alive_reason(EsStatusRow *rows, int n, TimestampTz now)
@@ -513,7 +527,7 @@ not_alive_reason(EsStatusRow *rows, int n, TimestampTz now)
 			return psprintf("worker %s/%d has not written a heartbeat for %ld s",
 							r->name, r->partition,
 							(long) ((now - r->heartbeat_at) / USECS_PER_SEC));
-		if (r->desired == ES_DESIRED_RUN && r->crash_count >= 3)
+		if (r->desired == ES_DESIRED_RUN && r->crash_count >= 3 && !running_steadily(r, now))
 			return psprintf("worker %s/%d is crash-looping (%d failed starts)",
 							r->name, r->partition, r->crash_count);
 	}
@@ -817,7 +831,7 @@ PG_FUNCTION_INFO_V1(es_wait_for_subscription);
 Datum
 es_wait_for_subscription(PG_FUNCTION_ARGS)
 {
-	char	   *name = es_arg_name(fcinfo, 0, "subscription name");
+	char	   *name = es_arg_name(fcinfo, 0, "subscription name", ES_MAX_SUBSCRIPTION_NAME_LEN);
 	int64		position = es_arg_int64(fcinfo, 1, "position");
 	Interval   *timeout;
 	int64		timeout_us;
