@@ -299,6 +299,8 @@ es_start_cluster() {
 		echo "unix_socket_directories = '$dir'"
 		echo "port = $port"
 		echo "max_prepared_transactions = 4"
+		echo "max_worker_processes = 16"
+		echo "eventsource.max_workers = 8"
 		local line
 		for line in "$@"; do
 			printf '%s\n' "$line"

@@ -68,7 +68,7 @@ PG_FUNCTION_INFO_V1(es_save_checkpoint);
 Datum
 es_save_checkpoint(PG_FUNCTION_ARGS)
 {
-	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name");
+	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
 	int64		position = arg_position(fcinfo, 1);
 	Datum		values[2];
 	Oid			save_userid;
@@ -121,7 +121,7 @@ PG_FUNCTION_INFO_V1(es_get_checkpoint);
 Datum
 es_get_checkpoint(PG_FUNCTION_ARGS)
 {
-	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name");
+	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
 	Oid			save_userid;
 	int			save_sec_context;
 	bool		found;
@@ -144,7 +144,7 @@ PG_FUNCTION_INFO_V1(es_reset_checkpoint);
 Datum
 es_reset_checkpoint(PG_FUNCTION_ARGS)
 {
-	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name");
+	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
 	int64		position = arg_position(fcinfo, 1);
 	Datum		values[2];
 	Oid			save_userid;

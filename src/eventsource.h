@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
+#include "datatype/timestamp.h"
 #include "utils/timestamp.h"
 
 /* Our own SQLSTATE class "ES" for domain errors (see README, error codes). */
@@ -114,7 +115,8 @@ extern void es_spi_read_latest(SPIPlanPtr plan, Datum *values, const char *nulls
 
 /* validate.c: argument checks shared by the SQL functions */
 extern text *es_arg_stream_id(FunctionCallInfo fcinfo, int argno);
-extern char *es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what);
+extern char *es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what, int maxlen);
+extern bool es_interval_us(const Interval *iv, int64 *us);
 extern int64 es_arg_int64(FunctionCallInfo fcinfo, int argno, const char *what);
 extern int32 es_arg_int32(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void es_check_text_array(ArrayType *arr, const char *what);

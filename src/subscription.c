@@ -183,6 +183,7 @@ static int
 pending_registrations(void)
 {
 	ListCell   *lc;
+	ListCell   *lc2;
 	int			n = 0;
 
 	foreach(lc, pending)
@@ -190,7 +191,21 @@ pending_registrations(void)
 		PendingOp  *op = lfirst(lc);
 
 		if (op->kind == PENDING_REGISTER)
-			n += op->partitions;
+		{
+			/* unless the same transaction dropped it again */
+			bool		dropped = false;
+
+			for_each_from(lc2, pending, foreach_current_index(lc) + 1)
+			{
+				PendingOp  *later = lfirst(lc2);
+
+				if (later->kind == PENDING_DESIRED && later->desired == ES_DESIRED_DROP &&
+					strcmp(later->name, op->name) == 0)
+					dropped = true;
+			}
+			if (!dropped)
+				n += op->partitions;
+		}
 	}
 	return n;
 }
@@ -233,14 +248,9 @@ checkpoint_names(const char *name, int partitions)
 static char *
 arg_subscription_name(FunctionCallInfo fcinfo)
 {
-	char	   *name = es_arg_name(fcinfo, 0, "subscription name");
+	/* 250 bytes: its partitions' checkpoints are named "name/k" */
+	char	   *name = es_arg_name(fcinfo, 0, "subscription name", ES_MAX_SUBSCRIPTION_NAME_LEN);
 
-	if (strlen(name) > ES_MAX_SUBSCRIPTION_NAME_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("subscription name is too long"),
-				 errdetail("It is %d bytes; the limit is %d bytes (its partitions' checkpoints are named \"name/k\").",
-						   (int) strlen(name), ES_MAX_SUBSCRIPTION_NAME_LEN)));
 	if (strchr(name, '/') != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -268,18 +278,13 @@ arg_int_range(FunctionCallInfo fcinfo, int argno, const char *what, int32 min, i
 static int64
 arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *what, bool zero_ok)
 {
-	Interval   *iv;
-	int64		days_us;
 	int64		us;
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", what)));
-	iv = PG_GETARG_INTERVAL_P(argno);
-	if (pg_mul_s64_overflow((int64) iv->day + (int64) iv->month * DAYS_PER_MONTH,
-							USECS_PER_DAY, &days_us) ||
-		pg_add_s64_overflow(days_us, iv->time, &us) ||
+	if (!es_interval_us(PG_GETARG_INTERVAL_P(argno), &us) ||
 		us < 0 || (us == 0 && !zero_ok) || (us > 0 && us < 1000) ||
 		us > ES_MAX_INTERVAL_MS * 1000)
 		ereport(ERROR,
@@ -384,8 +389,11 @@ require_subscription(const char *name, Oid caller)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of subscription \"%s\"", name),
+				 GetUserNameFromId(owner, true) ?
 				 errhint("Its owner can grant you membership in role \"%s\".",
-						 GetUserNameFromId(owner, false))));
+						 GetUserNameFromId(owner, true)) :
+				 errhint("Its owner role (OID %u) was dropped; a superuser must drop the subscription.",
+						 owner)));
 	return partitions;
 }
 
@@ -487,7 +495,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	handler = PG_GETARG_OID(1);
 	batch = check_handler(handler);
 
-	start_from = es_arg_name(fcinfo, 2, "start_from");
+	start_from = es_arg_name(fcinfo, 2, "start_from", ES_MAX_NAME_LEN);
 	if (strcmp(start_from, "beginning") == 0)
 		start_position = 0;
 	else if (strcmp(start_from, "end") == 0)
@@ -508,7 +516,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 					 errhint("Use 'beginning', 'end', 'checkpoint' or a position (the subscription resumes after it).")));
 	}
 	batch_size = arg_int_range(fcinfo, 3, "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
-	strategy = es_arg_name(fcinfo, 4, "checkpoint_strategy");
+	strategy = es_arg_name(fcinfo, 4, "checkpoint_strategy", ES_MAX_NAME_LEN);
 	if (strcmp(strategy, "every_event") != 0 && strcmp(strategy, "every_batch") != 0 &&
 		strcmp(strategy, "periodic") != 0)
 		ereport(ERROR,

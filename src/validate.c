@@ -14,6 +14,8 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/int.h"
+#include "datatype/timestamp.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
@@ -54,11 +56,11 @@ es_arg_stream_id(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * A name (checkpoint, subscription): not null, not empty, at most
- * ES_MAX_NAME_LEN bytes.  Returned as a palloc'd C string.
+ * A name (checkpoint, subscription, option): not null, not empty, at most
+ * "maxlen" bytes.  Returned as a palloc'd C string.
  */
 char *
-es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what)
+es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what, int maxlen)
 {
 	text	   *t;
 	int			len;
@@ -70,13 +72,26 @@ es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be empty", what)));
-	if (len > ES_MAX_NAME_LEN)
+	if (len > maxlen)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("%s is too long", what),
-				 errdetail("It is %d bytes; the limit is %d bytes.",
-						   len, ES_MAX_NAME_LEN)));
+				 errdetail("It is %d bytes; the limit is %d bytes.", len, maxlen)));
 	return text_to_cstring(t);
+}
+
+/*
+ * An interval in microseconds, months counted as 30 days (as interval
+ * comparisons do).  False when it does not fit in 64 bits.
+ */
+bool
+es_interval_us(const Interval *iv, int64 *us)
+{
+	int64		days_us;
+
+	return !pg_mul_s64_overflow((int64) iv->day + (int64) iv->month * DAYS_PER_MONTH,
+								USECS_PER_DAY, &days_us) &&
+		!pg_add_s64_overflow(days_us, iv->time, us);
 }
 
 int64

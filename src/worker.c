@@ -337,6 +337,18 @@ col_int64(HeapTuple tup, TupleDesc desc, int col)
 	return DatumGetInt64(SPI_getbinval(tup, desc, col, &isnull));
 }
 
+/* An interval column in milliseconds, by the rule create_subscription checked. */
+static int64
+col_interval_ms(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	int64		us;
+
+	if (!es_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, col, &isnull)), &us))
+		us = 0;
+	return Max(us / 1000, 0);
+}
+
 /*
  * Load the subscription's row.  Returns false when it is gone.  Inside a
  * transaction, connected to SPI, as the extension owner.
@@ -355,12 +367,12 @@ load_config(void)
 
 	plan = SPI_prepare("SELECT s.handler::pg_catalog.oid, s.owner::pg_catalog.oid, s.batch_handler,"
 					   " s.batch_size, s.checkpoint_strategy,"
-					   " (pg_catalog.date_part('epoch', s.checkpoint_interval) OPERATOR(pg_catalog.*) 1000)::bigint,"
-					   " (pg_catalog.date_part('epoch', s.processing_timeout) OPERATOR(pg_catalog.*) 1000)::bigint,"
+					   " s.checkpoint_interval,"
+					   " s.processing_timeout,"
 					   " s.max_retries,"
-					   " (pg_catalog.date_part('epoch', s.retry_backoff) OPERATOR(pg_catalog.*) 1000)::bigint,"
+					   " s.retry_backoff,"
 					   " s.continue_on_error, s.circuit_breaker_threshold,"
-					   " (pg_catalog.date_part('epoch', s.circuit_breaker_reset) OPERATOR(pg_catalog.*) 1000)::bigint,"
+					   " s.circuit_breaker_reset,"
 					   " s.event_types, s.categories, s.partitions"
 					   " FROM eventsource.subscriptions s"
 					   " JOIN eventsource.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name"
@@ -385,13 +397,13 @@ load_config(void)
 	strategy = SPI_getvalue(tup, desc, 5);
 	cfg.strategy = strcmp(strategy, "every_event") == 0 ? ES_EVERY_EVENT :
 		strcmp(strategy, "periodic") == 0 ? ES_PERIODIC : ES_EVERY_BATCH;
-	cfg.checkpoint_interval_ms = col_int64(tup, desc, 6);
-	cfg.processing_timeout_ms = col_int64(tup, desc, 7);
+	cfg.checkpoint_interval_ms = col_interval_ms(tup, desc, 6);
+	cfg.processing_timeout_ms = col_interval_ms(tup, desc, 7);
 	cfg.max_retries = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-	cfg.retry_backoff_ms = col_int64(tup, desc, 9);
+	cfg.retry_backoff_ms = col_interval_ms(tup, desc, 9);
 	cfg.continue_on_error = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
 	cfg.breaker_threshold = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
-	cfg.breaker_reset_ms = col_int64(tup, desc, 12);
+	cfg.breaker_reset_ms = col_interval_ms(tup, desc, 12);
 	cfg.event_types = SPI_getbinval(tup, desc, 13, &isnull);
 	cfg.event_types = isnull ? (Datum) 0 : datumCopy(cfg.event_types, false, -1);
 	cfg.categories = SPI_getbinval(tup, desc, 14, &isnull);
