@@ -480,6 +480,17 @@ es_horizon(void)
 	int64		seqval;
 	int64		result;
 
+	/*
+	 * A standby sees commits in replay order and knows nothing of the
+	 * primary's reservations: it cannot tell which positions are final.
+	 */
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the safe horizon is not known on a standby"),
+				 errdetail("read_all() and head_position() need the primary's in-progress appends to never skip an event."),
+				 errhint("Read the global log from the primary; read_stream() and load() work on a standby.")));
+
 	seqval = sequence_last_value(cat->sequence_oid);
 
 	LWLockAcquire(lock, LW_SHARED);

@@ -30,6 +30,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
@@ -229,6 +230,25 @@ merge_slot(EsStatusRow *row, TimestampTz now)
 }
 
 /*
+ * On a standby there is no safe horizon: lag is measured against the highest
+ * position replayed so far.  Caller is connected to SPI as the owner.
+ */
+static int64
+standby_head(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	Datum		d;
+
+	if (plan == NULL)
+		plan = es_prepare("SELECT COALESCE(pg_catalog.max(global_position), 0) FROM eventsource.events",
+						  0, NULL);
+	es_spi_read(plan, NULL, NULL, NULL, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return DatumGetInt64(d);
+}
+
+/*
  * All status rows of the current database, one per subscription partition,
  * ordered by name and partition.
  */
@@ -247,7 +267,9 @@ collect_status(int *nrows)
 	es_become_owner(&save_userid, &save_sec_context);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (es_shmem_available())
+	if (RecoveryInProgress())
+		head = standby_head();
+	else if (es_shmem_available())
 		head = es_horizon();
 	if (plan == NULL)
 	{
