@@ -189,10 +189,12 @@ discover(void)
 
 /*
  * Start a worker for a slot.  Caller holds the WORKERS lock exclusively.
- * Returns false when no background worker slot was free.
+ * Returns false when no background worker slot was free; *warn then says
+ * whether this is news worth a WARNING (given by the caller, after
+ * releasing the lock).
  */
 static bool
-start_worker_locked(int index)
+start_worker_locked(int index, bool *warn)
 {
 	EsWorkerSlot *slot = &es_workers->slots[index];
 	BackgroundWorker worker;
@@ -218,13 +220,7 @@ start_worker_locked(int index)
 		strlcpy(slot->last_sqlstate, "53000", sizeof(slot->last_sqlstate));
 		slot->last_error_at = GetCurrentTimestamp();
 		SpinLockRelease(&slot->mutex);
-		if (!handles[index].warned_no_slot)
-			ereport(WARNING,
-					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("eventsource: cannot start a worker for subscription \"%s\" partition %d: no free background worker slot",
-							slot->name, slot->partition),
-					 errhint("Raise max_worker_processes (now %d): eventsource needs one per running subscription partition plus one for its launcher.",
-							 max_worker_processes)));
+		*warn = !handles[index].warned_no_slot;
 		handles[index].warned_no_slot = true;
 		return false;
 	}
@@ -276,6 +272,9 @@ supervise(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int64		wait_ms = ES_LAUNCHER_TICK_MS;
+	int			no_slot_for = -1;
+	char		no_slot_name[ES_MAX_NAME_LEN + 1];
+	int			no_slot_partition = 0;
 
 	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
 	es_workers->launcher_heartbeat_at = now;
@@ -298,10 +297,30 @@ supervise(void)
 			wait_ms = Min(wait_ms, (slot->next_start_at - now) / 1000 + 1);
 			continue;
 		}
-		if (!start_worker_locked(i))
-			wait_ms = Min(wait_ms, (int64) ES_NO_SLOT_RETRY_MS);
+		{
+			bool		warn = false;
+
+			if (!start_worker_locked(i, &warn))
+			{
+				wait_ms = Min(wait_ms, (int64) ES_NO_SLOT_RETRY_MS);
+				if (warn && no_slot_for < 0)
+				{
+					no_slot_for = i;
+					strlcpy(no_slot_name, slot->name, sizeof(no_slot_name));
+					no_slot_partition = slot->partition;
+				}
+			}
+		}
 	}
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+
+	if (no_slot_for >= 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("eventsource: cannot start a worker for subscription \"%s\" partition %d: no free background worker slot",
+						no_slot_name, no_slot_partition),
+				 errhint("Raise max_worker_processes (now %d): eventsource needs one per running subscription partition plus one for its launcher.",
+						 max_worker_processes)));
 	return wait_ms;
 }
 

@@ -25,6 +25,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -99,9 +100,12 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 	{
 		DropdbStmt *stmt = (DropdbStmt *) parsetree;
 
+		/* only for whoever may drop it: nobody else may stop its workers */
 		dropped_db = get_database_oid(stmt->dbname, true);
-		if (OidIsValid(dropped_db))
+		if (OidIsValid(dropped_db) && pg_database_ownercheck(dropped_db, GetUserId()))
 			stop_database_workers(dropped_db);
+		else
+			dropped_db = InvalidOid;
 	}
 	if (drops_our_extension(parsetree))
 		es_subscriptions_extension_dropped();

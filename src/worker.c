@@ -982,6 +982,14 @@ process_batch(void)
 				tx_commit();
 				return BATCH_GONE;
 			}
+			if (start != saved_position)
+			{
+				/* reset_subscription() got in between two events: follow it */
+				tx_commit();
+				es_handler_disarm_timer();
+				position_loaded = false;
+				return BATCH_DONE;
+			}
 		}
 	}
 	es_handler_disarm_timer();
