@@ -35,6 +35,7 @@ SUITES=(
 	isolation # isolation specs in test/isolation (Makefile ISOLATION)
 	tap       # TAP tests test/t/*.pl: crashes, restarts (Makefile PROVE_TESTS)
 	pgtap     # pgTAP files test/pgtap/*.sql against a throwaway server
+	examples  # examples/: asyncpg, psycopg, node-postgres, directly and via PgBouncer
 )
 
 MAKE_ARGS=(PG_CONFIG="$ES_PG_CONFIG")
@@ -92,6 +93,38 @@ suite_pgtap() {
 diag_pgtap() {
 	show_files tmp_check_pgtap/log/postgresql.log
 	[[ -f tmp_check_pgtap/log/postgresql.log ]] || show_files tmp_check_pgtap/log/initdb.log
+}
+
+# The client examples (examples/run.sh): each one runs the Order scenario
+# against a throwaway server, once directly and once through a PgBouncer in
+# transaction pooling mode that run.sh starts (and stops) on a free port.
+suite_examples() {
+	# Global, not local: the EXIT trap runs after the function returned.
+	EXAMPLES_DIR="$PWD/tmp_check_examples"
+	rm -rf "$EXAMPLES_DIR"
+	trap 'examples_cleanup' EXIT
+	es_start_cluster "$EXAMPLES_DIR"
+	es_as_postgres "$ES_PG_BIN/createdb" es_examples
+	es_as_postgres "$ES_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d es_examples \
+		-c 'CREATE EXTENSION eventsource'
+	local rc=0
+	PGDATABASE=es_examples bash examples/run.sh --pgbouncer-dir "$EXAMPLES_DIR/pgbouncer" || rc=$?
+	examples_cleanup
+	return "$rc"
+}
+# run.sh stops its PgBouncer itself; this is for a run.sh that was killed.
+examples_cleanup() {
+	local pid_file="$EXAMPLES_DIR/pgbouncer/pgbouncer.pid" pid
+	if [[ -s "$pid_file" ]]; then
+		pid="$(cat "$pid_file")"
+		if [[ "$pid" =~ ^[0-9]+$ && "$(cat "/proc/$pid/comm" 2>/dev/null)" == pgbouncer ]]; then
+			kill -TERM "$pid" 2>/dev/null || true
+		fi
+	fi
+	es_stop_cluster "$EXAMPLES_DIR"
+}
+diag_examples() {
+	show_files tmp_check_examples/log/postgresql.log tmp_check_examples/pgbouncer/pgbouncer.log
 }
 
 # ------------------------------------------------------------------ options
