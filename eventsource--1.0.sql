@@ -42,6 +42,9 @@ CREATE TRIGGER events_guard
 CREATE TRIGGER events_guard_truncate
     BEFORE TRUNCATE ON eventsource.events
     FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+-- also with session_replication_role = replica
+ALTER TABLE eventsource.events ENABLE ALWAYS TRIGGER events_guard;
+ALTER TABLE eventsource.events ENABLE ALWAYS TRIGGER events_guard_truncate;
 
 -- One row per stream, derived from the log (no write on the append path).
 CREATE VIEW eventsource.streams AS
@@ -302,6 +305,35 @@ CREATE FUNCTION eventsource.retry_dead_letters(name text, ids bigint[] DEFAULT N
     RETURNS integer
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'es_retry_dead_letters';
+
+-- A subscription depends on its handler: dropping the function (directly,
+-- or with DROP SCHEMA ... CASCADE, DROP OWNED ...) is refused while a
+-- subscription uses it, as a real dependency would.
+CREATE FUNCTION eventsource.protect_handlers() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sub record;
+BEGIN
+    -- the extension itself is being dropped: nothing to protect
+    IF pg_catalog.to_regclass('eventsource.subscriptions') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR sub IN
+        SELECT s.name, d.object_identity
+          FROM eventsource.subscriptions s
+          JOIN pg_catalog.pg_event_trigger_dropped_objects() d
+            ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.objid OPERATOR(pg_catalog.=) s.handler::pg_catalog.oid
+    LOOP
+        RAISE EXCEPTION 'cannot drop function %: subscription "%" uses it as its handler',
+                        sub.object_identity, sub.name
+              USING ERRCODE = 'dependent_objects_still_exist',
+                    HINT = 'Drop the subscription first with eventsource.drop_subscription().';
+    END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER eventsource_protect_handlers ON sql_drop
+    EXECUTE FUNCTION eventsource.protect_handlers();
 
 -- ---------------------------------------------------------------------------
 -- Health and monitoring

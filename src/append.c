@@ -636,10 +636,10 @@ arg_expected_version(FunctionCallInfo fcinfo, int argno)
 }
 
 static void
-prevent_in_read_only(void)
+prevent_in_read_only(const char *function)
 {
-	PreventCommandIfReadOnly("eventsource.append()");
-	PreventCommandIfParallelMode("eventsource.append()");
+	PreventCommandIfReadOnly(function);
+	PreventCommandIfParallelMode(function);
 }
 
 static Datum
@@ -680,7 +680,7 @@ es_append(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("events must not be null")));
-	prevent_in_read_only();
+	prevent_in_read_only("eventsource.append()");
 	events = parse_events(PG_GETARG_JSONB_P(2), &n);
 	result = append_events(stream_id, expected, events, n);
 	return append_result_datum(fcinfo, &result);
@@ -713,7 +713,7 @@ es_append_event(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("data must not be null"),
 				 errhint("Use '{}' or 'null'::jsonb for an event without a payload.")));
-	prevent_in_read_only();
+	prevent_in_read_only("eventsource.append_event()");
 
 	type = PG_GETARG_TEXT_PP(2);
 	memset(&ev, 0, sizeof(ev));

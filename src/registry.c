@@ -196,6 +196,18 @@ es_registry_register(Oid dboid, const char *name, int partitions,
 	{
 		EsWorkerSlot *slot = find_slot_locked(dboid, name, p);
 
+		/*
+		 * The slot of a dropped subscription of that name whose worker is
+		 * still draining: this is a new subscription, with fresh counters.
+		 */
+		if (slot != NULL && slot->desired == ES_DESIRED_DROP)
+		{
+			slot->crash_count = 0;
+			slot->next_start_at = 0;
+			slot->reset_requested_at = 0;
+			slot->retry_requested = false;
+			reset_slot_stats(slot, desired);
+		}
 		if (slot == NULL)
 		{
 			for (int i = 0; i < es_workers->nslots && slot == NULL; i++)

@@ -99,11 +99,12 @@ typedef struct EsStatusRow
  * ---------------------------------------------------------------------
  */
 
+/* May "viewer" see the error text of a subscription owned by "owner"? */
 static bool
-may_see_errors(Oid owner)
+may_see_errors(Oid viewer, Oid owner)
 {
-	return has_privs_of_role(GetUserId(), owner) ||
-		has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	return has_privs_of_role(viewer, owner) ||
+		has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
 }
 
 static void
@@ -345,7 +346,7 @@ collect_status(int *nrows)
 		merge_slot(row, now);
 		if (row->last_position == 0)
 			row->last_position = row->checkpoint;
-		if (row->last_error && !may_see_errors(row->owner))
+		if (row->last_error && !may_see_errors(save_userid, row->owner))
 			row->last_error = HIDDEN_ERROR;
 		evaluate_health(row, now);
 	}
@@ -872,7 +873,10 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("timeout must not be null")));
 	timeout = PG_GETARG_INTERVAL_P(2);
-	timeout_us = timeout->time + ((int64) timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+	if (!es_interval_us(timeout, &timeout_us))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout is out of range")));
 	if (timeout_us < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

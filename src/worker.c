@@ -63,6 +63,7 @@
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
 
@@ -262,7 +263,7 @@ worker_exit(int code, Datum arg)
 			MySlot->next_start_at = now + delay * 1000;
 		}
 		else if (MySlot->desired == ES_DESIRED_RUN)
-			MySlot->next_start_at = now + USECS_PER_SEC;
+			MySlot->next_start_at = now;	/* a clean stop: start again at once */
 		SpinLockAcquire(&MySlot->mutex);
 		if (MySlot->desired == ES_DESIRED_PAUSE)
 			MySlot->state = ES_STATE_PAUSED;
@@ -415,6 +416,12 @@ load_config(void)
 	strlcpy(checkpoint_name, es_checkpoint_name(my_name, my_partitions, my_partition),
 			sizeof(checkpoint_name));
 
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(cfg.handler)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler of subscription \"%s\" (function %u) no longer exists",
+						my_name, cfg.handler),
+				 errhint("Drop the subscription, or create the function again and restart its worker.")));
 	fmgr_info_cxt(cfg.handler, &handler_finfo, TopMemoryContext);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	handler_name = format_procedure(cfg.handler);
@@ -1017,6 +1024,8 @@ process_batch(void)
 			break;
 	}
 	finish_batch();
+	if (outcome == BATCH_DONE && position >= head)
+		slot_set_state(ES_STATE_LIVE);	/* caught up with this horizon */
 	if (outcome == BATCH_DONE && n == 0)
 		return BATCH_IDLE;
 	return outcome;

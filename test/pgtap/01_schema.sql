@@ -1,7 +1,7 @@
 -- The objects the extension creates, with their shapes: what users' code
 -- and pg_dump rely on.
 BEGIN;
-SELECT plan(47);
+SELECT plan(49);
 
 SELECT has_schema('eventsource');
 SELECT has_table('eventsource', 'events', 'the log');
@@ -26,6 +26,12 @@ SELECT col_is_unique('eventsource', 'events', ARRAY['global_position'], 'global_
 SELECT col_is_unique('eventsource', 'events', ARRAY['event_id'], 'event_id is unique');
 SELECT has_trigger('eventsource', 'events', 'events_guard', 'guard trigger on events');
 SELECT has_trigger('eventsource', 'events', 'events_guard_truncate', 'truncate guard on events');
+
+SELECT is((SELECT evtenabled FROM pg_event_trigger WHERE evtname = 'eventsource_protect_handlers'),
+    'O', 'the event trigger protecting handlers is enabled');
+SELECT is((SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger
+            WHERE tgrelid = 'eventsource.events'::regclass),
+    'events_guard=A,events_guard_truncate=A', 'the guard triggers fire always, also in replica mode');
 
 -- every function of the contract, with its signature and result
 SELECT function_returns('eventsource', 'append', ARRAY['text', 'bigint', 'jsonb'], 'record');
@@ -75,8 +81,11 @@ SELECT volatility_is('eventsource', 'read_all', ARRAY['bigint', 'integer', 'text
 SELECT set_eq(
     $$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'eventsource'$$,
     ARRAY['eventsource.events', 'eventsource.events_global_position_seq',
-          'eventsource.snapshots', 'eventsource.checkpoints'],
-    'tables and sequence registered with pg_extension_config_dump');
+          'eventsource.snapshots', 'eventsource.checkpoints',
+          'eventsource.subscriptions', 'eventsource.subscription_partitions',
+          'eventsource.dead_letters', 'eventsource.dead_letters_id_seq',
+          'eventsource.recent_errors', 'eventsource.recent_errors_id_seq'],
+    'tables and sequences holding user data registered with pg_extension_config_dump');
 
 -- the extension is not relocatable and lives in its own schema
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'eventsource'), false, 'not relocatable');

@@ -179,17 +179,26 @@ is(sql(q{SELECT eventsource.get_checkpoint('periodic') = eventsource.head_positi
 sql(q{CREATE FUNCTION h_gone(e eventsource.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
       SELECT eventsource.create_subscription('gone', 'h_gone(eventsource.events)')});
 wait_until(q{SELECT state = 'live' FROM eventsource.subscription_status WHERE name = 'gone'}, 'running');
-sql(q{DROP FUNCTION h_gone(eventsource.events)});
+# a subscription's handler cannot be dropped under it ...
+my ($r, $o, $e) = $node->psql('postgres', 'DROP FUNCTION h_gone(eventsource.events)',
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($e, qr/ERROR:  2BP01: cannot drop function public.h_gone\(eventsource.events\): subscription "gone" uses it as its handler/,
+	'dropping a handler in use is refused like a dependency');
+# ... unless a superuser switches the protection off: then its worker fails
+sql(q{ALTER EVENT TRIGGER eventsource_protect_handlers DISABLE;
+      DROP FUNCTION h_gone(eventsource.events);
+      ALTER EVENT TRIGGER eventsource_protect_handlers ENABLE});
 $log_offset = -s $node->logfile;
 sql(q{SELECT pg_terminate_backend(pid) FROM eventsource.subscription_status WHERE name = 'gone'});
 $node->wait_for_log(qr/eventsource worker.*exited with exit code 1(?s:.*)exited with exit code 1(?s:.*)exited with exit code 1/,
 	$log_offset);
-my @starts = (slurp_file($node->logfile, $log_offset) =~ /(\d\d:\d\d:\d\d\.\d+) UTC \[\d+\] ERROR:  cache lookup failed for function/g);
+my @starts = (slurp_file($node->logfile, $log_offset) =~ /(\d\d:\d\d:\d\d\.\d+) UTC \[\d+\] ERROR:  the handler of subscription "gone" \(function \d+\) no longer exists/g);
 ok(@starts >= 3, 'the worker failed to start several times');
 my @secs = map { my ($h, $m, $s) = split /:/; $h * 3600 + $m * 60 + $s } @starts;
 cmp_ok($secs[2] - $secs[1], '>', ($secs[1] - $secs[0]) * 1.5, 'with a growing delay between attempts');
 like(sql(q{SELECT state || ' ' || last_error FROM eventsource.subscription_status WHERE name = 'gone'}),
-	qr/^starting cache lookup failed for function/, 'the status view says why it does not run');
+	qr/^starting the handler of subscription "gone" \(function \d+\) no longer exists/,
+	'the status view says why it does not run');
 sql(q{CREATE FUNCTION h_gone(e eventsource.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
       SELECT eventsource.drop_subscription('gone')});
 
