@@ -54,3 +54,6 @@ PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Every file includes the project's headers; a change to one rebuilds all.
+$(OBJS): src/eventsource.h src/subscription.h

@@ -53,6 +53,7 @@ ES_PACKAGES="
 	gcc
 	libkrb5-dev
 	pgbouncer
+	prometheus-postgres-exporter
 	python3-asyncpg
 	python3-psycopg
 	nodejs

@@ -156,6 +156,7 @@ extern void es_utility_install_hook(void);
 
 /* subscription.c */
 extern void es_subscriptions_extension_dropped(void);
+extern void es_subscriptions_restored(void);
 
 /* handler.c: causation metadata for appends made by handlers */
 extern Jsonb *es_inherit_causation(Jsonb *metadata);

@@ -243,13 +243,18 @@ died_before_attach_locked(int index)
 	LauncherHandle *h = &handles[index];
 	pid_t		pid;
 
-	if (h->handle == NULL || h->generation != es_workers->slots[index].generation)
+	EsWorkerSlot *slot = &es_workers->slots[index];
+	bool		attached;
+
+	if (h->handle == NULL || h->generation != slot->generation)
 		return false;
 	if (GetBackgroundWorkerPid(h->handle, &pid) != BGWH_STOPPED)
 		return false;
 	pfree(h->handle);
 	h->handle = NULL;
-	return true;
+	/* a worker that attached counted its own exit (worker.c) */
+	attached = (slot->attached_generation == slot->generation);
+	return !attached;
 }
 
 static bool
@@ -339,6 +344,7 @@ es_launcher_main(Datum main_arg)
 	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
 	es_workers->launcher_pid = MyProcPid;
 	es_workers->launcher_latch = MyLatch;
+	es_workers->shutting_down = false;
 	es_workers->launcher_started_at = GetCurrentTimestamp();
 	es_workers->launcher_heartbeat_at = es_workers->launcher_started_at;
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
@@ -371,11 +377,14 @@ es_launcher_main(Datum main_arg)
 	}
 
 	/*
-	 * Server shutdown: the postmaster stops the workers itself (they drain);
-	 * nothing is restarted from now on.
+	 * SIGTERM: a server shutdown (the postmaster stops the workers itself,
+	 * and they drain) or pg_terminate_backend().  Exit code 1 so that the
+	 * postmaster starts the launcher again in the second case (it never
+	 * restarts anything while shutting down); until then readiness() says
+	 * "shutting down".
 	 */
 	es_workers->shutting_down = true;
-	proc_exit(0);
+	proc_exit(1);
 }
 
 /*

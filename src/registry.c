@@ -334,10 +334,11 @@ es_registry_drop_database(Oid dboid)
 
 /*
  * Wake a subscription's workers: after reset_subscription() (they must
- * reload their position) or retry_dead_letters() (they have work).
+ * reload their position, now "position") or retry_dead_letters() (they have
+ * work).
  */
 void
-es_registry_request(Oid dboid, const char *name, bool reset, bool retry)
+es_registry_request(Oid dboid, const char *name, bool reset, int64 position, bool retry)
 {
 	LWLock	   *lock = es_lwlock(ES_LWLOCK_WORKERS);
 	TimestampTz now = GetCurrentTimestamp();
@@ -350,7 +351,13 @@ es_registry_request(Oid dboid, const char *name, bool reset, bool retry)
 		if (!slot_matches(slot, dboid, name))
 			continue;
 		if (reset)
+		{
 			slot->reset_requested_at = now;
+			/* what the checkpoint row says now: wait_for_subscription() reads it */
+			SpinLockAcquire(&slot->mutex);
+			slot->checkpoint = position;
+			SpinLockRelease(&slot->mutex);
+		}
 		if (retry)
 			slot->retry_requested = true;
 		if (slot->latch)

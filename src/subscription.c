@@ -39,7 +39,8 @@ typedef enum PendingKind
 	PENDING_DESIRED,
 	PENDING_REQUEST_RESET,
 	PENDING_REQUEST_RETRY,
-	PENDING_DROP_DATABASE
+	PENDING_DROP_DATABASE,
+	PENDING_REDISCOVER
 } PendingKind;
 
 typedef struct PendingOp
@@ -50,6 +51,7 @@ typedef struct PendingOp
 	char		name[ES_MAX_NAME_LEN + 1];
 	int			partitions;
 	EsDesired	desired;
+	int64		position;		/* PENDING_REQUEST_RESET */
 } PendingOp;
 
 static List *pending = NIL;		/* in TopMemoryContext */
@@ -60,6 +62,29 @@ clear_pending(void)
 {
 	list_free_deep(pending);
 	pending = NIL;
+}
+
+/*
+ * The desired state a subscription registered by "op" ends the transaction
+ * with: its own, or that of the last pause/resume/drop queued after it.  So
+ * a subscription created and paused in one transaction never starts a
+ * worker, even for a moment.
+ */
+static EsDesired
+final_desired(ListCell *from, PendingOp *op)
+{
+	EsDesired	desired = op->desired;
+	ListCell   *lc;
+
+	for_each_cell(lc, pending, lnext(pending, from))
+	{
+		PendingOp  *later = lfirst(lc);
+
+		if (later->kind == PENDING_DESIRED && later->dboid == op->dboid &&
+			strcmp(later->name, op->name) == 0)
+			desired = later->desired;
+	}
+	return desired;
 }
 
 static void
@@ -74,7 +99,10 @@ apply_pending(void)
 		switch (op->kind)
 		{
 			case PENDING_REGISTER:
-				if (!es_registry_register(op->dboid, op->name, op->partitions, op->desired))
+				if (final_desired(lc, op) == ES_DESIRED_DROP)
+					break;		/* created and dropped again */
+				if (!es_registry_register(op->dboid, op->name, op->partitions,
+										  final_desired(lc, op)))
 					ereport(WARNING,
 							(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 							 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",
@@ -85,13 +113,17 @@ apply_pending(void)
 				es_registry_set_desired(op->dboid, op->name, op->desired);
 				break;
 			case PENDING_REQUEST_RESET:
-				es_registry_request(op->dboid, op->name, true, false);
+				es_registry_request(op->dboid, op->name, true, op->position, false);
 				break;
 			case PENDING_REQUEST_RETRY:
-				es_registry_request(op->dboid, op->name, false, true);
+				es_registry_request(op->dboid, op->name, false, 0, true);
 				break;
 			case PENDING_DROP_DATABASE:
 				es_registry_drop_database(op->dboid);
+				break;
+			case PENDING_REDISCOVER:
+				es_workers->discovery_done = false;
+				es_launcher_wake();
 				break;
 		}
 	}
@@ -208,6 +240,16 @@ pending_registrations(void)
 		}
 	}
 	return n;
+}
+
+/*
+ * Rows were copied into eventsource.subscriptions (a restore): at commit,
+ * let the launcher discover them (utility_hook.c).
+ */
+void
+es_subscriptions_restored(void)
+{
+	queue_op(PENDING_REDISCOVER, NULL, 0, ES_DESIRED_RUN);
 }
 
 /* DROP EXTENSION eventsource in this database (utility_hook.c). */
@@ -763,6 +805,7 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 	api_end(&call);
 
 	queue_op(PENDING_REQUEST_RESET, name, 0, ES_DESIRED_RUN);
+	((PendingOp *) llast(pending))->position = position;
 	PG_RETURN_VOID();
 }
 

@@ -68,6 +68,7 @@ typedef struct EsWorkerSlot
 	int			partitions;
 	EsDesired	desired;
 	uint32		generation;		/* bumped at every start */
+	uint32		attached_generation;	/* the last generation that attached */
 	pid_t		pid;			/* 0: no process */
 	Latch	   *latch;			/* the worker's latch while it runs */
 	TimestampTz next_start_at;	/* restart backoff */
@@ -108,7 +109,7 @@ typedef struct EsWorkersShared
 	TimestampTz launcher_started_at;
 	TimestampTz launcher_heartbeat_at;
 	bool		discovery_done;
-	bool		shutting_down;
+	bool		shutting_down;	/* the launcher got SIGTERM */
 	int			nslots;
 	EsWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EsWorkersShared;
@@ -124,7 +125,8 @@ extern void es_registry_set_partition_desired(Oid dboid, const char *name,
 											  int partition, EsDesired desired);
 extern void es_registry_drop_database(Oid dboid);
 extern void es_free_slot_locked(EsWorkerSlot *slot);
-extern void es_registry_request(Oid dboid, const char *name, bool reset, bool retry);
+extern void es_registry_request(Oid dboid, const char *name, bool reset,
+								int64 position, bool retry);
 extern int	es_registry_free_slots(void);
 extern void es_launcher_wake(void);
 extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,

@@ -12,6 +12,8 @@
  *	  discovers the database's subscriptions again.
  *	- DROP EXTENSION eventsource: the database's workers stop when the
  *	  dropping transaction commits.
+ *	- COPY ... FROM into eventsource.subscriptions (pg_restore): the launcher
+ *	  discovers the restored subscriptions when the transaction commits.
  *
  * Installed only when the library is preloaded.
  *
@@ -53,6 +55,21 @@ drops_our_extension(Node *parsetree)
 			return true;
 	}
 	return false;
+}
+
+/* Is this a COPY FROM into eventsource.subscriptions (a restore)? */
+static bool
+copies_into_subscriptions(Node *parsetree)
+{
+	CopyStmt   *stmt;
+
+	if (!IsA(parsetree, CopyStmt))
+		return false;
+	stmt = (CopyStmt *) parsetree;
+	return stmt->is_from && stmt->relation != NULL &&
+		stmt->relation->schemaname != NULL &&
+		strcmp(stmt->relation->schemaname, "eventsource") == 0 &&
+		strcmp(stmt->relation->relname, "subscriptions") == 0;
 }
 
 /*
@@ -109,6 +126,8 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	if (drops_our_extension(parsetree))
 		es_subscriptions_extension_dropped();
+	if (copies_into_subscriptions(parsetree))
+		es_subscriptions_restored();
 
 	if (restore)
 		es_guard_restore_copy(true);

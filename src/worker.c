@@ -40,6 +40,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -123,6 +124,7 @@ static TupleDesc events_desc = NULL;	/* row type of eventsource.events */
 static Oid	events_type = InvalidOid;
 static MemoryContext batch_cxt = NULL;
 static char *handler_name = NULL;
+static char *my_dbname = NULL;	/* for log lines, read at start */
 
 /* delivery state */
 static int64 position = 0;		/* everything <= position is done */
@@ -425,6 +427,7 @@ load_config(void)
 	fmgr_info_cxt(cfg.handler, &handler_finfo, TopMemoryContext);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	handler_name = format_procedure(cfg.handler);
+	my_dbname = get_database_name(MyDatabaseId);
 	MemoryContextSwitchTo(old);
 
 	if (events_desc == NULL)
@@ -531,6 +534,48 @@ event_column(EsEventRef *ev, int attno, bool *isnull)
 }
 
 /*
+ * A value for a key=value log field, quoted (logfmt style) when it holds a
+ * space, a quote or an equals sign.
+ */
+static char *
+logfmt(const char *value)
+{
+	StringInfoData buf;
+
+	if (value == NULL)
+		value = "";
+	if (value[0] != '\0' && strpbrk(value, " \"=\\") == NULL)
+		return pstrdup(value);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '"');
+	for (const char *p = value; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			appendStringInfoChar(&buf, '\\');
+		appendStringInfoChar(&buf, *p);
+	}
+	appendStringInfoChar(&buf, '"');
+	return buf.data;
+}
+
+/*
+ * The structured fields of a log line about an event: they go into
+ * errdetail, which log_destination = 'jsonlog' keeps as "detail".
+ */
+static char *
+log_fields(EsEventRef *ev, const char *sqlstate)
+{
+	bool		isnull;
+
+	return psprintf("database=%s subscription=%s partition=%d event_id=%s position=" INT64_FORMAT
+					" sqlstate=%s category=%s severity=%s",
+					logfmt(my_dbname), logfmt(my_name), my_partition,
+					DatumGetCString(DirectFunctionCall1(uuid_out, event_column(ev, 4, &isnull))),
+					ev->position, sqlstate, es_error_category(sqlstate),
+					es_error_severity(sqlstate));
+}
+
+/*
  * Record one failed handler call: the bounded recent_errors table, the
  * slot's statistics, and a notification when severe enough.  In the
  * current transaction.
@@ -603,10 +648,7 @@ record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 			(errmsg("eventsource: subscription \"%s\" handler failed on event at position " INT64_FORMAT " (attempt %d%s): %s",
 					my_name, ev->position, attempt,
 					will_retry ? ", will retry" : "", err->message),
-			 errdetail("subscription=%s partition=%d event_id=%s position=" INT64_FORMAT " sqlstate=%s category=%s severity=%s",
-					   my_name, my_partition,
-					   DatumGetCString(DirectFunctionCall1(uuid_out, values[3])),
-					   ev->position, err->sqlstate, category, severity)));
+			 errdetail("%s attempt=%d", log_fields(ev, err->sqlstate), attempt)));
 }
 
 /* Park an event in the dead letters.  In the transaction that passes it. */
@@ -684,10 +726,9 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 	SpinLockRelease(&MySlot->mutex);
 	slot_set_state(ES_STATE_FAILED);
 	ereport(WARNING,
-			(errmsg("eventsource: subscription \"%s\" partition %d stopped at the event at position " INT64_FORMAT,
-					my_name, my_partition, ev->position),
-			 errdetail("continue_on_error is off; the handler failed %d times: %s",
-					   cfg.max_retries + 1, err->message),
+			(errmsg("eventsource: subscription \"%s\" partition %d stopped at the event at position " INT64_FORMAT " after %d failed attempts (continue_on_error is off): %s",
+					my_name, my_partition, ev->position, cfg.max_retries + 1, err->message),
+			 errdetail("%s", log_fields(ev, err->sqlstate)),
 			 errhint("Fix the cause, then call eventsource.resume_subscription('%s') to retry the event.",
 					 my_name)));
 }
@@ -1011,7 +1052,8 @@ process_batch(void)
 			SpinLockRelease(&MySlot->mutex);
 			return BATCH_FORCED;
 		case BATCH_FAILED:
-			/* commit the events before it, then stop at it */
+			/* commit the events before it, then stop at it (err outlives it) */
+			err.message = MemoryContextStrdup(batch_cxt, err.message);
 			finish_batch();
 			stop_at_event(&events[failed], &err);
 			return BATCH_FAILED;
@@ -1150,8 +1192,9 @@ record_shutdown(bool forced, bool gone)
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d stopped (%s, %s)",
 					my_name, my_partition, rec.reason, rec.phase),
-			 errdetail("subscription=%s partition=%d reason=%s phase=%s duration_ms=" INT64_FORMAT " forced=%s events_in_flight=%d checkpoints_saved=%d checkpoint=" INT64_FORMAT,
-					   my_name, my_partition, rec.reason, rec.phase, rec.duration_ms,
+			 errdetail("database=%s subscription=%s partition=%d reason=%s phase=%s duration_ms=" INT64_FORMAT " forced=%s events_in_flight=%d checkpoints_saved=%d checkpoint=" INT64_FORMAT,
+					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(rec.reason),
+					   rec.phase, rec.duration_ms,
 					   rec.forced ? "true" : "false", rec.events_in_flight,
 					   rec.checkpoints_saved, saved_position)));
 
@@ -1331,6 +1374,7 @@ attach_slot(int index, uint32 generation)
 	{
 		slot->pid = MyProcPid;
 		slot->latch = MyLatch;
+		slot->attached_generation = generation;
 		my_dboid = slot->dboid;
 		strlcpy(my_name, slot->name, sizeof(my_name));
 		my_partition = slot->partition;
@@ -1411,8 +1455,9 @@ es_worker_main(Datum main_arg)
 
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d started", my_name, my_partition),
-			 errdetail("subscription=%s partition=%d handler=%s batch_size=%d",
-					   my_name, my_partition, handler_name, cfg.batch_size)));
+			 errdetail("database=%s subscription=%s partition=%d handler=%s batch_size=%d",
+					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(handler_name),
+					   cfg.batch_size)));
 
 	worker_loop(&forced, &gone);
 

@@ -100,7 +100,7 @@ my $stop_time = time - $t0;
 cmp_ok($stop_time, '<', 8, "the server stopped once the batch drained ($stop_time s)");
 my $log = slurp_file($node->logfile, $log_offset);
 like($log,
-	qr/subscription "drain" partition 0 stopped \(server stop, completed\)\n.*DETAIL:  subscription=drain partition=0 reason=server stop phase=completed duration_ms=\d+ forced=false events_in_flight=0 checkpoints_saved=1/,
+	qr/subscription "drain" partition 0 stopped \(server stop, completed\)\n.*DETAIL:  database=postgres subscription=drain partition=0 reason="server stop" phase=completed duration_ms=\d+ forced=false events_in_flight=0 checkpoints_saved=1/,
 	'one structured log line: completed, not forced, one checkpoint saved');
 $node->start;
 my $cp = sql(q{SELECT eventsource.get_checkpoint('drain')});

@@ -175,14 +175,10 @@ cmp_ok( sql(q{SELECT extract(epoch FROM now() - started_at) FROM eventsource.sub
 # 4. the launcher terminated with SIGTERM (pg_terminate_backend) must come
 #    back: readiness must not stay "shutting down" while the server runs.
 # --------------------------------------------------------------------------
-TODO:
-{
-	local $TODO = 'launcher.c: a SIGTERM outside a server stop ends the launcher for good';
-	sql(qq{SELECT pg_terminate_backend($launcher)});
-	ok( poll_for(q{SELECT (eventsource.readiness()->>'ready')::boolean
-			AND (eventsource.liveness()->>'alive')::boolean}, 12),
-		'terminated launcher: restarted, ready and alive again');
-}
+sql(qq{SELECT pg_terminate_backend($launcher)});
+ok( poll_for(q{SELECT (eventsource.readiness()->>'ready')::boolean
+		AND (eventsource.liveness()->>'alive')::boolean}, 12),
+	'terminated launcher: restarted, ready and alive again');
 
 $node->stop;
 done_testing();

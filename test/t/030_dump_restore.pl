@@ -156,13 +156,11 @@ SELECT eventsource.save_checkpoint('manual', 2)});
 		$src_status, "$how: status: same checkpoint, head, lag and dead letters");
 }
 
-# Known defect: a restored subscription (rows COPYed into
-# eventsource.subscriptions) is only registered by the discovery that runs at
-# server start; create/pause/resume do not register it either.
+# A restored subscription (rows COPYed into eventsource.subscriptions) is
+# discovered when the restoring transaction commits.
 sub check_starts
 {
 	my ($db, $how) = @_;
-	local $TODO = 'restored subscriptions are only discovered at server start (src/launcher.c)';
 	ok(poll_for($db, q{SELECT pid IS NOT NULL FROM eventsource.subscription_status WHERE name = 'proj'}, 3),
 		"$how: the restored subscription starts without a server restart");
 }
@@ -234,8 +232,6 @@ command_ok([ 'pg_restore', '--exit-on-error', '-j', '2', '-d', $node->connstr('d
 check_static('dst_parallel', 'parallel');
 
 check_starts($_->[0], $_->[1]) for @restored;
-# work around the defect above: the discovery at server start finds them
-$node->restart;
 check_running($_->[0], $_->[1]) for @restored;
 
 # the source is unaffected by the restores
