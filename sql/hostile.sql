@@ -477,6 +477,7 @@ WITH r AS (
         ('store_stats_row', $$SELECT * FROM eventsource.store_stats_row(NULL)$$),
         ('horizon_blocker_rows', $$SELECT * FROM eventsource.horizon_blocker_rows(0)$$),
         ('events_guard', $$SELECT eventsource.events_guard()$$),
+        ('protect_handlers', $$SELECT eventsource.protect_handlers()$$),
         ('wait_for_subscription', $$SELECT eventsource.wait_for_subscription(NULL, 0, '0')$$),
         ('wait_for_subscription', $$SELECT eventsource.wait_for_subscription('hostile_sub', NULL, '0')$$),
         ('wait_for_subscription', $$SELECT eventsource.wait_for_subscription('hostile_sub', 0, NULL)$$),

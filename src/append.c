@@ -567,8 +567,7 @@ static EsAppendResult
 append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 {
 	EsAppendResult result;
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	bool		any_id_given = false;
 	int64		current;
 	int64	   *positions;
@@ -578,9 +577,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 	if (any_id_given)
 		check_ids_unique_in_call(events, n);
 
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 
 	lock_stream(stream_id);
 	current = es_stream_version(stream_id, true);
@@ -613,8 +610,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 		result.last_position = positions[n - 1];
 	}
 
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	return result;
 }
 

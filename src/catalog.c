@@ -124,6 +124,25 @@ es_restore_user(Oid save_userid, int save_sec_context)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
+/*
+ * The body of most SQL functions: as the extension owner, connected to SPI.
+ * An error in between needs no cleanup (the abort restores both).
+ */
+void
+es_owner_begin(EsOwnerCall *call)
+{
+	es_become_owner(&call->save_userid, &call->save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+es_owner_end(EsOwnerCall *call)
+{
+	SPI_finish();
+	es_restore_user(call->save_userid, call->save_sec_context);
+}
+
 /* Prepare and keep a plan for the life of the backend. */
 SPIPlanPtr
 es_prepare(const char *query, int nargs, Oid *argtypes)

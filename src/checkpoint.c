@@ -62,28 +62,28 @@ lookup_checkpoint(text *name, bool *found)
 									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-PG_FUNCTION_INFO_V1(es_save_checkpoint);
-
-/* save_checkpoint(name text, position bigint) RETURNS void */
-Datum
-es_save_checkpoint(PG_FUNCTION_ARGS)
+/*
+ * Insert or move a checkpoint.  With "forward_only", a checkpoint is never
+ * moved back: 22023 names where it is.
+ */
+static void
+upsert_checkpoint(FunctionCallInfo fcinfo, const char *what, bool forward_only)
 {
 	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
 	int64		position = arg_position(fcinfo, 1);
 	Datum		values[2];
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
+	SPIPlanPtr	plan;
 	int			rc;
 
-	PreventCommandIfReadOnly("eventsource.save_checkpoint()");
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	PreventCommandIfReadOnly(what);
+	es_owner_begin(&owner);
 
-	if (save_plan == NULL)
+	if (reset_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT8OID};
 
+		/* both or none: the second assignment marks them ready */
 		save_plan = es_prepare(
 							   "INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
 							   " VALUES ($1, $2, pg_catalog.now())"
@@ -91,12 +91,19 @@ es_save_checkpoint(PG_FUNCTION_ARGS)
 							   " SET position = excluded.position, updated_at = excluded.updated_at"
 							   " WHERE c.position OPERATOR(pg_catalog.<=) excluded.position",
 							   2, types);
+		reset_plan = es_prepare(
+								"INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
+								" VALUES ($1, $2, pg_catalog.now())"
+								" ON CONFLICT (name) DO UPDATE"
+								" SET position = excluded.position, updated_at = excluded.updated_at",
+								2, types);
 	}
+	plan = forward_only ? save_plan : reset_plan;
 	values[0] = PointerGetDatum(cstring_to_text(name));
 	values[1] = Int64GetDatum(position);
-	rc = SPI_execute_plan(save_plan, values, NULL, false, 0);
+	rc = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "eventsource: saving a checkpoint failed: %s", SPI_result_code_string(rc));
+		elog(ERROR, "eventsource: writing a checkpoint failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 	{
 		bool		found;
@@ -109,9 +116,16 @@ es_save_checkpoint(PG_FUNCTION_ARGS)
 						   current, position),
 				 errhint("Use eventsource.reset_checkpoint() to move a checkpoint back on purpose.")));
 	}
+	es_owner_end(&owner);
+}
 
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+PG_FUNCTION_INFO_V1(es_save_checkpoint);
+
+/* save_checkpoint(name text, position bigint) RETURNS void */
+Datum
+es_save_checkpoint(PG_FUNCTION_ARGS)
+{
+	upsert_checkpoint(fcinfo, "eventsource.save_checkpoint()", true);
 	PG_RETURN_VOID();
 }
 
@@ -122,17 +136,13 @@ Datum
 es_get_checkpoint(PG_FUNCTION_ARGS)
 {
 	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	bool		found;
 	int64		position;
 
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 	position = lookup_checkpoint(cstring_to_text(name), &found);
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	if (!found)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(position);
@@ -144,36 +154,6 @@ PG_FUNCTION_INFO_V1(es_reset_checkpoint);
 Datum
 es_reset_checkpoint(PG_FUNCTION_ARGS)
 {
-	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
-	int64		position = arg_position(fcinfo, 1);
-	Datum		values[2];
-	Oid			save_userid;
-	int			save_sec_context;
-	int			rc;
-
-	PreventCommandIfReadOnly("eventsource.reset_checkpoint()");
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	if (reset_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, INT8OID};
-
-		reset_plan = es_prepare(
-								"INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
-								" VALUES ($1, $2, pg_catalog.now())"
-								" ON CONFLICT (name) DO UPDATE"
-								" SET position = excluded.position, updated_at = excluded.updated_at",
-								2, types);
-	}
-	values[0] = PointerGetDatum(cstring_to_text(name));
-	values[1] = Int64GetDatum(position);
-	rc = SPI_execute_plan(reset_plan, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "eventsource: resetting a checkpoint failed: %s", SPI_result_code_string(rc));
-
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	upsert_checkpoint(fcinfo, "eventsource.reset_checkpoint()", false);
 	PG_RETURN_VOID();
 }

@@ -107,6 +107,15 @@ extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_cached(void);
 extern void es_become_owner(Oid *save_userid, int *save_sec_context);
 extern void es_restore_user(Oid save_userid, int save_sec_context);
+
+typedef struct EsOwnerCall
+{
+	Oid			save_userid;	/* the caller */
+	int			save_sec_context;
+} EsOwnerCall;
+
+extern void es_owner_begin(EsOwnerCall *call);
+extern void es_owner_end(EsOwnerCall *call);
 extern SPIPlanPtr es_prepare(const char *query, int nargs, Oid *argtypes);
 extern void es_spi_read(SPIPlanPtr plan, Datum *values, const char *nulls,
 						DestReceiver *dest, uint64 tcount);

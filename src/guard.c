@@ -66,19 +66,15 @@ es_guard_restore_copy(bool on)
 static bool
 events_empty(void)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	bool		empty;
 
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 	if (empty_plan == NULL)
 		empty_plan = es_prepare("SELECT 1 FROM eventsource.events LIMIT 1", 0, NULL);
 	es_spi_read_latest(empty_plan, NULL, NULL, NULL, 1);
 	empty = (SPI_processed == 0);
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	return empty;
 }
 

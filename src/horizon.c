@@ -271,6 +271,30 @@ attach_db_locked(Oid seqoid, int64 seqval)
 	return db;
 }
 
+/*
+ * Take the HORIZON lock exclusively and return this database's state,
+ * creating it when needed: then the sequence is read first, outside the
+ * lock.  Returns with the lock held.
+ */
+static EsDatabaseState *
+lock_db(const EsCatalog *cat)
+{
+	LWLock	   *lock = es_lwlock(ES_LWLOCK_HORIZON);
+	int64		seqval = -1;
+
+	for (;;)
+	{
+		EsDatabaseState *db;
+
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		db = attach_db_locked(cat->sequence_oid, seqval);
+		if (db != NULL)
+			return db;
+		LWLockRelease(lock);
+		seqval = sequence_last_value(cat->sequence_oid);
+	}
+}
+
 /* Lowest reservation this backend still holds, 0 if none. */
 static int64
 local_min(void)
@@ -376,7 +400,6 @@ es_reserve_positions(int count, int64 *positions)
 	EsDatabaseState *db;
 	EsReservation *slot;
 	int64		lower;
-	int64		seqval = -1;
 	bool		fresh;
 
 	Assert(count > 0);
@@ -386,15 +409,7 @@ es_reserve_positions(int count, int64 *positions)
 	(void) GetTopTransactionId();
 
 	/* 1. the intent */
-	for (;;)
-	{
-		LWLockAcquire(lock, LW_EXCLUSIVE);
-		db = attach_db_locked(cat->sequence_oid, seqval);
-		if (db != NULL)
-			break;
-		LWLockRelease(lock);
-		seqval = sequence_last_value(cat->sequence_oid);
-	}
+	db = lock_db(cat);
 	lower = last_known(db) + 1;
 	fresh = add_local(lower);
 	publish_slot_locked(db);
@@ -449,18 +464,9 @@ es_reserve_for_restore(void)
 	const EsCatalog *cat = es_catalog();
 	LWLock	   *lock = es_lwlock(ES_LWLOCK_HORIZON);
 	EsDatabaseState *db;
-	int64		seqval = -1;
 
 	es_horizon_register_callbacks();
-	for (;;)
-	{
-		LWLockAcquire(lock, LW_EXCLUSIVE);
-		db = attach_db_locked(cat->sequence_oid, seqval);
-		if (db != NULL)
-			break;
-		LWLockRelease(lock);
-		seqval = sequence_last_value(cat->sequence_oid);
-	}
+	db = lock_db(cat);
 	/* the dump's positions may be anywhere: hold the horizon below all */
 	(void) add_local(1);
 	publish_slot_locked(db);

@@ -80,8 +80,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 	int64		from;
 	Datum		values[3];
 	SPIPlanPtr	plan;
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -101,9 +100,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 	}
 
 	InitMaterializedSRF(fcinfo, 0);
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 
 	if (stream_bwd_plan == NULL)
 	{
@@ -132,8 +129,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 	es_stats_count(ES_STAT_STREAM_READS, 1);
 	es_stats_count(ES_STAT_EVENTS_READ, (int64) SPI_processed);
 
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	return (Datum) 0;
 }
 
@@ -152,8 +148,7 @@ es_read_all(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int64		head;
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 
 	es_require_shmem("eventsource.read_all()");
 	after = es_arg_int64(fcinfo, 0, "after_position");
@@ -172,9 +167,7 @@ es_read_all(PG_FUNCTION_ARGS)
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(3), "categories");
 
 	InitMaterializedSRF(fcinfo, 0);
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 
 	head = es_horizon();
 	if (after < head)
@@ -203,8 +196,7 @@ es_read_all(PG_FUNCTION_ARGS)
 	}
 	es_stats_count(ES_STAT_GLOBAL_READS, 1);
 
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	return (Datum) 0;
 }
 
@@ -214,14 +206,13 @@ PG_FUNCTION_INFO_V1(es_head_position);
 Datum
 es_head_position(PG_FUNCTION_ARGS)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	int64		head;
 
 	es_require_shmem("eventsource.head_position()");
-	es_become_owner(&save_userid, &save_sec_context);
+	es_become_owner(&owner.save_userid, &owner.save_sec_context);
 	head = es_horizon();
-	es_restore_user(save_userid, save_sec_context);
+	es_restore_user(owner.save_userid, owner.save_sec_context);
 	PG_RETURN_INT64(head);
 }
 
@@ -265,15 +256,11 @@ Datum
 es_stream_version_sql(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	int64		version;
 
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 	version = es_stream_version(stream_id, false);
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	PG_RETURN_INT64(version);
 }

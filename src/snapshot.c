@@ -55,8 +55,7 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	Jsonb	   *state;
 	int64		current;
 	Datum		values[5];
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	int			rc;
 
 	if (PG_ARGISNULL(2))
@@ -66,9 +65,7 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	state = PG_GETARG_JSONB_P(2);
 	PreventCommandIfReadOnly("eventsource.save_snapshot()");
 
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 
 	current = es_stream_version(stream_id, false);
 	if (version < 1 || version > current)
@@ -119,8 +116,7 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "eventsource: pruning snapshots failed: %s", SPI_result_code_string(rc));
 
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	PG_RETURN_VOID();
 }
 
@@ -138,13 +134,10 @@ es_load_snapshot(PG_FUNCTION_ARGS)
 	int32		schema_version = arg_schema_version(fcinfo, 1);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum		values[2];
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 
 	InitMaterializedSRF(fcinfo, 0);
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 
 	if (load_snapshot_plan == NULL)
 	{
@@ -164,8 +157,7 @@ es_load_snapshot(PG_FUNCTION_ARGS)
 	for (uint64 i = 0; i < SPI_processed; i++)
 		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
 
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	return (Datum) 0;
 }
 
@@ -186,12 +178,9 @@ es_load(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	Datum		result;
 	bool		isnull;
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 
 	if (load_plan == NULL)
 	{
@@ -229,7 +218,6 @@ es_load(PG_FUNCTION_ARGS)
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = SPI_datumTransfer(result, false, -1);
 
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	PG_RETURN_DATUM(result);
 }

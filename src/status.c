@@ -258,16 +258,13 @@ collect_status(int *nrows)
 {
 	static SPIPlanPtr plan = NULL;
 	EsStatusRow *rows;
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	Datum		values[1];
 	int64		head = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n;
 
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 	if (RecoveryInProgress())
 		head = standby_head();
 	else if (es_shmem_available())
@@ -346,12 +343,11 @@ collect_status(int *nrows)
 		merge_slot(row, now);
 		if (row->last_position == 0)
 			row->last_position = row->checkpoint;
-		if (row->last_error && !may_see_errors(save_userid, row->owner))
+		if (row->last_error && !may_see_errors(owner.save_userid, row->owner))
 			row->last_error = HIDDEN_ERROR;
 		evaluate_health(row, now);
 	}
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	*nrows = n;
 	return rows;
 }
@@ -764,14 +760,11 @@ Datum
 es_error_stats(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	bool		isnull;
 	Datum		result;
 
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 	if (plan == NULL)
 		plan = es_prepare("SELECT pg_catalog.jsonb_build_object("
 						  " 'total_errors', (SELECT pg_catalog.count(*) FROM eventsource.recent_errors),"
@@ -797,8 +790,7 @@ es_error_stats(PG_FUNCTION_ARGS)
 	es_spi_read(plan, NULL, NULL, NULL, 1);
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = SPI_datumTransfer(result, false, -1);
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	PG_RETURN_DATUM(result);
 }
 
@@ -862,8 +854,7 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 	bool		reached = false;
 	static SPIPlanPtr plan = NULL;
 	Datum		values[2];
-	Oid			save_userid;
-	int			save_sec_context;
+	EsOwnerCall owner;
 	bool		exists;
 	bool		saved_reached = false;
 
@@ -890,9 +881,7 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 	 * The subscription must exist (as the caller's transaction sees it);
 	 * and are its saved checkpoints already there?
 	 */
-	es_become_owner(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	es_owner_begin(&owner);
 	if (plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT8OID};
@@ -920,8 +909,7 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 
 		saved_reached = !isnull && DatumGetBool(d);
 	}
-	SPI_finish();
-	es_restore_user(save_userid, save_sec_context);
+	es_owner_end(&owner);
 	if (!exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

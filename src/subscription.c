@@ -448,28 +448,13 @@ exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 		elog(ERROR, "eventsource: subscription query failed: %s", SPI_result_code_string(rc));
 }
 
-/* Begin/end the body of an API function: SPI, as the extension owner. */
-typedef struct EsApiCall
-{
-	Oid			save_userid;
-	int			save_sec_context;
-} EsApiCall;
-
+/* Begin the body of an API function that writes: SPI, as the extension owner. */
 static void
-api_begin(EsApiCall *call, const char *what)
+api_begin(EsOwnerCall *call, const char *what)
 {
 	PreventCommandIfReadOnly(what);
 	PreventCommandIfParallelMode(what);
-	es_become_owner(&call->save_userid, &call->save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-static void
-api_end(EsApiCall *call)
-{
-	SPI_finish();
-	es_restore_user(call->save_userid, call->save_sec_context);
+	es_owner_begin(call);
 }
 
 /* ---------------------------------------------------------------------
@@ -520,7 +505,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	int			existing_partitions;
 	Oid			existing_owner;
 	int			free_slots;
-	EsApiCall	call;
+	EsOwnerCall call;
 	Datum		values[18];
 	char		nulls[18];
 	static SPIPlanPtr insert_plan = NULL;
@@ -668,7 +653,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 							  start_position);
 		exec_plan(checkpoint_plan, cp, NULL, SPI_OK_INSERT);
 	}
-	api_end(&call);
+	es_owner_end(&call);
 
 	queue_op(PENDING_REGISTER, name, partitions, ES_DESIRED_RUN);
 	PG_RETURN_VOID();
@@ -686,7 +671,7 @@ Datum
 es_drop_subscription(PG_FUNCTION_ARGS)
 {
 	char	   *name = arg_subscription_name(fcinfo);
-	EsApiCall	call;
+	EsOwnerCall call;
 	Datum		values[2];
 	int			partitions;
 	static SPIPlanPtr plan = NULL;
@@ -706,7 +691,7 @@ es_drop_subscription(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(name);
 	values[1] = checkpoint_names(name, partitions);
 	exec_plan(plan, values, NULL, SPI_OK_DELETE);
-	api_end(&call);
+	es_owner_end(&call);
 
 	queue_op(PENDING_DESIRED, name, 0, ES_DESIRED_DROP);
 	PG_RETURN_VOID();
@@ -716,7 +701,7 @@ static void
 set_state(FunctionCallInfo fcinfo, const char *what, bool pause)
 {
 	char	   *name = arg_subscription_name(fcinfo);
-	EsApiCall	call;
+	EsOwnerCall call;
 	Datum		values[1];
 	static SPIPlanPtr pause_plan = NULL;
 	static SPIPlanPtr resume_plan = NULL;
@@ -741,7 +726,7 @@ set_state(FunctionCallInfo fcinfo, const char *what, bool pause)
 	}
 	values[0] = CStringGetTextDatum(name);
 	exec_plan(pause ? pause_plan : resume_plan, values, NULL, SPI_OK_UPDATE);
-	api_end(&call);
+	es_owner_end(&call);
 
 	queue_op(PENDING_DESIRED, name, 0, pause ? ES_DESIRED_PAUSE : ES_DESIRED_RUN);
 }
@@ -780,7 +765,7 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 {
 	char	   *name = arg_subscription_name(fcinfo);
 	int64		position = es_arg_int64(fcinfo, 1, "position");
-	EsApiCall	call;
+	EsOwnerCall call;
 	Datum		values[2];
 	int			partitions;
 	static SPIPlanPtr plan = NULL;
@@ -802,7 +787,7 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 	values[0] = checkpoint_names(name, partitions);
 	values[1] = Int64GetDatum(position);
 	exec_plan(plan, values, NULL, SPI_OK_UPDATE);
-	api_end(&call);
+	es_owner_end(&call);
 
 	queue_op(PENDING_REQUEST_RESET, name, 0, ES_DESIRED_RUN);
 	((PendingOp *) llast(pending))->position = position;
@@ -821,7 +806,7 @@ Datum
 es_retry_dead_letters(PG_FUNCTION_ARGS)
 {
 	char	   *name = arg_subscription_name(fcinfo);
-	EsApiCall	call;
+	EsOwnerCall call;
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
 	int			n;
@@ -856,7 +841,7 @@ es_retry_dead_letters(PG_FUNCTION_ARGS)
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
 	exec_plan(plan, values, nulls, SPI_OK_UPDATE);
 	n = (int) SPI_processed;
-	api_end(&call);
+	es_owner_end(&call);
 
 	if (n > 0)
 		queue_op(PENDING_REQUEST_RETRY, name, 0, ES_DESIRED_RUN);
