@@ -263,6 +263,8 @@ collect_status(int *nrows)
 	int64		head = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n;
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	MemoryContext spi_cxt;
 
 	es_owner_begin(&owner);
 	if (RecoveryInProgress())
@@ -304,7 +306,12 @@ collect_status(int *nrows)
 	values[0] = Int64GetDatum(head);
 	es_spi_read(plan, values, NULL, NULL, 0);
 
+	/*
+	 * The rows outlive the SPI connection: build them (strings included,
+	 * SPI_getvalue() allocates in the current context) in the caller's.
+	 */
 	n = (int) SPI_processed;
+	spi_cxt = MemoryContextSwitchTo(caller_cxt);
 	rows = palloc0(sizeof(EsStatusRow) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
@@ -347,6 +354,7 @@ collect_status(int *nrows)
 			row->last_error = HIDDEN_ERROR;
 		evaluate_health(row, now);
 	}
+	MemoryContextSwitchTo(spi_cxt);
 	es_owner_end(&owner);
 	*nrows = n;
 	return rows;
