@@ -24,7 +24,7 @@
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "storage/latch.h"
+#include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -84,23 +84,26 @@ stop_database_workers(Oid dboid)
 	es_registry_drop_database(dboid);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   es_drain_timeout_ms_guc + 10000);
+	/* a worker broadcasts its slot's condition variable as it exits */
 	for (;;)
 	{
-		bool		busy = false;
+		ConditionVariable *busy = NULL;
+		TimestampTz now;
 
 		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
-		for (int i = 0; i < es_workers->nslots; i++)
+		for (int i = 0; i < es_workers->nslots && busy == NULL; i++)
 			if (es_workers->slots[i].in_use && es_workers->slots[i].dboid == dboid &&
 				es_workers->slots[i].pid != 0)
-				busy = true;
+				busy = &es_workers->slots[i].progress_cv;
 		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-		if (!busy || GetCurrentTimestamp() >= deadline)
+		now = GetCurrentTimestamp();
+		if (busy == NULL || now >= deadline)
 			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 50, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		/* the timeout covers an exit between the scan and the sleep */
+		(void) ConditionVariableTimedSleep(busy, Min((deadline - now) / 1000 + 1, 1000),
+										   PG_WAIT_EXTENSION);
 	}
+	ConditionVariableCancelSleep();
 }
 
 static void
