@@ -49,64 +49,13 @@ SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 # ---------------------------------------------------------------------------
 # The throwaway cluster
 # ---------------------------------------------------------------------------
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/es-bench.XXXXXX")
-DATA=$WORK/data
-SERVER_STARTED=0
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [ "$SERVER_STARTED" = 1 ]; then
-		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -m fast -t 60 stop >/dev/null 2>&1 ||
-			runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-chown postgres: "$WORK"
-chmod 700 "$WORK"
-
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 40000))
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q . &&
-			[ ! -e "/tmp/.s.PGSQL.$p" ] && [ ! -e "/var/run/postgresql/.s.PGSQL.$p" ]; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-PORT=$(free_port) || die "no free port found"
-
-say "== initdb in $DATA (port $PORT)"
-runuser -u postgres -- "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust \
-	--encoding=UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 ||
-	{ cat "$WORK/initdb.log" >&2; die "initdb failed"; }
-
 SETTINGS="shared_buffers=256MB max_wal_size=4GB checkpoint_timeout=30min"
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# test/bench/run.sh
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$WORK'
-shared_preload_libraries = 'eventsource'
-shared_buffers = 256MB
+. "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
+bench_cluster es-bench "shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
 # each measurement sets its own with PGOPTIONS; this is the default
-synchronous_commit = on
-EOF
-
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 start >/dev/null ||
-	{ cat "$WORK/server.log" >&2; die "server did not start"; }
-SERVER_STARTED=1
+synchronous_commit = on"
 
 CONN=(-h "$WORK" -p "$PORT" -U postgres)
 psql_q() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
