@@ -89,7 +89,6 @@ extern void es_reserve_for_restore(void);
 extern void es_horizon_register_callbacks(void);
 extern int64 es_horizon(void);
 extern int	es_horizon_blockers(EsReservation *out);
-extern bool es_horizon_holding(void);
 
 /* registry.c: wake the subscription workers of a database */
 extern void es_appends_committed(Oid dboid);
