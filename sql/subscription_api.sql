@@ -9,6 +9,11 @@
 -- attaches to those), or is rolled back.  Every subscription here is named
 -- sa_*, so the final counts find anything left behind.
 --
+-- A subscription's progress is the position of each of its partitions in
+-- eventsource.subscription_partitions.  The checkpoints of
+-- eventsource.checkpoints are the users' own (save_checkpoint()): no
+-- subscription function writes them; start_from => 'checkpoint' reads them.
+--
 SET client_min_messages = warning;
 
 CREATE SCHEMA sa;
@@ -77,20 +82,41 @@ CREATE FUNCTION sa.partitions(sub text)
     LANGUAGE sql AS $$
     SELECT partition, state, failed_position, error_message, last_shutdown
       FROM eventsource.subscription_partitions WHERE subscription = sub ORDER BY partition $$;
+-- a subscription's progress: the position of each partition (in
+-- eventsource.subscription_partitions), labelled "name" when it has one
+-- partition, else "name/k" (the checkpoint start_from => 'checkpoint' reads)
 CREATE FUNCTION sa.checkpoints(sub text) RETURNS TABLE (name text, "position" bigint)
     LANGUAGE sql AS $$
-    SELECT name, position FROM eventsource.checkpoints
-     WHERE name = sub
-        OR (starts_with(name, sub || '/') AND substr(name, length(sub) + 2) ~ '^[0-9]+$')
-     ORDER BY name COLLATE "C" $$;
--- everything any sa_* subscription left behind anywhere
+    SELECT CASE WHEN s.partitions > 1 THEN s.name || '/' || p.partition ELSE s.name END,
+           p.position
+      FROM eventsource.subscriptions s
+      JOIN eventsource.subscription_partitions p ON p.subscription = s.name
+     WHERE s.name = sub
+     ORDER BY p.partition $$;
+-- everything any sa_* subscription left behind anywhere (its progress is in
+-- its partitions' rows)
 CREATE VIEW sa.leftovers AS
     SELECT (SELECT count(*) FROM eventsource.subscriptions WHERE name LIKE 'sa\_%') AS subscriptions,
            (SELECT count(*) FROM eventsource.subscription_partitions
              WHERE subscription LIKE 'sa\_%') AS partitions,
-           (SELECT count(*) FROM eventsource.checkpoints WHERE name LIKE 'sa\_%') AS checkpoints,
            (SELECT count(*) FROM eventsource.dead_letters WHERE subscription LIKE 'sa\_%') AS dead_letters,
            (SELECT count(*) FROM eventsource.subscription_status WHERE name LIKE 'sa\_%') AS worker_slots;
+-- the users' checkpoints named sa_* (eventsource.checkpoints), against the
+-- last sa.note_checkpoints(): a row written since, even with the same
+-- values, is a new row version (another ctid)
+CREATE TABLE sa.noted_checkpoints (name text PRIMARY KEY, "position" bigint, row_version tid);
+CREATE FUNCTION sa.note_checkpoints() RETURNS void LANGUAGE sql AS $$
+    DELETE FROM sa.noted_checkpoints;
+    INSERT INTO sa.noted_checkpoints
+        SELECT name, position, ctid FROM eventsource.checkpoints WHERE name LIKE 'sa\_%' $$;
+CREATE VIEW sa.user_checkpoints AS
+    SELECT coalesce(c.name, n.name) AS name, c.position,
+           CASE WHEN n.name IS NULL THEN 'new'
+                WHEN c.name IS NULL THEN 'deleted'
+                WHEN c.ctid = n.row_version THEN 'untouched'
+                ELSE 'rewritten' END AS since_noted
+      FROM (SELECT name, position, ctid FROM eventsource.checkpoints WHERE name LIKE 'sa\_%') c
+      FULL JOIN sa.noted_checkpoints n ON n.name = c.name;
 -- a dead letter for "sub" (written directly: no worker is involved)
 CREATE FUNCTION sa.dead_letter(sub text, part integer) RETURNS bigint
     LANGUAGE sql AS $$
@@ -118,6 +144,14 @@ SELECT name, handler, owner = current_user::regrole AS owner_is_creator, batch_h
 \x off
 SELECT * FROM sa.partitions('sa_default');
 SELECT * FROM sa.checkpoints('sa_default');
+-- the partition's row carries the subscription's id; nothing is written to
+-- eventsource.checkpoints
+SELECT p.partition, p.subscription_id = s.id AS subscription_id_matches,
+       p.checkpointed_at = now() AS checkpointed_now
+  FROM eventsource.subscriptions s
+  JOIN eventsource.subscription_partitions p ON p.subscription = s.name
+ WHERE s.name = 'sa_default';
+SELECT count(*) AS user_checkpoints FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';
 ROLLBACK;
 
 --
@@ -153,6 +187,14 @@ SELECT eventsource.create_subscription('sa_variadic', 'sa.hv(eventsource.events[
 SELECT eventsource.create_subscription('sa_sql', 'sa.hsql(eventsource.events)');
 SELECT name, handler, batch_handler FROM eventsource.subscriptions
  WHERE name IN ('sa_full', 'sa_positional', 'sa_variadic', 'sa_sql') ORDER BY name;
+-- every partition of each carries its own subscription's id
+SELECT s.name, count(*) AS partitions, bool_and(p.subscription_id = s.id) AS subscription_id_matches,
+       count(DISTINCT s.id) AS ids
+  FROM eventsource.subscriptions s
+  JOIN eventsource.subscription_partitions p ON p.subscription = s.name
+ WHERE s.name LIKE 'sa\_%' GROUP BY s.name ORDER BY s.name;
+SELECT count(DISTINCT id) AS distinct_ids FROM eventsource.subscriptions WHERE name LIKE 'sa\_%';
+SELECT count(*) AS user_checkpoints FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';
 ROLLBACK;
 SELECT * FROM sa.leftovers;
 
@@ -290,15 +332,25 @@ SELECT octet_length(name) AS name_bytes, length(name) AS name_chars,
                (4, 'sa_' || repeat('n', 248)),
                (5, 'sa_' || repeat('é', 124))) v(i, name)
  ORDER BY i;
--- 250 bytes are fine, also with partitions (checkpoints "name/0".."name/9")
-SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)', partitions => 10)$$,
+-- 250 bytes are fine, also with partitions: start_from => 'checkpoint' reads
+-- "name/0".."name/9" (up to 252 bytes) in eventsource.checkpoints
+SELECT eventsource.save_checkpoint('sa_' || repeat('n', 247) || '/9', 6);
+SELECT eventsource.save_checkpoint('sa_' || repeat('n', 247), 2);
+SELECT sa.note_checkpoints();
+SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)',
+                                                             start_from => 'checkpoint', partitions => 10)$$,
                     'sa_' || repeat('n', 247)));
 SELECT t.try(format($$SELECT eventsource.create_subscription(%L, 'sa.h(eventsource.events)')$$,
                     'sa_' || repeat('é', 123) || 'n'));
 SELECT octet_length(name) AS name_bytes, length(name) AS name_chars, partitions
   FROM eventsource.subscriptions WHERE name LIKE 'sa\_%' ORDER BY name_bytes, name_chars;
-SELECT count(*) AS checkpoints, max(octet_length(name)) AS longest
-  FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';
+SELECT replace(name, repeat('n', 247), '<247 n>') AS name, octet_length(name) AS name_bytes, position
+  FROM sa.checkpoints('sa_' || repeat('n', 247));
+SELECT count(*) AS partitions FROM eventsource.subscription_partitions WHERE subscription LIKE 'sa\_%';
+-- the checkpoints were read, not written
+SELECT replace(name, repeat('n', 247), '<247 n>') AS name, octet_length(name) AS name_bytes,
+       position, since_noted
+  FROM sa.user_checkpoints ORDER BY name COLLATE "C";
 -- other checkpoint names keep the 255-byte limit
 SELECT t.try(format('SELECT eventsource.save_checkpoint(%L, 1)', 'sa_' || repeat('c', 252)));
 SELECT t.try(format('SELECT eventsource.save_checkpoint(%L, 1)', 'sa_' || repeat('c', 253)));
@@ -424,6 +476,18 @@ ROLLBACK TO SAVEPOINT direct;
 RESET ROLE;
 SELECT name, state FROM eventsource.subscriptions WHERE name IN ('sa_alice', 'sa_su') ORDER BY name;
 SELECT * FROM sa.checkpoints('sa_alice');
+-- save_checkpoint() and reset_checkpoint() (granted to carol here, as to a
+-- reader) write the users' checkpoints only: those named like alice's
+-- subscription do not move it
+GRANT EXECUTE ON FUNCTION eventsource.save_checkpoint(text, bigint),
+    eventsource.reset_checkpoint(text, bigint) TO regress_es_carol;
+SET LOCAL ROLE regress_es_carol;
+SELECT eventsource.save_checkpoint('sa_alice/0', 40);
+SELECT eventsource.reset_checkpoint('sa_alice/1', 41);
+SELECT eventsource.reset_checkpoint('sa_alice', 42);
+RESET ROLE;
+SELECT * FROM sa.checkpoints('sa_alice');
+SELECT sa.note_checkpoints();
 -- a superuser needs no membership
 SELECT rolsuper FROM pg_roles WHERE rolname = current_user;
 SELECT eventsource.pause_subscription('sa_alice');
@@ -452,23 +516,25 @@ RESET ROLE;
 SELECT count(*) AS sa_alice FROM eventsource.subscriptions WHERE name = 'sa_alice';
 SELECT * FROM sa.checkpoints('sa_alice');
 SELECT eventsource.drop_subscription('sa_su');
+-- neither the resets nor the drops touched the checkpoints named like them
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
 ROLLBACK;
 SELECT * FROM sa.leftovers;
 
 --
--- start_from, resolved once at creation: the checkpoint rows and
+-- start_from, resolved once at creation: the partitions' positions and
 -- start_position.  One transaction per kind, each within the twelve worker
--- slots (the creations of a transaction all count against them).
+-- slots (the creations of a transaction all count against them).  The
+-- users' checkpoints of eventsource.checkpoints are read by 'checkpoint',
+-- and written by none.
 --
 CREATE VIEW sa.start_checkpoints AS
     SELECT c.name,
            CASE WHEN c.position = eventsource.head_position() THEN 'head'
                 ELSE c.position::text END AS position,
            s.start_from
-      FROM eventsource.checkpoints c
-      JOIN eventsource.subscriptions s
-        ON s.name = c.name
-        OR (starts_with(c.name, s.name || '/') AND substr(c.name, length(s.name) + 2) ~ '^[0-9]+$')
+      FROM eventsource.subscriptions s
+      CROSS JOIN LATERAL sa.checkpoints(s.name) c
      WHERE s.name LIKE 'sa\_%';
 CREATE VIEW sa.start_positions AS
     SELECT name, start_from, partitions,
@@ -476,9 +542,11 @@ CREATE VIEW sa.start_positions AS
                 ELSE start_position::text END AS start_position
       FROM eventsource.subscriptions WHERE name LIKE 'sa\_%';
 SELECT eventsource.head_position() > 12 AS head_is_past_the_positions_used_here;
--- beginning: 0, also over an existing checkpoint of that name
+-- beginning: 0, also when a checkpoint of that name exists (which stays)
 BEGIN;
 SELECT eventsource.save_checkpoint('sa_beg', 11);
+SELECT eventsource.save_checkpoint('sa_end3/1', 12);
+SELECT sa.note_checkpoints();
 SELECT eventsource.create_subscription('sa_beg', 'sa.h(eventsource.events)', start_from => 'beginning');
 -- end: the head position; for every partition
 SELECT eventsource.create_subscription('sa_end', 'sa.h(eventsource.events)', start_from => 'end');
@@ -486,6 +554,7 @@ SELECT eventsource.create_subscription('sa_end3', 'sa.h(eventsource.events)', st
                                        partitions => 3);
 SELECT * FROM sa.start_checkpoints ORDER BY name COLLATE "C";
 SELECT * FROM sa.start_positions ORDER BY name COLLATE "C";
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
 ROLLBACK;
 -- checkpoint: the existing one, else 0; partitions > 1: "name/k", else
 -- "name", else 0.  start_position is where partition 0 resumes after.
@@ -495,6 +564,7 @@ SELECT eventsource.save_checkpoint('sa_ck3', 4);
 SELECT eventsource.save_checkpoint('sa_ck3/1', 9);
 SELECT eventsource.save_checkpoint('sa_ckp', 2);
 SELECT eventsource.save_checkpoint('sa_ckp/0', 5);
+SELECT sa.note_checkpoints();
 SELECT eventsource.create_subscription('sa_ck', 'sa.h(eventsource.events)', start_from => 'checkpoint');
 SELECT eventsource.create_subscription('sa_ck0', 'sa.h(eventsource.events)', start_from => 'checkpoint');
 SELECT eventsource.create_subscription('sa_ck3', 'sa.h(eventsource.events)', start_from => 'checkpoint',
@@ -505,16 +575,27 @@ SELECT eventsource.create_subscription('sa_ckp', 'sa.h(eventsource.events)', sta
                                        partitions => 2);
 SELECT * FROM sa.start_checkpoints ORDER BY name COLLATE "C";
 SELECT * FROM sa.start_positions ORDER BY name COLLATE "C";
+-- read, not written: no new checkpoint ("sa_ck0", "sa_ck2/0", "sa_ck3/0",
+-- ...), none rewritten
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
+-- later changes of a checkpoint do not move the subscription that read it
+SELECT eventsource.save_checkpoint('sa_ck', 10);
+SELECT eventsource.reset_checkpoint('sa_ck3/1', 1);
+SELECT * FROM sa.start_checkpoints WHERE name LIKE 'sa\_ck' OR name LIKE 'sa\_ck3/%'
+ ORDER BY name COLLATE "C";
 ROLLBACK;
--- a position: resume after it (over an existing checkpoint too)
+-- a position: resume after it (a checkpoint of that name stays as it is)
 BEGIN;
 SELECT eventsource.save_checkpoint('sa_n', 12);
+SELECT eventsource.save_checkpoint('sa_n007/0', 12);
+SELECT sa.note_checkpoints();
 SELECT eventsource.create_subscription('sa_n', 'sa.h(eventsource.events)', start_from => '3');
 SELECT eventsource.create_subscription('sa_n0', 'sa.h(eventsource.events)', start_from => '0');
 SELECT eventsource.create_subscription('sa_n007', 'sa.h(eventsource.events)', start_from => '007',
                                        partitions => 2);
 SELECT * FROM sa.start_checkpoints ORDER BY name COLLATE "C";
 SELECT * FROM sa.start_positions ORDER BY name COLLATE "C";
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
 ROLLBACK;
 SELECT * FROM sa.leftovers;
 
@@ -594,11 +675,16 @@ SELECT t.try($$SELECT eventsource.resume_subscription('sa_life/0')$$);
 SELECT t.try(format('SELECT eventsource.pause_subscription(%L)', repeat('x', 256)));
 
 --
--- reset_subscription: every partition's checkpoint, default 0
+-- reset_subscription: every partition's position, default 0
 --
 BEGIN;
 SELECT eventsource.reset_subscription('sa_life', 25);
 SELECT * FROM sa.checkpoints('sa_life');
+SELECT partition, checkpointed_at = now() AS checkpointed_now
+  FROM eventsource.subscription_partitions WHERE subscription = 'sa_life' ORDER BY partition;
+-- the status view reports it
+SELECT name, partition, checkpoint FROM eventsource.subscription_status
+ WHERE name = 'sa_life' ORDER BY partition;
 SELECT eventsource.reset_subscription('sa_life');
 SELECT * FROM sa.checkpoints('sa_life');
 -- forward past the head is allowed (it resumes after that position)
@@ -614,16 +700,23 @@ SELECT t.try($$SELECT eventsource.reset_subscription('sa_nope')$$);
 SELECT t.try($$SELECT eventsource.reset_subscription('sa_nope', -1)$$);
 SELECT t.try($$SELECT eventsource.reset_subscription('')$$);
 SELECT t.try($$SELECT eventsource.reset_subscription('sa_life/1', 5)$$);
--- a checkpoint of the user's that merely starts with the name is not the
--- subscription's (its partitions' checkpoints are "sa_life/0" and "sa_life/1";
--- "sa_life" would be its checkpoint if it had one partition)
+-- the users' checkpoints are not the subscription's, not even those named
+-- like its partitions ("sa_life/0", "sa_life/1") or like it ("sa_life"):
+-- saving them does not move it, resetting it does not touch them
 BEGIN;
 SELECT eventsource.save_checkpoint('sa_life/manual', 8);
+SELECT eventsource.save_checkpoint('sa_life/0', 8);
+SELECT eventsource.save_checkpoint('sa_life/1', 8);
 SELECT eventsource.save_checkpoint('sa_life/2', 8);
 SELECT eventsource.save_checkpoint('sa_life', 8);
 SELECT eventsource.save_checkpoint('sa_life_2', 8);
+SELECT * FROM sa.checkpoints('sa_life');
+SELECT sa.note_checkpoints();
 SELECT eventsource.reset_subscription('sa_life', 2);
-SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_life%' ORDER BY name COLLATE "C";
+SELECT * FROM sa.checkpoints('sa_life');
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
+SELECT name, partition, checkpoint FROM eventsource.subscription_status
+ WHERE name = 'sa_life' ORDER BY partition;
 ROLLBACK;
 
 --
@@ -689,7 +782,6 @@ ROLLBACK;
 SELECT (SELECT count(*) FROM eventsource.subscriptions WHERE name = 'sa_tx') AS subscriptions,
        (SELECT count(*) FROM eventsource.subscription_partitions
          WHERE subscription = 'sa_tx') AS partitions,
-       (SELECT count(*) FROM sa.checkpoints('sa_tx')) AS checkpoints,
        (SELECT count(*) FROM eventsource.subscription_status WHERE name = 'sa_tx') AS worker_slots;
 
 BEGIN;
@@ -771,8 +863,9 @@ SELECT name, partition, state, pid FROM eventsource.subscription_status
  WHERE name LIKE 'sa\_%' ORDER BY name, partition;
 
 --
--- drop_subscription: the subscription, its partitions, its checkpoints
--- ("name" and "name/k") and its dead letters go; nothing else
+-- drop_subscription: the subscription, its partitions (with their
+-- positions) and its dead letters go; nothing else.  The users' checkpoints
+-- stay, also those named like it ("name", "name/k").
 --
 SELECT t.try($$SELECT eventsource.drop_subscription('sa_nope')$$);
 SELECT t.try($$SELECT eventsource.drop_subscription(NULL)$$);
@@ -789,27 +882,59 @@ SELECT eventsource.save_checkpoint('sa_life_2', 3);
 SELECT eventsource.save_checkpoint('sa_life/manual', 3);
 SELECT eventsource.save_checkpoint('sa_life/02', 3);
 SELECT eventsource.save_checkpoint('sa_life/2', 3);
+SELECT eventsource.save_checkpoint('sa_life', 5);
+SELECT eventsource.save_checkpoint('sa_life/0', 6);
+SELECT eventsource.save_checkpoint('sa_sp', 7);
+SELECT eventsource.save_checkpoint('sa_sp/0', 7);
+SELECT sa.note_checkpoints();
 COMMIT;
 BEGIN;
+SELECT id AS old_id FROM eventsource.subscriptions WHERE name = 'sa_life' \gset
 SELECT eventsource.drop_subscription('sa_life');
 SELECT count(*) AS subscriptions FROM eventsource.subscriptions WHERE name = 'sa_life';
 SELECT count(*) AS partitions FROM eventsource.subscription_partitions WHERE subscription = 'sa_life';
 SELECT count(*) AS dead_letters FROM eventsource.dead_letters WHERE subscription = 'sa_life';
--- "sa_life/0" and "sa_life/1" are gone, the user's look-alikes stay
-SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_life%' ORDER BY name COLLATE "C";
+-- the users' checkpoints, look-alikes and namesakes, all stay as they were
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
 SELECT t.try($$SELECT eventsource.drop_subscription('sa_life')$$);
 SELECT t.try($$SELECT eventsource.pause_subscription('sa_life')$$);
 SELECT t.try($$SELECT eventsource.retry_dead_letters('sa_life')$$);
--- the name can be used again at once
+-- the name can be used again at once: a new subscription, with a new id
+-- (its partition's row carries it), starting where it is told
 SELECT eventsource.create_subscription('sa_life', 'sa.hb(eventsource.events[])', start_from => '4');
 SELECT eventsource.pause_subscription('sa_life');
-SELECT name, batch_handler, partitions, state FROM eventsource.subscriptions WHERE name = 'sa_life';
-SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_life%' ORDER BY name COLLATE "C";
+SELECT name, batch_handler, partitions, state, id <> :old_id AS new_id
+  FROM eventsource.subscriptions WHERE name = 'sa_life';
+SELECT p.partition, p.subscription_id = s.id AS subscription_id_matches
+  FROM eventsource.subscriptions s
+  JOIN eventsource.subscription_partitions p ON p.subscription = s.name
+ WHERE s.name = 'sa_life' ORDER BY p.partition;
+SELECT count(*) AS rows_of_the_dropped_one
+  FROM eventsource.subscription_partitions WHERE subscription_id = :old_id;
+SELECT * FROM sa.checkpoints('sa_life');
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
 COMMIT;
+-- the same across transactions: a committed drop, then a new subscription
+-- of that name (paused where it is created: no worker runs it), which
+-- starts from the users' checkpoints the drop left alone ("sa_life/0" for
+-- partition 0; no "sa_life/1": "sa_life" for partition 1)
+SELECT id AS old_id FROM eventsource.subscriptions WHERE name = 'sa_life' \gset
+SELECT eventsource.drop_subscription('sa_life');
+BEGIN;
+SELECT eventsource.create_subscription('sa_life', 'sa.h(eventsource.events)', start_from => 'checkpoint',
+                                       partitions => 2);
+SELECT eventsource.pause_subscription('sa_life');
+COMMIT;
+SELECT s.id <> :old_id AS new_id, count(*) AS partitions,
+       bool_and(p.subscription_id = s.id) AS subscription_id_matches
+  FROM eventsource.subscriptions s
+  JOIN eventsource.subscription_partitions p ON p.subscription = s.name
+ WHERE s.name = 'sa_life' GROUP BY s.id;
+SELECT * FROM sa.checkpoints('sa_life');
 SELECT eventsource.drop_subscription('sa_life');
 SELECT eventsource.drop_subscription('sa_sp');
--- what was not theirs is still there
-SELECT name, position FROM eventsource.checkpoints WHERE name LIKE 'sa\_%' ORDER BY name COLLATE "C";
+-- what was not theirs is still there, untouched
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
 SELECT subscription, partition FROM eventsource.dead_letters WHERE subscription LIKE 'sa\_%';
 DELETE FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';
 DELETE FROM eventsource.dead_letters WHERE subscription LIKE 'sa\_%';
@@ -822,21 +947,35 @@ COMMIT;
 
 --
 -- a subscription that runs: dropping it removes its rows at once; its
--- workers (whatever they did meanwhile) leave and free their slots
+-- workers (whatever they did meanwhile) leave and free their slots.  The
+-- users' checkpoints it started from, and those named like it, are read
+-- once at creation and never written, by the workers neither.
 --
-SELECT eventsource.create_subscription('sa_live', 'sa.h(eventsource.events)', partitions => 2);
+SELECT eventsource.save_checkpoint('sa_live', 1);
+SELECT eventsource.save_checkpoint('sa_live/0', 2);
+SELECT eventsource.save_checkpoint('sa_live/1', 3);
+SELECT sa.note_checkpoints();
+BEGIN;
+SELECT eventsource.create_subscription('sa_live', 'sa.h(eventsource.events)', start_from => 'checkpoint',
+                                       partitions => 2);
+-- no worker runs before the commit
+SELECT * FROM sa.checkpoints('sa_live');
+COMMIT;
 DO $$
 BEGIN
-    -- give the workers a chance to start, so that the drop below usually
-    -- meets running workers; the outcome is not part of the output
+    -- give the workers a chance to start and to process events, so that
+    -- the drop below usually meets running workers that have moved their
+    -- positions; the outcome is not part of the output
     FOR i IN 1..200 LOOP
         EXIT WHEN (SELECT count(*) FROM eventsource.subscription_status
-                    WHERE name = 'sa_live' AND pid IS NOT NULL) = 2;
+                    WHERE name = 'sa_live' AND pid IS NOT NULL) = 2
+              AND (SELECT count(*) FROM eventsource.subscription_partitions
+                    WHERE subscription = 'sa_live' AND position > 3) = 2;
         PERFORM pg_sleep(0.05);
     END LOOP;
 END $$;
 SELECT eventsource.drop_subscription('sa_live');
-SELECT subscriptions, partitions, checkpoints, dead_letters FROM sa.leftovers;
+SELECT subscriptions, partitions, dead_letters FROM sa.leftovers;
 -- the status rows of a dropped subscription go with its rows, but its
 -- workers keep their slots until they have drained and exited: probe the
 -- free slots themselves, with a creation of twelve partitions that
@@ -853,12 +992,17 @@ BEGIN
     RETURN false;
 END $$;
 SELECT sa.wait_for_free_slots() AS slots_freed;
+-- the workers are gone; the users' checkpoints are as they were
+SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
+DELETE FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';
 
 --
 -- nothing left behind: no rows, no worker slot, no prepared transaction;
--- all twelve slots are free again
+-- all twelve slots are free again.  The users' checkpoints of this suite
+-- were deleted by the suite itself.
 --
 SELECT * FROM sa.leftovers;
+SELECT count(*) AS user_checkpoints FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';
 SELECT count(*) AS prepared FROM pg_prepared_xacts;
 BEGIN;
 SELECT t.try($$SELECT eventsource.create_subscription('sa_all', 'sa.h(eventsource.events)', partitions => 12)$$);
