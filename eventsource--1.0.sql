@@ -83,6 +83,9 @@ CREATE TABLE eventsource.checkpoints (
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE eventsource.subscriptions (
+    -- a new id for every create_subscription, also of a name used before:
+    -- a worker of a dropped subscription can never touch its successor
+    id                        bigint      GENERATED ALWAYS AS IDENTITY,
     name                      text        NOT NULL,
     handler                   regprocedure NOT NULL,
     owner                     regrole     NOT NULL,
@@ -105,18 +108,23 @@ CREATE TABLE eventsource.subscriptions (
     created_at                timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at                timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT subscriptions_pkey PRIMARY KEY (name),
+    CONSTRAINT subscriptions_id_key UNIQUE (id),
     CONSTRAINT subscriptions_state_check CHECK (state IN ('active', 'paused')),
     CONSTRAINT subscriptions_strategy_check
         CHECK (checkpoint_strategy IN ('every_event', 'every_batch', 'periodic'))
 );
 
--- One row per partition: whether it stopped at an event, and how its last
--- graceful shutdown went.  Its position is the checkpoint named after the
--- subscription ("name", or "name/k" when partitions > 1).
+-- One row per partition: its checkpoint (everything up to "position" is
+-- done), whether it stopped at an event, and how its last graceful shutdown
+-- went.  Subscription progress is kept here, apart from the checkpoints of
+-- eventsource.checkpoints, so that save_checkpoint() can never move it.
 CREATE TABLE eventsource.subscription_partitions (
     subscription    text        NOT NULL
         REFERENCES eventsource.subscriptions (name) ON DELETE CASCADE,
     partition       integer     NOT NULL,
+    subscription_id bigint      NOT NULL,
+    position        bigint      NOT NULL,
+    checkpointed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     state           text        NOT NULL DEFAULT 'ok',
     failed_position bigint,
     failed_event_id uuid,
@@ -179,6 +187,7 @@ SELECT pg_catalog.pg_extension_config_dump('eventsource.events_global_position_s
 SELECT pg_catalog.pg_extension_config_dump('eventsource.snapshots', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.checkpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('eventsource.subscriptions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.subscription_partitions', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('eventsource.recent_errors', '');
@@ -309,8 +318,10 @@ CREATE FUNCTION eventsource.retry_dead_letters(name text, ids bigint[] DEFAULT N
 -- A subscription depends on its handler: dropping the function (directly,
 -- or with DROP SCHEMA ... CASCADE, DROP OWNED ...) is refused while a
 -- subscription uses it, as a real dependency would.
+-- SECURITY DEFINER: it runs for every DROP of every role, and must read the
+-- subscriptions table that those roles may not read.  It only reads.
 CREATE FUNCTION eventsource.protect_handlers() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     sub record;
 BEGIN

@@ -560,6 +560,31 @@ insert_events(text *stream_id, int64 first_version, EsEvent *events, int n,
 }
 
 /*
+ * Inside the PG_CATCH of the INSERT: an id stored meanwhile by a concurrent
+ * append to another stream (committed after our check) trips the unique
+ * index; say so with ES002, as for an id we had seen.  Anything else is
+ * rethrown as it is.
+ */
+static void
+rethrow_duplicate_id(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION || edata->constraint_name == NULL ||
+		strcmp(edata->constraint_name, "events_event_id_key") != 0)
+		PG_RE_THROW();
+	FlushErrorState();
+	es_stats_count(ES_STAT_DUPLICATE_IDS, 1);
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_DUPLICATE_EVENT_ID),
+			 errmsg("an event id of the call was stored by a concurrent append"),
+			 errdetail("%s", edata->detail ? edata->detail : edata->message),
+			 errhint("Every event needs an id of its own; generate a new one.")));
+}
+
+/*
  * The body shared by append() and append_event().  "events" are parsed and
  * checked.  Runs as the extension owner inside its own SPI connection.
  */
@@ -571,6 +596,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 	bool		any_id_given = false;
 	int64		current;
 	int64	   *positions;
+	MemoryContext cxt;
 
 	for (int i = 0; i < n; i++)
 		any_id_given |= events[i].id_given;
@@ -593,13 +619,15 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 
 		positions = palloc(sizeof(int64) * n);
 		es_reserve_positions(n, positions);
+		cxt = CurrentMemoryContext;
 		PG_TRY();
 		{
 			insert_events(stream_id, current + 1, events, n, positions);
 		}
-		PG_FINALLY();
+		PG_CATCH();
 		{
 			es_append_in_progress = false;
+			rethrow_duplicate_id(cxt);
 		}
 		PG_END_TRY();
 

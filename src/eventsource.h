@@ -91,7 +91,7 @@ extern int64 es_horizon(void);
 extern int	es_horizon_blockers(EsReservation *out);
 
 /* registry.c: wake the subscription workers of a database */
-extern void es_appends_committed(Oid dboid);
+extern void es_wake_workers(Oid dboid);
 
 /* catalog.c: cached OIDs of the extension's objects, owner-rights helpers */
 typedef struct EsCatalog

@@ -351,6 +351,9 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
 		in_handler = true;
 		(void) FunctionCallInvoke(fcinfo);
 		in_handler = false;
+		/* a tick that fired after the handler's last interrupt check */
+		if (cancel_reason != CANCEL_NONE)
+			QueryCancelPending = false;
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 
 		ReleaseCurrentSubTransaction();

@@ -547,9 +547,10 @@ es_horizon_blockers(EsReservation *out)
  * Drop reservations.  "subid" = InvalidSubTransactionId drops all of them
  * (end of the top-level transaction).  "aborted" says the positions are
  * dead: then WAL is flushed first so that the sequence can't hand them out
- * again after a crash once the horizon has passed them.
+ * again after a crash once the horizon has passed them.  Returns whether
+ * anything was dropped (then the horizon may have moved: wake the workers).
  */
-static void
+static bool
 release(SubTransactionId subid, bool aborted)
 {
 	const EsCatalog *cat;
@@ -561,7 +562,7 @@ release(SubTransactionId subid, bool aborted)
 		if (subid != InvalidSubTransactionId && local_res[i].subid != subid)
 			local_res[kept++] = local_res[i];
 	if (kept == local_nres)
-		return;
+		return false;
 	local_nres = kept;
 
 	if (aborted && !XLogRecPtrIsInvalid(reserve_lsn))
@@ -582,6 +583,7 @@ release(SubTransactionId subid, bool aborted)
 	}
 	publish_slot_locked(db);
 	LWLockRelease(lock);
+	return true;
 }
 
 static void
@@ -602,13 +604,15 @@ es_xact_callback(XactEvent event, void *arg)
 			if (local_nres > 0)
 			{
 				/* the horizon moves first, then the workers wake to see it */
-				release(InvalidSubTransactionId, false);
-				es_appends_committed(MyDatabaseId);
+				(void) release(InvalidSubTransactionId, false);
+				es_wake_workers(MyDatabaseId);
 			}
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			release(InvalidSubTransactionId, true);
+			/* the horizon may jump past the gap onto committed events */
+			if (release(InvalidSubTransactionId, true))
+				es_wake_workers(MyDatabaseId);
 			break;
 		default:
 			break;
@@ -647,7 +651,8 @@ es_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				break;
 			}
 		case SUBXACT_EVENT_ABORT_SUB:
-			release(mySubid, true);
+			if (release(mySubid, true))
+				es_wake_workers(MyDatabaseId);
 			break;
 		default:
 			break;
@@ -664,7 +669,8 @@ es_horizon_shmem_exit(int code, Datum arg)
 {
 	if (horizon == NULL || local_nres == 0)
 		return;
-	release(InvalidSubTransactionId, true);
+	if (release(InvalidSubTransactionId, true))
+		es_wake_workers(MyDatabaseId);
 }
 
 void

@@ -42,6 +42,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -368,6 +369,7 @@ es_launcher_main(Datum main_arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		QueryCancelPending = false; /* nothing to cancel here */
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -398,6 +400,8 @@ es_discovery_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("eventsource discovery");
+	/* the launcher waits for us: never for long behind someone's lock */
+	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 
 	StartTransactionCommand();
 	if (OidIsValid(get_extension_oid("eventsource", true)))
@@ -409,7 +413,7 @@ es_discovery_main(Datum main_arg)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
 		es_become_owner(&save_userid, &save_sec_context);
-		if (SPI_execute("SELECT s.name, s.partitions, s.state, p.partition, p.state"
+		if (SPI_execute("SELECT s.name, s.partitions, s.state, p.partition, p.state, s.id"
 						" FROM eventsource.subscriptions s"
 						" JOIN eventsource.subscription_partitions p"
 						"   ON p.subscription OPERATOR(pg_catalog.=) s.name"
@@ -426,9 +430,10 @@ es_discovery_main(Datum main_arg)
 			int			partition = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 			char	   *pstate = SPI_getvalue(tup, desc, 5);
 			EsDesired	desired = strcmp(state, "paused") == 0 ? ES_DESIRED_PAUSE : ES_DESIRED_RUN;
+			int64		incarnation = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 
 			if (partition == 0 &&
-				!es_registry_register(dboid, name, partitions, desired))
+				!es_registry_register(dboid, name, incarnation, partitions, desired))
 				ereport(WARNING,
 						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 						 errmsg("eventsource: subscription \"%s\" cannot run: all eventsource.max_workers slots are taken",

@@ -20,6 +20,7 @@
 
 #include <signal.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -167,13 +168,34 @@ es_registry_free_slots(void)
 }
 
 /*
- * Make sure the subscription has one slot per partition with the given
- * desired state.  Existing slots keep their statistics.  Returns false when
- * there are not enough free slots (nothing is changed then).
+ * A slot of an earlier subscription of the same name (another incarnation)
+ * is no longer the name's: a draining worker keeps it as a tombstone (no
+ * name, to be dropped, freed as the worker exits); an idle one is freed now.
+ * Caller holds the WORKERS lock exclusively.
+ */
+static void
+retire_slot_locked(EsWorkerSlot *slot)
+{
+	if (slot->pid == 0)
+	{
+		es_free_slot_locked(slot);
+		return;
+	}
+	slot->name[0] = '\0';
+	slot->desired = ES_DESIRED_DROP;
+	kill(slot->pid, SIGTERM);
+}
+
+/*
+ * Make sure the subscription "incarnation" (its id) has one slot per
+ * partition with the given desired state.  Slots of the same incarnation
+ * keep their statistics (discovery registers again what exists); slots of
+ * an earlier incarnation of the name are retired.  Returns false when there
+ * are not enough free slots (nothing is changed then).
  */
 bool
-es_registry_register(Oid dboid, const char *name, int partitions,
-					 EsDesired desired)
+es_registry_register(Oid dboid, const char *name, int64 incarnation,
+					 int partitions, EsDesired desired)
 {
 	LWLock	   *lock = es_lwlock(ES_LWLOCK_WORKERS);
 	int			missing = 0;
@@ -181,33 +203,41 @@ es_registry_register(Oid dboid, const char *name, int partitions,
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	for (int i = 0; i < es_workers->nslots; i++)
-		if (!es_workers->slots[i].in_use)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (!slot->in_use)
 			free_count++;
+		else if (slot_matches(slot, dboid, name) && slot->incarnation != incarnation &&
+				 slot->pid == 0)
+			free_count++;		/* will be freed below */
+	}
 	for (int p = 0; p < partitions; p++)
-		if (find_slot_locked(dboid, name, p) == NULL)
+	{
+		EsWorkerSlot *slot = find_slot_locked(dboid, name, p);
+
+		if (slot == NULL || slot->incarnation != incarnation)
 			missing++;
+	}
 	if (missing > free_count)
 	{
 		LWLockRelease(lock);
 		return false;
 	}
 
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (slot_matches(slot, dboid, name) &&
+			(slot->incarnation != incarnation || slot->partition >= partitions))
+			retire_slot_locked(slot);
+	}
+
 	for (int p = 0; p < partitions; p++)
 	{
 		EsWorkerSlot *slot = find_slot_locked(dboid, name, p);
 
-		/*
-		 * The slot of a dropped subscription of that name whose worker is
-		 * still draining: this is a new subscription, with fresh counters.
-		 */
-		if (slot != NULL && slot->desired == ES_DESIRED_DROP)
-		{
-			slot->crash_count = 0;
-			slot->next_start_at = 0;
-			slot->reset_requested_at = 0;
-			slot->retry_requested = false;
-			reset_slot_stats(slot, desired);
-		}
 		if (slot == NULL)
 		{
 			for (int i = 0; i < es_workers->nslots && slot == NULL; i++)
@@ -216,6 +246,7 @@ es_registry_register(Oid dboid, const char *name, int partitions,
 			slot->in_use = true;
 			slot->dboid = dboid;
 			strlcpy(slot->name, name, sizeof(slot->name));
+			slot->incarnation = incarnation;
 			slot->partition = p;
 			slot->pid = 0;
 			slot->latch = NULL;
@@ -367,12 +398,12 @@ es_registry_request(Oid dboid, const char *name, bool reset, int64 position, boo
 }
 
 /*
- * Called from the commit callback of a transaction that appended: wake the
- * workers of this database.  A shared lock and a scan of the slot array; no
- * NOTIFY, no polling.
+ * Called from the commit or abort callback of a transaction that held
+ * positions (the horizon moved): wake the workers of this database.  A
+ * shared lock and a scan of the slot array; no NOTIFY, no polling.
  */
 void
-es_appends_committed(Oid dboid)
+es_wake_workers(Oid dboid)
 {
 	LWLock	   *lock;
 
@@ -413,6 +444,8 @@ es_slot_note_error(EsWorkerSlot *slot, const char *message,
 	TimestampTz now = GetCurrentTimestamp();
 	int64		sec = now / USECS_PER_SEC;
 	int			b = (int) (sec % ES_ERROR_BUCKETS);
+	/* cut on a character boundary, and outside the spinlock */
+	int			len = pg_mbcliplen(message, strlen(message), ES_ERROR_TEXT_LEN - 1);
 
 	SpinLockAcquire(&slot->mutex);
 	if (slot->error_second[b] != sec)
@@ -423,7 +456,8 @@ es_slot_note_error(EsWorkerSlot *slot, const char *message,
 	slot->errors_by_second[b]++;
 	if (retried)
 		slot->events_retried++;
-	strlcpy(slot->last_error, message, sizeof(slot->last_error));
+	memcpy(slot->last_error, message, len);
+	slot->last_error[len] = '\0';
 	strlcpy(slot->last_sqlstate, sqlstate, sizeof(slot->last_sqlstate));
 	slot->last_error_at = now;
 	SpinLockRelease(&slot->mutex);

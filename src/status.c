@@ -276,7 +276,7 @@ collect_status(int *nrows)
 		Oid			types[1] = {INT8OID};
 
 		plan = es_prepare("SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid,"
-						  " s.state, p.state, COALESCE(c.position, 0),"
+						  " s.state, p.state, p.position,"
 						  " (SELECT pg_catalog.count(*) FROM eventsource.dead_letters d"
 						  "   WHERE d.subscription OPERATOR(pg_catalog.=) s.name"
 						  "   AND d.partition OPERATOR(pg_catalog.=) p.partition),"
@@ -286,13 +286,9 @@ collect_status(int *nrows)
 						  " FROM eventsource.subscriptions s"
 						  " JOIN eventsource.subscription_partitions p"
 						  "   ON p.subscription OPERATOR(pg_catalog.=) s.name"
-						  " LEFT JOIN eventsource.checkpoints c ON c.name OPERATOR(pg_catalog.=)"
-						  "   CASE WHEN s.partitions OPERATOR(pg_catalog.>) 1"
-						  "        THEN s.name OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) p.partition::pg_catalog.text"
-						  "        ELSE s.name END"
 						  " LEFT JOIN LATERAL (SELECT pg_catalog.count(*) AS n,"
 						  "   pg_catalog.min(e.recorded_at) AS oldest FROM eventsource.events e"
-						  "   WHERE e.global_position OPERATOR(pg_catalog.>) COALESCE(c.position, 0)"
+						  "   WHERE e.global_position OPERATOR(pg_catalog.>) p.position"
 						  "   AND e.global_position OPERATOR(pg_catalog.<=) $1"
 						  "   AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))"
 						  "   AND (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1)"
@@ -894,14 +890,10 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 	{
 		Oid			types[2] = {TEXTOID, INT8OID};
 
-		plan = es_prepare("SELECT pg_catalog.bool_and(COALESCE(c.position, 0) OPERATOR(pg_catalog.>=) $2)"
+		plan = es_prepare("SELECT pg_catalog.bool_and(p.position OPERATOR(pg_catalog.>=) $2)"
 						  " FROM eventsource.subscriptions s"
 						  " JOIN eventsource.subscription_partitions p"
 						  "   ON p.subscription OPERATOR(pg_catalog.=) s.name"
-						  " LEFT JOIN eventsource.checkpoints c ON c.name OPERATOR(pg_catalog.=)"
-						  "   CASE WHEN s.partitions OPERATOR(pg_catalog.>) 1"
-						  "        THEN s.name OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) p.partition::pg_catalog.text"
-						  "        ELSE s.name END"
 						  " WHERE s.name OPERATOR(pg_catalog.=) $1"
 						  " GROUP BY s.name",
 						  2, types);

@@ -52,6 +52,7 @@ typedef struct PendingOp
 	int			partitions;
 	EsDesired	desired;
 	int64		position;		/* PENDING_REQUEST_RESET */
+	int64		incarnation;	/* PENDING_REGISTER: subscriptions.id */
 } PendingOp;
 
 static List *pending = NIL;		/* in TopMemoryContext */
@@ -101,8 +102,8 @@ apply_pending(void)
 			case PENDING_REGISTER:
 				if (final_desired(lc, op) == ES_DESIRED_DROP)
 					break;		/* created and dropped again */
-				if (!es_registry_register(op->dboid, op->name, op->partitions,
-										  final_desired(lc, op)))
+				if (!es_registry_register(op->dboid, op->name, op->incarnation,
+										  op->partitions, final_desired(lc, op)))
 					ereport(WARNING,
 							(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 							 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",
@@ -260,8 +261,9 @@ es_subscriptions_extension_dropped(void)
 }
 
 /*
- * The name of a partition's checkpoint: the subscription's name, or
- * "name/k" when it has several partitions.
+ * The checkpoint that start_from => 'checkpoint' continues from, for a
+ * partition: "name/k" when the subscription has several partitions (else
+ * just "name"); see inherited_checkpoint().
  */
 char *
 es_checkpoint_name(const char *name, int partitions, int partition)
@@ -269,17 +271,6 @@ es_checkpoint_name(const char *name, int partitions, int partition)
 	if (partitions > 1)
 		return psprintf("%s/%d", name, partition);
 	return pstrdup(name);
-}
-
-/* All of a subscription's checkpoint names, as a text[] datum. */
-static Datum
-checkpoint_names(const char *name, int partitions)
-{
-	Datum	   *names = palloc(sizeof(Datum) * partitions);
-
-	for (int p = 0; p < partitions; p++)
-		names[p] = CStringGetTextDatum(es_checkpoint_name(name, partitions, p));
-	return PointerGetDatum(construct_array(names, partitions, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* ---------------------------------------------------------------------
@@ -505,12 +496,13 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	int			existing_partitions;
 	Oid			existing_owner;
 	int			free_slots;
+	int64		incarnation;
+	bool		isnull;
 	EsOwnerCall call;
 	Datum		values[18];
 	char		nulls[18];
 	static SPIPlanPtr insert_plan = NULL;
 	static SPIPlanPtr partitions_plan = NULL;
-	static SPIPlanPtr checkpoint_plan = NULL;
 	static SPIPlanPtr inherit_plan = NULL;
 
 	es_require_shmem("eventsource.create_subscription()");
@@ -585,12 +577,11 @@ es_create_subscription(PG_FUNCTION_ARGS)
 
 	if (inherit_plan == NULL)
 	{
-		/* all four or none: the last assignment marks them ready */
+		/* all three or none: the last assignment marks them ready */
 		Oid			types[18] = {TEXTOID, REGPROCEDUREOID, OIDOID, BOOLOID, TEXTOID, INT8OID,
 			INT4OID, TEXTOID, INTERVALOID, INTERVALOID, INT4OID, INTERVALOID, BOOLOID,
 		INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
-		Oid			ptypes[2] = {TEXTOID, INT4OID};
-		Oid			ctypes[2] = {TEXTOID, INT8OID};
+		Oid			ptypes[4] = {TEXTOID, INT4OID, INT8OID, INT8OID};
 		Oid			itypes[2] = {TEXTOID, TEXTOID};
 
 		insert_plan = es_prepare("INSERT INTO eventsource.subscriptions (name, handler, owner,"
@@ -599,15 +590,13 @@ es_create_subscription(PG_FUNCTION_ARGS)
 								 " continue_on_error, circuit_breaker_threshold, circuit_breaker_reset,"
 								 " event_types, categories, partitions)"
 								 " VALUES ($1, $2, $3::pg_catalog.regrole, $4, $5, $6, $7, $8, $9, $10, $11,"
-								 " $12, $13, $14, $15, $16, $17, $18)",
+								 " $12, $13, $14, $15, $16, $17, $18)"
+								 " RETURNING id",
 								 18, types);
-		partitions_plan = es_prepare("INSERT INTO eventsource.subscription_partitions (subscription, partition)"
-									 " SELECT $1, g FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) g",
-									 2, ptypes);
-		checkpoint_plan = es_prepare("INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
-									 " VALUES ($1, $2, pg_catalog.now()) ON CONFLICT (name) DO UPDATE"
-									 " SET position = excluded.position, updated_at = excluded.updated_at",
-									 2, ctypes);
+		partitions_plan = es_prepare("INSERT INTO eventsource.subscription_partitions"
+									 " (subscription, partition, subscription_id, position)"
+									 " VALUES ($1, $2, $3, $4)",
+									 4, ptypes);
 		inherit_plan = es_prepare("SELECT COALESCE("
 								  " (SELECT position FROM eventsource.checkpoints WHERE name OPERATOR(pg_catalog.=) $1),"
 								  " (SELECT position FROM eventsource.checkpoints WHERE name OPERATOR(pg_catalog.=) $2),"
@@ -637,25 +626,26 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	values[16] = PG_ARGISNULL(13) ? (Datum) 0 : PG_GETARG_DATUM(13);
 	nulls[16] = PG_ARGISNULL(13) ? 'n' : ' ';
 	values[17] = Int32GetDatum(partitions);
-	exec_plan(insert_plan, values, nulls, SPI_OK_INSERT);
+	exec_plan(insert_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+	incarnation = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
-	values[1] = Int32GetDatum(partitions);
-	exec_plan(partitions_plan, values, NULL, SPI_OK_INSERT);
-
-	/* each partition's checkpoint, where it resumes after */
+	/* each partition and where it resumes after */
 	for (int p = 0; p < partitions; p++)
 	{
-		Datum		cp[2];
+		Datum		row[4];
 
-		cp[0] = CStringGetTextDatum(es_checkpoint_name(name, partitions, p));
-		cp[1] = Int64GetDatum(from_checkpoint ?
-							  inherited_checkpoint(inherit_plan, name, partitions, p) :
-							  start_position);
-		exec_plan(checkpoint_plan, cp, NULL, SPI_OK_INSERT);
+		row[0] = CStringGetTextDatum(name);
+		row[1] = Int32GetDatum(p);
+		row[2] = Int64GetDatum(incarnation);
+		row[3] = Int64GetDatum(from_checkpoint ?
+							   inherited_checkpoint(inherit_plan, name, partitions, p) :
+							   start_position);
+		exec_plan(partitions_plan, row, NULL, SPI_OK_INSERT);
 	}
 	es_owner_end(&call);
 
 	queue_op(PENDING_REGISTER, name, partitions, ES_DESIRED_RUN);
+	((PendingOp *) llast(pending))->incarnation = incarnation;
 	PG_RETURN_VOID();
 }
 
@@ -672,24 +662,22 @@ es_drop_subscription(PG_FUNCTION_ARGS)
 {
 	char	   *name = arg_subscription_name(fcinfo);
 	EsOwnerCall call;
-	Datum		values[2];
-	int			partitions;
+	Datum		values[1];
 	static SPIPlanPtr plan = NULL;
 
 	api_begin(&call, "eventsource.drop_subscription()");
-	partitions = require_subscription(name, call.save_userid);
+	(void) require_subscription(name, call.save_userid);
 	if (plan == NULL)
 	{
-		Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+		Oid			types[1] = {TEXTOID};
 
-		plan = es_prepare("WITH c AS (DELETE FROM eventsource.checkpoints"
-						  "  WHERE name OPERATOR(pg_catalog.=) ANY ($2)),"
-						  " d AS (DELETE FROM eventsource.dead_letters WHERE subscription OPERATOR(pg_catalog.=) $1)"
+		/* its partitions (and their checkpoints) go with it, by cascade */
+		plan = es_prepare("WITH d AS (DELETE FROM eventsource.dead_letters"
+						  "  WHERE subscription OPERATOR(pg_catalog.=) $1)"
 						  " DELETE FROM eventsource.subscriptions WHERE name OPERATOR(pg_catalog.=) $1",
-						  2, types);
+						  1, types);
 	}
 	values[0] = CStringGetTextDatum(name);
-	values[1] = checkpoint_names(name, partitions);
 	exec_plan(plan, values, NULL, SPI_OK_DELETE);
 	es_owner_end(&call);
 
@@ -767,7 +755,6 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 	int64		position = es_arg_int64(fcinfo, 1, "position");
 	EsOwnerCall call;
 	Datum		values[2];
-	int			partitions;
 	static SPIPlanPtr plan = NULL;
 
 	if (position < 0)
@@ -775,16 +762,17 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("position must not be negative")));
 	api_begin(&call, "eventsource.reset_subscription()");
-	partitions = require_subscription(name, call.save_userid);
+	(void) require_subscription(name, call.save_userid);
 	if (plan == NULL)
 	{
-		Oid			types[2] = {TEXTARRAYOID, INT8OID};
+		Oid			types[2] = {TEXTOID, INT8OID};
 
-		plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2, updated_at = pg_catalog.now()"
-						  " WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
+		plan = es_prepare("UPDATE eventsource.subscription_partitions SET position = $2,"
+						  " checkpointed_at = pg_catalog.now()"
+						  " WHERE subscription OPERATOR(pg_catalog.=) $1",
 						  2, types);
 	}
-	values[0] = checkpoint_names(name, partitions);
+	values[0] = CStringGetTextDatum(name);
 	values[1] = Int64GetDatum(position);
 	exec_plan(plan, values, NULL, SPI_OK_UPDATE);
 	es_owner_end(&call);

@@ -63,7 +63,8 @@ typedef struct EsWorkerSlot
 	/* identity and control: protected by the WORKERS LWLock */
 	bool		in_use;
 	Oid			dboid;
-	char		name[ES_MAX_NAME_LEN + 1];
+	char		name[ES_MAX_NAME_LEN + 1];	/* empty: a retired slot */
+	int64		incarnation;	/* eventsource.subscriptions.id */
 	int			partition;
 	int			partitions;
 	EsDesired	desired;
@@ -118,8 +119,8 @@ typedef struct EsWorkersShared
 extern EsWorkersShared *es_workers;
 extern Size es_workers_shmem_size(void);
 extern void es_workers_shmem_init(void *area, bool found);
-extern bool es_registry_register(Oid dboid, const char *name, int partitions,
-								 EsDesired desired);
+extern bool es_registry_register(Oid dboid, const char *name, int64 incarnation,
+								 int partitions, EsDesired desired);
 extern void es_registry_set_desired(Oid dboid, const char *name, EsDesired desired);
 extern void es_registry_set_partition_desired(Oid dboid, const char *name,
 											  int partition, EsDesired desired);

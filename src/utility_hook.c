@@ -83,7 +83,7 @@ stop_database_workers(Oid dboid)
 
 	es_registry_drop_database(dboid);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										   es_drain_timeout_ms_guc + 10000);
+										   (int64) es_drain_timeout_ms_guc + 10000);
 	/* a worker broadcasts its slot's condition variable as it exits */
 	for (;;)
 	{

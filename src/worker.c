@@ -117,7 +117,9 @@ static Oid	my_dboid;
 static char my_name[ES_MAX_NAME_LEN + 1];
 static int	my_partition;
 static int	my_partitions;
-static char checkpoint_name[ES_MAX_NAME_LEN + 16];
+static int64 my_incarnation;	/* eventsource.subscriptions.id */
+static EsDesired row_desired = ES_DESIRED_RUN;	/* what our row says */
+static TimestampTz reset_seen = 0;	/* the last reset_subscription() followed */
 static EsSubConfig cfg;
 static FmgrInfo handler_finfo;
 static TupleDesc events_desc = NULL;	/* row type of eventsource.events */
@@ -131,7 +133,6 @@ static int64 position = 0;		/* everything <= position is done */
 static bool position_loaded = false;
 static int64 saved_position = 0;	/* what the checkpoint row says */
 static TimestampTz saved_at = 0;
-static TimestampTz reset_seen = 0;
 static int64 retry_position = 0;
 static int	retry_attempts = 0;
 static TimestampTz retry_not_before = 0;
@@ -149,7 +150,6 @@ static bool tx_open = false;
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr write_plan = NULL;
-static SPIPlanPtr write_if_plan = NULL;
 static SPIPlanPtr dead_letter_plan = NULL;
 static SPIPlanPtr error_plan = NULL;
 static SPIPlanPtr error_prune_plan = NULL;
@@ -353,15 +353,29 @@ col_interval_ms(HeapTuple tup, TupleDesc desc, int col)
 }
 
 /*
- * Load the subscription's row.  Returns false when it is gone.  Inside a
+ * The key of this worker's partition row, as parameters $1..$3 of the
+ * checkpoint queries: subscription name, partition, incarnation.
+ */
+static void
+set_row_key(Datum *values)
+{
+	values[0] = CStringGetTextDatum(my_name);
+	values[1] = Int32GetDatum(my_partition);
+	values[2] = Int64GetDatum(my_incarnation);
+}
+
+/*
+ * Load the subscription's row.  Returns false when it is gone (or replaced
+ * by a newer subscription of the same name); row_desired says what the row
+ * wants: run, paused, or stopped at an event.  Inside a
  * transaction, connected to SPI, as the extension owner.
  */
 static bool
 load_config(void)
 {
 	SPIPlanPtr	plan;
-	Oid			types[2] = {TEXTOID, INT4OID};
-	Datum		values[2];
+	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
+	Datum		values[3];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
@@ -376,15 +390,15 @@ load_config(void)
 					   " s.retry_backoff,"
 					   " s.continue_on_error, s.circuit_breaker_threshold,"
 					   " s.circuit_breaker_reset,"
-					   " s.event_types, s.categories, s.partitions"
+					   " s.event_types, s.categories, s.partitions, s.state, p.state"
 					   " FROM eventsource.subscriptions s"
 					   " JOIN eventsource.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name"
-					   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND p.partition OPERATOR(pg_catalog.=) $2",
-					   2, types);
+					   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND p.partition OPERATOR(pg_catalog.=) $2"
+					   " AND s.id OPERATOR(pg_catalog.=) $3",
+					   3, types);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	values[0] = CStringGetTextDatum(my_name);
-	values[1] = Int32GetDatum(my_partition);
+	set_row_key(values);
 	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "eventsource worker: could not read subscription \"%s\"", my_name);
 	if (SPI_processed == 0)
@@ -412,11 +426,13 @@ load_config(void)
 	cfg.categories = SPI_getbinval(tup, desc, 14, &isnull);
 	cfg.categories = isnull ? (Datum) 0 : datumCopy(cfg.categories, false, -1);
 	my_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+	/* paused or stopped since we were registered (e.g. during discovery) */
+	row_desired = strcmp(SPI_getvalue(tup, desc, 17), "ok") != 0 ? ES_DESIRED_FAILED :
+		strcmp(SPI_getvalue(tup, desc, 16), "active") != 0 ? ES_DESIRED_PAUSE :
+		ES_DESIRED_RUN;
 	MemoryContextSwitchTo(old);
 	SPI_freeplan(plan);
 
-	strlcpy(checkpoint_name, es_checkpoint_name(my_name, my_partitions, my_partition),
-			sizeof(checkpoint_name));
 
 	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(cfg.handler)))
 		ereport(ERROR,
@@ -446,25 +462,25 @@ load_config(void)
  */
 
 /*
- * Read the checkpoint row; with "lock", lock it until the transaction ends
- * (reset_subscription() and drop_subscription() wait for the batch).
- * Returns false when the row is gone (the subscription was dropped).
+ * Read and lock this partition's row (its checkpoint) until the transaction
+ * ends: reset_subscription() and drop_subscription() wait for the batch.
+ * Returns false when the row is gone or belongs to a newer subscription of
+ * the same name: ours was dropped.
  */
 static bool
-read_checkpoint(bool lock, int64 *pos)
+read_checkpoint(int64 *pos)
 {
-	Datum		values[1];
-	static SPIPlanPtr nolock_plan = NULL;
-	Oid			types[1] = {TEXTOID};
+	Datum		values[3];
+	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
 
 	if (lock_plan == NULL)
-		lock_plan = es_prepare("SELECT position FROM eventsource.checkpoints"
-							   " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE", 1, types);
-	if (nolock_plan == NULL)
-		nolock_plan = es_prepare("SELECT position FROM eventsource.checkpoints"
-								 " WHERE name OPERATOR(pg_catalog.=) $1", 1, types);
-	values[0] = CStringGetTextDatum(checkpoint_name);
-	run_plan(lock ? lock_plan : nolock_plan, values, NULL, SPI_OK_SELECT);
+		lock_plan = es_prepare("SELECT position FROM eventsource.subscription_partitions"
+							   " WHERE subscription OPERATOR(pg_catalog.=) $1"
+							   " AND partition OPERATOR(pg_catalog.=) $2"
+							   " AND subscription_id OPERATOR(pg_catalog.=) $3 FOR UPDATE",
+							   3, types);
+	set_row_key(values);
+	run_plan(lock_plan, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	*pos = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -472,36 +488,29 @@ read_checkpoint(bool lock, int64 *pos)
 }
 
 /*
- * Write the checkpoint in the current transaction.  For periodic, only if
- * nobody changed the row since we read it (else false: reload).
+ * Write the checkpoint in the current transaction, which holds the row's
+ * lock (read_checkpoint).
  */
-static bool
+static void
 write_checkpoint(int64 pos)
 {
-	Datum		values[3];
-	Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
+	Datum		values[4];
+	Oid			types[4] = {TEXTOID, INT4OID, INT8OID, INT8OID};
 
 	if (write_plan == NULL)
-		write_plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2,"
-								" updated_at = pg_catalog.now()"
-								" WHERE name OPERATOR(pg_catalog.=) $1", 2, types);
-	if (write_if_plan == NULL)
-		write_if_plan = es_prepare("UPDATE eventsource.checkpoints SET position = $2,"
-								   " updated_at = pg_catalog.now()"
-								   " WHERE name OPERATOR(pg_catalog.=) $1"
-								   " AND position OPERATOR(pg_catalog.=) $3", 3, types);
-	values[0] = CStringGetTextDatum(checkpoint_name);
-	values[1] = Int64GetDatum(pos);
-	values[2] = Int64GetDatum(saved_position);
-	run_plan(cfg.strategy == ES_PERIODIC ? write_if_plan : write_plan,
-			 values, NULL, SPI_OK_UPDATE);
-	if (SPI_processed == 0)
-		return false;
+		write_plan = es_prepare("UPDATE eventsource.subscription_partitions SET position = $4,"
+								" checkpointed_at = pg_catalog.now()"
+								" WHERE subscription OPERATOR(pg_catalog.=) $1"
+								" AND partition OPERATOR(pg_catalog.=) $2"
+								" AND subscription_id OPERATOR(pg_catalog.=) $3",
+								4, types);
+	set_row_key(values);
+	values[3] = Int64GetDatum(pos);
+	run_plan(write_plan, values, NULL, SPI_OK_UPDATE);
 	saved_position = pos;
 	saved_at = GetCurrentTimestamp();
 	if (es_shutdown_requested)
 		checkpoints_saved_in_drain++;
-	return true;
 }
 
 /* Is a checkpoint write due (the strategy says when)? */
@@ -695,9 +704,9 @@ dead_letter(EsEventRef *ev, EsCallError *err, int retries)
 static void
 stop_at_event(EsEventRef *ev, EsCallError *err)
 {
-	Datum		values[6];
+	Datum		values[7];
 	bool		isnull;
-	Oid			types[6] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID, TEXTOID};
+	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID};
 
 	tx_begin("eventsource: stopping at a failed event");
 	if (fail_plan == NULL)
@@ -705,14 +714,16 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 							   " failed_position = $3, failed_event_id = $4, error_message = $5,"
 							   " error_sqlstate = $6, failed_at = pg_catalog.now()"
 							   " WHERE subscription OPERATOR(pg_catalog.=) $1"
-							   " AND partition OPERATOR(pg_catalog.=) $2",
-							   6, types);
+							   " AND partition OPERATOR(pg_catalog.=) $2"
+							   " AND subscription_id OPERATOR(pg_catalog.=) $7",
+							   7, types);
 	values[0] = CStringGetTextDatum(my_name);
 	values[1] = Int32GetDatum(my_partition);
 	values[2] = Int64GetDatum(ev->position);
 	values[3] = event_column(ev, 4, &isnull);
 	values[4] = CStringGetTextDatum(err->message);
 	values[5] = CStringGetTextDatum(err->sqlstate);
+	values[6] = Int64GetDatum(my_incarnation);
 	run_plan(fail_plan, values, NULL, SPI_OK_UPDATE);
 	tx_commit();
 
@@ -901,13 +912,8 @@ handle_failure(EsEventRef *ev, EsCallError *err)
 static void
 finish_batch(void)
 {
-	if (checkpoint_due() && !write_checkpoint(position))
-	{
-		/* periodic: the row changed under us (reset or drop): start over */
-		tx_abort();
-		position_loaded = false;
-		return;
-	}
+	if (checkpoint_due())
+		write_checkpoint(position);
 	tx_commit();
 	slot_checkpointed(saved_position);
 }
@@ -935,30 +941,31 @@ process_batch(void)
 	MemoryContextReset(batch_cxt);
 	tx_begin("eventsource: reading events");
 
-	/* where are we?  (a reset or a periodic checkpoint may have moved it) */
+	/*
+	 * Where are we?  The row says, unless we are ahead of it (periodic keeps
+	 * its position in memory between checkpoints); a row that differs from
+	 * what we last saved was moved by reset_subscription(): follow it.
+	 */
+	if (!read_checkpoint(&start))
+	{
+		tx_commit();
+		return BATCH_GONE;
+	}
 	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
 	reset_at = MySlot->reset_requested_at;
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	if (cfg.strategy != ES_PERIODIC || !position_loaded || reset_at != reset_seen)
+	/* a reset to the very position we last saved still means: go back */
+	if (!position_loaded || start != saved_position || reset_at != reset_seen)
 	{
-		if (!read_checkpoint(cfg.strategy != ES_PERIODIC, &start))
-		{
-			tx_commit();
-			return BATCH_GONE;
-		}
-		if (!position_loaded || start != saved_position || reset_at != reset_seen)
-		{
-			/* first time, or moved by reset_subscription(): follow it */
-			position = start;
-			retry_position = 0;
-			retry_attempts = 0;
-		}
-		saved_position = start;
-		position_loaded = true;
-		reset_seen = reset_at;
-		if (saved_at == 0)
-			saved_at = GetCurrentTimestamp();
+		position = start;
+		retry_position = 0;
+		retry_attempts = 0;
 	}
+	saved_position = start;
+	position_loaded = true;
+	reset_seen = reset_at;
+	if (saved_at == 0)
+		saved_at = GetCurrentTimestamp();
 
 	head = es_horizon();
 	if (position >= head)
@@ -1025,7 +1032,7 @@ process_batch(void)
 			if (!position_loaded)
 				return BATCH_DONE;
 			tx_begin("eventsource: delivering events");
-			if (!read_checkpoint(true, &start))
+			if (!read_checkpoint(&start))
 			{
 				tx_commit();
 				return BATCH_GONE;
@@ -1202,8 +1209,8 @@ record_shutdown(bool forced, bool gone)
 		return;
 	PG_TRY();
 	{
-		Datum		values[3];
-		Oid			types[3] = {TEXTOID, INT4OID, JSONBOID};
+		Datum		values[4];
+		Oid			types[4] = {TEXTOID, INT4OID, JSONBOID, INT8OID};
 		char	   *json;
 		char		iso[MAXDATELEN + 1];
 
@@ -1211,8 +1218,9 @@ record_shutdown(bool forced, bool gone)
 		if (shutdown_plan == NULL)
 			shutdown_plan = es_prepare("UPDATE eventsource.subscription_partitions SET last_shutdown = $3"
 									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
-									   " AND partition OPERATOR(pg_catalog.=) $2",
-									   3, types);
+									   " AND partition OPERATOR(pg_catalog.=) $2"
+									   " AND subscription_id OPERATOR(pg_catalog.=) $4",
+									   4, types);
 		json = psprintf("{\"at\": \"%s\", \"reason\": \"%s\", \"phase\": \"%s\", \"duration_ms\": " INT64_FORMAT
 						", \"forced\": %s, \"events_in_flight\": %d, \"checkpoints_saved\": %d, \"checkpoint\": " INT64_FORMAT "}",
 						JsonEncodeDateTime(iso, TimestampTzGetDatum(now), TIMESTAMPTZOID, NULL), rec.reason, rec.phase, rec.duration_ms,
@@ -1221,6 +1229,7 @@ record_shutdown(bool forced, bool gone)
 		values[0] = CStringGetTextDatum(my_name);
 		values[1] = Int32GetDatum(my_partition);
 		values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+		values[3] = Int64GetDatum(my_incarnation);
 		run_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
 		tx_commit();
 	}
@@ -1241,6 +1250,8 @@ worker_wait(int64 timeout_ms)
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 Max(timeout_ms, 1), PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
+	/* a query cancel only means something while a handler runs */
+	QueryCancelPending = false;
 	CHECK_FOR_INTERRUPTS();
 	if (ConfigReloadPending)
 	{
@@ -1379,6 +1390,7 @@ attach_slot(int index, uint32 generation)
 		strlcpy(my_name, slot->name, sizeof(my_name));
 		my_partition = slot->partition;
 		my_partitions = slot->partitions;
+		my_incarnation = slot->incarnation;
 		MySlot = slot;
 	}
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
@@ -1445,10 +1457,15 @@ es_worker_main(Datum main_arg)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	if (gone)
+	if (gone || row_desired != ES_DESIRED_RUN)
 	{
+		/*
+		 * Dropped, or paused / stopped at an event after we were registered
+		 * (a race with discovery): the row is right, the slot follows it.
+		 */
 		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-		MySlot->desired = ES_DESIRED_DROP;
+		if (MySlot->desired == ES_DESIRED_RUN)
+			MySlot->desired = gone ? ES_DESIRED_DROP : row_desired;
 		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 		proc_exit(0);
 	}
@@ -1467,11 +1484,14 @@ es_worker_main(Datum main_arg)
 	{
 		PG_TRY();
 		{
+			int64		row;
+
 			tx_begin("eventsource: final checkpoint");
-			if (write_checkpoint(position))
-				tx_commit();
-			else
-				tx_abort();
+			/* only our own row, and only if nobody moved or reset it meanwhile */
+			if (read_checkpoint(&row) && row == saved_position &&
+				MySlot->reset_requested_at == reset_seen)
+				write_checkpoint(position);
+			tx_commit();
 		}
 		PG_CATCH();
 		{

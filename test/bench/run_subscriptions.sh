@@ -391,7 +391,7 @@ LINE=$(printf '%.0s-' $(seq 118))
 	echo "  SELECT count(*) FROM (SELECT bench.count_event(e) FROM eventsource.events e ORDER BY e.global_position) s"
 	echo "  i.e. the same PL/pgSQL handler, called once per event in position order, in one transaction, one commit."
 	echo "subscription rows: TRUNCATE; then, timed the same way, create_subscription(start_from 'beginning', batch_size)"
-	echo "  until its checkpoint (eventsource.checkpoints) is at the head, polled every 5 ms by psql's \\watch, which sleeps"
+	echo "  until its checkpoint (eventsource.subscription_partitions) is at the head, polled every 5 ms by psql's \\watch, which sleeps"
 	echo "  in the client: no snapshot held while waiting. The worker: one transaction per batch (each handler call in"
 	echo "  a subtransaction, then the checkpoint), synchronous_commit on. 'startup': create -> worker process started"
 	echo "  (included in seconds)."

@@ -1,9 +1,9 @@
 -- test/bench/sub_await.sql, included by run_subscriptions.sh: wait until
--- the committed checkpoint :name (a subscription's, or "name/k" for its
--- partition k) is at or past :pos (at most :timeout), without holding a
--- snapshot while waiting.  Sets :ok (t/f) and :reached_at.  It reads
--- eventsource.checkpoints, the table behind subscription_status.checkpoint
--- (a poll of the view itself can fail now and then: see README.md).
+-- every partition of subscription :name has committed a checkpoint at or
+-- past :pos (at most :timeout), without holding a snapshot while waiting.
+-- Sets :ok (t/f) and :reached_at.  It reads
+-- eventsource.subscription_partitions.position, the table behind
+-- subscription_status.checkpoint.
 --
 -- The checkpoint is polled every 5 ms by \watch, which sleeps in the client:
 -- between two polls this session holds no snapshot, so it never holds the
@@ -17,9 +17,11 @@
 \set ON_ERROR_STOP 0
 \o /dev/null
 SELECT clock_timestamp() + :'timeout'::interval AS deadline \gset
-SELECT 1 / (coalesce((SELECT c.position FROM eventsource.checkpoints c WHERE c.name = :'name'), 0) < :pos
+SELECT 1 / (coalesce((SELECT min(p.position) FROM eventsource.subscription_partitions p
+                        WHERE p.subscription = :'name'), 0) < :pos
             AND clock_timestamp() < :'deadline')::int \watch 0.005
 \o
 \set ON_ERROR_STOP 1
-SELECT coalesce((SELECT c.position >= :pos FROM eventsource.checkpoints c WHERE c.name = :'name'), false) AS ok,
+SELECT coalesce((SELECT min(p.position) >= :pos FROM eventsource.subscription_partitions p
+                  WHERE p.subscription = :'name'), false) AS ok,
        clock_timestamp() AS reached_at \gset

@@ -69,9 +69,14 @@ SELECT is(pg_get_function_arguments('eventsource.append(text,bigint,jsonb)'::reg
     'stream_id text, expected_version bigint, events jsonb, OUT stream_version bigint, OUT first_position bigint, OUT last_position bigint',
     'append columns');
 
--- no function is SECURITY DEFINER (table access runs as the owner inside C)
-SELECT is((SELECT count(*)::int FROM pg_proc WHERE pronamespace = 'eventsource'::regnamespace AND prosecdef),
-    0, 'no SECURITY DEFINER functions');
+-- the only SECURITY DEFINER function is the event trigger that protects
+-- handlers (it must read the catalog whoever runs the DDL), and it pins its
+-- search_path; everything else accesses tables as the owner inside C
+SELECT set_eq(
+    $$SELECT proname::text, proconfig FROM pg_proc
+       WHERE pronamespace = 'eventsource'::regnamespace AND prosecdef$$,
+    $$VALUES ('protect_handlers'::text, ARRAY['search_path=pg_catalog, pg_temp'])$$,
+    'only protect_handlers is SECURITY DEFINER, with a pinned search_path');
 -- pure helpers are immutable, reads stable, writes volatile
 SELECT volatility_is('eventsource', 'stream_partition', ARRAY['text', 'integer'], 'immutable');
 SELECT volatility_is('eventsource', 'append', ARRAY['text', 'bigint', 'jsonb'], 'volatile');
@@ -82,7 +87,8 @@ SELECT set_eq(
     $$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'eventsource'$$,
     ARRAY['eventsource.events', 'eventsource.events_global_position_seq',
           'eventsource.snapshots', 'eventsource.checkpoints',
-          'eventsource.subscriptions', 'eventsource.subscription_partitions',
+          'eventsource.subscriptions', 'eventsource.subscriptions_id_seq',
+          'eventsource.subscription_partitions',
           'eventsource.dead_letters', 'eventsource.dead_letters_id_seq',
           'eventsource.recent_errors', 'eventsource.recent_errors_id_seq'],
     'tables and sequences holding user data registered with pg_extension_config_dump');

@@ -284,7 +284,7 @@ SELECT throws_ok('SELECT count(*) FROM eventsource.streams', '42501', NULL,
 SELECT lives_ok('SELECT count(*) FROM eventsource.horizon_blockers',
     'es_operator: SELECT on horizon_blockers works');
 RESET ROLE;
-SELECT is((SELECT count(*)::integer FROM seq_ops), 3, 'three sequences in the schema');
+SELECT is((SELECT count(*)::integer FROM seq_ops), 4, 'four sequences in the schema');
 
 -- the views run their functions with the caller's EXECUTE: SELECT on the
 -- view alone is not enough

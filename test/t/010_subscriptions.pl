@@ -198,8 +198,39 @@ sql(q{SELECT eventsource.append_event('P-' || (i % 20), -1, 'Tick', '{}') FROM g
 wait_until(q{SELECT bool_and(checkpoint = head_position) AND count(*) = 3
                FROM eventsource.subscription_status WHERE name = 'part'},
 	'three partitions, all caught up');
-is( sql(q{SELECT string_agg(name, ',' ORDER BY name) FROM eventsource.checkpoints WHERE name LIKE 'part%'}),
-	'part/0,part/1,part/2', 'each partition has its own checkpoint');
+is( sql(q{SELECT string_agg(subscription || '/' || partition || '@' || (position = eventsource.head_position()), ','
+                           ORDER BY partition)
+            FROM eventsource.subscription_partitions WHERE subscription = 'part'}),
+	'part/0@true,part/1@true,part/2@true', 'each partition has its own checkpoint');
+is(sql(q{SELECT count(*) FROM eventsource.checkpoints}), '0',
+	'subscription progress is kept apart from the checkpoints of save_checkpoint()');
+# a reader's save_checkpoint() of the same name cannot skip the subscription ahead
+sql(q{SELECT eventsource.save_checkpoint('part', 1000000)});
+sql(q{SELECT eventsource.append_event('P-1', -1, 'Tick', '{}')});
+wait_until(q{SELECT count(*) = 1 FROM seen s JOIN eventsource.events e ON e.event_id = s.event_id
+              WHERE s.sub = 'part' AND e.global_position = eventsource.head_position()},
+	'a checkpoint named like the subscription does not move it');
+
+# an aborted append that held the horizon back wakes the workers when it ends
+my $holder = $node->background_psql('postgres');
+$holder->query_safe(q{BEGIN; SELECT eventsource.append_event('Hold-1', 0, 'Held', '{}')});
+sql(q{SELECT eventsource.append_event('Behind-1', 0, 'Tick', '{}')});
+sleep 1;
+is(sql(q{SELECT count(*) FROM seen WHERE sub = 'part' AND stream = 'Behind-1'}), '0',
+	'an event behind an open append waits for the horizon');
+$t0 = time;
+$holder->query_safe('ROLLBACK');
+wait_until(q{SELECT count(*) = 1 FROM seen WHERE sub = 'part' AND stream = 'Behind-1'},
+	'the rollback releases it');
+cmp_ok(time - $t0, '<', 2, 'at once: the abort woke the workers (their idle wait is 10 s)');
+$holder->quit;
+
+# a query cancel of an idle worker is harmless
+my $part_pid = sql(q{SELECT pid FROM eventsource.subscription_status WHERE name = 'part' AND partition = 0});
+sql(qq{SELECT pg_cancel_backend($part_pid)});
+sleep 1;
+is(sql(q{SELECT pid FROM eventsource.subscription_status WHERE name = 'part' AND partition = 0}), $part_pid,
+	'pg_cancel_backend() of an idle worker does not kill it');
 is( sql(q{SELECT count(*) FROM eventsource.events e WHERE NOT EXISTS
            (SELECT 1 FROM seen s WHERE s.sub = 'part' AND s.event_id = e.event_id)}),
 	'0', 'every event was delivered by some partition');
@@ -250,6 +281,12 @@ is( sql(q{SELECT string_agg(event_type || ':' || error_sqlstate, ',' ORDER BY gl
 ($ret, $out, $err) = $node->psql('postgres', q{SET ROLE projector;
 	SELECT eventsource.create_subscription('priv2', 'record(text,eventsource.events)')});
 like($err, qr/cannot be a subscription handler/, 'a handler with the wrong signature is refused');
+# the handler guard (an event trigger on every DROP) works for any role
+sql(q{GRANT CREATE ON SCHEMA public TO projector});
+($ret, $out, $err) = $node->psql('postgres', q{SET ROLE projector;
+	CREATE TABLE projector_scratch (x int); ALTER TABLE projector_scratch ADD COLUMN y int;
+	ALTER TABLE projector_scratch DROP COLUMN y; DROP TABLE projector_scratch});
+is($ret, 0, 'a role without rights on the extension tables can still drop its own objects') or diag($err);
 
 # ---------------------------------------------------------------------------
 # DROP EXTENSION with running workers; the database keeps working

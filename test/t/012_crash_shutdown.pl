@@ -30,6 +30,13 @@ sub wait_until
 	  or diag(sql('SELECT * FROM eventsource.subscription_status'));
 }
 
+# a single-partition subscription's checkpoint
+sub cp
+{
+	my ($name) = @_;
+	return sql(qq{SELECT position FROM eventsource.subscription_partitions WHERE subscription = '$name'});
+}
+
 sub worker_pid
 {
 	my ($name) = @_;
@@ -70,7 +77,7 @@ sql(q{INSERT INTO knobs VALUES ('k9', 100);
 sql(q{SELECT eventsource.append_event('K-' || i, 0, 'A', '{}') FROM generate_series(1, 25) i});
 ok(wait_in_handler('k9'), 'the worker is in the middle of a batch');
 usleep(350_000);    # a few events of the batch are applied, uncommitted
-my $checkpoint_before = sql(q{SELECT get_checkpoint FROM eventsource.get_checkpoint('k9')});
+my $checkpoint_before = cp('k9');
 my $pid = worker_pid('k9');
 my $log_offset = -s $node->logfile;
 kill 'KILL', $pid;
@@ -103,7 +110,7 @@ like($log,
 	qr/subscription "drain" partition 0 stopped \(server stop, completed\)\n.*DETAIL:  database=postgres subscription=drain partition=0 reason="server stop" phase=completed duration_ms=\d+ forced=false events_in_flight=0 checkpoints_saved=1/,
 	'one structured log line: completed, not forced, one checkpoint saved');
 $node->start;
-my $cp = sql(q{SELECT eventsource.get_checkpoint('drain')});
+my $cp = cp('drain');
 is(sql(qq{SELECT count(*) FROM applied WHERE sub = 'drain' AND pos > $cp}), '0',
 	'every applied event is covered by the final checkpoint');
 cmp_ok($cp, '>', $first, 'the drained batch was committed, not rolled back');
@@ -138,7 +145,7 @@ like(slurp_file($node->logfile, $log_offset),
 is(sql(q{SELECT (last_shutdown->>'forced') || ' ' || (last_shutdown->>'events_in_flight')
            FROM eventsource.subscription_status WHERE name = 'forced'}),
 	'true 3', 'and kept for the status view');
-is(sql(qq{SELECT eventsource.get_checkpoint('forced') = $first}), 't', 'the checkpoint did not move');
+is(cp('forced'), $first, 'the checkpoint did not move');
 is(sql(q{SELECT count(*) FROM applied WHERE sub = 'forced'}), '0', 'the rolled-back batch left no effect');
 sql(q{UPDATE knobs SET sleep_ms = 0 WHERE name = 'forced'; SELECT eventsource.resume_subscription('forced')});
 wait_until(q{SELECT count(*) = 3 FROM applied WHERE sub = 'forced'}, 'resumed: the batch is delivered again');
@@ -155,7 +162,7 @@ wait_until(q{SELECT state = 'live' FROM eventsource.subscription_status WHERE na
 $first = sql(q{SELECT eventsource.head_position()});
 sql(q{SELECT eventsource.append_event('Per-' || i, 0, 'A', '{}') FROM generate_series(1, 6) i});
 wait_until(q{SELECT count(*) = 6 FROM applied WHERE sub = 'periodic'}, 'the events are applied');
-is(sql(qq{SELECT eventsource.get_checkpoint('periodic') = $first}), 't',
+is(cp('periodic'), $first,
 	'the checkpoint waits for the interval');
 # a crash: the events since the checkpoint come again (at-least-once)
 $pid = worker_pid('periodic');
@@ -170,8 +177,46 @@ $node->restart;
 sleep 1;
 is(sql(q{SELECT count(*) FROM applied WHERE sub = 'periodic'}), '12',
 	'after a clean restart nothing is redelivered');
-is(sql(q{SELECT eventsource.get_checkpoint('periodic') = eventsource.head_position()}), 't',
+is(cp('periodic'), sql(q{SELECT eventsource.head_position()}),
 	'the final checkpoint was saved at the stop');
+# a reset to the very position of the last saved checkpoint still goes back:
+# the worker has moved past it in memory, and the reset must not be mistaken
+# for "nothing changed" (nor be overwritten by the next periodic save)
+$first = cp('periodic');
+sql(q{SELECT eventsource.append_event('Per2-' || i, 0, 'A', '{}') FROM generate_series(1, 4) i});
+wait_until(q{SELECT count(*) = 16 FROM applied WHERE sub = 'periodic'}, 'four more events are applied');
+is(cp('periodic'), $first, 'the checkpoint is still the one saved at the stop');
+sql("SELECT eventsource.reset_subscription('periodic', $first)");
+wait_until(q{SELECT count(*) = 20 FROM applied WHERE sub = 'periodic'},
+	'reset to the saved checkpoint: the events after it are delivered again');
+$node->restart;
+sleep 1;
+is(sql(q{SELECT count(*) FROM applied WHERE sub = 'periodic'}), '20',
+	'and once only: the final checkpoint after the reset is the head');
+
+# ---------------------------------------------------------------------------
+# drop and create again under the same name, in one transaction, while the
+# old worker is busy: the old worker must not touch the new subscription
+# ---------------------------------------------------------------------------
+sql(q{INSERT INTO knobs VALUES ('again', 200);
+      SELECT eventsource.create_subscription('again', 'h(eventsource.events)', start_from => 'end',
+             checkpoint_strategy => 'periodic', checkpoint_interval => '1 hour', batch_size => 3)});
+$first = sql(q{SELECT eventsource.head_position()});
+sql(q{SELECT eventsource.append_event('Again-' || i, 0, 'A', '{}') FROM generate_series(1, 6) i});
+ok(wait_in_handler('again'), 'the old worker is busy');
+sql(q{BEGIN;
+      SELECT eventsource.drop_subscription('again');
+      DELETE FROM applied WHERE sub = 'again';
+      UPDATE knobs SET sleep_ms = 0 WHERE name = 'again';
+      SELECT eventsource.create_subscription('again', 'h(eventsource.events)', start_from => 'beginning',
+             checkpoint_strategy => 'periodic', checkpoint_interval => '1 hour');
+      COMMIT});
+wait_until(q{SELECT missing('again', 0) = 0}, 'the new subscription runs and delivers every event, from the beginning');
+wait_until(q{SELECT state = 'live' FROM eventsource.subscription_status WHERE name = 'again'}, 'and is live');
+is(sql(q{SELECT duplicates('again')}), '0', 'once each: the old worker applied nothing for it');
+is(sql(q{SELECT count(*) FROM eventsource.subscription_partitions WHERE subscription = 'again'
+          AND subscription_id = (SELECT id FROM eventsource.subscriptions WHERE name = 'again')}), '1',
+	'its partition row is its own');
 
 # ---------------------------------------------------------------------------
 # a worker that fails to start is restarted with backoff
@@ -222,7 +267,7 @@ my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE other');
 is($ret, 0, 'DROP DATABASE succeeds while its workers were running') or diag($err);
 is(sql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eventsource worker'
           AND datid NOT IN (SELECT oid FROM pg_database)}), '0', 'its workers are gone');
-wait_until(q{SELECT count(*) = 4 FROM eventsource.subscription_status WHERE pid IS NOT NULL},
+wait_until(q{SELECT count(*) = 5 FROM eventsource.subscription_status WHERE pid IS NOT NULL},
 	'the other databases\' workers are untouched');
 
 $node->stop;

@@ -1,7 +1,8 @@
 # The status view and health() over many subscriptions whose rows carry
 # strings (last shutdown records, errors): every value must come back
-# intact, every time.  (Regression: the rows used to be built in SPI's
-# memory and read after it was freed.)
+# intact, every time.  (Regressions: the rows used to be built in SPI's
+# memory and read after it was freed; a long multibyte error was cut in the
+# middle of a character.)
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -23,7 +24,7 @@ sql(q{
 CREATE EXTENSION eventsource;
 CREATE FUNCTION h(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  IF e.event_type = 'Bad' THEN RAISE EXCEPTION 'bad event % with a long message %', e.event_id, repeat('x', 200); END IF;
+  IF e.event_type = 'Bad' THEN RAISE EXCEPTION 'bad event % with a long message %', e.event_id, repeat('é', 200); END IF;
 END $$;
 SELECT eventsource.create_subscription('sub_with_a_long_name_' || i, 'h(eventsource.events)',
        max_retries => 0) FROM generate_series(1, 12) i;
@@ -43,7 +44,8 @@ for my $i (1 .. 20)
 		SELECT count(*) = 12
 		   AND bool_and(name ~ '^sub_with_a_long_name_\d+$')
 		   AND bool_and(last_shutdown->>'reason' = 'pause' AND last_shutdown->>'phase' = 'completed')
-		   AND bool_and(last_error LIKE 'bad event % with a long message xxx%')
+		   AND bool_and(last_error LIKE 'bad event % with a long message éé%')
+		   AND bool_and(octet_length(last_error) <= 255 AND last_error::bytea::text <> '')
 		   AND bool_and(pid IS NULL)
 		  FROM eventsource.subscription_status});
 	$bad++ unless $ret == 0 && $out eq 't';

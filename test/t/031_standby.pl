@@ -90,7 +90,7 @@ for my $q (
 	q{SELECT eventsource.load('Order-2')},
 	q{SELECT eventsource.stream_version('Order-1') || ' ' || eventsource.stream_version('Order-2') || ' ' || eventsource.stream_version('Nope-1')},
 	q{SELECT * FROM eventsource.load_snapshot('Order-1')},
-	q{SELECT eventsource.get_checkpoint('manual') || ' ' || eventsource.get_checkpoint('live')},
+	q{SELECT eventsource.get_checkpoint('manual') || ' ' || (SELECT string_agg(subscription || ':' || position, ',' ORDER BY subscription) FROM eventsource.subscription_partitions)},
 	q{SELECT * FROM eventsource.streams ORDER BY stream_id},
 	q{SELECT eventsource.category('Order-1') || ' ' || eventsource.stream_partition('Order-1', 4)})
 {
