@@ -118,6 +118,9 @@ CREATE TABLE eventsource.subscriptions (
 -- done), whether it stopped at an event, and how its last graceful shutdown
 -- went.  Subscription progress is kept here, apart from the checkpoints of
 -- eventsource.checkpoints, so that save_checkpoint() can never move it.
+-- "resets" counts reset_subscription() calls: a worker that keeps its
+-- position in memory (periodic) tells a reset from its own last save by it,
+-- even a reset to the very position it saved.
 CREATE TABLE eventsource.subscription_partitions (
     subscription    text        NOT NULL
         REFERENCES eventsource.subscriptions (name) ON DELETE CASCADE,
@@ -125,6 +128,7 @@ CREATE TABLE eventsource.subscription_partitions (
     subscription_id bigint      NOT NULL,
     position        bigint      NOT NULL,
     checkpointed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    resets          bigint      NOT NULL DEFAULT 0,     -- reset_subscription() calls
     state           text        NOT NULL DEFAULT 'ok',
     failed_position bigint,
     failed_event_id uuid,

@@ -390,6 +390,101 @@ es_launcher_main(Datum main_arg)
 }
 
 /*
+ * Register one subscription read by discovery: its partitions whose row
+ * stopped at an event are in failed[0..partitions-1].  Returns false when
+ * subscriptions changed since as_of.
+ */
+static bool
+register_discovered(Oid dboid, const char *name, int64 incarnation,
+					int partitions, EsDesired desired, const bool *failed,
+					uint64 as_of)
+{
+	switch (es_registry_register(dboid, name, incarnation, partitions, desired,
+								 failed, &as_of))
+	{
+		case ES_REGISTER_OK:
+			break;
+		case ES_REGISTER_STALE:
+			return false;
+		case ES_REGISTER_NO_SLOTS:
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("eventsource: subscription \"%s\" cannot run: all eventsource.max_workers slots are taken",
+							name),
+					 errhint("Raise eventsource.max_workers (now %d) and restart the server.",
+							 es_max_workers)));
+			break;
+	}
+	return true;
+}
+
+/*
+ * One pass of discovery over this database, in one transaction.  Returns
+ * false when it must be done again (subscriptions changed under it).
+ */
+static bool
+discover_database(Oid dboid)
+{
+	uint64		as_of = es_registry_changes();	/* before the snapshot */
+	bool		done = true;
+
+	StartTransactionCommand();
+	if (OidIsValid(get_extension_oid("eventsource", true)))
+	{
+		Oid			save_userid;
+		int			save_sec_context;
+		bool		failed[ES_MAX_PARTITIONS];
+		uint64		first = 0;	/* the current subscription's first row */
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		es_become_owner(&save_userid, &save_sec_context);
+		if (SPI_execute("SELECT s.name, s.partitions, s.state, p.partition, p.state, s.id"
+						" FROM eventsource.subscriptions s"
+						" JOIN eventsource.subscription_partitions p"
+						"   ON p.subscription OPERATOR(pg_catalog.=) s.name"
+						" ORDER BY s.name, p.partition", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "eventsource discovery: could not read subscriptions");
+
+		/* rows come by subscription: register each after its last row */
+		for (uint64 i = 0; i < SPI_processed && done; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			char	   *name = SPI_getvalue(tup, desc, 1);
+			int			partitions = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			int			partition = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+			char	   *pstate = SPI_getvalue(tup, desc, 5);
+
+			if (i == first)
+				memset(failed, 0, sizeof(failed));
+			if (partition >= 0 && partition < Min(partitions, ES_MAX_PARTITIONS))
+				failed[partition] = strcmp(pstate, "failed") == 0;
+			if (i + 1 == SPI_processed ||
+				strcmp(name, SPI_getvalue(SPI_tuptable->vals[i + 1], desc, 1)) != 0)
+			{
+				char	   *state = SPI_getvalue(tup, desc, 3);
+				int64		incarnation = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+
+				done = register_discovered(dboid, name, incarnation,
+										   Min(partitions, ES_MAX_PARTITIONS),
+										   strcmp(state, "paused") == 0 ?
+										   ES_DESIRED_PAUSE : ES_DESIRED_RUN,
+										   failed, as_of);
+				first = i + 1;
+			}
+		}
+		es_restore_user(save_userid, save_sec_context);
+		PopActiveSnapshot();
+		SPI_finish();
+	}
+	CommitTransactionCommand();
+	return done;
+}
+
+/*
  * Discovery worker: register this database's subscriptions, then exit.
  */
 void
@@ -403,50 +498,12 @@ es_discovery_main(Datum main_arg)
 	/* the launcher waits for us: never for long behind someone's lock */
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 
-	StartTransactionCommand();
-	if (OidIsValid(get_extension_oid("eventsource", true)))
-	{
-		Oid			save_userid;
-		int			save_sec_context;
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		es_become_owner(&save_userid, &save_sec_context);
-		if (SPI_execute("SELECT s.name, s.partitions, s.state, p.partition, p.state, s.id"
-						" FROM eventsource.subscriptions s"
-						" JOIN eventsource.subscription_partitions p"
-						"   ON p.subscription OPERATOR(pg_catalog.=) s.name"
-						" ORDER BY s.name, p.partition", true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "eventsource discovery: could not read subscriptions");
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			char	   *name = SPI_getvalue(tup, desc, 1);
-			int			partitions = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-			char	   *state = SPI_getvalue(tup, desc, 3);
-			int			partition = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-			char	   *pstate = SPI_getvalue(tup, desc, 5);
-			EsDesired	desired = strcmp(state, "paused") == 0 ? ES_DESIRED_PAUSE : ES_DESIRED_RUN;
-			int64		incarnation = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-
-			if (partition == 0 &&
-				!es_registry_register(dboid, name, incarnation, partitions, desired))
-				ereport(WARNING,
-						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-						 errmsg("eventsource: subscription \"%s\" cannot run: all eventsource.max_workers slots are taken",
-								name),
-						 errhint("Raise eventsource.max_workers (now %d) and restart the server.",
-								 es_max_workers)));
-			if (strcmp(pstate, "failed") == 0 && desired == ES_DESIRED_RUN)
-				es_registry_set_partition_desired(dboid, name, partition, ES_DESIRED_FAILED);
-		}
-		es_restore_user(save_userid, save_sec_context);
-		PopActiveSnapshot();
-		SPI_finish();
-	}
-	CommitTransactionCommand();
+	/*
+	 * Read every subscription and register it.  Should a commit change
+	 * subscriptions meanwhile (after our snapshot), what we read may be out
+	 * of date: read again (registry.c, "as_of").
+	 */
+	while (!discover_database(dboid))
+		CHECK_FOR_INTERRUPTS();
 	proc_exit(0);
 }

@@ -187,21 +187,65 @@ retire_slot_locked(EsWorkerSlot *slot)
 }
 
 /*
- * Make sure the subscription "incarnation" (its id) has one slot per
- * partition with the given desired state.  Slots of the same incarnation
- * keep their statistics (discovery registers again what exists); slots of
- * an earlier incarnation of the name are retired.  Returns false when there
- * are not enough free slots (nothing is changed then).
+ * The change count of subscriptions (EsWorkersShared.changes).  Read it
+ * before the snapshot whose rows you will pass as "as_of".
  */
-bool
+uint64
+es_registry_changes(void)
+{
+	uint64		changes;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	changes = es_workers->changes;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return changes;
+}
+
+/*
+ * A committed transaction is about to apply its subscription changes to the
+ * slots (subscription.c, commit callback): whoever read rows before it
+ * committed must not set slots from them any more.
+ */
+void
+es_registry_note_changes(void)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	es_workers->changes++;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+}
+
+/* Did subscriptions change since *as_of?  Caller holds the WORKERS lock. */
+static bool
+stale_locked(const uint64 *as_of)
+{
+	return as_of != NULL && *as_of != es_workers->changes;
+}
+
+/*
+ * Make sure the subscription "incarnation" (its id) has one slot per
+ * partition.  New slots get the desired state ("failed", if not NULL, marks
+ * the partitions whose row stopped at an event); slots of the same
+ * incarnation are left as they are, statistics and desired state (discovery
+ * registers again what exists); slots of an earlier incarnation of the name
+ * are retired.  as_of: NULL from the commit that made the change, else the
+ * change count read before the rows (discovery).  Nothing is changed unless
+ * it returns ES_REGISTER_OK.
+ */
+EsRegisterResult
 es_registry_register(Oid dboid, const char *name, int64 incarnation,
-					 int partitions, EsDesired desired)
+					 int partitions, EsDesired desired, const bool *failed,
+					 const uint64 *as_of)
 {
 	LWLock	   *lock = es_lwlock(ES_LWLOCK_WORKERS);
 	int			missing = 0;
 	int			free_count = 0;
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
+	if (stale_locked(as_of))
+	{
+		LWLockRelease(lock);
+		return ES_REGISTER_STALE;
+	}
 	for (int i = 0; i < es_workers->nslots; i++)
 	{
 		EsWorkerSlot *slot = &es_workers->slots[i];
@@ -222,7 +266,7 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 	if (missing > free_count)
 	{
 		LWLockRelease(lock);
-		return false;
+		return ES_REGISTER_NO_SLOTS;
 	}
 
 	for (int i = 0; i < es_workers->nslots; i++)
@@ -237,37 +281,37 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 	for (int p = 0; p < partitions; p++)
 	{
 		EsWorkerSlot *slot = find_slot_locked(dboid, name, p);
+		EsDesired	d = desired;
 
-		if (slot == NULL)
-		{
-			for (int i = 0; i < es_workers->nslots && slot == NULL; i++)
-				if (!es_workers->slots[i].in_use)
-					slot = &es_workers->slots[i];
-			slot->in_use = true;
-			slot->dboid = dboid;
-			strlcpy(slot->name, name, sizeof(slot->name));
-			slot->incarnation = incarnation;
-			slot->partition = p;
-			slot->pid = 0;
-			slot->latch = NULL;
-			slot->next_start_at = 0;
-			slot->crash_count = 0;
-			slot->reset_requested_at = 0;
-			slot->retry_requested = false;
-			reset_slot_stats(slot, desired);
-		}
+		/*
+		 * Registered already: every commit that changed it since kept its
+		 * desired state right (and its worker may have stopped at an event
+		 * whose row this caller read too early).
+		 */
+		if (slot != NULL)
+			continue;
+		if (failed != NULL && failed[p] && d == ES_DESIRED_RUN)
+			d = ES_DESIRED_FAILED;
+		for (int i = 0; i < es_workers->nslots && slot == NULL; i++)
+			if (!es_workers->slots[i].in_use)
+				slot = &es_workers->slots[i];
+		slot->in_use = true;
+		slot->dboid = dboid;
+		strlcpy(slot->name, name, sizeof(slot->name));
+		slot->incarnation = incarnation;
+		slot->partition = p;
 		slot->partitions = partitions;
-		slot->desired = desired;
-		if (slot->pid == 0)
-		{
-			SpinLockAcquire(&slot->mutex);
-			slot->state = idle_state(desired);
-			SpinLockRelease(&slot->mutex);
-		}
+		slot->desired = d;
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->next_start_at = 0;
+		slot->crash_count = 0;
+		slot->retry_requested = false;
+		reset_slot_stats(slot, d);
 	}
 	LWLockRelease(lock);
 	es_launcher_wake();
-	return true;
+	return ES_REGISTER_OK;
 }
 
 /*
@@ -313,31 +357,6 @@ es_registry_set_desired(Oid dboid, const char *name, EsDesired desired)
 }
 
 /*
- * Set one partition's desired state (discovery: a partition that had stopped
- * at an event stays stopped).  No process runs it yet.
- */
-void
-es_registry_set_partition_desired(Oid dboid, const char *name, int partition,
-								  EsDesired desired)
-{
-	EsWorkerSlot *slot;
-
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	slot = find_slot_locked(dboid, name, partition);
-	if (slot != NULL)
-	{
-		slot->desired = desired;
-		if (slot->pid == 0)
-		{
-			SpinLockAcquire(&slot->mutex);
-			slot->state = idle_state(desired);
-			SpinLockRelease(&slot->mutex);
-		}
-	}
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-}
-
-/*
  * A database is being dropped (or its extension): every worker there must
  * leave, and no new one may start.  Returns after signalling; the caller
  * waits for the processes to go (utility_hook.c).
@@ -372,7 +391,6 @@ void
 es_registry_request(Oid dboid, const char *name, bool reset, int64 position, bool retry)
 {
 	LWLock	   *lock = es_lwlock(ES_LWLOCK_WORKERS);
-	TimestampTz now = GetCurrentTimestamp();
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	for (int i = 0; i < es_workers->nslots; i++)
@@ -383,8 +401,10 @@ es_registry_request(Oid dboid, const char *name, bool reset, int64 position, boo
 			continue;
 		if (reset)
 		{
-			slot->reset_requested_at = now;
-			/* what the checkpoint row says now: wait_for_subscription() reads it */
+			/*
+			 * What the checkpoint row says now: wait_for_subscription() reads
+			 * it.  (The worker learns of the reset from the row's "resets".)
+			 */
 			SpinLockAcquire(&slot->mutex);
 			slot->checkpoint = position;
 			SpinLockRelease(&slot->mutex);

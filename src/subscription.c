@@ -93,6 +93,9 @@ apply_pending(void)
 {
 	ListCell   *lc;
 
+	/* first: rows read before our commit are now out of date */
+	if (pending != NIL)
+		es_registry_note_changes();
 	foreach(lc, pending)
 	{
 		PendingOp  *op = lfirst(lc);
@@ -102,8 +105,9 @@ apply_pending(void)
 			case PENDING_REGISTER:
 				if (final_desired(lc, op) == ES_DESIRED_DROP)
 					break;		/* created and dropped again */
-				if (!es_registry_register(op->dboid, op->name, op->incarnation,
-										  op->partitions, final_desired(lc, op)))
+				if (es_registry_register(op->dboid, op->name, op->incarnation,
+										 op->partitions, final_desired(lc, op),
+										 NULL, NULL) != ES_REGISTER_OK)
 					ereport(WARNING,
 							(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 							 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",
@@ -556,7 +560,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(12), "event_types");
 	if (!PG_ARGISNULL(13))
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(13), "categories");
-	partitions = arg_int_range(fcinfo, 14, "partitions", 1, Min(es_max_workers, 1024));
+	partitions = arg_int_range(fcinfo, 14, "partitions", 1, Min(es_max_workers, ES_MAX_PARTITIONS));
 
 	owner = GetUserId();		/* before api_begin() switches to the extension owner */
 	api_begin(&call, "eventsource.create_subscription()");
@@ -663,6 +667,7 @@ es_drop_subscription(PG_FUNCTION_ARGS)
 	char	   *name = arg_subscription_name(fcinfo);
 	EsOwnerCall call;
 	Datum		values[1];
+	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr plan = NULL;
 
 	api_begin(&call, "eventsource.drop_subscription()");
@@ -671,6 +676,14 @@ es_drop_subscription(PG_FUNCTION_ARGS)
 	{
 		Oid			types[1] = {TEXTOID};
 
+		/*
+		 * First wait for an in-flight batch (it holds its partition's row):
+		 * the dead letters it parks commit with it, and the next statement's
+		 * snapshot sees them.
+		 */
+		lock_plan = es_prepare("SELECT FROM eventsource.subscription_partitions"
+							   " WHERE subscription OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							   1, types);
 		/* its partitions (and their checkpoints) go with it, by cascade */
 		plan = es_prepare("WITH d AS (DELETE FROM eventsource.dead_letters"
 						  "  WHERE subscription OPERATOR(pg_catalog.=) $1)"
@@ -678,6 +691,7 @@ es_drop_subscription(PG_FUNCTION_ARGS)
 						  1, types);
 	}
 	values[0] = CStringGetTextDatum(name);
+	exec_plan(lock_plan, values, NULL, SPI_OK_SELECT);
 	exec_plan(plan, values, NULL, SPI_OK_DELETE);
 	es_owner_end(&call);
 
@@ -768,7 +782,8 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 		Oid			types[2] = {TEXTOID, INT8OID};
 
 		plan = es_prepare("UPDATE eventsource.subscription_partitions SET position = $2,"
-						  " checkpointed_at = pg_catalog.now()"
+						  " checkpointed_at = pg_catalog.now(),"
+						  " resets = resets OPERATOR(pg_catalog.+) 1"
 						  " WHERE subscription OPERATOR(pg_catalog.=) $1",
 						  2, types);
 	}

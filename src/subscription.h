@@ -74,7 +74,6 @@ typedef struct EsWorkerSlot
 	Latch	   *latch;			/* the worker's latch while it runs */
 	TimestampTz next_start_at;	/* restart backoff */
 	int			crash_count;
-	TimestampTz reset_requested_at; /* reset_subscription() */
 	bool		retry_requested;	/* retry_dead_letters() */
 
 	/* state and statistics: protected by mutex */
@@ -111,6 +110,14 @@ typedef struct EsWorkersShared
 	TimestampTz launcher_heartbeat_at;
 	bool		discovery_done;
 	bool		shutting_down;	/* the launcher got SIGTERM */
+
+	/*
+	 * Bumped (WORKERS lock) by every commit that changes subscriptions,
+	 * before it changes the slots.  Whoever sets slots from rows it read
+	 * (discovery, a starting worker) reads it before taking its snapshot and
+	 * changes nothing if it moved since: its rows may be out of date.
+	 */
+	uint64		changes;
 	int			nslots;
 	EsWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EsWorkersShared;
@@ -119,11 +126,20 @@ typedef struct EsWorkersShared
 extern EsWorkersShared *es_workers;
 extern Size es_workers_shmem_size(void);
 extern void es_workers_shmem_init(void *area, bool found);
-extern bool es_registry_register(Oid dboid, const char *name, int64 incarnation,
-								 int partitions, EsDesired desired);
+typedef enum EsRegisterResult
+{
+	ES_REGISTER_OK,
+	ES_REGISTER_NO_SLOTS,		/* not enough free slots; nothing changed */
+	ES_REGISTER_STALE			/* subscriptions changed since *as_of */
+} EsRegisterResult;
+
+extern EsRegisterResult es_registry_register(Oid dboid, const char *name,
+											 int64 incarnation, int partitions,
+											 EsDesired desired, const bool *failed,
+											 const uint64 *as_of);
 extern void es_registry_set_desired(Oid dboid, const char *name, EsDesired desired);
-extern void es_registry_set_partition_desired(Oid dboid, const char *name,
-											  int partition, EsDesired desired);
+extern uint64 es_registry_changes(void);
+extern void es_registry_note_changes(void);
 extern void es_registry_drop_database(Oid dboid);
 extern void es_free_slot_locked(EsWorkerSlot *slot);
 extern void es_registry_request(Oid dboid, const char *name, bool reset,
@@ -137,6 +153,7 @@ extern const char *es_state_name(EsWorkerState state);
 
 /* subscription.c */
 #define ES_MAX_SUBSCRIPTION_NAME_LEN (ES_MAX_NAME_LEN - 5)	/* room for "/1023" */
+#define ES_MAX_PARTITIONS 1024		/* and at most eventsource.max_workers */
 extern char *es_checkpoint_name(const char *name, int partitions, int partition);
 
 /* launcher.c */

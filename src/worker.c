@@ -119,7 +119,7 @@ static int	my_partition;
 static int	my_partitions;
 static int64 my_incarnation;	/* eventsource.subscriptions.id */
 static EsDesired row_desired = ES_DESIRED_RUN;	/* what our row says */
-static TimestampTz reset_seen = 0;	/* the last reset_subscription() followed */
+static int64 resets_seen = -1;	/* our row's "resets" when we last read it */
 static EsSubConfig cfg;
 static FmgrInfo handler_finfo;
 static TupleDesc events_desc = NULL;	/* row type of eventsource.events */
@@ -230,6 +230,16 @@ slot_desired(void)
 	d = MySlot->desired;
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 	return d;
+}
+
+/* Our slot's desired state becomes "to" if it is "from" (nobody changed it). */
+static void
+set_desired_if(EsDesired from, EsDesired to)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	if (MySlot->desired == from)
+		MySlot->desired = to;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 }
 
 /*
@@ -468,13 +478,13 @@ load_config(void)
  * the same name: ours was dropped.
  */
 static bool
-read_checkpoint(int64 *pos)
+read_checkpoint(int64 *pos, int64 *resets)
 {
 	Datum		values[3];
 	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
 
 	if (lock_plan == NULL)
-		lock_plan = es_prepare("SELECT position FROM eventsource.subscription_partitions"
+		lock_plan = es_prepare("SELECT position, resets FROM eventsource.subscription_partitions"
 							   " WHERE subscription OPERATOR(pg_catalog.=) $1"
 							   " AND partition OPERATOR(pg_catalog.=) $2"
 							   " AND subscription_id OPERATOR(pg_catalog.=) $3 FOR UPDATE",
@@ -484,6 +494,7 @@ read_checkpoint(int64 *pos)
 	if (SPI_processed == 0)
 		return false;
 	*pos = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*resets = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	return true;
 }
 
@@ -725,12 +736,23 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 	values[5] = CStringGetTextDatum(err->sqlstate);
 	values[6] = Int64GetDatum(my_incarnation);
 	run_plan(fail_plan, values, NULL, SPI_OK_UPDATE);
-	tx_commit();
 
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	if (MySlot->desired == ES_DESIRED_RUN)
-		MySlot->desired = ES_DESIRED_FAILED;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	/*
+	 * The slot says "failed" before the row does: a resume_subscription()
+	 * waits for our row lock, so it commits, and sets the slot back to run,
+	 * only after this.  (The other order could lose that resume.)
+	 */
+	set_desired_if(ES_DESIRED_RUN, ES_DESIRED_FAILED);
+	PG_TRY();
+	{
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		set_desired_if(ES_DESIRED_FAILED, ES_DESIRED_RUN);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	SpinLockAcquire(&MySlot->mutex);
 	MySlot->events_failed++;
 	MySlot->consecutive_failures++;
@@ -936,26 +958,24 @@ process_batch(void)
 	EsCallError err;
 	int			events_done = 0;
 	int			failed = -1;
-	TimestampTz reset_at;
+	int64		resets;
 
 	MemoryContextReset(batch_cxt);
 	tx_begin("eventsource: reading events");
 
 	/*
 	 * Where are we?  The row says, unless we are ahead of it (periodic keeps
-	 * its position in memory between checkpoints); a row that differs from
-	 * what we last saved was moved by reset_subscription(): follow it.
+	 * its position in memory between checkpoints).  A row whose reset count
+	 * changed was moved by reset_subscription(): follow it, even when it
+	 * names the very position we last saved.  We hold the row's lock until
+	 * the batch commits, so no reset lands between this read and our write.
 	 */
-	if (!read_checkpoint(&start))
+	if (!read_checkpoint(&start, &resets))
 	{
 		tx_commit();
 		return BATCH_GONE;
 	}
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
-	reset_at = MySlot->reset_requested_at;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	/* a reset to the very position we last saved still means: go back */
-	if (!position_loaded || start != saved_position || reset_at != reset_seen)
+	if (!position_loaded || start != saved_position || resets != resets_seen)
 	{
 		position = start;
 		retry_position = 0;
@@ -963,7 +983,7 @@ process_batch(void)
 	}
 	saved_position = start;
 	position_loaded = true;
-	reset_seen = reset_at;
+	resets_seen = resets;
 	if (saved_at == 0)
 		saved_at = GetCurrentTimestamp();
 
@@ -1032,12 +1052,12 @@ process_batch(void)
 			if (!position_loaded)
 				return BATCH_DONE;
 			tx_begin("eventsource: delivering events");
-			if (!read_checkpoint(&start))
+			if (!read_checkpoint(&start, &resets))
 			{
 				tx_commit();
 				return BATCH_GONE;
 			}
-			if (start != saved_position)
+			if (start != saved_position || resets != resets_seen)
 			{
 				/* reset_subscription() got in between two events: follow it */
 				tx_commit();
@@ -1431,18 +1451,36 @@ es_worker_main(Datum main_arg)
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "eventsource batch",
 									  ALLOCSET_DEFAULT_SIZES);
 
-	/* our definition; the subscription or the extension may be gone */
+	/*
+	 * Our definition; the subscription or the extension may be gone, or the
+	 * row may say paused / stopped at an event (a race with discovery).  The
+	 * slot follows the row, unless subscriptions changed since we read it:
+	 * then a pause or resume may have committed after our snapshot, and we
+	 * read again.
+	 */
 	PG_TRY();
 	{
 		StartTransactionCommand();
 		if (!OidIsValid(get_extension_oid("eventsource", true)))
 			gone = true;
 		CommitTransactionCommand();
-		if (!gone)
+		while (!gone)
 		{
+			uint64		as_of = es_registry_changes();
+			bool		stale;
+
 			tx_begin("eventsource: loading subscription");
 			gone = !load_config();
 			tx_commit();
+			if (gone || row_desired == ES_DESIRED_RUN)
+				break;
+			LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+			stale = es_workers->changes != as_of;
+			if (!stale && MySlot->desired == ES_DESIRED_RUN)
+				MySlot->desired = row_desired;
+			LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+			if (!stale)
+				proc_exit(0);
 		}
 	}
 	PG_CATCH();
@@ -1457,15 +1495,11 @@ es_worker_main(Datum main_arg)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	if (gone || row_desired != ES_DESIRED_RUN)
+	if (gone)
 	{
-		/*
-		 * Dropped, or paused / stopped at an event after we were registered
-		 * (a race with discovery): the row is right, the slot follows it.
-		 */
+		/* an incarnation never comes back: the slot goes */
 		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-		if (MySlot->desired == ES_DESIRED_RUN)
-			MySlot->desired = gone ? ES_DESIRED_DROP : row_desired;
+		MySlot->desired = ES_DESIRED_DROP;
 		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 		proc_exit(0);
 	}
@@ -1485,11 +1519,12 @@ es_worker_main(Datum main_arg)
 		PG_TRY();
 		{
 			int64		row;
+			int64		resets;
 
 			tx_begin("eventsource: final checkpoint");
-			/* only our own row, and only if nobody moved or reset it meanwhile */
-			if (read_checkpoint(&row) && row == saved_position &&
-				MySlot->reset_requested_at == reset_seen)
+			/* only our own row, and only if nobody reset it meanwhile */
+			if (read_checkpoint(&row, &resets) && row == saved_position &&
+				resets == resets_seen)
 				write_checkpoint(position);
 			tx_commit();
 		}

@@ -128,6 +128,17 @@ sleep 1;
 is(sql(q{SELECT count(*) FROM seen WHERE stream = 'Order-3'}), '0', 'paused: nothing delivered');
 sql(q{SELECT eventsource.resume_subscription('main')});
 wait_until(q{SELECT count(*) = 1 FROM seen WHERE stream = 'Order-3'}, 'resume delivers what was missed');
+# pause and resume in quick succession, landing at every moment of a
+# worker's start and stop: whatever the interleaving, the last word (resume)
+# wins and a worker runs
+sql(join "\n", map {
+	"SELECT eventsource.pause_subscription('main'); SELECT pg_sleep(0.00$_);"
+	  . " SELECT eventsource.resume_subscription('main'); SELECT pg_sleep(0.0" . ($_ % 3) . ");"
+} 1 .. 9, 1 .. 9, 1 .. 9);
+sql(q{SELECT eventsource.append_event('Order-4', 0, 'OrderCreated', '{}')});
+wait_until(q{SELECT count(*) = 1 FROM seen WHERE stream = 'Order-4'},
+	'after 27 quick pause/resume pairs the subscription runs and delivers');
+is(sql(q{SELECT state FROM eventsource.subscriptions WHERE name = 'main'}), 'active', 'its row says active');
 
 # ---------------------------------------------------------------------------
 # reset replays

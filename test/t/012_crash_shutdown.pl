@@ -219,6 +219,26 @@ is(sql(q{SELECT count(*) FROM eventsource.subscription_partitions WHERE subscrip
 	'its partition row is its own');
 
 # ---------------------------------------------------------------------------
+# drop while a batch is parking a dead letter: the drop waits for the batch
+# and removes its dead letter too; a new subscription of the same name
+# inherits none
+# ---------------------------------------------------------------------------
+sql(q{CREATE FUNCTION h_slow_fail(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_sleep(1); RAISE EXCEPTION 'slow failure'; END $$;
+      SELECT eventsource.create_subscription('dl', 'h_slow_fail(eventsource.events)', start_from => 'end',
+             max_retries => 0)});
+wait_until(q{SELECT state = 'live' FROM eventsource.subscription_status WHERE name = 'dl'}, 'dl runs');
+sql(q{SELECT eventsource.append_event('Dl-1', 0, 'A', '{}')});
+ok(wait_in_handler('dl'), 'its worker is in the failing handler');
+sql(q{SELECT eventsource.drop_subscription('dl')});
+is(sql(q{SELECT count(*) FROM eventsource.dead_letters WHERE subscription = 'dl'}), '0',
+	'the dead letter parked by the in-flight batch went with the drop');
+sql(q{SELECT eventsource.create_subscription('dl', 'h(eventsource.events)', start_from => 'end')});
+is(sql(q{SELECT dead_letters FROM eventsource.subscription_status WHERE name = 'dl'}), '0',
+	'the new subscription of the same name has no dead letter');
+sql(q{SELECT eventsource.drop_subscription('dl')});
+
+# ---------------------------------------------------------------------------
 # a worker that fails to start is restarted with backoff
 # ---------------------------------------------------------------------------
 sql(q{CREATE FUNCTION h_gone(e eventsource.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
