@@ -168,7 +168,7 @@ discover(void)
 		Oid			dboid = lfirst_oid(lc);
 
 		if (got_sigterm)
-			return true;
+			return false;		/* not done: our successor starts over */
 		fill_worker(&worker, "es_discovery_main", "eventsource discovery",
 					"eventsource discovery");
 		worker.bgw_main_arg = ObjectIdGetDatum(dboid);

@@ -168,6 +168,18 @@ es_registry_free_slots(void)
 }
 
 /*
+ * Is this slot (of the right name) the incarnation's own?  Not if it belongs
+ * to another incarnation, nor if it is on its way out: ids start again at 1
+ * when the extension is created again, so a slot left by a dropped
+ * extension can carry the same id.  Caller holds the WORKERS lock.
+ */
+static bool
+slot_is_ours(EsWorkerSlot *slot, int64 incarnation)
+{
+	return slot->incarnation == incarnation && slot->desired != ES_DESIRED_DROP;
+}
+
+/*
  * A slot of an earlier subscription of the same name (another incarnation)
  * is no longer the name's: a draining worker keeps it as a tombstone (no
  * name, to be dropped, freed as the worker exits); an idle one is freed now.
@@ -252,7 +264,7 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 
 		if (!slot->in_use)
 			free_count++;
-		else if (slot_matches(slot, dboid, name) && slot->incarnation != incarnation &&
+		else if (slot_matches(slot, dboid, name) && !slot_is_ours(slot, incarnation) &&
 				 slot->pid == 0)
 			free_count++;		/* will be freed below */
 	}
@@ -260,7 +272,7 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 	{
 		EsWorkerSlot *slot = find_slot_locked(dboid, name, p);
 
-		if (slot == NULL || slot->incarnation != incarnation)
+		if (slot == NULL || !slot_is_ours(slot, incarnation))
 			missing++;
 	}
 	if (missing > free_count)
@@ -274,7 +286,7 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 		EsWorkerSlot *slot = &es_workers->slots[i];
 
 		if (slot_matches(slot, dboid, name) &&
-			(slot->incarnation != incarnation || slot->partition >= partitions))
+			(!slot_is_ours(slot, incarnation) || slot->partition >= partitions))
 			retire_slot_locked(slot);
 	}
 

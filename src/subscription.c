@@ -93,9 +93,20 @@ apply_pending(void)
 {
 	ListCell   *lc;
 
-	/* first: rows read before our commit are now out of date */
-	if (pending != NIL)
-		es_registry_note_changes();
+	/*
+	 * First: rows read before our commit are now out of date, if we change
+	 * what slots exist or should do (a reset or a retry does neither).
+	 */
+	foreach(lc, pending)
+	{
+		PendingOp  *op = lfirst(lc);
+
+		if (op->kind != PENDING_REQUEST_RESET && op->kind != PENDING_REQUEST_RETRY)
+		{
+			es_registry_note_changes();
+			break;
+		}
+	}
 	foreach(lc, pending)
 	{
 		PendingOp  *op = lfirst(lc);

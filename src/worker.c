@@ -118,6 +118,7 @@ static char my_name[ES_MAX_NAME_LEN + 1];
 static int	my_partition;
 static int	my_partitions;
 static int64 my_incarnation;	/* eventsource.subscriptions.id */
+static Oid	my_extension;		/* the extension our subscription is in */
 static EsDesired row_desired = ES_DESIRED_RUN;	/* what our row says */
 static int64 resets_seen = -1;	/* our row's "resets" when we last read it */
 static EsSubConfig cfg;
@@ -363,6 +364,18 @@ col_interval_ms(HeapTuple tup, TupleDesc desc, int col)
 }
 
 /*
+ * Is the extension we started in still there?  Ids start again at 1 when
+ * the extension is dropped and created again, and our saved plans would
+ * then find the new tables by name: a row with our name, partition and id
+ * is not ours if the extension changed.  Inside a transaction.
+ */
+static bool
+extension_is_ours(void)
+{
+	return get_extension_oid("eventsource", true) == my_extension;
+}
+
+/*
  * The key of this worker's partition row, as parameters $1..$3 of the
  * checkpoint queries: subscription name, partition, incarnation.
  */
@@ -392,6 +405,8 @@ load_config(void)
 	char	   *strategy;
 	MemoryContext old;
 
+	if (!extension_is_ours())
+		return false;
 	plan = SPI_prepare("SELECT s.handler::pg_catalog.oid, s.owner::pg_catalog.oid, s.batch_handler,"
 					   " s.batch_size, s.checkpoint_strategy,"
 					   " s.checkpoint_interval,"
@@ -483,6 +498,8 @@ read_checkpoint(int64 *pos, int64 *resets)
 	Datum		values[3];
 	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
 
+	if (!extension_is_ours())
+		return false;
 	if (lock_plan == NULL)
 		lock_plan = es_prepare("SELECT position, resets FROM eventsource.subscription_partitions"
 							   " WHERE subscription OPERATOR(pg_catalog.=) $1"
@@ -720,6 +737,11 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID};
 
 	tx_begin("eventsource: stopping at a failed event");
+	if (!extension_is_ours())
+	{
+		tx_commit();			/* the next batch finds us gone */
+		return;
+	}
 	if (fail_plan == NULL)
 		fail_plan = es_prepare("UPDATE eventsource.subscription_partitions SET state = 'failed',"
 							   " failed_position = $3, failed_event_id = $4, error_message = $5,"
@@ -1250,7 +1272,8 @@ record_shutdown(bool forced, bool gone)
 		values[1] = Int32GetDatum(my_partition);
 		values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 		values[3] = Int64GetDatum(my_incarnation);
-		run_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
+		if (extension_is_ours())
+			run_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
 		tx_commit();
 	}
 	PG_CATCH();
@@ -1357,7 +1380,7 @@ worker_loop(bool *forced, bool *gone)
 
 			/* the extension gone from this database: nothing to run */
 			StartTransactionCommand();
-			if (!OidIsValid(get_extension_oid("eventsource", true)))
+			if (!extension_is_ours())
 				*gone = true;
 			CommitTransactionCommand();
 			if (*gone)
@@ -1461,13 +1484,16 @@ es_worker_main(Datum main_arg)
 	PG_TRY();
 	{
 		StartTransactionCommand();
-		if (!OidIsValid(get_extension_oid("eventsource", true)))
+		my_extension = get_extension_oid("eventsource", true);
+		if (!OidIsValid(my_extension))
 			gone = true;
 		CommitTransactionCommand();
 		while (!gone)
 		{
 			uint64		as_of = es_registry_changes();
 			bool		stale;
+
+			CHECK_FOR_INTERRUPTS();
 
 			tx_begin("eventsource: loading subscription");
 			gone = !load_config();

@@ -290,5 +290,51 @@ is(sql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eventsource
 wait_until(q{SELECT count(*) = 5 FROM eventsource.subscription_status WHERE pid IS NOT NULL},
 	'the other databases\' workers are untouched');
 
+# ---------------------------------------------------------------------------
+# DROP EXTENSION, CREATE EXTENSION and the same subscription again, in one
+# transaction, while the old (periodic) worker is ahead of its last saved
+# checkpoint: the new store's ids start at 1 again, yet the new subscription
+# gets its own worker, and the old worker's final checkpoint does not land
+# in the new store (it would make the new subscription skip events)
+# ---------------------------------------------------------------------------
+sql(q{CREATE DATABASE reborn});
+sub rb { return $node->safe_psql('reborn', $_[0]); }
+rb(q{
+CREATE EXTENSION eventsource;
+CREATE TABLE applied (pos bigint);
+CREATE FUNCTION h(e eventsource.events) RETURNS void LANGUAGE sql
+  AS $$ INSERT INTO applied VALUES (e.global_position) $$;
+SELECT eventsource.create_subscription('orders', 'h(eventsource.events)', batch_size => 5,
+       checkpoint_strategy => 'periodic', checkpoint_interval => '1 hour');
+SELECT eventsource.append_event('Old-' || i, 0, 'A', '{}') FROM generate_series(1, 20) i;
+});
+ok($node->poll_query_until('reborn', q{SELECT count(*) = 20 FROM applied}),
+	'the old subscription delivered its events');
+is(rb(q{SELECT position FROM eventsource.subscription_partitions}), '0',
+	'and has not saved a checkpoint yet (periodic)');
+rb(q{BEGIN;
+     DROP EXTENSION eventsource CASCADE;
+     TRUNCATE applied;
+     CREATE EXTENSION eventsource;
+     CREATE FUNCTION h(e eventsource.events) RETURNS void LANGUAGE sql
+       AS $$ INSERT INTO applied VALUES (e.global_position) $$;
+     SELECT eventsource.create_subscription('orders', 'h(eventsource.events)',
+            checkpoint_strategy => 'periodic', checkpoint_interval => '1 hour');
+     COMMIT});
+is(rb(q{SELECT id FROM eventsource.subscriptions WHERE name = 'orders'}), '1',
+	'the new subscription has the id the old one had');
+rb(q{SELECT eventsource.append_event('New-' || i, 0, 'A', '{}') FROM generate_series(1, 3) i});
+ok($node->poll_query_until('reborn', q{SELECT count(*) = 3 FROM applied}),
+	'the new subscription runs and delivers the new store\'s events');
+ok($node->poll_query_until('reborn', q{
+	SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'eventsource orders/0'}),
+	'one worker serves it: the old one is gone');
+sleep 1;
+is(rb(q{SELECT string_agg(pos::text, ',' ORDER BY pos) FROM applied}), '1,2,3',
+	'each new event once, and no old event');
+$node->restart;
+is(rb(q{SELECT position FROM eventsource.subscription_partitions WHERE subscription = 'orders'}), '3',
+	'the final checkpoint is the new store\'s head, not the old worker\'s position');
+
 $node->stop;
 done_testing();
