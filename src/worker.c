@@ -376,8 +376,8 @@ extension_is_ours(void)
 }
 
 /*
- * The key of this worker's partition row, as parameters $1..$3 of the
- * checkpoint queries: subscription name, partition, incarnation.
+ * The key of this worker's partition row, as parameters $1..$3 of every
+ * query that reads or writes it: subscription name, partition, incarnation.
  */
 static void
 set_row_key(Datum *values)
@@ -734,7 +734,7 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 {
 	Datum		values[7];
 	bool		isnull;
-	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID};
+	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, INT8OID, UUIDOID, TEXTOID, TEXTOID};
 
 	tx_begin("eventsource: stopping at a failed event");
 	if (!extension_is_ours())
@@ -744,19 +744,17 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 	}
 	if (fail_plan == NULL)
 		fail_plan = es_prepare("UPDATE eventsource.subscription_partitions SET state = 'failed',"
-							   " failed_position = $3, failed_event_id = $4, error_message = $5,"
-							   " error_sqlstate = $6, failed_at = pg_catalog.now()"
+							   " failed_position = $4, failed_event_id = $5, error_message = $6,"
+							   " error_sqlstate = $7, failed_at = pg_catalog.now()"
 							   " WHERE subscription OPERATOR(pg_catalog.=) $1"
 							   " AND partition OPERATOR(pg_catalog.=) $2"
-							   " AND subscription_id OPERATOR(pg_catalog.=) $7",
+							   " AND subscription_id OPERATOR(pg_catalog.=) $3",
 							   7, types);
-	values[0] = CStringGetTextDatum(my_name);
-	values[1] = Int32GetDatum(my_partition);
-	values[2] = Int64GetDatum(ev->position);
-	values[3] = event_column(ev, 4, &isnull);
-	values[4] = CStringGetTextDatum(err->message);
-	values[5] = CStringGetTextDatum(err->sqlstate);
-	values[6] = Int64GetDatum(my_incarnation);
+	set_row_key(values);
+	values[3] = Int64GetDatum(ev->position);
+	values[4] = event_column(ev, 4, &isnull);
+	values[5] = CStringGetTextDatum(err->message);
+	values[6] = CStringGetTextDatum(err->sqlstate);
 	run_plan(fail_plan, values, NULL, SPI_OK_UPDATE);
 
 	/*
@@ -1252,26 +1250,24 @@ record_shutdown(bool forced, bool gone)
 	PG_TRY();
 	{
 		Datum		values[4];
-		Oid			types[4] = {TEXTOID, INT4OID, JSONBOID, INT8OID};
+		Oid			types[4] = {TEXTOID, INT4OID, INT8OID, JSONBOID};
 		char	   *json;
 		char		iso[MAXDATELEN + 1];
 
 		tx_begin("eventsource: recording shutdown");
 		if (shutdown_plan == NULL)
-			shutdown_plan = es_prepare("UPDATE eventsource.subscription_partitions SET last_shutdown = $3"
+			shutdown_plan = es_prepare("UPDATE eventsource.subscription_partitions SET last_shutdown = $4"
 									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
 									   " AND partition OPERATOR(pg_catalog.=) $2"
-									   " AND subscription_id OPERATOR(pg_catalog.=) $4",
+									   " AND subscription_id OPERATOR(pg_catalog.=) $3",
 									   4, types);
 		json = psprintf("{\"at\": \"%s\", \"reason\": \"%s\", \"phase\": \"%s\", \"duration_ms\": " INT64_FORMAT
 						", \"forced\": %s, \"events_in_flight\": %d, \"checkpoints_saved\": %d, \"checkpoint\": " INT64_FORMAT "}",
 						JsonEncodeDateTime(iso, TimestampTzGetDatum(now), TIMESTAMPTZOID, NULL), rec.reason, rec.phase, rec.duration_ms,
 						rec.forced ? "true" : "false", rec.events_in_flight,
 						rec.checkpoints_saved, saved_position);
-		values[0] = CStringGetTextDatum(my_name);
-		values[1] = Int32GetDatum(my_partition);
-		values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-		values[3] = Int64GetDatum(my_incarnation);
+		set_row_key(values);
+		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 		if (extension_is_ours())
 			run_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
 		tx_commit();
