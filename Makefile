@@ -55,5 +55,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# the TAP tests' shared helpers (test/perl/EsTest.pm)
+PG_PROVE_FLAGS += -I $(srcdir)/test/perl
+
 # Every file includes the project's headers; a change to one rebuilds all.
 $(OBJS): src/eventsource.h src/subscription.h

@@ -9,17 +9,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
+my $node = es_node('crash', qq{
 restart_after_crash = on
 max_connections = 40
 });
-$node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION eventsource');
 
 my $script = $node->basedir . '/append.sql';

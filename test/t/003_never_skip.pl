@@ -11,15 +11,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use IPC::Run;
 
-my $node = PostgreSQL::Test::Cluster->new('never_skip');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
+my $node = es_node('never_skip', qq{
 max_connections = 40
 });
-$node->start;
 $node->safe_psql('postgres', q{
 CREATE EXTENSION eventsource;
 CREATE TABLE seen (reader text, pos bigint, PRIMARY KEY (reader, pos));

@@ -6,25 +6,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('subs');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-});
-$node->start;
+my $node = es_node('subs');
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-sub wait_until
-{
-	my ($query, $what) = @_;
-	ok($node->poll_query_until('postgres', $query), $what)
-	  or diag(sql('SELECT * FROM eventsource.subscription_status'));
-}
+sub wait_until { es_wait_until($node, 'postgres', @_) }
 
 sql(q{
 CREATE EXTENSION eventsource;

@@ -8,27 +8,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('crash_subs');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
+my $node = es_node('crash_subs', qq{
 eventsource.drain_timeout = '10s'
 restart_after_crash = on
 });
-$node->start;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-sub wait_until
-{
-	my ($query, $what) = @_;
-	ok($node->poll_query_until('postgres', $query), $what)
-	  or diag(sql('SELECT * FROM eventsource.subscription_status'));
-}
+sub wait_until { es_wait_until($node, 'postgres', @_) }
 
 # a single-partition subscription's checkpoint
 sub cp

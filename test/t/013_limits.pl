@@ -7,17 +7,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 
-my $node = PostgreSQL::Test::Cluster->new('limits');
-$node->init;
 # room for the two launchers (ours and logical replication's) and two workers
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
+my $node = es_node('limits', qq{
 max_worker_processes = 4
 max_parallel_workers = 0
 eventsource.max_workers = 4
 });
-$node->start;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 

@@ -8,15 +8,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 
-my $node = PostgreSQL::Test::Cluster->new('status_many');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-});
-$node->start;
+my $node = es_node('status_many');
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 

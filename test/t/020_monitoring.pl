@@ -12,16 +12,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use JSON::PP;
 
-my $node = PostgreSQL::Test::Cluster->new('monitoring');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-});
-$node->start;
+my $node = es_node('monitoring');
 
 # A database with the extension and the handlers:
 #   ok_handler     records the event in public.seen
@@ -74,12 +68,7 @@ sub status
 		  . " WHERE name = '$name' ORDER BY partition LIMIT 1");
 }
 
-sub wait_until
-{
-	my ($db, $sql, $what) = @_;
-	ok($node->poll_query_until($db, $sql), $what)
-	  or diag(sql($db, 'SELECT * FROM eventsource.subscription_status'));
-}
+sub wait_until { es_wait_until($node, @_) }
 
 sub events_json
 {

@@ -12,18 +12,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use JSON::PP;
 use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('liveness');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
+my $node = es_node('liveness', qq{
 eventsource.liveness_timeout = '2s'
 });
-$node->start;
 
 my $db = 'postgres';
 sub sql { my ($sql) = @_; return $node->safe_psql($db, $sql); }

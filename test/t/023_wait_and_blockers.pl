@@ -11,16 +11,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('waiting');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-});
-$node->start;
+my $node = es_node('waiting');
 
 my $db = 'postgres';
 sub sql { my ($sql, $d) = @_; return $node->safe_psql($d // $db, $sql); }

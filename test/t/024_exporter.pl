@@ -16,6 +16,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use CPAN::Meta::YAML;
 use File::Basename qw(dirname);
 use File::Spec;
@@ -96,15 +97,9 @@ for my $name (@metric_names)
 # --------------------------------------------------------------------------
 # a server in a known state
 # --------------------------------------------------------------------------
-my $node = PostgreSQL::Test::Cluster->new('exporter');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
+my $node = es_node('exporter', qq{
 eventsource.liveness_timeout = '2s'
 });
-$node->start;
 my $db = 'postgres';
 sub sql { my ($sql) = @_; return $node->safe_psql($db, $sql); }
 

@@ -13,17 +13,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use IPC::Run;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-});
-$node->start;
+my $node = es_node('dump');
 
 sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
 
@@ -39,12 +33,7 @@ sub poll_for
 	return 0;
 }
 
-sub wait_until
-{
-	my ($db, $query, $what) = @_;
-	ok($node->poll_query_until($db, $query), $what)
-	  or diag(sql($db, 'SELECT * FROM eventsource.subscription_status'));
-}
+sub wait_until { es_wait_until($node, @_) }
 
 # ---------------------------------------------------------------------------
 # the source database

@@ -10,22 +10,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-});
-$primary->start;
+my $primary = es_node('primary', undef, allows_streaming => 1);
 
-sub wait_until
-{
-	my ($node, $query, $what) = @_;
-	ok($node->poll_query_until('postgres', $query), $what)
-	  or diag($node->safe_psql('postgres', 'SELECT * FROM eventsource.subscription_status'));
-}
+sub wait_until { my $node = shift; es_wait_until($node, 'postgres', @_) }
 
 # SQLSTATE and message of a statement that must fail
 sub fails

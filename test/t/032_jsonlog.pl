@@ -9,28 +9,18 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use JSON::PP;
 
-my $node = PostgreSQL::Test::Cluster->new('jsonlog');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
+my $node = es_node('jsonlog', qq{
 logging_collector = on
 log_destination = 'jsonlog'
 log_directory = 'log'
 });
-$node->start;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-sub wait_until
-{
-	my ($query, $what) = @_;
-	ok($node->poll_query_until('postgres', $query), $what)
-	  or diag(sql('SELECT * FROM eventsource.subscription_status'));
-}
+sub wait_until { es_wait_until($node, 'postgres', @_) }
 
 my $logfile = $node->data_dir . '/' . sql(q{SELECT pg_current_logfile('jsonlog')});
 like($logfile, qr/\.json$/, "the server writes a jsonlog file ($logfile)");

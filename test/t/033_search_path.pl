@@ -16,16 +16,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsTest;
 use JSON::PP;
 
-my $node = PostgreSQL::Test::Cluster->new('search_path');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-});
-$node->start;
+my $node = es_node('search_path');
 
 my $hostile_path = 'pg_temp, mallory, public, pg_catalog';
 
