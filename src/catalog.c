@@ -27,6 +27,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/plancache.h"
 #include "utils/syscache.h"
 
 #include "eventsource.h"
@@ -155,6 +156,26 @@ es_prepare(const char *query, int nargs, Oid *argtypes)
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 	return plan;
+}
+
+/*
+ * Run a kept plan (read-write: a fresh snapshot in READ COMMITTED) and
+ * check the result code; anything else is an internal error, named by the
+ * plan's query.
+ */
+void
+es_exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+	{
+		List	   *sources = SPI_plan_get_plan_sources(plan);
+
+		elog(ERROR, "eventsource: query \"%s\" failed: %s",
+			 sources != NIL ? ((CachedPlanSource *) linitial(sources))->query_string : "?",
+			 SPI_result_code_string(rc));
+	}
 }
 
 /* Parameters for SPI_execute_plan_extended(); nulls as for SPI_execute_plan(). */

@@ -74,7 +74,6 @@ upsert_checkpoint(FunctionCallInfo fcinfo, const char *what, bool forward_only)
 	Datum		values[2];
 	EsOwnerCall owner;
 	SPIPlanPtr	plan;
-	int			rc;
 
 	PreventCommandIfReadOnly(what);
 	es_owner_begin(&owner);
@@ -101,9 +100,7 @@ upsert_checkpoint(FunctionCallInfo fcinfo, const char *what, bool forward_only)
 	plan = forward_only ? save_plan : reset_plan;
 	values[0] = PointerGetDatum(cstring_to_text(name));
 	values[1] = Int64GetDatum(position);
-	rc = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "eventsource: writing a checkpoint failed: %s", SPI_result_code_string(rc));
+	es_exec_plan(plan, values, NULL, SPI_OK_INSERT);
 	if (SPI_processed == 0)
 	{
 		bool		found;

@@ -116,6 +116,8 @@ typedef struct EsOwnerCall
 extern void es_owner_begin(EsOwnerCall *call);
 extern void es_owner_end(EsOwnerCall *call);
 extern SPIPlanPtr es_prepare(const char *query, int nargs, Oid *argtypes);
+extern void es_exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls,
+						 int expected);
 extern void es_spi_read(SPIPlanPtr plan, Datum *values, const char *nulls,
 						DestReceiver *dest, uint64 tcount);
 extern void es_spi_read_latest(SPIPlanPtr plan, Datum *values, const char *nulls,

@@ -56,7 +56,6 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	int64		current;
 	Datum		values[5];
 	EsOwnerCall owner;
-	int			rc;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -107,14 +106,10 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(schema_version);
 	values[2] = Int64GetDatum(version);
 	values[3] = JsonbPGetDatum(state);
-	rc = SPI_execute_plan(save_plan, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "eventsource: saving a snapshot failed: %s", SPI_result_code_string(rc));
+	es_exec_plan(save_plan, values, NULL, SPI_OK_INSERT);
 
 	values[2] = Int32GetDatum(es_snapshots_to_keep);
-	rc = SPI_execute_plan(prune_plan, values, NULL, false, 0);
-	if (rc != SPI_OK_DELETE)
-		elog(ERROR, "eventsource: pruning snapshots failed: %s", SPI_result_code_string(rc));
+	es_exec_plan(prune_plan, values, NULL, SPI_OK_DELETE);
 
 	es_owner_end(&owner);
 	PG_RETURN_VOID();

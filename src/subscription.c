@@ -445,15 +445,6 @@ require_subscription(const char *name, Oid caller)
 	return partitions;
 }
 
-static void
-exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "eventsource: subscription query failed: %s", SPI_result_code_string(rc));
-}
-
 /* Begin the body of an API function that writes: SPI, as the extension owner. */
 static void
 api_begin(EsOwnerCall *call, const char *what)
@@ -641,7 +632,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	values[16] = PG_ARGISNULL(13) ? (Datum) 0 : PG_GETARG_DATUM(13);
 	nulls[16] = PG_ARGISNULL(13) ? 'n' : ' ';
 	values[17] = Int32GetDatum(partitions);
-	exec_plan(insert_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+	es_exec_plan(insert_plan, values, nulls, SPI_OK_INSERT_RETURNING);
 	incarnation = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	/* each partition and where it resumes after */
@@ -655,7 +646,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 		row[3] = Int64GetDatum(from_checkpoint ?
 							   inherited_checkpoint(inherit_plan, name, partitions, p) :
 							   start_position);
-		exec_plan(partitions_plan, row, NULL, SPI_OK_INSERT);
+		es_exec_plan(partitions_plan, row, NULL, SPI_OK_INSERT);
 	}
 	es_owner_end(&call);
 
@@ -702,8 +693,8 @@ es_drop_subscription(PG_FUNCTION_ARGS)
 						  1, types);
 	}
 	values[0] = CStringGetTextDatum(name);
-	exec_plan(lock_plan, values, NULL, SPI_OK_SELECT);
-	exec_plan(plan, values, NULL, SPI_OK_DELETE);
+	es_exec_plan(lock_plan, values, NULL, SPI_OK_SELECT);
+	es_exec_plan(plan, values, NULL, SPI_OK_DELETE);
 	es_owner_end(&call);
 
 	queue_op(PENDING_DESIRED, name, 0, ES_DESIRED_DROP);
@@ -738,7 +729,7 @@ set_state(FunctionCallInfo fcinfo, const char *what, bool pause)
 								 1, types);
 	}
 	values[0] = CStringGetTextDatum(name);
-	exec_plan(pause ? pause_plan : resume_plan, values, NULL, SPI_OK_UPDATE);
+	es_exec_plan(pause ? pause_plan : resume_plan, values, NULL, SPI_OK_UPDATE);
 	es_owner_end(&call);
 
 	queue_op(PENDING_DESIRED, name, 0, pause ? ES_DESIRED_PAUSE : ES_DESIRED_RUN);
@@ -800,7 +791,7 @@ es_reset_subscription(PG_FUNCTION_ARGS)
 	}
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int64GetDatum(position);
-	exec_plan(plan, values, NULL, SPI_OK_UPDATE);
+	es_exec_plan(plan, values, NULL, SPI_OK_UPDATE);
 	es_owner_end(&call);
 
 	queue_op(PENDING_REQUEST_RESET, name, 0, ES_DESIRED_RUN);
@@ -853,7 +844,7 @@ es_retry_dead_letters(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(name);
 	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
-	exec_plan(plan, values, nulls, SPI_OK_UPDATE);
+	es_exec_plan(plan, values, nulls, SPI_OK_UPDATE);
 	n = (int) SPI_processed;
 	es_owner_end(&call);
 

@@ -329,15 +329,6 @@ tx_abort(void)
 	tx_open = false;
 }
 
-static void
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "eventsource worker: query failed: %s", SPI_result_code_string(rc));
-}
-
 /* ---------------------------------------------------------------------
  * configuration
  * ---------------------------------------------------------------------
@@ -507,7 +498,7 @@ read_checkpoint(int64 *pos, int64 *resets)
 							   " AND subscription_id OPERATOR(pg_catalog.=) $3 FOR UPDATE",
 							   3, types);
 	set_row_key(values);
-	run_plan(lock_plan, values, NULL, SPI_OK_SELECT);
+	es_exec_plan(lock_plan, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	*pos = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -534,7 +525,7 @@ write_checkpoint(int64 pos)
 								4, types);
 	set_row_key(values);
 	values[3] = Int64GetDatum(pos);
-	run_plan(write_plan, values, NULL, SPI_OK_UPDATE);
+	es_exec_plan(write_plan, values, NULL, SPI_OK_UPDATE);
 	saved_position = pos;
 	saved_at = GetCurrentTimestamp();
 	if (es_shutdown_requested)
@@ -658,9 +649,9 @@ record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 	values[7] = CStringGetTextDatum(category);
 	values[8] = CStringGetTextDatum(severity);
 	values[9] = Int32GetDatum(attempt);
-	run_plan(error_plan, values, nulls, SPI_OK_INSERT);
+	es_exec_plan(error_plan, values, nulls, SPI_OK_INSERT);
 	values[0] = Int32GetDatum(es_recent_errors_kept);
-	run_plan(error_prune_plan, values, NULL, SPI_OK_DELETE);
+	es_exec_plan(error_prune_plan, values, NULL, SPI_OK_DELETE);
 
 	/* publish it, from the worker and never from appenders */
 	if (es_severity_rank(severity) >= es_notify_min_severity)
@@ -719,7 +710,7 @@ dead_letter(EsEventRef *ev, EsCallError *err, int retries)
 	values[13] = CStringGetTextDatum(es_error_severity(err->sqlstate));
 	values[14] = Int32GetDatum(retries);
 	values[15] = TimestampTzGetDatum(first_failed_at ? first_failed_at : GetCurrentTimestamp());
-	run_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
+	es_exec_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
 
 	SpinLockAcquire(&MySlot->mutex);
 	MySlot->events_failed++;
@@ -755,7 +746,7 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 	values[4] = event_column(ev, 4, &isnull);
 	values[5] = CStringGetTextDatum(err->message);
 	values[6] = CStringGetTextDatum(err->sqlstate);
-	run_plan(fail_plan, values, NULL, SPI_OK_UPDATE);
+	es_exec_plan(fail_plan, values, NULL, SPI_OK_UPDATE);
 
 	/*
 	 * The slot says "failed" before the row does: a resume_subscription()
@@ -1166,7 +1157,7 @@ retry_dead_letters(void)
 	}
 	values[0] = CStringGetTextDatum(my_name);
 	values[1] = Int32GetDatum(my_partition);
-	run_plan(retry_select_plan, values, NULL, SPI_OK_SELECT);
+	es_exec_plan(retry_select_plan, values, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	if (n > 0)
 	{
@@ -1188,7 +1179,7 @@ retry_dead_letters(void)
 			values[0] = cols[8];
 			if (deliver_one(&ev, &err) == ES_CALL_OK)
 			{
-				run_plan(retry_done_plan, values, NULL, SPI_OK_DELETE);
+				es_exec_plan(retry_done_plan, values, NULL, SPI_OK_DELETE);
 				SpinLockAcquire(&MySlot->mutex);
 				MySlot->events_processed++;
 				MySlot->dead_letters = Max(MySlot->dead_letters - 1, 0);
@@ -1204,7 +1195,7 @@ retry_dead_letters(void)
 				again[2] = CStringGetTextDatum(err.sqlstate);
 				again[3] = CStringGetTextDatum(es_error_category(err.sqlstate));
 				again[4] = CStringGetTextDatum(es_error_severity(err.sqlstate));
-				run_plan(retry_again_plan, again, NULL, SPI_OK_UPDATE);
+				es_exec_plan(retry_again_plan, again, NULL, SPI_OK_UPDATE);
 			}
 		}
 		es_handler_disarm_timer();
@@ -1269,7 +1260,7 @@ record_shutdown(bool forced, bool gone)
 		set_row_key(values);
 		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 		if (extension_is_ours())
-			run_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
+			es_exec_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
 		tx_commit();
 	}
 	PG_CATCH();
