@@ -35,7 +35,12 @@ export LANG=C.UTF-8
 unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LANGUAGE
 
 ES_PG_MAJOR=15
-ES_PG_BIN="/usr/lib/postgresql/${ES_PG_MAJOR}/bin"
+# ES_PG_ROOT: a private copy of the PostgreSQL installation (its usr/lib,
+# usr/share and usr/include trees under that directory), for contributors who
+# run two checkouts at once: `make install` then writes there, not into the
+# system directories another run is using.  PostgreSQL finds its files
+# relative to its binaries, so a copied tree works as it is.
+ES_PG_BIN="${ES_PG_ROOT:-}/usr/lib/postgresql/${ES_PG_MAJOR}/bin"
 ES_PG_CONFIG="${ES_PG_BIN}/pg_config"
 export ES_PG_MAJOR ES_PG_BIN ES_PG_CONFIG
 
@@ -104,8 +109,11 @@ es_as_postgres() {
 # ---------------------------------------------------------------- packages
 
 # Prints the installed version of a package, or nothing.
+# Always succeeds: dpkg-query exits non-zero for a package dpkg has never
+# heard of, which under `set -o pipefail` would otherwise end the caller's
+# `v="$(es__pkg_version …)"` silently (issue 8).
 es__pkg_version() {
-	dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null |
+	{ dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null || true; } |
 		awk '$1 == "installed" { print $2 }'
 }
 
