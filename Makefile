@@ -26,7 +26,7 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = eventsource
-DATA = eventsource--1.0.sql
+DATA = eventsource--1.0.sql eventsource--1.0--1.1.sql
 PGFILEDESC = "eventsource - event store inside PostgreSQL"
 
 # Warnings are errors in CI (scripts/test.sh sets ES_WERROR=1).
