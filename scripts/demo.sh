@@ -72,7 +72,9 @@ es_log "build (ES_WERROR=1) and install"
 # In a subshell: es_build_install's own es_die must not end the demo with its
 # message inside build.log (which the cleanup removes).
 (es_build_install "$TREE") >"$TREE/build.log" 2>&1 || {
-	cat "$TREE/build.log" >&2
+	rc=$?
+	cat "$TREE/build.log" >&2 # ends with es_build_install's error line, if it had one
+	((rc == ES_REPORTED)) && exit 1
 	es_die "the build failed (warnings are errors: ES_WERROR=1): see the messages above"
 }
 
