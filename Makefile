@@ -68,3 +68,14 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 # Every file includes the project's headers; a change to one rebuilds all
 # (and a new default_version, which the headers take from the control file).
 $(OBJS): src/eventsource.h src/subscription.h eventsource.control
+
+# The release archives for PGXN and packagers, from the committed tree (HEAD):
+# eventsource-X.Y.Z.zip and .tar.gz with the top directory eventsource-X.Y.Z/.
+# X.Y.Z is default_version plus a patch level, as in META.json (the release
+# test, test/t/041_release.pl, checks that they agree).  .gitattributes
+# leaves CI files out.
+ES_DIST = eventsource-$(ES_DIST_VERSION)
+dist:
+	git archive --format=zip --prefix=$(ES_DIST)/ -o $(ES_DIST).zip HEAD
+	git archive --format=tar.gz --prefix=$(ES_DIST)/ -o $(ES_DIST).tar.gz HEAD
+.PHONY: dist
