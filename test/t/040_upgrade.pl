@@ -49,6 +49,9 @@ sub psql_err
 my $default = sql('postgres',
 	q{SELECT default_version FROM pg_available_extensions WHERE name = 'eventsource'});
 isnt($default, '1.0', "the default version ($default) is later than 1.0: there is an upgrade to walk");
+like(sql('postgres', qq{SELECT path FROM pg_extension_update_paths('eventsource')
+                          WHERE source = '1.0' AND target = '$default'}),
+	qr/^1\.0--/, 'and a chain of update scripts leads there from 1.0');
 
 # ---------------------------------------------------------------------------
 # a 1.0 store, filled, with running subscriptions
