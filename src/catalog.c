@@ -277,7 +277,7 @@ typedef struct EsSqlVersionCache
 	CommandId	cid;
 	TimestampTz stmt_start;
 	int			num;			/* ES_VERSION_NUM(), 0 = not installed */
-	char		text[NAMEDATALEN];
+	char		text[NAMEDATALEN];	/* extversion, "" = not installed */
 } EsSqlVersionCache;
 
 static EsSqlVersionCache sql_version;
@@ -287,11 +287,11 @@ static EsSqlVersionCache sql_version;
  * "major.minor" with numbers below 1000.
  */
 bool
-es_parse_version(const char *text, int *num)
+es_parse_version(const char *str, int *num)
 {
 	int			major = 0;
 	int			minor = 0;
-	const char *p = text;
+	const char *p = str;
 
 	if (!isdigit((unsigned char) *p))
 		return false;

@@ -137,7 +137,7 @@ extern void es_spi_read_latest(SPIPlanPtr plan, Datum *values, const char *nulls
 #define ES_SQL_1_1					ES_VERSION_NUM(1, 1)
 
 /* catalog.c: the version of the SQL objects in the current database */
-extern bool es_parse_version(const char *text, int *num);
+extern bool es_parse_version(const char *str, int *num);
 extern int	es_sql_version(void);
 extern const char *es_sql_version_text(void);
 extern bool es_sql_version_at_least(const char *min);

@@ -970,18 +970,13 @@ finish_batch(void)
 static bool
 follow_sql_version(void)
 {
+	int			version = es_sql_version();
+	char		version_text[NAMEDATALEN];
 	bool		ok;
 
-	if (es_sql_version() == my_sql_version)
+	if (version == my_sql_version)
 		return true;
-	ereport(LOG,
-			(errmsg("eventsource: subscription \"%s\" partition %d now runs with version %s of the extension's SQL objects (was %s)",
-					my_name, my_partition, es_sql_version_text(), my_sql_version_text),
-			 errdetail("database=%s subscription=%s partition=%d sql_version=%s",
-					   logfmt(my_dbname), logfmt(my_name), my_partition,
-					   logfmt(es_sql_version_text()))));
-	my_sql_version = es_sql_version();
-	strlcpy(my_sql_version_text, es_sql_version_text(), sizeof(my_sql_version_text));
+	strlcpy(version_text, es_sql_version_text(), sizeof(version_text));
 	if (events_desc != NULL)
 	{
 		FreeTupleDesc(events_desc);
@@ -991,7 +986,18 @@ follow_sql_version(void)
 	PushActiveSnapshot(GetLatestSnapshot());
 	ok = load_config();
 	PopActiveSnapshot();
-	return ok;
+	if (!ok)
+		return false;
+
+	/* only now: should the reload fail, the next batch tries again */
+	ereport(LOG,
+			(errmsg("eventsource: subscription \"%s\" partition %d now runs with version %s of the extension's SQL objects (was %s)",
+					my_name, my_partition, version_text, my_sql_version_text),
+			 errdetail("database=%s subscription=%s partition=%d sql_version=%s",
+					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(version_text))));
+	my_sql_version = version;
+	strlcpy(my_sql_version_text, version_text, sizeof(my_sql_version_text));
+	return true;
 }
 
 /*
