@@ -302,22 +302,28 @@ is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource
 	'ROLLBACK: still 1.0');
 same_text(schema_dump('old'), $dump10, 'and every 1.0 object is exactly as before (schema dump)');
 
-# an error at the very end of the update (after every statement of the
-# script ran) undoes all of it
+# an error in the middle of the update (at its first DDL command: a
+# statement of the script once it has one), and one at its very end (after
+# every statement of the script ran), undo all of it
 sql('old', q{
 CREATE FUNCTION app.refuse() RETURNS event_trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'refused by test' USING ERRCODE = 'P0001'; END $$;
-CREATE EVENT TRIGGER refuse_update ON ddl_command_end WHEN TAG IN ('ALTER EXTENSION')
-  EXECUTE FUNCTION app.refuse();
+BEGIN RAISE EXCEPTION 'refused by test at %', tg_tag USING ERRCODE = 'P0001'; END $$;
 });
-like(psql_err('old', 'ALTER EXTENSION eventsource UPDATE'), qr/P0001: refused by test/,
-	'an update that fails at its end');
-sql('old', 'DROP EVENT TRIGGER refuse_update; DROP FUNCTION app.refuse()');
-is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.0',
-	'leaves 1.0');
-same_text(schema_dump('old'), $dump10, 'with every 1.0 object as it was');
-same_text(sql('old', $members_sql), $members10, 'and the same member objects');
-is(fingerprint('old'), $fp0, 'and the same data');
+for my $when ('', q{WHEN TAG IN ('ALTER EXTENSION')})
+{
+	sql('old', qq{CREATE EVENT TRIGGER refuse_update ON ddl_command_end $when EXECUTE FUNCTION app.refuse()});
+	my $failed = psql_err('old', 'ALTER EXTENSION eventsource UPDATE');
+	my ($at) = $failed =~ /P0001: refused by test at ([A-Z ]+)/;
+	ok(defined $at, 'an update that fails ' . ($when ? 'at its end' : 'at its first DDL command')
+		  . ' (' . ($at // $failed) . ')');
+	sql('old', 'DROP EVENT TRIGGER refuse_update');
+	is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.0',
+		'leaves 1.0');
+	same_text(schema_dump('old'), $dump10, 'with every 1.0 object as it was');
+	same_text(sql('old', $members_sql), $members10, 'and the same member objects');
+	is(fingerprint('old'), $fp0, 'and the same data');
+}
+sql('old', 'DROP FUNCTION app.refuse()');
 
 # a dump of the 1.0 store, for the restores below
 my $dump_10_file = $node->basedir . '/old_10.sql';
