@@ -10,7 +10,9 @@
  *
  * Rules for this file: every name schema-qualified; no table rewrite of
  * eventsource.events unless the release notes say so with its time on 10M
- * events; each section says which issue it serves.
+ * events; each section says which issue it serves and which table locks it
+ * takes (README.md, "Upgrading", lists them).  All the rules, and how the C
+ * library serves 1.0 and 1.1 at once: CONTRIBUTING.md.
  */
 
 \echo Use "ALTER EXTENSION eventsource UPDATE TO '1.1'" to load this file. \quit

@@ -15,13 +15,29 @@
  * The OIDs are cached per backend and forgotten on any relcache invalidation
  * of the events table or its sequence (DROP EXTENSION, a restore).
  *
+ * It also tells which version of the extension's SQL objects the current
+ * database has (pg_extension.extversion).  One library serves every SQL
+ * version it can be updated from: a database stays on 1.0 until someone runs
+ * ALTER EXTENSION eventsource UPDATE, and the C paths that need newer objects
+ * ask es_require_sql_version() first (see CONTRIBUTING.md).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "miscadmin.h"
 #include "nodes/params.h"
 #include "utils/inval.h"
@@ -233,4 +249,194 @@ es_spi_read_latest(SPIPlanPtr plan, Datum *values, const char *nulls,
 	PushActiveSnapshot(GetLatestSnapshot());
 	es_spi_read(plan, values, nulls, dest, tcount);
 	PopActiveSnapshot();
+}
+
+
+/* ---------------------------------------------------------------------
+ * The version of the SQL objects
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * What the current database's pg_extension row said, and when we read it.
+ *
+ * PostgreSQL 15 has no syscache on pg_extension in every minor release, so
+ * no invalidation callback can tell us about an ALTER EXTENSION UPDATE.
+ * Instead the version is read again (one index probe of a catalog of a few
+ * rows) for every new statement, command, subtransaction and transaction:
+ * an update committed by another session is seen by the next statement, as
+ * its new objects are; one run in our own transaction is seen by the next
+ * command (it advanced the command counter), and forgotten again when its
+ * subtransaction rolls back (a new subtransaction id).
+ */
+typedef struct EsSqlVersionCache
+{
+	bool		valid;
+	LocalTransactionId lxid;
+	SubTransactionId subxid;
+	CommandId	cid;
+	TimestampTz stmt_start;
+	int			num;			/* ES_VERSION_NUM(), 0 = not installed */
+	char		text[NAMEDATALEN];	/* extversion, "" = not installed */
+} EsSqlVersionCache;
+
+static EsSqlVersionCache sql_version;
+
+/*
+ * "1.1" -> ES_VERSION_NUM(1, 1).  Returns false for anything that is not
+ * "major.minor" with numbers below 1000.
+ */
+bool
+es_parse_version(const char *str, int *num)
+{
+	int			major = 0;
+	int			minor = 0;
+	const char *p = str;
+
+	if (!isdigit((unsigned char) *p))
+		return false;
+	while (isdigit((unsigned char) *p) && major < 1000)
+		major = major * 10 + (*p++ - '0');
+	if (*p++ != '.' || !isdigit((unsigned char) *p))
+		return false;
+	while (isdigit((unsigned char) *p) && minor < 1000)
+		minor = minor * 10 + (*p++ - '0');
+	if (*p != '\0' || major >= 1000 || minor >= 1000)
+		return false;
+	*num = ES_VERSION_NUM(major, minor);
+	return true;
+}
+
+/* Read pg_extension.extversion of eventsource into the cache. */
+static void
+read_sql_version(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	sql_version.num = 0;
+	sql_version.text[0] = '\0';
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("eventsource"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+		{
+			char	   *v = TextDatumGetCString(d);
+
+			strlcpy(sql_version.text, v, sizeof(sql_version.text));
+			pfree(v);
+		}
+		/* a version we cannot read is taken for the newest we know */
+		if (!es_parse_version(sql_version.text, &sql_version.num))
+			(void) es_parse_version(ES_LIBRARY_VERSION, &sql_version.num);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * The version of eventsource's SQL objects in the current database as
+ * ES_VERSION_NUM(major, minor); 0 when the extension is not installed.
+ * Inside a transaction.
+ */
+int
+es_sql_version(void)
+{
+	LocalTransactionId lxid = MyProc->lxid;
+	SubTransactionId subxid = GetCurrentSubTransactionId();
+	CommandId	cid = GetCurrentCommandId(false);
+	TimestampTz stmt_start = GetCurrentStatementStartTimestamp();
+
+	if (!IsTransactionState())
+		elog(ERROR, "eventsource: es_sql_version() called outside a transaction");
+	if (!sql_version.valid || sql_version.lxid != lxid ||
+		sql_version.subxid != subxid || sql_version.cid != cid ||
+		sql_version.stmt_start != stmt_start)
+	{
+		sql_version.valid = false;
+		read_sql_version();
+		sql_version.lxid = lxid;
+		sql_version.subxid = subxid;
+		sql_version.cid = cid;
+		sql_version.stmt_start = stmt_start;
+		sql_version.valid = true;
+	}
+	return sql_version.num;
+}
+
+/* The same as text ("1.0"), "" when not installed. */
+const char *
+es_sql_version_text(void)
+{
+	(void) es_sql_version();
+	return sql_version.text;
+}
+
+/* Does the current database have at least version "min" of the SQL objects? */
+bool
+es_sql_version_at_least(const char *min)
+{
+	int			need;
+
+	if (!es_parse_version(min, &need))
+		elog(ERROR, "eventsource: bad version literal \"%s\"", min);
+	return es_sql_version() >= need;
+}
+
+/*
+ * Refuse to go on unless the current database has at least version "min" of
+ * the SQL objects: for the C paths that need objects a 1.0 database does not
+ * have.  "what" names the caller for the message, e.g.
+ * "eventsource.foo()".  Raises 55000 with a hint to update.
+ */
+void
+es_require_sql_version(const char *min, const char *what)
+{
+	if (es_sql_version_at_least(min))
+		return;
+	if (es_sql_version() == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"eventsource\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION eventsource.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("%s needs the eventsource %s SQL objects", what, min),
+			 errdetail("This database has version %s of the extension's SQL objects; the library is version %s.",
+					   sql_version.text, ES_LIBRARY_VERSION),
+			 errhint("Run ALTER EXTENSION eventsource UPDATE.")));
+}
+
+PG_FUNCTION_INFO_V1(es_require_sql_version_sql);
+
+/*
+ * es_require_sql_version(min text, what text) as a C function.  No SQL
+ * script declares it: test/t/040_upgrade.pl declares it in a 1.0 database,
+ * where it stands for a 1.1 C path reached with the 1.0 objects.
+ */
+Datum
+es_require_sql_version_sql(PG_FUNCTION_ARGS)
+{
+	char	   *min = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			num;
+
+	if (!es_parse_version(min, &num))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid eventsource version \"%s\"", min),
+				 errhint("A version is major.minor, e.g. 1.1.")));
+	es_require_sql_version(min, what);
+	PG_RETURN_VOID();
 }

@@ -618,6 +618,35 @@ es_readiness(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(json_result(&buf));
 }
 
+/*
+ * The "sql_version" check of health(): are this database's SQL objects the
+ * version the library is built for?  Older ones still work (the library
+ * serves them) but miss what the release added, and a feature that needs
+ * them waits or refuses: degraded until ALTER EXTENSION eventsource UPDATE.
+ * Newer ones than the library knows mean the library was downgraded.
+ * Returns false when not healthy.
+ */
+static bool
+sql_version_check(StringInfo checks, bool *first_check)
+{
+	int			library;
+	int			installed = es_sql_version();
+
+	if (!es_parse_version(ES_LIBRARY_VERSION, &library))
+		elog(ERROR, "eventsource: bad library version \"%s\"", ES_LIBRARY_VERSION);
+	if (installed < library)
+		json_str(checks, first_check, "sql_version",
+				 psprintf("unhealthy: the SQL objects are version %s, the library %s: run ALTER EXTENSION eventsource UPDATE",
+						  es_sql_version_text(), ES_LIBRARY_VERSION));
+	else if (installed > library)
+		json_str(checks, first_check, "sql_version",
+				 psprintf("unhealthy: the SQL objects are version %s, newer than the library (%s): install the eventsource %s library",
+						  es_sql_version_text(), ES_LIBRARY_VERSION, es_sql_version_text()));
+	else
+		json_str(checks, first_check, "sql_version", "healthy");
+	return installed == library;
+}
+
 PG_FUNCTION_INFO_V1(es_health);
 
 /*
@@ -662,6 +691,8 @@ es_health(PG_FUNCTION_ARGS)
 			 dead_reason ? psprintf("unhealthy: %s", dead_reason) : "healthy");
 	if (!l.running || dead_reason)
 		overall = ES_UNHEALTHY;
+	if (!sql_version_check(&checks, &first_check))
+		overall = Max(overall, ES_DEGRADED);
 
 	/* one entry per subscription: its worst partition */
 	for (int i = 0; i < n;)

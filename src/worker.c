@@ -50,6 +50,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
@@ -119,6 +120,8 @@ static int	my_partition;
 static int	my_partitions;
 static int64 my_incarnation;	/* eventsource.subscriptions.id */
 static Oid	my_extension;		/* the extension our subscription is in */
+static int	my_sql_version = 0; /* the version of its SQL objects we run with */
+static char my_sql_version_text[NAMEDATALEN];
 static EsDesired row_desired = ES_DESIRED_RUN;	/* what our row says */
 static int64 resets_seen = -1;	/* our row's "resets" when we last read it */
 static EsSubConfig cfg;
@@ -952,6 +955,52 @@ finish_batch(void)
 }
 
 /*
+ * The database's SQL objects may be updated under us (ALTER EXTENSION
+ * eventsource UPDATE): the first batch after that commit runs with the new
+ * version, without a restart.  Paths that need a newer version's objects
+ * test my_sql_version.  A new version may change the subscription's row and
+ * the row type of eventsource.events, so both are read again.
+ *
+ * The caller holds AccessShareLock on eventsource.events: an update script
+ * that alters the table has then either committed (and we see its version)
+ * or waits for our batch, so the events we read always match the row type
+ * we hand to the handler.  Returns false when the subscription is gone.
+ * Inside a batch transaction, connected to SPI, as the extension owner.
+ */
+static bool
+follow_sql_version(void)
+{
+	int			version = es_sql_version();
+	char		version_text[NAMEDATALEN];
+	bool		ok;
+
+	if (version == my_sql_version)
+		return true;
+	strlcpy(version_text, es_sql_version_text(), sizeof(version_text));
+	if (events_desc != NULL)
+	{
+		FreeTupleDesc(events_desc);
+		events_desc = NULL;
+	}
+	/* with a snapshot that sees what the update wrote */
+	PushActiveSnapshot(GetLatestSnapshot());
+	ok = load_config();
+	PopActiveSnapshot();
+	if (!ok)
+		return false;
+
+	/* only now: should the reload fail, the next batch tries again */
+	ereport(LOG,
+			(errmsg("eventsource: subscription \"%s\" partition %d now runs with version %s of the extension's SQL objects (was %s)",
+					my_name, my_partition, version_text, my_sql_version_text),
+			 errdetail("database=%s subscription=%s partition=%d sql_version=%s",
+					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(version_text))));
+	my_sql_version = version;
+	strlcpy(my_sql_version_text, version_text, sizeof(my_sql_version_text));
+	return true;
+}
+
+/*
  * One batch.  See the file header.
  */
 static EsBatchOutcome
@@ -982,6 +1031,12 @@ process_batch(void)
 	 * the batch commits, so no reset lands between this read and our write.
 	 */
 	if (!read_checkpoint(&start, &resets))
+	{
+		tx_commit();
+		return BATCH_GONE;
+	}
+	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
+	if (!follow_sql_version())
 	{
 		tx_commit();
 		return BATCH_GONE;
@@ -1483,6 +1538,8 @@ es_worker_main(Datum main_arg)
 			CHECK_FOR_INTERRUPTS();
 
 			tx_begin("eventsource: loading subscription");
+			my_sql_version = es_sql_version();
+			strlcpy(my_sql_version_text, es_sql_version_text(), sizeof(my_sql_version_text));
 			gone = !load_config();
 			tx_commit();
 			if (gone || row_desired == ES_DESIRED_RUN)
