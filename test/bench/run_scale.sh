@@ -55,13 +55,13 @@ done
 # The throwaway cluster.  JIT and autovacuum stay at their defaults (on): the
 # monitoring calls must be fast without anyone having analysed anything.
 # ---------------------------------------------------------------------------
-SETTINGS="shared_buffers=2GB max_wal_size=16GB checkpoint_timeout=30min eventsource.max_workers=64 max_worker_processes=72"
+SETTINGS="shared_buffers=2GB max_wal_size=16GB checkpoint_timeout=30min eventsource.max_workers=100 max_worker_processes=108"
 . "$HERE/cluster.sh"
 bench_cluster es-scale "shared_buffers = 2GB
 max_wal_size = 16GB
 checkpoint_timeout = 30min
-eventsource.max_workers = 64
-max_worker_processes = 72"
+eventsource.max_workers = 100
+max_worker_processes = 108"
 
 CONN=(-h "$WORK" -p "$PORT" -U postgres)
 psql_q() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
