@@ -62,20 +62,13 @@ BEGIN
     REVOKE ALL ON eventsource.subscription_status FROM PUBLIC;
 
     -- the grants of 1.0's function and view (grantee 0 is PUBLIC)
-    FOR g IN SELECT a.grantee, a.privilege_type, a.is_grantable
+    FOR g IN SELECT 'FUNCTION eventsource.subscription_status_rows()' AS object, a.*
                FROM pg_catalog.aclexplode(fn_acl) a
-              WHERE a.grantee OPERATOR(pg_catalog.<>) a.grantor LOOP
-        EXECUTE pg_catalog.format('GRANT %s ON FUNCTION eventsource.subscription_status_rows() TO %s%s',
-            g.privilege_type,
-            CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                 ELSE g.grantee::pg_catalog.regrole::pg_catalog.text END,
-            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-    END LOOP;
-    FOR g IN SELECT a.grantee, a.privilege_type, a.is_grantable
-               FROM pg_catalog.aclexplode(view_acl) a
-              WHERE a.grantee OPERATOR(pg_catalog.<>) a.grantor LOOP
-        EXECUTE pg_catalog.format('GRANT %s ON eventsource.subscription_status TO %s%s',
-            g.privilege_type,
+             UNION ALL
+             SELECT 'eventsource.subscription_status', a.*
+               FROM pg_catalog.aclexplode(view_acl) a LOOP
+        CONTINUE WHEN g.grantee OPERATOR(pg_catalog.=) g.grantor;
+        EXECUTE pg_catalog.format('GRANT %s ON %s TO %s%s', g.privilege_type, g.object,
             CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
                  ELSE g.grantee::pg_catalog.regrole::pg_catalog.text END,
             CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);

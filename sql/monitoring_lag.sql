@@ -76,7 +76,7 @@ CREATE VIEW ml.lag AS
            lag_seconds < 600 AS sane_age, health, health_reason
       FROM eventsource.subscription_status WHERE name LIKE 'ml\_%' ORDER BY name, partition;
 
--- below the limit (1000): exact counts, filters and partitions applied
+-- below the limit (250): exact counts, filters and partitions applied
 SHOW eventsource.lag_count_limit;
 SELECT * FROM ml.lag;
 SELECT sum(lag_events) AS parts_sum FROM eventsource.subscription_status WHERE name = 'ml_parts';

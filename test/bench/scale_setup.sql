@@ -2,19 +2,10 @@
 -- the handlers and the server-side timer of run_scale.sh.  Run once on a
 -- fresh database with psql -v ON_ERROR_STOP=1 -v payload=...
 CREATE EXTENSION eventsource;
-CREATE SCHEMA bench;
-
--- The baseline: a plain table with the same columns and indexes as
--- eventsource.events (no trigger), filled with a copy of the same rows after
--- every load step, and a CACHE 1 sequence as the store's.
-CREATE TABLE bench.plain_events (LIKE eventsource.events INCLUDING ALL);
-CREATE SEQUENCE bench.plain_seq AS bigint CACHE 1;
-
--- Same as setup.sql's: a time-ordered uuid for the baseline's appends.
-CREATE FUNCTION bench.uuid_time_ordered() RETURNS uuid
-    LANGUAGE sql VOLATILE PARALLEL SAFE
-    RETURN (lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
-            || substr(replace(gen_random_uuid()::text, '-', ''), 13))::uuid;
+-- The baseline (bench.plain_events, bench.plain_seq,
+-- bench.uuid_time_ordered()): filled with a copy of the store's rows after
+-- every load step.
+\ir baseline.sql
 
 SELECT set_config('bench.payload', :'payload', false);
 CREATE TABLE bench.batch AS
