@@ -24,9 +24,9 @@
  *
  * "lag" is lag_events when that count is exact, else lag_positions (see
  * "Lag" below).  A subscription's health is its worst partition's.  The
- * error text of a
- * subscription owned by another role is shown only to members of that role
- * or of pg_read_all_stats, as pg_stat_statements does with query text.
+ * error text of a subscription owned by another role is shown only to
+ * members of that role or of pg_read_all_stats, as pg_stat_statements does
+ * with query text.
  *
  * Cost.  These are probes and scrape targets, called every few seconds for
  * ever, so none of them may cost more as the log grows or as a partition
@@ -305,8 +305,8 @@ status_plan_settings(void)
 
 /*
  * The partitions with their definition and saved state: the two small
- * subscription tables only.  Columns 1-7 and 11-14 as in lag_query below;
- * 8-10 are empty.
+ * subscription tables only.  The columns of LAG_QUERY below, without dead
+ * letters (0) and lag (NULL).
  */
 #define STATE_QUERY \
 	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
