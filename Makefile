@@ -45,7 +45,7 @@ endif
 
 # pg_regress: the SQL surface.  Each suite gets a private server with the
 # library preloaded (test/pg.conf), so nothing must be running beforehand.
-REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring
+REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring monitoring_lag
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.

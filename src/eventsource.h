@@ -53,6 +53,7 @@ extern int	es_max_errors_warning;
 extern int	es_max_errors_critical;
 extern int	es_max_lag_events_warning;
 extern int	es_max_lag_events_critical;
+extern int	es_lag_count_limit;
 extern int	es_max_dead_letters_warning;
 extern int	es_max_dead_letters_critical;
 extern int	es_recent_errors_kept;
