@@ -132,6 +132,8 @@ static MemoryContext batch_cxt = NULL;
 static char *handler_name = NULL;
 static char *my_dbname = NULL;	/* for log lines, read at start */
 
+static void load_events_desc(void);
+
 /* delivery state */
 static int64 position = 0;		/* everything <= position is done */
 static bool position_loaded = false;
@@ -466,13 +468,28 @@ load_config(void)
 	MemoryContextSwitchTo(old);
 
 	if (events_desc == NULL)
-	{
-		events_type = get_rel_type_id(es_catalog()->events_oid);
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		events_desc = lookup_rowtype_tupdesc_copy(events_type, -1);
-		MemoryContextSwitchTo(old);
-	}
+		load_events_desc();
 	return true;
+}
+
+/*
+ * Read the row type of eventsource.events into events_desc.  The new
+ * descriptor is built aside and swapped in only when complete: events_desc
+ * is never NULL once the worker has started, whatever fails on the way
+ * (retry_dead_letters() and the delivery paths use it without looking).
+ */
+static void
+load_events_desc(void)
+{
+	Oid			type = get_rel_type_id(es_catalog()->events_oid);
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	TupleDesc	desc = lookup_rowtype_tupdesc_copy(type, -1);
+
+	MemoryContextSwitchTo(old);
+	if (events_desc != NULL)
+		FreeTupleDesc(events_desc);
+	events_desc = desc;
+	events_type = type;
 }
 
 /* ---------------------------------------------------------------------
@@ -977,17 +994,14 @@ follow_sql_version(void)
 	if (version == my_sql_version)
 		return true;
 	strlcpy(version_text, es_sql_version_text(), sizeof(version_text));
-	if (events_desc != NULL)
-	{
-		FreeTupleDesc(events_desc);
-		events_desc = NULL;
-	}
 	/* with a snapshot that sees what the update wrote */
 	PushActiveSnapshot(GetLatestSnapshot());
 	ok = load_config();
 	PopActiveSnapshot();
 	if (!ok)
 		return false;
+	/* the old descriptor stays in use should the reload fail */
+	load_events_desc();
 
 	/* only now: should the reload fail, the next batch tries again */
 	ereport(LOG,
@@ -1187,6 +1201,13 @@ retry_dead_letters(void)
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 
 	tx_begin("eventsource: retrying dead letters");
+	/* the events we build below must have the row type the handler takes */
+	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
+	if (!follow_sql_version())
+	{
+		tx_commit();			/* gone: the next batch says so */
+		return;
+	}
 	if (retry_again_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT4OID};

@@ -498,6 +498,42 @@ $session->query_safe(q{COMMIT});
 $session->quit;
 
 # ---------------------------------------------------------------------------
+# a worker whose reload after the update fails keeps what it had
+# ---------------------------------------------------------------------------
+# Its definition cannot be read again (a lock timeout here; a dropped
+# handler or a cancel would do the same): the batch fails and is retried,
+# and meanwhile the worker still has the row type of eventsource.events it
+# builds dead letters into.  (A worker that threw it away before reloading
+# crashed the server at its next dead-letter retry.)
+$node->safe_psql('postgres', 'CREATE DATABASE reload');
+sql('reload', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+ALTER DATABASE reload SET lock_timeout = '300ms';
+CREATE FUNCTION public.picky(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'bad event in %', e.stream_id USING ERRCODE = 'P0001'; END $$;
+SELECT eventsource.create_subscription('picky', 'public.picky(eventsource.events)',
+  max_retries => 0, retry_backoff => '10ms', circuit_breaker_threshold => 0);
+SELECT eventsource.append_event('Bad-1', 0, 'OrderCreated', '{}');
+});
+wait_until('reload', q{SELECT count(*) = 1 FROM eventsource.dead_letters}, 'reload: a dead letter on 1.0');
+my $reload_pid = sql('reload', q{SELECT pid FROM eventsource.subscription_status});
+my $reload_offset = -s $node->logfile;
+my $locker = $node->background_psql('reload');
+$locker->query_safe(q{BEGIN; LOCK TABLE eventsource.subscriptions});
+sql('reload', q{ALTER EXTENSION eventsource UPDATE});
+$node->wait_for_log(qr/ERROR:  canceling statement due to lock timeout/, $reload_offset);
+ok(1, 'the worker could not read its subscription again after the update (lock timeout)');
+$locker->query_safe(q{COMMIT});
+$locker->quit;
+is(sql('reload', q{SELECT eventsource.retry_dead_letters('picky')}), '1', 'a dead-letter retry is asked for');
+wait_until('reload', q{SELECT count(*) = 1 FROM eventsource.dead_letters WHERE retry_count = 1 AND NOT retry_requested},
+	'the worker retried it');
+unlike(slurp_file($node->logfile, $reload_offset), qr/terminated by signal/, 'no process crashed');
+is(sql('reload', q{SELECT pid FROM eventsource.subscription_status}), $reload_pid, 'the same worker goes on');
+$node->wait_for_log(qr/subscription "picky" partition 0 now runs with version \Q$default\E/, $reload_offset);
+ok(1, 'and it follows the update once the lock is gone');
+
+# ---------------------------------------------------------------------------
 # dumps
 # ---------------------------------------------------------------------------
 sub restore
