@@ -978,24 +978,31 @@ finish_batch(void)
  * test my_sql_version.  A new version may change the subscription's row and
  * the row type of eventsource.events, so both are read again.
  *
- * The caller holds AccessShareLock on eventsource.events: an update script
- * that alters the table has then either committed (and we see its version)
- * or waits for our batch, so the events we read always match the row type
- * we hand to the handler.  Returns false when the subscription is gone.
+ * The caller holds AccessShareLock on eventsource.events, taken in this
+ * transaction before the call: an update script that alters the table has
+ * then either committed (and the snapshot we take here sees its version) or
+ * waits for our transaction, so the events we read in it match the row type
+ * we hand to the handler.  every_event commits after each event, so it
+ * locks again after each commit and ends the batch if the version moved
+ * (sql_version_moved()).  Returns false when the subscription is gone.
  * Inside a batch transaction, connected to SPI, as the extension owner.
  */
 static bool
 follow_sql_version(void)
 {
-	int			version = es_sql_version();
+	int			version;
 	char		version_text[NAMEDATALEN];
 	bool		ok;
 
-	if (version == my_sql_version)
-		return true;
-	strlcpy(version_text, es_sql_version_text(), sizeof(version_text));
-	/* with a snapshot that sees what the update wrote */
+	/* the version and the definition with one snapshot, taken after the lock */
 	PushActiveSnapshot(GetLatestSnapshot());
+	version = es_sql_version();
+	if (version == my_sql_version)
+	{
+		PopActiveSnapshot();
+		return true;
+	}
+	strlcpy(version_text, es_sql_version_text(), sizeof(version_text));
 	ok = load_config();
 	PopActiveSnapshot();
 	if (!ok)

@@ -53,6 +53,18 @@ like(sql('postgres', qq{SELECT path FROM pg_extension_update_paths('eventsource'
                           WHERE source = '1.0' AND target = '$default'}),
 	qr/^1\.0--/, 'and a chain of update scripts leads there from 1.0');
 
+# Do the update scripts have DDL commands yet?  (1.1 opened with an empty
+# one.)  The checks that need a command inside the script are vacuous until
+# they do, and then required.
+my $update_ddl = 0;
+for my $f (glob($node->config_data('--sharedir') . '/extension/eventsource--*--*.sql'))
+{
+	my $text = slurp_file($f) =~ s{/\*.*?\*/}{}gsr;
+	$text =~ s/--[^\n]*//g;
+	$update_ddl++ while $text =~ /^\s*(?:CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE)\b/mig;
+}
+note("DDL commands in the update scripts: $update_ddl");
+
 # ---------------------------------------------------------------------------
 # a 1.0 store, filled, with running subscriptions
 # ---------------------------------------------------------------------------
@@ -62,9 +74,9 @@ is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource
 	'CREATE EXTENSION ... VERSION 1.0 installs 1.0');
 
 like(sql('old', q{SELECT eventsource.health()->'checks'->>'sql_version'}),
-	qr/^unhealthy: the SQL objects are version 1\.0, the library \Q$default\E: run ALTER EXTENSION eventsource UPDATE$/,
-	'health() names the SQL objects that are behind the library, with what to do');
-isnt(sql('old', q{SELECT eventsource.health()->>'status'}), 'healthy', 'and is not healthy');
+	qr/^unhealthy: the SQL objects are version 1\.0, the library \Q$default\E: run ALTER EXTENSION eventsource UPDATE \(degraded\)$/,
+	'health() names the SQL objects that are behind the library, with what to do, and the level');
+is(sql('old', q{SELECT eventsource.health()->>'status'}), 'degraded', 'and is degraded');
 
 sql('old', q{
 CREATE SCHEMA app;
@@ -298,6 +310,8 @@ ROLLBACK;
 });
 like($locks, qr/^inside: \Q$default\E$/m, 'inside BEGIN ... the update is done');
 note("locks the update holds until it commits:\n$locks");
+is(join(', ', grep { m{^relation eventsource\.events } && !m{ AccessShareLock$} } split /\n/, $locks), '',
+	'the update takes no lock on eventsource.events stronger than ACCESS SHARE (appends go on)');
 is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.0',
 	'ROLLBACK: still 1.0');
 same_text(schema_dump('old'), $dump10, 'and every 1.0 object is exactly as before (schema dump)');
@@ -316,6 +330,7 @@ for my $when ('', q{WHEN TAG IN ('ALTER EXTENSION')})
 	my ($at) = $failed =~ /P0001: refused by test at ([A-Z ]+)/;
 	ok(defined $at, 'an update that fails ' . ($when ? 'at its end' : 'at its first DDL command')
 		  . ' (' . ($at // $failed) . ')');
+	isnt($at, 'ALTER EXTENSION', '(a command inside the script)') if !$when && $update_ddl;
 	sql('old', 'DROP EVENT TRIGGER refuse_update');
 	is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.0',
 		'leaves 1.0');
@@ -351,6 +366,9 @@ wait_until('old', q{SELECT count(*) >= 100 FROM eventsource.events WHERE event_t
 wait_until('old', q{SELECT count(*) >= 50 FROM app.deliveries d JOIN eventsource.events e USING (event_id)
                      WHERE e.event_type = 'Tick'}, 'and being delivered');
 
+my $pids_sql = q{SELECT string_agg(name || '/' || partition || '=' || coalesce(pid::text, '-'), ' ' ORDER BY name, partition)
+  FROM eventsource.subscription_status};
+my $pids_before = sql('old', $pids_sql);
 my $log_offset = -s $node->logfile;
 my $at_update = sql('old', q{
 ALTER EXTENSION eventsource UPDATE;
@@ -377,7 +395,8 @@ my $head1 = sql('old', 'SELECT eventsource.head_position()');
 wait_until('old', qq{SELECT bool_and(checkpoint = $head1) FROM eventsource.subscription_status},
 	'every subscription partition caught up after the update');
 is(sql('old', q{SELECT count(*) FROM eventsource.subscription_status WHERE pid IS NULL}), '0',
-	'every worker is running (none restarted for the update)');
+	'every worker is running');
+is(sql('old', $pids_sql), $pids_before, 'the same processes as before the update: none restarted');
 
 # exactly once across the update
 is(sql('old', q{SELECT count(*) FROM eventsource.events}), sql('old', 'SELECT count(*) FROM app.deliveries'),
@@ -496,6 +515,89 @@ like($session->query_safe(qq{SELECT public.require_sql_version('$default', 'x');
 	'so a path that needs it goes on');
 $session->query_safe(q{COMMIT});
 $session->quit;
+
+like(psql_err('cache', q{CREATE FUNCTION public.require_sql_version_lax(text, text) RETURNS void
+  LANGUAGE c AS '$libdir/eventsource', 'es_require_sql_version_sql';
+SELECT public.require_sql_version_lax(NULL, 'x')}), qr/ERROR:  22004: /,
+	'declared without STRICT, a NULL argument is refused with 22004 (not a crash)');
+
+# REPEATABLE READ: the version is the one the transaction's snapshot sees,
+# like its data; another session's update is seen by the next transaction
+$node->safe_psql('postgres', 'CREATE DATABASE cache_rr');
+sql('cache_rr', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+CREATE FUNCTION public.require_sql_version(text, text) RETURNS void
+  LANGUAGE c STRICT AS '$libdir/eventsource', 'es_require_sql_version_sql';
+});
+$session = $node->background_psql('cache_rr');
+$session->query_safe(q{BEGIN ISOLATION LEVEL REPEATABLE READ});
+like($session->query_safe(q{SELECT eventsource.health()->'checks'->>'sql_version'}), qr/^unhealthy: .*1\.0/,
+	'REPEATABLE READ: a transaction sees 1.0');
+sql('cache_rr', 'ALTER EXTENSION eventsource UPDATE');
+like($session->query_safe(q{SELECT eventsource.health()->'checks'->>'sql_version'}), qr/^unhealthy: .*1\.0/,
+	'and still 1.0 after another session committed the update: its snapshot does not see the update');
+like($session->query_safe(q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), qr/^1\.0$/,
+	'(as its own queries on the catalog do)');
+$session->query_safe(q{COMMIT});
+is($session->query_safe(q{SELECT eventsource.health()->'checks'->>'sql_version'}), 'healthy',
+	'the next transaction sees the update');
+$session->quit;
+
+# Inside the extension's own script PostgreSQL has already written the new
+# extversion, but the objects are still being made: the library reports the
+# version it is updating from (none for CREATE EXTENSION) and refuses paths
+# that need more.  An event trigger runs at the end of every DDL command of
+# the script; the C probe is declared outside the extension.
+$node->safe_psql('postgres', 'CREATE DATABASE in_script');
+sql('in_script', q{
+CREATE FUNCTION public.require_sql_version(text, text) RETURNS void
+  LANGUAGE c STRICT AS '$libdir/eventsource', 'es_require_sql_version_sql';
+CREATE TABLE public.probes (n serial, tag text, in_script boolean, outcome text);
+CREATE FUNCTION public.probe() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+  msg text;
+BEGIN
+  BEGIN
+    PERFORM public.require_sql_version('1.0', 'the probe');
+    msg := 'ok';
+  EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+  END;
+  INSERT INTO public.probes (tag, in_script, outcome) VALUES (tg_tag, tg_tag NOT LIKE '% EXTENSION', msg);
+END $$;
+CREATE EVENT TRIGGER probe ON ddl_command_end EXECUTE FUNCTION public.probe();
+CREATE EXTENSION eventsource VERSION '1.0';
+});
+cmp_ok(sql('in_script', q{SELECT count(*) FROM public.probes WHERE in_script}), '>', 10,
+	'CREATE EXTENSION: the probe ran inside the 1.0 script');
+is(sql('in_script', q{SELECT string_agg(DISTINCT outcome, ' | ') FROM public.probes WHERE in_script}),
+	'the probe needs the eventsource 1.0 SQL objects, which are still being created',
+	'and every call there was refused: the 1.0 objects were not all there yet');
+is(sql('in_script', q{SELECT outcome FROM public.probes WHERE tag = 'CREATE EXTENSION'}), 'ok',
+	'at the end of CREATE EXTENSION (after the script) it goes on');
+sql('in_script', q{CREATE OR REPLACE FUNCTION public.probe() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.probes (tag, in_script, outcome)
+  VALUES (tg_tag, tg_tag NOT LIKE '% EXTENSION', eventsource.health()->'checks'->>'sql_version');
+END $$;
+TRUNCATE public.probes;
+ALTER EXTENSION eventsource UPDATE;
+DROP EVENT TRIGGER probe;
+});
+cmp_ok(sql('in_script', q{SELECT count(*) FROM public.probes WHERE in_script}), '>', 0,
+	'ALTER EXTENSION UPDATE: the probe ran inside the script') if $update_ddl;
+is(sql('in_script', q{SELECT count(*) FROM public.probes WHERE in_script AND outcome NOT LIKE 'unhealthy: the SQL objects are version 1.0,%'}),
+	'0', 'ALTER EXTENSION UPDATE: inside the script health() says the objects are still 1.0 ('
+	  . sql('in_script', q{SELECT count(*) FROM public.probes WHERE in_script}) . ' DDL commands in the script)');
+is(sql('in_script', q{SELECT outcome FROM public.probes WHERE tag = 'ALTER EXTENSION'}), 'healthy',
+	'at the end of the update (uncommitted, the script done) they are the new version');
+
+# an extversion the library cannot read is not taken for its own version
+sql('in_script', q{UPDATE pg_catalog.pg_extension SET extversion = '2.0.1' WHERE extname = 'eventsource'});
+is(sql('in_script', q{SELECT eventsource.health()->'checks'->>'sql_version'}),
+	qq{unhealthy: the SQL objects are version 2.0.1, newer than the library ($default): install the eventsource 2.0.1 library (degraded)},
+	'an extversion the library cannot read ("2.0.1") is newer than the library');
+sql('in_script', qq{UPDATE pg_catalog.pg_extension SET extversion = '$default' WHERE extname = 'eventsource'});
 
 # ---------------------------------------------------------------------------
 # a worker whose reload after the update fails keeps what it had
