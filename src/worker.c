@@ -1022,6 +1022,21 @@ follow_sql_version(void)
 }
 
 /*
+ * Did an update of the SQL objects commit since we followed the last one?
+ * With a snapshot taken now (the caller holds the events lock).
+ */
+static bool
+sql_version_moved(void)
+{
+	bool		moved;
+
+	PushActiveSnapshot(GetLatestSnapshot());
+	moved = es_sql_version() != my_sql_version;
+	PopActiveSnapshot();
+	return moved;
+}
+
+/*
  * One batch.  See the file header.
  */
 static EsBatchOutcome
@@ -1050,13 +1065,14 @@ process_batch(void)
 	 * changed was moved by reset_subscription(): follow it, even when it
 	 * names the very position we last saved.  We hold the row's lock until
 	 * the batch commits, so no reset lands between this read and our write.
+	 * Lock order (CONTRIBUTING.md): eventsource.events, then our row.
 	 */
+	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
 	if (!read_checkpoint(&start, &resets))
 	{
 		tx_commit();
 		return BATCH_GONE;
 	}
-	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
 	if (!follow_sql_version())
 	{
 		tx_commit();
@@ -1139,6 +1155,7 @@ process_batch(void)
 			if (!position_loaded)
 				return BATCH_DONE;
 			tx_begin("eventsource: delivering events");
+			LockRelationOid(es_catalog()->events_oid, AccessShareLock);
 			if (!read_checkpoint(&start, &resets))
 			{
 				tx_commit();
@@ -1150,6 +1167,17 @@ process_batch(void)
 				tx_commit();
 				es_handler_disarm_timer();
 				position_loaded = false;
+				return BATCH_DONE;
+			}
+			if (sql_version_moved())
+			{
+				/*
+				 * An update committed between two events: the rest of the
+				 * batch was read with the old row type.  The next batch
+				 * follows the update and reads them again.
+				 */
+				tx_commit();
+				es_handler_disarm_timer();
 				return BATCH_DONE;
 			}
 		}
@@ -1604,9 +1632,9 @@ es_worker_main(Datum main_arg)
 
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d started", my_name, my_partition),
-			 errdetail("database=%s subscription=%s partition=%d handler=%s batch_size=%d",
+			 errdetail("database=%s subscription=%s partition=%d handler=%s batch_size=%d sql_version=%s",
 					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(handler_name),
-					   cfg.batch_size)));
+					   cfg.batch_size, logfmt(my_sql_version_text))));
 
 	worker_loop(&forced, &gone);
 

@@ -15,8 +15,17 @@
 # on, and the counting handler saw every event exactly once.
 #
 # The library's version cache: an update committed by another session is
-# seen by the next statement; one in our own transaction by the next
-# command, and forgotten when its savepoint rolls back.
+# seen by the next statement (the next transaction in REPEATABLE READ, as
+# its data is); one in our own transaction by the next command, and
+# forgotten when its savepoint rolls back.  Inside the extension's own
+# script the new version does not count yet (an event trigger probes every
+# DDL command of the scripts).
+#
+# Workers: one whose reload after the update fails keeps going (a dead
+# letter retried meanwhile used to crash the server); every_event follows
+# an update between two events of a batch; a transaction that locks
+# eventsource.events and then a subscription's row does not deadlock with
+# the workers (their lock order).
 #
 # Dumps: a dump of the 1.0 store restores into the default version (pg_dump
 # records no extension version) and into a database that holds 1.0, which
@@ -33,7 +42,7 @@ use Test::More;
 use EsTest;
 use IPC::Run;
 
-my $node = es_node('upgrade', "track_functions = 'all'\n");
+my $node = es_node('upgrade', "track_functions = 'all'\ndeadlock_timeout = '100ms'\n");
 
 sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
 sub wait_until { es_wait_until($node, @_) }
@@ -132,6 +141,9 @@ SELECT eventsource.health(), eventsource.readiness(), eventsource.liveness(), ev
 SELECT eventsource.stat_reset();
 });
 wait_until('old', q{SELECT count(*) = 1 FROM eventsource.dead_letters}, 'the bad event is a dead letter');
+like(slurp_file($node->logfile),
+	qr/DETAIL:  database=old subscription=counter partition=0 handler=\S+ batch_size=50 sql_version=1\.0\n/,
+	"a worker's started line names the SQL version it runs with");
 is(sql('old', q{SELECT eventsource.retry_dead_letters('picky')}), '1', 'retry_dead_letters() on 1.0');
 wait_until('old', q{SELECT count(*) = 1 FROM eventsource.dead_letters WHERE retry_count = 1
                       AND NOT retry_requested},
@@ -634,6 +646,65 @@ unlike(slurp_file($node->logfile, $reload_offset), qr/terminated by signal/, 'no
 is(sql('reload', q{SELECT pid FROM eventsource.subscription_status}), $reload_pid, 'the same worker goes on');
 $node->wait_for_log(qr/subscription "picky" partition 0 now runs with version \Q$default\E/, $reload_offset);
 ok(1, 'and it follows the update once the lock is gone');
+
+# ---------------------------------------------------------------------------
+# every_event commits after each event: an update that commits in between
+# ends the batch, and the rest is read again with the new version
+# ---------------------------------------------------------------------------
+$node->safe_psql('postgres', 'CREATE DATABASE every');
+sql('every', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+CREATE FUNCTION public.slow(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE LOG 'every: delivering %', e.stream_version;
+  IF e.stream_version = 1 THEN
+    PERFORM pg_catalog.pg_advisory_xact_lock(4242);
+  END IF;
+END $$;
+});
+like(sql('every', q{SELECT eventsource.create_subscription('every', 'public.slow(eventsource.events)',
+  checkpoint_strategy => 'every_event', batch_size => 10)}), qr//, 'an every_event subscription on 1.0');
+wait_until('every', q{SELECT state = 'live' FROM eventsource.subscription_status}, 'its worker is live');
+my $holder = $node->background_psql('every');
+$holder->query_safe(q{SELECT pg_advisory_lock(4242)});
+my $every_offset = -s $node->logfile;
+sql('every', q{SELECT eventsource.append('S-1', 0, '[{"type": "A", "data": {}}, {"type": "B", "data": {}}, {"type": "C", "data": {}}]')});
+wait_until('every', q{SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted},
+	'the handler waits at the first event of the batch');
+sql('every', 'ALTER EXTENSION eventsource UPDATE');
+$holder->query_safe(q{SELECT pg_advisory_unlock(4242)});
+$holder->quit;
+$node->wait_for_log(qr/every: delivering 3/, $every_offset);
+my @order = grep { /every: delivering|subscription "every" partition 0 now runs with version/ }
+  split /\n/, slurp_file($node->logfile, $every_offset);
+is(join(' | ', map { /delivering (\d)/ ? $1 : 'follow' } @order), '1 | follow | 2 | 3',
+	'the worker followed the update right after the event it was delivering, before the rest of the batch');
+
+# ---------------------------------------------------------------------------
+# lock order: eventsource.events, then a subscription's partition row
+# ---------------------------------------------------------------------------
+# An update script that alters eventsource.events and then migrates the
+# subscriptions' rows takes the locks in the workers' order: the worker
+# waiting for the table holds no row lock, so neither waits for the other.
+$node->safe_psql('postgres', 'CREATE DATABASE locks');
+sql('locks', q{
+CREATE EXTENSION eventsource;
+CREATE FUNCTION public.noop(e eventsource.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT eventsource.create_subscription('noop', 'public.noop(eventsource.events)');
+});
+wait_until('locks', q{SELECT state = 'live' FROM eventsource.subscription_status}, 'locks: the worker is live');
+my $wpid = sql('locks', q{SELECT pid FROM eventsource.subscription_status});
+my $ddl = $node->background_psql('locks', on_error_stop => 0);
+$ddl->query_safe(q{BEGIN; LOCK TABLE eventsource.events IN ACCESS EXCLUSIVE MODE});
+wait_until('locks', qq{SELECT count(*) = 1 FROM pg_locks WHERE pid = $wpid AND NOT granted
+                        AND relation = 'eventsource.events'::regclass},
+	'the worker waits for eventsource.events at its next batch');
+my $out = $ddl->query(q{UPDATE eventsource.subscription_partitions SET position = position WHERE subscription = 'noop'; SELECT 'updated'});
+like($out, qr/updated/, 'a transaction that locked eventsource.events can then lock the partition row (no deadlock)');
+$ddl->query_safe(q{COMMIT});
+$ddl->quit;
+unlike(slurp_file($node->logfile), qr/deadlock detected/, 'no deadlock');
+is(sql('locks', q{SELECT pid FROM eventsource.subscription_status}), $wpid, 'the worker goes on');
 
 # ---------------------------------------------------------------------------
 # dumps
