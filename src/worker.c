@@ -1216,6 +1216,42 @@ process_batch(void)
 }
 
 /*
+ * A dead letter (a row of eventsource.dead_letters, described by "desc") as
+ * a row of eventsource.events: each column of events takes the dead
+ * letter's column of the same name, null if it has none.  By name, not by
+ * position, so a column a release adds to events (or to dead_letters)
+ * cannot land in another's place.
+ */
+static HeapTuple
+dead_letter_as_event(HeapTuple row, TupleDesc desc)
+{
+	int			natts = events_desc->natts;
+	Datum	   *values = palloc0(natts * sizeof(Datum));
+	bool	   *nulls = palloc(natts * sizeof(bool));
+
+	for (int i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(events_desc, i);
+		int			col;
+
+		nulls[i] = true;
+		if (att->attisdropped)
+			continue;
+		col = SPI_fnumber(desc, NameStr(att->attname));
+		if (col <= 0)
+			continue;
+		if (SPI_gettypeid(desc, col) != att->atttypid)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of eventsource.dead_letters is of type %s, of eventsource.events %s",
+							NameStr(att->attname), format_type_be(SPI_gettypeid(desc, col)),
+							format_type_be(att->atttypid))));
+		values[i] = SPI_getbinval(row, desc, col, &nulls[i]);
+	}
+	return heap_form_tuple(events_desc, values, nulls);
+}
+
+/*
  * retry_dead_letters(): deliver the parked events that were asked for, one
  * attempt each.  Delivered ones leave the table; the others stay, with the
  * new error.
@@ -1250,9 +1286,7 @@ retry_dead_letters(void)
 		Oid			again_types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
 		/* all three or none: the last assignment marks them ready */
-		retry_select_plan = es_prepare("SELECT global_position, stream_id, stream_version, event_id,"
-									   " event_type, data, metadata, recorded_at, id"
-									   " FROM eventsource.dead_letters"
+		retry_select_plan = es_prepare("SELECT * FROM eventsource.dead_letters"
 									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
 									   " AND partition OPERATOR(pg_catalog.=) $2 AND retry_requested"
 									   " ORDER BY id FOR UPDATE SKIP LOCKED",
@@ -1278,16 +1312,17 @@ retry_dead_letters(void)
 		for (int i = 0; i < n; i++)
 		{
 			HeapTuple	row = tab->vals[i];
-			Datum		cols[9];
-			bool		nulls[9];
+			bool		isnull;
+			Datum		id = SPI_getbinval(row, tab->tupdesc, SPI_fnumber(tab->tupdesc, "id"), &isnull);
 			EsEventRef	ev;
 			EsCallError err;
 
-			heap_deform_tuple(row, tab->tupdesc, cols, nulls);
-			ev.tuple = heap_form_tuple(events_desc, cols, nulls);
-			ev.position = DatumGetInt64(cols[0]);
-			ev.recorded_at = DatumGetTimestampTz(cols[7]);
-			values[0] = cols[8];
+			ev.tuple = dead_letter_as_event(row, tab->tupdesc);
+			ev.position = DatumGetInt64(SPI_getbinval(row, tab->tupdesc,
+													  SPI_fnumber(tab->tupdesc, "global_position"), &isnull));
+			ev.recorded_at = DatumGetTimestampTz(SPI_getbinval(row, tab->tupdesc,
+															   SPI_fnumber(tab->tupdesc, "recorded_at"), &isnull));
+			values[0] = id;
 			if (deliver_one(&ev, &err) == ES_CALL_OK)
 			{
 				es_exec_plan(retry_done_plan, values, NULL, SPI_OK_DELETE);
@@ -1301,7 +1336,7 @@ retry_dead_letters(void)
 				Datum		again[5];
 
 				record_error(&ev, &err, 1, false);
-				again[0] = cols[8];
+				again[0] = id;
 				again[1] = CStringGetTextDatum(err.message);
 				again[2] = CStringGetTextDatum(err.sqlstate);
 				again[3] = CStringGetTextDatum(es_error_category(err.sqlstate));

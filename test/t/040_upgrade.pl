@@ -25,7 +25,9 @@
 # letter retried meanwhile used to crash the server); every_event follows
 # an update between two events of a batch; a transaction that locks
 # eventsource.events and then a subscription's row does not deadlock with
-# the workers (their lock order).
+# the workers (their lock order); a dead letter retried after an update
+# that added a column to eventsource.events reaches the handler with every
+# column in its place.
 #
 # Dumps: a dump of the 1.0 store restores into the default version (pg_dump
 # records no extension version) and into a database that holds 1.0, which
@@ -705,6 +707,47 @@ $ddl->query_safe(q{COMMIT});
 $ddl->quit;
 unlike(slurp_file($node->logfile), qr/deadlock detected/, 'no deadlock');
 is(sql('locks', q{SELECT pid FROM eventsource.subscription_status}), $wpid, 'the worker goes on');
+
+# ---------------------------------------------------------------------------
+# a column added to eventsource.events: dead letters are retried by name
+# ---------------------------------------------------------------------------
+# An update that adds a column to events (as the tenancy release will) and
+# none to dead_letters: a retried dead letter reaches the handler as an
+# events row with that column null, every other column in its place.
+$node->safe_psql('postgres', 'CREATE DATABASE newcol');
+sql('newcol', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+CREATE TABLE public.refuse (yes boolean);
+INSERT INTO public.refuse VALUES (true);
+CREATE TABLE public.seen (pos bigint, stream_id text, row_text text);
+CREATE FUNCTION public.h(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM public.refuse) THEN
+    RAISE EXCEPTION 'refused' USING ERRCODE = 'P0001';
+  END IF;
+  INSERT INTO public.seen VALUES (e.global_position, e.stream_id, e::text);
+END $$;
+SELECT eventsource.create_subscription('newcol', 'public.h(eventsource.events)',
+  max_retries => 0, retry_backoff => '10ms', circuit_breaker_threshold => 0);
+SELECT eventsource.append_event('Order-7', 0, 'OrderCreated', '{"total": 7}', '{"m": 1}');
+});
+wait_until('newcol', q{SELECT count(*) = 1 FROM eventsource.dead_letters}, 'newcol: a dead letter on 1.0');
+my $newcol_offset = -s $node->logfile;
+sql('newcol', q{
+BEGIN;
+ALTER EXTENSION eventsource UPDATE;
+ALTER TABLE eventsource.events ADD COLUMN tenant text;
+COMMIT;
+DELETE FROM public.refuse;
+});
+sql('newcol', q{SELECT eventsource.append_event('Order-8', 0, 'OrderCreated', '{}')});
+wait_until('newcol', q{SELECT count(*) = 1 FROM public.seen}, 'the worker delivers with the new row type');
+is(sql('newcol', q{SELECT eventsource.retry_dead_letters('newcol')}), '1', 'the dead letter is retried');
+wait_until('newcol', q{SELECT count(*) = 0 FROM eventsource.dead_letters}, 'and delivered');
+is(sql('newcol', q{SELECT (s.row_text = (SELECT e::text FROM eventsource.events e WHERE e.global_position = s.pos))::text
+                     || ' ' || (s.row_text LIKE '%,)')::text FROM public.seen s WHERE s.stream_id = 'Order-7'}),
+	'true true', 'as the events row it was, every column in its place, the new column null');
+unlike(slurp_file($node->logfile, $newcol_offset), qr/terminated by signal/, 'no process crashed');
 
 # ---------------------------------------------------------------------------
 # dumps
