@@ -33,6 +33,9 @@ PGFILEDESC = "eventsource - event store inside PostgreSQL"
 # objects this library is built for (src/eventsource.h, ES_LIBRARY_VERSION);
 # the PGXN distribution is that version with a patch level (META.json).
 ES_VERSION := $(shell sed -n "s/^default_version = '\([0-9.]*\)'.*/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))eventsource.control)
+ifeq ($(ES_VERSION),)
+$(error eventsource.control has no default_version of the form 'major.minor': the library would not know its own version)
+endif
 ES_DIST_VERSION = $(ES_VERSION).0
 PG_CPPFLAGS += -DES_LIBRARY_VERSION='"$(ES_VERSION)"'
 

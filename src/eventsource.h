@@ -133,9 +133,13 @@ extern void es_spi_read_latest(SPIPlanPtr plan, Datum *values, const char *nulls
 #ifndef ES_LIBRARY_VERSION
 #error "ES_LIBRARY_VERSION must be defined (the Makefile takes it from eventsource.control)"
 #endif
+StaticAssertDecl(sizeof(ES_LIBRARY_VERSION) > 1,
+				 "ES_LIBRARY_VERSION must not be empty (the Makefile takes it from eventsource.control)");
 #define ES_VERSION_NUM(major, minor)	((major) * 1000 + (minor))
 #define ES_SQL_1_0					ES_VERSION_NUM(1, 0)
 #define ES_SQL_1_1					ES_VERSION_NUM(1, 1)
+/* an extversion this library cannot read: newer than anything it knows */
+#define ES_SQL_UNKNOWN				PG_INT32_MAX
 
 /* catalog.c: the version of the SQL objects in the current database */
 extern bool es_parse_version(const char *str, int *num);

@@ -779,13 +779,14 @@ sql_version_check(StringInfo checks, bool *first_check)
 
 	if (!es_parse_version(ES_LIBRARY_VERSION, &library))
 		elog(ERROR, "eventsource: bad library version \"%s\"", ES_LIBRARY_VERSION);
+	/* as the subscription checks: "unhealthy: reason (level)" */
 	if (installed < library)
 		json_str(checks, first_check, "sql_version",
-				 psprintf("unhealthy: the SQL objects are version %s, the library %s: run ALTER EXTENSION eventsource UPDATE",
+				 psprintf("unhealthy: the SQL objects are version %s, the library %s: run ALTER EXTENSION eventsource UPDATE (degraded)",
 						  es_sql_version_text(), ES_LIBRARY_VERSION));
 	else if (installed > library)
 		json_str(checks, first_check, "sql_version",
-				 psprintf("unhealthy: the SQL objects are version %s, newer than the library (%s): install the eventsource %s library",
+				 psprintf("unhealthy: the SQL objects are version %s, newer than the library (%s): install the eventsource %s library (degraded)",
 						  es_sql_version_text(), ES_LIBRARY_VERSION, es_sql_version_text()));
 	else
 		json_str(checks, first_check, "sql_version", "healthy");

@@ -15,8 +15,19 @@
 # on, and the counting handler saw every event exactly once.
 #
 # The library's version cache: an update committed by another session is
-# seen by the next statement; one in our own transaction by the next
-# command, and forgotten when its savepoint rolls back.
+# seen by the next statement (the next transaction in REPEATABLE READ, as
+# its data is); one in our own transaction by the next command, and
+# forgotten when its savepoint rolls back.  Inside the extension's own
+# script the new version does not count yet (an event trigger probes every
+# DDL command of the scripts).
+#
+# Workers: one whose reload after the update fails keeps going (a dead
+# letter retried meanwhile used to crash the server); every_event follows
+# an update between two events of a batch; a transaction that locks
+# eventsource.events and then a subscription's row does not deadlock with
+# the workers (their lock order); a dead letter retried after an update
+# that added a column to eventsource.events reaches the handler with every
+# column in its place.
 #
 # Dumps: a dump of the 1.0 store restores into the default version (pg_dump
 # records no extension version) and into a database that holds 1.0, which
@@ -33,7 +44,7 @@ use Test::More;
 use EsTest;
 use IPC::Run;
 
-my $node = es_node('upgrade', "track_functions = 'all'\n");
+my $node = es_node('upgrade', "track_functions = 'all'\ndeadlock_timeout = '100ms'\n");
 
 sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
 sub wait_until { es_wait_until($node, @_) }
@@ -53,6 +64,18 @@ like(sql('postgres', qq{SELECT path FROM pg_extension_update_paths('eventsource'
                           WHERE source = '1.0' AND target = '$default'}),
 	qr/^1\.0--/, 'and a chain of update scripts leads there from 1.0');
 
+# Do the update scripts have DDL commands yet?  (1.1 opened with an empty
+# one.)  The checks that need a command inside the script are vacuous until
+# they do, and then required.
+my $update_ddl = 0;
+for my $f (glob($node->config_data('--sharedir') . '/extension/eventsource--*--*.sql'))
+{
+	my $text = slurp_file($f) =~ s{/\*.*?\*/}{}gsr;
+	$text =~ s/--[^\n]*//g;
+	$update_ddl++ while $text =~ /^\s*(?:CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE)\b/mig;
+}
+note("DDL commands in the update scripts: $update_ddl");
+
 # ---------------------------------------------------------------------------
 # a 1.0 store, filled, with running subscriptions
 # ---------------------------------------------------------------------------
@@ -62,9 +85,9 @@ is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource
 	'CREATE EXTENSION ... VERSION 1.0 installs 1.0');
 
 like(sql('old', q{SELECT eventsource.health()->'checks'->>'sql_version'}),
-	qr/^unhealthy: the SQL objects are version 1\.0, the library \Q$default\E: run ALTER EXTENSION eventsource UPDATE$/,
-	'health() names the SQL objects that are behind the library, with what to do');
-isnt(sql('old', q{SELECT eventsource.health()->>'status'}), 'healthy', 'and is not healthy');
+	qr/^unhealthy: the SQL objects are version 1\.0, the library \Q$default\E: run ALTER EXTENSION eventsource UPDATE \(degraded\)$/,
+	'health() names the SQL objects that are behind the library, with what to do, and the level');
+is(sql('old', q{SELECT eventsource.health()->>'status'}), 'degraded', 'and is degraded');
 
 sql('old', q{
 CREATE SCHEMA app;
@@ -120,6 +143,9 @@ SELECT eventsource.health(), eventsource.readiness(), eventsource.liveness(), ev
 SELECT eventsource.stat_reset();
 });
 wait_until('old', q{SELECT count(*) = 1 FROM eventsource.dead_letters}, 'the bad event is a dead letter');
+like(slurp_file($node->logfile),
+	qr/DETAIL:  database=old subscription=counter partition=0 handler=\S+ batch_size=50 sql_version=1\.0\n/,
+	"a worker's started line names the SQL version it runs with");
 is(sql('old', q{SELECT eventsource.retry_dead_letters('picky')}), '1', 'retry_dead_letters() on 1.0');
 wait_until('old', q{SELECT count(*) = 1 FROM eventsource.dead_letters WHERE retry_count = 1
                       AND NOT retry_requested},
@@ -298,6 +324,8 @@ ROLLBACK;
 });
 like($locks, qr/^inside: \Q$default\E$/m, 'inside BEGIN ... the update is done');
 note("locks the update holds until it commits:\n$locks");
+is(join(', ', grep { m{^relation eventsource\.events } && !m{ AccessShareLock$} } split /\n/, $locks), '',
+	'the update takes no lock on eventsource.events stronger than ACCESS SHARE (appends go on)');
 is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.0',
 	'ROLLBACK: still 1.0');
 same_text(schema_dump('old'), $dump10, 'and every 1.0 object is exactly as before (schema dump)');
@@ -316,6 +344,7 @@ for my $when ('', q{WHEN TAG IN ('ALTER EXTENSION')})
 	my ($at) = $failed =~ /P0001: refused by test at ([A-Z ]+)/;
 	ok(defined $at, 'an update that fails ' . ($when ? 'at its end' : 'at its first DDL command')
 		  . ' (' . ($at // $failed) . ')');
+	isnt($at, 'ALTER EXTENSION', '(a command inside the script)') if !$when && $update_ddl;
 	sql('old', 'DROP EVENT TRIGGER refuse_update');
 	is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.0',
 		'leaves 1.0');
@@ -351,6 +380,9 @@ wait_until('old', q{SELECT count(*) >= 100 FROM eventsource.events WHERE event_t
 wait_until('old', q{SELECT count(*) >= 50 FROM app.deliveries d JOIN eventsource.events e USING (event_id)
                      WHERE e.event_type = 'Tick'}, 'and being delivered');
 
+my $pids_sql = q{SELECT string_agg(name || '/' || partition || '=' || coalesce(pid::text, '-'), ' ' ORDER BY name, partition)
+  FROM eventsource.subscription_status};
+my $pids_before = sql('old', $pids_sql);
 my $log_offset = -s $node->logfile;
 my $at_update = sql('old', q{
 ALTER EXTENSION eventsource UPDATE;
@@ -377,7 +409,8 @@ my $head1 = sql('old', 'SELECT eventsource.head_position()');
 wait_until('old', qq{SELECT bool_and(checkpoint = $head1) FROM eventsource.subscription_status},
 	'every subscription partition caught up after the update');
 is(sql('old', q{SELECT count(*) FROM eventsource.subscription_status WHERE pid IS NULL}), '0',
-	'every worker is running (none restarted for the update)');
+	'every worker is running');
+is(sql('old', $pids_sql), $pids_before, 'the same processes as before the update: none restarted');
 
 # exactly once across the update
 is(sql('old', q{SELECT count(*) FROM eventsource.events}), sql('old', 'SELECT count(*) FROM app.deliveries'),
@@ -496,6 +529,225 @@ like($session->query_safe(qq{SELECT public.require_sql_version('$default', 'x');
 	'so a path that needs it goes on');
 $session->query_safe(q{COMMIT});
 $session->quit;
+
+like(psql_err('cache', q{CREATE FUNCTION public.require_sql_version_lax(text, text) RETURNS void
+  LANGUAGE c AS '$libdir/eventsource', 'es_require_sql_version_sql';
+SELECT public.require_sql_version_lax(NULL, 'x')}), qr/ERROR:  22004: /,
+	'declared without STRICT, a NULL argument is refused with 22004 (not a crash)');
+
+# REPEATABLE READ: the version is the one the transaction's snapshot sees,
+# like its data; another session's update is seen by the next transaction
+$node->safe_psql('postgres', 'CREATE DATABASE cache_rr');
+sql('cache_rr', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+CREATE FUNCTION public.require_sql_version(text, text) RETURNS void
+  LANGUAGE c STRICT AS '$libdir/eventsource', 'es_require_sql_version_sql';
+});
+$session = $node->background_psql('cache_rr');
+$session->query_safe(q{BEGIN ISOLATION LEVEL REPEATABLE READ});
+like($session->query_safe(q{SELECT eventsource.health()->'checks'->>'sql_version'}), qr/^unhealthy: .*1\.0/,
+	'REPEATABLE READ: a transaction sees 1.0');
+sql('cache_rr', 'ALTER EXTENSION eventsource UPDATE');
+like($session->query_safe(q{SELECT eventsource.health()->'checks'->>'sql_version'}), qr/^unhealthy: .*1\.0/,
+	'and still 1.0 after another session committed the update: its snapshot does not see the update');
+like($session->query_safe(q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), qr/^1\.0$/,
+	'(as its own queries on the catalog do)');
+$session->query_safe(q{COMMIT});
+is($session->query_safe(q{SELECT eventsource.health()->'checks'->>'sql_version'}), 'healthy',
+	'the next transaction sees the update');
+$session->quit;
+
+# Inside the extension's own script PostgreSQL has already written the new
+# extversion, but the objects are still being made: the library reports the
+# version it is updating from (none for CREATE EXTENSION) and refuses paths
+# that need more.  An event trigger runs at the end of every DDL command of
+# the script; the C probe is declared outside the extension.
+$node->safe_psql('postgres', 'CREATE DATABASE in_script');
+sql('in_script', q{
+CREATE FUNCTION public.require_sql_version(text, text) RETURNS void
+  LANGUAGE c STRICT AS '$libdir/eventsource', 'es_require_sql_version_sql';
+CREATE TABLE public.probes (n serial, tag text, in_script boolean, outcome text);
+CREATE FUNCTION public.probe() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+  msg text;
+BEGIN
+  BEGIN
+    PERFORM public.require_sql_version('1.0', 'the probe');
+    msg := 'ok';
+  EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+  END;
+  INSERT INTO public.probes (tag, in_script, outcome) VALUES (tg_tag, tg_tag NOT LIKE '% EXTENSION', msg);
+END $$;
+CREATE EVENT TRIGGER probe ON ddl_command_end EXECUTE FUNCTION public.probe();
+CREATE EXTENSION eventsource VERSION '1.0';
+});
+cmp_ok(sql('in_script', q{SELECT count(*) FROM public.probes WHERE in_script}), '>', 10,
+	'CREATE EXTENSION: the probe ran inside the 1.0 script');
+is(sql('in_script', q{SELECT string_agg(DISTINCT outcome, ' | ') FROM public.probes WHERE in_script}),
+	'the probe needs the eventsource 1.0 SQL objects, which are still being created',
+	'and every call there was refused: the 1.0 objects were not all there yet');
+is(sql('in_script', q{SELECT outcome FROM public.probes WHERE tag = 'CREATE EXTENSION'}), 'ok',
+	'at the end of CREATE EXTENSION (after the script) it goes on');
+sql('in_script', q{CREATE OR REPLACE FUNCTION public.probe() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.probes (tag, in_script, outcome)
+  VALUES (tg_tag, tg_tag NOT LIKE '% EXTENSION', eventsource.health()->'checks'->>'sql_version');
+END $$;
+TRUNCATE public.probes;
+ALTER EXTENSION eventsource UPDATE;
+DROP EVENT TRIGGER probe;
+});
+cmp_ok(sql('in_script', q{SELECT count(*) FROM public.probes WHERE in_script}), '>', 0,
+	'ALTER EXTENSION UPDATE: the probe ran inside the script') if $update_ddl;
+is(sql('in_script', q{SELECT count(*) FROM public.probes WHERE in_script AND outcome NOT LIKE 'unhealthy: the SQL objects are version 1.0,%'}),
+	'0', 'ALTER EXTENSION UPDATE: inside the script health() says the objects are still 1.0 ('
+	  . sql('in_script', q{SELECT count(*) FROM public.probes WHERE in_script}) . ' DDL commands in the script)');
+is(sql('in_script', q{SELECT outcome FROM public.probes WHERE tag = 'ALTER EXTENSION'}), 'healthy',
+	'at the end of the update (uncommitted, the script done) they are the new version');
+
+# an extversion the library cannot read is not taken for its own version
+sql('in_script', q{UPDATE pg_catalog.pg_extension SET extversion = '2.0.1' WHERE extname = 'eventsource'});
+is(sql('in_script', q{SELECT eventsource.health()->'checks'->>'sql_version'}),
+	qq{unhealthy: the SQL objects are version 2.0.1, newer than the library ($default): install the eventsource 2.0.1 library (degraded)},
+	'an extversion the library cannot read ("2.0.1") is newer than the library');
+sql('in_script', qq{UPDATE pg_catalog.pg_extension SET extversion = '$default' WHERE extname = 'eventsource'});
+
+# ---------------------------------------------------------------------------
+# a worker whose reload after the update fails keeps what it had
+# ---------------------------------------------------------------------------
+# Its definition cannot be read again (a lock timeout here; a dropped
+# handler or a cancel would do the same): the batch fails and is retried,
+# and meanwhile the worker still has the row type of eventsource.events it
+# builds dead letters into.  (A worker that threw it away before reloading
+# crashed the server at its next dead-letter retry.)
+$node->safe_psql('postgres', 'CREATE DATABASE reload');
+sql('reload', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+ALTER DATABASE reload SET lock_timeout = '300ms';
+CREATE FUNCTION public.picky(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'bad event in %', e.stream_id USING ERRCODE = 'P0001'; END $$;
+SELECT eventsource.create_subscription('picky', 'public.picky(eventsource.events)',
+  max_retries => 0, retry_backoff => '10ms', circuit_breaker_threshold => 0);
+SELECT eventsource.append_event('Bad-1', 0, 'OrderCreated', '{}');
+});
+wait_until('reload', q{SELECT count(*) = 1 FROM eventsource.dead_letters}, 'reload: a dead letter on 1.0');
+my $reload_pid = sql('reload', q{SELECT pid FROM eventsource.subscription_status});
+my $reload_offset = -s $node->logfile;
+my $locker = $node->background_psql('reload');
+$locker->query_safe(q{BEGIN; LOCK TABLE eventsource.subscriptions});
+sql('reload', q{ALTER EXTENSION eventsource UPDATE});
+$node->wait_for_log(qr/ERROR:  canceling statement due to lock timeout/, $reload_offset);
+ok(1, 'the worker could not read its subscription again after the update (lock timeout)');
+$locker->query_safe(q{COMMIT});
+$locker->quit;
+is(sql('reload', q{SELECT eventsource.retry_dead_letters('picky')}), '1', 'a dead-letter retry is asked for');
+wait_until('reload', q{SELECT count(*) = 1 FROM eventsource.dead_letters WHERE retry_count = 1 AND NOT retry_requested},
+	'the worker retried it');
+unlike(slurp_file($node->logfile, $reload_offset), qr/terminated by signal/, 'no process crashed');
+is(sql('reload', q{SELECT pid FROM eventsource.subscription_status}), $reload_pid, 'the same worker goes on');
+$node->wait_for_log(qr/subscription "picky" partition 0 now runs with version \Q$default\E/, $reload_offset);
+ok(1, 'and it follows the update once the lock is gone');
+
+# ---------------------------------------------------------------------------
+# every_event commits after each event: an update that commits in between
+# ends the batch, and the rest is read again with the new version
+# ---------------------------------------------------------------------------
+$node->safe_psql('postgres', 'CREATE DATABASE every');
+sql('every', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+CREATE FUNCTION public.slow(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE LOG 'every: delivering %', e.stream_version;
+  IF e.stream_version = 1 THEN
+    PERFORM pg_catalog.pg_advisory_xact_lock(4242);
+  END IF;
+END $$;
+});
+like(sql('every', q{SELECT eventsource.create_subscription('every', 'public.slow(eventsource.events)',
+  checkpoint_strategy => 'every_event', batch_size => 10)}), qr//, 'an every_event subscription on 1.0');
+wait_until('every', q{SELECT state = 'live' FROM eventsource.subscription_status}, 'its worker is live');
+my $holder = $node->background_psql('every');
+$holder->query_safe(q{SELECT pg_advisory_lock(4242)});
+my $every_offset = -s $node->logfile;
+sql('every', q{SELECT eventsource.append('S-1', 0, '[{"type": "A", "data": {}}, {"type": "B", "data": {}}, {"type": "C", "data": {}}]')});
+wait_until('every', q{SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted},
+	'the handler waits at the first event of the batch');
+sql('every', 'ALTER EXTENSION eventsource UPDATE');
+$holder->query_safe(q{SELECT pg_advisory_unlock(4242)});
+$holder->quit;
+$node->wait_for_log(qr/every: delivering 3/, $every_offset);
+my @order = grep { /every: delivering|subscription "every" partition 0 now runs with version/ }
+  split /\n/, slurp_file($node->logfile, $every_offset);
+is(join(' | ', map { /delivering (\d)/ ? $1 : 'follow' } @order), '1 | follow | 2 | 3',
+	'the worker followed the update right after the event it was delivering, before the rest of the batch');
+
+# ---------------------------------------------------------------------------
+# lock order: eventsource.events, then a subscription's partition row
+# ---------------------------------------------------------------------------
+# An update script that alters eventsource.events and then migrates the
+# subscriptions' rows takes the locks in the workers' order: the worker
+# waiting for the table holds no row lock, so neither waits for the other.
+$node->safe_psql('postgres', 'CREATE DATABASE locks');
+sql('locks', q{
+CREATE EXTENSION eventsource;
+CREATE FUNCTION public.noop(e eventsource.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT eventsource.create_subscription('noop', 'public.noop(eventsource.events)');
+});
+wait_until('locks', q{SELECT state = 'live' FROM eventsource.subscription_status}, 'locks: the worker is live');
+my $wpid = sql('locks', q{SELECT pid FROM eventsource.subscription_status});
+my $ddl = $node->background_psql('locks', on_error_stop => 0);
+$ddl->query_safe(q{BEGIN; LOCK TABLE eventsource.events IN ACCESS EXCLUSIVE MODE});
+wait_until('locks', qq{SELECT count(*) = 1 FROM pg_locks WHERE pid = $wpid AND NOT granted
+                        AND relation = 'eventsource.events'::regclass},
+	'the worker waits for eventsource.events at its next batch');
+my $out = $ddl->query(q{UPDATE eventsource.subscription_partitions SET position = position WHERE subscription = 'noop'; SELECT 'updated'});
+like($out, qr/updated/, 'a transaction that locked eventsource.events can then lock the partition row (no deadlock)');
+$ddl->query_safe(q{COMMIT});
+$ddl->quit;
+unlike(slurp_file($node->logfile), qr/deadlock detected/, 'no deadlock');
+is(sql('locks', q{SELECT pid FROM eventsource.subscription_status}), $wpid, 'the worker goes on');
+
+# ---------------------------------------------------------------------------
+# a column added to eventsource.events: dead letters are retried by name
+# ---------------------------------------------------------------------------
+# An update that adds a column to events (as the tenancy release will) and
+# none to dead_letters: a retried dead letter reaches the handler as an
+# events row with that column null, every other column in its place.
+$node->safe_psql('postgres', 'CREATE DATABASE newcol');
+sql('newcol', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+CREATE TABLE public.refuse (yes boolean);
+INSERT INTO public.refuse VALUES (true);
+CREATE TABLE public.seen (pos bigint, stream_id text, row_text text);
+CREATE FUNCTION public.h(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM public.refuse) THEN
+    RAISE EXCEPTION 'refused' USING ERRCODE = 'P0001';
+  END IF;
+  INSERT INTO public.seen VALUES (e.global_position, e.stream_id, e::text);
+END $$;
+SELECT eventsource.create_subscription('newcol', 'public.h(eventsource.events)',
+  max_retries => 0, retry_backoff => '10ms', circuit_breaker_threshold => 0);
+SELECT eventsource.append_event('Order-7', 0, 'OrderCreated', '{"total": 7}', '{"m": 1}');
+});
+wait_until('newcol', q{SELECT count(*) = 1 FROM eventsource.dead_letters}, 'newcol: a dead letter on 1.0');
+my $newcol_offset = -s $node->logfile;
+sql('newcol', q{
+BEGIN;
+ALTER EXTENSION eventsource UPDATE;
+ALTER TABLE eventsource.events ADD COLUMN tenant text;
+COMMIT;
+DELETE FROM public.refuse;
+});
+sql('newcol', q{SELECT eventsource.append_event('Order-8', 0, 'OrderCreated', '{}')});
+wait_until('newcol', q{SELECT count(*) = 1 FROM public.seen}, 'the worker delivers with the new row type');
+is(sql('newcol', q{SELECT eventsource.retry_dead_letters('newcol')}), '1', 'the dead letter is retried');
+wait_until('newcol', q{SELECT count(*) = 0 FROM eventsource.dead_letters}, 'and delivered');
+is(sql('newcol', q{SELECT (s.row_text = (SELECT e::text FROM eventsource.events e WHERE e.global_position = s.pos))::text
+                     || ' ' || (s.row_text LIKE '%,)')::text FROM public.seen s WHERE s.stream_id = 'Order-7'}),
+	'true true', 'as the events row it was, every column in its place, the new column null');
+unlike(slurp_file($node->logfile, $newcol_offset), qr/terminated by signal/, 'no process crashed');
 
 # ---------------------------------------------------------------------------
 # dumps
