@@ -134,6 +134,31 @@ SELECT count(*) > 0 AS status_rows FROM eventsource.subscription_status;
 SELECT events > :events0 AS events_read, dead_letters > :dead0 AS dead_letters_read FROM ml.scans;
 COMMIT;
 
+--
+-- The status calls plan with jit off and plan_cache_mode force_custom_plan
+-- for themselves only: inside the caller's transaction block, its own
+-- settings are still there after each of them (view, health(), readiness(),
+-- liveness(), error_stats())
+--
+SET jit = on;
+SET plan_cache_mode = force_generic_plan;
+BEGIN;
+SELECT count(*) > 0 AS status_rows FROM eventsource.subscription_status;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+SELECT eventsource.health() ? 'status' AS health;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+SELECT eventsource.readiness() ? 'ready' AS readiness;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+SELECT eventsource.liveness() ? 'alive' AS liveness;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+SELECT eventsource.error_stats() ? 'total_errors' AS error_stats;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+COMMIT;
+SHOW jit;
+SHOW plan_cache_mode;
+RESET jit;
+RESET plan_cache_mode;
+
 -- clean up
 SELECT eventsource.drop_subscription(s)
   FROM unnest('{ml_all,ml_parts,ml_type,ml_cat,ml_none}'::text[]) s;

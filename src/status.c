@@ -289,7 +289,11 @@ standby_head(void)
 /*
  * Enter a GUC nest level with the settings the status queries are planned
  * under (see "Plans" in the file header); AtEOXact_GUC(true, level) leaves
- * it.  An error unwinds it with the transaction.
+ * it and gives the caller back its own values.  GUC_ACTION_SAVE, as
+ * ri_triggers.c does: a GUC_ACTION_LOCAL setting would be handed on to the
+ * enclosing level when this one is left with isCommit true, and stay in the
+ * caller's transaction block until its end.  An error unwinds it with the
+ * transaction.
  */
 static int
 status_plan_settings(void)
@@ -297,9 +301,9 @@ status_plan_settings(void)
 	int			level = NewGUCNestLevel();
 
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
+							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("plan_cache_mode", "force_custom_plan", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }
 
