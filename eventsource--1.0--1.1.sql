@@ -25,55 +25,32 @@
 --   lag_events_exact  whether lag_events is the exact count (true) or a lower
 --                     bound (false: the backlog is longer than the
 --                     eventsource.lag_count_limit events the status looks at)
--- A function's output columns cannot be changed in place, so the view and
--- its function are dropped and created again; the privileges granted on
--- them are carried over.  (A view of your own built on subscription_status
--- makes the update fail with "other objects depend on it": drop it first and
--- create it again afterwards.)
-DO $issue10$
-DECLARE
-    fn_acl   aclitem[];
-    view_acl aclitem[];
-    g        record;
-BEGIN
-    SELECT proacl INTO fn_acl FROM pg_catalog.pg_proc
-     WHERE oid OPERATOR(pg_catalog.=) 'eventsource.subscription_status_rows()'::pg_catalog.regprocedure;
-    SELECT relacl INTO view_acl FROM pg_catalog.pg_class
-     WHERE oid OPERATOR(pg_catalog.=) 'eventsource.subscription_status'::pg_catalog.regclass;
-
-    DROP VIEW eventsource.subscription_status;
-    DROP FUNCTION eventsource.subscription_status_rows();
-    CREATE FUNCTION eventsource.subscription_status_rows(
-        OUT name text, OUT partition integer, OUT pid integer, OUT state text,
-        OUT checkpoint bigint, OUT last_position bigint, OUT head_position bigint,
-        OUT lag_events bigint, OUT lag_seconds double precision,
-        OUT events_processed bigint, OUT events_failed bigint, OUT events_retried bigint,
-        OUT dead_letters bigint, OUT consecutive_failures bigint,
-        OUT error_rate_per_minute bigint, OUT last_error text, OUT last_error_at timestamptz,
-        OUT started_at timestamptz, OUT last_activity_at timestamptz, OUT health text,
-        OUT health_reason text, OUT last_sqlstate text, OUT heartbeat_at timestamptz,
-        OUT circuit_open_until timestamptz, OUT last_shutdown jsonb, OUT partitions integer,
-        OUT lag_positions bigint, OUT lag_events_exact boolean)
-        RETURNS SETOF record
-        LANGUAGE c VOLATILE PARALLEL UNSAFE
-        AS 'MODULE_PATHNAME', 'es_subscription_status';
-    -- One row per subscription partition, like the pg_stat_* views.
-    CREATE VIEW eventsource.subscription_status AS
-        SELECT * FROM eventsource.subscription_status_rows();
-    REVOKE ALL ON FUNCTION eventsource.subscription_status_rows() FROM PUBLIC;
-    REVOKE ALL ON eventsource.subscription_status FROM PUBLIC;
-
-    -- the grants of 1.0's function and view (grantee 0 is PUBLIC)
-    FOR g IN SELECT 'FUNCTION eventsource.subscription_status_rows()' AS object, a.*
-               FROM pg_catalog.aclexplode(fn_acl) a
-             UNION ALL
-             SELECT 'eventsource.subscription_status', a.*
-               FROM pg_catalog.aclexplode(view_acl) a LOOP
-        CONTINUE WHEN g.grantee OPERATOR(pg_catalog.=) g.grantor;
-        EXECUTE pg_catalog.format('GRANT %s ON %s TO %s%s', g.privilege_type, g.object,
-            CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                 ELSE g.grantee::pg_catalog.regrole::pg_catalog.text END,
-            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-    END LOOP;
-END
-$issue10$;
+--
+-- Nothing is dropped.  A function's output columns cannot change, so 1.0's
+-- subscription_status_rows() stays as it was (the library still serves its
+-- 26 columns) and the view reads a new function with the added columns at
+-- the end; CREATE OR REPLACE VIEW may append columns, and the view keeps its
+-- OID, its grants and the views users built on it.  Nothing is granted here
+-- either (grants made by an extension script are "initial privileges",
+-- which pg_dump leaves out): the new function keeps the default EXECUTE for
+-- PUBLIC and checks itself that its caller may EXECUTE
+-- subscription_status_rows() (status.c), so reading the status still takes
+-- exactly the grants 1.0 documented.  Locks: CREATE OR REPLACE VIEW takes
+-- ACCESS EXCLUSIVE on the view (not on any table) until the update commits.
+CREATE FUNCTION eventsource.subscription_status_rows_v2(
+    OUT name text, OUT partition integer, OUT pid integer, OUT state text,
+    OUT checkpoint bigint, OUT last_position bigint, OUT head_position bigint,
+    OUT lag_events bigint, OUT lag_seconds double precision,
+    OUT events_processed bigint, OUT events_failed bigint, OUT events_retried bigint,
+    OUT dead_letters bigint, OUT consecutive_failures bigint,
+    OUT error_rate_per_minute bigint, OUT last_error text, OUT last_error_at timestamptz,
+    OUT started_at timestamptz, OUT last_activity_at timestamptz, OUT health text,
+    OUT health_reason text, OUT last_sqlstate text, OUT heartbeat_at timestamptz,
+    OUT circuit_open_until timestamptz, OUT last_shutdown jsonb, OUT partitions integer,
+    OUT lag_positions bigint, OUT lag_events_exact boolean)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_subscription_status';
+-- One row per subscription partition, like the pg_stat_* views.
+CREATE OR REPLACE VIEW eventsource.subscription_status AS
+    SELECT * FROM eventsource.subscription_status_rows_v2();

@@ -134,6 +134,31 @@ SELECT count(*) > 0 AS status_rows FROM eventsource.subscription_status;
 SELECT events > :events0 AS events_read, dead_letters > :dead0 AS dead_letters_read FROM ml.scans;
 COMMIT;
 
+--
+-- The status calls plan with jit off and plan_cache_mode force_custom_plan
+-- for themselves only: inside the caller's transaction block, its own
+-- settings are still there after each of them (view, health(), readiness(),
+-- liveness(), error_stats())
+--
+SET jit = on;
+SET plan_cache_mode = force_generic_plan;
+BEGIN;
+SELECT count(*) > 0 AS status_rows FROM eventsource.subscription_status;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+SELECT eventsource.health() ? 'status' AS health;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+SELECT eventsource.readiness() ? 'ready' AS readiness;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+SELECT eventsource.liveness() ? 'alive' AS liveness;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+SELECT eventsource.error_stats() ? 'total_errors' AS error_stats;
+SELECT current_setting('jit') AS jit, current_setting('plan_cache_mode') AS plan_cache_mode;
+COMMIT;
+SHOW jit;
+SHOW plan_cache_mode;
+RESET jit;
+RESET plan_cache_mode;
+
 -- clean up
 SELECT eventsource.drop_subscription(s)
   FROM unnest('{ml_all,ml_parts,ml_type,ml_cat,ml_none}'::text[]) s;
@@ -141,8 +166,9 @@ DROP SCHEMA ml CASCADE;
 
 --
 -- A database still on the 1.0 SQL: the status function declares 26
--- columns and gets them; the update to 1.1 re-creates the view and the
--- function with 28, keeping what was granted on them.
+-- columns and gets them; the update to 1.1 points the view at a new
+-- function with the added columns, keeping what was granted on the view and
+-- on 1.0's function, which is still there (test/t/042 dumps the grants).
 --
 SELECT current_database() AS regdb \gset
 CREATE DATABASE es_lag_v10;
@@ -166,7 +192,8 @@ SELECT count(*) AS columns FROM pg_attribute
  WHERE attrelid = 'eventsource.subscription_status'::regclass AND attnum > 0;
 SELECT name, partition, checkpoint, lag_events, lag_events_exact, lag_positions
   FROM eventsource.subscription_status;
--- the grants came along, and nothing more (no EXECUTE or SELECT for PUBLIC)
+-- the grants are still there, and nothing more (no EXECUTE or SELECT for
+-- PUBLIC on the view or on 1.0's function)
 SELECT has_table_privilege('regress_es_lag_reader', 'eventsource.subscription_status', 'SELECT') AS sel,
        has_function_privilege('regress_es_lag_reader', 'eventsource.subscription_status_rows()', 'EXECUTE') AS exec,
        has_function_privilege('regress_es_lag_reader', 'eventsource.subscription_status_rows()',

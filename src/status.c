@@ -69,6 +69,7 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "parser/parse_func.h"
 #include "postmaster/postmaster.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
@@ -289,7 +290,11 @@ standby_head(void)
 /*
  * Enter a GUC nest level with the settings the status queries are planned
  * under (see "Plans" in the file header); AtEOXact_GUC(true, level) leaves
- * it.  An error unwinds it with the transaction.
+ * it and gives the caller back its own values.  GUC_ACTION_SAVE, as
+ * ri_triggers.c does: a GUC_ACTION_LOCAL setting would be handed on to the
+ * enclosing level when this one is left with isCommit true, and stay in the
+ * caller's transaction block until its end.  An error unwinds it with the
+ * transaction.
  */
 static int
 status_plan_settings(void)
@@ -297,9 +302,9 @@ status_plan_settings(void)
 	int			level = NewGUCNestLevel();
 
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
+							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("plan_cache_mode", "force_custom_plan", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }
 
@@ -494,12 +499,33 @@ collect_status(int *nrows, bool with_lag)
 PG_FUNCTION_INFO_V1(es_subscription_status);
 
 /*
- * subscription_status_rows() RETURNS SETOF record (the view's columns): 28
- * columns since 1.1, the first 26 of them in a database still on the 1.0
- * SQL (the output columns declared decide).
+ * subscription_status_rows() and, since 1.1, subscription_status_rows_v2()
+ * RETURNS SETOF record (the view's columns): the first 26 columns through
+ * 1.0's function, all 28 through the new one (the output columns declared
+ * decide).
  */
 #define STATUS_COLUMNS_1_0	26
 #define STATUS_COLUMNS		28
+
+/*
+ * Who may read the status: those who may EXECUTE 1.0's
+ * subscription_status_rows(), whichever of the two functions they call.
+ * The 1.1 function is EXECUTE for PUBLIC on purpose: the update script
+ * grants nothing (pg_dump would leave such grants out, see the issue 10
+ * section of eventsource--1.0--1.1.sql), so the grants users made on the
+ * 1.0 function stay the ones that count, through updates, dumps and
+ * restores.
+ */
+static void
+check_status_privilege(void)
+{
+	Oid			fn = LookupFuncName(list_make2(makeString("eventsource"),
+											   makeString("subscription_status_rows")),
+									0, NULL, false);
+
+	if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, "subscription_status_rows");
+}
 
 Datum
 es_subscription_status(PG_FUNCTION_ARGS)
@@ -514,6 +540,8 @@ es_subscription_status(PG_FUNCTION_ARGS)
 	if (natts != STATUS_COLUMNS_1_0 && natts != STATUS_COLUMNS)
 		elog(ERROR, "eventsource: subscription_status_rows() returns %d columns, expected %d or %d",
 			 natts, STATUS_COLUMNS_1_0, STATUS_COLUMNS);
+	if (natts != STATUS_COLUMNS_1_0)
+		check_status_privilege();
 	rows = collect_status(&n, true);
 	for (int i = 0; i < n; i++)
 	{
