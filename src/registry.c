@@ -109,6 +109,7 @@ reset_slot_stats(EsWorkerSlot *slot, EsDesired desired)
 	slot->events_retried = 0;
 	slot->dead_letters = 0;
 	slot->consecutive_failures = 0;
+	slot->bookkeeping_failures = 0;
 	memset(slot->errors_by_second, 0, sizeof(slot->errors_by_second));
 	memset(slot->error_second, 0, sizeof(slot->error_second));
 	slot->last_error[0] = '\0';
