@@ -428,7 +428,19 @@ require_subscription(const char *name, Oid caller)
 {
 	int			partitions;
 	Oid			owner;
+	const char *running = es_handler_subscription();
 
+	/*
+	 * Not from inside the subscription's own handler: its worker holds the
+	 * partition rows in the batch that the handler runs in, and would commit
+	 * its checkpoint over a reset, or wait on itself for a drop.
+	 */
+	if (running != NULL && strcmp(running, name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("subscription \"%s\" cannot be changed from inside its own handler", name),
+				 errdetail("The handler runs in the batch that moves the subscription's checkpoint."),
+				 errhint("Call drop, pause, resume, reset or retry_dead_letters for it from another session.")));
 	if (!lookup_subscription(name, &partitions, &owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

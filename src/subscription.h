@@ -182,6 +182,7 @@ extern void es_handler_disarm_timer(void);
 extern volatile sig_atomic_t es_shutdown_requested;
 extern volatile TimestampTz es_shutdown_requested_at;
 extern bool es_drain_expired(void);
+extern const char *es_handler_subscription(void);
 extern EsCallResult es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner,
 									int64 timeout_ms, const char *subscription,
 									HeapTuple event, TupleDesc desc,
