@@ -166,6 +166,7 @@ extern void es_utility_install_hook(void);
 
 /* subscription.c */
 extern void es_subscriptions_extension_dropped(void);
+extern void es_subscriptions_workers_stopped(void);
 extern void es_subscriptions_restored(void);
 
 /* handler.c: causation metadata for appends made by handlers */

@@ -411,8 +411,10 @@ register_discovered(Oid dboid, const char *name, int64 incarnation,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 					 errmsg("eventsource: subscription \"%s\" cannot run: all eventsource.max_workers slots are taken",
 							name),
-					 errhint("Raise eventsource.max_workers (now %d) and restart the server.",
+					 errdetail("It runs as soon as enough slots are freed."),
+					 errhint("Drop unused subscriptions, or raise eventsource.max_workers (now %d) and restart the server.",
 							 es_max_workers)));
+			es_registry_register_when_freed(false);
 			break;
 	}
 	return true;

@@ -153,6 +153,17 @@ es_free_slot_locked(EsWorkerSlot *slot)
 	SpinLockRelease(&slot->mutex);
 	/* anyone waiting for this partition's progress must look again */
 	ConditionVariableBroadcast(&slot->progress_cv);
+
+	/*
+	 * A subscription is waiting for slots (es_registry_register_when_freed):
+	 * the launcher registers it now, by discovery.
+	 */
+	if (es_workers->register_when_freed)
+	{
+		es_workers->register_when_freed = false;
+		es_workers->discovery_done = false;
+		es_launcher_wake();
+	}
 }
 
 int
@@ -166,6 +177,51 @@ es_registry_free_slots(void)
 			n++;
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 	return n;
+}
+
+/*
+ * The slots in use by a subscription of database "dboid" (name NULL: by all
+ * of its subscriptions), including those whose worker is still draining.
+ */
+int
+es_registry_count_slots(Oid dboid, const char *name)
+{
+	int			n = 0;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (slot->in_use && slot->dboid == dboid &&
+			(name == NULL || strcmp(slot->name, name) == 0))
+			n++;
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return n;
+}
+
+/*
+ * A subscription could not be registered for want of free slots (a commit
+ * whose drops' workers still hold theirs, or discovery): register it by
+ * discovery as soon as a slot is freed (es_free_slot_locked), or, with
+ * "now_if_free" (a commit), at once if some were freed meanwhile.
+ * Discovery that still finds too few asks again, for the next free slot.
+ */
+void
+es_registry_register_when_freed(bool now_if_free)
+{
+	bool		some_free = false;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	es_workers->register_when_freed = true;
+	for (int i = 0; i < es_workers->nslots && now_if_free && !some_free; i++)
+		some_free = !es_workers->slots[i].in_use;
+	if (some_free)
+		es_workers->discovery_done = false;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	if (some_free)
+		es_launcher_wake();
 }
 
 /*

@@ -53,10 +53,21 @@ typedef struct PendingOp
 	EsDesired	desired;
 	int64		position;		/* PENDING_REQUEST_RESET */
 	int64		incarnation;	/* PENDING_REGISTER: subscriptions.id */
+	bool		frees_slots;	/* PENDING_REGISTER: counted on slots this
+								 * transaction frees */
 } PendingOp;
 
 static List *pending = NIL;		/* in TopMemoryContext */
 static bool callbacks_registered = false;
+
+/*
+ * DROP EXTENSION stopped this database's workers before it ran
+ * (utility_hook.c), in this subtransaction: should the drop not commit, the
+ * launcher must find the subscriptions again.  Invalid: nothing stopped.
+ */
+static SubTransactionId stopped_in = InvalidSubTransactionId;
+
+static void rediscover_stopped(SubTransactionId subid);
 
 static void
 clear_pending(void)
@@ -118,12 +129,19 @@ apply_pending(void)
 					break;		/* created and dropped again */
 				if (es_registry_register(op->dboid, op->name, op->incarnation,
 										 op->partitions, final_desired(lc, op),
-										 NULL, NULL) != ES_REGISTER_OK)
-					ereport(WARNING,
-							(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-							 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",
-									op->name),
-							 errhint("Drop unused subscriptions, or raise eventsource.max_workers and restart the server.")));
+										 NULL, NULL) == ES_REGISTER_OK)
+					break;
+				if (op->frees_slots)
+				{
+					/* the slots it counted on are still draining */
+					es_registry_register_when_freed(true);
+					break;
+				}
+				ereport(WARNING,
+						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+						 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",
+								op->name),
+						 errhint("Drop unused subscriptions, or raise eventsource.max_workers and restart the server.")));
 				break;
 			case PENDING_DESIRED:
 				es_registry_set_desired(op->dboid, op->name, op->desired);
@@ -145,6 +163,25 @@ apply_pending(void)
 	}
 }
 
+/*
+ * The (sub)transaction "subid" (invalid: the whole transaction) rolled
+ * back: if it stopped this database's workers for a DROP EXTENSION, the
+ * launcher discovers the subscriptions again.
+ */
+static void
+rediscover_stopped(SubTransactionId subid)
+{
+	if (stopped_in == InvalidSubTransactionId ||
+		(subid != InvalidSubTransactionId && subid != stopped_in))
+		return;
+	stopped_in = InvalidSubTransactionId;
+	if (es_shmem_available())
+	{
+		es_workers->discovery_done = false;
+		es_launcher_wake();
+	}
+}
+
 static void
 pending_xact_callback(XactEvent event, void *arg)
 {
@@ -160,9 +197,11 @@ pending_xact_callback(XactEvent event, void *arg)
 			if (pending != NIL && es_shmem_available())
 				apply_pending();
 			clear_pending();
+			stopped_in = InvalidSubTransactionId;
 			break;
 		case XACT_EVENT_ABORT:
 			clear_pending();
+			rediscover_stopped(InvalidSubTransactionId);
 			break;
 		default:
 			break;
@@ -174,6 +213,11 @@ pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
 {
 	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB && stopped_in == mySubid)
+		stopped_in = parentSubid;
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		rediscover_stopped(mySubid);
 
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
@@ -200,6 +244,17 @@ pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+static void
+register_callbacks(void)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(pending_xact_callback, NULL);
+		RegisterSubXactCallback(pending_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+}
+
 /* Queue a registry change for the commit of the current transaction. */
 static void
 queue_op(PendingKind kind, const char *name, int partitions, EsDesired desired)
@@ -207,12 +262,7 @@ queue_op(PendingKind kind, const char *name, int partitions, EsDesired desired)
 	MemoryContext old;
 	PendingOp  *op;
 
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(pending_xact_callback, NULL);
-		RegisterSubXactCallback(pending_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
+	register_callbacks();
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	op = palloc0(sizeof(PendingOp));
 	op->kind = kind;
@@ -256,6 +306,61 @@ pending_registrations(void)
 		}
 	}
 	return n;
+}
+
+/*
+ * Slots that the drops queued so far give back at commit: all of this
+ * database's if the extension is dropped, else those of each subscription
+ * dropped that existed before this transaction (one created in it has no
+ * slot yet).  A worker may still hold its slot for a moment after the
+ * commit: see PendingOp.frees_slots.
+ */
+static int
+pending_frees(void)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, pending)
+	{
+		PendingOp  *op = lfirst(lc);
+
+		if (op->kind == PENDING_DROP_DATABASE && op->dboid == MyDatabaseId)
+			return es_registry_count_slots(MyDatabaseId, NULL);
+	}
+	foreach(lc, pending)
+	{
+		PendingOp  *op = lfirst(lc);
+		bool		counted = false;
+
+		if (op->kind != PENDING_DESIRED || op->desired != ES_DESIRED_DROP)
+			continue;
+		/* not if created, or dropped already, earlier in this transaction */
+		for (int i = 0; i < foreach_current_index(lc); i++)
+		{
+			PendingOp  *earlier = list_nth(pending, i);
+
+			if (strcmp(earlier->name, op->name) == 0 &&
+				(earlier->kind == PENDING_REGISTER ||
+				 (earlier->kind == PENDING_DESIRED && earlier->desired == ES_DESIRED_DROP)))
+				counted = true;
+		}
+		if (!counted)
+			n += es_registry_count_slots(MyDatabaseId, op->name);
+	}
+	return n;
+}
+
+/*
+ * DROP EXTENSION is about to run and this database's workers were stopped
+ * for it (utility_hook.c): if it does not commit, they must come back.
+ */
+void
+es_subscriptions_workers_stopped(void)
+{
+	register_callbacks();
+	if (stopped_in == InvalidSubTransactionId)
+		stopped_in = GetCurrentSubTransactionId();
 }
 
 /*
@@ -514,6 +619,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	int			existing_partitions;
 	Oid			existing_owner;
 	int			free_slots;
+	int			freed;
 	int64		incarnation;
 	bool		isnull;
 	EsOwnerCall call;
@@ -582,7 +688,8 @@ es_create_subscription(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("subscription \"%s\" already exists", name)));
-	free_slots = es_registry_free_slots() - pending_registrations();
+	freed = pending_frees();
+	free_slots = es_registry_free_slots() + freed - pending_registrations();
 	if (free_slots < partitions)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
@@ -664,6 +771,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 
 	queue_op(PENDING_REGISTER, name, partitions, ES_DESIRED_RUN);
 	((PendingOp *) llast(pending))->incarnation = incarnation;
+	((PendingOp *) llast(pending))->frees_slots = (freed > 0);
 	PG_RETURN_VOID();
 }
 
