@@ -31,8 +31,6 @@
 
 #include "subscription.h"
 
-#define ES_MAX_INTERVAL_MS	(7LL * 24 * 3600 * 1000)	/* a week */
-
 typedef enum PendingKind
 {
 	PENDING_REGISTER,
@@ -398,17 +396,15 @@ es_checkpoint_name(const char *name, int partitions, int partition)
  * ---------------------------------------------------------------------
  */
 
+/* The rules themselves are in subscription_rules.c (the worker's too). */
+
 static char *
 arg_subscription_name(FunctionCallInfo fcinfo)
 {
 	/* 250 bytes: its partitions' checkpoints are named "name/k" */
 	char	   *name = es_arg_name(fcinfo, 0, "subscription name", ES_MAX_SUBSCRIPTION_NAME_LEN);
 
-	if (strchr(name, '/') != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("subscription name must not contain \"/\""),
-				 errdetail("\"name/k\" names the checkpoint of partition k.")));
+	es_check_subscription_name(name);
 	return name;
 }
 
@@ -417,83 +413,18 @@ arg_int_range(FunctionCallInfo fcinfo, int argno, const char *what, int32 min, i
 {
 	int32		v = es_arg_int32(fcinfo, argno, what);
 
-	if (v < min || v > max)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be between %d and %d", what, min, max)));
+	es_check_int_range(v, what, min, max);
 	return v;
 }
 
-/*
- * An interval argument in milliseconds: 0 (when "zero_ok") or between 1 ms
- * and 7 days.  Months count as 30 days, as interval comparisons do.
- */
 static int64
 arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *what, bool zero_ok)
 {
-	int64		us;
-
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", what)));
-	if (!es_interval_us(PG_GETARG_INTERVAL_P(argno), &us) ||
-		us < 0 || (us == 0 && !zero_ok) || (us > 0 && us < 1000) ||
-		us > ES_MAX_INTERVAL_MS * 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be %sbetween 1 millisecond and 7 days", what,
-						zero_ok ? "zero or " : "")));
-	return us / 1000;
-}
-
-/*
- * Check a handler: a function of one argument, eventsource.events (one
- * event per call) or eventsource.events[] (a batch), returning void, that
- * the creator may execute.  Returns whether it takes a batch.
- */
-static bool
-check_handler(Oid handler)
-{
-	HeapTuple	tup;
-	Form_pg_proc proc;
-	Oid			events_type = get_rel_type_id(es_catalog()->events_oid);
-	Oid			events_array = get_array_type(events_type);
-	bool		batch;
-	AclResult	aclresult;
-
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
-	if (!HeapTupleIsValid(tup))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler function with OID %u does not exist", handler)));
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-
-	if (proc->pronargs != 1 ||
-		(proc->proargtypes.values[0] != events_type &&
-		 proc->proargtypes.values[0] != events_array))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function %s cannot be a subscription handler", format_procedure(handler)),
-				 errdetail("A handler takes exactly one argument, of type eventsource.events (one event per call) or eventsource.events[] (a batch)."),
-				 errhint("Declare it as f(e eventsource.events) RETURNS void.")));
-	batch = (proc->proargtypes.values[0] == events_array);
-	if (proc->prokind != PROKIND_FUNCTION)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s cannot be a subscription handler: it is not a plain function",
-						format_procedure(handler))));
-	if (proc->prorettype != VOIDOID || proc->proretset)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("function %s cannot be a subscription handler: it must return void",
-						format_procedure(handler))));
-	ReleaseSysCache(tup);
-
-	aclresult = pg_proc_aclcheck(handler, GetUserId(), ACL_EXECUTE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
-	return batch;
+	return es_check_interval_ms(PG_GETARG_INTERVAL_P(argno), what, zero_ok);
 }
 
 /*
@@ -636,7 +567,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("handler must not be null")));
 	handler = PG_GETARG_OID(1);
-	batch = check_handler(handler);
+	batch = es_check_handler(handler, GetUserId());
 
 	start_from = es_arg_name(fcinfo, 2, "start_from", ES_MAX_NAME_LEN);
 	if (strcmp(start_from, "beginning") == 0)
@@ -660,27 +591,23 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	}
 	batch_size = arg_int_range(fcinfo, 3, "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
 	strategy = es_arg_name(fcinfo, 4, "checkpoint_strategy", ES_MAX_NAME_LEN);
-	if (strcmp(strategy, "every_event") != 0 && strcmp(strategy, "every_batch") != 0 &&
-		strcmp(strategy, "periodic") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid checkpoint_strategy \"%s\"", strategy),
-				 errhint("Use 'every_event', 'every_batch' or 'periodic'.")));
+	(void) es_check_strategy(strategy);
 	(void) arg_interval_ms(fcinfo, 5, "checkpoint_interval", false);
 	(void) arg_interval_ms(fcinfo, 6, "processing_timeout", false);
-	max_retries = arg_int_range(fcinfo, 7, "max_retries", 0, 100);
+	max_retries = arg_int_range(fcinfo, 7, "max_retries", 0, ES_MAX_RETRIES);
 	(void) arg_interval_ms(fcinfo, 8, "retry_backoff", true);
 	if (PG_ARGISNULL(9))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("continue_on_error must not be null")));
-	threshold = arg_int_range(fcinfo, 10, "circuit_breaker_threshold", 0, 1000000);
+	threshold = arg_int_range(fcinfo, 10, "circuit_breaker_threshold", 0, ES_MAX_BREAKER_THRESHOLD);
 	(void) arg_interval_ms(fcinfo, 11, "circuit_breaker_reset", false);
 	if (!PG_ARGISNULL(12))
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(12), "event_types");
 	if (!PG_ARGISNULL(13))
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(13), "categories");
-	partitions = arg_int_range(fcinfo, 14, "partitions", 1, Min(es_max_workers, ES_MAX_PARTITIONS));
+	partitions = es_arg_int32(fcinfo, 14, "partitions");
+	es_check_partitions(partitions);
 
 	owner = GetUserId();		/* before api_begin() switches to the extension owner */
 	api_begin(&call, "eventsource.create_subscription()");

@@ -158,7 +158,24 @@ extern const char *es_state_name(EsWorkerState state);
 /* subscription.c */
 #define ES_MAX_SUBSCRIPTION_NAME_LEN (ES_MAX_NAME_LEN - 5)	/* room for "/1023" */
 #define ES_MAX_PARTITIONS 1024		/* and at most eventsource.max_workers */
+#define ES_MAX_RETRIES 100
+#define ES_MAX_BREAKER_THRESHOLD 1000000
 extern char *es_checkpoint_name(const char *name, int partitions, int partition);
+
+/* subscription_rules.c: a subscription's configuration, checked */
+typedef enum EsStrategy
+{
+	ES_EVERY_EVENT,
+	ES_EVERY_BATCH,
+	ES_PERIODIC
+} EsStrategy;
+
+extern void es_check_subscription_name(const char *name);
+extern void es_check_int_range(int64 v, const char *what, int64 min, int64 max);
+extern void es_check_partitions(int64 partitions);
+extern int64 es_check_interval_ms(const Interval *iv, const char *what, bool zero_ok);
+extern EsStrategy es_check_strategy(const char *strategy);
+extern bool es_check_handler(Oid handler, Oid user);
 
 /* launcher.c */
 extern void es_launcher_register(void);

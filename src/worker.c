@@ -75,13 +75,6 @@
 #define ES_IDLE_WAIT_MS			10000
 #define ES_ERROR_WAIT_MAX_MS	60000
 
-typedef enum EsStrategy
-{
-	ES_EVERY_EVENT,
-	ES_EVERY_BATCH,
-	ES_PERIODIC
-} EsStrategy;
-
 /* The subscription's definition, loaded from its row. */
 typedef struct EsSubConfig
 {
@@ -348,6 +341,49 @@ tx_abort(void)
 	drop_notices();
 }
 
+typedef struct EsEventRef
+{
+	HeapTuple	tuple;			/* in events_desc's layout */
+	int64		position;
+	TimestampTz recorded_at;
+} EsEventRef;
+
+typedef void (*EsBookkeepingFn) (EsEventRef *ev, void *arg);
+
+/*
+ * Run fn(ev, arg) in a subtransaction of the current transaction.  Returns
+ * NULL when it succeeded, else its error (in the caller's memory context):
+ * then it was rolled back alone.
+ */
+static ErrorData *
+try_in_subxact(EsBookkeepingFn fn, EsEventRef *ev, void *arg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		fn(ev, arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	return edata;
+}
+
 /* ---------------------------------------------------------------------
  * configuration
  * ---------------------------------------------------------------------
@@ -397,11 +433,88 @@ set_row_key(Datum *values)
 	values[2] = Int64GetDatum(my_incarnation);
 }
 
+/* The row being loaded, for validate_row(). */
+typedef struct EsLoadedRow
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+} EsLoadedRow;
+
+/*
+ * Check the loaded row by the rules of create_subscription's arguments
+ * (subscription_rules.c): the table's CHECK constraints may be missing (a
+ * database still on the 1.0 SQL) or NOT VALID for an old row, and the
+ * handler's signature, the owner's rights and the partition rows are no
+ * constraint.  Raises the first rule broken.
+ */
+static void
+validate_row(EsEventRef *unused, void *arg)
+{
+	EsLoadedRow *row = arg;
+	HeapTuple	tup = row->tup;
+	TupleDesc	desc = row->desc;
+	bool		isnull;
+	Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	bool		batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	int32		partitions;
+	int32		rows;
+	Datum		filter;
+
+	es_check_subscription_name(my_name);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner of subscription \"%s\" (role %u) no longer exists",
+						my_name, owner)));
+	if (es_check_handler(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)), owner) !=
+		batch_handler)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_handler is %s, but the handler takes %s",
+						batch_handler ? "true" : "false",
+						batch_handler ? "one event" : "a batch")));
+	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull)),
+					   "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
+	(void) es_check_strategy(SPI_getvalue(tup, desc, 5));
+	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 6, &isnull)),
+								"checkpoint_interval", false);
+	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 7, &isnull)),
+								"processing_timeout", false);
+	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull)),
+					   "max_retries", 0, ES_MAX_RETRIES);
+	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 9, &isnull)),
+								"retry_backoff", true);
+	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull)),
+					   "circuit_breaker_threshold", 0, ES_MAX_BREAKER_THRESHOLD);
+	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 12, &isnull)),
+								"circuit_breaker_reset", false);
+	filter = SPI_getbinval(tup, desc, 13, &isnull);
+	if (!isnull)
+		es_check_text_array(DatumGetArrayTypeP(filter), "event_types");
+	filter = SPI_getbinval(tup, desc, 14, &isnull);
+	if (!isnull)
+		es_check_text_array(DatumGetArrayTypeP(filter), "categories");
+	partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+	es_check_partitions(partitions);
+	/* events hashed to a partition without a row would never be delivered */
+	rows = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
+	if (partitions != rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partitions is %d, but the subscription was created with %d",
+						partitions, rows),
+				 errhint("Create a new subscription to change the partition count.")));
+}
+
+/* Why the loaded configuration is invalid (NULL: it is valid). */
+static ErrorData *config_error = NULL;
+
 /*
  * Load the subscription's row.  Returns false when it is gone (or replaced
  * by a newer subscription of the same name); row_desired says what the row
- * wants: run, paused, or stopped at an event.  Inside a
- * transaction, connected to SPI, as the extension owner.
+ * wants: run, paused, or stopped at an event; config_error whether it
+ * breaks a rule (then nothing else is loaded).  Inside a transaction,
+ * connected to SPI, as the extension owner.
  */
 static bool
 load_config(void)
@@ -412,7 +525,6 @@ load_config(void)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
-	char	   *strategy;
 	MemoryContext old;
 
 	if (!extension_is_ours())
@@ -425,7 +537,9 @@ load_config(void)
 					   " s.retry_backoff,"
 					   " s.continue_on_error, s.circuit_breaker_threshold,"
 					   " s.circuit_breaker_reset,"
-					   " s.event_types, s.categories, s.partitions, s.state, p.state"
+					   " s.event_types, s.categories, s.partitions, s.state, p.state,"
+					   " (SELECT pg_catalog.count(*) FROM eventsource.subscription_partitions q"
+					   "   WHERE q.subscription OPERATOR(pg_catalog.=) s.name)::pg_catalog.int4"
 					   " FROM eventsource.subscriptions s"
 					   " JOIN eventsource.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name"
 					   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND p.partition OPERATOR(pg_catalog.=) $2"
@@ -441,14 +555,33 @@ load_config(void)
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
+	/* paused or stopped since we were registered (e.g. during discovery) */
+	row_desired = strcmp(SPI_getvalue(tup, desc, 17), "ok") != 0 ? ES_DESIRED_FAILED :
+		strcmp(SPI_getvalue(tup, desc, 16), "active") != 0 ? ES_DESIRED_PAUSE :
+		ES_DESIRED_RUN;
+	if (!SearchSysCacheExists1(PROCOID, SPI_getbinval(tup, desc, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler of subscription \"%s\" (function %u) no longer exists",
+						my_name, DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull))),
+				 errhint("Drop the subscription, or create the function again and restart its worker.")));
+	if (row_desired == ES_DESIRED_RUN)
+	{
+		EsLoadedRow row = {tup, desc};
+
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		config_error = try_in_subxact(validate_row, NULL, &row);
+		MemoryContextSwitchTo(old);
+		if (config_error != NULL)
+			return true;
+	}
+
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	cfg.handler = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 	cfg.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 	cfg.batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 	cfg.batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-	strategy = SPI_getvalue(tup, desc, 5);
-	cfg.strategy = strcmp(strategy, "every_event") == 0 ? ES_EVERY_EVENT :
-		strcmp(strategy, "periodic") == 0 ? ES_PERIODIC : ES_EVERY_BATCH;
+	cfg.strategy = es_check_strategy(SPI_getvalue(tup, desc, 5));
 	cfg.checkpoint_interval_ms = col_interval_ms(tup, desc, 6);
 	cfg.processing_timeout_ms = col_interval_ms(tup, desc, 7);
 	cfg.max_retries = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
@@ -461,20 +594,9 @@ load_config(void)
 	cfg.categories = SPI_getbinval(tup, desc, 14, &isnull);
 	cfg.categories = isnull ? (Datum) 0 : datumCopy(cfg.categories, false, -1);
 	my_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
-	/* paused or stopped since we were registered (e.g. during discovery) */
-	row_desired = strcmp(SPI_getvalue(tup, desc, 17), "ok") != 0 ? ES_DESIRED_FAILED :
-		strcmp(SPI_getvalue(tup, desc, 16), "active") != 0 ? ES_DESIRED_PAUSE :
-		ES_DESIRED_RUN;
 	MemoryContextSwitchTo(old);
 	SPI_freeplan(plan);
 
-
-	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(cfg.handler)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("the handler of subscription \"%s\" (function %u) no longer exists",
-						my_name, cfg.handler),
-				 errhint("Drop the subscription, or create the function again and restart its worker.")));
 	fmgr_info_cxt(cfg.handler, &handler_finfo, TopMemoryContext);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	handler_name = format_procedure(cfg.handler);
@@ -567,13 +689,6 @@ checkpoint_due(void)
  * ---------------------------------------------------------------------
  */
 
-typedef struct EsEventRef
-{
-	HeapTuple	tuple;			/* in events_desc's layout */
-	int64		position;
-	TimestampTz recorded_at;
-} EsEventRef;
-
 static Datum
 event_column(EsEventRef *ev, int attno, bool *isnull)
 {
@@ -638,7 +753,6 @@ log_fields(EsEventRef *ev, const char *sqlstate)
  * on through the retry / dead-letter path like any handler failure.
  */
 
-typedef void (*EsBookkeepingFn) (EsEventRef *ev, void *arg);
 
 /* A bookkeeping step failed: say so in the log and count it. */
 static void
@@ -668,36 +782,14 @@ note_bookkeeping_failure(const char *what, const char *fields, ErrorData *edata)
 static bool
 run_bookkeeping(const char *what, EsEventRef *ev, EsBookkeepingFn fn, void *arg)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = true;
+	ErrorData  *edata = try_in_subxact(fn, ev, arg);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		fn(ev, arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		note_bookkeeping_failure(what, log_fields(ev, unpack_sql_state(edata->sqlerrcode)),
-								 edata);
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (edata == NULL)
+		return true;
+	note_bookkeeping_failure(what, log_fields(ev, unpack_sql_state(edata->sqlerrcode)),
+							 edata);
+	FreeErrorData(edata);
+	return false;
 }
 
 /*
@@ -1039,6 +1131,49 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 					 my_name)));
 }
 
+/*
+ * The configuration we loaded breaks a rule (config_error): never run it.
+ * The partition goes to failed, with the reason in its row and slot (the
+ * status view's last_error), and the worker exits.  resume_subscription()
+ * after the row is corrected starts it again (and it checks again).
+ */
+static void
+fail_invalid_config(void)
+{
+	EsFailedRow f;
+	char	   *message = psprintf("invalid configuration: %s", config_error->message);
+
+	f.message = message;
+	f.sqlstate = unpack_sql_state(config_error->sqlerrcode);
+	tx_begin("eventsource: refusing an invalid configuration");
+	if (my_dbname == NULL)
+		my_dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	if (extension_is_ours())
+		(void) run_bookkeeping("record that the partition stopped", NULL, write_failed_row, &f);
+	/* before the commit, as in stop_at_event() */
+	set_desired_if(ES_DESIRED_RUN, ES_DESIRED_FAILED);
+	PG_TRY();
+	{
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		set_desired_if(ES_DESIRED_FAILED, ES_DESIRED_RUN);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	es_slot_note_error(MySlot, message, f.sqlstate, false);
+	slot_set_state(ES_STATE_FAILED);
+	ereport(WARNING,
+			(errcode(config_error->sqlerrcode),
+			 errmsg("eventsource: subscription \"%s\" partition %d does not run: %s",
+					my_name, my_partition, message),
+			 errdetail("%s", log_fields(NULL, f.sqlstate)),
+			 errhint("Correct its row in eventsource.subscriptions, then call eventsource.resume_subscription('%s').",
+					 my_name)));
+	proc_exit(0);
+}
+
 /* ---------------------------------------------------------------------
  * delivery
  * ---------------------------------------------------------------------
@@ -1100,9 +1235,9 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 		read_plan = es_prepare("SELECT * FROM eventsource.events"
 							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
 							   " AND global_position OPERATOR(pg_catalog.<=) $2"
-							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY ($3))"
+							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
 							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
-							   "      OPERATOR(pg_catalog.=) ANY ($4))"
+							   "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
 							   " AND ($5 OPERATOR(pg_catalog.=) 1 OR"
 							   "      eventsource.stream_partition(stream_id, $5) OPERATOR(pg_catalog.=) $6)"
 							   " ORDER BY global_position LIMIT $7",
@@ -1802,6 +1937,8 @@ es_worker_main(Datum main_arg)
 		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 		proc_exit(0);
 	}
+	if (config_error != NULL)
+		fail_invalid_config();
 
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d started", my_name, my_partition),
