@@ -101,9 +101,10 @@ stop_database_workers(Oid dboid)
 		TimestampTz now;
 
 		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+		/* (not ourselves: a handler that drops the extension) */
 		for (int i = 0; i < es_workers->nslots && busy == NULL; i++)
 			if (es_workers->slots[i].in_use && es_workers->slots[i].dboid == dboid &&
-				es_workers->slots[i].pid != 0)
+				es_workers->slots[i].pid != 0 && es_workers->slots[i].pid != MyProcPid)
 				busy = &es_workers->slots[i].progress_cv;
 		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 		now = GetCurrentTimestamp();
