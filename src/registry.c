@@ -155,8 +155,8 @@ es_free_slot_locked(EsWorkerSlot *slot)
 	ConditionVariableBroadcast(&slot->progress_cv);
 
 	/*
-	 * A subscription is waiting for slots (es_registry_register_when_freed):
-	 * the launcher registers it now, by discovery.
+	 * A subscription could not be registered for want of slots
+	 * (es_registry_register): the launcher tries again now, by discovery.
 	 */
 	if (es_workers->register_when_freed)
 	{
@@ -199,29 +199,6 @@ es_registry_count_slots(Oid dboid, const char *name)
 	}
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 	return n;
-}
-
-/*
- * A subscription could not be registered for want of free slots (a commit
- * whose drops' workers still hold theirs, or discovery): register it by
- * discovery as soon as a slot is freed (es_free_slot_locked), or, with
- * "now_if_free" (a commit), at once if some were freed meanwhile.
- * Discovery that still finds too few asks again, for the next free slot.
- */
-void
-es_registry_register_when_freed(bool now_if_free)
-{
-	bool		some_free = false;
-
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	es_workers->register_when_freed = true;
-	for (int i = 0; i < es_workers->nslots && now_if_free && !some_free; i++)
-		some_free = !es_workers->slots[i].in_use;
-	if (some_free)
-		es_workers->discovery_done = false;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	if (some_free)
-		es_launcher_wake();
 }
 
 /*
@@ -334,6 +311,8 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 	}
 	if (missing > free_count)
 	{
+		/* registered by discovery once slots are freed (es_free_slot_locked) */
+		es_workers->register_when_freed = true;
 		LWLockRelease(lock);
 		return ES_REGISTER_NO_SLOTS;
 	}

@@ -129,12 +129,12 @@ apply_pending(void)
 										 op->partitions, final_desired(lc, op),
 										 NULL, NULL) == ES_REGISTER_OK)
 					break;
+				/*
+				 * Discovery registers it once slots are freed: soon, if this
+				 * commit freed the slots it counted on (their workers drain).
+				 */
 				if (op->frees_slots)
-				{
-					/* the slots it counted on are still draining */
-					es_registry_register_when_freed(true);
 					break;
-				}
 				ereport(WARNING,
 						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 						 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",

@@ -119,7 +119,7 @@ typedef struct EsWorkersShared
 	 * changes nothing if it moved since: its rows may be out of date.
 	 */
 	uint64		changes;
-	bool		register_when_freed;	/* see es_registry_register_when_freed */
+	bool		register_when_freed;	/* a registration found too few slots */
 	int			nslots;
 	EsWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EsWorkersShared;
@@ -148,7 +148,6 @@ extern void es_registry_request(Oid dboid, const char *name, bool reset,
 								int64 position, bool retry);
 extern int	es_registry_free_slots(void);
 extern int	es_registry_count_slots(Oid dboid, const char *name);
-extern void es_registry_register_when_freed(bool now_if_free);
 extern void es_launcher_wake(void);
 extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,
 							   const char *sqlstate, bool retried);
