@@ -21,6 +21,7 @@ OBJS = \
 	src/status.o \
 	src/stream.o \
 	src/subscription.o \
+	src/subscription_rules.o \
 	src/utility_hook.o \
 	src/validate.o \
 	src/worker.o
@@ -48,7 +49,8 @@ endif
 
 # pg_regress: the SQL surface.  Each suite gets a private server with the
 # library preloaded (test/pg.conf), so nothing must be running beforehand.
-REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring monitoring_lag
+REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
+	monitoring_lag subscription_rules
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.

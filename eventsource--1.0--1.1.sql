@@ -54,3 +54,55 @@ CREATE FUNCTION eventsource.subscription_status_rows_v2(
 -- One row per subscription partition, like the pg_stat_* views.
 CREATE OR REPLACE VIEW eventsource.subscription_status AS
     SELECT * FROM eventsource.subscription_status_rows_v2();
+
+-- ==== issue 9: subscriptions that nothing can wedge ====
+-- Every column of eventsource.subscriptions obeys the rule of the
+-- create_subscription() argument it comes from (the C spelling of the same
+-- rules is src/subscription_rules.c, which the worker also applies to what it
+-- loads: that protects a database still on the 1.0 SQL, and covers what no
+-- constraint can say, the handler's signature and the owner's rights).
+-- NOT VALID: a store may already hold a row that breaks one (an UPDATE made
+-- under 1.0), and ALTER EXTENSION UPDATE must not fail on it.  Such a row is
+-- kept; its worker refuses it (state failed, "invalid configuration: ..." in
+-- subscription_status.last_error) and every later change to the row must
+-- satisfy all of them.  Once corrected:
+-- ALTER TABLE eventsource.subscriptions VALIDATE CONSTRAINT <name>.
+-- (partitions is also limited by eventsource.max_workers, a setting: the
+-- worker checks that, and that the count did not change.)
+ALTER TABLE eventsource.subscriptions
+    ADD CONSTRAINT subscriptions_name_check
+        CHECK (pg_catalog.octet_length(name) BETWEEN 1 AND 250
+               AND pg_catalog.strpos(name, '/') = 0) NOT VALID,
+    ADD CONSTRAINT subscriptions_start_from_check
+        CHECK (start_position >= 0 AND
+               CASE WHEN start_from IN ('beginning', 'end', 'checkpoint') THEN true
+                    WHEN start_from ~ '^[0-9]{1,19}$'
+                    THEN start_from::pg_catalog.numeric <= 9223372036854775807
+                    ELSE false END) NOT VALID,
+    ADD CONSTRAINT subscriptions_batch_size_check
+        CHECK (batch_size BETWEEN 1 AND 10000) NOT VALID,
+    ADD CONSTRAINT subscriptions_checkpoint_interval_check
+        CHECK (checkpoint_interval BETWEEN interval '1 millisecond' AND interval '7 days') NOT VALID,
+    ADD CONSTRAINT subscriptions_processing_timeout_check
+        CHECK (processing_timeout BETWEEN interval '1 millisecond' AND interval '7 days') NOT VALID,
+    ADD CONSTRAINT subscriptions_max_retries_check
+        CHECK (max_retries BETWEEN 0 AND 100) NOT VALID,
+    ADD CONSTRAINT subscriptions_retry_backoff_check
+        CHECK (retry_backoff = interval '0'
+               OR retry_backoff BETWEEN interval '1 millisecond' AND interval '7 days') NOT VALID,
+    ADD CONSTRAINT subscriptions_circuit_breaker_threshold_check
+        CHECK (circuit_breaker_threshold BETWEEN 0 AND 1000000) NOT VALID,
+    ADD CONSTRAINT subscriptions_circuit_breaker_reset_check
+        CHECK (circuit_breaker_reset BETWEEN interval '1 millisecond' AND interval '7 days') NOT VALID,
+    ADD CONSTRAINT subscriptions_event_types_check
+        CHECK (CASE WHEN event_types IS NULL THEN true
+                    WHEN pg_catalog.array_ndims(event_types) > 1 THEN false
+                    ELSE pg_catalog.array_position(event_types, NULL::text) IS NULL
+                         AND pg_catalog.cardinality(event_types) <= 10000 END) NOT VALID,
+    ADD CONSTRAINT subscriptions_categories_check
+        CHECK (CASE WHEN categories IS NULL THEN true
+                    WHEN pg_catalog.array_ndims(categories) > 1 THEN false
+                    ELSE pg_catalog.array_position(categories, NULL::text) IS NULL
+                         AND pg_catalog.cardinality(categories) <= 10000 END) NOT VALID,
+    ADD CONSTRAINT subscriptions_partitions_check
+        CHECK (partitions BETWEEN 1 AND 1024) NOT VALID;

@@ -37,6 +37,7 @@ SUITES=(
 	tap       # TAP tests test/t/*.pl: crashes, restarts (Makefile PROVE_TESTS)
 	pgtap     # pgTAP files test/pgtap/*.sql against a throwaway server
 	examples  # examples/: asyncpg, psycopg, node-postgres, directly and via PgBouncer
+	fuzz      # test/fuzz/fuzz.py: random and hostile calls of every eventsource.* function
 )
 
 MAKE_ARGS=(PG_CONFIG="$ES_PG_CONFIG")
@@ -132,6 +133,28 @@ examples_cleanup() {
 }
 diag_examples() {
 	show_files tmp_check_examples/log/postgresql.log tmp_check_examples/pgbouncer/pgbouncer.log
+}
+
+# The SQL API fuzzer (test/fuzz/fuzz.py) against a throwaway server with
+# workers running: about a minute here (ES_FUZZ_SECONDS, ES_FUZZ_SEED; longer
+# runs: README, Tests).  It ends with "N passed, N failed" over its checks.
+suite_fuzz() {
+	# Global, not local: the EXIT trap runs after the function returned.
+	FUZZ_DIR="$PWD/tmp_check_fuzz"
+	rm -rf "$FUZZ_DIR"
+	trap 'es_stop_cluster "$FUZZ_DIR"' EXIT
+	es_start_cluster "$FUZZ_DIR" "statement_timeout = '10s'" "log_error_verbosity = verbose"
+	es_as_postgres "$ES_PG_BIN/createdb" es_fuzz
+	local rc=0
+	es_as_postgres /usr/bin/python3 test/fuzz/fuzz.py --seed "${ES_FUZZ_SEED:-1}" \
+		--seconds "${ES_FUZZ_SECONDS:-50}" --sessions 4 \
+		--dsn "host=$PGHOST port=$PGPORT user=postgres dbname=es_fuzz" \
+		--log "$FUZZ_DIR/log/postgresql.log" || rc=$?
+	es_stop_cluster "$FUZZ_DIR"
+	return "$rc"
+}
+diag_fuzz() {
+	show_files tmp_check_fuzz/log/postgresql.log
 }
 
 # ------------------------------------------------------------------ options

@@ -36,6 +36,7 @@
 #define ES_MAX_EVENTS_PER_CALL		10000
 #define ES_MAX_EVENT_SIZE			(1024 * 1024)	/* data + metadata */
 #define ES_MAX_READ_COUNT			100000
+#define ES_MAX_FILTER_ELEMENTS		10000	/* event_types, categories */
 
 /* Expected-version sentinels of append() (the seed library's). */
 #define ES_EXPECT_ANY				(-1)
@@ -191,6 +192,7 @@ extern void es_utility_install_hook(void);
 
 /* subscription.c */
 extern void es_subscriptions_extension_dropped(void);
+extern void es_subscriptions_workers_stopped(void);
 extern void es_subscriptions_restored(void);
 
 /* handler.c: causation metadata for appends made by handlers */

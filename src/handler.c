@@ -244,6 +244,16 @@ set_current_event(const char *subscription, HeapTuple event, TupleDesc desc)
 	cur_active = true;
 }
 
+/*
+ * The subscription whose handler this process is running right now, or
+ * NULL (subscription.c refuses lifecycle calls on it).
+ */
+const char *
+es_handler_subscription(void)
+{
+	return in_handler ? cur_subscription : NULL;
+}
+
 static void
 clear_current_event(void)
 {

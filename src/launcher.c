@@ -359,8 +359,10 @@ es_launcher_main(Datum main_arg)
 
 		if (!es_workers->discovery_done)
 		{
-			if (discover())
-				es_workers->discovery_done = true;
+			/* a request made while it runs (false again) is not lost */
+			es_workers->discovery_done = true;
+			if (!discover())
+				es_workers->discovery_done = false;
 		}
 		wait_ms = supervise();
 		if (!es_workers->discovery_done)
@@ -411,7 +413,8 @@ register_discovered(Oid dboid, const char *name, int64 incarnation,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 					 errmsg("eventsource: subscription \"%s\" cannot run: all eventsource.max_workers slots are taken",
 							name),
-					 errhint("Raise eventsource.max_workers (now %d) and restart the server.",
+					 errdetail("It runs as soon as enough slots are freed."),
+					 errhint("Drop unused subscriptions, or raise eventsource.max_workers (now %d) and restart the server.",
 							 es_max_workers)));
 			break;
 	}

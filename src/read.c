@@ -180,9 +180,9 @@ es_read_all(PG_FUNCTION_ARGS)
 								  "SELECT * FROM eventsource.events"
 								  " WHERE global_position OPERATOR(pg_catalog.>) $1"
 								  " AND global_position OPERATOR(pg_catalog.<=) $2"
-								  " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY ($3))"
+								  " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
 								  " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
-								  "      OPERATOR(pg_catalog.=) ANY ($4))"
+								  "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
 								  " ORDER BY global_position LIMIT $5",
 								  5, types);
 		}

@@ -109,6 +109,7 @@ reset_slot_stats(EsWorkerSlot *slot, EsDesired desired)
 	slot->events_retried = 0;
 	slot->dead_letters = 0;
 	slot->consecutive_failures = 0;
+	slot->bookkeeping_failures = 0;
 	memset(slot->errors_by_second, 0, sizeof(slot->errors_by_second));
 	memset(slot->error_second, 0, sizeof(slot->error_second));
 	slot->last_error[0] = '\0';
@@ -152,6 +153,17 @@ es_free_slot_locked(EsWorkerSlot *slot)
 	SpinLockRelease(&slot->mutex);
 	/* anyone waiting for this partition's progress must look again */
 	ConditionVariableBroadcast(&slot->progress_cv);
+
+	/*
+	 * A subscription could not be registered for want of slots
+	 * (es_registry_register): the launcher tries again now, by discovery.
+	 */
+	if (es_workers->register_when_freed)
+	{
+		es_workers->register_when_freed = false;
+		es_workers->discovery_done = false;
+		es_launcher_wake();
+	}
 }
 
 int
@@ -163,6 +175,28 @@ es_registry_free_slots(void)
 	for (int i = 0; i < es_workers->nslots; i++)
 		if (!es_workers->slots[i].in_use)
 			n++;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return n;
+}
+
+/*
+ * The slots in use by a subscription of database "dboid" (name NULL: by all
+ * of its subscriptions), including those whose worker is still draining.
+ */
+int
+es_registry_count_slots(Oid dboid, const char *name)
+{
+	int			n = 0;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	for (int i = 0; i < es_workers->nslots; i++)
+	{
+		EsWorkerSlot *slot = &es_workers->slots[i];
+
+		if (slot->in_use && slot->dboid == dboid &&
+			(name == NULL || strcmp(slot->name, name) == 0))
+			n++;
+	}
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 	return n;
 }
@@ -277,6 +311,8 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 	}
 	if (missing > free_count)
 	{
+		/* registered by discovery once slots are freed (es_free_slot_locked) */
+		es_workers->register_when_freed = true;
 		LWLockRelease(lock);
 		return ES_REGISTER_NO_SLOTS;
 	}

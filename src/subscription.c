@@ -31,8 +31,6 @@
 
 #include "subscription.h"
 
-#define ES_MAX_INTERVAL_MS	(7LL * 24 * 3600 * 1000)	/* a week */
-
 typedef enum PendingKind
 {
 	PENDING_REGISTER,
@@ -53,10 +51,21 @@ typedef struct PendingOp
 	EsDesired	desired;
 	int64		position;		/* PENDING_REQUEST_RESET */
 	int64		incarnation;	/* PENDING_REGISTER: subscriptions.id */
+	bool		frees_slots;	/* PENDING_REGISTER: counted on slots this
+								 * transaction frees */
 } PendingOp;
 
 static List *pending = NIL;		/* in TopMemoryContext */
 static bool callbacks_registered = false;
+
+/*
+ * DROP EXTENSION stopped this database's workers before it ran
+ * (utility_hook.c), in this subtransaction: should the drop not commit, the
+ * launcher must find the subscriptions again.  Invalid: nothing stopped.
+ */
+static SubTransactionId stopped_in = InvalidSubTransactionId;
+
+static void rediscover_stopped(SubTransactionId subid);
 
 static void
 clear_pending(void)
@@ -118,12 +127,19 @@ apply_pending(void)
 					break;		/* created and dropped again */
 				if (es_registry_register(op->dboid, op->name, op->incarnation,
 										 op->partitions, final_desired(lc, op),
-										 NULL, NULL) != ES_REGISTER_OK)
-					ereport(WARNING,
-							(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-							 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",
-									op->name),
-							 errhint("Drop unused subscriptions, or raise eventsource.max_workers and restart the server.")));
+										 NULL, NULL) == ES_REGISTER_OK)
+					break;
+				/*
+				 * Discovery registers it once slots are freed: soon, if this
+				 * commit freed the slots it counted on (their workers drain).
+				 */
+				if (op->frees_slots)
+					break;
+				ereport(WARNING,
+						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+						 errmsg("subscription \"%s\" was created but cannot run: all eventsource.max_workers slots are taken",
+								op->name),
+						 errhint("Drop unused subscriptions, or raise eventsource.max_workers and restart the server.")));
 				break;
 			case PENDING_DESIRED:
 				es_registry_set_desired(op->dboid, op->name, op->desired);
@@ -145,6 +161,25 @@ apply_pending(void)
 	}
 }
 
+/*
+ * The (sub)transaction "subid" (invalid: the whole transaction) rolled
+ * back: if it stopped this database's workers for a DROP EXTENSION, the
+ * launcher discovers the subscriptions again.
+ */
+static void
+rediscover_stopped(SubTransactionId subid)
+{
+	if (stopped_in == InvalidSubTransactionId ||
+		(subid != InvalidSubTransactionId && subid != stopped_in))
+		return;
+	stopped_in = InvalidSubTransactionId;
+	if (es_shmem_available())
+	{
+		es_workers->discovery_done = false;
+		es_launcher_wake();
+	}
+}
+
 static void
 pending_xact_callback(XactEvent event, void *arg)
 {
@@ -160,9 +195,11 @@ pending_xact_callback(XactEvent event, void *arg)
 			if (pending != NIL && es_shmem_available())
 				apply_pending();
 			clear_pending();
+			stopped_in = InvalidSubTransactionId;
 			break;
 		case XACT_EVENT_ABORT:
 			clear_pending();
+			rediscover_stopped(InvalidSubTransactionId);
 			break;
 		default:
 			break;
@@ -174,6 +211,11 @@ pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
 {
 	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB && stopped_in == mySubid)
+		stopped_in = parentSubid;
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		rediscover_stopped(mySubid);
 
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
@@ -200,6 +242,17 @@ pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+static void
+register_callbacks(void)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(pending_xact_callback, NULL);
+		RegisterSubXactCallback(pending_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+}
+
 /* Queue a registry change for the commit of the current transaction. */
 static void
 queue_op(PendingKind kind, const char *name, int partitions, EsDesired desired)
@@ -207,12 +260,7 @@ queue_op(PendingKind kind, const char *name, int partitions, EsDesired desired)
 	MemoryContext old;
 	PendingOp  *op;
 
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(pending_xact_callback, NULL);
-		RegisterSubXactCallback(pending_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
+	register_callbacks();
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	op = palloc0(sizeof(PendingOp));
 	op->kind = kind;
@@ -259,6 +307,61 @@ pending_registrations(void)
 }
 
 /*
+ * Slots that the drops queued so far give back at commit: all of this
+ * database's if the extension is dropped, else those of each subscription
+ * dropped that existed before this transaction (one created in it has no
+ * slot yet).  A worker may still hold its slot for a moment after the
+ * commit: see PendingOp.frees_slots.
+ */
+static int
+pending_frees(void)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, pending)
+	{
+		PendingOp  *op = lfirst(lc);
+
+		if (op->kind == PENDING_DROP_DATABASE && op->dboid == MyDatabaseId)
+			return es_registry_count_slots(MyDatabaseId, NULL);
+	}
+	foreach(lc, pending)
+	{
+		PendingOp  *op = lfirst(lc);
+		bool		counted = false;
+
+		if (op->kind != PENDING_DESIRED || op->desired != ES_DESIRED_DROP)
+			continue;
+		/* not if created, or dropped already, earlier in this transaction */
+		for (int i = 0; i < foreach_current_index(lc); i++)
+		{
+			PendingOp  *earlier = list_nth(pending, i);
+
+			if (strcmp(earlier->name, op->name) == 0 &&
+				(earlier->kind == PENDING_REGISTER ||
+				 (earlier->kind == PENDING_DESIRED && earlier->desired == ES_DESIRED_DROP)))
+				counted = true;
+		}
+		if (!counted)
+			n += es_registry_count_slots(MyDatabaseId, op->name);
+	}
+	return n;
+}
+
+/*
+ * DROP EXTENSION is about to run and this database's workers were stopped
+ * for it (utility_hook.c): if it does not commit, they must come back.
+ */
+void
+es_subscriptions_workers_stopped(void)
+{
+	register_callbacks();
+	if (stopped_in == InvalidSubTransactionId)
+		stopped_in = GetCurrentSubTransactionId();
+}
+
+/*
  * Rows were copied into eventsource.subscriptions (a restore): at commit,
  * let the launcher discover them (utility_hook.c).
  */
@@ -293,17 +396,15 @@ es_checkpoint_name(const char *name, int partitions, int partition)
  * ---------------------------------------------------------------------
  */
 
+/* The rules themselves are in subscription_rules.c (the worker's too). */
+
 static char *
 arg_subscription_name(FunctionCallInfo fcinfo)
 {
 	/* 250 bytes: its partitions' checkpoints are named "name/k" */
 	char	   *name = es_arg_name(fcinfo, 0, "subscription name", ES_MAX_SUBSCRIPTION_NAME_LEN);
 
-	if (strchr(name, '/') != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("subscription name must not contain \"/\""),
-				 errdetail("\"name/k\" names the checkpoint of partition k.")));
+	es_check_subscription_name(name);
 	return name;
 }
 
@@ -312,83 +413,18 @@ arg_int_range(FunctionCallInfo fcinfo, int argno, const char *what, int32 min, i
 {
 	int32		v = es_arg_int32(fcinfo, argno, what);
 
-	if (v < min || v > max)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be between %d and %d", what, min, max)));
+	es_check_int_range(v, what, min, max);
 	return v;
 }
 
-/*
- * An interval argument in milliseconds: 0 (when "zero_ok") or between 1 ms
- * and 7 days.  Months count as 30 days, as interval comparisons do.
- */
 static int64
 arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *what, bool zero_ok)
 {
-	int64		us;
-
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", what)));
-	if (!es_interval_us(PG_GETARG_INTERVAL_P(argno), &us) ||
-		us < 0 || (us == 0 && !zero_ok) || (us > 0 && us < 1000) ||
-		us > ES_MAX_INTERVAL_MS * 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be %sbetween 1 millisecond and 7 days", what,
-						zero_ok ? "zero or " : "")));
-	return us / 1000;
-}
-
-/*
- * Check a handler: a function of one argument, eventsource.events (one
- * event per call) or eventsource.events[] (a batch), returning void, that
- * the creator may execute.  Returns whether it takes a batch.
- */
-static bool
-check_handler(Oid handler)
-{
-	HeapTuple	tup;
-	Form_pg_proc proc;
-	Oid			events_type = get_rel_type_id(es_catalog()->events_oid);
-	Oid			events_array = get_array_type(events_type);
-	bool		batch;
-	AclResult	aclresult;
-
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
-	if (!HeapTupleIsValid(tup))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler function with OID %u does not exist", handler)));
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-
-	if (proc->pronargs != 1 ||
-		(proc->proargtypes.values[0] != events_type &&
-		 proc->proargtypes.values[0] != events_array))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function %s cannot be a subscription handler", format_procedure(handler)),
-				 errdetail("A handler takes exactly one argument, of type eventsource.events (one event per call) or eventsource.events[] (a batch)."),
-				 errhint("Declare it as f(e eventsource.events) RETURNS void.")));
-	batch = (proc->proargtypes.values[0] == events_array);
-	if (proc->prokind != PROKIND_FUNCTION)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s cannot be a subscription handler: it is not a plain function",
-						format_procedure(handler))));
-	if (proc->prorettype != VOIDOID || proc->proretset)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("function %s cannot be a subscription handler: it must return void",
-						format_procedure(handler))));
-	ReleaseSysCache(tup);
-
-	aclresult = pg_proc_aclcheck(handler, GetUserId(), ACL_EXECUTE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
-	return batch;
+	return es_check_interval_ms(PG_GETARG_INTERVAL_P(argno), what, zero_ok);
 }
 
 /*
@@ -428,7 +464,19 @@ require_subscription(const char *name, Oid caller)
 {
 	int			partitions;
 	Oid			owner;
+	const char *running = es_handler_subscription();
 
+	/*
+	 * Not from inside the subscription's own handler: its worker holds the
+	 * partition rows in the batch that the handler runs in, and would commit
+	 * its checkpoint over a reset, or wait on itself for a drop.
+	 */
+	if (running != NULL && strcmp(running, name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("subscription \"%s\" cannot be changed from inside its own handler", name),
+				 errdetail("The handler runs in the batch that moves the subscription's checkpoint."),
+				 errhint("Call drop, pause, resume, reset or retry_dead_letters for it from another session.")));
 	if (!lookup_subscription(name, &partitions, &owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -502,6 +550,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	int			existing_partitions;
 	Oid			existing_owner;
 	int			free_slots;
+	int			freed;
 	int64		incarnation;
 	bool		isnull;
 	EsOwnerCall call;
@@ -518,7 +567,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("handler must not be null")));
 	handler = PG_GETARG_OID(1);
-	batch = check_handler(handler);
+	batch = es_check_handler(handler, GetUserId());
 
 	start_from = es_arg_name(fcinfo, 2, "start_from", ES_MAX_NAME_LEN);
 	if (strcmp(start_from, "beginning") == 0)
@@ -542,27 +591,23 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	}
 	batch_size = arg_int_range(fcinfo, 3, "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
 	strategy = es_arg_name(fcinfo, 4, "checkpoint_strategy", ES_MAX_NAME_LEN);
-	if (strcmp(strategy, "every_event") != 0 && strcmp(strategy, "every_batch") != 0 &&
-		strcmp(strategy, "periodic") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid checkpoint_strategy \"%s\"", strategy),
-				 errhint("Use 'every_event', 'every_batch' or 'periodic'.")));
+	(void) es_check_strategy(strategy);
 	(void) arg_interval_ms(fcinfo, 5, "checkpoint_interval", false);
 	(void) arg_interval_ms(fcinfo, 6, "processing_timeout", false);
-	max_retries = arg_int_range(fcinfo, 7, "max_retries", 0, 100);
+	max_retries = arg_int_range(fcinfo, 7, "max_retries", 0, ES_MAX_RETRIES);
 	(void) arg_interval_ms(fcinfo, 8, "retry_backoff", true);
 	if (PG_ARGISNULL(9))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("continue_on_error must not be null")));
-	threshold = arg_int_range(fcinfo, 10, "circuit_breaker_threshold", 0, 1000000);
+	threshold = arg_int_range(fcinfo, 10, "circuit_breaker_threshold", 0, ES_MAX_BREAKER_THRESHOLD);
 	(void) arg_interval_ms(fcinfo, 11, "circuit_breaker_reset", false);
 	if (!PG_ARGISNULL(12))
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(12), "event_types");
 	if (!PG_ARGISNULL(13))
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(13), "categories");
-	partitions = arg_int_range(fcinfo, 14, "partitions", 1, Min(es_max_workers, ES_MAX_PARTITIONS));
+	partitions = es_arg_int32(fcinfo, 14, "partitions");
+	es_check_partitions(partitions);
 
 	owner = GetUserId();		/* before api_begin() switches to the extension owner */
 	api_begin(&call, "eventsource.create_subscription()");
@@ -570,7 +615,8 @@ es_create_subscription(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("subscription \"%s\" already exists", name)));
-	free_slots = es_registry_free_slots() - pending_registrations();
+	freed = pending_frees();
+	free_slots = es_registry_free_slots() + freed - pending_registrations();
 	if (free_slots < partitions)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
@@ -652,6 +698,7 @@ es_create_subscription(PG_FUNCTION_ARGS)
 
 	queue_op(PENDING_REGISTER, name, partitions, ES_DESIRED_RUN);
 	((PendingOp *) llast(pending))->incarnation = incarnation;
+	((PendingOp *) llast(pending))->frees_slots = (freed > 0);
 	PG_RETURN_VOID();
 }
 

@@ -90,6 +90,7 @@ typedef struct EsWorkerSlot
 	int64		events_retried;
 	int64		dead_letters;
 	int64		consecutive_failures;
+	int64		bookkeeping_failures;	/* our own writes that failed (worker.c) */
 	int64		errors_by_second[ES_ERROR_BUCKETS];
 	int64		error_second[ES_ERROR_BUCKETS];
 	char		last_error[ES_ERROR_TEXT_LEN];
@@ -118,6 +119,7 @@ typedef struct EsWorkersShared
 	 * changes nothing if it moved since: its rows may be out of date.
 	 */
 	uint64		changes;
+	bool		register_when_freed;	/* a registration found too few slots */
 	int			nslots;
 	EsWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EsWorkersShared;
@@ -145,6 +147,7 @@ extern void es_free_slot_locked(EsWorkerSlot *slot);
 extern void es_registry_request(Oid dboid, const char *name, bool reset,
 								int64 position, bool retry);
 extern int	es_registry_free_slots(void);
+extern int	es_registry_count_slots(Oid dboid, const char *name);
 extern void es_launcher_wake(void);
 extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,
 							   const char *sqlstate, bool retried);
@@ -154,7 +157,24 @@ extern const char *es_state_name(EsWorkerState state);
 /* subscription.c */
 #define ES_MAX_SUBSCRIPTION_NAME_LEN (ES_MAX_NAME_LEN - 5)	/* room for "/1023" */
 #define ES_MAX_PARTITIONS 1024		/* and at most eventsource.max_workers */
+#define ES_MAX_RETRIES 100
+#define ES_MAX_BREAKER_THRESHOLD 1000000
 extern char *es_checkpoint_name(const char *name, int partitions, int partition);
+
+/* subscription_rules.c: a subscription's configuration, checked */
+typedef enum EsStrategy
+{
+	ES_EVERY_EVENT,
+	ES_EVERY_BATCH,
+	ES_PERIODIC
+} EsStrategy;
+
+extern void es_check_subscription_name(const char *name);
+extern void es_check_int_range(int64 v, const char *what, int64 min, int64 max);
+extern void es_check_partitions(int64 partitions);
+extern int64 es_check_interval_ms(const Interval *iv, const char *what, bool zero_ok);
+extern EsStrategy es_check_strategy(const char *strategy);
+extern bool es_check_handler(Oid handler, Oid user);
 
 /* launcher.c */
 extern void es_launcher_register(void);
@@ -181,6 +201,7 @@ extern void es_handler_disarm_timer(void);
 extern volatile sig_atomic_t es_shutdown_requested;
 extern volatile TimestampTz es_shutdown_requested_at;
 extern bool es_drain_expired(void);
+extern const char *es_handler_subscription(void);
 extern EsCallResult es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner,
 									int64 timeout_ms, const char *subscription,
 									HeapTuple event, TupleDesc desc,

@@ -8,10 +8,15 @@
  *	  events table's guard trigger (guard.c).
  *	- DROP DATABASE: the subscription workers connected to that database
  *	  are asked to stop (they drain) and waited for, so that the drop is
- *	  never refused because of them.  If the drop fails anyway, the launcher
- *	  discovers the database's subscriptions again.
- *	- DROP EXTENSION eventsource: the database's workers stop when the
- *	  dropping transaction commits.
+ *	  never refused because of them.  Only once the checks PostgreSQL makes
+ *	  first have passed (not in a transaction block, not the current
+ *	  database, not a template, the owner); if the drop fails anyway, the
+ *	  launcher discovers the database's subscriptions again.
+ *	- DROP EXTENSION eventsource: the database's workers are stopped and
+ *	  waited for in the same way before the drop takes its locks (a worker
+ *	  mid-batch holds locks on the extension's tables in another order: a
+ *	  deadlock).  If the drop does not commit, the launcher discovers the
+ *	  subscriptions again (subscription.c).
  *	- COPY ... FROM into eventsource.subscriptions (pg_restore): the launcher
  *	  discovers the restored subscriptions when the transaction commits.
  *
@@ -21,13 +26,18 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -91,9 +101,10 @@ stop_database_workers(Oid dboid)
 		TimestampTz now;
 
 		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+		/* (not ourselves: a handler that drops the extension) */
 		for (int i = 0; i < es_workers->nslots && busy == NULL; i++)
 			if (es_workers->slots[i].in_use && es_workers->slots[i].dboid == dboid &&
-				es_workers->slots[i].pid != 0)
+				es_workers->slots[i].pid != 0 && es_workers->slots[i].pid != MyProcPid)
 				busy = &es_workers->slots[i].progress_cv;
 		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 		now = GetCurrentTimestamp();
@@ -104,6 +115,29 @@ stop_database_workers(Oid dboid)
 										   PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
+}
+
+/*
+ * Would PostgreSQL get as far as dropping database "dboid" (whose owner we
+ * checked)?  Its own checks that come before the drop, made here first, so
+ * that a refused DROP DATABASE leaves the workers alone.  Raises
+ * PostgreSQL's own error for a transaction block.
+ */
+static bool
+dropdb_would_proceed(Oid dboid, bool top_level)
+{
+	HeapTuple	tup;
+	bool		template;
+
+	PreventInTransactionBlock(top_level, "DROP DATABASE");
+	if (dboid == MyDatabaseId)
+		return false;
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+	ReleaseSysCache(tup);
+	return !template;
 }
 
 static void
@@ -122,13 +156,24 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 		/* only for whoever may drop it: nobody else may stop its workers */
 		dropped_db = get_database_oid(stmt->dbname, true);
-		if (OidIsValid(dropped_db) && pg_database_ownercheck(dropped_db, GetUserId()))
+		if (OidIsValid(dropped_db) && pg_database_ownercheck(dropped_db, GetUserId()) &&
+			dropdb_would_proceed(dropped_db, context == PROCESS_UTILITY_TOPLEVEL))
 			stop_database_workers(dropped_db);
 		else
 			dropped_db = InvalidOid;
 	}
 	if (drops_our_extension(parsetree))
+	{
+		Oid			ext = get_extension_oid("eventsource", true);
+
+		/* only for whoever may drop it; the rest is PostgreSQL's to refuse */
+		if (OidIsValid(ext) && pg_extension_ownercheck(ext, GetUserId()))
+		{
+			stop_database_workers(MyDatabaseId);
+			es_subscriptions_workers_stopped();
+		}
 		es_subscriptions_extension_dropped();
+	}
 	if (copies_into_subscriptions(parsetree))
 		es_subscriptions_restored();
 

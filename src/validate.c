@@ -110,15 +110,24 @@ es_arg_int32(FunctionCallInfo fcinfo, int argno, const char *what)
 
 /*
  * A filter array (event types, categories): one dimension, no NULL
- * elements.  An empty array is allowed and matches nothing.
+ * elements, at most ES_MAX_FILTER_ELEMENTS.  An empty array is allowed and
+ * matches nothing.  (Matching is by hash, not per element: see read.c.)
  */
 void
 es_check_text_array(ArrayType *arr, const char *what)
 {
+	int			n;
+
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a one-dimensional array", what)));
+	n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+	if (n > ES_MAX_FILTER_ELEMENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s has too many elements", what),
+				 errdetail("It has %d; the limit is %d.", n, ES_MAX_FILTER_ELEMENTS)));
 	if (array_contains_nulls(arr))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -44,6 +44,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -74,13 +75,6 @@
 #define ES_MAX_BACKOFF_MS		(5 * 60 * 1000)
 #define ES_IDLE_WAIT_MS			10000
 #define ES_ERROR_WAIT_MAX_MS	60000
-
-typedef enum EsStrategy
-{
-	ES_EVERY_EVENT,
-	ES_EVERY_BATCH,
-	ES_PERIODIC
-} EsStrategy;
 
 /* The subscription's definition, loaded from its row. */
 typedef struct EsSubConfig
@@ -164,6 +158,22 @@ static SPIPlanPtr retry_select_plan = NULL;
 static SPIPlanPtr retry_done_plan = NULL;
 static SPIPlanPtr retry_again_plan = NULL;
 static SPIPlanPtr shutdown_plan = NULL;
+
+/*
+ * Notifications of the current transaction's failed calls, sent in a
+ * transaction of their own once it committed (send_notices): a full NOTIFY
+ * queue fails the commit that notifies, and that must never be a batch.
+ * In TopMemoryContext; dropped when the transaction rolls back.
+ */
+typedef struct EsNotice
+{
+	char	   *payload;
+	char	   *fields;			/* the failed event's log fields */
+} EsNotice;
+static List *pending_notices = NIL;
+
+static void send_notices(void);
+static void drop_notices(void);
 
 PGDLLEXPORT void es_worker_main(Datum main_arg);
 
@@ -324,6 +334,7 @@ tx_commit(void)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	tx_open = false;
+	send_notices();
 }
 
 static void
@@ -332,6 +343,50 @@ tx_abort(void)
 	AbortCurrentTransaction();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	tx_open = false;
+	drop_notices();
+}
+
+typedef struct EsEventRef
+{
+	HeapTuple	tuple;			/* in events_desc's layout */
+	int64		position;
+	TimestampTz recorded_at;
+} EsEventRef;
+
+typedef void (*EsBookkeepingFn) (EsEventRef *ev, void *arg);
+
+/*
+ * Run fn(ev, arg) in a subtransaction of the current transaction.  Returns
+ * NULL when it succeeded, else its error (in the caller's memory context):
+ * then it was rolled back alone.
+ */
+static ErrorData *
+try_in_subxact(EsBookkeepingFn fn, EsEventRef *ev, void *arg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		fn(ev, arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	return edata;
 }
 
 /* ---------------------------------------------------------------------
@@ -383,11 +438,88 @@ set_row_key(Datum *values)
 	values[2] = Int64GetDatum(my_incarnation);
 }
 
+/* The row being loaded, for validate_row(). */
+typedef struct EsLoadedRow
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+} EsLoadedRow;
+
+/*
+ * Check the loaded row by the rules of create_subscription's arguments
+ * (subscription_rules.c): the table's CHECK constraints may be missing (a
+ * database still on the 1.0 SQL) or NOT VALID for an old row, and the
+ * handler's signature, the owner's rights and the partition rows are no
+ * constraint.  Raises the first rule broken.
+ */
+static void
+validate_row(EsEventRef *unused, void *arg)
+{
+	EsLoadedRow *row = arg;
+	HeapTuple	tup = row->tup;
+	TupleDesc	desc = row->desc;
+	bool		isnull;
+	Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	bool		batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	int32		partitions;
+	int32		rows;
+	Datum		filter;
+
+	es_check_subscription_name(my_name);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner of subscription \"%s\" (role %u) no longer exists",
+						my_name, owner)));
+	if (es_check_handler(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)), owner) !=
+		batch_handler)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_handler is %s, but the handler takes %s",
+						batch_handler ? "true" : "false",
+						batch_handler ? "one event" : "a batch")));
+	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull)),
+					   "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
+	(void) es_check_strategy(SPI_getvalue(tup, desc, 5));
+	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 6, &isnull)),
+								"checkpoint_interval", false);
+	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 7, &isnull)),
+								"processing_timeout", false);
+	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull)),
+					   "max_retries", 0, ES_MAX_RETRIES);
+	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 9, &isnull)),
+								"retry_backoff", true);
+	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull)),
+					   "circuit_breaker_threshold", 0, ES_MAX_BREAKER_THRESHOLD);
+	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 12, &isnull)),
+								"circuit_breaker_reset", false);
+	filter = SPI_getbinval(tup, desc, 13, &isnull);
+	if (!isnull)
+		es_check_text_array(DatumGetArrayTypeP(filter), "event_types");
+	filter = SPI_getbinval(tup, desc, 14, &isnull);
+	if (!isnull)
+		es_check_text_array(DatumGetArrayTypeP(filter), "categories");
+	partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+	es_check_partitions(partitions);
+	/* events hashed to a partition without a row would never be delivered */
+	rows = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
+	if (partitions != rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partitions is %d, but the subscription was created with %d",
+						partitions, rows),
+				 errhint("Create a new subscription to change the partition count.")));
+}
+
+/* Why the loaded configuration is invalid (NULL: it is valid). */
+static ErrorData *config_error = NULL;
+
 /*
  * Load the subscription's row.  Returns false when it is gone (or replaced
  * by a newer subscription of the same name); row_desired says what the row
- * wants: run, paused, or stopped at an event.  Inside a
- * transaction, connected to SPI, as the extension owner.
+ * wants: run, paused, or stopped at an event; config_error whether it
+ * breaks a rule (then nothing else is loaded).  Inside a transaction,
+ * connected to SPI, as the extension owner.
  */
 static bool
 load_config(void)
@@ -398,7 +530,6 @@ load_config(void)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
-	char	   *strategy;
 	MemoryContext old;
 
 	if (!extension_is_ours())
@@ -411,7 +542,9 @@ load_config(void)
 					   " s.retry_backoff,"
 					   " s.continue_on_error, s.circuit_breaker_threshold,"
 					   " s.circuit_breaker_reset,"
-					   " s.event_types, s.categories, s.partitions, s.state, p.state"
+					   " s.event_types, s.categories, s.partitions, s.state, p.state,"
+					   " (SELECT pg_catalog.count(*) FROM eventsource.subscription_partitions q"
+					   "   WHERE q.subscription OPERATOR(pg_catalog.=) s.name)::pg_catalog.int4"
 					   " FROM eventsource.subscriptions s"
 					   " JOIN eventsource.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name"
 					   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND p.partition OPERATOR(pg_catalog.=) $2"
@@ -427,14 +560,33 @@ load_config(void)
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
+	/* paused or stopped since we were registered (e.g. during discovery) */
+	row_desired = strcmp(SPI_getvalue(tup, desc, 17), "ok") != 0 ? ES_DESIRED_FAILED :
+		strcmp(SPI_getvalue(tup, desc, 16), "active") != 0 ? ES_DESIRED_PAUSE :
+		ES_DESIRED_RUN;
+	if (!SearchSysCacheExists1(PROCOID, SPI_getbinval(tup, desc, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler of subscription \"%s\" (function %u) no longer exists",
+						my_name, DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull))),
+				 errhint("Drop the subscription, or create the function again and restart its worker.")));
+	if (row_desired == ES_DESIRED_RUN)
+	{
+		EsLoadedRow row = {tup, desc};
+
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		config_error = try_in_subxact(validate_row, NULL, &row);
+		MemoryContextSwitchTo(old);
+		if (config_error != NULL)
+			return true;
+	}
+
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	cfg.handler = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 	cfg.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 	cfg.batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 	cfg.batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-	strategy = SPI_getvalue(tup, desc, 5);
-	cfg.strategy = strcmp(strategy, "every_event") == 0 ? ES_EVERY_EVENT :
-		strcmp(strategy, "periodic") == 0 ? ES_PERIODIC : ES_EVERY_BATCH;
+	cfg.strategy = es_check_strategy(SPI_getvalue(tup, desc, 5));
 	cfg.checkpoint_interval_ms = col_interval_ms(tup, desc, 6);
 	cfg.processing_timeout_ms = col_interval_ms(tup, desc, 7);
 	cfg.max_retries = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
@@ -447,20 +599,9 @@ load_config(void)
 	cfg.categories = SPI_getbinval(tup, desc, 14, &isnull);
 	cfg.categories = isnull ? (Datum) 0 : datumCopy(cfg.categories, false, -1);
 	my_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
-	/* paused or stopped since we were registered (e.g. during discovery) */
-	row_desired = strcmp(SPI_getvalue(tup, desc, 17), "ok") != 0 ? ES_DESIRED_FAILED :
-		strcmp(SPI_getvalue(tup, desc, 16), "active") != 0 ? ES_DESIRED_PAUSE :
-		ES_DESIRED_RUN;
 	MemoryContextSwitchTo(old);
 	SPI_freeplan(plan);
 
-
-	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(cfg.handler)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("the handler of subscription \"%s\" (function %u) no longer exists",
-						my_name, cfg.handler),
-				 errhint("Drop the subscription, or create the function again and restart its worker.")));
 	fmgr_info_cxt(cfg.handler, &handler_finfo, TopMemoryContext);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	handler_name = format_procedure(cfg.handler);
@@ -568,13 +709,6 @@ checkpoint_due(void)
  * ---------------------------------------------------------------------
  */
 
-typedef struct EsEventRef
-{
-	HeapTuple	tuple;			/* in events_desc's layout */
-	int64		position;
-	TimestampTz recorded_at;
-} EsEventRef;
-
 static Datum
 event_column(EsEventRef *ev, int attno, bool *isnull)
 {
@@ -615,6 +749,11 @@ log_fields(EsEventRef *ev, const char *sqlstate)
 {
 	bool		isnull;
 
+	/* no event: a failure of the subscription itself (its configuration) */
+	if (ev == NULL)
+		return psprintf("database=%s subscription=%s partition=%d sqlstate=%s category=%s severity=%s",
+						logfmt(my_dbname), logfmt(my_name), my_partition, sqlstate,
+						es_error_category(sqlstate), es_error_severity(sqlstate));
 	return psprintf("database=%s subscription=%s partition=%d event_id=%s position=" INT64_FORMAT
 					" sqlstate=%s category=%s severity=%s",
 					logfmt(my_dbname), logfmt(my_name), my_partition,
@@ -623,21 +762,161 @@ log_fields(EsEventRef *ev, const char *sqlstate)
 					es_error_severity(sqlstate));
 }
 
+/* ---------------------------------------------------------------------
+ * Bookkeeping that must never stop delivery
+ *
+ * Recording an error, notifying, parking a dead letter, writing a status:
+ * each runs in a subtransaction of its own (run_bookkeeping), so that its
+ * failure (a too-long value, a trigger someone put on our tables, a lock
+ * timeout, ...) rolls back only itself.  The failure is logged with the
+ * event's structured fields and counted in the slot; the event itself goes
+ * on through the retry / dead-letter path like any handler failure.
+ */
+
+
+/* A bookkeeping step failed: say so in the log and count it. */
+static void
+note_bookkeeping_failure(const char *what, const char *fields, ErrorData *edata)
+{
+	const char *sqlstate = unpack_sql_state(edata->sqlerrcode);
+	int64		failures;
+
+	SpinLockAcquire(&MySlot->mutex);
+	failures = ++MySlot->bookkeeping_failures;
+	SpinLockRelease(&MySlot->mutex);
+	es_slot_note_error(MySlot, psprintf("could not %s: %s", what, edata->message),
+					   sqlstate, false);
+	ereport(WARNING,
+			(errmsg("eventsource: subscription \"%s\" partition %d could not %s: %s",
+					my_name, my_partition, what, edata->message),
+			 errdetail("%s bookkeeping_sqlstate=%s bookkeeping_failures=" INT64_FORMAT,
+					   fields, sqlstate, failures),
+			 errhint("Delivery goes on: the event is retried or dead-lettered as usual.")));
+}
+
 /*
- * Record one failed handler call: the bounded recent_errors table, the
- * slot's statistics, and a notification when severe enough.  In the
- * current transaction.
+ * Run fn(ev, arg) in a subtransaction of the current transaction (connected
+ * to SPI, as the extension owner).  Returns false when it failed: then it
+ * was rolled back alone, logged and counted.
+ */
+static bool
+run_bookkeeping(const char *what, EsEventRef *ev, EsBookkeepingFn fn, void *arg)
+{
+	ErrorData  *edata = try_in_subxact(fn, ev, arg);
+
+	if (edata == NULL)
+		return true;
+	note_bookkeeping_failure(what, log_fields(ev, unpack_sql_state(edata->sqlerrcode)),
+							 edata);
+	FreeErrorData(edata);
+	return false;
+}
+
+/*
+ * The payload of a notification about a failed call, cut to fit NOTIFY's
+ * limit (async.c: payloads of BLCKSZ - NAMEDATALEN - 128 bytes or more are
+ * refused): the message is shortened on a character boundary, and
+ * "message_truncated" says whether it was.  "head" is the JSON object up to
+ * the message.
+ */
+#define ES_NOTIFY_PAYLOAD_MAX	(BLCKSZ - NAMEDATALEN - 128)
+
+static char *
+notify_payload(const char *head, const char *message)
+{
+	int			len = strlen(message);
+	int			keep = len;
+
+	for (;;)
+	{
+		StringInfoData buf;
+		int			over;
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, head);
+		escape_json(&buf, keep == len ? message : pnstrdup(message, keep));
+		appendStringInfo(&buf, ", \"message_truncated\": %s, \"message_bytes\": %d}",
+						 keep < len ? "true" : "false", len);
+		over = buf.len - (ES_NOTIFY_PAYLOAD_MAX - 1);
+		if (over <= 0 || keep == 0)
+			return buf.data;
+		/* each byte cut shortens the escaped text by at least one */
+		keep = pg_mbcliplen(message, keep, Max(keep - over, 0));
+		pfree(buf.data);
+	}
+}
+
+/*
+ * Send the notifications of the transaction that just committed, in a
+ * transaction of their own.  A failure (e.g. the NOTIFY queue is full) is
+ * logged and counted, and the notifications are lost: the errors are in
+ * eventsource.recent_errors and the log.
  */
 static void
-record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
+send_notices(void)
 {
-	const char *category = es_error_category(err->sqlstate);
-	const char *severity = es_error_severity(err->sqlstate);
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bool		isnull;
+	ListCell   *lc;
+	EsNotice   *failed_at = NULL;
 
-	es_slot_note_error(MySlot, err->message, err->sqlstate, will_retry);
+	if (pending_notices == NIL)
+		return;
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		foreach(lc, pending_notices)
+		{
+			failed_at = lfirst(lc);
+			Async_Notify("eventsource_errors", failed_at->payload);
+		}
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+		note_bookkeeping_failure("send a notification on channel eventsource_errors",
+								 failed_at ? failed_at->fields : "", edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	drop_notices();
+}
+
+static void
+drop_notices(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_notices)
+	{
+		EsNotice   *n = lfirst(lc);
+
+		pfree(n->payload);
+		pfree(n->fields);
+	}
+	list_free_deep(pending_notices);
+	pending_notices = NIL;
+}
+
+typedef struct EsErrorRow
+{
+	EsCallError *err;
+	int			attempt;
+} EsErrorRow;
+
+/* The recent_errors row of a failed call, and the table's bound. */
+static void
+insert_error_row(EsEventRef *ev, void *arg)
+{
+	EsErrorRow *row = arg;
+	Datum		values[10];
+	bool		isnull;
 
 	if (error_plan == NULL)
 	{
@@ -664,32 +943,57 @@ record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 	values[2] = Int64GetDatum(ev->position);
 	values[3] = event_column(ev, 4, &isnull);
 	values[4] = event_column(ev, 5, &isnull);
-	values[5] = CStringGetTextDatum(err->message);
-	values[6] = CStringGetTextDatum(err->sqlstate);
-	values[7] = CStringGetTextDatum(category);
-	values[8] = CStringGetTextDatum(severity);
-	values[9] = Int32GetDatum(attempt);
-	es_exec_plan(error_plan, values, nulls, SPI_OK_INSERT);
+	values[5] = CStringGetTextDatum(row->err->message);
+	values[6] = CStringGetTextDatum(row->err->sqlstate);
+	values[7] = CStringGetTextDatum(es_error_category(row->err->sqlstate));
+	values[8] = CStringGetTextDatum(es_error_severity(row->err->sqlstate));
+	values[9] = Int32GetDatum(row->attempt);
+	es_exec_plan(error_plan, values, NULL, SPI_OK_INSERT);
 	values[0] = Int32GetDatum(es_recent_errors_kept);
 	es_exec_plan(error_prune_plan, values, NULL, SPI_OK_DELETE);
+}
+
+/*
+ * Record one failed handler call: the slot's statistics, the bounded
+ * recent_errors table, a notification when severe enough (sent once the
+ * transaction commits), the log.  In the current transaction; none of it
+ * can fail the transaction.
+ */
+static void
+record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
+{
+	const char *category = es_error_category(err->sqlstate);
+	const char *severity = es_error_severity(err->sqlstate);
+	EsErrorRow	row = {err, attempt};
+	bool		isnull;
+
+	es_slot_note_error(MySlot, err->message, err->sqlstate, will_retry);
+	(void) run_bookkeeping("record the error in eventsource.recent_errors", ev,
+						   insert_error_row, &row);
 
 	/* publish it, from the worker and never from appenders */
 	if (es_severity_rank(severity) >= es_notify_min_severity)
 	{
-		StringInfoData payload;
-		char	   *event_id = DatumGetCString(DirectFunctionCall1(uuid_out, values[3]));
+		StringInfoData head;
+		char	   *event_id = DatumGetCString(DirectFunctionCall1(uuid_out,
+																   event_column(ev, 4, &isnull)));
+		MemoryContext old;
+		EsNotice   *notice;
 
-		initStringInfo(&payload);
-		appendStringInfoString(&payload, "{\"subscription\": ");
-		escape_json(&payload, my_name);
-		appendStringInfo(&payload, ", \"partition\": %d, \"position\": " INT64_FORMAT
+		initStringInfo(&head);
+		appendStringInfoString(&head, "{\"subscription\": ");
+		escape_json(&head, my_name);
+		appendStringInfo(&head, ", \"partition\": %d, \"position\": " INT64_FORMAT
 						 ", \"event_id\": \"%s\", \"sqlstate\": \"%s\", \"category\": \"%s\""
 						 ", \"severity\": \"%s\", \"attempt\": %d, \"will_retry\": %s, \"message\": ",
 						 my_partition, ev->position, event_id, err->sqlstate, category,
 						 severity, attempt, will_retry ? "true" : "false");
-		escape_json(&payload, err->message);
-		appendStringInfoChar(&payload, '}');
-		Async_Notify("eventsource_errors", payload.data);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		notice = palloc(sizeof(EsNotice));
+		notice->payload = notify_payload(head.data, err->message);
+		notice->fields = log_fields(ev, err->sqlstate);
+		pending_notices = lappend(pending_notices, notice);
+		MemoryContextSwitchTo(old);
 	}
 
 	ereport(LOG,
@@ -699,10 +1003,16 @@ record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 			 errdetail("%s attempt=%d", log_fields(ev, err->sqlstate), attempt)));
 }
 
-/* Park an event in the dead letters.  In the transaction that passes it. */
-static void
-dead_letter(EsEventRef *ev, EsCallError *err, int retries)
+typedef struct EsDeadLetter
 {
+	EsCallError *err;
+	int			retries;
+} EsDeadLetter;
+
+static void
+insert_dead_letter(EsEventRef *ev, void *arg)
+{
+	EsDeadLetter *dl = arg;
 	Datum		values[16];
 	bool		isnull;
 
@@ -724,35 +1034,55 @@ dead_letter(EsEventRef *ev, EsCallError *err, int retries)
 	values[1] = Int32GetDatum(my_partition);
 	for (int i = 0; i < 8; i++)
 		values[2 + i] = event_column(ev, i + 1, &isnull);
-	values[10] = CStringGetTextDatum(err->message);
-	values[11] = CStringGetTextDatum(err->sqlstate);
-	values[12] = CStringGetTextDatum(es_error_category(err->sqlstate));
-	values[13] = CStringGetTextDatum(es_error_severity(err->sqlstate));
-	values[14] = Int32GetDatum(retries);
+	values[10] = CStringGetTextDatum(dl->err->message);
+	values[11] = CStringGetTextDatum(dl->err->sqlstate);
+	values[12] = CStringGetTextDatum(es_error_category(dl->err->sqlstate));
+	values[13] = CStringGetTextDatum(es_error_severity(dl->err->sqlstate));
+	values[14] = Int32GetDatum(dl->retries);
 	values[15] = TimestampTzGetDatum(first_failed_at ? first_failed_at : GetCurrentTimestamp());
 	es_exec_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
+}
 
+/*
+ * Park an event in the dead letters, in the transaction that passes it.
+ * False when that failed: the event must not be passed (it would be lost);
+ * it is retried later.
+ */
+static bool
+dead_letter(EsEventRef *ev, EsCallError *err, int retries)
+{
+	EsDeadLetter dl = {err, retries};
+
+	if (!run_bookkeeping("park the event in eventsource.dead_letters", ev,
+						 insert_dead_letter, &dl))
+		return false;
 	SpinLockAcquire(&MySlot->mutex);
 	MySlot->events_failed++;
 	MySlot->dead_letters++;
 	MySlot->consecutive_failures++;
 	SpinLockRelease(&MySlot->mutex);
+	return true;
 }
 
-/* Stop this partition at an event (continue_on_error off).  Own transaction. */
-static void
-stop_at_event(EsEventRef *ev, EsCallError *err)
+typedef struct EsFailedRow
 {
+	const char *message;
+	const char *sqlstate;
+} EsFailedRow;
+
+/*
+ * Our partition row says: stopped, at event "ev" (NULL: at no event, the
+ * configuration is invalid), with this error.
+ */
+static void
+write_failed_row(EsEventRef *ev, void *arg)
+{
+	EsFailedRow *f = arg;
 	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, INT8OID, UUIDOID, TEXTOID, TEXTOID};
 
-	tx_begin("eventsource: stopping at a failed event");
-	if (!extension_is_ours())
-	{
-		tx_commit();			/* the next batch finds us gone */
-		return;
-	}
 	if (fail_plan == NULL)
 		fail_plan = es_prepare("UPDATE eventsource.subscription_partitions SET state = 'failed',"
 							   " failed_position = $4, failed_event_id = $5, error_message = $6,"
@@ -762,11 +1092,35 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 							   " AND subscription_id OPERATOR(pg_catalog.=) $3",
 							   7, types);
 	set_row_key(values);
-	values[3] = Int64GetDatum(ev->position);
-	values[4] = event_column(ev, 4, &isnull);
-	values[5] = CStringGetTextDatum(err->message);
-	values[6] = CStringGetTextDatum(err->sqlstate);
-	es_exec_plan(fail_plan, values, NULL, SPI_OK_UPDATE);
+	if (ev != NULL)
+	{
+		values[3] = Int64GetDatum(ev->position);
+		values[4] = event_column(ev, 4, &isnull);
+	}
+	else
+		nulls[3] = nulls[4] = 'n';
+	values[5] = CStringGetTextDatum(f->message);
+	values[6] = CStringGetTextDatum(f->sqlstate);
+	es_exec_plan(fail_plan, values, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * Stop this partition at an event (continue_on_error off).  Own
+ * transaction.  Should the row not take the record, the slot still says
+ * failed (until a restart, which then retries the event).
+ */
+static void
+stop_at_event(EsEventRef *ev, EsCallError *err)
+{
+	EsFailedRow f = {err->message, err->sqlstate};
+
+	tx_begin("eventsource: stopping at a failed event");
+	if (!extension_is_ours())
+	{
+		tx_commit();			/* the next batch finds us gone */
+		return;
+	}
+	(void) run_bookkeeping("record that the partition stopped", ev, write_failed_row, &f);
 
 	/*
 	 * The slot says "failed" before the row does: a resume_subscription()
@@ -795,6 +1149,49 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 			 errdetail("%s", log_fields(ev, err->sqlstate)),
 			 errhint("Fix the cause, then call eventsource.resume_subscription('%s') to retry the event.",
 					 my_name)));
+}
+
+/*
+ * The configuration we loaded breaks a rule (config_error): never run it.
+ * The partition goes to failed, with the reason in its row and slot (the
+ * status view's last_error), and the worker exits.  resume_subscription()
+ * after the row is corrected starts it again (and it checks again).
+ */
+static void
+fail_invalid_config(void)
+{
+	EsFailedRow f;
+	char	   *message = psprintf("invalid configuration: %s", config_error->message);
+
+	f.message = message;
+	f.sqlstate = unpack_sql_state(config_error->sqlerrcode);
+	tx_begin("eventsource: refusing an invalid configuration");
+	if (my_dbname == NULL)
+		my_dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	if (extension_is_ours())
+		(void) run_bookkeeping("record that the partition stopped", NULL, write_failed_row, &f);
+	/* before the commit, as in stop_at_event() */
+	set_desired_if(ES_DESIRED_RUN, ES_DESIRED_FAILED);
+	PG_TRY();
+	{
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		set_desired_if(ES_DESIRED_FAILED, ES_DESIRED_RUN);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	es_slot_note_error(MySlot, message, f.sqlstate, false);
+	slot_set_state(ES_STATE_FAILED);
+	ereport(WARNING,
+			(errcode(config_error->sqlerrcode),
+			 errmsg("eventsource: subscription \"%s\" partition %d does not run: %s",
+					my_name, my_partition, message),
+			 errdetail("%s", log_fields(NULL, f.sqlstate)),
+			 errhint("Correct its row in eventsource.subscriptions, then call eventsource.resume_subscription('%s').",
+					 my_name)));
+	proc_exit(0);
 }
 
 /* ---------------------------------------------------------------------
@@ -858,9 +1255,9 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 		read_plan = es_prepare("SELECT * FROM eventsource.events"
 							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
 							   " AND global_position OPERATOR(pg_catalog.<=) $2"
-							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY ($3))"
+							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
 							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
-							   "      OPERATOR(pg_catalog.=) ANY ($4))"
+							   "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
 							   " AND ($5 OPERATOR(pg_catalog.=) 1 OR"
 							   "      eventsource.stream_partition(stream_id, $5) OPERATOR(pg_catalog.=) $6)"
 							   " ORDER BY global_position LIMIT $7",
@@ -941,7 +1338,14 @@ handle_failure(EsEventRef *ev, EsCallError *err)
 	if (!cfg.continue_on_error)
 		return BATCH_FAILED;
 
-	dead_letter(ev, err, attempt - 1);
+	if (!dead_letter(ev, err, attempt - 1))
+	{
+		/* not parked, so not passed: try it again later */
+		retry_position = ev->position;
+		retry_attempts = attempt;
+		retry_not_before = GetCurrentTimestamp() + backoff_ms(attempt) * 1000;
+		return BATCH_RETRY_WAIT;
+	}
 	first_failed_at = 0;
 	position = ev->position;
 	consecutive_failed++;
@@ -1215,6 +1619,27 @@ process_batch(void)
 	return outcome;
 }
 
+typedef struct EsRetriedLetter
+{
+	Datum		id;
+	EsCallError *err;
+} EsRetriedLetter;
+
+/* A dead letter failed again: its new error, and one more retry. */
+static void
+update_dead_letter(EsEventRef *ev, void *arg)
+{
+	EsRetriedLetter *r = arg;
+	Datum		again[5];
+
+	again[0] = r->id;
+	again[1] = CStringGetTextDatum(r->err->message);
+	again[2] = CStringGetTextDatum(r->err->sqlstate);
+	again[3] = CStringGetTextDatum(es_error_category(r->err->sqlstate));
+	again[4] = CStringGetTextDatum(es_error_severity(r->err->sqlstate));
+	es_exec_plan(retry_again_plan, again, NULL, SPI_OK_UPDATE);
+}
+
 /*
  * A dead letter (a row of eventsource.dead_letters, described by "desc") as
  * a row of eventsource.events: each column of events takes the dead
@@ -1333,15 +1758,11 @@ retry_dead_letters(void)
 			}
 			else
 			{
-				Datum		again[5];
+				EsRetriedLetter again = {id, &err};
 
 				record_error(&ev, &err, 1, false);
-				again[0] = id;
-				again[1] = CStringGetTextDatum(err.message);
-				again[2] = CStringGetTextDatum(err.sqlstate);
-				again[3] = CStringGetTextDatum(es_error_category(err.sqlstate));
-				again[4] = CStringGetTextDatum(es_error_severity(err.sqlstate));
-				es_exec_plan(retry_again_plan, again, NULL, SPI_OK_UPDATE);
+				(void) run_bookkeeping("record the new error of a dead letter", &ev,
+									   update_dead_letter, &again);
 			}
 		}
 		es_handler_disarm_timer();
@@ -1664,6 +2085,8 @@ es_worker_main(Datum main_arg)
 		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 		proc_exit(0);
 	}
+	if (config_error != NULL)
+		fail_invalid_config();
 
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d started", my_name, my_partition),

@@ -145,7 +145,9 @@ is_deeply(
 		severity => 'critical',
 		attempt => 1,
 		will_retry => JSON::PP::false,
-		message => 'failing with 53100'
+		message => 'failing with 53100',
+		message_truncated => JSON::PP::false,
+		message_bytes => length('failing with 53100')
 	},
 	'the payload of a 53100 failure: infrastructure/critical, with the event');
 is( join(',', sort { $a <=> $b } keys %{ { map { $_->[0] => 1 } @notes } }), $worker,

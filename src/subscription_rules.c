@@ -1,0 +1,161 @@
+/*-------------------------------------------------------------------------
+ *
+ * subscription_rules.c
+ *	  The rules a subscription's configuration obeys, spelled once: checked
+ *	  on create_subscription()'s arguments (subscription.c) and again by the
+ *	  worker on what it loads from eventsource.subscriptions (worker.c),
+ *	  since the table's own CHECK constraints (1.1) may be missing (a
+ *	  database still on the 1.0 SQL) or NOT VALID for an old row, and some
+ *	  rules (the handler's signature, the owner's rights) are no constraint.
+ *
+ * Each check raises the documented SQLSTATE (22023 for a value outside the
+ * domain, 42883 for a function that cannot be a handler, 54000 for a
+ * filter over its size limit) and returns normally otherwise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "subscription.h"
+
+#define ES_MAX_INTERVAL_MS	(7LL * 24 * 3600 * 1000)	/* a week */
+
+/* A subscription name: 1..250 bytes (room for "/k"), no "/". */
+void
+es_check_subscription_name(const char *name)
+{
+	int			len = strlen(name);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription name must not be empty")));
+	if (len > ES_MAX_SUBSCRIPTION_NAME_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("subscription name is too long"),
+				 errdetail("It is %d bytes; the limit is %d bytes.",
+						   len, ES_MAX_SUBSCRIPTION_NAME_LEN)));
+	if (strchr(name, '/') != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription name must not contain \"/\""),
+				 errdetail("\"name/k\" names the checkpoint of partition k.")));
+}
+
+/* An integer setting between min and max. */
+void
+es_check_int_range(int64 v, const char *what, int64 min, int64 max)
+{
+	if (v < min || v > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between " INT64_FORMAT " and " INT64_FORMAT,
+						what, min, max)));
+}
+
+/* partitions: 1..Min(eventsource.max_workers, ES_MAX_PARTITIONS). */
+void
+es_check_partitions(int64 partitions)
+{
+	es_check_int_range(partitions, "partitions", 1, Min(es_max_workers, ES_MAX_PARTITIONS));
+}
+
+/*
+ * An interval setting in milliseconds: 0 (when "zero_ok") or between 1 ms
+ * and 7 days.  Months count as 30 days, as interval comparisons do.
+ */
+int64
+es_check_interval_ms(const Interval *iv, const char *what, bool zero_ok)
+{
+	int64		us;
+
+	if (!es_interval_us(iv, &us) ||
+		us < 0 || (us == 0 && !zero_ok) || (us > 0 && us < 1000) ||
+		us > ES_MAX_INTERVAL_MS * 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be %sbetween 1 millisecond and 7 days", what,
+						zero_ok ? "zero or " : "")));
+	return us / 1000;
+}
+
+/* checkpoint_strategy: its EsStrategy. */
+EsStrategy
+es_check_strategy(const char *strategy)
+{
+	if (strcmp(strategy, "every_event") == 0)
+		return ES_EVERY_EVENT;
+	if (strcmp(strategy, "every_batch") == 0)
+		return ES_EVERY_BATCH;
+	if (strcmp(strategy, "periodic") == 0)
+		return ES_PERIODIC;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid checkpoint_strategy \"%s\"", strategy),
+			 errhint("Use 'every_event', 'every_batch' or 'periodic'.")));
+	pg_unreachable();
+}
+
+/*
+ * A handler: a function of one argument, eventsource.events (one event per
+ * call) or eventsource.events[] (a batch), returning void, that "user" may
+ * execute.  Returns whether it takes a batch.
+ */
+bool
+es_check_handler(Oid handler, Oid user)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Oid			events_type = get_rel_type_id(es_catalog()->events_oid);
+	Oid			events_array = get_array_type(events_type);
+	bool		batch;
+	bool		takes_event;
+	char		prokind;
+	bool		returns_void;
+	AclResult	aclresult;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler function with OID %u does not exist", handler)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	takes_event = proc->pronargs == 1 &&
+		(proc->proargtypes.values[0] == events_type ||
+		 proc->proargtypes.values[0] == events_array);
+	batch = takes_event && proc->proargtypes.values[0] == events_array;
+	prokind = proc->prokind;
+	returns_void = proc->prorettype == VOIDOID && !proc->proretset;
+	ReleaseSysCache(tup);
+
+	if (!takes_event)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function %s cannot be a subscription handler", format_procedure(handler)),
+				 errdetail("A handler takes exactly one argument, of type eventsource.events (one event per call) or eventsource.events[] (a batch)."),
+				 errhint("Declare it as f(e eventsource.events) RETURNS void.")));
+	if (prokind != PROKIND_FUNCTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s cannot be a subscription handler: it is not a plain function",
+						format_procedure(handler))));
+	if (!returns_void)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("function %s cannot be a subscription handler: it must return void",
+						format_procedure(handler))));
+
+	aclresult = pg_proc_aclcheck(handler, user, ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
+	return batch;
+}
