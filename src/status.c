@@ -40,11 +40,15 @@
  *	  eventsource.lag_count_limit index entries of eventsource.events.
  *	- On a standby the head is max(global_position): one index probe.
  *
- * Lag.  lag_positions = head_position - checkpoint, O(1): the positions the
- * partition has still to walk, an upper bound of its events (it includes
+ * Lag.  The partition's position is its checkpoint row's, or the position
+ * its running worker published in its slot after its last batch when that
+ * is further and was reached from the same row (same incarnation and reset
+ * count): a periodic subscription writes its row only every
+ * checkpoint_interval.  lag_positions = head_position - that position,
+ * O(1): the positions the partition has still to walk, an upper bound of its events (it includes
  * other partitions' events, events its filters skip, and the gaps aborted
  * appends leave).  lag_events counts this partition's events that pass the
- * filters among the first lag_count_limit events after the checkpoint (in
+ * filters among the first lag_count_limit events after its position (in
  * position order, up to the head): exact (lag_events_exact) when those reach
  * the head, otherwise a lower bound.  lag_seconds is the age of the oldest
  * of the counted events; when the count is not exact and found none, the age
@@ -74,6 +78,7 @@
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
@@ -326,12 +331,15 @@ status_plan_settings(void)
 
 /*
  * The same with the dead letters and the lag ($1 the head, $2 the events to
- * look at): the window is the first $2 events after the checkpoint in
+ * look at, $3..$7 the running workers' progress: see worker_progress()):
+ * the window is the first $2 events after the partition's position in
  * position order (an index range scan of at most $2 entries of
  * events_global_position_key, whatever the filters match); of those it
  * counts the ones the partition has to deliver ("pending"), and takes the
  * oldest recorded_at of those and the newest of all.  Column 16 is how many
- * it looked at.
+ * it looked at, column 17 the position the window starts after: the greater
+ * of the checkpoint and the progress its worker published for the same
+ * incarnation and reset count.
  */
 #define LAG_QUERY \
 	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
@@ -341,10 +349,18 @@ status_plan_settings(void)
 	"   AND d.partition OPERATOR(pg_catalog.=) p.partition)," \
 	" w.pending, w.oldest, w.newest," \
 	" p.last_shutdown::pg_catalog.text, p.error_message, p.error_sqlstate, p.failed_at," \
-	" w.examined" \
+	" w.examined, GREATEST(p.position, m.position)" \
 	" FROM eventsource.subscriptions s" \
 	" JOIN eventsource.subscription_partitions p" \
 	"   ON p.subscription OPERATOR(pg_catalog.=) s.name" \
+	" LEFT JOIN ROWS FROM (pg_catalog.unnest($3::pg_catalog.text[])," \
+	"   pg_catalog.unnest($4::pg_catalog.int4[]), pg_catalog.unnest($5::pg_catalog.int8[])," \
+	"   pg_catalog.unnest($6::pg_catalog.int8[]), pg_catalog.unnest($7::pg_catalog.int8[]))" \
+	"   AS m(name, partition, id, resets, position)" \
+	"   ON m.name OPERATOR(pg_catalog.=) s.name" \
+	"   AND m.partition OPERATOR(pg_catalog.=) p.partition" \
+	"   AND m.id OPERATOR(pg_catalog.=) p.subscription_id" \
+	"   AND m.resets OPERATOR(pg_catalog.=) p.resets" \
 	" CROSS JOIN LATERAL (SELECT pg_catalog.count(*) AS examined," \
 	"   pg_catalog.count(*) FILTER (WHERE e.pending) AS pending," \
 	"   pg_catalog.min(e.recorded_at) FILTER (WHERE e.pending) AS oldest," \
@@ -357,7 +373,7 @@ status_plan_settings(void)
 	"          eventsource.stream_partition(e.stream_id, s.partitions) OPERATOR(pg_catalog.=) p.partition)" \
 	"     AS pending" \
 	"     FROM eventsource.events e" \
-	"     WHERE e.global_position OPERATOR(pg_catalog.>) p.position" \
+	"     WHERE e.global_position OPERATOR(pg_catalog.>) GREATEST(p.position, m.position)" \
 	"     AND e.global_position OPERATOR(pg_catalog.<=) $1" \
 	"     ORDER BY e.global_position LIMIT $2) e" \
 	" ) w" \
@@ -372,7 +388,7 @@ set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 	Datum		d;
 	TimestampTz seen = 0;
 
-	row->lag_positions = Max(row->head - row->checkpoint, 0);
+	row->lag_positions = Max(row->head - DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull)), 0);
 	row->lag_events = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
 	examined = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
 	row->lag_events_exact = (row->lag_positions <= examined || examined < es_lag_count_limit);
@@ -390,6 +406,58 @@ set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 }
 
 /*
+ * The progress the running workers of this database published
+ * (es_slot_set_progress): five arrays for LAG_QUERY's $3..$7 (name,
+ * partition, incarnation, reset count, position).  Only a slot whose
+ * publisher still runs it counts: a worker that exited saved its position,
+ * and one started after a crash begins again from the checkpoint row.
+ */
+static void
+worker_progress(Datum *values)
+{
+	int			max = es_shmem_available() ? es_workers->nslots : 0;
+	Datum	   *names = palloc(sizeof(Datum) * Max(max, 1));
+	Datum	   *parts = palloc(sizeof(Datum) * Max(max, 1));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(max, 1));
+	Datum	   *resets = palloc(sizeof(Datum) * Max(max, 1));
+	Datum	   *positions = palloc(sizeof(Datum) * Max(max, 1));
+	char	  (*name_copies)[ES_MAX_NAME_LEN + 1] = palloc(sizeof(*name_copies) * Max(max, 1));
+	int			n = 0;
+
+	if (max > 0)
+	{
+		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+		for (int i = 0; i < max; i++)
+		{
+			EsWorkerSlot *slot = &es_workers->slots[i];
+			bool		published;
+
+			if (!slot->in_use || slot->dboid != MyDatabaseId || slot->pid == 0)
+				continue;
+			SpinLockAcquire(&slot->mutex);
+			published = slot->progress_pid == slot->pid;
+			resets[n] = Int64GetDatum(slot->progress_resets);
+			positions[n] = Int64GetDatum(slot->progress_position);
+			SpinLockRelease(&slot->mutex);
+			if (!published)
+				continue;
+			strlcpy(name_copies[n], slot->name, sizeof(name_copies[n]));
+			parts[n] = Int32GetDatum(slot->partition);
+			ids[n] = Int64GetDatum(slot->incarnation);
+			n++;
+		}
+		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	}
+	for (int i = 0; i < n; i++)
+		names[i] = CStringGetTextDatum(name_copies[i]);
+	values[0] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[3] = PointerGetDatum(construct_array(resets, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[4] = PointerGetDatum(construct_array(positions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
  * All status rows of the current database, one per subscription partition,
  * ordered by name and partition.  Without with_lag (readiness, liveness),
  * only the subscription tables and shared memory are read: the rows have no
@@ -402,7 +470,7 @@ collect_status(int *nrows, bool with_lag)
 	static SPIPlanPtr lag_plan = NULL;
 	EsStatusRow *rows;
 	EsOwnerCall owner;
-	Datum		values[2];
+	Datum		values[7];
 	int64		head = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n;
@@ -426,12 +494,14 @@ collect_status(int *nrows, bool with_lag)
 			head = es_horizon();
 		if (lag_plan == NULL)
 		{
-			Oid			types[2] = {INT8OID, INT8OID};
+			Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, INT4ARRAYOID,
+			INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 
-			lag_plan = es_prepare(LAG_QUERY, 2, types);
+			lag_plan = es_prepare(LAG_QUERY, 7, types);
 		}
 		values[0] = Int64GetDatum(head);
 		values[1] = Int64GetDatum(es_lag_count_limit);
+		worker_progress(&values[2]);
 		es_spi_read(lag_plan, values, NULL, NULL, 0);
 	}
 
