@@ -22,8 +22,8 @@
  *	lag >= max_lag_events_critical / _warning             critical / degraded
  *	dead_letters >= max_dead_letters_critical / _warning  critical / degraded
  *
- * "lag" is lag_events when that count is exact, else lag_positions (see
- * "Lag" below).  A subscription's health is its worst partition's.  The
+ * "lag" is lag_events_estimate, the figure the view shows (see "Lag"
+ * below).  A subscription's health is its worst partition's.  The
  * error text of a subscription owned by another role is shown only to
  * members of that role or of pg_read_all_stats, as pg_stat_statements does
  * with query text.
@@ -45,17 +45,24 @@
  * is further and was reached from the same row (same incarnation and reset
  * count): a periodic subscription writes its row only every
  * checkpoint_interval.  lag_positions = head_position - that position,
- * O(1): the positions the partition has still to walk, an upper bound of its events (it includes
- * other partitions' events, events its filters skip, and the gaps aborted
- * appends leave).  lag_events counts this partition's events that pass the
+ * O(1): the positions the partition has still to walk, an upper bound of
+ * its events (it includes other partitions' events, events its filters
+ * skip, and the gaps aborted appends leave).  lag_events counts this partition's events that pass the
  * filters among the first lag_count_limit events after its position (in
  * position order, up to the head): exact (lag_events_exact) when those reach
  * the head, otherwise a lower bound.  lag_seconds is the age of the oldest
  * of the counted events; when the count is not exact and found none, the age
  * of the last event looked at (the partition has not walked past it yet); 0
- * when nothing is left.  The health thresholds compare with lag_events when
- * it is exact and with lag_positions when it is not: a backlog too long to
- * count is judged by the positions still to walk.
+ * when nothing is left.  lag_events_estimate is lag_events when that is
+ * exact; otherwise the window's share of this partition's pending events
+ * extrapolated over the positions still to walk: lag_events *
+ * lag_positions / (the positions the window spans, gaps included), which is
+ * at least lag_events and at most lag_positions.  The health thresholds
+ * compare with lag_events_estimate: a filtered or partitioned subscription
+ * far behind is judged by about the events it has to deliver, not by the
+ * positions (which overstate them by the share its filters and partition
+ * leave out).  The window walks index entries, so entries of aborted appends
+ * that vacuum has not removed yet count against lag_count_limit too.
  *
  * Plans.  The status queries run with jit = off and plan_cache_mode =
  * force_custom_plan in a GUC nest level of their own: a monitoring call must
@@ -67,6 +74,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
@@ -115,6 +124,7 @@ typedef struct EsStatusRow
 	int64		lag_events;
 	bool		lag_events_exact;
 	int64		lag_positions;
+	int64		lag_events_estimate;
 	double		lag_seconds;
 	int64		processed;
 	int64		failed;
@@ -203,7 +213,7 @@ evaluate_health(EsStatusRow *row, TimestampTz now)
 		worse(row, ES_DEGRADED, "error rate");
 	threshold(row, row->failed, es_max_errors_critical, es_max_errors_warning,
 			  "failed events", "failed events");
-	threshold(row, row->lag_events_exact ? row->lag_events : row->lag_positions,
+	threshold(row, row->lag_events_estimate,
 			  es_max_lag_events_critical, es_max_lag_events_warning, "lag", "lag");
 	threshold(row, row->dead_letters, es_max_dead_letters_critical, es_max_dead_letters_warning,
 			  "dead letters", "dead letters");
@@ -339,7 +349,7 @@ status_plan_settings(void)
  * oldest recorded_at of those and the newest of all.  Column 16 is how many
  * it looked at, column 17 the position the window starts after: the greater
  * of the checkpoint and the progress its worker published for the same
- * incarnation and reset count.
+ * incarnation and reset count; column 18 the last position it looked at.
  */
 #define LAG_QUERY \
 	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
@@ -349,7 +359,7 @@ status_plan_settings(void)
 	"   AND d.partition OPERATOR(pg_catalog.=) p.partition)," \
 	" w.pending, w.oldest, w.newest," \
 	" p.last_shutdown::pg_catalog.text, p.error_message, p.error_sqlstate, p.failed_at," \
-	" w.examined, GREATEST(p.position, m.position)" \
+	" w.examined, GREATEST(p.position, m.position), w.last" \
 	" FROM eventsource.subscriptions s" \
 	" JOIN eventsource.subscription_partitions p" \
 	"   ON p.subscription OPERATOR(pg_catalog.=) s.name" \
@@ -364,8 +374,9 @@ status_plan_settings(void)
 	" CROSS JOIN LATERAL (SELECT pg_catalog.count(*) AS examined," \
 	"   pg_catalog.count(*) FILTER (WHERE e.pending) AS pending," \
 	"   pg_catalog.min(e.recorded_at) FILTER (WHERE e.pending) AS oldest," \
-	"   pg_catalog.max(e.recorded_at) AS newest" \
-	"   FROM (SELECT e.recorded_at," \
+	"   pg_catalog.max(e.recorded_at) AS newest," \
+	"   pg_catalog.max(e.global_position) AS last" \
+	"   FROM (SELECT e.recorded_at, e.global_position," \
 	"     (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))" \
 	"     AND (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1)" \
 	"          OPERATOR(pg_catalog.=) ANY (s.categories))" \
@@ -379,7 +390,10 @@ status_plan_settings(void)
 	" ) w" \
 	" ORDER BY s.name, p.partition"
 
-/* lag_events, lag_events_exact, lag_positions and lag_seconds of a row */
+/*
+ * lag_events, lag_events_exact, lag_positions, lag_events_estimate and
+ * lag_seconds of a row (see "Lag" in the file header)
+ */
 static void
 set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 {
@@ -392,6 +406,17 @@ set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 	row->lag_events = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
 	examined = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
 	row->lag_events_exact = (row->lag_positions <= examined || examined < es_lag_count_limit);
+	row->lag_events_estimate = row->lag_events;
+	if (!row->lag_events_exact)
+	{
+		int64		start = DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull));
+		int64		last = DatumGetInt64(SPI_getbinval(tup, desc, 18, &isnull));
+		double		share = (double) row->lag_events / (double) Max(last - start, 1);
+		double		estimate = rint(share * (double) row->lag_positions);
+
+		row->lag_events_estimate = Max(row->lag_events,
+									   (int64) Min(estimate, (double) row->lag_positions));
+	}
 
 	d = SPI_getbinval(tup, desc, 10, &isnull);	/* oldest pending */
 	if (!isnull)
@@ -571,11 +596,11 @@ PG_FUNCTION_INFO_V1(es_subscription_status);
 /*
  * subscription_status_rows() and, since 1.1, subscription_status_rows_v2()
  * RETURNS SETOF record (the view's columns): the first 26 columns through
- * 1.0's function, all 28 through the new one (the output columns declared
+ * 1.0's function, all 29 through the new one (the output columns declared
  * decide).
  */
 #define STATUS_COLUMNS_1_0	26
-#define STATUS_COLUMNS		28
+#define STATUS_COLUMNS		29
 
 /*
  * Who may read the status: those who may EXECUTE 1.0's
@@ -659,6 +684,7 @@ es_subscription_status(PG_FUNCTION_ARGS)
 		/* 1.1 */
 		v[26] = Int64GetDatum(r->lag_positions);
 		v[27] = BoolGetDatum(r->lag_events_exact);
+		v[28] = Int64GetDatum(r->lag_events_estimate);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 	}
 	return (Datum) 0;
@@ -947,6 +973,7 @@ es_health(PG_FUNCTION_ARGS)
 		int64		sub_failed = 0;
 		int64		sub_lag = 0;
 		int64		sub_lag_positions = 0;
+		int64		sub_lag_estimate = 0;
 		bool		sub_lag_exact = true;
 		int64		sub_dead = 0;
 		int64		sub_rate = 0;
@@ -969,6 +996,7 @@ es_health(PG_FUNCTION_ARGS)
 			sub_failed += rows[j].failed;
 			sub_lag += rows[j].lag_events;
 			sub_lag_positions = Max(sub_lag_positions, rows[j].lag_positions);
+			sub_lag_estimate += rows[j].lag_events_estimate;
 			sub_lag_exact = sub_lag_exact && rows[j].lag_events_exact;
 			sub_dead += rows[j].dead_letters;
 			sub_rate += rows[j].error_rate;
@@ -986,6 +1014,7 @@ es_health(PG_FUNCTION_ARGS)
 		json_int(&subs, &f, "lag_events", sub_lag);
 		json_bool(&subs, &f, "lag_events_exact", sub_lag_exact);
 		json_int(&subs, &f, "lag_positions", sub_lag_positions);
+		json_int(&subs, &f, "lag_events_estimate", sub_lag_estimate);
 		json_int(&subs, &f, "dead_letters", sub_dead);
 		json_int(&subs, &f, "error_rate_per_minute", sub_rate);
 		appendStringInfoChar(&subs, '}');
