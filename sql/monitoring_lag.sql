@@ -91,7 +91,11 @@ SELECT name, partition, lag_events, as_expected, exact FROM ml.lag;
 -- its lag_seconds is the age of the last event it looked at
 SET eventsource.lag_count_limit = 10;
 SELECT * FROM ml.lag;
+-- the smallest window, one event: every partition is still seen behind in
+-- time (lag_seconds > 0), even ml_none; 0 and more than 100,000 are refused
 SET eventsource.lag_count_limit = 0;
+SET eventsource.lag_count_limit = 100001;
+SET eventsource.lag_count_limit = 1;
 SELECT name, partition, lag_events, exact, lag_positions, behind_in_time FROM ml.lag;
 
 -- the thresholds compare with the figure shown, lag_events_estimate:
@@ -146,7 +150,7 @@ SELECT eventsource.drop_subscription('ml_rare');
 
 -- caught up: nothing left, exact at any limit, lag_seconds 0
 SELECT eventsource.reset_subscription('ml_none', eventsource.head_position());
-SET eventsource.lag_count_limit = 0;
+SET eventsource.lag_count_limit = 1;
 SELECT name, partition, lag_events, exact, lag_positions, behind_in_time FROM ml.lag WHERE name = 'ml_none';
 RESET eventsource.lag_count_limit;
 
