@@ -47,10 +47,10 @@
  * checkpoint_interval.  lag_positions = head_position - that position,
  * O(1): the positions the partition has still to walk, an upper bound of
  * its events (it includes other partitions' events, events its filters
- * skip, and the gaps aborted appends leave).  lag_events counts this partition's events that pass the
- * filters among the first lag_count_limit events after its position (in
- * position order, up to the head): exact (lag_events_exact) when those reach
- * the head, otherwise a lower bound.  lag_seconds is the age of the oldest
+ * skip, and the gaps aborted appends leave).  lag_events counts this
+ * partition's events that pass the filters among the first lag_count_limit
+ * events after its position (in position order, up to the head): exact
+ * (lag_events_exact) when those reach the head, otherwise a lower bound.  lag_seconds is the age of the oldest
  * of the counted events; when the count is not exact and found none, the age
  * of the last event looked at (the partition has not walked past it yet); 0
  * when nothing is left.  lag_events_estimate is lag_events when that is
