@@ -19,12 +19,15 @@
 
 -- ==== issue 10: monitoring that stays instant at any size and lag ====
 --
--- eventsource.subscription_status gains two columns at its end:
+-- eventsource.subscription_status gains three columns at its end:
 --   lag_positions     head_position - checkpoint (O(1)): positions still to
 --                     walk, an upper bound of lag_events
 --   lag_events_exact  whether lag_events is the exact count (true) or a lower
 --                     bound (false: the backlog is longer than the
 --                     eventsource.lag_count_limit events the status looks at)
+--   lag_events_estimate  lag_events when exact, else extrapolated from the
+--                     events looked at over lag_positions; the health
+--                     thresholds compare with it
 --
 -- Nothing is dropped.  A function's output columns cannot change, so 1.0's
 -- subscription_status_rows() stays as it was (the library still serves its
@@ -47,7 +50,7 @@ CREATE FUNCTION eventsource.subscription_status_rows_v2(
     OUT started_at timestamptz, OUT last_activity_at timestamptz, OUT health text,
     OUT health_reason text, OUT last_sqlstate text, OUT heartbeat_at timestamptz,
     OUT circuit_open_until timestamptz, OUT last_shutdown jsonb, OUT partitions integer,
-    OUT lag_positions bigint, OUT lag_events_exact boolean)
+    OUT lag_positions bigint, OUT lag_events_exact boolean, OUT lag_events_estimate bigint)
     RETURNS SETOF record
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'es_subscription_status';

@@ -72,7 +72,8 @@ CREATE VIEW ml.lag AS
     SELECT name, partition, lag_events,
            lag_events = ml.expected(name, partition, head_position,
                                     current_setting('eventsource.lag_count_limit')::bigint) AS as_expected,
-           lag_events_exact AS exact, lag_positions, lag_seconds > 0 AS behind_in_time,
+           lag_events_exact AS exact, lag_positions, lag_events_estimate AS estimate,
+           lag_seconds > 0 AS behind_in_time,
            lag_seconds < 600 AS sane_age, health, health_reason
       FROM eventsource.subscription_status WHERE name LIKE 'ml\_%' ORDER BY name, partition;
 
@@ -90,16 +91,22 @@ SELECT name, partition, lag_events, as_expected, exact FROM ml.lag;
 -- its lag_seconds is the age of the last event it looked at
 SET eventsource.lag_count_limit = 10;
 SELECT * FROM ml.lag;
+-- the smallest window, one event: every partition is still seen behind in
+-- time (lag_seconds > 0), even ml_none; 0 and more than 100,000 are refused
 SET eventsource.lag_count_limit = 0;
+SET eventsource.lag_count_limit = 100001;
+SET eventsource.lag_count_limit = 1;
 SELECT name, partition, lag_events, exact, lag_positions, behind_in_time FROM ml.lag;
 
--- the thresholds compare with the figure shown: lag_events when it is
--- exact, lag_positions when it is not (ml_none: exact 0, or 40 positions)
+-- the thresholds compare with the figure shown, lag_events_estimate:
+-- lag_events when it is exact; when it is not, the count extrapolated from
+-- the window over the 40 positions (ml_all: 39 of 39 looked at, 40; ml_none:
+-- none among them, 0)
 SET eventsource.max_lag_events_critical = 40;
 RESET eventsource.lag_count_limit;
-SELECT name, partition, lag_events, exact, lag_positions, health, health_reason FROM ml.lag;
+SELECT name, partition, lag_events, exact, lag_positions, estimate, health, health_reason FROM ml.lag;
 SET eventsource.lag_count_limit = 39;
-SELECT name, partition, lag_events, exact, lag_positions, health, health_reason FROM ml.lag;
+SELECT name, partition, lag_events, exact, lag_positions, estimate, health, health_reason FROM ml.lag;
 -- health() carries the same per subscription
 SELECT s->>'name' AS name, s->>'status' AS status, s->>'reason' AS reason, s->'lag_events' AS lag_events,
        s->'lag_events_exact' AS exact, s->'lag_positions' AS lag_positions
@@ -108,9 +115,42 @@ SELECT s->>'name' AS name, s->>'status' AS status, s->>'reason' AS reason, s->'l
 RESET eventsource.lag_count_limit;
 RESET eventsource.max_lag_events_critical;
 
+-- a rare filter far behind: 2,000 positions, 20 of them its events (one in
+-- a hundred).  lag_events counts the few among the first 250; the estimate
+-- extrapolates them over the 2,000 positions (not the positions
+-- themselves), and the thresholds compare with it: not critical at a
+-- critical threshold of 1,000 that lag_positions would cross (only degraded,
+-- by being paused).  With a window that reaches the head the estimate is the
+-- exact count, and the thresholds compare with that.
+SELECT eventsource.head_position() AS rare_base \gset
+SELECT count(*) AS appended
+  FROM generate_series(1, 2000) i,
+       LATERAL eventsource.append_event('MlRare-' || (i % 7), -1,
+           CASE WHEN i % 100 = 0 THEN 'Rare' ELSE 'Common' END, '{}');
+SELECT ml.make('ml_rare', 1, '{Rare}', NULL);
+SELECT eventsource.reset_subscription('ml_rare', :rare_base);
+SET eventsource.max_lag_events_critical = 1000;
+SET eventsource.max_lag_events_warning = 100;
+SELECT lag_positions, lag_events, lag_events_exact AS exact,
+       lag_events_estimate BETWEEN 10 AND 40 AS estimate_near_20,
+       lag_events_estimate >= lag_events AS at_least_counted, health, health_reason
+  FROM eventsource.subscription_status WHERE name = 'ml_rare';
+SELECT s->>'status' AS status, (s->>'lag_events_estimate')::bigint BETWEEN 10 AND 40 AS estimate_near_20
+  FROM jsonb_array_elements(eventsource.health()->'subscriptions') s WHERE s->>'name' = 'ml_rare';
+SET eventsource.lag_count_limit = 2000;
+SELECT lag_positions, lag_events, lag_events_exact AS exact, lag_events_estimate, health
+  FROM eventsource.subscription_status WHERE name = 'ml_rare';
+SET eventsource.max_lag_events_critical = 20;
+SELECT lag_events_estimate, health, health_reason
+  FROM eventsource.subscription_status WHERE name = 'ml_rare';
+RESET eventsource.lag_count_limit;
+RESET eventsource.max_lag_events_critical;
+RESET eventsource.max_lag_events_warning;
+SELECT eventsource.drop_subscription('ml_rare');
+
 -- caught up: nothing left, exact at any limit, lag_seconds 0
 SELECT eventsource.reset_subscription('ml_none', eventsource.head_position());
-SET eventsource.lag_count_limit = 0;
+SET eventsource.lag_count_limit = 1;
 SELECT name, partition, lag_events, exact, lag_positions, behind_in_time FROM ml.lag WHERE name = 'ml_none';
 RESET eventsource.lag_count_limit;
 

@@ -97,9 +97,9 @@ es_define_gucs(bool preloading)
 							50000, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("eventsource.lag_count_limit",
 							"Events after a partition's checkpoint that the status looks at to count its lag.",
-							"Beyond them lag_events is a lower bound (lag_events_exact is false) and health judges the lag by lag_positions.",
+							"Beyond them lag_events is a lower bound (lag_events_exact is false) and health judges the lag by lag_events_estimate.",
 							&es_lag_count_limit,
-							250, 0, 1000000, PGC_USERSET, 0, NULL, NULL, NULL);
+							250, 1, 100000, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("eventsource.max_dead_letters_warning",
 							"Dead letters at which a subscription is degraded.",
 							NULL, &es_max_dead_letters_warning,

@@ -117,6 +117,9 @@ reset_slot_stats(EsWorkerSlot *slot, EsDesired desired)
 	slot->last_error_at = 0;
 	slot->circuit_open_until = 0;
 	memset(&slot->shutdown, 0, sizeof(slot->shutdown));
+	slot->progress_position = 0;
+	slot->progress_resets = 0;
+	slot->progress_pid = 0;
 	SpinLockRelease(&slot->mutex);
 }
 
@@ -543,4 +546,22 @@ es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now)
 			slot->error_second[b] <= sec)
 			total += slot->errors_by_second[b];
 	return total;
+}
+
+/*
+ * The worker running "slot" has committed everything up to "position" (the
+ * events its filters or partition leave out included), having read its
+ * checkpoint row with reset count "resets".  The status (status.c) measures
+ * the partition's lag from the greater of this and the row's position, as
+ * long as the row's reset count is the same and this process still runs the
+ * slot: a periodic checkpoint is written only every interval.
+ */
+void
+es_slot_set_progress(EsWorkerSlot *slot, int64 position, int64 resets)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->progress_position = position;
+	slot->progress_resets = resets;
+	slot->progress_pid = MyProcPid;
+	SpinLockRelease(&slot->mutex);
 }

@@ -22,8 +22,8 @@
  *	lag >= max_lag_events_critical / _warning             critical / degraded
  *	dead_letters >= max_dead_letters_critical / _warning  critical / degraded
  *
- * "lag" is lag_events when that count is exact, else lag_positions (see
- * "Lag" below).  A subscription's health is its worst partition's.  The
+ * "lag" is lag_events_estimate, the figure the view shows (see "Lag"
+ * below).  A subscription's health is its worst partition's.  The
  * error text of a subscription owned by another role is shown only to
  * members of that role or of pg_read_all_stats, as pg_stat_statements does
  * with query text.
@@ -40,18 +40,29 @@
  *	  eventsource.lag_count_limit index entries of eventsource.events.
  *	- On a standby the head is max(global_position): one index probe.
  *
- * Lag.  lag_positions = head_position - checkpoint, O(1): the positions the
- * partition has still to walk, an upper bound of its events (it includes
- * other partitions' events, events its filters skip, and the gaps aborted
- * appends leave).  lag_events counts this partition's events that pass the
- * filters among the first lag_count_limit events after the checkpoint (in
- * position order, up to the head): exact (lag_events_exact) when those reach
- * the head, otherwise a lower bound.  lag_seconds is the age of the oldest
+ * Lag.  The partition's position is its checkpoint row's, or the position
+ * its running worker published in its slot after its last batch when that
+ * is further and was reached from the same row (same incarnation and reset
+ * count): a periodic subscription writes its row only every
+ * checkpoint_interval.  lag_positions = head_position - that position,
+ * O(1): the positions the partition has still to walk, an upper bound of
+ * its events (it includes other partitions' events, events its filters
+ * skip, and the gaps aborted appends leave).  lag_events counts this
+ * partition's events that pass the filters among the first lag_count_limit
+ * events after its position (in position order, up to the head): exact
+ * (lag_events_exact) when those reach the head, otherwise a lower bound.  lag_seconds is the age of the oldest
  * of the counted events; when the count is not exact and found none, the age
  * of the last event looked at (the partition has not walked past it yet); 0
- * when nothing is left.  The health thresholds compare with lag_events when
- * it is exact and with lag_positions when it is not: a backlog too long to
- * count is judged by the positions still to walk.
+ * when nothing is left.  lag_events_estimate is lag_events when that is
+ * exact; otherwise the window's share of this partition's pending events
+ * extrapolated over the positions still to walk: lag_events *
+ * lag_positions / (the positions the window spans, gaps included), which is
+ * at least lag_events and at most lag_positions.  The health thresholds
+ * compare with lag_events_estimate: a filtered or partitioned subscription
+ * far behind is judged by about the events it has to deliver, not by the
+ * positions (which overstate them by the share its filters and partition
+ * leave out).  The window walks index entries, so entries of aborted appends
+ * that vacuum has not removed yet count against lag_count_limit too.
  *
  * Plans.  The status queries run with jit = off and plan_cache_mode =
  * force_custom_plan in a GUC nest level of their own: a monitoring call must
@@ -64,6 +75,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
@@ -74,6 +87,7 @@
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
@@ -110,6 +124,7 @@ typedef struct EsStatusRow
 	int64		lag_events;
 	bool		lag_events_exact;
 	int64		lag_positions;
+	int64		lag_events_estimate;
 	double		lag_seconds;
 	int64		processed;
 	int64		failed;
@@ -198,7 +213,7 @@ evaluate_health(EsStatusRow *row, TimestampTz now)
 		worse(row, ES_DEGRADED, "error rate");
 	threshold(row, row->failed, es_max_errors_critical, es_max_errors_warning,
 			  "failed events", "failed events");
-	threshold(row, row->lag_events_exact ? row->lag_events : row->lag_positions,
+	threshold(row, row->lag_events_estimate,
 			  es_max_lag_events_critical, es_max_lag_events_warning, "lag", "lag");
 	threshold(row, row->dead_letters, es_max_dead_letters_critical, es_max_dead_letters_warning,
 			  "dead letters", "dead letters");
@@ -326,12 +341,15 @@ status_plan_settings(void)
 
 /*
  * The same with the dead letters and the lag ($1 the head, $2 the events to
- * look at): the window is the first $2 events after the checkpoint in
+ * look at, $3..$7 the running workers' progress: see worker_progress()):
+ * the window is the first $2 events after the partition's position in
  * position order (an index range scan of at most $2 entries of
  * events_global_position_key, whatever the filters match); of those it
  * counts the ones the partition has to deliver ("pending"), and takes the
  * oldest recorded_at of those and the newest of all.  Column 16 is how many
- * it looked at.
+ * it looked at, column 17 the position the window starts after: the greater
+ * of the checkpoint and the progress its worker published for the same
+ * incarnation and reset count; column 18 the last position it looked at.
  */
 #define LAG_QUERY \
 	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
@@ -341,15 +359,24 @@ status_plan_settings(void)
 	"   AND d.partition OPERATOR(pg_catalog.=) p.partition)," \
 	" w.pending, w.oldest, w.newest," \
 	" p.last_shutdown::pg_catalog.text, p.error_message, p.error_sqlstate, p.failed_at," \
-	" w.examined" \
+	" w.examined, GREATEST(p.position, m.position), w.last" \
 	" FROM eventsource.subscriptions s" \
 	" JOIN eventsource.subscription_partitions p" \
 	"   ON p.subscription OPERATOR(pg_catalog.=) s.name" \
+	" LEFT JOIN ROWS FROM (pg_catalog.unnest($3::pg_catalog.text[])," \
+	"   pg_catalog.unnest($4::pg_catalog.int4[]), pg_catalog.unnest($5::pg_catalog.int8[])," \
+	"   pg_catalog.unnest($6::pg_catalog.int8[]), pg_catalog.unnest($7::pg_catalog.int8[]))" \
+	"   AS m(name, partition, id, resets, position)" \
+	"   ON m.name OPERATOR(pg_catalog.=) s.name" \
+	"   AND m.partition OPERATOR(pg_catalog.=) p.partition" \
+	"   AND m.id OPERATOR(pg_catalog.=) p.subscription_id" \
+	"   AND m.resets OPERATOR(pg_catalog.=) p.resets" \
 	" CROSS JOIN LATERAL (SELECT pg_catalog.count(*) AS examined," \
 	"   pg_catalog.count(*) FILTER (WHERE e.pending) AS pending," \
 	"   pg_catalog.min(e.recorded_at) FILTER (WHERE e.pending) AS oldest," \
-	"   pg_catalog.max(e.recorded_at) AS newest" \
-	"   FROM (SELECT e.recorded_at," \
+	"   pg_catalog.max(e.recorded_at) AS newest," \
+	"   pg_catalog.max(e.global_position) AS last" \
+	"   FROM (SELECT e.recorded_at, e.global_position," \
 	"     (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))" \
 	"     AND (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1)" \
 	"          OPERATOR(pg_catalog.=) ANY (s.categories))" \
@@ -357,13 +384,16 @@ status_plan_settings(void)
 	"          eventsource.stream_partition(e.stream_id, s.partitions) OPERATOR(pg_catalog.=) p.partition)" \
 	"     AS pending" \
 	"     FROM eventsource.events e" \
-	"     WHERE e.global_position OPERATOR(pg_catalog.>) p.position" \
+	"     WHERE e.global_position OPERATOR(pg_catalog.>) GREATEST(p.position, m.position)" \
 	"     AND e.global_position OPERATOR(pg_catalog.<=) $1" \
 	"     ORDER BY e.global_position LIMIT $2) e" \
 	" ) w" \
 	" ORDER BY s.name, p.partition"
 
-/* lag_events, lag_events_exact, lag_positions and lag_seconds of a row */
+/*
+ * lag_events, lag_events_exact, lag_positions, lag_events_estimate and
+ * lag_seconds of a row (see "Lag" in the file header)
+ */
 static void
 set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 {
@@ -372,10 +402,21 @@ set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 	Datum		d;
 	TimestampTz seen = 0;
 
-	row->lag_positions = Max(row->head - row->checkpoint, 0);
+	row->lag_positions = Max(row->head - DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull)), 0);
 	row->lag_events = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
 	examined = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
 	row->lag_events_exact = (row->lag_positions <= examined || examined < es_lag_count_limit);
+	row->lag_events_estimate = row->lag_events;
+	if (!row->lag_events_exact)
+	{
+		int64		start = DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull));
+		int64		last = DatumGetInt64(SPI_getbinval(tup, desc, 18, &isnull));
+		double		share = (double) row->lag_events / (double) Max(last - start, 1);
+		double		estimate = rint(share * (double) row->lag_positions);
+
+		row->lag_events_estimate = Max(row->lag_events,
+									   (int64) Min(estimate, (double) row->lag_positions));
+	}
 
 	d = SPI_getbinval(tup, desc, 10, &isnull);	/* oldest pending */
 	if (!isnull)
@@ -387,6 +428,58 @@ set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 			seen = DatumGetTimestampTz(d);
 	}
 	row->lag_seconds = (seen != 0 && now > seen) ? (double) (now - seen) / USECS_PER_SEC : 0;
+}
+
+/*
+ * The progress the running workers of this database published
+ * (es_slot_set_progress): five arrays for LAG_QUERY's $3..$7 (name,
+ * partition, incarnation, reset count, position).  Only a slot whose
+ * publisher still runs it counts: a worker that exited saved its position,
+ * and one started after a crash begins again from the checkpoint row.
+ */
+static void
+worker_progress(Datum *values)
+{
+	int			max = es_shmem_available() ? es_workers->nslots : 0;
+	Datum	   *names = palloc(sizeof(Datum) * Max(max, 1));
+	Datum	   *parts = palloc(sizeof(Datum) * Max(max, 1));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(max, 1));
+	Datum	   *resets = palloc(sizeof(Datum) * Max(max, 1));
+	Datum	   *positions = palloc(sizeof(Datum) * Max(max, 1));
+	char	  (*name_copies)[ES_MAX_NAME_LEN + 1] = palloc(sizeof(*name_copies) * Max(max, 1));
+	int			n = 0;
+
+	if (max > 0)
+	{
+		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+		for (int i = 0; i < max; i++)
+		{
+			EsWorkerSlot *slot = &es_workers->slots[i];
+			bool		published;
+
+			if (!slot->in_use || slot->dboid != MyDatabaseId || slot->pid == 0)
+				continue;
+			SpinLockAcquire(&slot->mutex);
+			published = slot->progress_pid == slot->pid;
+			resets[n] = Int64GetDatum(slot->progress_resets);
+			positions[n] = Int64GetDatum(slot->progress_position);
+			SpinLockRelease(&slot->mutex);
+			if (!published)
+				continue;
+			strlcpy(name_copies[n], slot->name, sizeof(name_copies[n]));
+			parts[n] = Int32GetDatum(slot->partition);
+			ids[n] = Int64GetDatum(slot->incarnation);
+			n++;
+		}
+		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	}
+	for (int i = 0; i < n; i++)
+		names[i] = CStringGetTextDatum(name_copies[i]);
+	values[0] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[3] = PointerGetDatum(construct_array(resets, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[4] = PointerGetDatum(construct_array(positions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
@@ -402,7 +495,7 @@ collect_status(int *nrows, bool with_lag)
 	static SPIPlanPtr lag_plan = NULL;
 	EsStatusRow *rows;
 	EsOwnerCall owner;
-	Datum		values[2];
+	Datum		values[7];
 	int64		head = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n;
@@ -426,12 +519,14 @@ collect_status(int *nrows, bool with_lag)
 			head = es_horizon();
 		if (lag_plan == NULL)
 		{
-			Oid			types[2] = {INT8OID, INT8OID};
+			Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, INT4ARRAYOID,
+			INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 
-			lag_plan = es_prepare(LAG_QUERY, 2, types);
+			lag_plan = es_prepare(LAG_QUERY, 7, types);
 		}
 		values[0] = Int64GetDatum(head);
 		values[1] = Int64GetDatum(es_lag_count_limit);
+		worker_progress(&values[2]);
 		es_spi_read(lag_plan, values, NULL, NULL, 0);
 	}
 
@@ -501,11 +596,11 @@ PG_FUNCTION_INFO_V1(es_subscription_status);
 /*
  * subscription_status_rows() and, since 1.1, subscription_status_rows_v2()
  * RETURNS SETOF record (the view's columns): the first 26 columns through
- * 1.0's function, all 28 through the new one (the output columns declared
+ * 1.0's function, all 29 through the new one (the output columns declared
  * decide).
  */
 #define STATUS_COLUMNS_1_0	26
-#define STATUS_COLUMNS		28
+#define STATUS_COLUMNS		29
 
 /*
  * Who may read the status: those who may EXECUTE 1.0's
@@ -589,6 +684,7 @@ es_subscription_status(PG_FUNCTION_ARGS)
 		/* 1.1 */
 		v[26] = Int64GetDatum(r->lag_positions);
 		v[27] = BoolGetDatum(r->lag_events_exact);
+		v[28] = Int64GetDatum(r->lag_events_estimate);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 	}
 	return (Datum) 0;
@@ -878,6 +974,7 @@ es_health(PG_FUNCTION_ARGS)
 		int64		sub_failed = 0;
 		int64		sub_lag = 0;
 		int64		sub_lag_positions = 0;
+		int64		sub_lag_estimate = 0;
 		bool		sub_lag_exact = true;
 		int64		sub_dead = 0;
 		int64		sub_rate = 0;
@@ -900,6 +997,7 @@ es_health(PG_FUNCTION_ARGS)
 			sub_failed += rows[j].failed;
 			sub_lag += rows[j].lag_events;
 			sub_lag_positions = Max(sub_lag_positions, rows[j].lag_positions);
+			sub_lag_estimate += rows[j].lag_events_estimate;
 			sub_lag_exact = sub_lag_exact && rows[j].lag_events_exact;
 			sub_dead += rows[j].dead_letters;
 			sub_rate += rows[j].error_rate;
@@ -917,6 +1015,7 @@ es_health(PG_FUNCTION_ARGS)
 		json_int(&subs, &f, "lag_events", sub_lag);
 		json_bool(&subs, &f, "lag_events_exact", sub_lag_exact);
 		json_int(&subs, &f, "lag_positions", sub_lag_positions);
+		json_int(&subs, &f, "lag_events_estimate", sub_lag_estimate);
 		json_int(&subs, &f, "dead_letters", sub_dead);
 		json_int(&subs, &f, "error_rate_per_minute", sub_rate);
 		appendStringInfoChar(&subs, '}');

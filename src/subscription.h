@@ -99,6 +99,16 @@ typedef struct EsWorkerSlot
 	TimestampTz circuit_open_until;
 	EsShutdownRecord shutdown;
 
+	/*
+	 * Where the running worker is, in memory, after its last committed batch
+	 * (periodic saves it to the checkpoint row only every interval), with
+	 * the row's "resets" it started from and its pid: the status measures
+	 * lag from it while that pid still runs the slot.  es_slot_set_progress.
+	 */
+	int64		progress_position;
+	int64		progress_resets;
+	pid_t		progress_pid;	/* 0: nothing published */
+
 	/* broadcast when the checkpoint moves (wait_for_subscription) */
 	ConditionVariable progress_cv;
 } EsWorkerSlot;
@@ -152,6 +162,7 @@ extern void es_launcher_wake(void);
 extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,
 							   const char *sqlstate, bool retried);
 extern int64 es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now);
+extern void es_slot_set_progress(EsWorkerSlot *slot, int64 position, int64 resets);
 extern const char *es_state_name(EsWorkerState state);
 
 /* subscription.c */

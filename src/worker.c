@@ -1373,6 +1373,7 @@ finish_batch(void)
 		write_checkpoint(position);
 	tx_commit();
 	slot_checkpointed(saved_position);
+	es_slot_set_progress(MySlot, position, resets_seen);	/* for the status */
 }
 
 /*
