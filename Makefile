@@ -21,6 +21,9 @@ OBJS = \
 	src/status.o \
 	src/stream.o \
 	src/subscription.o \
+	src/otlp.o \
+	src/otlp_queue.o \
+	src/trace.o \
 	src/utility_hook.o \
 	src/validate.o \
 	src/worker.o
@@ -38,7 +41,7 @@ endif
 
 # pg_regress: the SQL surface.  Each suite gets a private server with the
 # library preloaded (test/pg.conf), so nothing must be running beforehand.
-REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring
+REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring tracing
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.
@@ -51,6 +54,9 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso \
 TAP_TESTS = 1
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
+# the OTLP exporter's HTTP client (Debian: libcurl4-openssl-dev)
+SHLIB_LINK += -lcurl
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -59,4 +65,4 @@ include $(PGXS)
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 
 # Every file includes the project's headers; a change to one rebuilds all.
-$(OBJS): src/eventsource.h src/subscription.h
+$(OBJS): src/eventsource.h src/subscription.h src/trace.h

@@ -12,6 +12,7 @@
 
 #include "eventsource.h"
 #include "subscription.h"
+#include "trace.h"
 
 PG_MODULE_MAGIC;
 
@@ -34,4 +35,5 @@ _PG_init(void)
 	es_shmem_install_hooks();
 	es_utility_install_hook();
 	es_launcher_register();
+	es_otlp_register();
 }

@@ -25,6 +25,7 @@
 
 #include "eventsource.h"
 #include "subscription.h"
+#include "trace.h"
 
 typedef struct EsShmemArea
 {
@@ -36,6 +37,7 @@ static const EsShmemArea es_areas[] = {
 	{es_horizon_shmem_size, es_horizon_shmem_init},
 	{es_workers_shmem_size, es_workers_shmem_init},
 	{es_stats_shmem_size, es_stats_shmem_init},
+	{es_otlp_queue_shmem_size, es_otlp_queue_shmem_init},
 };
 
 #define ES_NUM_AREAS lengthof(es_areas)

@@ -47,6 +47,7 @@
 #include "utils/wait_event.h"
 
 #include "subscription.h"
+#include "trace.h"
 
 typedef enum EsHealth
 {
@@ -727,6 +728,9 @@ es_health(PG_FUNCTION_ARGS)
 	json_str(&checks, &first_check, "dead_letters",
 			 dead >= es_max_dead_letters_warning ?
 			 psprintf("unhealthy: " INT64_FORMAT " dead letters waiting", dead) : "healthy");
+	/* span export (issue 13): reported, never a reason to be unhealthy */
+	if (es_otlp_health() != NULL)
+		json_str(&checks, &first_check, "tracing", es_otlp_health());
 	appendStringInfoChar(&subs, ']');
 	appendStringInfoChar(&checks, '}');
 

@@ -1,0 +1,127 @@
+/*-------------------------------------------------------------------------
+ *
+ * trace.h
+ *	  Tracing: W3C trace context (trace.c), the span queue in shared memory
+ *	  (otlp_queue.c) and the OTLP/HTTP exporter process (otlp.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ES_TRACE_H
+#define ES_TRACE_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "eventsource.h"
+
+#define ES_TRACE_ID_HEX			32
+#define ES_SPAN_ID_HEX			16
+#define ES_TRACEPARENT_LEN		55	/* version 00 */
+#define ES_TRACESTATE_LEN		512
+#define ES_TRACESTATE_MEMBERS	32
+
+typedef struct EsTraceContext
+{
+	char		trace_id[ES_TRACE_ID_HEX + 1];
+	char		span_id[ES_SPAN_ID_HEX + 1];
+	char		flags[3];
+} EsTraceContext;
+
+/* OTLP span kinds and status codes (opentelemetry-proto trace.proto) */
+#define ES_SPAN_KIND_CONSUMER	5
+#define ES_SPAN_STATUS_UNSET	0
+#define ES_SPAN_STATUS_ERROR	2
+
+#define ES_SPAN_TEXT_LEN		256
+
+/*
+ * One finished span, as it waits in the shared queue: fixed size, strings
+ * truncated to their field.  Built by a worker (trace.c), encoded by the
+ * exporter (otlp.c).
+ */
+typedef struct EsSpan
+{
+	char		trace_id[ES_TRACE_ID_HEX + 1];
+	char		span_id[ES_SPAN_ID_HEX + 1];
+	char		parent_id[ES_SPAN_ID_HEX + 1];	/* empty: a root span */
+	char		link_trace_id[ES_TRACE_ID_HEX + 1]; /* empty: no link */
+	char		link_span_id[ES_SPAN_ID_HEX + 1];
+	char		tracestate[ES_TRACESTATE_LEN + 1];
+	char		name[ES_MAX_NAME_LEN + 16];
+	int			kind;
+	int			status;
+	TimestampTz start;
+	TimestampTz end;
+	char		database[NAMEDATALEN];
+	char		subscription[ES_MAX_NAME_LEN + 1];
+	int			partition;
+	bool		is_batch;		/* the batch span */
+	bool		is_batch_call;	/* a batch handler's call (no single event) */
+	int			batch_calls;
+	int			batch_failed;
+	int64		position;
+	char		event_id[40];
+	char		event_type[ES_MAX_EVENT_TYPE_LEN + 1];
+	char		stream_id[ES_SPAN_TEXT_LEN];
+	int			retry;
+	char		outcome[16];
+	char		sqlstate[6];
+	char		message[ES_SPAN_TEXT_LEN];
+} EsSpan;
+
+/* trace.c */
+extern bool es_traceparent_parse(const char *s, int len, EsTraceContext *out,
+								 const char **why);
+extern bool es_tracestate_valid(const char *s, int len, const char **why);
+extern void es_trace_define_gucs(void);
+extern Jsonb *es_metadata_add(Jsonb *metadata, int n, const char *const *keys,
+							  const char *const *values);
+extern Jsonb *es_trace_metadata(Jsonb *metadata);
+extern void es_trace_batch_begin(const char *subscription, int partition,
+								 const char *database);
+extern void es_trace_batch_end(void);
+extern void es_trace_set_retry(int retries);
+extern void es_trace_call_begin(HeapTuple event, TupleDesc desc);
+extern void es_trace_call_end(const char *outcome, const char *sqlstate,
+							  const char *message);
+extern const char *es_trace_log_fields(void);
+
+/* otlp_queue.c: the bounded span queue and the exporter's counters */
+typedef struct EsOtlpStats
+{
+	int			exporter_pid;
+	bool		enabled;
+	int			queued;
+	int			capacity;
+	int64		spans_queued;	/* accepted into the queue */
+	int64		spans_exported;
+	int64		spans_dropped_full; /* the queue was full */
+	int64		spans_dropped_export;	/* their export failed */
+	int64		exports;
+	int64		export_errors;
+	TimestampTz last_export_at; /* last successful export */
+	TimestampTz last_error_at;
+	char		last_error[ES_SPAN_TEXT_LEN];
+} EsOtlpStats;
+
+extern int	es_otlp_queue_size;
+extern Size es_otlp_queue_shmem_size(void);
+extern void es_otlp_queue_shmem_init(void *area, bool found);
+extern bool es_otlp_enabled(void);
+extern void es_otlp_enqueue(const EsSpan *span);
+extern int	es_otlp_dequeue(EsSpan *out, int max);
+extern void es_otlp_set_exporter(bool enabled, int wake_at);
+extern void es_otlp_note_export(int nspans, const char *error);
+extern void es_otlp_discard(void);
+extern void es_otlp_get_stats(EsOtlpStats *out);
+extern const char *es_otlp_health(void);
+
+/* otlp.c: the exporter process and its settings */
+extern void es_otlp_define_gucs(bool preloading);
+extern void es_otlp_register(void);
+
+#endif							/* ES_TRACE_H */
