@@ -348,6 +348,8 @@ send_request(const char *body, size_t len)
 		if (curl == NULL)
 			return "could not create an HTTP client";
 		headers = curl_slist_append(headers, "Content-Type: application/json");
+		/* no "Expect: 100-continue" round trip before large bodies */
+		headers = curl_slist_append(headers, "Expect:");
 	}
 	response_len = 0;
 	response[0] = '\0';

@@ -160,7 +160,7 @@ es_otlp_set_exporter(bool enabled, int wake_at)
 {
 	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
 	queue->enabled = enabled;
-	queue->wake_at = Max(1, Min(wake_at, queue->capacity));
+	queue->wake_at = Max(1, Min(wake_at, queue->capacity / 2));
 	queue->exporter_pid = MyProcPid;
 	queue->exporter_latch = MyLatch;
 	LWLockRelease(&queue->lock);

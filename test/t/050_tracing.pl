@@ -1,0 +1,459 @@
+# Tracing (issue 13): the subscription workers' spans reach a real OTLP/HTTP
+# receiver on loopback, and the exporter never slows or stops delivery.
+#
+# The receiver is a small HTTP server in this test (a forked child on an
+# ephemeral 127.0.0.1 port, IO::Socket::INET): it keeps every request body it
+# answers with 200 in a directory, and answers according to a mode file:
+# "ok" (200), "503" (Service Unavailable) or "slow" (sleeps 3 s, longer than
+# eventsource.otlp_timeout).  The bodies are decoded with JSON::PP against the
+# OTLP JSON encoding (resourceSpans/scopeSpans/spans, hex ids, KeyValue
+# attributes with AnyValue values, status, events, links).
+#
+# Checked: span names, kinds, attributes, parents (the event's traceparent;
+# a chain of two subscriptions stays one trace; untraced events hang under
+# the batch span), links to the batch span, the error status and exception
+# event with the SQLSTATE, the retry count, the resource attributes, the
+# trace_id/span_id log fields; then with the receiver answering 503, slow,
+# or stopped: every event is still delivered exactly once, the drop counter
+# rises, the last export error and health()'s "tracing" check say why (the
+# delivery times are printed, not asserted); a reload switches the endpoint
+# to a second receiver; an empty endpoint turns spans off.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use EsTest;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(time usleep);
+
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+
+# ---------------------------------------------------------------------------
+# The receiver
+# ---------------------------------------------------------------------------
+sub start_receiver
+{
+	my ($name) = @_;
+	my $dir = "$tmp/$name";
+	mkdir $dir or die "mkdir $dir: $!";
+	set_mode($dir, 'ok');
+	my $sock = IO::Socket::INET->new(
+		LocalAddr => '127.0.0.1',
+		LocalPort => 0,
+		Proto => 'tcp',
+		Listen => 64,
+		ReuseAddr => 1) or die "listen: $!";
+	my $port = $sock->sockport;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		$SIG{PIPE} = 'IGNORE';
+		my $n = 0;
+		while (my $c = $sock->accept)
+		{
+			my $reqline = <$c>;
+			next unless defined $reqline;
+			my %h;
+			while (my $line = <$c>)
+			{
+				$line =~ s/\r?\n$//;
+				last if $line eq '';
+				my ($k, $v) = split /:\s*/, $line, 2;
+				$h{ lc $k } = $v;
+			}
+			my $len = $h{'content-length'} // 0;
+			my $body = '';
+			while (length($body) < $len)
+			{
+				my $r = read($c, $body, $len - length($body), length($body));
+				last unless $r;
+			}
+			my $mode = get_mode($dir);
+			my ($code, $text, $resp) = (200, 'OK', '{}');
+			if ($mode eq '503')
+			{
+				($code, $text, $resp) = (503, 'Service Unavailable', 'collector overloaded');
+			}
+			elsif ($mode eq 'slow')
+			{
+				sleep 3;
+				($code, $text, $resp) = (200, 'OK', '{}');
+			}
+			if ($mode eq 'ok')
+			{
+				$n++;
+				my ($path) = $reqline =~ /^POST (\S+) /;
+				my $rec = encode_json({ path => $path // '', content_type => $h{'content-type'} // '',
+					body => $body });
+				open my $fh, '>', "$dir/tmp" or die;
+				print $fh $rec;
+				close $fh;
+				rename "$dir/tmp", sprintf("%s/req-%06d.json", $dir, $n);
+			}
+			print $c "HTTP/1.1 $code $text\r\nContent-Type: text/plain\r\n"
+			  . "Content-Length: " . length($resp) . "\r\nConnection: close\r\n\r\n$resp";
+			close $c;
+		}
+		POSIX::_exit(0);
+	}
+	close $sock;
+	return { pid => $pid, port => $port, dir => $dir,
+		url => "http://127.0.0.1:$port/v1/traces" };
+}
+
+sub set_mode
+{
+	my ($dir, $mode) = @_;
+	open my $fh, '>', "$dir/mode.tmp" or die;
+	print $fh $mode;
+	close $fh;
+	rename "$dir/mode.tmp", "$dir/mode";
+}
+
+sub get_mode
+{
+	my ($dir) = @_;
+	open my $fh, '<', "$dir/mode" or return 'ok';
+	my $m = <$fh>;
+	close $fh;
+	return $m // 'ok';
+}
+
+sub stop_receiver
+{
+	my ($r) = @_;
+	kill 'KILL', $r->{pid};
+	waitpid $r->{pid}, 0;
+}
+
+# The requests a receiver kept: [{path, content_type, request (decoded)}]
+sub requests
+{
+	my ($r) = @_;
+	my @out;
+	opendir my $dh, $r->{dir} or die;
+	for my $f (sort grep { /^req-\d+\.json$/ } readdir $dh)
+	{
+		my $rec = decode_json(slurp_file("$r->{dir}/$f"));
+		$rec->{request} = decode_json($rec->{body});
+		push @out, $rec;
+	}
+	closedir $dh;
+	return @out;
+}
+
+sub attrs
+{
+	my ($list) = @_;
+	my %a;
+	for my $kv (@{ $list // [] })
+	{
+		my ($type, $v) = %{ $kv->{value} };
+		$a{ $kv->{key} } = $v;
+	}
+	return \%a;
+}
+
+# Every span a receiver got, with its resource's attributes and its own
+# attributes decoded into {resource}, {attr}
+sub spans
+{
+	my ($r) = @_;
+	my @spans;
+	for my $req (requests($r))
+	{
+		for my $rs (@{ $req->{request}{resourceSpans} })
+		{
+			my $res = attrs($rs->{resource}{attributes});
+			for my $ss (@{ $rs->{scopeSpans} })
+			{
+				for my $s (@{ $ss->{spans} })
+				{
+					$s->{resource} = $res;
+					$s->{scope} = $ss->{scope};
+					$s->{attr} = attrs($s->{attributes});
+					push @spans, $s;
+				}
+			}
+		}
+	}
+	return @spans;
+}
+
+sub wait_for
+{
+	my ($what, $cond) = @_;
+	my $deadline = time + 60;
+	while (time < $deadline)
+	{
+		return pass($what) if $cond->();
+		usleep(100_000);
+	}
+	fail($what);
+	return 0;
+}
+
+# ---------------------------------------------------------------------------
+# The node, with a receiver from the start
+# ---------------------------------------------------------------------------
+my $rx = start_receiver('rx1');
+my $node = es_node('tracing', qq{
+eventsource.otlp_endpoint = '$rx->{url}'
+eventsource.otlp_service_name = 'orders-db'
+eventsource.otlp_resource_attributes = 'deployment.environment=test, team = es'
+eventsource.otlp_flush_interval = 100ms
+eventsource.otlp_timeout = 500ms
+eventsource.otlp_queue_size = 64
+log_min_messages = info
+});
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+sub wait_until { es_wait_until($node, 'postgres', @_) }
+
+sql(q{
+CREATE EXTENSION eventsource;
+CREATE TABLE applied (sub text, position bigint, PRIMARY KEY (sub, position));
+-- orders: applies Order events, ships them (a Shipment event), fails on "fail"
+CREATE FUNCTION on_order(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF e.data->>'fail' = 'yes' THEN
+        RAISE EXCEPTION 'cannot ship order %', e.stream_id USING ERRCODE = '22012';
+    END IF;
+    INSERT INTO applied VALUES ('orders', e.global_position);
+    IF e.event_type = 'Placed' THEN
+        PERFORM eventsource.append_event('Shipment-' || e.stream_id, 0, 'Shipped', '{}');
+    END IF;
+END $$;
+CREATE FUNCTION on_shipment(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO applied VALUES ('shipments', e.global_position);
+END $$;
+CREATE FUNCTION on_bulk(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO applied VALUES ('bulk', e.global_position);
+END $$;
+SELECT eventsource.create_subscription('orders', 'on_order(eventsource.events)',
+    categories => ARRAY['Order'], max_retries => 1, retry_backoff => '10 ms');
+SELECT eventsource.create_subscription('shipments', 'on_shipment(eventsource.events)',
+    categories => ARRAY['Shipment']);
+SELECT eventsource.create_subscription('bulk', 'on_bulk(eventsource.events)',
+    categories => ARRAY['Bulk']);
+});
+wait_until(q{SELECT count(*) = 3 FROM eventsource.subscription_status WHERE state = 'live'},
+	'the three subscriptions are live');
+wait_until(q{SELECT enabled AND exporter_pid IS NOT NULL FROM eventsource.tracing},
+	'the exporter process runs, with an endpoint');
+
+my $trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+my $parent = '00f067aa0ba902b7';
+sql(qq{
+BEGIN;
+SET LOCAL eventsource.traceparent = '00-$trace-$parent-01';
+SET LOCAL eventsource.tracestate = 'rojo=00f067aa0ba902b7';
+SELECT eventsource.append_event('Order-1', 0, 'Placed', '{"total": 10}');
+COMMIT;
+SELECT eventsource.append_event('Order-2', 0, 'Placed', '{}');
+SELECT eventsource.append_event('Order-3', 0, 'Placed', '{"fail": "yes"}',
+    '{"traceparent": "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01"}');
+});
+wait_until(q{SELECT count(*) = 4 FROM applied}, 'orders 1 and 2 and their shipments applied');
+wait_until(q{SELECT count(*) = 1 FROM eventsource.dead_letters}, 'order 3 dead-lettered after its retry');
+
+my @spans;
+wait_for('the receiver got the spans', sub {
+	@spans = spans($rx);
+	my %names;
+	$names{ $_->{name} }++ for @spans;
+	return ($names{'process orders'} // 0) >= 4 && ($names{'process shipments'} // 0) >= 2
+	  && ($names{'receive orders'} // 0) >= 1;
+});
+
+my @reqs = requests($rx);
+is($reqs[0]{path}, '/v1/traces', 'POST to the endpoint path');
+is($reqs[0]{content_type}, 'application/json', 'OTLP/HTTP JSON content type');
+is($spans[0]{resource}{'service.name'}, 'orders-db', 'resource: service.name from the setting');
+is($spans[0]{resource}{'deployment.environment'}, 'test', 'resource: attributes from the setting');
+is($spans[0]{resource}{team}, 'es', 'resource: spaces around key and value trimmed');
+is($spans[0]{scope}{name}, 'eventsource', 'instrumentation scope');
+
+my %by_id = map { $_->{spanId} => $_ } @spans;
+for my $s (@spans)
+{
+	like($s->{traceId}, qr/^[0-9a-f]{32}$/, "$s->{name}: traceId is 32 hex digits") or last;
+	like($s->{spanId}, qr/^[0-9a-f]{16}$/, "$s->{name}: spanId is 16 hex digits") or last;
+	ok($s->{endTimeUnixNano} >= $s->{startTimeUnixNano}
+		  && $s->{startTimeUnixNano} > 1.6e18, "$s->{name}: times in Unix nanoseconds") or last;
+}
+
+my $pos = sub { sql("SELECT global_position FROM eventsource.events WHERE stream_id = '$_[0]'") };
+my $eid = sub { sql("SELECT event_id FROM eventsource.events WHERE stream_id = '$_[0]'") };
+my ($o1) = grep { $_->{name} eq 'process orders' && $_->{attr}{'eventsource.stream.id'} eq 'Order-1' } @spans;
+ok($o1, 'a span for order 1');
+is($o1->{kind}, 5, 'handler span: kind CONSUMER');
+is($o1->{traceId}, $trace, "handler span: the event's trace id");
+is($o1->{parentSpanId}, $parent, "handler span: parented on the event's traceparent");
+is($o1->{traceState}, 'rojo=00f067aa0ba902b7', "handler span: the event's tracestate");
+is($o1->{attr}{'eventsource.event.id'}, $eid->('Order-1'), 'attribute eventsource.event.id');
+is($o1->{attr}{'messaging.message.id'}, $eid->('Order-1'), 'attribute messaging.message.id');
+is($o1->{attr}{'eventsource.event.type'}, 'Placed', 'attribute eventsource.event.type');
+is($o1->{attr}{'eventsource.position'}, $pos->('Order-1'), 'attribute eventsource.position (intValue)');
+is($o1->{attr}{'eventsource.subscription.name'}, 'orders', 'attribute eventsource.subscription.name');
+is($o1->{attr}{'messaging.destination.name'}, 'orders', 'attribute messaging.destination.name');
+is($o1->{attr}{'messaging.system'}, 'eventsource', 'attribute messaging.system');
+is($o1->{attr}{'messaging.operation.type'}, 'process', 'attribute messaging.operation.type');
+is($o1->{attr}{'eventsource.retry_count'}, '0', 'attribute eventsource.retry_count');
+is($o1->{attr}{'eventsource.outcome'}, 'ok', 'attribute eventsource.outcome');
+is($o1->{attr}{'db.namespace'}, 'postgres', 'attribute db.namespace');
+is($o1->{status}{code} // 0, 0, 'handler span: status unset');
+
+# the batch span it links to
+my $link = $o1->{links}[0];
+ok($link, 'handler span links to its batch span');
+my $batch = $by_id{ $link->{spanId} };
+ok($batch, 'the linked batch span was exported');
+is($batch->{name}, 'receive orders', 'batch span name');
+is($batch->{traceId}, $link->{traceId}, 'the link names the batch span\'s trace');
+ok(!$batch->{parentSpanId}, 'batch span is a root span');
+ok($batch->{attr}{'messaging.batch.message_count'} >= 1, 'batch span: handler calls counted');
+
+# the shipment appended by order 1's handler: the same trace, parent = that handler span
+my ($s1) = grep { $_->{name} eq 'process shipments' && $_->{attr}{'eventsource.stream.id'} eq 'Shipment-Order-1' } @spans;
+ok($s1, 'a span for the shipment of order 1');
+is($s1->{traceId}, $trace, 'the chain of projections stays one trace');
+is($s1->{parentSpanId}, $o1->{spanId}, "the shipment's handler span is a child of the order's handler span");
+is(sql(q{SELECT metadata->>'traceparent' FROM eventsource.events WHERE stream_id = 'Shipment-Order-1'}),
+	"00-$trace-$o1->{spanId}-01", 'the shipment event carries the handler span as traceparent');
+
+# order 2 had no trace context: its handler span hangs under the batch span
+my ($o2) = grep { $_->{name} eq 'process orders' && $_->{attr}{'eventsource.stream.id'} eq 'Order-2' } @spans;
+my $b2 = $by_id{ $o2->{parentSpanId} // '' };
+ok($b2 && $b2->{name} eq 'receive orders', 'an untraced event: handler span is a child of the batch span');
+is($o2->{traceId}, $b2 ? $b2->{traceId} : '', '... in the batch span\'s trace');
+my ($s2) = grep { $_->{name} eq 'process shipments' && $_->{attr}{'eventsource.stream.id'} eq 'Shipment-Order-2' } @spans;
+is($s2->{traceId}, $o2->{traceId}, '... and its shipment continues that trace');
+
+# order 3 failed twice: error status, exception event with the SQLSTATE, retry count
+my @o3 = sort { $a->{attr}{'eventsource.retry_count'} <=> $b->{attr}{'eventsource.retry_count'} }
+  grep { $_->{name} eq 'process orders' && $_->{attr}{'eventsource.stream.id'} eq 'Order-3' } @spans;
+is(scalar @o3, 2, 'order 3: two handler spans (first try and the retry)');
+is_deeply([ map { $_->{attr}{'eventsource.retry_count'} } @o3 ], [ 0, 1 ], 'order 3: retry counts 0 and 1');
+for my $s (@o3)
+{
+	is($s->{status}{code}, 2, 'failed call: status ERROR');
+	like($s->{status}{message}, qr/cannot ship order Order-3/, 'failed call: status message');
+	is($s->{attr}{'eventsource.outcome'}, 'error', 'failed call: outcome error');
+	is($s->{attr}{'db.response.status_code'}, '22012', 'failed call: SQLSTATE attribute');
+	my ($ex) = grep { $_->{name} eq 'exception' } @{ $s->{events} // [] };
+	ok($ex, 'failed call: an exception event');
+	is(attrs($ex->{attributes})->{'exception.type'}, '22012', 'exception.type is the SQLSTATE');
+	like(attrs($ex->{attributes})->{'exception.message'}, qr/cannot ship order/, 'exception.message');
+	is($s->{traceId}, 'a' x 32, "failed call: in the event's trace");
+	is($s->{parentSpanId}, 'b' x 16, "failed call: parented on the event's traceparent");
+}
+my ($fb) = grep { $_->{name} eq 'receive orders' && $_->{attr}{'eventsource.batch.failed_calls'} > 0 } @spans;
+ok($fb && $fb->{status}{code} == 2, 'a batch with a failed call has status ERROR');
+
+# the worker's log line about the failure names the trace and the span
+my $log = slurp_file($node->logfile);
+like($log, qr/handler failed on event.*\n.*trace_id=a{32} span_id=\Q$o3[0]{spanId}\E/,
+	'the failure log line carries trace_id and span_id');
+
+my $stats = sql(q{SELECT enabled, exporter_pid IS NOT NULL, spans_exported > 0, spans_dropped,
+	last_export_error IS NULL FROM eventsource.tracing});
+is($stats, 't|t|t|0|t', 'eventsource.tracing: enabled, exporting, nothing dropped');
+is(sql(q{SELECT eventsource.health()->'checks'->>'tracing'}), 'healthy', 'health(): tracing healthy');
+
+# ---------------------------------------------------------------------------
+# A collector that refuses (503), is slow, or is gone: delivery goes on
+# ---------------------------------------------------------------------------
+my $bulk_n = 0;
+sub deliver_bulk
+{
+	my ($what, $n) = @_;
+	my $from = $bulk_n + 1;
+	$bulk_n += $n;
+	my $t0 = time;
+	sql(qq{SET eventsource.traceparent = '00-$trace-$parent-01';
+		SELECT eventsource.append_event('Bulk-' || i, 0, 'Tick', '{}') FROM generate_series($from, $bulk_n) i});
+	my $head = sql('SELECT eventsource.head_position()');
+	is(sql(qq{SELECT eventsource.wait_for_subscription('bulk', $head, '120 s')}), 't',
+		"$what: all $n events delivered");
+	my $secs = time - $t0;
+	is(sql(q{SELECT count(*) FROM applied WHERE sub = 'bulk'}), $bulk_n, "$what: each applied once");
+	diag(sprintf('%s: %d events appended and delivered in %.2f s', $what, $n, $secs));
+	return $secs;
+}
+
+sub dropped { sql('SELECT spans_dropped FROM eventsource.tracing') }
+
+deliver_bulk('collector up', 500);
+wait_until(q{SELECT queued = 0 FROM eventsource.tracing}, 'collector up: the queue drains');
+my $d0 = dropped();
+
+set_mode($rx->{dir}, '503');
+deliver_bulk('collector answering 503', 500);
+wait_until(qq{SELECT spans_dropped > $d0 FROM eventsource.tracing}, '503: the drop counter rises');
+like(sql('SELECT last_export_error FROM eventsource.tracing'), qr/HTTP status 503/,
+	'503: last_export_error names the status');
+like(sql(q{SELECT eventsource.health()->'checks'->>'tracing'}), qr/^unhealthy: export failing \(HTTP status 503/,
+	'503: health() check says unhealthy');
+is(sql(q{SELECT eventsource.health()->>'status'}), 'healthy', '503: the store itself stays healthy');
+
+my $d1 = dropped();
+set_mode($rx->{dir}, 'slow');
+deliver_bulk('collector slow (3 s > otlp_timeout 500 ms)', 500);
+wait_until(qq{SELECT spans_dropped > $d1 AND last_export_error ~* 'timeout|timed out' FROM eventsource.tracing},
+	'slow: exports time out and the drop counter rises');
+ok(sql('SELECT spans_dropped_queue_full > 0 FROM eventsource.tracing') eq 't',
+	'slow: the bounded queue filled up and dropped spans instead of waiting');
+
+stop_receiver($rx);
+my $d2 = dropped();
+deliver_bulk('collector stopped', 500);
+wait_until(qq{SELECT spans_dropped > $d2 AND last_export_error ~* 'connect' FROM eventsource.tracing},
+	'stopped: connection refused, the drop counter rises');
+
+# ---------------------------------------------------------------------------
+# A reload switches the endpoint
+# ---------------------------------------------------------------------------
+my $rx2 = start_receiver('rx2');
+$node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = '$rx2->{url}'\n");
+$node->reload;
+wait_until(qq{SELECT current_setting('eventsource.otlp_endpoint') = '$rx2->{url}'}, 'reloaded');
+# the exporter picks up the reload; its next success clears the health check
+my $tr2 = 'cccccccccccccccccccccccccccccccc';
+my $ok = 0;
+for my $i (1 .. 50)
+{
+	sql(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$tr2-dddddddddddddddd-01';
+		SELECT eventsource.append_event('Order-r$i', 0, 'Paid', '{}'); COMMIT;});
+	my $deadline = time + 2;
+	while (time < $deadline)
+	{
+		last if ($ok = grep { $_->{traceId} eq $tr2 } spans($rx2));
+		usleep(100_000);
+	}
+	last if $ok;
+}
+ok($ok, 'after a reload the spans go to the new endpoint');
+wait_until(q{SELECT eventsource.health()->'checks'->>'tracing' = 'healthy'},
+	'health(): tracing healthy again after a successful export');
+
+# an empty endpoint turns spans off
+$node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = ''\n");
+$node->reload;
+wait_until(q{SELECT NOT enabled FROM eventsource.tracing}, 'an empty endpoint disables the exporter');
+my $queued = sql('SELECT spans_queued FROM eventsource.tracing');
+deliver_bulk('tracing off', 100);
+is(sql('SELECT spans_queued FROM eventsource.tracing'), $queued, 'tracing off: no span is queued');
+ok(!defined(sql(q{SELECT eventsource.health()->'checks'->>'tracing'})) ||
+	sql(q{SELECT eventsource.health()->'checks' ? 'tracing'}) eq 'f',
+	'tracing off: no tracing check in health()');
+
+stop_receiver($rx2);
+$node->stop;
+done_testing();
