@@ -290,7 +290,8 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
 	volatile EsCallResult result = ES_CALL_OK;
 
 	set_current_event(subscription, event, desc);
-	es_trace_call_begin(event, desc);
+	es_trace_call_begin(event, desc, cur_event_id, cur_event_type, cur_stream_id,
+						event ? strtoi64(cur_position, NULL, 10) : 0);
 	cancel_reason = CANCEL_NONE;
 	call_deadline = GetCurrentTimestamp() + timeout_ms * 1000;
 

@@ -227,13 +227,14 @@ encode_span(StringInfo buf, const EsSpan *s)
 	appendStringInfo(buf, "{\"traceId\":\"%s\",\"spanId\":\"%s\"", s->trace_id, s->span_id);
 	if (s->parent_id[0])
 		appendStringInfo(buf, ",\"parentSpanId\":\"%s\"", s->parent_id);
-	if (s->tracestate[0])
+	if (es_span_text(s, ES_SPAN_TRACESTATE)[0])
 	{
 		appendStringInfoString(buf, ",\"traceState\":");
-		escape_json(buf, s->tracestate);
+		escape_json(buf, es_span_text(s, ES_SPAN_TRACESTATE));
 	}
 	appendStringInfoString(buf, ",\"name\":");
-	escape_json(buf, s->name);
+	escape_json(buf, psprintf("%s %s", s->is_batch ? "receive" : "process",
+							  es_span_text(s, ES_SPAN_SUBSCRIPTION)));
 	appendStringInfo(buf, ",\"kind\":%d,\"startTimeUnixNano\":\"" INT64_FORMAT
 					 "\",\"endTimeUnixNano\":\"" INT64_FORMAT "\",\"attributes\":[",
 					 s->kind, unix_nanos(s->start), unix_nanos(s->end));
@@ -241,11 +242,11 @@ encode_span(StringInfo buf, const EsSpan *s)
 	/* OpenTelemetry messaging conventions, then the store's own */
 	attr_str(buf, &first, "messaging.system", "eventsource");
 	attr_str(buf, &first, "messaging.operation.type", s->is_batch ? "receive" : "process");
-	attr_str(buf, &first, "messaging.destination.name", s->subscription);
-	attr_str(buf, &first, "db.namespace", s->database);
-	attr_str(buf, &first, "eventsource.subscription.name", s->subscription);
+	attr_str(buf, &first, "messaging.destination.name", es_span_text(s, ES_SPAN_SUBSCRIPTION));
+	attr_str(buf, &first, "db.namespace", es_span_text(s, ES_SPAN_DATABASE));
+	attr_str(buf, &first, "eventsource.subscription.name", es_span_text(s, ES_SPAN_SUBSCRIPTION));
 	attr_int(buf, &first, "eventsource.subscription.partition", s->partition);
-	attr_str(buf, &first, "eventsource.outcome", s->outcome);
+	attr_str(buf, &first, "eventsource.outcome", es_span_text(s, ES_SPAN_OUTCOME));
 	if (s->is_batch)
 	{
 		attr_int(buf, &first, "messaging.batch.message_count", s->batch_calls);
@@ -253,27 +254,27 @@ encode_span(StringInfo buf, const EsSpan *s)
 	}
 	else if (!s->is_batch_call)
 	{
-		attr_str(buf, &first, "messaging.message.id", s->event_id);
-		attr_str(buf, &first, "eventsource.event.id", s->event_id);
-		attr_str(buf, &first, "eventsource.event.type", s->event_type);
-		attr_str(buf, &first, "eventsource.stream.id", s->stream_id);
+		attr_str(buf, &first, "messaging.message.id", es_span_text(s, ES_SPAN_EVENT_ID));
+		attr_str(buf, &first, "eventsource.event.id", es_span_text(s, ES_SPAN_EVENT_ID));
+		attr_str(buf, &first, "eventsource.event.type", es_span_text(s, ES_SPAN_EVENT_TYPE));
+		attr_str(buf, &first, "eventsource.stream.id", es_span_text(s, ES_SPAN_STREAM_ID));
 		attr_int(buf, &first, "eventsource.position", s->position);
 		attr_int(buf, &first, "eventsource.retry_count", s->retry);
 	}
 	else
 		attr_int(buf, &first, "eventsource.retry_count", s->retry);
-	if (s->sqlstate[0])
-		attr_str(buf, &first, "db.response.status_code", s->sqlstate);
+	if (es_span_text(s, ES_SPAN_SQLSTATE)[0])
+		attr_str(buf, &first, "db.response.status_code", es_span_text(s, ES_SPAN_SQLSTATE));
 	appendStringInfoChar(buf, ']');
 
 	/* an error: span status and an exception event with the SQLSTATE */
-	if (s->status == ES_SPAN_STATUS_ERROR && s->sqlstate[0])
+	if (s->status == ES_SPAN_STATUS_ERROR && es_span_text(s, ES_SPAN_SQLSTATE)[0])
 	{
 		first = true;
 		appendStringInfo(buf, ",\"events\":[{\"timeUnixNano\":\"" INT64_FORMAT
 						 "\",\"name\":\"exception\",\"attributes\":[", unix_nanos(s->end));
-		attr_str(buf, &first, "exception.type", s->sqlstate);
-		attr_str(buf, &first, "exception.message", s->message);
+		attr_str(buf, &first, "exception.type", es_span_text(s, ES_SPAN_SQLSTATE));
+		attr_str(buf, &first, "exception.message", es_span_text(s, ES_SPAN_MESSAGE));
 		appendStringInfoString(buf, "]}]");
 	}
 	if (s->link_span_id[0])
@@ -283,7 +284,8 @@ encode_span(StringInfo buf, const EsSpan *s)
 	if (s->status == ES_SPAN_STATUS_ERROR)
 	{
 		appendStringInfoString(buf, ",\"message\":");
-		escape_json(buf, s->message[0] ? s->message : s->outcome);
+		escape_json(buf, es_span_text(s, ES_SPAN_MESSAGE)[0] ? es_span_text(s, ES_SPAN_MESSAGE) :
+					es_span_text(s, ES_SPAN_OUTCOME));
 	}
 	appendStringInfoString(buf, "}}");
 }

@@ -5,11 +5,12 @@
  *	  subscription workers (producers) and the OTLP exporter (consumer), and
  *	  the exporter's counters.
  *
- * A ring of eventsource.otlp_queue_size fixed-size spans.  One LWLock of
- * this file's own tranche protects the ring and the counters; it is held
- * only while spans are copied in or out (the exporter copies at most
- * ES_DEQUEUE_CHUNK spans per acquisition) and never across network I/O,
- * which the exporter does on its private copy.  A worker never waits for
+ * A ring of eventsource.otlp_queue_size fixed-size slots (a span's used
+ * bytes are copied, see es_span_size).  One LWLock of this file's own
+ * tranche protects the indexes and the counters; a worker holds it while it
+ * copies its span in, the exporter only while it reads or moves the indexes
+ * (es_otlp_dequeue says why it may copy spans out without it), and never
+ * across network I/O, which the exporter does on its private copy.  A worker never waits for
  * the exporter otherwise: when the ring is full, or no endpoint is set, the
  * span is dropped and counted.  A worker sets the exporter's latch when the
  * ring reaches the exporter's batch size; otherwise the exporter wakes on
@@ -32,8 +33,6 @@
 #include "utils/builtins.h"
 
 #include "trace.h"
-
-#define ES_DEQUEUE_CHUNK	32
 
 typedef struct EsOtlpQueue
 {
@@ -110,7 +109,7 @@ es_otlp_enqueue(const EsSpan *span)
 	else
 	{
 		memcpy(&queue->spans[(queue->head + queue->count) % queue->capacity],
-			   span, sizeof(EsSpan));
+			   span, es_span_size(span));
 		queue->count++;
 		queue->spans_queued++;
 		if (queue->count == queue->wake_at)
@@ -123,30 +122,35 @@ es_otlp_enqueue(const EsSpan *span)
 
 /*
  * The exporter takes up to "max" spans out of the ring, in order, into its
- * own memory.  The lock is released every ES_DEQUEUE_CHUNK spans so that
- * workers queueing meanwhile wait for one short copy at most.
+ * own memory.  Only the exporter ever advances "head" or lowers "count",
+ * and workers only write into slots past head + count, so the spans it has
+ * seen queued stay put until it releases them: it copies them without the
+ * lock, which it holds only to read and then to move the indexes.
  */
 int
 es_otlp_dequeue(EsSpan *out, int max)
 {
-	int			n = 0;
+	int			head;
+	int			n;
 
-	while (n < max)
+	LWLockAcquire(&queue->lock, LW_SHARED);
+	head = queue->head;
+	n = Min(queue->count, max);
+	LWLockRelease(&queue->lock);
+
+	for (int i = 0; i < n; i++)
 	{
-		int			chunk;
+		EsSpan	   *slot = &queue->spans[(head + i) % queue->capacity];
 
+		memcpy(&out[i], slot, es_span_size(slot));
+	}
+
+	if (n > 0)
+	{
 		LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
-		chunk = Min(Min(queue->count, max - n), ES_DEQUEUE_CHUNK);
-		for (int i = 0; i < chunk; i++)
-		{
-			memcpy(&out[n + i], &queue->spans[queue->head], sizeof(EsSpan));
-			queue->head = (queue->head + 1) % queue->capacity;
-		}
-		queue->count -= chunk;
+		queue->head = (queue->head + n) % queue->capacity;
+		queue->count -= n;
 		LWLockRelease(&queue->lock);
-		n += chunk;
-		if (chunk < ES_DEQUEUE_CHUNK)
-			break;
 	}
 	return n;
 }

@@ -34,9 +34,9 @@
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "mb/pg_wchar.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
-#include "utils/uuid.h"
 
 #include "eventsource.h"
 #include "subscription.h"
@@ -517,22 +517,61 @@ es_trace_batch_begin(const char *subscription, int partition, const char *databa
 	call_retry = 0;
 }
 
+/*
+ * Start a span record for the span "s": its ids, kind and times; no strings
+ * yet (span_text adds them, in EsSpanText order).
+ */
 static void
-span_common(EsSpan *span, const EsTraceSpan *s, const char *name, int kind)
+span_init(EsSpan *span, const EsTraceSpan *s)
 {
-	memset(span, 0, sizeof(EsSpan));
-	strlcpy(span->trace_id, s->ctx.trace_id, sizeof(span->trace_id));
-	strlcpy(span->span_id, s->ctx.span_id, sizeof(span->span_id));
+	memcpy(span->trace_id, s->ctx.trace_id, sizeof(span->trace_id));
+	memcpy(span->span_id, s->ctx.span_id, sizeof(span->span_id));
 	if (s->has_parent)
-		strlcpy(span->parent_id, s->parent_id, sizeof(span->parent_id));
-	strlcpy(span->tracestate, s->tracestate, sizeof(span->tracestate));
-	snprintf(span->name, sizeof(span->name), "%s %s", name, batch_subscription);
-	span->kind = kind;
+		memcpy(span->parent_id, s->parent_id, sizeof(span->parent_id));
+	else
+		span->parent_id[0] = '\0';
+	span->link_trace_id[0] = '\0';
+	span->link_span_id[0] = '\0';
+	span->is_batch = false;
+	span->is_batch_call = false;
+	span->kind = ES_SPAN_KIND_CONSUMER;
+	span->status = ES_SPAN_STATUS_UNSET;
+	span->partition = batch_partition;
+	span->batch_calls = 0;
+	span->batch_failed = 0;
+	span->retry = 0;
+	span->position = 0;
 	span->start = s->start;
 	span->end = GetCurrentTimestamp();
-	strlcpy(span->subscription, batch_subscription, sizeof(span->subscription));
-	span->partition = batch_partition;
-	strlcpy(span->database, batch_database, sizeof(span->database));
+	span->text_len = 0;
+}
+
+/*
+ * Append string "k" (the next in EsSpanText order), cut to maxlen bytes at a
+ * character boundary.
+ */
+static void
+span_text(EsSpan *span, EsSpanText k, const char *value, int maxlen)
+{
+	int			len = value ? strlen(value) : 0;
+
+	if (len > maxlen)
+		len = pg_mbcliplen(value, len, maxlen);
+	Assert(span->text_len + len + 1 <= ES_SPAN_TEXT_MAX);
+	span->text_off[k] = span->text_len;
+	if (len > 0)
+		memcpy(span->text + span->text_len, value, len);
+	span->text[span->text_len + len] = '\0';
+	span->text_len += len + 1;
+}
+
+/* The strings every span has, up to the subscription. */
+static void
+span_common_text(EsSpan *span, const EsTraceSpan *s)
+{
+	span_text(span, ES_SPAN_TRACESTATE, s->tracestate, ES_TRACESTATE_LEN);
+	span_text(span, ES_SPAN_DATABASE, batch_database, NAMEDATALEN - 1);
+	span_text(span, ES_SPAN_SUBSCRIPTION, batch_subscription, ES_MAX_NAME_LEN);
 }
 
 /* The batch ends: its span, when it called a handler and is exported. */
@@ -543,12 +582,18 @@ es_trace_batch_end(void)
 
 	if (batch.active && batch_exporting && batch.traced && batch_calls > 0)
 	{
-		span_common(&span, &batch, "receive", ES_SPAN_KIND_CONSUMER);
+		span_init(&span, &batch);
 		span.is_batch = true;
 		span.batch_calls = batch_calls;
 		span.batch_failed = batch_failed;
 		span.status = batch_failed > 0 ? ES_SPAN_STATUS_ERROR : ES_SPAN_STATUS_UNSET;
-		strlcpy(span.outcome, batch_failed > 0 ? "error" : "ok", sizeof(span.outcome));
+		span_common_text(&span, &batch);
+		span_text(&span, ES_SPAN_EVENT_ID, NULL, 0);
+		span_text(&span, ES_SPAN_EVENT_TYPE, NULL, 0);
+		span_text(&span, ES_SPAN_STREAM_ID, NULL, 0);
+		span_text(&span, ES_SPAN_OUTCOME, batch_failed > 0 ? "error" : "ok", 15);
+		span_text(&span, ES_SPAN_SQLSTATE, NULL, 0);
+		span_text(&span, ES_SPAN_MESSAGE, NULL, 0);
 		es_otlp_enqueue(&span);
 	}
 	batch.active = false;
@@ -561,25 +606,39 @@ es_trace_set_retry(int retries)
 	call_retry = retries;
 }
 
-/* What the current call is about, for its span (event NULL: a batch call) */
-static HeapTuple call_event;
-static TupleDesc call_desc;
+/*
+ * What the current call is about, for its span (no event: a batch call).
+ * The strings are handler.c's, valid until the call ends.
+ */
+static bool call_has_event;
+static const char *call_event_id;
+static const char *call_event_type;
+static const char *call_stream_id;
+static int64 call_position;
 
 /*
  * A handler call starts.  "event" is a row of eventsource.events, or NULL
- * for a batch handler's call.  Sets up the handler span's context: the
- * event's traceparent's trace, else the batch span's (only when exporting).
+ * for a batch handler's call; its id, type, stream and position come as
+ * strings that stay valid until the call ends.  Sets up the handler span's
+ * context: the event's traceparent's trace, else the batch span's (only
+ * when exporting).
  */
 void
-es_trace_call_begin(HeapTuple event, TupleDesc desc)
+es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
+					const char *event_type, const char *stream_id, int64 position)
 {
 	bool		isnull;
 
-	memset(&call, 0, sizeof(call));
 	call.active = true;
+	call.traced = false;
+	call.has_parent = false;
+	call.tracestate[0] = '\0';
 	call.start = GetCurrentTimestamp();
-	call_event = event;
-	call_desc = desc;
+	call_has_event = (event != NULL);
+	call_event_id = event_id;
+	call_event_type = event_type;
+	call_stream_id = stream_id;
+	call_position = position;
 
 	if (event != NULL)
 	{
@@ -630,7 +689,6 @@ void
 es_trace_call_end(const char *outcome, const char *sqlstate, const char *message)
 {
 	EsSpan		span;
-	bool		isnull;
 	int			retry = call_retry;
 
 	call_retry = 0;
@@ -646,29 +704,21 @@ es_trace_call_end(const char *outcome, const char *sqlstate, const char *message
 		return;
 
 	batch_ids();
-	span_common(&span, &call, "process", ES_SPAN_KIND_CONSUMER);
-	strlcpy(span.link_trace_id, batch.ctx.trace_id, sizeof(span.link_trace_id));
-	strlcpy(span.link_span_id, batch.ctx.span_id, sizeof(span.link_span_id));
+	span_init(&span, &call);
+	memcpy(span.link_trace_id, batch.ctx.trace_id, sizeof(span.link_trace_id));
+	memcpy(span.link_span_id, batch.ctx.span_id, sizeof(span.link_span_id));
 	span.retry = retry;
-	strlcpy(span.outcome, outcome, sizeof(span.outcome));
-	if (call_event != NULL)
-	{
-		span.position = DatumGetInt64(heap_getattr(call_event, 1, call_desc, &isnull));
-		es_copy_text_column(span.stream_id, sizeof(span.stream_id), call_event, call_desc, 2);
-		strlcpy(span.event_id,
-				DatumGetCString(DirectFunctionCall1(uuid_out,
-													heap_getattr(call_event, 4, call_desc, &isnull))),
-				sizeof(span.event_id));
-		es_copy_text_column(span.event_type, sizeof(span.event_type), call_event, call_desc, 5);
-	}
-	else
-		span.is_batch_call = true;
+	span.is_batch_call = !call_has_event;
+	span.position = call_position;
+	span_common_text(&span, &call);
+	span_text(&span, ES_SPAN_EVENT_ID, call_has_event ? call_event_id : NULL, 36);
+	span_text(&span, ES_SPAN_EVENT_TYPE, call_has_event ? call_event_type : NULL, ES_MAX_EVENT_TYPE_LEN);
+	span_text(&span, ES_SPAN_STREAM_ID, call_has_event ? call_stream_id : NULL, ES_SPAN_TEXT_LEN - 1);
+	span_text(&span, ES_SPAN_OUTCOME, outcome, 15);
+	span_text(&span, ES_SPAN_SQLSTATE, sqlstate, 5);
+	span_text(&span, ES_SPAN_MESSAGE, sqlstate ? message : NULL, ES_SPAN_TEXT_LEN - 1);
 	if (sqlstate != NULL)
-	{
 		span.status = ES_SPAN_STATUS_ERROR;
-		strlcpy(span.sqlstate, sqlstate, sizeof(span.sqlstate));
-		strlcpy(span.message, message ? message : "", sizeof(span.message));
-	}
 	es_otlp_enqueue(&span);
 }
 

@@ -36,11 +36,30 @@ typedef struct EsTraceContext
 #define ES_SPAN_STATUS_UNSET	0
 #define ES_SPAN_STATUS_ERROR	2
 
-#define ES_SPAN_TEXT_LEN		256
+#define ES_SPAN_TEXT_LEN		256 /* error texts */
+
+/* The strings of a span, packed one after the other into EsSpan.text */
+typedef enum EsSpanText
+{
+	ES_SPAN_TRACESTATE,
+	ES_SPAN_DATABASE,
+	ES_SPAN_SUBSCRIPTION,
+	ES_SPAN_EVENT_ID,
+	ES_SPAN_EVENT_TYPE,
+	ES_SPAN_STREAM_ID,
+	ES_SPAN_OUTCOME,
+	ES_SPAN_SQLSTATE,
+	ES_SPAN_MESSAGE,
+	ES_SPAN_NTEXTS
+} EsSpanText;
+
+#define ES_SPAN_TEXT_MAX		2048	/* > the sum of the strings' limits */
 
 /*
- * One finished span, as it waits in the shared queue: fixed size, strings
- * truncated to their field.  Built by a worker (trace.c), encoded by the
+ * One finished span, as it waits in the shared queue.  The ids and numbers
+ * are fixed fields; the strings are packed into "text" (each NUL-terminated,
+ * truncated to its limit), so that only es_span_size() bytes are copied in
+ * and out of the queue.  Built by a worker (trace.c), encoded by the
  * exporter (otlp.c).
  */
 typedef struct EsSpan
@@ -50,28 +69,24 @@ typedef struct EsSpan
 	char		parent_id[ES_SPAN_ID_HEX + 1];	/* empty: a root span */
 	char		link_trace_id[ES_TRACE_ID_HEX + 1]; /* empty: no link */
 	char		link_span_id[ES_SPAN_ID_HEX + 1];
-	char		tracestate[ES_TRACESTATE_LEN + 1];
-	char		name[ES_MAX_NAME_LEN + 16];
-	int			kind;
-	int			status;
-	TimestampTz start;
-	TimestampTz end;
-	char		database[NAMEDATALEN];
-	char		subscription[ES_MAX_NAME_LEN + 1];
-	int			partition;
 	bool		is_batch;		/* the batch span */
 	bool		is_batch_call;	/* a batch handler's call (no single event) */
+	int			kind;
+	int			status;
+	int			partition;
 	int			batch_calls;
 	int			batch_failed;
-	int64		position;
-	char		event_id[40];
-	char		event_type[ES_MAX_EVENT_TYPE_LEN + 1];
-	char		stream_id[ES_SPAN_TEXT_LEN];
 	int			retry;
-	char		outcome[16];
-	char		sqlstate[6];
-	char		message[ES_SPAN_TEXT_LEN];
+	int64		position;
+	TimestampTz start;
+	TimestampTz end;
+	uint16		text_off[ES_SPAN_NTEXTS];
+	int			text_len;
+	char		text[ES_SPAN_TEXT_MAX];
 } EsSpan;
+
+#define es_span_size(s)			(offsetof(EsSpan, text) + (s)->text_len)
+#define es_span_text(s, k)		((s)->text + (s)->text_off[k])
 
 /* trace.c */
 extern bool es_traceparent_parse(const char *s, int len, EsTraceContext *out,
@@ -85,7 +100,9 @@ extern void es_trace_batch_begin(const char *subscription, int partition,
 								 const char *database);
 extern void es_trace_batch_end(void);
 extern void es_trace_set_retry(int retries);
-extern void es_trace_call_begin(HeapTuple event, TupleDesc desc);
+extern void es_trace_call_begin(HeapTuple event, TupleDesc desc,
+								const char *event_id, const char *event_type,
+								const char *stream_id, int64 position);
 extern void es_trace_call_end(const char *outcome, const char *sqlstate,
 							  const char *message);
 extern const char *es_trace_log_fields(void);

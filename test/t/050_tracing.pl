@@ -1,11 +1,11 @@
 # Tracing (issue 13): the subscription workers' spans reach a real OTLP/HTTP
 # receiver on loopback, and the exporter never slows or stops delivery.
 #
-# The receiver is a small HTTP server in this test (a forked child on an
-# ephemeral 127.0.0.1 port, IO::Socket::INET): it keeps every request body it
-# answers with 200 in a directory, and answers according to a mode file:
-# "ok" (200), "503" (Service Unavailable) or "slow" (sleeps 3 s, longer than
-# eventsource.otlp_timeout).  The bodies are decoded with JSON::PP against the
+# The receiver is a small HTTP server of the tests (test/perl/OtlpReceiver.pm:
+# a forked child on an ephemeral 127.0.0.1 port, IO::Socket::INET): it keeps
+# every request body it answers with 200 in a directory, and answers
+# according to a mode file: "ok" (200), "503" (Service Unavailable) or "slow"
+# (sleeps 3 s, longer than eventsource.otlp_timeout).  The bodies are decoded with JSON::PP against the
 # OTLP JSON encoding (resourceSpans/scopeSpans/spans, hex ids, KeyValue
 # attributes with AnyValue values, status, events, links).
 #
@@ -24,111 +24,25 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use EsTest;
-use IO::Socket::INET;
 use JSON::PP;
-use POSIX ();
+use OtlpReceiver;
 use Time::HiRes qw(time usleep);
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
 # ---------------------------------------------------------------------------
-# The receiver
+# The receiver (test/perl/OtlpReceiver.pm)
 # ---------------------------------------------------------------------------
 sub start_receiver
 {
 	my ($name) = @_;
 	my $dir = "$tmp/$name";
 	mkdir $dir or die "mkdir $dir: $!";
-	set_mode($dir, 'ok');
-	my $sock = IO::Socket::INET->new(
-		LocalAddr => '127.0.0.1',
-		LocalPort => 0,
-		Proto => 'tcp',
-		Listen => 64,
-		ReuseAddr => 1) or die "listen: $!";
-	my $port = $sock->sockport;
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		$SIG{PIPE} = 'IGNORE';
-		my $n = 0;
-		while (my $c = $sock->accept)
-		{
-			my $reqline = <$c>;
-			next unless defined $reqline;
-			my %h;
-			while (my $line = <$c>)
-			{
-				$line =~ s/\r?\n$//;
-				last if $line eq '';
-				my ($k, $v) = split /:\s*/, $line, 2;
-				$h{ lc $k } = $v;
-			}
-			my $len = $h{'content-length'} // 0;
-			my $body = '';
-			while (length($body) < $len)
-			{
-				my $r = read($c, $body, $len - length($body), length($body));
-				last unless $r;
-			}
-			my $mode = get_mode($dir);
-			my ($code, $text, $resp) = (200, 'OK', '{}');
-			if ($mode eq '503')
-			{
-				($code, $text, $resp) = (503, 'Service Unavailable', 'collector overloaded');
-			}
-			elsif ($mode eq 'slow')
-			{
-				sleep 3;
-				($code, $text, $resp) = (200, 'OK', '{}');
-			}
-			if ($mode eq 'ok')
-			{
-				$n++;
-				my ($path) = $reqline =~ /^POST (\S+) /;
-				my $rec = encode_json({ path => $path // '', content_type => $h{'content-type'} // '',
-					body => $body });
-				open my $fh, '>', "$dir/tmp" or die;
-				print $fh $rec;
-				close $fh;
-				rename "$dir/tmp", sprintf("%s/req-%06d.json", $dir, $n);
-			}
-			print $c "HTTP/1.1 $code $text\r\nContent-Type: text/plain\r\n"
-			  . "Content-Length: " . length($resp) . "\r\nConnection: close\r\n\r\n$resp";
-			close $c;
-		}
-		POSIX::_exit(0);
-	}
-	close $sock;
-	return { pid => $pid, port => $port, dir => $dir,
-		url => "http://127.0.0.1:$port/v1/traces" };
+	return OtlpReceiver::start($dir, keep => 1);
 }
 
-sub set_mode
-{
-	my ($dir, $mode) = @_;
-	open my $fh, '>', "$dir/mode.tmp" or die;
-	print $fh $mode;
-	close $fh;
-	rename "$dir/mode.tmp", "$dir/mode";
-}
-
-sub get_mode
-{
-	my ($dir) = @_;
-	open my $fh, '<', "$dir/mode" or return 'ok';
-	my $m = <$fh>;
-	close $fh;
-	return $m // 'ok';
-}
-
-sub stop_receiver
-{
-	my ($r) = @_;
-	kill 'KILL', $r->{pid};
-	waitpid $r->{pid}, 0;
-}
+sub set_mode { OtlpReceiver::set_mode(@_) }
+sub stop_receiver { OtlpReceiver::stop(@_) }
 
 # The requests a receiver kept: [{path, content_type, request (decoded)}]
 sub requests

@@ -1,0 +1,137 @@
+# test/perl/OtlpReceiver.pm: a small OTLP/HTTP receiver on loopback, for the
+# tracing TAP test (test/t/050_tracing.pl) and benchmark
+# (test/bench/run_tracing.sh).
+#
+#   my $rx = OtlpReceiver::start($dir, keep => 1);   # forks; returns
+#       { pid, port, url, dir }; url is http://127.0.0.1:<port>/v1/traces
+#   OtlpReceiver::set_mode($dir, 'ok' | '503' | 'slow');
+#   OtlpReceiver::stop($rx);
+#
+# One request at a time, "Connection: close".  In mode "ok" it answers 200
+# and, with keep => 1, writes each request to $dir/req-NNNNNN.json as
+# {path, content_type, body}; it always counts requests and body bytes in
+# $dir/count ("requests bytes", rewritten after each).  "503" answers
+# Service Unavailable; "slow" sleeps 3 s before answering 200 (and keeps
+# nothing).  The mode is read from $dir/mode for every request.
+package OtlpReceiver;
+
+use strict;
+use warnings;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX ();
+
+sub set_mode
+{
+	my ($dir, $mode) = @_;
+	open my $fh, '>', "$dir/mode.tmp" or die "$dir/mode.tmp: $!";
+	print $fh $mode;
+	close $fh;
+	rename "$dir/mode.tmp", "$dir/mode" or die "rename: $!";
+}
+
+sub get_mode
+{
+	my ($dir) = @_;
+	open my $fh, '<', "$dir/mode" or return 'ok';
+	my $m = <$fh>;
+	close $fh;
+	return $m // 'ok';
+}
+
+sub write_file
+{
+	my ($path, $content) = @_;
+	open my $fh, '>', "$path.tmp" or die "$path.tmp: $!";
+	print $fh $content;
+	close $fh;
+	rename "$path.tmp", $path or die "rename: $!";
+}
+
+# Serve one connection: read the request, answer per the mode.
+sub serve_one
+{
+	my ($c, $dir, $keep, $state) = @_;
+	my $reqline = <$c>;
+	return unless defined $reqline;
+	my %h;
+	while (my $line = <$c>)
+	{
+		$line =~ s/\r?\n$//;
+		last if $line eq '';
+		my ($k, $v) = split /:\s*/, $line, 2;
+		$h{ lc $k } = $v;
+	}
+	my $len = $h{'content-length'} // 0;
+	my $body = '';
+	while (length($body) < $len)
+	{
+		my $r = read($c, $body, $len - length($body), length($body));
+		last unless $r;
+	}
+	my $mode = get_mode($dir);
+	my ($code, $text, $resp) = (200, 'OK', '{}');
+	if ($mode eq '503')
+	{
+		($code, $text, $resp) = (503, 'Service Unavailable', 'collector overloaded');
+	}
+	elsif ($mode eq 'slow')
+	{
+		sleep 3;
+	}
+	else
+	{
+		$state->{n}++;
+		$state->{bytes} += length($body);
+		write_file("$dir/count", "$state->{n} $state->{bytes}");
+		if ($keep)
+		{
+			my ($path) = $reqline =~ /^POST (\S+) /;
+			write_file(sprintf("%s/req-%06d.json", $dir, $state->{n}),
+				encode_json({ path => $path // '', content_type => $h{'content-type'} // '',
+					body => $body }));
+		}
+	}
+	print $c "HTTP/1.1 $code $text\r\nContent-Type: text/plain\r\n"
+	  . "Content-Length: " . length($resp) . "\r\nConnection: close\r\n\r\n$resp";
+}
+
+# Start a receiver in a child process; $dir must exist.
+sub start
+{
+	my ($dir, %opt) = @_;
+	set_mode($dir, 'ok');
+	my $sock = IO::Socket::INET->new(
+		LocalAddr => '127.0.0.1',
+		LocalPort => 0,
+		Proto => 'tcp',
+		Listen => 64,
+		ReuseAddr => 1) or die "listen: $!";
+	my $port = $sock->sockport;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		# never run the parent's END blocks (a TAP test's node teardown)
+		$SIG{PIPE} = 'IGNORE';
+		my %state = (n => 0, bytes => 0);
+		while (my $c = $sock->accept)
+		{
+			serve_one($c, $dir, $opt{keep}, \%state);
+			close $c;
+		}
+		POSIX::_exit(0);
+	}
+	close $sock;
+	return { pid => $pid, port => $port, dir => $dir,
+		url => "http://127.0.0.1:$port/v1/traces" };
+}
+
+sub stop
+{
+	my ($rx) = @_;
+	kill 'KILL', $rx->{pid};
+	waitpid $rx->{pid}, 0;
+}
+
+1;
