@@ -12,7 +12,6 @@
 
 #include "eventsource.h"
 #include "subscription.h"
-#include "trace.h"
 
 PG_MODULE_MAGIC;
 
@@ -35,5 +34,4 @@ _PG_init(void)
 	es_shmem_install_hooks();
 	es_utility_install_hook();
 	es_launcher_register();
-	es_otlp_register();
 }

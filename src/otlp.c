@@ -4,8 +4,9 @@
  *	  The OTLP exporter: a background process that sends the workers' spans
  *	  to an OpenTelemetry collector over OTLP/HTTP, and its settings.
  *
- * Registered at startup when the library is preloaded; it idles when
- * eventsource.otlp_endpoint is empty.  It wakes every
+ * The launcher starts it while eventsource.otlp_endpoint is set
+ * (es_otlp_supervise) and it exits when the endpoint is unset, so a server
+ * that does not trace runs no exporter.  It wakes every
  * eventsource.otlp_flush_interval, or when a worker finds
  * eventsource.otlp_batch_size spans queued, takes up to that many spans out
  * of the shared queue (otlp_queue.c) and POSTs them as one
@@ -138,21 +139,76 @@ es_otlp_define_gucs(bool preloading)
 								PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 
-/* Register the exporter (from _PG_init, while preloading). */
-void
-es_otlp_register(void)
+/* Is an endpoint set (as this process last read its settings)? */
+bool
+es_otlp_endpoint_set(void)
 {
+	return otlp_endpoint != NULL && otlp_endpoint[0] != '\0';
+}
+
+/*
+ * The launcher runs the exporter while an endpoint is set: called on every
+ * launcher loop (after it reloaded its settings, and when the exporter
+ * started or stopped: bgw_notify_pid), this starts it when it is wanted and
+ * not running.  The exporter exits by itself when the endpoint is unset, so
+ * a server that does not trace has no exporter and gives up no
+ * max_worker_processes slot.  Returns how long (ms) the launcher may sleep
+ * before the next call is due.
+ */
+int64
+es_otlp_supervise(void)
+{
+	static BackgroundWorkerHandle *handle = NULL;
+	static TimestampTz next_start = 0;
+	static bool warned = false;
 	BackgroundWorker worker;
+	TimestampTz now;
+	MemoryContext old;
+	pid_t		pid;
+
+	if (handle != NULL)
+	{
+		BgwHandleStatus st = GetBackgroundWorkerPid(handle, &pid);
+
+		if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+			return ES_OTLP_SUPERVISE_IDLE_MS;
+		pfree(handle);
+		handle = NULL;
+		/* it stopped: not before a second, in case it keeps failing */
+		next_start = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+	}
+	if (!es_otlp_endpoint_set())
+		return ES_OTLP_SUPERVISE_IDLE_MS;
+	now = GetCurrentTimestamp();
+	if (now < next_start)
+		return (next_start - now) / 1000 + 1;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "eventsource");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_otlp_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "eventsource otlp exporter");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "eventsource otlp exporter");
-	RegisterBackgroundWorker(&worker);
+	worker.bgw_notify_pid = MyProcPid;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		handle = NULL;
+		next_start = TimestampTzPlusMilliseconds(now, 5000);
+		if (!warned)
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("eventsource: cannot start the OTLP exporter: no free background worker slot"),
+					 errhint("Raise max_worker_processes (now %d): the exporter needs one while eventsource.otlp_endpoint is set.",
+							 max_worker_processes)));
+		warned = true;
+	}
+	else
+		warned = false;
+	MemoryContextSwitchTo(old);
+	return handle ? ES_OTLP_SUPERVISE_IDLE_MS : 5000;
 }
 
 /* ---------------------------------------------------------------------
@@ -404,9 +460,7 @@ export_queued(MemoryContext cxt)
 			break;
 		initStringInfo(&body);
 		encode_request(&body, spans, n);
-		pgstat_report_activity(STATE_RUNNING, "eventsource: exporting spans");
 		error = send_request(body.data, body.len);
-		pgstat_report_activity(STATE_IDLE, NULL);
 		es_otlp_note_export(n, error);
 		if (error)
 			ereport(DEBUG1,
@@ -437,6 +491,8 @@ es_otlp_main(Datum main_arg)
 	/* spans queued for a predecessor are stale */
 	es_otlp_discard();
 	publish_settings();
+	ereport(LOG,
+			(errmsg("eventsource: OTLP exporter started, sending spans to %s", otlp_endpoint)));
 
 	while (!ShutdownRequestPending)
 	{
@@ -460,11 +516,8 @@ es_otlp_main(Datum main_arg)
 				curl = NULL;
 			}
 		}
-		if (otlp_endpoint == NULL || otlp_endpoint[0] == '\0')
-		{
-			last_flush = GetCurrentTimestamp();
-			continue;
-		}
+		if (!es_otlp_endpoint_set())
+			break;				/* unset: the launcher starts us when it is set again */
 		MemoryContextReset(cxt);
 		{
 			MemoryContext old = MemoryContextSwitchTo(cxt);

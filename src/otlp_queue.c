@@ -249,7 +249,9 @@ es_otlp_get_stats(EsOtlpStats *out)
 /*
  * The "tracing" check of health(): NULL when tracing is off (no check),
  * "healthy", or "unhealthy: ..." when the last export failed (since the last
- * success) or spans were dropped because the queue was full.
+ * success) or the exporter does not run although an endpoint is set (the
+ * launcher starts it within a moment of a reload; it may lack a
+ * max_worker_processes slot).
  */
 const char *
 es_otlp_health(void)
@@ -258,7 +260,8 @@ es_otlp_health(void)
 
 	es_otlp_get_stats(&s);
 	if (!s.enabled)
-		return NULL;
+		return es_otlp_endpoint_set() ?
+			"unhealthy: eventsource.otlp_endpoint is set but the OTLP exporter is not running" : NULL;
 	if (s.last_error_at != 0 && s.last_error_at > s.last_export_at)
 		return psprintf("unhealthy: export failing (%s), " INT64_FORMAT " spans dropped",
 						s.last_error, s.spans_dropped_full + s.spans_dropped_export);

@@ -285,8 +285,11 @@ current_traceparent(void)
 {
 	static char buf[ES_TRACEPARENT_LEN + 1];
 
-	if (call.active && call.traced)
+	if (call.active)
 	{
+		/* in a handler: its span, or nothing (never the session's setting) */
+		if (!call.traced)
+			return NULL;
 		snprintf(buf, sizeof(buf), "00-%s-%s-%s",
 				 call.ctx.trace_id, call.ctx.span_id, call.ctx.flags);
 		return buf;
@@ -299,8 +302,8 @@ current_traceparent(void)
 static const char *
 current_tracestate(void)
 {
-	if (call.active && call.traced)
-		return call.tracestate[0] ? call.tracestate : NULL;
+	if (call.active)
+		return call.traced && call.tracestate[0] ? call.tracestate : NULL;
 	if (guc_traceparent && guc_traceparent[0] != '\0' &&
 		guc_tracestate && guc_tracestate[0] != '\0')
 		return guc_tracestate;
@@ -426,7 +429,8 @@ es_trace_metadata(Jsonb *metadata)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid traceparent \"%s\" in event metadata",
-						pnstrdup(tp->val.string.val, Min(tp->val.string.len, 100))),
+						pnstrdup(tp->val.string.val,
+								 pg_mbcliplen(tp->val.string.val, tp->val.string.len, 100))),
 				 errdetail("%s", why)));
 	if (ts != NULL &&
 		!es_tracestate_valid(ts->val.string.val, ts->val.string.len, &why))

@@ -138,7 +138,9 @@ extern void es_otlp_get_stats(EsOtlpStats *out);
 extern const char *es_otlp_health(void);
 
 /* otlp.c: the exporter process and its settings */
+#define ES_OTLP_SUPERVISE_IDLE_MS	60000
 extern void es_otlp_define_gucs(bool preloading);
-extern void es_otlp_register(void);
+extern bool es_otlp_endpoint_set(void);
+extern int64 es_otlp_supervise(void);
 
 #endif							/* ES_TRACE_H */

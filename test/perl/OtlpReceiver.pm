@@ -21,6 +21,20 @@ use IO::Socket::INET;
 use JSON::PP;
 use POSIX ();
 
+# receivers started by this process, stopped at its exit even when a test
+# dies (a receiver left running would keep prove's output pipe open)
+my %running;
+my $owner_pid = $$;
+
+END
+{
+	if ($$ == $owner_pid)
+	{
+		kill 'KILL', keys %running;
+		waitpid $_, 0 for keys %running;
+	}
+}
+
 sub set_mode
 {
 	my ($dir, $mode) = @_;
@@ -112,8 +126,12 @@ sub start
 	die "fork: $!" unless defined $pid;
 	if ($pid == 0)
 	{
-		# never run the parent's END blocks (a TAP test's node teardown)
+		# never run the parent's END blocks (a TAP test's node teardown),
+		# never hold the parent's output open
 		$SIG{PIPE} = 'IGNORE';
+		open STDOUT, '>', '/dev/null';
+		open STDERR, '>', '/dev/null';
+		%running = ();
 		my %state = (n => 0, bytes => 0);
 		while (my $c = $sock->accept)
 		{
@@ -123,6 +141,7 @@ sub start
 		POSIX::_exit(0);
 	}
 	close $sock;
+	$running{$pid} = 1;
 	return { pid => $pid, port => $port, dir => $dir,
 		url => "http://127.0.0.1:$port/v1/traces" };
 }
@@ -132,6 +151,7 @@ sub stop
 	my ($rx) = @_;
 	kill 'KILL', $rx->{pid};
 	waitpid $rx->{pid}, 0;
+	delete $running{ $rx->{pid} };
 }
 
 1;

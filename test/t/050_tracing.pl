@@ -360,7 +360,10 @@ wait_until(q{SELECT eventsource.health()->'checks'->>'tracing' = 'healthy'},
 # an empty endpoint turns spans off
 $node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = ''\n");
 $node->reload;
-wait_until(q{SELECT NOT enabled FROM eventsource.tracing}, 'an empty endpoint disables the exporter');
+wait_until(q{SELECT NOT enabled AND exporter_pid IS NULL FROM eventsource.tracing},
+	'an empty endpoint stops the exporter');
+like(slurp_file($node->logfile), qr/eventsource: OTLP exporter started, sending spans to \Q$rx->{url}\E/,
+	'the exporter logged its endpoint when it started');
 my $queued = sql('SELECT spans_queued FROM eventsource.tracing');
 deliver_bulk('tracing off', 100);
 is(sql('SELECT spans_queued FROM eventsource.tracing'), $queued, 'tracing off: no span is queued');
@@ -368,6 +371,20 @@ ok(!defined(sql(q{SELECT eventsource.health()->'checks'->>'tracing'})) ||
 	sql(q{SELECT eventsource.health()->'checks' ? 'tracing'}) eq 'f',
 	'tracing off: no tracing check in health()');
 
+# set again: the launcher starts the exporter again
+$node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = '$rx2->{url}'\n");
+$node->reload;
+wait_until(q{SELECT enabled AND exporter_pid IS NOT NULL FROM eventsource.tracing},
+	'setting the endpoint again starts the exporter again');
 stop_receiver($rx2);
 $node->stop;
+
+# a server that does not trace runs no exporter (it takes no worker slot)
+my $plain = es_node('plain');
+$plain->safe_psql('postgres', 'CREATE EXTENSION eventsource');
+is($plain->safe_psql('postgres', 'SELECT enabled, exporter_pid IS NULL FROM eventsource.tracing'), 'f|t',
+	'no endpoint: no exporter process');
+is($plain->safe_psql('postgres', q{SELECT eventsource.health()->'checks' ? 'tracing'}), 'f',
+	'no endpoint: no tracing check in health()');
+$plain->stop;
 done_testing();
