@@ -70,10 +70,11 @@ GRANT EXECUTE ON FUNCTION
     eventsource.stat_reset(),
     eventsource.subscription_status_rows(),
     eventsource.store_stats_row(),
-    eventsource.horizon_blocker_rows()
+    eventsource.horizon_blocker_rows(),
+    eventsource.tracing_stats()
     TO es_operator;
 GRANT SELECT ON eventsource.subscription_status, eventsource.store_stats,
-    eventsource.horizon_blockers TO es_operator;
+    eventsource.horizon_blockers, eventsource.tracing TO es_operator;
 
 -- test scaffolding (rolled back with the rest): a handler, an application
 -- role that owns a subscription, a stream with an event
@@ -173,7 +174,9 @@ INSERT INTO matrix VALUES
     (30, 'eventsource.drop_subscription(text)',
         $$SELECT eventsource.drop_subscription('role_sub')$$, false, false, true),
     (31, 'eventsource.protect_handlers()',
-        $$SELECT eventsource.protect_handlers()$$, false, false, false);
+        $$SELECT eventsource.protect_handlers()$$, false, false, false),
+    (32, 'eventsource.tracing_stats()',
+        $$SELECT * FROM eventsource.tracing_stats()$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator;
 
 -- the matrix names every function of the schema, once
