@@ -46,6 +46,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
@@ -216,23 +217,51 @@ es_otlp_supervise(void)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * A JSON string.  Most of what the exporter writes (ids, names, numbers as
+ * text) needs no escaping: copy those in one piece, escape the others with
+ * PostgreSQL's escape_json.
+ */
+static void
+json_string(StringInfo buf, const char *value)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *) value; *p; p++)
+		if (*p < 0x20 || *p == '"' || *p == '\\')
+		{
+			escape_json(buf, value);
+			return;
+		}
+	appendStringInfoChar(buf, '"');
+	appendBinaryStringInfo(buf, value, (const char *) p - value);
+	appendStringInfoChar(buf, '"');
+}
+
+/* A KeyValue with a string AnyValue; the key is one of our constants. */
 static void
 attr_str(StringInfo buf, bool *first, const char *key, const char *value)
 {
 	appendStringInfoString(buf, *first ? "{\"key\":" : ",{\"key\":");
-	escape_json(buf, key);
+	json_string(buf, key);
 	appendStringInfoString(buf, ",\"value\":{\"stringValue\":");
-	escape_json(buf, value);
+	json_string(buf, value);
 	appendStringInfoString(buf, "}}");
 	*first = false;
 }
 
+/* A KeyValue with an int AnyValue (a decimal string, as int64s are in JSON) */
 static void
 attr_int(StringInfo buf, bool *first, const char *key, int64 value)
 {
+	char		num[MAXINT8LEN + 1];
+
+	pg_lltoa(value, num);
 	appendStringInfoString(buf, *first ? "{\"key\":" : ",{\"key\":");
-	escape_json(buf, key);
-	appendStringInfo(buf, ",\"value\":{\"intValue\":\"" INT64_FORMAT "\"}}", value);
+	json_string(buf, key);
+	appendStringInfoString(buf, ",\"value\":{\"intValue\":\"");
+	appendStringInfoString(buf, num);
+	appendStringInfoString(buf, "\"}}");
 	*first = false;
 }
 
@@ -286,10 +315,10 @@ encode_span(StringInfo buf, const EsSpan *s)
 	if (es_span_text(s, ES_SPAN_TRACESTATE)[0])
 	{
 		appendStringInfoString(buf, ",\"traceState\":");
-		escape_json(buf, es_span_text(s, ES_SPAN_TRACESTATE));
+		json_string(buf, es_span_text(s, ES_SPAN_TRACESTATE));
 	}
 	appendStringInfoString(buf, ",\"name\":");
-	escape_json(buf, psprintf("%s %s", s->is_batch ? "receive" : "process",
+	json_string(buf, psprintf("%s %s", s->is_batch ? "receive" : "process",
 							  es_span_text(s, ES_SPAN_SUBSCRIPTION)));
 	appendStringInfo(buf, ",\"kind\":%d,\"startTimeUnixNano\":\"" INT64_FORMAT
 					 "\",\"endTimeUnixNano\":\"" INT64_FORMAT "\",\"attributes\":[",
@@ -340,7 +369,7 @@ encode_span(StringInfo buf, const EsSpan *s)
 	if (s->status == ES_SPAN_STATUS_ERROR)
 	{
 		appendStringInfoString(buf, ",\"message\":");
-		escape_json(buf, es_span_text(s, ES_SPAN_MESSAGE)[0] ? es_span_text(s, ES_SPAN_MESSAGE) :
+		json_string(buf, es_span_text(s, ES_SPAN_MESSAGE)[0] ? es_span_text(s, ES_SPAN_MESSAGE) :
 					es_span_text(s, ES_SPAN_OUTCOME));
 	}
 	appendStringInfoString(buf, "}}");

@@ -112,21 +112,21 @@ tracing() {
 cpu_secs() {
 	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat"
 }
-XPID=$(sql "SELECT exporter_pid FROM eventsource.tracing")
-[ -n "$XPID" ] || die "the OTLP exporter is not running"
-
 # the exporter's counters: "exported dropped"
 counters() { sql "SELECT spans_exported || ' ' || spans_dropped FROM eventsource.tracing"; }
 
 SUBN=0
 # run off|on: sets RESULT to "seconds spans_exported spans_dropped"
 run() {
-	local mode=$1 name secs got e0 d0 e1 d1 wpid wcpu x0 x1 r0 r1
+	local mode=$1 name secs got e0 d0 e1 d1 wpid wcpu x0 x1 r0 r1 XPID
 	SUBN=$((SUBN + 1))
 	name="tr_${mode}_$SUBN"
 	tracing "$mode"
 	read -r e0 d0 < <(counters)
-	x0=$(cpu_secs "$XPID")
+	# the exporter runs only while an endpoint is set (a new process each "on" run)
+	XPID=$(sql "SELECT exporter_pid FROM eventsource.tracing")
+	x0=0
+	[ -n "$XPID" ] && x0=$(cpu_secs "$XPID")
 	r0=$(cpu_secs "$SINK_PID")
 	secs=$(psql_q -d bench -v name="$name" -v bs="$BATCH" -v pos="$HEAD" -v timeout='30 min' \
 		-v await="$HERE/sub_await.sql" 2> >(grep -v 'division by zero' >&2) <<'SQL'
@@ -158,7 +158,8 @@ SQL
 	done
 	sleep 0.5
 	read -r e1 d1 < <(counters)
-	x1=$(cpu_secs "$XPID")
+	x1=0
+	[ -n "$XPID" ] && x1=$(cpu_secs "$XPID")
 	r1=$(cpu_secs "$SINK_PID")
 	RESULT="$secs $((e1 - e0)) $((d1 - d0)) $wcpu $(awk -v a="$x0" -v b="$x1" 'BEGIN { print b - a }') $(awk -v a="$r0" -v b="$r1" 'BEGIN { print b - a }')"
 }
