@@ -7,13 +7,13 @@
 # spans and their export differ).  Target: tracing on costs <= 10%.
 #
 #   make install PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config   # as root
-#   test/bench/run_tracing.sh                  # as root; ~2 minutes
+#   test/bench/run_tracing.sh                  # as root; ~1.5 minutes
 #   BENCH_QUICK=1 test/bench/run_tracing.sh    # quick run, ~40 s
 #
 # Environment (BENCH_QUICK=1 changes the defaults marked *):
 #   BENCH_TRACE_EVENTS   * events delivered per run (default 100000, quick 20000)
 #   BENCH_TRACE_ROUNDS   * rounds; each has one run off and one on, the order
-#                          alternating (default 5, quick 3)
+#                          alternating (default 9, quick 3)
 #   BENCH_TRACE_BATCH      the subscription's batch_size (default 100)
 #   BENCH_TMPDIR           parent of the cluster's directory (default $TMPDIR or /tmp)
 #   PGBIN                  PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
@@ -32,7 +32,7 @@ if [ "$QUICK" = 1 ]; then
 	ROUNDS=${BENCH_TRACE_ROUNDS:-3}
 else
 	EVENTS=${BENCH_TRACE_EVENTS:-100000}
-	ROUNDS=${BENCH_TRACE_ROUNDS:-5}
+	ROUNDS=${BENCH_TRACE_ROUNDS:-9}
 fi
 BATCH=${BENCH_TRACE_BATCH:-100}
 STREAMS=1000
