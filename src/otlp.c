@@ -166,6 +166,7 @@ es_otlp_supervise(void)
 	TimestampTz now;
 	MemoryContext old;
 	pid_t		pid;
+	EsOtlpStats stats;
 
 	if (handle != NULL)
 	{
@@ -180,6 +181,9 @@ es_otlp_supervise(void)
 	}
 	if (!es_otlp_endpoint_set())
 		return ES_OTLP_SUPERVISE_IDLE_MS;
+	es_otlp_get_stats(&stats);
+	if (stats.exporter_pid != 0)
+		return ES_OTLP_SUPERVISE_IDLE_MS;	/* started by a previous launcher */
 	now = GetCurrentTimestamp();
 	if (now < next_start)
 		return (next_start - now) / 1000 + 1;
@@ -517,8 +521,12 @@ es_otlp_main(Datum main_arg)
 				(errmsg("eventsource: could not initialise libcurl for the OTLP exporter")));
 	cxt = AllocSetContextCreate(TopMemoryContext, "eventsource otlp", ALLOCSET_DEFAULT_SIZES);
 
-	/* spans queued for a predecessor are stale */
-	es_otlp_discard();
+	if (!es_otlp_attach_exporter())
+	{
+		ereport(LOG,
+				(errmsg("eventsource: another OTLP exporter is running; this one exits")));
+		proc_exit(0);
+	}
 	publish_settings();
 	ereport(LOG,
 			(errmsg("eventsource: OTLP exporter started, sending spans to %s", otlp_endpoint)));

@@ -155,6 +155,45 @@ es_otlp_dequeue(EsSpan *out, int max)
 	return n;
 }
 
+/* The exporter stops: nobody consumes the ring until one is back. */
+static void
+exporter_gone(int code, Datum arg)
+{
+	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+	if (queue->exporter_pid == MyProcPid)
+	{
+		queue->enabled = false;
+		queue->exporter_pid = 0;
+		queue->exporter_latch = NULL;
+	}
+	LWLockRelease(&queue->lock);
+}
+
+/*
+ * An exporter process starts: it becomes the queue's only consumer, unless
+ * another one is (es_otlp_dequeue relies on there being one), and drops the
+ * spans its predecessor left (stale).  Returns false when another exporter
+ * runs: the caller exits.
+ */
+bool
+es_otlp_attach_exporter(void)
+{
+	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+	if (queue->exporter_pid != 0 && queue->exporter_pid != MyProcPid)
+	{
+		LWLockRelease(&queue->lock);
+		return false;
+	}
+	queue->exporter_pid = MyProcPid;
+	queue->exporter_latch = MyLatch;
+	queue->spans_dropped_export += queue->count;
+	queue->head = 0;
+	queue->count = 0;
+	LWLockRelease(&queue->lock);
+	before_shmem_exit(exporter_gone, 0);
+	return true;
+}
+
 /*
  * The exporter (re)read its settings: spans are wanted when it has an
  * endpoint; wake it when wake_at spans are waiting.
@@ -165,36 +204,13 @@ es_otlp_set_exporter(bool enabled, int wake_at)
 	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
 	queue->enabled = enabled;
 	queue->wake_at = Max(1, Min(wake_at, queue->capacity / 2));
-	queue->exporter_pid = MyProcPid;
-	queue->exporter_latch = MyLatch;
 	LWLockRelease(&queue->lock);
 }
 
-/* The exporter stops: nobody consumes the ring until it is back. */
-static void
-exporter_gone(int code, Datum arg)
-{
-	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
-	queue->enabled = false;
-	queue->exporter_pid = 0;
-	queue->exporter_latch = NULL;
-	LWLockRelease(&queue->lock);
-}
-
-/*
- * Drop what is queued (counted as not exported): the endpoint was unset, or
- * the exporter is starting and its predecessor's spans are stale.
- */
+/* Drop what is queued (counted as not exported): the endpoint was unset. */
 void
 es_otlp_discard(void)
 {
-	static bool hooked = false;
-
-	if (!hooked)
-	{
-		before_shmem_exit(exporter_gone, 0);
-		hooked = true;
-	}
 	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
 	queue->spans_dropped_export += queue->count;
 	queue->head = 0;

@@ -131,6 +131,7 @@ extern void es_otlp_queue_shmem_init(void *area, bool found);
 extern bool es_otlp_enabled(void);
 extern void es_otlp_enqueue(const EsSpan *span);
 extern int	es_otlp_dequeue(EsSpan *out, int max);
+extern bool es_otlp_attach_exporter(void);
 extern void es_otlp_set_exporter(bool enabled, int wake_at);
 extern void es_otlp_note_export(int nspans, const char *error);
 extern void es_otlp_discard(void);

@@ -357,6 +357,21 @@ ok($ok, 'after a reload the spans go to the new endpoint');
 wait_until(q{SELECT eventsource.health()->'checks'->>'tracing' = 'healthy'},
 	'health(): tracing healthy again after a successful export');
 
+# the launcher restarts (terminated): the running exporter stays the only one
+my $xpid = sql('SELECT exporter_pid FROM eventsource.tracing');
+my $lpid = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventsource launcher'});
+my $log_at = -s $node->logfile;
+sql("SELECT pg_terminate_backend($lpid)");
+$node->wait_for_log(qr/eventsource launcher started/, $log_at);
+my $tr3 = 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee';
+sql(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$tr3-dddddddddddddddd-01';
+	SELECT eventsource.append_event('Order-after-launcher', 0, 'Paid', '{}'); COMMIT;});
+wait_for('spans still arrive after the launcher restarted',
+	sub { grep { $_->{traceId} eq $tr3 } spans($rx2) });
+is(sql('SELECT exporter_pid FROM eventsource.tracing'), $xpid, '... from the same exporter');
+unlike(slurp_file($node->logfile, $log_at), qr/OTLP exporter (started|is running)/,
+	'the new launcher started no second exporter');
+
 # an empty endpoint turns spans off
 $node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = ''\n");
 $node->reload;
