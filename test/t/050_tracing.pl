@@ -150,15 +150,21 @@ CREATE FUNCTION on_bulk(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $
 BEGIN
     INSERT INTO applied VALUES ('bulk', e.global_position);
 END $$;
+CREATE FUNCTION on_batch(es eventsource.events[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO applied SELECT 'batched', e.global_position FROM unnest(es) e;
+END $$;
 SELECT eventsource.create_subscription('orders', 'on_order(eventsource.events)',
     categories => ARRAY['Order'], max_retries => 1, retry_backoff => '10 ms');
 SELECT eventsource.create_subscription('shipments', 'on_shipment(eventsource.events)',
     categories => ARRAY['Shipment']);
 SELECT eventsource.create_subscription('bulk', 'on_bulk(eventsource.events)',
     categories => ARRAY['Bulk']);
+SELECT eventsource.create_subscription('batched', 'on_batch(eventsource.events[])',
+    categories => ARRAY['Batch']);
 });
-wait_until(q{SELECT count(*) = 3 FROM eventsource.subscription_status WHERE state = 'live'},
-	'the three subscriptions are live');
+wait_until(q{SELECT count(*) = 4 FROM eventsource.subscription_status WHERE state = 'live'},
+	'the four subscriptions are live');
 wait_until(q{SELECT enabled AND exporter_pid IS NOT NULL FROM eventsource.tracing},
 	'the exporter process runs, with an endpoint');
 
@@ -306,6 +312,33 @@ sub dropped { sql('SELECT spans_dropped FROM eventsource.tracing') }
 
 deliver_bulk('collector up', 500);
 wait_until(q{SELECT queued = 0 FROM eventsource.tracing}, 'collector up: the queue drains');
+
+# the ring (64 spans) wrapped around many times: every span that arrived is
+# whole, and names its own event
+my %bulk_ids = map { split /\|/ } split /\n/,
+  sql(q{SELECT stream_id || '|' || event_id FROM eventsource.events WHERE stream_id LIKE 'Bulk-%'});
+my @bulk = grep { $_->{name} eq 'process bulk' } spans($rx);
+ok(@bulk >= 64, scalar(@bulk) . ' bulk handler spans arrived (more than the ring holds)');
+my @bad = grep { ($bulk_ids{ $_->{attr}{'eventsource.stream.id'} // '' } // '') ne ($_->{attr}{'eventsource.event.id'} // 'x')
+	  || $_->{traceId} ne $trace || $_->{parentSpanId} ne $parent } @bulk;
+is(scalar @bad, 0, 'every bulk span carries its own event\'s stream and id, trace and parent');
+my %seen;
+$seen{ $_->{spanId} }++ for @bulk;
+is(scalar(grep { $_ > 1 } values %seen), 0, 'no span arrived twice');
+
+# a batch handler: one span per call, child of the batch span, no event attributes
+sql(q{SELECT eventsource.append('Batch-1', -1, '[{"type": "A", "data": {}}, {"type": "B", "data": {}}, {"type": "C", "data": {}}]')});
+wait_until(q{SELECT count(*) = 3 FROM applied WHERE sub = 'batched'}, 'the batch handler ran');
+my ($bc, $bb);
+wait_for('the batch handler call and its batch span arrived', sub {
+	my @s = spans($rx);
+	($bc) = grep { $_->{name} eq 'process batched' } @s;
+	($bb) = grep { $_->{name} eq 'receive batched' } @s;
+	return $bc && $bb;
+});
+is($bc->{parentSpanId}, $bb->{spanId}, 'batch handler call: child of the batch span');
+ok(!exists $bc->{attr}{'eventsource.event.id'}, 'batch handler call: no single-event attributes');
+is($bb->{attr}{'messaging.batch.message_count'}, '1', 'batch span: one handler call');
 my $d0 = dropped();
 
 set_mode($rx->{dir}, '503');
