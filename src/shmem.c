@@ -3,9 +3,11 @@
  * shmem.c
  *	  Shared memory of the eventsource extension: requesting and attaching it.
  *
- * The extension keeps three kinds of state in shared memory: the position
+ * The extension keeps these kinds of state in shared memory: the position
  * reservations behind the safe horizon (horizon.c), the slots of the
- * subscription workers (registry.c) and the store statistics (stats.c).  Each owner file exports
+ * subscription workers (registry.c), the store statistics (stats.c) and
+ * the queue of finished spans for the OTLP exporter (otlp_queue.c, which has
+ * its own LWLock tranche).  Each owner file exports
  * a size function and an init function; this file adds them up in the
  * shmem_request_hook and carves the segment in the shmem_startup_hook, under
  * AddinShmemInitLock, as pg_stat_statements does.
