@@ -74,7 +74,7 @@ coproc RX { exec perl -I "$HERE/../perl" -MOtlpReceiver -e '
 	sleep 1 while 1;' "$RX_DIR"; }
 read -r SINK_PID RX_URL <&"${RX[0]}" || die "the receiver did not start"
 stop_receiver() { kill "$SINK_PID" "${RX_PID:-}" 2>/dev/null || true; }
-trap 'rc=$?; stop_receiver; (exit $rc); bench_cleanup' EXIT
+trap 'rc=$?; stop_receiver; set +e; (exit $rc); bench_cleanup' EXIT
 say "== OTLP receiver at $RX_URL (pid $SINK_PID)"
 
 CONN=(-h "$WORK" -p "$PORT" -U postgres)
