@@ -347,6 +347,10 @@ encode_span(StringInfo buf, const EsSpan *s)
 		attr_str(buf, &first, "eventsource.event.id", es_span_text(s, ES_SPAN_EVENT_ID));
 		attr_str(buf, &first, "eventsource.event.type", es_span_text(s, ES_SPAN_EVENT_TYPE));
 		attr_str(buf, &first, "eventsource.stream.id", es_span_text(s, ES_SPAN_STREAM_ID));
+		/* the aggregate type: the stream's category (eventsource.category()) */
+		attr_str(buf, &first, "eventsource.stream.category",
+				 pnstrdup(es_span_text(s, ES_SPAN_STREAM_ID),
+						  strcspn(es_span_text(s, ES_SPAN_STREAM_ID), "-")));
 		attr_int(buf, &first, "eventsource.position", s->position);
 		attr_int(buf, &first, "eventsource.retry_count", s->retry);
 	}
@@ -482,6 +486,8 @@ static void
 export_queued(MemoryContext cxt)
 {
 	EsSpan	   *spans = MemoryContextAlloc(cxt, sizeof(EsSpan) * otlp_batch_size);
+	MemoryContext request_cxt = AllocSetContextCreate(cxt, "eventsource otlp request",
+													  ALLOCSET_DEFAULT_SIZES);
 
 	while (!ShutdownRequestPending)
 	{
@@ -491,6 +497,9 @@ export_queued(MemoryContext cxt)
 
 		if (n == 0)
 			break;
+		/* what one request allocates is freed before the next */
+		MemoryContextReset(request_cxt);
+		MemoryContextSwitchTo(request_cxt);
 		initStringInfo(&body);
 		encode_request(&body, spans, n);
 		error = send_request(body.data, body.len);
@@ -499,7 +508,7 @@ export_queued(MemoryContext cxt)
 			ereport(DEBUG1,
 					(errmsg("eventsource: OTLP export of %d spans to %s failed: %s",
 							n, otlp_endpoint, error)));
-		pfree(body.data);
+		MemoryContextSwitchTo(cxt);
 		if (n < otlp_batch_size)
 			break;
 	}

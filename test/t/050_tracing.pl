@@ -221,6 +221,7 @@ is($o1->{attr}{'eventsource.event.id'}, $eid->('Order-1'), 'attribute eventsourc
 is($o1->{attr}{'messaging.message.id'}, $eid->('Order-1'), 'attribute messaging.message.id');
 is($o1->{attr}{'eventsource.event.type'}, 'Placed', 'attribute eventsource.event.type');
 is($o1->{attr}{'eventsource.position'}, $pos->('Order-1'), 'attribute eventsource.position (intValue)');
+is($o1->{attr}{'eventsource.stream.category'}, 'Order', 'attribute eventsource.stream.category (the aggregate type)');
 is($o1->{attr}{'eventsource.subscription.name'}, 'orders', 'attribute eventsource.subscription.name');
 is($o1->{attr}{'messaging.destination.name'}, 'orders', 'attribute messaging.destination.name');
 is($o1->{attr}{'messaging.system'}, 'eventsource', 'attribute messaging.system');
