@@ -67,7 +67,7 @@ BOUNCER_STARTED=0
 bouncer_pid() {
 	[[ -n "$BOUNCER_DIR" && -s "$BOUNCER_DIR/pgbouncer.pid" ]] || return 1
 	local pid
-	pid="$(cat "$BOUNCER_DIR/pgbouncer.pid")"
+	pid="$(cat "$BOUNCER_DIR/pgbouncer.pid" 2>/dev/null)" || return 1
 	[[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && printf '%s\n' "$pid"
 }
 
@@ -100,9 +100,9 @@ as_bouncer_user() {
 start_bouncer() {
 	[[ -x "$PGBOUNCER" ]] || es_die "$PGBOUNCER not found (apt-get install pgbouncer)"
 	if [[ -z "$BOUNCER_DIR" ]]; then
-		BOUNCER_DIR="$(mktemp -d /tmp/eventsource-pgbouncer.XXXXXXXX)"
+		BOUNCER_DIR="$(mktemp -d /tmp/eventsource-pgbouncer.XXXXXXXX)" || es_die "mktemp failed"
 	fi
-	mkdir -p "$BOUNCER_DIR"
+	mkdir -p "$BOUNCER_DIR" || es_die "cannot create $BOUNCER_DIR"
 	BOUNCER_DIR="$(cd "$BOUNCER_DIR" && pwd -P)"
 	[[ "$(id -u)" -eq 0 ]] && chown postgres: "$BOUNCER_DIR"
 
@@ -156,7 +156,10 @@ start_bouncer() {
 		es_warn "pgbouncer did not come up on port $BOUNCER_PORT (attempt $attempt)"
 		tail -n 5 "$BOUNCER_DIR/pgbouncer.log" 2>/dev/null >&2 || true
 	done
-	es_die "could not start pgbouncer (log: $BOUNCER_DIR/pgbouncer.log)"
+	if grep -q 'Address already in use' "$BOUNCER_DIR/pgbouncer.log" 2>/dev/null; then
+		es_die "could not start pgbouncer: the ports it tried on 127.0.0.1 (last $BOUNCER_PORT) were in use; run this again (log: $BOUNCER_DIR/pgbouncer.log)"
+	fi
+	es_die "could not start pgbouncer on 127.0.0.1 (5 attempts, last port $BOUNCER_PORT): see its log, $BOUNCER_DIR/pgbouncer.log"
 }
 
 # ------------------------------------------------------------------ cleanup
@@ -237,7 +240,7 @@ if ((WITH_PGBOUNCER)); then
 		-c "SHOW STATS" -c "SHOW POOLS" || es_warn "pgbouncer's admin console did not answer"
 	# The pgbouncer runs must really have gone through it.
 	xacts="$("$ES_PG_BIN/psql" -X -At -F ' ' -h 127.0.0.1 -p "$BOUNCER_PORT" -d pgbouncer \
-		-c "SHOW STATS" 2>/dev/null | awk -v db="$PGDATABASE" '$1 == db { print $2 }')"
+		-c "SHOW STATS" 2>/dev/null | awk -v db="$PGDATABASE" '$1 == db { print $2 }')" || xacts=""
 	if [[ "${xacts:-0}" =~ ^[0-9]+$ ]] && ((${xacts:-0} > 0)); then
 		echo "pgbouncer carried $xacts transactions to database $PGDATABASE"
 	else
@@ -255,4 +258,4 @@ for line in "${RESULTS[@]}"; do
 	echo "  $line"
 done
 echo "examples: $n_pass passed, $n_fail failed"
-((n_fail == 0))
+((n_fail == 0)) || exit 1

@@ -4,7 +4,7 @@
 #
 # Source it (do not run it):   . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 #
-# Facts this file relies on (see shared/notes/toolchain.md):
+# Facts this file relies on (README.md, "Quick start" and "Installing"):
 #   - the machine is Debian 12 and we are root; initdb refuses root, so every
 #     server (pg_regress/isolation temp instances, TAP nodes, our own clusters)
 #     runs as the `postgres` user via `runuser -u postgres --`;
@@ -24,6 +24,11 @@
 #   es_stop_cluster DIR            stop it (the files stay; rm -rf DIR to drop them)
 #   es_stop_all_clusters           stop every cluster this shell started (for traps)
 #   es_cleanup_on_exit             EXIT trap: es_stop_all_clusters + es_drop_registry
+#
+# Sourcing it also sets an ERR trap (see "failures" below): a script that
+# stops on an unexpected failure under `set -e` says where and why in one
+# line, never silently.  Call a function that prints on stdout and may
+# es_die as  x="$(f)"  as usual: es_die's status tells the trap it was said.
 
 # Guard against double sourcing.
 if [[ -n "${ES_COMMON_SOURCED:-}" ]]; then
@@ -84,10 +89,47 @@ fi
 
 es_log() { printf '%s==> %s%s\n' "$ES_C_BOLD" "$*" "$ES_C_OFF"; }
 es_warn() { printf '%swarning: %s%s\n' "$ES_C_YELLOW" "$*" "$ES_C_OFF" >&2; }
+# es_die MESSAGE: print `error: MESSAGE` (one line: what failed and what to
+# do) and end the script.  Inside a subshell or a command substitution it
+# exits with ES_REPORTED, so the ERR trap of the shell around it knows the
+# failure has been reported and stays quiet.
 es_die() {
 	printf '%serror: %s%s\n' "$ES_C_RED" "$*" "$ES_C_OFF" >&2
+	((BASH_SUBSHELL == 0)) || exit "$ES_REPORTED"
 	exit 1
 }
+
+# ---------------------------------------------------------------- failures
+
+# Under `set -euo pipefail` a failing command, pipeline or command
+# substitution ends a script without a word (issue 8: a dpkg-query that did
+# not know a package ended the set-up, status 1, nothing printed).  This
+# safety net prints one line for such an unexpected failure:
+#     error: FILE:LINE: 'COMMAND' failed (exit N); <what to do>
+# It stays quiet for every failure a script handles: conditions, `|| …`
+# (bash does not run the ERR trap there), code running with `set +e`, and
+# subshells (the suites of scripts/test.sh, a $(…)): only the top-level
+# shell prints, once, when the failure reaches it.  A subshell that ended
+# in es_die exits with ES_REPORTED and is not reported twice.
+ES_REPORTED=97
+set -E                   # functions, subshells and $(…) inherit the trap
+shopt -s inherit_errexit # a $(…) stops at its first failure, as its caller would
+es__on_err() {
+	local rc="$1" line="$2" cmd="$3" src="${BASH_SOURCE[1]:-$0}"
+	if [[ "$-" != *e* ]] || ((BASH_SUBSHELL > 0 || rc == ES_REPORTED)); then
+		return 0
+	fi
+	if [[ "$src" == */* ]]; then # relative to the repository, if inside it
+		src="$(cd "${src%/*}" 2>/dev/null && pwd -P)/${src##*/}"
+		src="${src#"${ES_REPO_ROOT:-/nonexistent}/"}"
+	fi
+	cmd="${cmd//[$'\n\t']/ }"
+	((${#cmd} <= 160)) || cmd="${cmd:0:157}..."
+	printf "%serror: %s:%s: '%s' failed (exit %s); unexpected: the lines above may say why; run 'bash -x %s' to trace it and report it if they do not%s\n" \
+		"$ES_C_RED" "$src" "$line" "$cmd" "$rc" "$0" "$ES_C_OFF" >&2
+	return 0
+}
+trap 'es__on_err "$?" "$LINENO" "$BASH_COMMAND"' ERR
 
 # ---------------------------------------------------------------- root, users
 
@@ -98,13 +140,21 @@ es_need_root() {
 	command -v runuser >/dev/null || es_die "runuser (util-linux) is missing"
 }
 
-# Run a command as postgres, keeping cwd and environment (HOME points at a
-# directory postgres can use, so nothing tries to read /root).  The cwd must be
-# traversable by postgres.
+# Run a command as postgres, keeping the environment (HOME points at a
+# directory postgres can use, so nothing tries to read /root) and the cwd when
+# postgres may enter it.  When it may not (a clone under /root), the command
+# starts in that HOME instead: PostgreSQL's programs change back to their
+# starting directory after locating themselves and would print a spurious
+# `could not change directory to "/root/…": Permission denied`.  A command
+# that needs its cwd (make in the tree) must run from a directory postgres can
+# enter, such as es_copy_tree's copy.
 es_as_postgres() {
 	local home=/var/lib/postgresql
 	[[ -d "$home" ]] || home=/tmp
-	runuser -u postgres -- env HOME="$home" "$@"
+	# shellcheck disable=SC2016  # $1 $2 $@ are sh's
+	runuser -u postgres -- env HOME="$home" sh -c \
+		'cd -- "$1" 2>/dev/null || cd -- "$2" || exit; shift 2; exec "$@"' \
+		es_as_postgres "$PWD" "$home" "$@"
 }
 
 # ---------------------------------------------------------------- packages
@@ -118,11 +168,29 @@ es__pkg_version() {
 		awk '$1 == "installed" { print $2 }'
 }
 
+# es__apt_failed STEP RC LOG PACKAGE...: apt-get STEP ended with RC; say why
+# in one line (from apt's messages in LOG) and what to do, then exit.
+es__apt_failed() {
+	local step="$1" rc="$2" log="$3" why unknown
+	shift 3
+	if grep -qE 'Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock' "$log"; then
+		why="another apt-get or dpkg holds the package lock: wait until it is done, then run this again"
+	elif grep -qE 'Temporary failure resolving|Could not resolve|Failed to fetch|Network is unreachable|No route to host|Connection timed out|Could not connect|Connection failed|Connection refused' "$log"; then
+		why="apt could not download from the Debian mirrors (no network?): connect this machine to the network (or set a proxy or mirror in /etc/apt), then run this again"
+	elif grep -qE 'Unable to locate package|has no installation candidate' "$log"; then
+		unknown="$(sed -nE 's/.*Unable to locate package ([^ ]+).*/\1/p; s/.*Package .?([[:alnum:].+-]+).? has no installation candidate.*/\1/p' "$log" | sort -u | tr '\n' ' ')"
+		why="apt does not know ${unknown:-some of them}(is this Debian 12 bookworm, with its main component in /etc/apt/sources.list?)"
+	else
+		why="see apt-get's messages above, fix that, then run this again"
+	fi
+	rm -f "$log"
+	es_die "apt-get $step failed (exit $rc): $why; the packages this needs: $*"
+}
+
 es_install_packages() {
 	local pkg missing=() cmd
 	for pkg in $ES_PACKAGES; do
-		if dpkg -s "$pkg" >/dev/null 2>&1 &&
-			[[ -n "$(es__pkg_version "$pkg")" ]]; then
+		if [[ -n "$(es__pkg_version "$pkg")" ]]; then
 			continue
 		fi
 		cmd="${ES_PACKAGE_COMMANDS[$pkg]:-}"
@@ -146,6 +214,7 @@ es_install_packages() {
 
 	if ((${#missing[@]} == 0 && mismatch == 0)); then
 		es_log "packages: all present"
+		es__check_pg_config
 		return 0
 	fi
 	if ((${#missing[@]} > 0)); then
@@ -164,20 +233,38 @@ es_install_packages() {
 		want+=("$pkg")
 	done
 
+	command -v apt-get >/dev/null 2>&1 ||
+		es_die "apt-get not found: this set-up needs Debian 12 (bookworm); install these packages by hand, then run this again: ${want[*]}"
+	# apt's output is shown and kept, to say why it failed.  `apt-get update`
+	# exits 0 when it could not reach a mirror (a warning), so its messages
+	# also count when the install fails.
+	local log rc=0
+	log="$(mktemp /tmp/eventsource-apt.XXXXXXXX)" || es_die "mktemp failed"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q || es_die "apt-get update failed"
+	apt-get update -q 2>&1 | tee "$log" || rc="${PIPESTATUS[0]}"
+	((rc == 0)) || es__apt_failed update "$rc" "$log" "${want[@]}"
 	apt-get install -y -q -o Dpkg::Options::=--force-confdef \
-		-o Dpkg::Options::=--force-confold "${want[@]}" ||
-		es_die "apt-get install ${want[*]} failed"
+		-o Dpkg::Options::=--force-confold "${want[@]}" 2>&1 | tee -a "$log" || rc="${PIPESTATUS[0]}"
+	((rc == 0)) || es__apt_failed install "$rc" "$log" "${want[@]}"
+	rm -f "$log"
 
 	for pkg in "${missing[@]}"; do
 		cmd="${ES_PACKAGE_COMMANDS[$pkg]:-}"
 		if [[ -z "$(es__pkg_version "$pkg")" ]] &&
 			! { [[ -n "$cmd" ]] && command -v "$cmd" >/dev/null 2>&1; }; then
-			es_die "package $pkg is still not installed"
+			es_die "package $pkg is still not installed after apt-get install (see apt's messages above): install it by hand (apt-get install $pkg), then run this again"
 		fi
 	done
-	[[ -x "$ES_PG_CONFIG" ]] || es_die "$ES_PG_CONFIG missing after install"
+	es__check_pg_config
+}
+
+# PostgreSQL 15's own pg_config must be there (the build and the tests use it).
+es__check_pg_config() {
+	[[ -x "$ES_PG_CONFIG" ]] && return 0
+	if [[ -n "${ES_PG_ROOT:-}" ]]; then
+		es_die "$ES_PG_CONFIG not found: ES_PG_ROOT=$ES_PG_ROOT must hold a copy of the installed PostgreSQL (its usr/lib, usr/share and usr/include trees); copy them there or unset ES_PG_ROOT"
+	fi
+	es_die "$ES_PG_CONFIG not found although the packages are installed (it comes with postgresql-client-${ES_PG_MAJOR}): apt-get install --reinstall postgresql-client-${ES_PG_MAJOR}, then run this again"
 }
 
 # ---------------------------------------------------------------- tree, build
@@ -198,8 +285,9 @@ es_copy_tree() {
 		--exclude=./regression.diffs \
 		--exclude=./regression.out \
 		-cf - . | tar -C "$dst" -xf - || es_die "copying $src to $dst failed"
-	chown -R postgres: "$dst"
-	chmod 755 "$dst"
+	if ! { chown -R postgres: "$dst" && chmod 755 "$dst"; }; then
+		es_die "could not give $dst to the postgres user (does it exist? it comes with postgresql-common)"
+	fi
 	# /tmp is world-traversable; check for the record (a failure here would
 	# otherwise show up later as an odd initdb/pg_regress error).
 	runuser -u postgres -- test -w "$dst" ||
@@ -218,9 +306,9 @@ es_build_install() {
 		# every file is really compiled with -Werror.
 		es_as_postgres make -s clean PG_CONFIG="$ES_PG_CONFIG" >/dev/null &&
 			es_as_postgres make -j"$(nproc)" ES_WERROR=1 PG_CONFIG="$ES_PG_CONFIG"
-	) || es_die "build failed (warnings are errors: ES_WERROR=1)"
+	) || es_die "the build failed (warnings are errors: ES_WERROR=1): see the compiler's messages above"
 	make -C "$dir" install ES_WERROR=1 PG_CONFIG="$ES_PG_CONFIG" ||
-		es_die "make install failed"
+		es_die "make install into $("$ES_PG_CONFIG" --pkglibdir) failed: see make's messages above"
 	# make install as root may have written into the tree; give it back.
 	chown -R postgres: "$dir"
 }
@@ -289,10 +377,11 @@ es_start_cluster() {
 	if ((${#dir} > 80)); then
 		es_die "cluster directory path too long for a unix socket: $dir"
 	fi
-	chown postgres: "$dir"
 	local data="$dir/data" port
 	[[ -e "$data" ]] && es_die "$data already exists"
-	mkdir -p "$dir/log" && chown postgres: "$dir/log"
+	if ! { chown postgres: "$dir" && mkdir -p "$dir/log" && chown postgres: "$dir/log"; }; then
+		es_die "could not prepare $dir for the postgres user"
+	fi
 	port="$(es_free_port "${ES_PORT_START:-5440}")"
 
 	(cd "$dir" && es_as_postgres "$ES_PG_BIN/initdb" -D "$data" -A trust -U postgres \
@@ -326,7 +415,11 @@ es_start_cluster() {
 	(cd "$dir" && es_as_postgres "$ES_PG_BIN/pg_ctl" -D "$data" -l "$dir/log/postgresql.log" \
 		-w -t 60 start >/dev/null) || {
 		tail -n 50 "$dir/log/postgresql.log" >&2 || true
-		es_die "server in $data did not start (log: $dir/log/postgresql.log)"
+		if grep -qE 'Address already in use|could not create lock file|Is another postmaster' \
+			"$dir/log/postgresql.log" 2>/dev/null; then
+			es_die "server in $data did not start: port $port (socket $dir/.s.PGSQL.$port) is in use by another server; stop it or run this again (it picks a free port; ES_PORT_START sets where the search starts)"
+		fi
+		es_die "server in $data did not start: see its log above ($dir/log/postgresql.log)"
 	}
 
 	export PGHOST="$dir" PGPORT="$port" PGUSER=postgres

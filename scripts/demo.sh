@@ -69,14 +69,18 @@ TREE="$(es_copy_tree "$ES_REPO_ROOT")"
 [[ -f "$TREE/demo/demo.sql" ]] || es_die "demo/demo.sql is missing"
 
 es_log "build (ES_WERROR=1) and install"
-es_build_install "$TREE" >"$TREE/build.log" 2>&1 || {
-	cat "$TREE/build.log" >&2
-	es_die "build failed"
+# In a subshell: es_build_install's own es_die must not end the demo with its
+# message inside build.log (which the cleanup removes).
+(es_build_install "$TREE") >"$TREE/build.log" 2>&1 || {
+	rc=$?
+	cat "$TREE/build.log" >&2 # ends with es_build_install's error line, if it had one
+	((rc == ES_REPORTED)) && exit 1
+	es_die "the build failed (warnings are errors: ES_WERROR=1): see the messages above"
 }
 
-CLUSTER="$(mktemp -d /tmp/eventsource-demo.XXXXXXXX)"
+CLUSTER="$(mktemp -d /tmp/eventsource-demo.XXXXXXXX)" || es_die "mktemp failed"
 es_start_cluster "$CLUSTER"
-es_as_postgres "$ES_PG_BIN/createdb" demo
+es_as_postgres "$ES_PG_BIN/createdb" demo || es_die "createdb demo failed: see the message above"
 
 es_log "psql -X -v ON_ERROR_STOP=1 -d demo -f demo/demo.sql"
 echo

@@ -31,6 +31,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # ------------------------------------------------------------------ suites
 
 SUITES=(
+	scripts   # the set-up itself (scripts/common.sh) with stub apt-get/dpkg-query
 	regress   # pg_regress: sql/*.sql vs expected/*.out (Makefile REGRESS)
 	isolation # isolation specs in test/isolation (Makefile ISOLATION)
 	tap       # TAP tests test/t/*.pl: crashes, restarts (Makefile PROVE_TESTS)
@@ -39,6 +40,12 @@ SUITES=(
 )
 
 MAKE_ARGS=(PG_CONFIG="$ES_PG_CONFIG")
+
+# As postgres, against stubs only: nothing on the machine is installed or
+# looked at (test/scripts/setup.sh).
+suite_scripts() {
+	es_as_postgres bash test/scripts/setup.sh
+}
 
 suite_regress() {
 	es_as_postgres make installcheck ISOLATION= TAP_TESTS= "${MAKE_ARGS[@]}"
@@ -116,7 +123,7 @@ suite_examples() {
 examples_cleanup() {
 	local pid_file="$EXAMPLES_DIR/pgbouncer/pgbouncer.pid" pid
 	if [[ -s "$pid_file" ]]; then
-		pid="$(cat "$pid_file")"
+		pid="$(cat "$pid_file" 2>/dev/null)" || pid=""
 		if [[ "$pid" =~ ^[0-9]+$ && "$(cat "/proc/$pid/comm" 2>/dev/null)" == pgbouncer ]]; then
 			kill -TERM "$pid" 2>/dev/null || true
 		fi
@@ -340,10 +347,10 @@ if ((n_suite_fail > 0)); then
 		# The suite's own output (pg_regress/prove/pg_prove lines), unless it
 		# was already streamed above.
 		if [[ "$ES_VERBOSE" != 1 ]]; then
-			(cd "$TREE" && show_files "test-logs/$name.log")
+			(cd "$TREE" && show_files "test-logs/$name.log") || true
 		fi
 		if declare -F "diag_$name" >/dev/null; then
-			(cd "$TREE" && "diag_$name")
+			(cd "$TREE" && "diag_$name") || true
 		fi
 	done
 fi
@@ -361,4 +368,11 @@ for i in "${!NAMES[@]}"; do
 done
 printf '  total %s\n' "$(elapsed "$RUN_START" "$(now)")"
 echo "suites: $n_pass passed, $n_fail failed"
-((n_fail == 0 && build_rc == 0))
+if ((build_rc != 0)); then
+	es_die "the build failed (warnings are errors: ES_WERROR=1): see the compiler's messages above (log: $LOGDIR/build.log)"
+fi
+if ((n_fail > 0)); then
+	printf '%serror: %s of %s suites failed: see their diagnostics and the summary above%s\n' \
+		"$ES_C_RED" "$n_fail" "$((n_pass + n_fail))" "$ES_C_OFF" >&2
+	exit 1
+fi

@@ -299,6 +299,8 @@ es_tracing_stats(PG_FUNCTION_ARGS)
 	EsOtlpStats s;
 
 	es_require_shmem("eventsource.tracing");
+	/* only 1.1's SQL declares it; declared by hand in a 1.0 database: refuse */
+	es_require_sql_version("1.1", "eventsource.tracing_stats()");
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	es_otlp_get_stats(&s);

@@ -414,16 +414,27 @@ metadata_string(Jsonb *metadata, const char *key)
  * The trace context of an event about to be appended: validate the
  * metadata's traceparent and tracestate (22023), or, when it has no
  * traceparent, add the current context's.  Returns the metadata to store.
+ *
+ * Only in a database with the 1.1 SQL objects: with 1.0's, append() keeps
+ * 1.0's meaning (the metadata is stored as given, whatever its
+ * "traceparent" holds, and the settings add nothing), so installing the
+ * 1.1 library cannot make an application's appends fail before the
+ * database is updated.  es_sql_version() is cached per snapshot, so this
+ * costs a catalog read once per statement at most.
  */
 Jsonb *
 es_trace_metadata(Jsonb *metadata)
 {
-	JsonbValue *tp = metadata_string(metadata, "traceparent");
-	JsonbValue *ts = metadata_string(metadata, "tracestate");
+	JsonbValue *tp;
+	JsonbValue *ts;
 	const char *why;
 	const char *keys[2] = {"traceparent", "tracestate"};
 	const char *values[2];
 
+	if (es_sql_version() < ES_SQL_1_1)
+		return metadata;
+	tp = metadata_string(metadata, "traceparent");
+	ts = metadata_string(metadata, "tracestate");
 	if (tp != NULL &&
 		!es_traceparent_parse(tp->val.string.val, tp->val.string.len, NULL, &why))
 		ereport(ERROR,

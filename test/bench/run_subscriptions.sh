@@ -44,7 +44,10 @@ STREAMS=1000
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 say() { printf '%s\n' "$*" >&2; }
-die() { say "run_subscriptions.sh: $*"; exit 1; }
+# scripts/common.sh: es_die, and the ERR trap that reports an unexpected
+# failure in one line instead of ending the run silently
+. "$HERE/../../scripts/common.sh"
+die() { es_die "run_subscriptions.sh: $*"; }
 posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
 
 [ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
@@ -98,7 +101,7 @@ PGOPTIONS="-c synchronous_commit=off" psql_q -d bench \
 	-c "CALL bench.load('Order', $STREAMS, 10, $EVENTS, '$PAYLOAD')"
 sql "VACUUM (FREEZE, ANALYZE)"
 read -r PMIN HEAD NEVENTS < <(psql_q -d bench -F ' ' -c \
-	"SELECT min(global_position), max(global_position), count(*) FROM eventsource.events")
+	"SELECT min(global_position), max(global_position), count(*) FROM eventsource.events") || true
 [ "$NEVENTS" = "$EVENTS" ] || die "expected $EVENTS events, found $NEVENTS"
 [ "$((HEAD - PMIN + 1))" = "$EVENTS" ] || die "positions $PMIN..$HEAD are not dense"
 
@@ -173,7 +176,7 @@ SELECT extract(epoch FROM :'reached_at'::timestamptz - :'t0'::timestamptz) AS se
 SQL
 	) || die "subscription $name ($1, batch_size $2) failed"
 	# (\watch writes an empty line when its poll ends)
-	IFS='|' read -r ok secs t0 < <(sed -n 's/^result //p' <<<"$out")
+	IFS='|' read -r ok secs t0 < <(sed -n 's/^result //p' <<<"$out") || true
 	[ "$ok" = t ] || die "subscription $name did not reach position $HEAD"
 	# (the worker, idle at the head, is still there)
 	startup=$(worker "$name" | cut -d'|' -f2)
@@ -244,7 +247,7 @@ for _ in $(seq 100); do
 		AND wait_event_type = 'Extension'")" = 1 ] && break
 	sleep 0.1
 done
-IFS='|' read -r LAT_PID LAT_START < <(worker latency)
+IFS='|' read -r LAT_PID LAT_START < <(worker latency) || true
 [ -n "$LAT_PID" ] || die "the latency subscription's worker did not start"
 LAT_STARTUP=$(sql "SELECT round(extract(epoch FROM '$LAT_START'::timestamptz - created_at) * 1000)
 	FROM eventsource.subscriptions WHERE name = 'latency'")
@@ -300,7 +303,7 @@ wait_head() {
 	local head ok
 	head=$(sql "SELECT max(global_position) FROM eventsource.events")
 	ok=$(psql_q -d bench -v name="$1" -v pos="$head" -v timeout='30 min' -v await="$HERE/sub_await.sql" \
-		-c '\i :await' -c '\echo result :ok' 2> >(grep -v 'division by zero' >&2) | sed -n 's/^result //p')
+		-c '\i :await' -c '\echo result :ok' 2> >(grep -v 'division by zero' >&2) | sed -n 's/^result //p') || ok=""
 	[ "$ok" = t ] || die "subscription $1 did not catch up"
 }
 

@@ -435,5 +435,43 @@ is($plain->safe_psql('postgres', 'SELECT enabled, exporter_pid IS NULL FROM even
 	'no endpoint: no exporter process');
 is($plain->safe_psql('postgres', q{SELECT eventsource.health()->'checks' ? 'tracing'}), 'f',
 	'no endpoint: no tracing check in health()');
+
+# A database still on the 1.0 SQL objects (the 1.1 library installed, no
+# ALTER EXTENSION UPDATE yet): append() keeps 1.0's meaning, the metadata
+# is stored as given and the settings add nothing; what only 1.1 declares
+# refuses with 55000 and the hint to update.
+$plain->safe_psql('postgres', 'CREATE DATABASE old');
+my $old = sub { $plain->safe_psql('old', $_[0]) };
+$old->(q{CREATE EXTENSION eventsource VERSION '1.0';
+CREATE FUNCTION public.tracing_stats_c(
+    OUT enabled boolean, OUT exporter_pid integer, OUT queued integer,
+    OUT queue_size integer, OUT spans_queued bigint, OUT spans_exported bigint,
+    OUT spans_dropped bigint, OUT spans_dropped_queue_full bigint,
+    OUT exports bigint, OUT export_errors bigint,
+    OUT last_export_at timestamptz, OUT last_export_error text,
+    OUT last_export_error_at timestamptz)
+    RETURNS record LANGUAGE c AS '$libdir/eventsource', 'es_tracing_stats';});
+$old->(q{SELECT eventsource.append_event('Old-1', 0, 'A', '{}', '{"traceparent": "not w3c", "tracestate": 7}')});
+is($old->(q{SELECT metadata FROM eventsource.events WHERE stream_id = 'Old-1'}),
+	'{"tracestate": 7, "traceparent": "not w3c"}',
+	'1.0 database: a metadata traceparent/tracestate is stored as given, not validated');
+$old->(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$trace-$parent-01';
+	SELECT eventsource.append_event('Old-2', 0, 'A', '{}'); COMMIT;});
+is($old->(q{SELECT metadata FROM eventsource.events WHERE stream_id = 'Old-2'}), '{}',
+	'1.0 database: the traceparent setting adds nothing');
+my ($rc, $out, $err) = $plain->psql('old', 'SELECT * FROM public.tracing_stats_c()',
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:  55000: eventsource\.tracing_stats\(\) needs the eventsource 1\.1 SQL objects/,
+	'1.0 database: tracing_stats() refuses with 55000');
+like($err, qr/HINT:  Run ALTER EXTENSION eventsource UPDATE\./, '... with the hint to update');
+$old->('ALTER EXTENSION eventsource UPDATE');
+($rc, $out, $err) = $plain->psql('old',
+	q{SELECT eventsource.append_event('Old-3', 0, 'A', '{}', '{"traceparent": "not w3c"}')});
+like($err, qr/invalid traceparent "not w3c" in event metadata/, 'after UPDATE: the metadata is validated');
+$old->(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$trace-$parent-01';
+	SELECT eventsource.append_event('Old-4', 0, 'A', '{}'); COMMIT;});
+is($old->(q{SELECT metadata->>'traceparent' FROM eventsource.events WHERE stream_id = 'Old-4'}),
+	"00-$trace-$parent-01", 'after UPDATE: the setting is recorded');
+is($old->('SELECT enabled FROM public.tracing_stats_c()'), 'f', 'after UPDATE: tracing_stats() answers');
 $plain->stop;
 done_testing();
