@@ -437,14 +437,27 @@ send_request(const char *body, size_t len)
 	CURLcode	rc;
 	long		status = 0;
 
+	/*
+	 * The header list is built once for the life of the process: the handle
+	 * is made again after every reload, the list is not (appending to it
+	 * with each new handle sent Content-Type once more per reload).
+	 */
+	if (headers == NULL)
+	{
+		struct curl_slist *list;
+
+		list = curl_slist_append(NULL, "Content-Type: application/json");
+		/* no "Expect: 100-continue" round trip before large bodies */
+		if (list != NULL && (headers = curl_slist_append(list, "Expect:")) == NULL)
+			curl_slist_free_all(list);
+		if (headers == NULL)
+			return "could not build the HTTP headers";
+	}
 	if (curl == NULL)
 	{
 		curl = curl_easy_init();
 		if (curl == NULL)
 			return "could not create an HTTP client";
-		headers = curl_slist_append(headers, "Content-Type: application/json");
-		/* no "Expect: 100-continue" round trip before large bodies */
-		headers = curl_slist_append(headers, "Expect:");
 	}
 	response_len = 0;
 	response[0] = '\0';

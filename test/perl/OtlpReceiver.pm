@@ -9,7 +9,8 @@
 #
 # One request at a time, "Connection: close".  In mode "ok" it answers 200
 # and, with keep => 1, writes each request to $dir/req-NNNNNN.json as
-# {path, content_type, body}; it always counts requests and body bytes in
+# {path, content_type, content_types (how many Content-Type lines), body};
+# it always counts requests and body bytes in
 # $dir/count ("requests bytes", rewritten after each).  "503" answers
 # Service Unavailable; "slow" sleeps 3 s before answering 200 (and keeps
 # nothing).  The mode is read from $dir/mode for every request.
@@ -75,6 +76,7 @@ sub serve_one
 		last if $line eq '';
 		my ($k, $v) = split /:\s*/, $line, 2;
 		$h{ lc $k } = $v;
+		$h{ 'count-' . lc $k }++;
 	}
 	my $len = $h{'content-length'} // 0;
 	my $body = '';
@@ -103,7 +105,7 @@ sub serve_one
 			my ($path) = $reqline =~ /^POST (\S+) /;
 			write_file(sprintf("%s/req-%06d.json", $dir, $state->{n}),
 				encode_json({ path => $path // '', content_type => $h{'content-type'} // '',
-					body => $body }));
+					content_types => $h{'count-content-type'} // 0, body => $body }));
 		}
 	}
 	print $c "HTTP/1.1 $code $text\r\nContent-Type: text/plain\r\n"

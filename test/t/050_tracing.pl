@@ -391,6 +391,23 @@ ok($ok, 'after a reload the spans go to the new endpoint');
 wait_until(q{SELECT eventsource.health()->'checks'->>'tracing' = 'healthy'},
 	'health(): tracing healthy again after a successful export');
 
+# Reloads: each one is seen by the exporter (the service name changes with
+# it, and the next span names it), which makes a new HTTP handle; the
+# request still has one Content-Type header.
+for my $i (1 .. 3)
+{
+	$node->append_conf('postgresql.conf', "eventsource.otlp_service_name = 'orders-db-r$i'\n");
+	$node->reload;
+	wait_for("reload $i: a span with the new service name arrives", sub {
+		sql(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$tr2-dddddddddddddddd-01';
+			SELECT eventsource.append_event('Order-reload-$i-' || gen_random_uuid(), 0, 'Paid', '{}'); COMMIT;});
+		return grep { $_->{resource}{'service.name'} eq "orders-db-r$i" } spans($rx2);
+	});
+}
+my @ct = map { $_->{content_types} } requests($rx2);
+is_deeply([ grep { $_ != 1 } @ct ], [], 'after reloads every request has exactly one Content-Type header ('
+	  . scalar(@ct) . ' requests)');
+
 # the launcher restarts (terminated): the running exporter stays the only one
 my $xpid = sql('SELECT exporter_pid FROM eventsource.tracing');
 my $lpid = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventsource launcher'});
