@@ -88,8 +88,10 @@ SELECT tr.try($$SELECT eventsource.append('Trace-3', -1, '[{"type": "X", "data":
     {"type": "X", "data": {}, "metadata": {"traceparent": "garbage"}}]')$$);
 SELECT count(*) AS trace3_events FROM eventsource.events WHERE stream_id = 'Trace-3';
 
--- into a handler: it reads the handler span's context, and what it appends
--- carries the triggering event's trace id with the handler span as parent
+-- into a handler: it reads the event's context, and what it appends carries
+-- it.  Without an endpoint (this suite has none) no handler span is made up:
+-- the event's traceparent is passed on unchanged (the TAP test 050_tracing
+-- checks the handler span as parent when spans are exported)
 CREATE TABLE tr.seen (position bigint, traceparent text, tracestate text);
 CREATE FUNCTION tr.on_event(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -110,7 +112,7 @@ SELECT eventsource.wait_for_subscription('tr_sub', eventsource.head_position(), 
 SELECT o.stream_id,
        d.metadata->>'causation_id' = o.event_id::text AS causation_kept,
        substr(d.metadata->>'traceparent', 4, 32) = substr(o.metadata->>'traceparent', 4, 32) AS same_trace,
-       substr(d.metadata->>'traceparent', 37, 16) <> substr(o.metadata->>'traceparent', 37, 16) AS new_parent,
+       d.metadata->>'traceparent' = o.metadata->>'traceparent' AS passed_on_unchanged,
        d.metadata->>'traceparent' = s.traceparent AS parent_is_handler_span,
        d.metadata->>'tracestate' AS tracestate,
        s.tracestate AS handler_reads_tracestate,

@@ -22,7 +22,7 @@
  * ids as lower-case hex, 64-bit integers and nanosecond times as decimal
  * strings, enums as integers, attributes as KeyValue lists of AnyValue.  JSON
  * rather than protobuf because it needs no protobuf library or generated
- * code (nothing vendored), PostgreSQL's own escape_json produces it, and
+ * code (nothing vendored), it is easy to write correctly (json_string), and
  * every collector accepts it; protobuf would be smaller on the wire, which
  * does not matter at the rate of one span per handler call.
  *
@@ -49,6 +49,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "mb/pg_wchar.h"
 
 #include "trace.h"
 
@@ -222,23 +223,81 @@ es_otlp_supervise(void)
  */
 
 /*
- * A JSON string.  Most of what the exporter writes (ids, names, numbers as
- * text) needs no escaping: copy those in one piece, escape the others with
- * PostgreSQL's escape_json.
+ * A JSON string.  The workers hand over UTF-8 (trace.c converts from the
+ * database encoding), but the settings' strings (service name, resource
+ * attributes) are whatever bytes postgresql.conf holds, and one invalid
+ * byte would make a strict collector refuse the whole request, with the
+ * spans of every database in it: each byte that does not start a valid
+ * UTF-8 sequence is written as U+FFFD.  Escaped as escape_json does: \" \\
+ * and the control characters (\b \f \n \r \t, else \u00XX).
  */
 static void
 json_string(StringInfo buf, const char *value)
 {
-	const unsigned char *p;
+	const unsigned char *p = (const unsigned char *) value;
+	const unsigned char *run = p;	/* bytes copied as they are, from here */
 
-	for (p = (const unsigned char *) value; *p; p++)
-		if (*p < 0x20 || *p == '"' || *p == '\\')
-		{
-			escape_json(buf, value);
-			return;
-		}
 	appendStringInfoChar(buf, '"');
-	appendBinaryStringInfo(buf, value, (const char *) p - value);
+	while (*p)
+	{
+		const char *esc = NULL;
+		int			skip = 1;
+
+		if (*p < 0x80)
+		{
+			if (*p == '"')
+				esc = "\\\"";
+			else if (*p == '\\')
+				esc = "\\\\";
+			else if (*p < 0x20)
+				esc = "";		/* below */
+		}
+		else
+		{
+			int			n = pg_utf_mblen(p);
+			int			have = 1;
+
+			while (have < n && p[have] != '\0')
+				have++;
+			if (have == n && pg_utf8_islegal(p, n))
+				skip = n;
+			else
+				esc = "\\ufffd";
+		}
+		if (esc == NULL)
+		{
+			p += skip;
+			continue;
+		}
+		appendBinaryStringInfo(buf, (const char *) run, p - run);
+		if (esc[0] != '\0')
+			appendStringInfoString(buf, esc);
+		else
+			switch (*p)
+			{
+				case '\b':
+					appendStringInfoString(buf, "\\b");
+					break;
+				case '\f':
+					appendStringInfoString(buf, "\\f");
+					break;
+				case '\n':
+					appendStringInfoString(buf, "\\n");
+					break;
+				case '\r':
+					appendStringInfoString(buf, "\\r");
+					break;
+				case '\t':
+					appendStringInfoString(buf, "\\t");
+					break;
+				default:
+					appendStringInfo(buf, "\\u%04x", *p);
+					break;
+			}
+		p += skip;
+		run = p;
+	}
+	appendBinaryStringInfo(buf, (const char *) run, p - run);
 	appendStringInfoChar(buf, '"');
 }
 

@@ -21,9 +21,16 @@
  * <subscription>") and the calls it made ("process <subscription>") join in a
  * trace viewer even when the events come from many traces.  Nothing here
  * blocks: a span that does not fit in the queue is dropped and counted.
- * When no endpoint is configured no span is built; a handler whose event has
- * a traceparent still gets a span id of its own, so that its appends and its
- * log lines name it.
+ * A handler span is exported only when the event's traceparent has the W3C
+ * sampled flag (or when the event has none: then it hangs under the batch
+ * span, a root, which is always exported); the context is passed on either
+ * way, flags unchanged.  When no endpoint is configured no span is built
+ * and no span id is made up: a handler whose event has a traceparent passes
+ * that traceparent on unchanged to its appends (and its log lines name it),
+ * so no event names a parent span that was never exported.
+ *
+ * Span strings go out in UTF-8, OTLP's encoding: the worker converts them
+ * from the database encoding (text_utf8) before it cuts them to their limits.
  *
  * All state is process-local (the current call and batch of this worker).
  *
@@ -31,6 +38,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -51,6 +59,7 @@ typedef struct EsTraceSpan
 {
 	bool		active;
 	bool		traced;			/* has a trace context */
+	bool		sampled;		/* exported: the parent's flags say sampled */
 	EsTraceContext ctx;			/* trace id, own span id, flags */
 	bool		has_parent;
 	char		parent_id[ES_SPAN_ID_HEX + 1];
@@ -64,6 +73,14 @@ static bool batch_exporting = false;	/* spans are exported this batch */
 static char batch_subscription[ES_MAX_NAME_LEN + 1];
 static int	batch_partition;
 static char batch_database[NAMEDATALEN];
+
+/* the batch's names in UTF-8, for its spans (made by the first call) */
+static bool batch_names_utf8 = false;
+static char batch_subscription_utf8[ES_MAX_NAME_LEN + 1];
+static char batch_database_utf8[NAMEDATALEN];
+
+/* the database encoding's conversion to UTF-8 (looked up once) */
+static Oid	utf8_conversion = InvalidOid;
 static int	batch_calls;
 static int	batch_failed;
 static int	call_retry;
@@ -501,6 +518,20 @@ random_hex(char *out, int bytes)
 	}
 }
 
+/*
+ * The W3C "sampled" flag (bit 0 of trace-flags): the caller may have
+ * recorded its span, so ours are worth exporting; without it they are not
+ * (the context is still passed on, flags unchanged).
+ */
+static bool
+flags_sampled(const char *flags)
+{
+	char		c = flags[1];
+	int			low = (c >= '0' && c <= '9') ? c - '0' : c - 'a' + 10;
+
+	return (low & 1) != 0;
+}
+
 /* The batch span's ids, made when its first call needs them. */
 static void
 batch_ids(void)
@@ -527,6 +558,7 @@ es_trace_batch_begin(const char *subscription, int partition, const char *databa
 	strlcpy(batch_subscription, subscription, sizeof(batch_subscription));
 	batch_partition = partition;
 	strlcpy(batch_database, database ? database : "", sizeof(batch_database));
+	batch_names_utf8 = false;
 	batch_calls = 0;
 	batch_failed = 0;
 	call_retry = 0;
@@ -562,8 +594,80 @@ span_init(EsSpan *span, const EsTraceSpan *s)
 }
 
 /*
- * Append string "k" (the next in EsSpanText order), cut to maxlen bytes at a
- * character boundary.
+ * "value", a string in the database encoding, as UTF-8 (OTLP's encoding)
+ * into "out" (maxlen + 1 bytes), cut to at most maxlen bytes on a character
+ * boundary; returns its length.  In a UTF-8 database the string is copied.
+ * In a SQL_ASCII database its bytes have no known encoding: ASCII is kept
+ * and every other byte becomes '?'.  Otherwise it is converted with the
+ * encoding's default conversion, without raising an error: a character
+ * that has no UTF-8 counterpart becomes '?'.  Needs a transaction unless the
+ * database is UTF-8 or SQL_ASCII, or the conversion was looked up before.
+ */
+static int
+text_utf8(const char *value, int maxlen, char *out)
+{
+	int			enc = GetDatabaseEncoding();
+	int			len = value ? strlen(value) : 0;
+
+	if (len == 0)
+		len = 0;
+	else if (enc == PG_UTF8)
+	{
+		if (len > maxlen)
+			len = pg_encoding_mbcliplen(PG_UTF8, value, len, maxlen);
+		memcpy(out, value, len);
+	}
+	else if (enc == PG_SQL_ASCII)
+	{
+		len = Min(len, maxlen);
+		for (int i = 0; i < len; i++)
+			out[i] = IS_HIGHBIT_SET(value[i]) ? '?' : value[i];
+	}
+	else
+	{
+		/* the source cut first: a character never shrinks into UTF-8 */
+		const unsigned char *src = (const unsigned char *) value;
+		int			srclen = len > maxlen ? pg_mbcliplen(value, len, maxlen) : len;
+		int			cap = srclen * MAX_CONVERSION_GROWTH + 1;
+		unsigned char *dst = palloc(cap);
+		int			dlen = 0;
+
+		if (!OidIsValid(utf8_conversion))
+			utf8_conversion = FindDefaultConversionProc(enc, PG_UTF8);
+		dst[0] = '\0';
+		while (srclen > 0)
+		{
+			int			done = 0;
+
+			if (OidIsValid(utf8_conversion))
+				done = pg_do_encoding_conversion_buf(utf8_conversion, enc, PG_UTF8,
+													 (unsigned char *) src, srclen,
+													 dst + dlen, cap - dlen, true);
+			dlen += strlen((char *) dst + dlen);
+			src += done;
+			srclen -= done;
+			if (srclen > 0)
+			{
+				/* no UTF-8 counterpart: one '?' for the character */
+				int			skip = Min(pg_encoding_mblen(enc, (const char *) src), srclen);
+
+				dst[dlen++] = '?';
+				dst[dlen] = '\0';
+				src += skip;
+				srclen -= skip;
+			}
+		}
+		len = dlen > maxlen ? pg_encoding_mbcliplen(PG_UTF8, (char *) dst, dlen, maxlen) : dlen;
+		memcpy(out, dst, len);
+		pfree(dst);
+	}
+	out[len] = '\0';
+	return len;
+}
+
+/*
+ * Append string "k" (the next in EsSpanText order), already UTF-8, cut to
+ * maxlen bytes on a character boundary.
  */
 static void
 span_text(EsSpan *span, EsSpanText k, const char *value, int maxlen)
@@ -571,7 +675,7 @@ span_text(EsSpan *span, EsSpanText k, const char *value, int maxlen)
 	int			len = value ? strlen(value) : 0;
 
 	if (len > maxlen)
-		len = pg_mbcliplen(value, len, maxlen);
+		len = pg_encoding_mbcliplen(PG_UTF8, value, len, maxlen);
 	Assert(span->text_len + len + 1 <= ES_SPAN_TEXT_MAX);
 	span->text_off[k] = span->text_len;
 	if (len > 0)
@@ -580,13 +684,40 @@ span_text(EsSpan *span, EsSpanText k, const char *value, int maxlen)
 	span->text_len += len + 1;
 }
 
-/* The strings every span has, up to the subscription. */
+/*
+ * Append string "k", in the database encoding: converted to UTF-8 and cut
+ * to maxlen bytes (text_utf8).  In a transaction.
+ */
+static void
+span_text_db(EsSpan *span, EsSpanText k, const char *value, int maxlen)
+{
+	Assert(span->text_len + maxlen + 1 <= ES_SPAN_TEXT_MAX);
+	span->text_off[k] = span->text_len;
+	span->text_len += text_utf8(value, maxlen, span->text + span->text_len) + 1;
+}
+
+/*
+ * The batch's subscription and database names in UTF-8, made by its first
+ * call (in a transaction) for all its spans, the batch span included, which
+ * is built outside one.
+ */
+static void
+batch_names(void)
+{
+	if (batch_names_utf8)
+		return;
+	(void) text_utf8(batch_subscription, ES_MAX_NAME_LEN, batch_subscription_utf8);
+	(void) text_utf8(batch_database, NAMEDATALEN - 1, batch_database_utf8);
+	batch_names_utf8 = true;
+}
+
+/* The strings every span has, up to the subscription (all UTF-8). */
 static void
 span_common_text(EsSpan *span, const EsTraceSpan *s)
 {
 	span_text(span, ES_SPAN_TRACESTATE, s->tracestate, ES_TRACESTATE_LEN);
-	span_text(span, ES_SPAN_DATABASE, batch_database, NAMEDATALEN - 1);
-	span_text(span, ES_SPAN_SUBSCRIPTION, batch_subscription, ES_MAX_NAME_LEN);
+	span_text(span, ES_SPAN_DATABASE, batch_database_utf8, NAMEDATALEN - 1);
+	span_text(span, ES_SPAN_SUBSCRIPTION, batch_subscription_utf8, ES_MAX_NAME_LEN);
 }
 
 /* The batch ends: its span, when it called a handler and is exported. */
@@ -595,7 +726,8 @@ es_trace_batch_end(void)
 {
 	EsSpan		span;
 
-	if (batch.active && batch_exporting && batch.traced && batch_calls > 0)
+	if (batch.active && batch_exporting && batch.traced && batch_calls > 0 &&
+		batch_names_utf8)
 	{
 		span_init(&span, &batch);
 		span.is_batch = true;
@@ -643,6 +775,7 @@ es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
 					const char *event_type, const char *stream_id, int64 position)
 {
 	bool		isnull;
+	bool		exporting;
 
 	call.active = true;
 	call.traced = false;
@@ -654,6 +787,11 @@ es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
 	call_event_type = event_type;
 	call_stream_id = stream_id;
 	call_position = position;
+
+	call.sampled = true;
+	exporting = batch.active && batch_exporting;
+	if (exporting)
+		batch_names();
 
 	if (event != NULL)
 	{
@@ -667,17 +805,24 @@ es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
 			JsonbValue *ts = getKeyJsonValueFromContainer(&meta->root, "tracestate", 10, NULL);
 
 			call.traced = true;
-			call.has_parent = true;
-			strlcpy(call.parent_id, call.ctx.span_id, sizeof(call.parent_id));
-			random_hex(call.ctx.span_id, 8);
-			if (ts && ts->type == jbvString && ts->val.string.len <= ES_TRACESTATE_LEN)
+			call.sampled = flags_sampled(call.ctx.flags);
+			if (exporting)
+			{
+				/* the handler span, a child of the event's */
+				call.has_parent = true;
+				strlcpy(call.parent_id, call.ctx.span_id, sizeof(call.parent_id));
+				random_hex(call.ctx.span_id, 8);
+			}
+			/* (a 1.0 database stores any tracestate: only a valid one goes on) */
+			if (ts && ts->type == jbvString &&
+				es_tracestate_valid(ts->val.string.val, ts->val.string.len, &why))
 			{
 				memcpy(call.tracestate, ts->val.string.val, ts->val.string.len);
 				call.tracestate[ts->val.string.len] = '\0';
 			}
 		}
 	}
-	if (!call.traced && batch.active && batch_exporting)
+	if (!call.traced && exporting)
 	{
 		batch_ids();
 		call.traced = true;
@@ -715,7 +860,7 @@ es_trace_call_end(const char *outcome, const char *sqlstate, const char *message
 	batch_calls++;
 	if (sqlstate != NULL)
 		batch_failed++;
-	if (!batch_exporting || !call.traced)
+	if (!batch_exporting || !call.traced || !call.sampled)
 		return;
 
 	batch_ids();
@@ -727,11 +872,11 @@ es_trace_call_end(const char *outcome, const char *sqlstate, const char *message
 	span.position = call_position;
 	span_common_text(&span, &call);
 	span_text(&span, ES_SPAN_EVENT_ID, call_has_event ? call_event_id : NULL, 36);
-	span_text(&span, ES_SPAN_EVENT_TYPE, call_has_event ? call_event_type : NULL, ES_MAX_EVENT_TYPE_LEN);
-	span_text(&span, ES_SPAN_STREAM_ID, call_has_event ? call_stream_id : NULL, ES_SPAN_TEXT_LEN - 1);
+	span_text_db(&span, ES_SPAN_EVENT_TYPE, call_has_event ? call_event_type : NULL, ES_MAX_EVENT_TYPE_LEN);
+	span_text_db(&span, ES_SPAN_STREAM_ID, call_has_event ? call_stream_id : NULL, ES_SPAN_TEXT_LEN - 1);
 	span_text(&span, ES_SPAN_OUTCOME, outcome, 15);
 	span_text(&span, ES_SPAN_SQLSTATE, sqlstate, 5);
-	span_text(&span, ES_SPAN_MESSAGE, sqlstate ? message : NULL, ES_SPAN_TEXT_LEN - 1);
+	span_text_db(&span, ES_SPAN_MESSAGE, sqlstate ? message : NULL, ES_SPAN_TEXT_LEN - 1);
 	if (sqlstate != NULL)
 		span.status = ES_SPAN_STATUS_ERROR;
 	es_otlp_enqueue(&span);

@@ -4,7 +4,7 @@
 #
 #   my $rx = OtlpReceiver::start($dir, keep => 1);   # forks; returns
 #       { pid, port, url, dir }; url is http://127.0.0.1:<port>/v1/traces
-#   OtlpReceiver::set_mode($dir, 'ok' | '503' | 'slow');
+#   OtlpReceiver::set_mode($dir, 'ok' | '503' | 'slow' | 'hang');
 #   OtlpReceiver::stop($rx);
 #
 # One request at a time, "Connection: close".  In mode "ok" it answers 200
@@ -13,7 +13,7 @@
 # it always counts requests and body bytes in
 # $dir/count ("requests bytes", rewritten after each).  "503" answers
 # Service Unavailable; "slow" sleeps 3 s before answering 200 (and keeps
-# nothing).  The mode is read from $dir/mode for every request.
+# nothing); "hang" writes $dir/hung and sleeps 600 s (a hung collector).  The mode is read from $dir/mode for every request.
 package OtlpReceiver;
 
 use strict;
@@ -94,6 +94,11 @@ sub serve_one
 	elsif ($mode eq 'slow')
 	{
 		sleep 3;
+	}
+	elsif ($mode eq 'hang')
+	{
+		write_file("$dir/hung", '1');
+		sleep 600;
 	}
 	else
 	{

@@ -15,9 +15,12 @@
 # event with the SQLSTATE, the retry count, the resource attributes, the
 # trace_id/span_id log fields; then with the receiver answering 503, slow,
 # or stopped: every event is still delivered exactly once, the drop counter
-# rises, the last export error and health()'s "tracing" check say why (the
-# delivery times are printed, not asserted); a reload switches the endpoint
-# to a second receiver; an empty endpoint turns spans off.
+# rises, the last export error and health()'s "tracing" check say why, and
+# delivery takes at most 3x + 5 s of its time with tracing off; a reload
+# switches the endpoint to a second receiver (one Content-Type header after
+# reloads); an empty endpoint turns spans off; a fast stop does not wait for
+# a hung collector.  Also: the sampled flag, hostile strings and a LATIN1
+# database (spans in valid UTF-8), a database still on 1.0.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -340,10 +343,74 @@ wait_for('the batch handler call and its batch span arrived', sub {
 is($bc->{parentSpanId}, $bb->{spanId}, 'batch handler call: child of the batch span');
 ok(!exists $bc->{attr}{'eventsource.event.id'}, 'batch handler call: no single-event attributes');
 is($bb->{attr}{'messaging.batch.message_count'}, '1', 'batch span: one handler call');
+
+# ---------------------------------------------------------------------------
+# The W3C sampled flag: an event whose traceparent is not sampled gets no
+# exported span, but its context (flags included) is passed on
+# ---------------------------------------------------------------------------
+my $unsampled = '12121212121212121212121212121212';
+my $after = '56565656565656565656565656565656';
+sql(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$unsampled-3434343434343434-00';
+	SELECT eventsource.append_event('Order-unsampled', 0, 'Placed', '{}'); COMMIT;
+	BEGIN; SET LOCAL eventsource.traceparent = '00-$after-3434343434343434-01';
+	SELECT eventsource.append_event('Order-sampled-after', 0, 'Placed', '{}'); COMMIT;});
+wait_for('the sampled event after it: its shipment span arrived', sub {
+	grep { $_->{traceId} eq $after && $_->{name} eq 'process shipments' } spans($rx) });
+is(scalar(grep { $_->{traceId} eq $unsampled } spans($rx)), 0,
+	'not sampled (flags 00): no span of that trace was exported');
+like(sql(q{SELECT metadata->>'traceparent' FROM eventsource.events WHERE stream_id = 'Shipment-Order-unsampled'}),
+	qr/^00-$unsampled-[0-9a-f]{16}-00$/, 'not sampled: the context and its flags are passed on to the handler\'s appends');
+
+# ---------------------------------------------------------------------------
+# Hostile strings and a LATIN1 database: every request is valid UTF-8 JSON
+# and decodes to the strings of the database
+# ---------------------------------------------------------------------------
+$node->safe_psql('postgres', q{CREATE DATABASE lat ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0});
+my $e = "\xc3\xa9";    # é in UTF-8, as psql sends it (client_encoding UTF8)
+my $lat = sub { $node->safe_psql('lat', "SET client_encoding = 'UTF8';\n" . $_[0]) };
+$lat->(qq{
+CREATE EXTENSION eventsource;
+CREATE FUNCTION on_cafe(e eventsource.events) RETURNS void LANGUAGE plpgsql AS \$\$
+BEGIN
+    IF e.data->>'fail' = 'yes' THEN
+        RAISE EXCEPTION 'caf$e "quoted" back\\slash%', E'\\ttab\\nnewline\\x01end' USING ERRCODE = '22012';
+    END IF;
+END \$\$;
+SELECT eventsource.create_subscription('caf$e', 'on_cafe(eventsource.events)',
+    max_retries => 1, retry_backoff => '10 ms');
+});
+$lat->(qq{SET eventsource.traceparent = '00-$trace-$parent-01';
+SELECT eventsource.append_event('Caf$e-1', 0, 'Plac$e', '{}');
+SELECT eventsource.append_event('Caf$e-' || repeat('$e', 200), 0, 'Plac$e', '{}');
+SELECT eventsource.append_event(E'Caf$e-"q" \\\\ back\\tslash\\n\\x01end', 0, 'Plac$e', '{"fail": "yes"}');
+});
+my @lat;
+wait_for('LATIN1 database: the spans arrived', sub {
+	my $ok = eval { @lat = grep { $_->{attr}{'db.namespace'} eq 'lat' && $_->{name} =~ /^process/ } spans($rx); 1 };
+	return !$ok || @lat >= 4;
+});
+my @bad_bodies = grep { my $b = $_; !utf8::decode($b) } map { decode_json(slurp_file($_))->{body} }
+  glob("$rx->{dir}/req-*.json");
+is(scalar @bad_bodies, 0, 'every request body is valid UTF-8');
+my $E = "\x{e9}";
+my ($c1) = grep { $_->{attr}{'eventsource.stream.id'} eq "Caf$E-1" } @lat;
+ok($c1, 'LATIN1 database: the stream id arrives as UTF-8');
+is($c1 && $c1->{name}, "process caf$E", '... the span name (the subscription)');
+is($c1 && $c1->{attr}{'eventsource.event.type'}, "Plac$E", '... the event type');
+my ($long) = grep { $_->{attr}{'eventsource.stream.id'} =~ /^Caf$E-$E$E/ } @lat;
+is($long && $long->{attr}{'eventsource.stream.id'}, "Caf$E-" . ($E x 124),
+	'a long stream id is cut to 255 bytes of UTF-8 on a character boundary');
+my ($hostile) = grep { ($_->{status}{code} // 0) == 2 } @lat;
+is($hostile && $hostile->{attr}{'eventsource.stream.id'}, "Caf$E-\"q\" \\ back\tslash\n\x01end",
+	'quotes, backslashes and control characters in a stream id decode as they were');
+is($hostile && $hostile->{status}{message}, "caf$E \"quoted\" back\\slash\ttab\nnewline\x01end",
+	'... and in an error message');
+
 my $d0 = dropped();
 
+my %secs;
 set_mode($rx->{dir}, '503');
-deliver_bulk('collector answering 503', 500);
+$secs{'answering 503'} = deliver_bulk('collector answering 503', 500);
 wait_until(qq{SELECT spans_dropped > $d0 FROM eventsource.tracing}, '503: the drop counter rises');
 like(sql('SELECT last_export_error FROM eventsource.tracing'), qr/HTTP status 503/,
 	'503: last_export_error names the status');
@@ -353,7 +420,7 @@ is(sql(q{SELECT eventsource.health()->>'status'}), 'healthy', '503: the store it
 
 my $d1 = dropped();
 set_mode($rx->{dir}, 'slow');
-deliver_bulk('collector slow (3 s > otlp_timeout 500 ms)', 500);
+$secs{slow} = deliver_bulk('collector slow (3 s > otlp_timeout 500 ms)', 500);
 wait_until(qq{SELECT spans_dropped > $d1 AND last_export_error ~* 'timeout|timed out' FROM eventsource.tracing},
 	'slow: exports time out and the drop counter rises');
 ok(sql('SELECT spans_dropped_queue_full > 0 FROM eventsource.tracing') eq 't',
@@ -361,7 +428,7 @@ ok(sql('SELECT spans_dropped_queue_full > 0 FROM eventsource.tracing') eq 't',
 
 stop_receiver($rx);
 my $d2 = dropped();
-deliver_bulk('collector stopped', 500);
+$secs{stopped} = deliver_bulk('collector stopped', 500);
 wait_until(qq{SELECT spans_dropped > $d2 AND last_export_error ~* 'connect' FROM eventsource.tracing},
 	'stopped: connection refused, the drop counter rises');
 
@@ -431,8 +498,18 @@ wait_until(q{SELECT NOT enabled AND exporter_pid IS NULL FROM eventsource.tracin
 like(slurp_file($node->logfile), qr/eventsource: OTLP exporter started, sending spans to \Q$rx->{url}\E/,
 	'the exporter logged its endpoint when it started');
 my $queued = sql('SELECT spans_queued FROM eventsource.tracing');
-deliver_bulk('tracing off', 100);
+my $off = deliver_bulk('tracing off', 500);
 is(sql('SELECT spans_queued FROM eventsource.tracing'), $queued, 'tracing off: no span is queued');
+# a failing collector does not slow delivery: each time is bounded by the
+# tracing-off time, generously (3x + 5 s: the machine is shared), so only a
+# real stall (waiting for the collector: 3 s per slow request, 500 events)
+# fails it
+for my $mode (sort keys %secs)
+{
+	ok($secs{$mode} <= 3 * $off + 5,
+		sprintf('collector %s: 500 events delivered in %.2f s, tracing off %.2f s (bound 3x + 5 s)',
+			$mode, $secs{$mode}, $off));
+}
 ok(!defined(sql(q{SELECT eventsource.health()->'checks'->>'tracing'})) ||
 	sql(q{SELECT eventsource.health()->'checks' ? 'tracing'}) eq 'f',
 	'tracing off: no tracing check in health()');
@@ -443,7 +520,25 @@ $node->reload;
 wait_until(q{SELECT enabled AND exporter_pid IS NOT NULL FROM eventsource.tracing},
 	'setting the endpoint again starts the exporter again');
 stop_receiver($rx2);
-$node->stop;
+
+# A hung collector (accepts, never answers) with a 10-minute export time
+# limit: a fast shutdown does not wait for the export
+my $rx3 = start_receiver('rx3');
+set_mode($rx3->{dir}, 'hang');
+$node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = '$rx3->{url}'\neventsource.otlp_timeout = '600s'\n");
+$node->reload;
+wait_until(qq{SELECT current_setting('eventsource.otlp_endpoint') = '$rx3->{url}'}, 'reloaded: a hung collector');
+wait_for('an export hangs in the collector', sub {
+	sql(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$trace-$parent-01';
+		SELECT eventsource.append_event('Order-hang-' || gen_random_uuid(), 0, 'Paid', '{}'); COMMIT;});
+	return -e "$rx3->{dir}/hung";
+});
+my $t0 = time;
+$node->stop('fast');
+my $stop_secs = time - $t0;
+ok($stop_secs < 60, sprintf('pg_ctl stop -m fast returns promptly during a hung export (%.1f s; time limit 600 s)',
+	$stop_secs));
+stop_receiver($rx3);
 
 # a server that does not trace runs no exporter (it takes no worker slot)
 my $plain = es_node('plain');
