@@ -71,7 +71,8 @@ SET LOCAL eventsource.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7
 SET LOCAL eventsource.tracestate = 'congo=t61rcWkgMzE';
 SELECT stream_version FROM eventsource.append_event('Trace-2', 0, 'Created', '{}',
     '{"traceparent": "00-11111111111111111111111111111111-2222222222222222-00"}');
--- a tracestate of the metadata stays; the setting's traceparent joins it
+-- a tracestate of the metadata without a traceparent: stored as given, never
+-- paired with the setting's traceparent (it belongs to another trace)
 SELECT stream_version FROM eventsource.append_event('Trace-2', 1, 'Changed', '{}',
     '{"tracestate": "rojo=1"}');
 COMMIT;

@@ -430,7 +430,8 @@ metadata_string(Jsonb *metadata, const char *key)
 /*
  * The trace context of an event about to be appended: validate the
  * metadata's traceparent and tracestate (22023), or, when it has no
- * traceparent, add the current context's.  Returns the metadata to store.
+ * traceparent nor tracestate, add the current context's.  Returns the
+ * metadata to store.
  *
  * Only in a database with the 1.1 SQL objects: with 1.0's, append() keeps
  * 1.0's meaning (the metadata is stored as given, whatever its
@@ -466,13 +467,17 @@ es_trace_metadata(Jsonb *metadata)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid tracestate in event metadata"),
 				 errdetail("%s", why)));
-	if (tp != NULL)
+	/*
+	 * The metadata's context wins, whole: a tracestate of the metadata
+	 * without a traceparent belongs to no trace we know, and is never paired
+	 * with the current context's traceparent (another trace's vendor data).
+	 */
+	if (tp != NULL || ts != NULL)
 		return metadata;
 	values[0] = current_traceparent();
 	if (values[0] == NULL)
 		return metadata;
-	/* a tracestate in the metadata stays; else the context's goes with it */
-	values[1] = ts ? NULL : current_tracestate();
+	values[1] = current_tracestate();
 	return es_metadata_add(metadata, 2, keys, values);
 }
 
