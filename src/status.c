@@ -849,6 +849,7 @@ es_health(PG_FUNCTION_ARGS)
 	StringInfoData checks;
 	bool		first = true;
 	bool		first_check = true;
+	const char *tracing;
 
 	initStringInfo(&subs);
 	initStringInfo(&checks);
@@ -940,8 +941,9 @@ es_health(PG_FUNCTION_ARGS)
 			 dead >= es_max_dead_letters_warning ?
 			 psprintf("unhealthy: " INT64_FORMAT " dead letters waiting", dead) : "healthy");
 	/* span export (issue 13): reported, never a reason to be unhealthy */
-	if (es_otlp_health() != NULL)
-		json_str(&checks, &first_check, "tracing", es_otlp_health());
+	tracing = es_otlp_health();
+	if (tracing != NULL)
+		json_str(&checks, &first_check, "tracing", tracing);
 	appendStringInfoChar(&subs, ']');
 	appendStringInfoChar(&checks, '}');
 
