@@ -41,6 +41,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/pmsignal.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -111,7 +112,7 @@ es_otlp_define_gucs(bool preloading)
 	DefineCustomStringVariable("eventsource.otlp_endpoint",
 							   "OTLP/HTTP URL to which the subscription workers' spans are exported; empty: no spans.",
 							   "The full URL, usually ending in /v1/traces.",
-							   &otlp_endpoint, "", PGC_SIGHUP, 0,
+							   &otlp_endpoint, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   check_endpoint, NULL, NULL);
 	DefineCustomStringVariable("eventsource.otlp_service_name",
 							   "service.name resource attribute of the exported spans.",
@@ -481,12 +482,44 @@ on_response(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-/* abort a transfer when the process is asked to stop */
+/*
+ * Abort a transfer (libcurl calls this about once a second, and on every
+ * bit of progress) when the process is asked to stop, when the postmaster
+ * is gone, or when the settings are to be reloaded: a reload that moves the
+ * endpoint away from a hung collector takes effect at once, not after
+ * eventsource.otlp_timeout (the aborted request's spans are dropped).
+ */
 static int
 on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 			curl_off_t ulnow)
 {
-	return (ShutdownRequestPending || ProcDiePending) ? 1 : 0;
+	return (ShutdownRequestPending || ProcDiePending || ConfigReloadPending ||
+			!PostmasterIsAlive()) ? 1 : 0;
+}
+
+/*
+ * The endpoint for the server log: user and password of the URL
+ * ("http://user:secret@host/...") shown as "***".
+ */
+static const char *
+endpoint_for_log(void)
+{
+	const char *url = otlp_endpoint ? otlp_endpoint : "";
+	const char *host = strstr(url, "://");
+	const char *at;
+	const char *end;
+
+	if (host == NULL)
+		return url;
+	host += 3;
+	end = host + strcspn(host, "/?#");
+	at = memchr(host, '@', end - host);
+	if (at == NULL)
+		return url;
+	/* the last '@' before the path ends the userinfo */
+	while (memchr(at + 1, '@', end - at - 1) != NULL)
+		at = memchr(at + 1, '@', end - at - 1);
+	return psprintf("%.*s***%s", (int) (host - url), url, at);
 }
 
 /* POST the request; NULL on success, else what went wrong. */
@@ -561,7 +594,8 @@ export_queued(MemoryContext cxt)
 	MemoryContext request_cxt = AllocSetContextCreate(cxt, "eventsource otlp request",
 													  ALLOCSET_DEFAULT_SIZES);
 
-	while (!ShutdownRequestPending)
+	/* a pending reload is applied before the next request */
+	while (!ShutdownRequestPending && !ConfigReloadPending)
 	{
 		int			n = es_otlp_dequeue(spans, otlp_batch_size);
 		StringInfoData body;
@@ -579,7 +613,7 @@ export_queued(MemoryContext cxt)
 		if (error)
 			ereport(DEBUG1,
 					(errmsg("eventsource: OTLP export of %d spans to %s failed: %s",
-							n, otlp_endpoint, error)));
+							n, endpoint_for_log(), error)));
 		MemoryContextSwitchTo(cxt);
 		if (n < otlp_batch_size)
 			break;
@@ -610,7 +644,7 @@ es_otlp_main(Datum main_arg)
 	}
 	publish_settings();
 	ereport(LOG,
-			(errmsg("eventsource: OTLP exporter started, sending spans to %s", otlp_endpoint)));
+			(errmsg("eventsource: OTLP exporter started, sending spans to %s", endpoint_for_log())));
 
 	while (!ShutdownRequestPending)
 	{

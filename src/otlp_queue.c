@@ -218,6 +218,23 @@ es_otlp_discard(void)
 	LWLockRelease(&queue->lock);
 }
 
+/*
+ * Copy "src" into "dst" (size bytes) as printable ASCII: the error may
+ * quote the collector's response, any bytes in any encoding, and it is
+ * shown as text in every database (eventsource.tracing, health()).  Every
+ * other byte becomes '?', so the cut at size - 1 bytes is on a character
+ * boundary.
+ */
+static void
+printable_ascii(char *dst, const char *src, size_t size)
+{
+	size_t		i;
+
+	for (i = 0; i + 1 < size && src[i] != '\0'; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] <= 0x7e) ? src[i] : '?';
+	dst[i] = '\0';
+}
+
 /* The outcome of one export of nspans spans: error NULL means success. */
 void
 es_otlp_note_export(int nspans, const char *error)
@@ -234,7 +251,7 @@ es_otlp_note_export(int nspans, const char *error)
 		queue->export_errors++;
 		queue->spans_dropped_export += nspans;
 		queue->last_error_at = GetCurrentTimestamp();
-		strlcpy(queue->last_error, error, sizeof(queue->last_error));
+		printable_ascii(queue->last_error, error, sizeof(queue->last_error));
 	}
 	LWLockRelease(&queue->lock);
 }

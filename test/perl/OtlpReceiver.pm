@@ -4,7 +4,7 @@
 #
 #   my $rx = OtlpReceiver::start($dir, keep => 1);   # forks; returns
 #       { pid, port, url, dir }; url is http://127.0.0.1:<port>/v1/traces
-#   OtlpReceiver::set_mode($dir, 'ok' | '503' | 'slow' | 'hang');
+#   OtlpReceiver::set_mode($dir, 'ok' | '503' | '503bin' | 'slow' | 'hang');
 #   OtlpReceiver::stop($rx);
 #
 # One request at a time, "Connection: close".  In mode "ok" it answers 200
@@ -12,7 +12,8 @@
 # {path, content_type, content_types (how many Content-Type lines), body};
 # it always counts requests and body bytes in
 # $dir/count ("requests bytes", rewritten after each).  "503" answers
-# Service Unavailable; "slow" sleeps 3 s before answering 200 (and keeps
+# Service Unavailable ("503bin": with a body of non-ASCII and control
+# bytes); "slow" sleeps 3 s before answering 200 (and keeps
 # nothing); "hang" writes $dir/hung and sleeps 600 s (a hung collector).  The mode is read from $dir/mode for every request.
 package OtlpReceiver;
 
@@ -90,6 +91,10 @@ sub serve_one
 	if ($mode eq '503')
 	{
 		($code, $text, $resp) = (503, 'Service Unavailable', 'collector overloaded');
+	}
+	elsif ($mode eq '503bin')
+	{
+		($code, $text, $resp) = (503, 'Service Unavailable', "\xff\xfe\x01 bad \xc3\xa9 bytes");
 	}
 	elsif ($mode eq 'slow')
 	{

@@ -418,6 +418,17 @@ like(sql(q{SELECT eventsource.health()->'checks'->>'tracing'}), qr/^unhealthy: e
 	'503: health() check says unhealthy');
 is(sql(q{SELECT eventsource.health()->>'status'}), 'healthy', '503: the store itself stays healthy');
 
+# a response body of any bytes: the error keeps printable ASCII only
+set_mode($rx->{dir}, '503bin');
+my $binerr = '';
+wait_for('503 with a binary body: the error shows it as printable ASCII', sub {
+	sql(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$trace-$parent-01';
+		SELECT eventsource.append_event('Order-bin-' || gen_random_uuid(), 0, 'Paid', '{}'); COMMIT;});
+	$binerr = sql('SELECT last_export_error FROM eventsource.tracing');
+	return $binerr =~ /bad/;
+});
+is($binerr, 'HTTP status 503: ??? bad ?? bytes', 'last_export_error: other bytes shown as ?');
+
 my $d1 = dropped();
 set_mode($rx->{dir}, 'slow');
 $secs{slow} = deliver_bulk('collector slow (3 s > otlp_timeout 500 ms)', 500);
@@ -514,11 +525,24 @@ ok(!defined(sql(q{SELECT eventsource.health()->'checks'->>'tracing'})) ||
 	sql(q{SELECT eventsource.health()->'checks' ? 'tracing'}) eq 'f',
 	'tracing off: no tracing check in health()');
 
-# set again: the launcher starts the exporter again
-$node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = '$rx2->{url}'\n");
+# set again (a user and password in the URL): the launcher starts the
+# exporter again; the log hides them, and only superusers see the setting
+my $url_auth = $rx2->{url} =~ s{^http://}{http://user:secret\@}r;
+$log_at = -s $node->logfile;
+$node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = '$url_auth'\n");
 $node->reload;
 wait_until(q{SELECT enabled AND exporter_pid IS NOT NULL FROM eventsource.tracing},
 	'setting the endpoint again starts the exporter again');
+$node->wait_for_log(qr/OTLP exporter started/, $log_at);
+like(slurp_file($node->logfile, $log_at), qr{OTLP exporter started, sending spans to http://\*\*\*\@127\.0\.0\.1:},
+	'the log shows the endpoint without its user and password');
+# (PostgreSQL's own "parameter ... changed to" line of the reload shows the
+# value, as for every setting: README says so)
+unlike(slurp_file($node->logfile, $log_at), qr/eventsource: .*secret/, '... no eventsource line shows the password');
+my ($src, $sout, $serr) = $node->psql('postgres',
+	q{CREATE ROLE plain_user; SET ROLE plain_user; SHOW eventsource.otlp_endpoint});
+like($serr, qr/must be superuser or have privileges of pg_read_all_settings/,
+	'eventsource.otlp_endpoint is hidden from other roles (it may hold credentials)');
 stop_receiver($rx2);
 
 # A hung collector (accepts, never answers) with a 10-minute export time
@@ -533,12 +557,29 @@ wait_for('an export hangs in the collector', sub {
 		SELECT eventsource.append_event('Order-hang-' || gen_random_uuid(), 0, 'Paid', '{}'); COMMIT;});
 	return -e "$rx3->{dir}/hung";
 });
+# a reload moves the endpoint away from the hung collector at once: the
+# export in progress is abandoned, not waited for (600 s)
+my $rx4 = start_receiver('rx4');
+$node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = '$rx4->{url}'\n");
+$node->reload;
+wait_for('after a reload away from a hung collector, spans arrive at the new endpoint', sub {
+	sql(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$trace-$parent-01';
+		SELECT eventsource.append_event('Order-away-' || gen_random_uuid(), 0, 'Paid', '{}'); COMMIT;});
+	return scalar(requests($rx4)) > 0;
+});
+set_mode($rx4->{dir}, 'hang');
+wait_for('the new collector hangs too', sub {
+	sql(qq{BEGIN; SET LOCAL eventsource.traceparent = '00-$trace-$parent-01';
+		SELECT eventsource.append_event('Order-hang2-' || gen_random_uuid(), 0, 'Paid', '{}'); COMMIT;});
+	return -e "$rx4->{dir}/hung";
+});
 my $t0 = time;
 $node->stop('fast');
 my $stop_secs = time - $t0;
 ok($stop_secs < 60, sprintf('pg_ctl stop -m fast returns promptly during a hung export (%.1f s; time limit 600 s)',
 	$stop_secs));
 stop_receiver($rx3);
+stop_receiver($rx4);
 
 # a server that does not trace runs no exporter (it takes no worker slot)
 my $plain = es_node('plain');
