@@ -42,7 +42,8 @@ SELECT v, tr.try(format('SET eventsource.traceparent = %L', v)) FROM (VALUES
 ) AS t(v);
 SELECT v, tr.try(format('SET eventsource.tracestate = %L', v)) FROM (VALUES
     ('Rojo=1'), ('rojo'), ('rojo=1,rojo=2'), ('rojo=a=b'), ('a@=1'),
-    ('a@1vendor=1'), ('rojo=caf' || chr(233)), ('rojo=1,,congo=2')
+    ('a@1vendor=1'), ('rojo=caf' || chr(233)), ('rojo=1,,congo=2'),
+    ('1rojo=1'), ('1tenant@vendor=1')
 ) AS t(v);
 SELECT tr.try(format('SET eventsource.tracestate = %L',
                      (SELECT string_agg('k' || i || '=v', ',') FROM generate_series(1, 33) i))) AS members_33;
@@ -50,6 +51,20 @@ SELECT tr.try(format('SET eventsource.tracestate = %L',
                      (SELECT string_agg('k' || i || '=v', ',') FROM generate_series(1, 32) i))) AS members_32;
 SELECT tr.try(format('SET eventsource.tracestate = %L', 'k=' || repeat('v', 256))) AS value_256;
 SELECT tr.try(format('SET eventsource.tracestate = %L', 'k=' || repeat('v', 257))) AS value_257;
+-- over 512 characters: members dropped from the end (here the third),
+-- not refused; in the setting and in metadata alike
+SELECT set_config('eventsource.tracestate',
+                  'a=' || repeat('1', 200) || ',b=' || repeat('2', 200) || ' , c=' || repeat('3', 200),
+                  false) IS NOT NULL AS set;
+SELECT length(current_setting('eventsource.tracestate')) AS trimmed_length,
+       right(current_setting('eventsource.tracestate'), 5) AS trimmed_end;
+SELECT stream_version FROM eventsource.append_event('Trace-long', 0, 'X', '{}',
+    jsonb_build_object('traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+                       'tracestate', 'a=' || repeat('1', 200) || ',b=' || repeat('2', 200) || ',c=' || repeat('3', 200),
+                       'other', 1));
+SELECT length(metadata->>'tracestate') AS stored_length, metadata->>'traceparent' IS NOT NULL AS traceparent_kept,
+       metadata->'other' AS other_kept
+  FROM eventsource.events WHERE stream_id = 'Trace-long';
 RESET eventsource.tracestate;
 
 -- the setting: SET LOCAL lasts for the transaction and reaches every append

@@ -169,12 +169,13 @@ tracestate_key_char(char c)
 /*
  * Validate a tracestate value: at most 32 list members separated by commas
  * (optional spaces or tabs around them), each key=value.  A key is a
- * lower-case letter or digit followed by up to 255 of [a-z0-9_-*&#47;], or
- * tenant@system (tenant up to 241, system up to 14 characters, system
- * starting with a letter); a value is up to 256 printable ASCII characters
- * other than comma and equals sign, not ending with a space.  Empty members
- * are allowed and not counted; keys must be unique.  The whole value is at
- * most ES_TRACESTATE_LEN bytes (the W3C's 512-character propagation floor).
+ * lower-case letter followed by up to 255 of [a-z0-9_-*&#47;], or
+ * tenant@system (tenant up to 241 characters starting with a lower-case
+ * letter or a digit, system up to 14 starting with a letter); a value is up
+ * to 256 printable ASCII characters other than comma and equals sign, not
+ * ending with a space.  Empty members are allowed and not counted; keys must
+ * be unique.  Any length is valid here: es_tracestate_trim keeps what is
+ * passed on within ES_TRACESTATE_LEN.
  */
 bool
 es_tracestate_valid(const char *s, int len, const char **why)
@@ -185,11 +186,6 @@ es_tracestate_valid(const char *s, int len, const char **why)
 	int			keylens[ES_TRACESTATE_MEMBERS];
 
 	*why = NULL;
-	if (len > ES_TRACESTATE_LEN)
-	{
-		*why = "A tracestate is at most 512 characters long.";
-		return false;
-	}
 	while (pos <= len)
 	{
 		int			end = pos;
@@ -240,6 +236,11 @@ es_tracestate_valid(const char *s, int len, const char **why)
 				*why = "A multi-tenant tracestate key is tenant@system, with a system id of 1 to 14 characters starting with a letter.";
 				return false;
 			}
+			if (at < 0 && !(s[a] >= 'a' && s[a] <= 'z'))
+			{
+				*why = "A tracestate key without @ starts with a lower-case letter.";
+				return false;
+			}
 			for (int i = eq + 1; i < b; i++)
 				if (s[i] < 0x20 || s[i] > 0x7e || s[i] == ',' || s[i] == '=')
 				{
@@ -266,6 +267,34 @@ es_tracestate_valid(const char *s, int len, const char **why)
 	return true;
 }
 
+/*
+ * The length of a valid tracestate "s" once list members are dropped from
+ * its end until it fits in ES_TRACESTATE_LEN characters (the W3C's
+ * propagation floor: a vendor truncates rather than refuses; the first
+ * members are the most recent).  Cut before a comma, trailing spaces off.
+ */
+int
+es_tracestate_trim(const char *s, int len)
+{
+	while (len > ES_TRACESTATE_LEN)
+	{
+		const char *comma = NULL;
+
+		for (int i = Min(len, ES_TRACESTATE_LEN + 1) - 1; i >= 0; i--)
+			if (s[i] == ',')
+			{
+				comma = s + i;
+				break;
+			}
+		if (comma == NULL)
+			return 0;			/* one member longer than the limit: none */
+		len = comma - s;
+		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == ','))
+			len--;
+	}
+	return len;
+}
+
 static bool
 check_traceparent(char **newval, void **extra, GucSource source)
 {
@@ -289,7 +318,21 @@ check_tracestate(char **newval, void **extra, GucSource source)
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 	if (es_tracestate_valid(*newval, strlen(*newval), &why))
+	{
+		int			keep = es_tracestate_trim(*newval, strlen(*newval));
+
+		/* too long: the first members (GUC strings are malloc'd in 15) */
+		if (keep < strlen(*newval))
+		{
+			char	   *trimmed = strndup(*newval, keep);
+
+			if (trimmed == NULL)
+				return false;
+			free(*newval);
+			*newval = trimmed;
+		}
 		return true;
+	}
 	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 	GUC_check_errmsg("invalid tracestate \"%s\"", *newval);
 	GUC_check_errdetail("%s", why);
@@ -383,7 +426,8 @@ push_string_pair(JsonbParseState **state, const char *key, const char *value)
 
 /*
  * A copy of the metadata object with the n string pairs keys[i]: values[i]
- * added (the caller checked that they are missing; NULL values are skipped).
+ * added, or replacing a top-level key of the same name whose value is a
+ * string (NULL values are skipped).
  */
 Jsonb *
 es_metadata_add(Jsonb *metadata, int n, const char *const *keys,
@@ -399,6 +443,21 @@ es_metadata_add(Jsonb *metadata, int n, const char *const *keys,
 	it = JsonbIteratorInit(&metadata->root);
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
+		if (tok == WJB_KEY && depth == 1)
+		{
+			bool		replaced = false;
+
+			for (int i = 0; i < n && !replaced; i++)
+				replaced = values[i] != NULL && v.val.string.len == strlen(keys[i]) &&
+					memcmp(v.val.string.val, keys[i], v.val.string.len) == 0;
+			if (replaced)
+			{
+				/* its value: a string (the callers' keys), one token */
+				tok = JsonbIteratorNext(&it, &v, false);
+				Assert(tok == WJB_VALUE);
+				continue;
+			}
+		}
 		if (tok == WJB_BEGIN_ARRAY || tok == WJB_BEGIN_OBJECT)
 			depth++;
 		else if (tok == WJB_END_ARRAY || tok == WJB_END_OBJECT)
@@ -467,6 +526,16 @@ es_trace_metadata(Jsonb *metadata)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid tracestate in event metadata"),
 				 errdetail("%s", why)));
+	if (ts != NULL && ts->val.string.len > ES_TRACESTATE_LEN)
+	{
+		/* too long: stored with its first members only */
+		const char *key[1] = {"tracestate"};
+		const char *value[1];
+
+		value[0] = pnstrdup(ts->val.string.val,
+							es_tracestate_trim(ts->val.string.val, ts->val.string.len));
+		metadata = es_metadata_add(metadata, 1, key, value);
+	}
 	/*
 	 * The metadata's context wins, whole: a tracestate of the metadata
 	 * without a traceparent belongs to no trace we know, and is never paired
@@ -822,8 +891,10 @@ es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
 			if (ts && ts->type == jbvString &&
 				es_tracestate_valid(ts->val.string.val, ts->val.string.len, &why))
 			{
-				memcpy(call.tracestate, ts->val.string.val, ts->val.string.len);
-				call.tracestate[ts->val.string.len] = '\0';
+				int			keep = es_tracestate_trim(ts->val.string.val, ts->val.string.len);
+
+				memcpy(call.tracestate, ts->val.string.val, keep);
+				call.tracestate[keep] = '\0';
 			}
 		}
 	}

@@ -92,6 +92,7 @@ typedef struct EsSpan
 extern bool es_traceparent_parse(const char *s, int len, EsTraceContext *out,
 								 const char **why);
 extern bool es_tracestate_valid(const char *s, int len, const char **why);
+extern int	es_tracestate_trim(const char *s, int len);
 extern void es_trace_define_gucs(void);
 extern Jsonb *es_metadata_add(Jsonb *metadata, int n, const char *const *keys,
 							  const char *const *values);
