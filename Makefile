@@ -22,6 +22,9 @@ OBJS = \
 	src/stream.o \
 	src/subscription.o \
 	src/subscription_rules.o \
+	src/otlp.o \
+	src/otlp_queue.o \
+	src/trace.o \
 	src/utility_hook.o \
 	src/validate.o \
 	src/worker.o
@@ -50,7 +53,7 @@ endif
 # pg_regress: the SQL surface.  Each suite gets a private server with the
 # library preloaded (test/pg.conf), so nothing must be running beforehand.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules
+	monitoring_lag subscription_rules tracing
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.
@@ -63,6 +66,9 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso \
 TAP_TESTS = 1
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
+# the OTLP exporter's HTTP client (Debian: libcurl4-openssl-dev)
+SHLIB_LINK += -lcurl
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -72,7 +78,8 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 
 # Every file includes the project's headers; a change to one rebuilds all
 # (and a new default_version, which the headers take from the control file).
-$(OBJS): src/eventsource.h src/subscription.h eventsource.control
+$(OBJS): src/eventsource.h src/subscription.h src/trace.h \
+	eventsource.control
 
 # The release archives for PGXN and packagers, from the committed tree (HEAD):
 # eventsource-X.Y.Z.zip and .tar.gz with the top directory eventsource-X.Y.Z/.

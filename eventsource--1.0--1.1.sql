@@ -109,3 +109,28 @@ ALTER TABLE eventsource.subscriptions
                          AND pg_catalog.cardinality(categories) <= 10000 END) NOT VALID,
     ADD CONSTRAINT subscriptions_partitions_check
         CHECK (partitions BETWEEN 1 AND 1024) NOT VALID;
+
+-- ==== issue 13: tracing ====
+-- The OTLP span exporter of the subscription workers and its queue (one for
+-- the whole server).  spans_dropped counts the spans that never reached the
+-- collector: the queue was full, or their export failed (down, slow, non-2xx).
+-- Locks: new objects only, no lock on any table of the store.  The C
+-- function refuses (55000) in a database still on 1.0, where only a hand
+-- declaration could reach it.
+CREATE FUNCTION eventsource.tracing_stats(
+    OUT enabled boolean, OUT exporter_pid integer, OUT queued integer,
+    OUT queue_size integer, OUT spans_queued bigint, OUT spans_exported bigint,
+    OUT spans_dropped bigint, OUT spans_dropped_queue_full bigint,
+    OUT exports bigint, OUT export_errors bigint,
+    OUT last_export_at timestamptz, OUT last_export_error text,
+    OUT last_export_error_at timestamptz)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_tracing_stats';
+
+CREATE VIEW eventsource.tracing AS
+    SELECT * FROM eventsource.tracing_stats();
+
+-- like every monitoring object of 1.0: not for PUBLIC (see README, privileges)
+REVOKE ALL ON FUNCTION eventsource.tracing_stats() FROM PUBLIC;
+REVOKE ALL ON eventsource.tracing FROM PUBLIC;

@@ -68,6 +68,7 @@ ES_PACKAGES="
 	python3-psycopg
 	nodejs
 	npm
+	libcurl4-openssl-dev
 "
 ES_PG_CORE="postgresql-${ES_PG_MAJOR} postgresql-server-dev-${ES_PG_MAJOR} postgresql-client-${ES_PG_MAJOR}"
 

@@ -476,6 +476,7 @@ WITH r AS (
         ('subscription_status_rows', $$SELECT * FROM eventsource.subscription_status_rows('hostile_sub')$$),
         ('subscription_status_rows_v2', $$SELECT * FROM eventsource.subscription_status_rows_v2('hostile_sub')$$),
         ('store_stats_row', $$SELECT * FROM eventsource.store_stats_row(NULL)$$),
+        ('tracing_stats', $$SELECT * FROM eventsource.tracing_stats(NULL)$$),
         ('horizon_blocker_rows', $$SELECT * FROM eventsource.horizon_blocker_rows(0)$$),
         ('events_guard', $$SELECT eventsource.events_guard()$$),
         ('protect_handlers', $$SELECT eventsource.protect_handlers()$$),
@@ -509,6 +510,8 @@ WITH r AS (
         ('subscription_status', $$SELECT no_such_column FROM eventsource.subscription_status$$),
         ('store_stats', $$UPDATE eventsource.store_stats SET appends = 0$$),
         ('store_stats', $$DELETE FROM eventsource.store_stats$$),
+        ('tracing', $$UPDATE eventsource.tracing SET queued = 0$$),
+        ('tracing', $$DELETE FROM eventsource.tracing$$),
         ('horizon_blockers', $$DELETE FROM eventsource.horizon_blockers$$),
         ('horizon_blockers', $$INSERT INTO eventsource.horizon_blockers (pid) VALUES (1)$$),
         ('streams', $$INSERT INTO eventsource.streams (stream_id) VALUES ('Hostile-3')$$),
@@ -585,6 +588,7 @@ SELECT c AS call, t.try(c) AS result FROM (VALUES
     ($$SELECT eventsource.wait_for_subscription('hostile_sub', 0, '0')$$),
     ($$SELECT * FROM eventsource.subscription_status$$),
     ($$SELECT * FROM eventsource.store_stats$$),
+    ($$SELECT * FROM eventsource.tracing$$),
     ($$SELECT * FROM eventsource.horizon_blockers$$),
     ($$SELECT * FROM eventsource.streams$$)
 ) v(c);

@@ -43,6 +43,7 @@
 #include "utils/uuid.h"
 
 #include "eventsource.h"
+#include "trace.h"
 
 /* One event of a call, checked and ready to insert. */
 typedef struct EsEvent
@@ -616,6 +617,9 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 		/* inside a subscription handler: causation and correlation */
 		for (int i = 0; i < n; i++)
 			events[i].metadata = es_inherit_causation(events[i].metadata);
+		/* the trace context: the metadata's, checked, else the current one */
+		for (int i = 0; i < n; i++)
+			events[i].metadata = es_trace_metadata(events[i].metadata);
 
 		positions = palloc(sizeof(int64) * n);
 		es_reserve_positions(n, positions);

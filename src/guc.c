@@ -15,6 +15,7 @@
 #include "utils/guc.h"
 
 #include "subscription.h"
+#include "trace.h"
 
 #include "eventsource.h"
 
@@ -121,6 +122,8 @@ es_define_gucs(bool preloading)
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	es_handler_define_gucs();
+	es_trace_define_gucs();
+	es_otlp_define_gucs(preloading);
 
 	if (!preloading)
 	{

@@ -11,6 +11,8 @@
  * nothing per event.  An append made by the handler gets causation_id (the
  * event's id) and correlation_id (the event's, or its id) in its metadata
  * unless the caller set them (es_inherit_causation, called by append.c).
+ * Each call is also a span (trace.c: es_trace_call_begin/_end), whose
+ * context the handler reads as eventsource.traceparent.
  *
  * Time limits: a SIGALRM timer ticks every 100 ms while a batch is being
  * processed.  Its handler (signal context: it only reads plain variables and
@@ -35,6 +37,7 @@
 #include "utils/uuid.h"
 
 #include "subscription.h"
+#include "trace.h"
 
 #define ES_TICK_MS 100
 
@@ -193,8 +196,9 @@ es_drain_expired(void)
 		(int64) es_drain_timeout_ms_guc * 1000;
 }
 
-static void
-copy_text_column(char *dst, Size dstlen, HeapTuple tup, TupleDesc desc, int attno)
+/* A text column of a row into a buffer ("" when NULL), truncated to dstlen. */
+void
+es_copy_text_column(char *dst, Size dstlen, HeapTuple tup, TupleDesc desc, int attno)
 {
 	bool		isnull;
 	Datum		d = heap_getattr(tup, attno, desc, &isnull);
@@ -222,11 +226,11 @@ set_current_event(const char *subscription, HeapTuple event, TupleDesc desc)
 	}
 	snprintf(cur_position, sizeof(cur_position), INT64_FORMAT,
 			 DatumGetInt64(heap_getattr(event, 1, desc, &isnull)));
-	copy_text_column(cur_stream_id, sizeof(cur_stream_id), event, desc, 2);
+	es_copy_text_column(cur_stream_id, sizeof(cur_stream_id), event, desc, 2);
 	strlcpy(cur_event_id,
 			DatumGetCString(DirectFunctionCall1(uuid_out, heap_getattr(event, 4, desc, &isnull))),
 			sizeof(cur_event_id));
-	copy_text_column(cur_event_type, sizeof(cur_event_type), event, desc, 5);
+	es_copy_text_column(cur_event_type, sizeof(cur_event_type), event, desc, 5);
 
 	/* the correlation id to pass on: the event's own, else its id */
 	strlcpy(cur_correlation_id, cur_event_id, sizeof(cur_correlation_id));
@@ -261,22 +265,6 @@ clear_current_event(void)
 	cur_subscription[0] = '\0';
 }
 
-static void
-push_string_pair(JsonbParseState **state, const char *key, const char *value)
-{
-	JsonbValue	k;
-	JsonbValue	v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v.type = jbvString;
-	v.val.string.val = (char *) value;
-	v.val.string.len = strlen(value);
-	pushJsonbValue(state, WJB_KEY, &k);
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
 /*
  * Inside a handler, add causation_id and correlation_id to an appended
  * event's metadata unless it has them.  Elsewhere return it unchanged.
@@ -284,39 +272,16 @@ push_string_pair(JsonbParseState **state, const char *key, const char *value)
 Jsonb *
 es_inherit_causation(Jsonb *metadata)
 {
-	bool		has_causation;
-	bool		has_correlation;
-	JsonbParseState *state = NULL;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	JsonbValue *res = NULL;
-	int			depth = 0;
+	const char *keys[2] = {"causation_id", "correlation_id"};
+	const char *values[2];
 
 	if (!cur_active)
 		return metadata;
-	has_causation = getKeyJsonValueFromContainer(&metadata->root, "causation_id", 12, NULL) != NULL;
-	has_correlation = getKeyJsonValueFromContainer(&metadata->root, "correlation_id", 14, NULL) != NULL;
-	if (has_causation && has_correlation)
+	values[0] = getKeyJsonValueFromContainer(&metadata->root, "causation_id", 12, NULL) ? NULL : cur_event_id;
+	values[1] = getKeyJsonValueFromContainer(&metadata->root, "correlation_id", 14, NULL) ? NULL : cur_correlation_id;
+	if (values[0] == NULL && values[1] == NULL)
 		return metadata;
-
-	it = JsonbIteratorInit(&metadata->root);
-	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
-	{
-		if (tok == WJB_BEGIN_ARRAY || tok == WJB_BEGIN_OBJECT)
-			depth++;
-		else if (tok == WJB_END_ARRAY || tok == WJB_END_OBJECT)
-			depth--;
-		if (tok == WJB_END_OBJECT && depth == 0)
-		{
-			if (!has_causation)
-				push_string_pair(&state, "causation_id", cur_event_id);
-			if (!has_correlation)
-				push_string_pair(&state, "correlation_id", cur_correlation_id);
-		}
-		res = pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
-	}
-	return JsonbValueToJsonb(res);
+	return es_metadata_add(metadata, 2, keys, values);
 }
 
 /*
@@ -335,6 +300,8 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
 	volatile EsCallResult result = ES_CALL_OK;
 
 	set_current_event(subscription, event, desc);
+	es_trace_call_begin(event, desc, cur_event_id, cur_event_type, cur_stream_id,
+						event ? strtoi64(cur_position, NULL, 10) : 0);
 	cancel_reason = CANCEL_NONE;
 	call_deadline = GetCurrentTimestamp() + timeout_ms * 1000;
 
@@ -394,8 +361,13 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
 			err->message = pstrdup(edata->message ? edata->message : "unknown error");
 		result = (cancel_reason == CANCEL_DRAIN) ? ES_CALL_DRAIN_EXPIRED : ES_CALL_FAILED;
 		FreeErrorData(edata);
+		es_trace_call_end(err->timed_out ? "timeout" :
+						  cancel_reason == CANCEL_DRAIN ? "cancelled" : "error",
+						  err->sqlstate, err->message);
 	}
 	PG_END_TRY();
+	if (result == ES_CALL_OK)
+		es_trace_call_end("ok", NULL, NULL);
 
 	cancel_reason = CANCEL_NONE;
 	clear_current_event();

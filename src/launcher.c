@@ -47,6 +47,7 @@
 #include "utils/snapmgr.h"
 
 #include "subscription.h"
+#include "trace.h"
 
 #define ES_LAUNCHER_TICK_MS		1000
 #define ES_NO_SLOT_RETRY_MS		5000
@@ -365,6 +366,7 @@ es_launcher_main(Datum main_arg)
 				es_workers->discovery_done = false;
 		}
 		wait_ms = supervise();
+		wait_ms = Min(wait_ms, es_otlp_supervise());	/* issue 13: tracing */
 		if (!es_workers->discovery_done)
 			wait_ms = Min(wait_ms, (int64) ES_NO_SLOT_RETRY_MS);
 

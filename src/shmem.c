@@ -3,9 +3,11 @@
  * shmem.c
  *	  Shared memory of the eventsource extension: requesting and attaching it.
  *
- * The extension keeps three kinds of state in shared memory: the position
+ * The extension keeps these kinds of state in shared memory: the position
  * reservations behind the safe horizon (horizon.c), the slots of the
- * subscription workers (registry.c) and the store statistics (stats.c).  Each owner file exports
+ * subscription workers (registry.c), the store statistics (stats.c) and
+ * the queue of finished spans for the OTLP exporter (otlp_queue.c, which has
+ * its own LWLock tranche).  Each owner file exports
  * a size function and an init function; this file adds them up in the
  * shmem_request_hook and carves the segment in the shmem_startup_hook, under
  * AddinShmemInitLock, as pg_stat_statements does.
@@ -25,6 +27,7 @@
 
 #include "eventsource.h"
 #include "subscription.h"
+#include "trace.h"
 
 typedef struct EsShmemArea
 {
@@ -36,6 +39,7 @@ static const EsShmemArea es_areas[] = {
 	{es_horizon_shmem_size, es_horizon_shmem_init},
 	{es_workers_shmem_size, es_workers_shmem_init},
 	{es_stats_shmem_size, es_stats_shmem_init},
+	{es_otlp_queue_shmem_size, es_otlp_queue_shmem_init},
 };
 
 #define ES_NUM_AREAS lengthof(es_areas)

@@ -97,6 +97,7 @@
 #include "utils/wait_event.h"
 
 #include "subscription.h"
+#include "trace.h"
 
 typedef enum EsHealth
 {
@@ -944,6 +945,7 @@ es_health(PG_FUNCTION_ARGS)
 	StringInfoData checks;
 	bool		first = true;
 	bool		first_check = true;
+	const char *tracing;
 
 	initStringInfo(&subs);
 	initStringInfo(&checks);
@@ -1037,6 +1039,10 @@ es_health(PG_FUNCTION_ARGS)
 	json_str(&checks, &first_check, "dead_letters",
 			 dead >= es_max_dead_letters_warning ?
 			 psprintf("unhealthy: " INT64_FORMAT " dead letters waiting", dead) : "healthy");
+	/* span export (issue 13): reported, never a reason to be unhealthy */
+	tracing = es_otlp_health();
+	if (tracing != NULL)
+		json_str(&checks, &first_check, "tracing", tracing);
 	appendStringInfoChar(&subs, ']');
 	appendStringInfoChar(&checks, '}');
 

@@ -213,6 +213,8 @@ extern volatile sig_atomic_t es_shutdown_requested;
 extern volatile TimestampTz es_shutdown_requested_at;
 extern bool es_drain_expired(void);
 extern const char *es_handler_subscription(void);
+extern void es_copy_text_column(char *dst, Size dstlen, HeapTuple tup,
+								TupleDesc desc, int attno);
 extern EsCallResult es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner,
 									int64 timeout_ms, const char *subscription,
 									HeapTuple event, TupleDesc desc,

@@ -71,6 +71,7 @@
 #include "utils/uuid.h"
 
 #include "subscription.h"
+#include "trace.h"
 
 #define ES_MAX_BACKOFF_MS		(5 * 60 * 1000)
 #define ES_IDLE_WAIT_MS			10000
@@ -755,11 +756,11 @@ log_fields(EsEventRef *ev, const char *sqlstate)
 						logfmt(my_dbname), logfmt(my_name), my_partition, sqlstate,
 						es_error_category(sqlstate), es_error_severity(sqlstate));
 	return psprintf("database=%s subscription=%s partition=%d event_id=%s position=" INT64_FORMAT
-					" sqlstate=%s category=%s severity=%s",
+					" sqlstate=%s category=%s severity=%s%s",
 					logfmt(my_dbname), logfmt(my_name), my_partition,
 					DatumGetCString(DirectFunctionCall1(uuid_out, event_column(ev, 4, &isnull))),
 					ev->position, sqlstate, es_error_category(sqlstate),
-					es_error_severity(sqlstate));
+					es_error_severity(sqlstate), es_trace_log_fields());
 }
 
 /* ---------------------------------------------------------------------
@@ -1217,6 +1218,7 @@ deliver_one(EsEventRef *ev, EsCallError *err)
 
 	if (cfg.batch_handler)
 		arg = PointerGetDatum(construct_array(&arg, 1, events_type, -1, false, TYPALIGN_DOUBLE));
+	es_trace_set_retry(ev->position == retry_position ? retry_attempts : 0);
 	return es_call_handler(&handler_finfo, arg, cfg.owner, cfg.processing_timeout_ms,
 						   my_name, ev->tuple, events_desc, err);
 }
@@ -1903,6 +1905,7 @@ worker_loop(bool *forced, bool *gone)
 			continue;
 		}
 
+		es_trace_batch_begin(my_name, my_partition, my_dbname);
 		PG_TRY();
 		{
 			retry_dead_letters();
@@ -1942,6 +1945,7 @@ worker_loop(bool *forced, bool *gone)
 				return;
 		}
 		PG_END_TRY();
+		es_trace_batch_end();
 
 		switch (outcome)
 		{

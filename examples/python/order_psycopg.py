@@ -251,6 +251,25 @@ def scenario(conn, writer_b):
     check(mine == {SUB_ORDERS: "healthy", SUB_CUSTOMERS: "healthy"},
           f"health: overall {health['status']}, ours {mine}")
 
+    step("9. Trace context for one transaction (SET LOCAL: safe behind transaction pooling)")
+    traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+    note = f"Trace-{uuid.uuid4()}"       # a stream no projection subscribes to
+    with conn.transaction():
+        # set_config(..., true) is SET LOCAL with a bound parameter
+        conn.execute("SELECT set_config('eventsource.traceparent', %s, true)", (traceparent,))
+        conn.execute("SELECT eventsource.append_event(%s, 0, 'Noted', '{}')", (note,))
+    metadata = scalar(conn, "SELECT metadata FROM eventsource.read_stream(%s)", (note,))
+    check(metadata.get("traceparent") == traceparent,
+          f"the append kept the transaction's traceparent: {metadata}")
+    check(scalar(conn, "SELECT current_setting('eventsource.traceparent')") == "",
+          "the next transaction starts without it (nothing leaks to the pooled connection)")
+    try:
+        conn.execute("SELECT set_config('eventsource.traceparent', %s, true)",
+                     ("00-" + "0" * 32 + "-" + "1" * 16 + "-01",))
+        check(False, "an all-zero trace id is refused")
+    except psycopg.Error as e:
+        check(e.sqlstate == "22023", f"an all-zero trace id is refused: SQLSTATE {e.sqlstate}")
+
 
 if __name__ == "__main__":
     check.run(main)

@@ -70,10 +70,11 @@ GRANT EXECUTE ON FUNCTION
     eventsource.stat_reset(),
     eventsource.subscription_status_rows(),
     eventsource.store_stats_row(),
-    eventsource.horizon_blocker_rows()
+    eventsource.horizon_blocker_rows(),
+    eventsource.tracing_stats()
     TO es_operator;
 GRANT SELECT ON eventsource.subscription_status, eventsource.store_stats,
-    eventsource.horizon_blockers TO es_operator;
+    eventsource.horizon_blockers, eventsource.tracing TO es_operator;
 
 -- test scaffolding (rolled back with the rest): a handler, an application
 -- role that owns a subscription, a stream with an event
@@ -176,7 +177,9 @@ INSERT INTO matrix VALUES
         $$SELECT eventsource.protect_handlers()$$, false, false, false),
     -- EXECUTE for PUBLIC, but it checks EXECUTE on subscription_status_rows()
     (32, 'eventsource.subscription_status_rows_v2()',
-        $$SELECT count(*) FROM eventsource.subscription_status_rows_v2()$$, false, false, true);
+        $$SELECT count(*) FROM eventsource.subscription_status_rows_v2()$$, false, false, true),
+    (33, 'eventsource.tracing_stats()',
+        $$SELECT * FROM eventsource.tracing_stats()$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator;
 
 -- the matrix names every function of the schema, once
