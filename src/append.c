@@ -307,8 +307,8 @@ check_ids_unique_in_call(EsEvent *events, int n)
  * advisory lock space with field4 = 0x4553 ('ES'), which pg_advisory_lock()
  * never uses (it uses 1 and 2), and shows in pg_locks as an advisory lock.
  */
-static void
-lock_stream(text *stream_id)
+void
+es_lock_stream(text *stream_id)
 {
 	LOCKTAG		tag;
 	uint64		h = es_hash_stream_id(VARDATA_ANY(stream_id),
@@ -340,12 +340,15 @@ describe_expected(int64 expected)
  * a call with this expected version would have produced?
  */
 static bool
-expected_allows_first(int64 expected, int64 first)
+expected_allows_first(int64 expected, int64 first, int64 hidden_through)
 {
 	if (expected == ES_EXPECT_ANY)
 		return true;
 	if (expected == ES_EXPECT_STREAM_EXISTS)
 		return first >= 2;
+	/* "no stream" also re-opens a deleted stream after its hidden versions */
+	if (expected == ES_EXPECT_NO_STREAM && hidden_through > 0)
+		return first == 1 || first == hidden_through + 1;
 	return first == expected + 1;
 }
 
@@ -355,8 +358,8 @@ expected_allows_first(int64 expected, int64 first)
  * none of the ids is stored; raises ES002 otherwise.  Inside SPI.
  */
 static bool
-check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
-				 EsAppendResult *result)
+check_stored_ids(text *stream_id, int64 expected, int64 hidden_through,
+				 EsEvent *events, int n, EsAppendResult *result)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 	int			nids = 0;
@@ -422,7 +425,7 @@ check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
 
 	if (exact)
 	{
-		exact = expected_allows_first(expected, versions[0]);
+		exact = expected_allows_first(expected, versions[0], hidden_through);
 		for (int i = 1; exact && i < n; i++)
 			exact = (versions[i] == versions[0] + i);
 	}
@@ -450,8 +453,8 @@ check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
 	return true;
 }
 
-static void
-check_expected_version(text *stream_id, int64 expected, int64 current)
+void
+es_check_expected_version(text *stream_id, int64 expected, int64 current)
 {
 	bool		ok;
 
@@ -597,6 +600,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 	int64		current;
 	int64	   *positions;
 	MemoryContext cxt;
+	EsStreamState state;
 
 	for (int i = 0; i < n; i++)
 		any_id_given |= events[i].id_given;
@@ -605,13 +609,15 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 
 	es_owner_begin(&owner);
 
-	lock_stream(stream_id);
-	current = es_stream_version(stream_id, true);
+	es_lock_stream(stream_id);
+	es_stream_state(stream_id, true, &state);
+	es_check_not_tombstoned(stream_id, &state);
+	current = es_visible_version(&state);
 
 	if (!any_id_given ||
-		!check_stored_ids(stream_id, expected, events, n, &result))
+		!check_stored_ids(stream_id, expected, state.hidden_through, events, n, &result))
 	{
-		check_expected_version(stream_id, expected, current);
+		es_check_expected_version(stream_id, expected, current);
 
 		/* inside a subscription handler: causation and correlation */
 		for (int i = 0; i < n; i++)
@@ -622,7 +628,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 		cxt = CurrentMemoryContext;
 		PG_TRY();
 		{
-			insert_events(stream_id, current + 1, events, n, positions);
+			insert_events(stream_id, state.last_version + 1, events, n, positions);
 		}
 		PG_CATCH();
 		{
@@ -633,13 +639,36 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 
 		es_stats_count(ES_STAT_APPENDS, 1);
 		es_stats_count(ES_STAT_EVENTS_APPENDED, n);
-		result.stream_version = current + n;
+		result.stream_version = state.last_version + n;
 		result.first_position = positions[0];
 		result.last_position = positions[n - 1];
 	}
 
 	es_owner_end(&owner);
 	return result;
+}
+
+/*
+ * Append one system event of a lifecycle operation (lifecycle.c) to the
+ * stream it concerns, at the given (negative) version.  The caller holds the
+ * stream's lock and runs as the owner inside SPI.  Returns its position.
+ */
+int64
+es_append_system_event(text *stream_id, int64 version, const char *type, Jsonb *data)
+{
+	EsEvent		ev;
+	int64		position;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = cstring_to_text(type);
+	ev.data = data;
+	ev.metadata = es_inherit_causation(empty_object());
+	generate_event_id(&ev.id);
+	es_reserve_positions(1, &position);
+	insert_events(stream_id, version, &ev, 1, &position);
+	es_stats_count(ES_STAT_APPENDS, 1);
+	es_stats_count(ES_STAT_EVENTS_APPENDED, 1);
+	return position;
 }
 
 /* Check the expected_version argument (NULL means any). */

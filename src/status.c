@@ -256,7 +256,8 @@ standby_head(void)
 static EsStatusRow *
 collect_status(int *nrows)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plans[2];
+	SPIPlanPtr	plan;
 	EsStatusRow *rows;
 	EsOwnerCall owner;
 	Datum		values[1];
@@ -271,11 +272,11 @@ collect_status(int *nrows)
 		head = standby_head();
 	else if (es_shmem_available())
 		head = es_horizon();
-	if (plan == NULL)
 	{
 		Oid			types[1] = {INT8OID};
 
-		plan = es_prepare("SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid,"
+		/* lag counts visible events only (lifecycle.c, es_visible_plan) */
+		plan = es_visible_plan(plans, "SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid,"
 						  " s.state, p.state, p.position,"
 						  " (SELECT pg_catalog.count(*) FROM eventsource.dead_letters d"
 						  "   WHERE d.subscription OPERATOR(pg_catalog.=) s.name"
@@ -287,7 +288,7 @@ collect_status(int *nrows)
 						  " JOIN eventsource.subscription_partitions p"
 						  "   ON p.subscription OPERATOR(pg_catalog.=) s.name"
 						  " LEFT JOIN LATERAL (SELECT pg_catalog.count(*) AS n,"
-						  "   pg_catalog.min(e.recorded_at) AS oldest FROM eventsource.events e"
+						  "   pg_catalog.min(e.recorded_at) AS oldest FROM @EVENTS@ e"
 						  "   WHERE e.global_position OPERATOR(pg_catalog.>) p.position"
 						  "   AND e.global_position OPERATOR(pg_catalog.<=) $1"
 						  "   AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))"

@@ -149,7 +149,7 @@ static int	tx_save_sec_context;
 static bool tx_open = false;
 
 static SPIPlanPtr lock_plan = NULL;
-static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr read_plans[2];	/* 1.0 and 1.1 SQL (es_visible_plan) */
 static SPIPlanPtr write_plan = NULL;
 static SPIPlanPtr dead_letter_plan = NULL;
 static SPIPlanPtr error_plan = NULL;
@@ -830,12 +830,13 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	MemoryContext old;
 	int			n;
+	SPIPlanPtr	read_plan;
 
-	if (read_plan == NULL)
 	{
 		Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
 
-		read_plan = es_prepare("SELECT * FROM eventsource.events"
+		/* the visible events only: lifecycle.c, es_visible_plan() */
+		read_plan = es_visible_plan(read_plans, "SELECT * FROM @EVENTS@"
 							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
 							   " AND global_position OPERATOR(pg_catalog.<=) $2"
 							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY ($3))"

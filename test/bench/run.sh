@@ -14,6 +14,9 @@
 #   BENCH_STREAMS        streams the appends pick from (default 10000)
 #   BENCH_BATCH_CLIENTS  client counts for the batch appends (default "1")
 #   BENCH_READ_CLIENTS   client counts for the reads (default "1")
+#   BENCH_LIFECYCLE_PCT  percent of the read streams truncated before their
+#                        version 51 before the reads (default 0): the read
+#                        paths then consult lifecycle rows (docs/lifecycle.md)
 #   BENCH_TMPDIR         parent of the cluster's directory (default $TMPDIR or /tmp)
 #   PGBIN                PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #
@@ -28,6 +31,7 @@ SECS=${BENCH_SECONDS:-10}
 STREAMS=${BENCH_STREAMS:-10000}
 BATCH_CLIENTS=${BENCH_BATCH_CLIENTS:-1}
 READ_CLIENTS=${BENCH_READ_CLIENTS:-1}
+LIFECYCLE_PCT=${BENCH_LIFECYCLE_PCT:-0}
 ROUNDS=${BENCH_ROUNDS:-}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -85,6 +89,17 @@ psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
 read -r PMIN PMAX NEVENTS < <(psql_q -d bench -F ' ' -c \
 	"SELECT min(global_position), max(global_position), count(*) FROM eventsource.events") || true
 [ "$NEVENTS" = 100000 ] || die "expected 100000 populated events, found $NEVENTS"
+[[ "$LIFECYCLE_PCT" =~ ^[0-9]+$ ]] && [ "$LIFECYCLE_PCT" -le 100 ] ||
+	die "BENCH_LIFECYCLE_PCT must be an integer from 0 to 100"
+if [ "$LIFECYCLE_PCT" -gt 0 ]; then
+	# streams Read-2 .. spread evenly: lifecycle rows for that share of the
+	# streams, half of each one's events hidden (Read-1 and Read-1000 stay
+	# whole for the checks below)
+	say "== lifecycle: truncating $LIFECYCLE_PCT% of the read streams before version 51"
+	psql_q -d bench -c "SELECT count(eventsource.truncate_stream('Read-' || s, 51))
+		FROM generate_series(2, 999) s WHERE s % (100 / $LIFECYCLE_PCT) = 0" >/dev/null
+	psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
+fi
 
 # The reads must return what the rows claim (a silent empty result would
 # make any function look fast).
