@@ -90,7 +90,8 @@ SELECT set_eq(
           'eventsource.subscriptions', 'eventsource.subscriptions_id_seq',
           'eventsource.subscription_partitions',
           'eventsource.dead_letters', 'eventsource.dead_letters_id_seq',
-          'eventsource.recent_errors', 'eventsource.recent_errors_id_seq'],
+          'eventsource.recent_errors', 'eventsource.recent_errors_id_seq',
+          'eventsource.stream_lifecycle'],
     'tables and sequences holding user data registered with pg_extension_config_dump');
 
 -- the extension is not relocatable and lives in its own schema
