@@ -464,6 +464,12 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 				 errdetail("The stream is at version " INT64_FORMAT "; truncation keeps at least that version.",
 						   visible),
 				 errhint("Use eventsource.delete_stream() to hide every version.")));
+	if (before == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("truncating stream \"%s\" before version 1 hides nothing",
+						text_to_cstring(stream_id)),
+				 errhint("truncate_stream(s, n) hides versions 1 to n - 1.")));
 	if (before - 1 <= st.hidden_through)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
