@@ -21,7 +21,10 @@
  *
  * The stream's version is not stored separately: it is the highest
  * stream_version in the events table, one backward index probe on the
- * primary key.  That keeps the append path at one INSERT and no UPDATE.
+ * primary key, read together with the stream's lifecycle row when it has one
+ * (lifecycle.c: a tombstoned stream refuses with ES003, a deleted one reads
+ * as version 0 and is re-opened after its last version).  That keeps the
+ * append path at one INSERT and no UPDATE.
  *
  *-------------------------------------------------------------------------
  */

@@ -13,6 +13,9 @@
  * position <= the horizon that committed is visible, whatever the caller's
  * isolation level.
  *
+ * Both read the visible events only (lifecycle.c, es_visible_plan): the
+ * hiding of deleted and truncated streams is the view's, not spelled here.
+ *
  * The set-returning functions stream rows from SPI straight into the
  * function's tuplestore (no intermediate copy).
  *
