@@ -30,6 +30,16 @@ EXTENSION = eventsource
 DATA = eventsource--1.0.sql eventsource--1.0--1.1.sql
 PGFILEDESC = "eventsource - event store inside PostgreSQL"
 
+# The release: the control file's default_version is the version of the SQL
+# objects this library is built for (src/eventsource.h, ES_LIBRARY_VERSION);
+# the PGXN distribution is that version with a patch level (META.json).
+ES_VERSION := $(shell sed -n "s/^default_version = '\([0-9.]*\)'.*/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))eventsource.control)
+ifeq ($(ES_VERSION),)
+$(error eventsource.control has no default_version of the form 'major.minor': the library would not know its own version)
+endif
+ES_DIST_VERSION = $(ES_VERSION).0
+PG_CPPFLAGS += -DES_LIBRARY_VERSION='"$(ES_VERSION)"'
+
 # Warnings are errors in CI (scripts/test.sh sets ES_WERROR=1).
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
@@ -39,7 +49,7 @@ endif
 
 # pg_regress: the SQL surface.  Each suite gets a private server with the
 # library preloaded (test/pg.conf), so nothing must be running beforehand.
-REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring lifecycle
+REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring monitoring_lag lifecycle
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.
@@ -60,5 +70,17 @@ include $(PGXS)
 # the TAP tests' shared helpers (test/perl/EsTest.pm)
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 
-# Every file includes the project's headers; a change to one rebuilds all.
-$(OBJS): src/eventsource.h src/subscription.h
+# Every file includes the project's headers; a change to one rebuilds all
+# (and a new default_version, which the headers take from the control file).
+$(OBJS): src/eventsource.h src/subscription.h eventsource.control
+
+# The release archives for PGXN and packagers, from the committed tree (HEAD):
+# eventsource-X.Y.Z.zip and .tar.gz with the top directory eventsource-X.Y.Z/.
+# X.Y.Z is default_version plus a patch level, as in META.json (the release
+# test, test/t/041_release.pl, checks that they agree).  .gitattributes
+# leaves CI files out.
+ES_DIST = eventsource-$(ES_DIST_VERSION)
+dist:
+	git archive --format=zip --prefix=$(ES_DIST)/ -o $(ES_DIST).zip HEAD
+	git archive --format=tar.gz --prefix=$(ES_DIST)/ -o $(ES_DIST).tar.gz HEAD
+.PHONY: dist

@@ -10,10 +10,50 @@
  *
  * Rules for this file: every name schema-qualified; no table rewrite of
  * eventsource.events unless the release notes say so with its time on 10M
- * events; each section says which issue it serves.
+ * events; each section says which issue it serves and which table locks it
+ * takes (README.md, "Upgrading", lists them).  All the rules, and how the C
+ * library serves 1.0 and 1.1 at once: CONTRIBUTING.md.
  */
 
 \echo Use "ALTER EXTENSION eventsource UPDATE TO '1.1'" to load this file. \quit
+
+-- ==== issue 10: monitoring that stays instant at any size and lag ====
+--
+-- eventsource.subscription_status gains two columns at its end:
+--   lag_positions     head_position - checkpoint (O(1)): positions still to
+--                     walk, an upper bound of lag_events
+--   lag_events_exact  whether lag_events is the exact count (true) or a lower
+--                     bound (false: the backlog is longer than the
+--                     eventsource.lag_count_limit events the status looks at)
+--
+-- Nothing is dropped.  A function's output columns cannot change, so 1.0's
+-- subscription_status_rows() stays as it was (the library still serves its
+-- 26 columns) and the view reads a new function with the added columns at
+-- the end; CREATE OR REPLACE VIEW may append columns, and the view keeps its
+-- OID, its grants and the views users built on it.  Nothing is granted here
+-- either (grants made by an extension script are "initial privileges",
+-- which pg_dump leaves out): the new function keeps the default EXECUTE for
+-- PUBLIC and checks itself that its caller may EXECUTE
+-- subscription_status_rows() (status.c), so reading the status still takes
+-- exactly the grants 1.0 documented.  Locks: CREATE OR REPLACE VIEW takes
+-- ACCESS EXCLUSIVE on the view (not on any table) until the update commits.
+CREATE FUNCTION eventsource.subscription_status_rows_v2(
+    OUT name text, OUT partition integer, OUT pid integer, OUT state text,
+    OUT checkpoint bigint, OUT last_position bigint, OUT head_position bigint,
+    OUT lag_events bigint, OUT lag_seconds double precision,
+    OUT events_processed bigint, OUT events_failed bigint, OUT events_retried bigint,
+    OUT dead_letters bigint, OUT consecutive_failures bigint,
+    OUT error_rate_per_minute bigint, OUT last_error text, OUT last_error_at timestamptz,
+    OUT started_at timestamptz, OUT last_activity_at timestamptz, OUT health text,
+    OUT health_reason text, OUT last_sqlstate text, OUT heartbeat_at timestamptz,
+    OUT circuit_open_until timestamptz, OUT last_shutdown jsonb, OUT partitions integer,
+    OUT lag_positions bigint, OUT lag_events_exact boolean)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_subscription_status';
+-- One row per subscription partition, like the pg_stat_* views.
+CREATE OR REPLACE VIEW eventsource.subscription_status AS
+    SELECT * FROM eventsource.subscription_status_rows_v2();
 
 -- ==== issue 14: stream lifecycle ====
 -- Soft delete, hard delete (tombstone) and truncate-before of a stream; see

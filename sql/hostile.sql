@@ -477,6 +477,7 @@ WITH r AS (
         ('error_stats', $$SELECT eventsource.error_stats('hostile_sub')$$),
         ('stat_reset', $$SELECT eventsource.stat_reset(true)$$),
         ('subscription_status_rows', $$SELECT * FROM eventsource.subscription_status_rows('hostile_sub')$$),
+        ('subscription_status_rows_v2', $$SELECT * FROM eventsource.subscription_status_rows_v2('hostile_sub')$$),
         ('store_stats_row', $$SELECT * FROM eventsource.store_stats_row(NULL)$$),
         ('horizon_blocker_rows', $$SELECT * FROM eventsource.horizon_blocker_rows(0)$$),
         ('events_guard', $$SELECT eventsource.events_guard()$$),

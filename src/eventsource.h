@@ -55,6 +55,7 @@ extern int	es_max_errors_warning;
 extern int	es_max_errors_critical;
 extern int	es_max_lag_events_warning;
 extern int	es_max_lag_events_critical;
+extern int	es_lag_count_limit;
 extern int	es_max_dead_letters_warning;
 extern int	es_max_dead_letters_critical;
 extern int	es_recent_errors_kept;
@@ -125,6 +126,30 @@ extern void es_spi_read(SPIPlanPtr plan, Datum *values, const char *nulls,
 extern void es_spi_read_latest(SPIPlanPtr plan, Datum *values, const char *nulls,
 							   DestReceiver *dest, uint64 tcount);
 
+/*
+ * The version of the extension's SQL objects this library is built for: the
+ * control file's default_version (the Makefile passes it).  The library
+ * also serves every older version it can be updated from (README,
+ * "Upgrading"; CONTRIBUTING.md).
+ */
+#ifndef ES_LIBRARY_VERSION
+#error "ES_LIBRARY_VERSION must be defined (the Makefile takes it from eventsource.control)"
+#endif
+StaticAssertDecl(sizeof(ES_LIBRARY_VERSION) > 1,
+				 "ES_LIBRARY_VERSION must not be empty (the Makefile takes it from eventsource.control)");
+#define ES_VERSION_NUM(major, minor)	((major) * 1000 + (minor))
+#define ES_SQL_1_0					ES_VERSION_NUM(1, 0)
+#define ES_SQL_1_1					ES_VERSION_NUM(1, 1)
+/* an extversion this library cannot read: newer than anything it knows */
+#define ES_SQL_UNKNOWN				PG_INT32_MAX
+
+/* catalog.c: the version of the SQL objects in the current database */
+extern bool es_parse_version(const char *str, int *num);
+extern int	es_sql_version(void);
+extern const char *es_sql_version_text(void);
+extern bool es_sql_version_at_least(const char *min);
+extern void es_require_sql_version(const char *min, const char *what);
+
 /* validate.c: argument checks shared by the SQL functions */
 extern text *es_arg_stream_id(FunctionCallInfo fcinfo, int argno);
 extern char *es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what, int maxlen);
@@ -174,7 +199,7 @@ typedef struct EsStreamState
 
 extern bool es_lifecycle_installed(void);
 extern SPIPlanPtr es_visible_plan(SPIPlanPtr *slots, const char *query_fmt,
-								  int nargs, Oid *argtypes);
+								  int nargs, Oid *argtypes, bool generic);
 extern void es_stream_state(text *stream_id, bool latest, EsStreamState *state);
 extern int64 es_visible_version(const EsStreamState *state);
 extern int64 es_stream_version(text *stream_id, bool latest);

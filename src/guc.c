@@ -28,6 +28,7 @@ int			es_max_errors_warning = 50;
 int			es_max_errors_critical = 200;
 int			es_max_lag_events_warning = 5000;
 int			es_max_lag_events_critical = 50000;
+int			es_lag_count_limit = 250;
 int			es_max_dead_letters_warning = 10;
 int			es_max_dead_letters_critical = 100;
 int			es_recent_errors_kept = 1000;
@@ -94,6 +95,11 @@ es_define_gucs(bool preloading)
 							"Lag in events at which a subscription is critical.",
 							NULL, &es_max_lag_events_critical,
 							50000, 1, INT_MAX, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eventsource.lag_count_limit",
+							"Events after a partition's checkpoint that the status looks at to count its lag.",
+							"Beyond them lag_events is a lower bound (lag_events_exact is false) and health judges the lag by lag_positions.",
+							&es_lag_count_limit,
+							250, 0, 1000000, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("eventsource.max_dead_letters_warning",
 							"Dead letters at which a subscription is degraded.",
 							NULL, &es_max_dead_letters_warning,

@@ -52,27 +52,14 @@ static SPIPlanPtr upsert_plan = NULL;
 static SPIPlanPtr drop_snapshots_plan = NULL;
 
 /*
- * Is the lifecycle schema (1.1) installed in this database?  A syscache
- * lookup, cheap enough for every call.
+ * Is the lifecycle schema (1.1) installed in this database, as the data is
+ * read (catalog.c: es_sql_version(), with the active snapshot; inside the
+ * update script itself it is still 1.0)?
  */
 bool
 es_lifecycle_installed(void)
 {
-	const EsCatalog *cat = es_catalog();
-
-	return OidIsValid(get_relname_relid("stream_lifecycle", cat->namespace_oid));
-}
-
-/* Refuse a lifecycle function on a database still on the 1.0 SQL. */
-static void
-require_lifecycle(const char *what)
-{
-	if (!es_lifecycle_installed())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s needs version 1.1 of the eventsource extension's SQL", what),
-				 errdetail("This database still has the SQL objects of version 1.0."),
-				 errhint("Run ALTER EXTENSION eventsource UPDATE.")));
+	return es_sql_version_at_least("1.1");
 }
 
 /* Replace every occurrence of "token" in "str" by "by" (palloc'd result). */
@@ -100,11 +87,13 @@ replace_token(const char *str, const char *token, const char *by)
  * of this database.  "query_fmt" reads @EVENTS@ wherever it reads the log,
  * and may use @FLOOR@ (with the stream id as $1) as a lower bound of the
  * stream's versions.  "slots" holds the two variants (1.0 SQL, 1.1 SQL);
+ * "generic" asks for a plan that is never replanned per call (see below);
  * plans are revalidated by the plan cache like any kept plan.  Caller is
  * connected to SPI.
  */
 SPIPlanPtr
-es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtypes)
+es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtypes,
+				bool generic)
 {
 	int			v = es_lifecycle_installed() ? 1 : 0;
 
@@ -118,10 +107,11 @@ es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtyp
 						  v ? "(SELECT COALESCE(pg_catalog.max(l.hidden_through), 0)"
 						  " FROM eventsource.stream_lifecycle l"
 						  " WHERE l.stream_id OPERATOR(pg_catalog.=) $1)" : "0");
-		if (v)
+		if (v && generic)
 		{
 			/*
-			 * A generic plan, always: planning the view's subqueries costs
+			 * A generic plan, always (for the read paths; monitoring asks for
+			 * custom plans, status.c): planning the view's subqueries costs
 			 * about half a millisecond, more than a batch of a subscription
 			 * takes to read, and the plan cache would otherwise replan for
 			 * every call (the custom plans of a range on global_position
@@ -413,7 +403,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 				 errmsg("hard must not be null")));
 	hard = PG_GETARG_BOOL(2);
 	prevent_in_read_only("eventsource.delete_stream()");
-	require_lifecycle("eventsource.delete_stream()");
+	es_require_sql_version("1.1", "eventsource.delete_stream()");
 
 	es_owner_begin(&owner);
 	es_lock_stream(stream_id);
@@ -470,7 +460,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 				 errhint("Versions start at 1; truncate_stream(s, n) hides versions 1 to n - 1.")));
 	expected = arg_expected(fcinfo, 2);
 	prevent_in_read_only("eventsource.truncate_stream()");
-	require_lifecycle("eventsource.truncate_stream()");
+	es_require_sql_version("1.1", "eventsource.truncate_stream()");
 
 	es_owner_begin(&owner);
 	es_lock_stream(stream_id);

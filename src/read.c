@@ -118,7 +118,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
 							   " AND stream_version OPERATOR(pg_catalog.>=) 1"
 							   " ORDER BY stream_version DESC LIMIT $3",
-							   3, types);
+							   3, types, true);
 	else
 		plan = es_visible_plan(stream_fwd_plans,
 							   "SELECT * FROM @EVENTS@"
@@ -127,7 +127,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
 							   " AND stream_version OPERATOR(pg_catalog.>=) 1"
 							   " ORDER BY stream_version LIMIT $3",
-							   3, types);
+							   3, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(from);
 	values[2] = Int32GetDatum(max_count);
@@ -190,7 +190,7 @@ es_read_all(PG_FUNCTION_ARGS)
 							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
 							   "      OPERATOR(pg_catalog.=) ANY ($4))"
 							   " ORDER BY global_position LIMIT $5",
-							   5, types);
+							   5, types, true);
 		values[0] = Int64GetDatum(after);
 		values[1] = Int64GetDatum(head);
 		values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);

@@ -164,7 +164,7 @@ es_load_snapshot(PG_FUNCTION_ARGS)
 						   " AND s.schema_version OPERATOR(pg_catalog.=) $2"
 						   " AND" SNAPSHOT_VISIBLE("s")
 						   " ORDER BY s.stream_version DESC LIMIT 1",
-						   2, types);
+						   2, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int32GetDatum(schema_version);
 	es_spi_read(plan, values, NULL, NULL, 1);
@@ -224,7 +224,7 @@ es_load(PG_FUNCTION_ARGS)
 						   "      'version', stream_version, 'id', event_id, 'type', event_type,"
 						   "      'data', data, 'metadata', metadata, 'recorded_at', recorded_at)"
 						   "     ORDER BY stream_version) FROM e), '[]'::pg_catalog.jsonb))",
-						   2, types);
+						   2, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int32GetDatum(schema_version);
 	es_spi_read(plan, values, NULL, NULL, 1);

@@ -19,12 +19,46 @@
  *	state starting or paused                              degraded
  *	error_rate_per_minute >= max_error_rate_per_minute    degraded
  *	events_failed >= max_errors_critical / _warning       critical / degraded
- *	lag_events >= max_lag_events_critical / _warning      critical / degraded
+ *	lag >= max_lag_events_critical / _warning             critical / degraded
  *	dead_letters >= max_dead_letters_critical / _warning  critical / degraded
  *
- * A subscription's health is its worst partition's.  The error text of a
- * subscription owned by another role is shown only to members of that role
- * or of pg_read_all_stats, as pg_stat_statements does with query text.
+ * "lag" is lag_events when that count is exact, else lag_positions (see
+ * "Lag" below).  A subscription's health is its worst partition's.  The
+ * error text of a subscription owned by another role is shown only to
+ * members of that role or of pg_read_all_stats, as pg_stat_statements does
+ * with query text.
+ *
+ * Cost.  These are probes and scrape targets, called every few seconds for
+ * ever, so none of them may cost more as the log grows or as a partition
+ * falls behind:
+ *
+ *	- readiness() and liveness() read shared memory and the two small
+ *	  subscription tables only, never eventsource.events nor dead_letters.
+ *	- health() and the status view add, per partition, a count of its dead
+ *	  letters (index on dead_letters; grows with the dead letters waiting,
+ *	  not with the log) and the lag, which looks at no more than
+ *	  eventsource.lag_count_limit index entries of eventsource.events.
+ *	- On a standby the head is max(global_position): one index probe.
+ *
+ * Lag.  lag_positions = head_position - checkpoint, O(1): the positions the
+ * partition has still to walk, an upper bound of its events (it includes
+ * other partitions' events, events its filters skip, and the gaps aborted
+ * appends leave).  lag_events counts this partition's events that pass the
+ * filters among the first lag_count_limit events after the checkpoint (in
+ * position order, up to the head): exact (lag_events_exact) when those reach
+ * the head, otherwise a lower bound.  lag_seconds is the age of the oldest
+ * of the counted events; when the count is not exact and found none, the age
+ * of the last event looked at (the partition has not walked past it yet); 0
+ * when nothing is left.  The health thresholds compare with lag_events when
+ * it is exact and with lag_positions when it is not: a backlog too long to
+ * count is judged by the positions still to walk.
+ *
+ * Plans.  The status queries run with jit = off and plan_cache_mode =
+ * force_custom_plan in a GUC nest level of their own: a monitoring call must
+ * not spend 100+ ms compiling because the planner, before autovacuum has
+ * analysed the tiny subscription tables, guessed hundreds of rows there; and
+ * a plan kept from when the log was small must not survive its growth
+ * (a custom plan is made with the table's current size every call).
  *
  *-------------------------------------------------------------------------
  */
@@ -35,12 +69,14 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "parser/parse_func.h"
 #include "postmaster/postmaster.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -72,6 +108,8 @@ typedef struct EsStatusRow
 	int64		last_position;
 	int64		head;
 	int64		lag_events;
+	bool		lag_events_exact;
+	int64		lag_positions;
 	double		lag_seconds;
 	int64		processed;
 	int64		failed;
@@ -160,8 +198,8 @@ evaluate_health(EsStatusRow *row, TimestampTz now)
 		worse(row, ES_DEGRADED, "error rate");
 	threshold(row, row->failed, es_max_errors_critical, es_max_errors_warning,
 			  "failed events", "failed events");
-	threshold(row, row->lag_events, es_max_lag_events_critical, es_max_lag_events_warning,
-			  "lag", "lag");
+	threshold(row, row->lag_events_exact ? row->lag_events : row->lag_positions,
+			  es_max_lag_events_critical, es_max_lag_events_warning, "lag", "lag");
 	threshold(row, row->dead_letters, es_max_dead_letters_critical, es_max_dead_letters_warning,
 			  "dead letters", "dead letters");
 }
@@ -250,58 +288,156 @@ standby_head(void)
 }
 
 /*
+ * Enter a GUC nest level with the settings the status queries are planned
+ * under (see "Plans" in the file header); AtEOXact_GUC(true, level) leaves
+ * it and gives the caller back its own values.  GUC_ACTION_SAVE, as
+ * ri_triggers.c does: a GUC_ACTION_LOCAL setting would be handed on to the
+ * enclosing level when this one is left with isCommit true, and stay in the
+ * caller's transaction block until its end.  An error unwinds it with the
+ * transaction.
+ */
+static int
+status_plan_settings(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("plan_cache_mode", "force_custom_plan", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/*
+ * The partitions with their definition and saved state: the two small
+ * subscription tables only.  The columns of LAG_QUERY below, without dead
+ * letters (0) and lag (NULL).
+ */
+#define STATE_QUERY \
+	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
+	" s.state, p.state, p.position, 0::pg_catalog.int8," \
+	" NULL::pg_catalog.int8, NULL::pg_catalog.timestamptz, NULL::pg_catalog.timestamptz," \
+	" p.last_shutdown::pg_catalog.text, p.error_message, p.error_sqlstate, p.failed_at," \
+	" NULL::pg_catalog.int8" \
+	" FROM eventsource.subscriptions s" \
+	" JOIN eventsource.subscription_partitions p" \
+	"   ON p.subscription OPERATOR(pg_catalog.=) s.name" \
+	" ORDER BY s.name, p.partition"
+
+/*
+ * The same with the dead letters and the lag ($1 the head, $2 the events to
+ * look at): the window is the first $2 events after the checkpoint in
+ * position order (an index range scan of at most $2 entries of
+ * events_global_position_key, whatever the filters match); of those it
+ * counts the ones the partition has to deliver ("pending": it matches the
+ * filters and no lifecycle operation hid it, one probe of the view
+ * eventsource.visible_events per entry), and takes the
+ * oldest recorded_at of those and the newest of all.  Column 16 is how many
+ * it looked at.
+ */
+#define LAG_QUERY \
+	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
+	" s.state, p.state, p.position," \
+	" (SELECT pg_catalog.count(*) FROM eventsource.dead_letters d" \
+	"   WHERE d.subscription OPERATOR(pg_catalog.=) s.name" \
+	"   AND d.partition OPERATOR(pg_catalog.=) p.partition)," \
+	" w.pending, w.oldest, w.newest," \
+	" p.last_shutdown::pg_catalog.text, p.error_message, p.error_sqlstate, p.failed_at," \
+	" w.examined" \
+	" FROM eventsource.subscriptions s" \
+	" JOIN eventsource.subscription_partitions p" \
+	"   ON p.subscription OPERATOR(pg_catalog.=) s.name" \
+	" CROSS JOIN LATERAL (SELECT pg_catalog.count(*) AS examined," \
+	"   pg_catalog.count(*) FILTER (WHERE e.pending) AS pending," \
+	"   pg_catalog.min(e.recorded_at) FILTER (WHERE e.pending) AS oldest," \
+	"   pg_catalog.max(e.recorded_at) AS newest" \
+	"   FROM (SELECT e.recorded_at," \
+	"     (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))" \
+	"     AND (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1)" \
+	"          OPERATOR(pg_catalog.=) ANY (s.categories))" \
+	"     AND (s.partitions OPERATOR(pg_catalog.=) 1 OR" \
+	"          eventsource.stream_partition(e.stream_id, s.partitions) OPERATOR(pg_catalog.=) p.partition)" \
+	"     AND EXISTS (SELECT FROM @EVENTS@ v" \
+	"          WHERE v.global_position OPERATOR(pg_catalog.=) e.global_position)" \
+	"     AS pending" \
+	"     FROM eventsource.events e" \
+	"     WHERE e.global_position OPERATOR(pg_catalog.>) p.position" \
+	"     AND e.global_position OPERATOR(pg_catalog.<=) $1" \
+	"     ORDER BY e.global_position LIMIT $2) e" \
+	" ) w" \
+	" ORDER BY s.name, p.partition"
+
+/* lag_events, lag_events_exact, lag_positions and lag_seconds of a row */
+static void
+set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
+{
+	bool		isnull;
+	int64		examined;
+	Datum		d;
+	TimestampTz seen = 0;
+
+	row->lag_positions = Max(row->head - row->checkpoint, 0);
+	row->lag_events = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+	examined = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
+	row->lag_events_exact = (row->lag_positions <= examined || examined < es_lag_count_limit);
+
+	d = SPI_getbinval(tup, desc, 10, &isnull);	/* oldest pending */
+	if (!isnull)
+		seen = DatumGetTimestampTz(d);
+	else if (!row->lag_events_exact)
+	{
+		d = SPI_getbinval(tup, desc, 11, &isnull);	/* newest looked at */
+		if (!isnull)
+			seen = DatumGetTimestampTz(d);
+	}
+	row->lag_seconds = (seen != 0 && now > seen) ? (double) (now - seen) / USECS_PER_SEC : 0;
+}
+
+/*
  * All status rows of the current database, one per subscription partition,
- * ordered by name and partition.
+ * ordered by name and partition.  Without with_lag (readiness, liveness),
+ * only the subscription tables and shared memory are read: the rows have no
+ * head, lag, dead letters nor health.
  */
 static EsStatusRow *
-collect_status(int *nrows)
+collect_status(int *nrows, bool with_lag)
 {
-	static SPIPlanPtr plans[2];
-	SPIPlanPtr	plan;
+	static SPIPlanPtr state_plan = NULL;
+	static SPIPlanPtr lag_plans[2] = {NULL, NULL};
 	EsStatusRow *rows;
 	EsOwnerCall owner;
-	Datum		values[1];
+	Datum		values[2];
 	int64		head = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n;
+	int			level;
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	MemoryContext spi_cxt;
 
 	es_owner_begin(&owner);
-	if (RecoveryInProgress())
-		head = standby_head();
-	else if (es_shmem_available())
-		head = es_horizon();
+	level = status_plan_settings();
+	if (!with_lag)
 	{
-		Oid			types[1] = {INT8OID};
-
-		/* lag counts visible events only (lifecycle.c, es_visible_plan) */
-		plan = es_visible_plan(plans, "SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid,"
-						  " s.state, p.state, p.position,"
-						  " (SELECT pg_catalog.count(*) FROM eventsource.dead_letters d"
-						  "   WHERE d.subscription OPERATOR(pg_catalog.=) s.name"
-						  "   AND d.partition OPERATOR(pg_catalog.=) p.partition),"
-						  " lag.n, COALESCE(pg_catalog.date_part('epoch',"
-						  "   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) lag.oldest), 0),"
-						  " p.last_shutdown::pg_catalog.text, p.error_message, p.error_sqlstate, p.failed_at"
-						  " FROM eventsource.subscriptions s"
-						  " JOIN eventsource.subscription_partitions p"
-						  "   ON p.subscription OPERATOR(pg_catalog.=) s.name"
-						  " LEFT JOIN LATERAL (SELECT pg_catalog.count(*) AS n,"
-						  "   pg_catalog.min(e.recorded_at) AS oldest FROM @EVENTS@ e"
-						  "   WHERE e.global_position OPERATOR(pg_catalog.>) p.position"
-						  "   AND e.global_position OPERATOR(pg_catalog.<=) $1"
-						  "   AND (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))"
-						  "   AND (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1)"
-						  "        OPERATOR(pg_catalog.=) ANY (s.categories))"
-						  "   AND (s.partitions OPERATOR(pg_catalog.=) 1 OR"
-						  "        eventsource.stream_partition(e.stream_id, s.partitions) OPERATOR(pg_catalog.=) p.partition)"
-						  " ) lag ON true"
-						  " ORDER BY s.name, p.partition",
-						  1, types);
+		if (state_plan == NULL)
+			state_plan = es_prepare(STATE_QUERY, 0, NULL);
+		es_spi_read(state_plan, NULL, NULL, NULL, 0);
 	}
-	values[0] = Int64GetDatum(head);
-	es_spi_read(plan, values, NULL, NULL, 0);
+	else
+	{
+		SPIPlanPtr	lag_plan;
+		Oid			types[2] = {INT8OID, INT8OID};
+
+		if (RecoveryInProgress())
+			head = standby_head();
+		else if (es_shmem_available())
+			head = es_horizon();
+
+		/* custom plans, as said above; pending counts visible events only */
+		lag_plan = es_visible_plan(lag_plans, LAG_QUERY, 2, types, false);
+		values[0] = Int64GetDatum(head);
+		values[1] = Int64GetDatum(es_lag_count_limit);
+		es_spi_read(lag_plan, values, NULL, NULL, 0);
+	}
 
 	/*
 	 * The rows outlive the SPI connection: build them (strings included,
@@ -328,20 +464,20 @@ collect_status(int *nrows)
 		part_state = SPI_getvalue(tup, desc, 6);
 		row->checkpoint = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 		row->dead_letters = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
-		row->lag_events = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
-		row->lag_seconds = DatumGetFloat8(SPI_getbinval(tup, desc, 10, &isnull));
-		row->last_shutdown = SPI_getvalue(tup, desc, 11);
 		row->head = head;
+		if (with_lag)
+			set_lag(row, tup, desc, now);
+		row->last_shutdown = SPI_getvalue(tup, desc, 12);
 		row->state = state_without_slot(sub_state, part_state);
 		row->desired = strcmp(sub_state, "paused") == 0 ? ES_DESIRED_PAUSE : ES_DESIRED_RUN;
 
 		/* a partition stopped at an event keeps its error in the table */
-		failed_error = SPI_getvalue(tup, desc, 12);
+		failed_error = SPI_getvalue(tup, desc, 13);
 		if (failed_error != NULL)
 		{
 			row->last_error = failed_error;
-			row->last_sqlstate = SPI_getvalue(tup, desc, 13);
-			row->last_error_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 14, &isnull));
+			row->last_sqlstate = SPI_getvalue(tup, desc, 14);
+			row->last_error_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 15, &isnull));
 		}
 
 		merge_slot(row, now);
@@ -349,9 +485,11 @@ collect_status(int *nrows)
 			row->last_position = row->checkpoint;
 		if (row->last_error && !may_see_errors(owner.save_userid, row->owner))
 			row->last_error = HIDDEN_ERROR;
-		evaluate_health(row, now);
+		if (with_lag)
+			evaluate_health(row, now);
 	}
 	MemoryContextSwitchTo(spi_cxt);
+	AtEOXact_GUC(true, level);
 	es_owner_end(&owner);
 	*nrows = n;
 	return rows;
@@ -364,21 +502,56 @@ collect_status(int *nrows)
 
 PG_FUNCTION_INFO_V1(es_subscription_status);
 
-/* subscription_status_rows() RETURNS SETOF record (the view's columns) */
+/*
+ * subscription_status_rows() and, since 1.1, subscription_status_rows_v2()
+ * RETURNS SETOF record (the view's columns): the first 26 columns through
+ * 1.0's function, all 28 through the new one (the output columns declared
+ * decide).
+ */
+#define STATUS_COLUMNS_1_0	26
+#define STATUS_COLUMNS		28
+
+/*
+ * Who may read the status: those who may EXECUTE 1.0's
+ * subscription_status_rows(), whichever of the two functions they call.
+ * The 1.1 function is EXECUTE for PUBLIC on purpose: the update script
+ * grants nothing (pg_dump would leave such grants out, see the issue 10
+ * section of eventsource--1.0--1.1.sql), so the grants users made on the
+ * 1.0 function stay the ones that count, through updates, dumps and
+ * restores.
+ */
+static void
+check_status_privilege(void)
+{
+	Oid			fn = LookupFuncName(list_make2(makeString("eventsource"),
+											   makeString("subscription_status_rows")),
+									0, NULL, false);
+
+	if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, "subscription_status_rows");
+}
+
 Datum
 es_subscription_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EsStatusRow *rows;
 	int			n;
+	int			natts;
 
 	InitMaterializedSRF(fcinfo, 0);
-	rows = collect_status(&n);
+	natts = rsinfo->setDesc->natts;
+	if (natts != STATUS_COLUMNS_1_0 && natts != STATUS_COLUMNS)
+		elog(ERROR, "eventsource: subscription_status_rows() returns %d columns, expected %d or %d",
+			 natts, STATUS_COLUMNS_1_0, STATUS_COLUMNS);
+	if (natts != STATUS_COLUMNS_1_0)
+		check_status_privilege();
+	rows = collect_status(&n, true);
 	for (int i = 0; i < n; i++)
 	{
 		EsStatusRow *r = &rows[i];
-		Datum		v[26];
-		bool		nulls[26];
+		Datum		v[STATUS_COLUMNS];
+		bool		nulls[STATUS_COLUMNS];
 
 		memset(nulls, 0, sizeof(nulls));
 		v[0] = CStringGetTextDatum(r->name);
@@ -417,6 +590,9 @@ es_subscription_status(PG_FUNCTION_ARGS)
 		v[24] = r->last_shutdown ? DirectFunctionCall1(jsonb_in, CStringGetDatum(r->last_shutdown)) : (Datum) 0;
 		nulls[24] = (r->last_shutdown == NULL);
 		v[25] = Int32GetDatum(r->partitions);
+		/* 1.1 */
+		v[26] = Int64GetDatum(r->lag_positions);
+		v[27] = BoolGetDatum(r->lag_events_exact);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 	}
 	return (Datum) 0;
@@ -565,7 +741,7 @@ Datum
 es_liveness(PG_FUNCTION_ARGS)
 {
 	int			n;
-	EsStatusRow *rows = collect_status(&n);
+	EsStatusRow *rows = collect_status(&n, false);
 	const char *reason = not_alive_reason(rows, n, GetCurrentTimestamp());
 	StringInfoData buf;
 	bool		first = true;
@@ -590,7 +766,7 @@ Datum
 es_readiness(PG_FUNCTION_ARGS)
 {
 	int			n;
-	EsStatusRow *rows = collect_status(&n);
+	EsStatusRow *rows = collect_status(&n, false);
 	EsLauncherInfo l = launcher_info();
 	const char *reason = NULL;
 	StringInfoData buf;
@@ -619,6 +795,36 @@ es_readiness(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(json_result(&buf));
 }
 
+/*
+ * The "sql_version" check of health(): are this database's SQL objects the
+ * version the library is built for?  Older ones still work (the library
+ * serves them) but miss what the release added, and a feature that needs
+ * them waits or refuses: degraded until ALTER EXTENSION eventsource UPDATE.
+ * Newer ones than the library knows mean the library was downgraded.
+ * Returns false when not healthy.
+ */
+static bool
+sql_version_check(StringInfo checks, bool *first_check)
+{
+	int			library;
+	int			installed = es_sql_version();
+
+	if (!es_parse_version(ES_LIBRARY_VERSION, &library))
+		elog(ERROR, "eventsource: bad library version \"%s\"", ES_LIBRARY_VERSION);
+	/* as the subscription checks: "unhealthy: reason (level)" */
+	if (installed < library)
+		json_str(checks, first_check, "sql_version",
+				 psprintf("unhealthy: the SQL objects are version %s, the library %s: run ALTER EXTENSION eventsource UPDATE (degraded)",
+						  es_sql_version_text(), ES_LIBRARY_VERSION));
+	else if (installed > library)
+		json_str(checks, first_check, "sql_version",
+				 psprintf("unhealthy: the SQL objects are version %s, newer than the library (%s): install the eventsource %s library (degraded)",
+						  es_sql_version_text(), ES_LIBRARY_VERSION, es_sql_version_text()));
+	else
+		json_str(checks, first_check, "sql_version", "healthy");
+	return installed == library;
+}
+
 PG_FUNCTION_INFO_V1(es_health);
 
 /*
@@ -630,7 +836,7 @@ Datum
 es_health(PG_FUNCTION_ARGS)
 {
 	int			n;
-	EsStatusRow *rows = collect_status(&n);
+	EsStatusRow *rows = collect_status(&n, true);
 	EsLauncherInfo l = launcher_info();
 	TimestampTz now = GetCurrentTimestamp();
 	const char *dead_reason = not_alive_reason(rows, n, now);
@@ -663,6 +869,8 @@ es_health(PG_FUNCTION_ARGS)
 			 dead_reason ? psprintf("unhealthy: %s", dead_reason) : "healthy");
 	if (!l.running || dead_reason)
 		overall = ES_UNHEALTHY;
+	if (!sql_version_check(&checks, &first_check))
+		overall = Max(overall, ES_DEGRADED);
 
 	/* one entry per subscription: its worst partition */
 	for (int i = 0; i < n;)
@@ -673,6 +881,8 @@ es_health(PG_FUNCTION_ARGS)
 		int64		sub_processed = 0;
 		int64		sub_failed = 0;
 		int64		sub_lag = 0;
+		int64		sub_lag_positions = 0;
+		bool		sub_lag_exact = true;
 		int64		sub_dead = 0;
 		int64		sub_rate = 0;
 		bool		f = true;
@@ -693,6 +903,8 @@ es_health(PG_FUNCTION_ARGS)
 			sub_processed += rows[j].processed;
 			sub_failed += rows[j].failed;
 			sub_lag += rows[j].lag_events;
+			sub_lag_positions = Max(sub_lag_positions, rows[j].lag_positions);
+			sub_lag_exact = sub_lag_exact && rows[j].lag_events_exact;
 			sub_dead += rows[j].dead_letters;
 			sub_rate += rows[j].error_rate;
 		}
@@ -707,6 +919,8 @@ es_health(PG_FUNCTION_ARGS)
 		json_int(&subs, &f, "events_processed", sub_processed);
 		json_int(&subs, &f, "events_failed", sub_failed);
 		json_int(&subs, &f, "lag_events", sub_lag);
+		json_bool(&subs, &f, "lag_events_exact", sub_lag_exact);
+		json_int(&subs, &f, "lag_positions", sub_lag_positions);
 		json_int(&subs, &f, "dead_letters", sub_dead);
 		json_int(&subs, &f, "error_rate_per_minute", sub_rate);
 		appendStringInfoChar(&subs, '}');
@@ -759,7 +973,9 @@ PG_FUNCTION_INFO_V1(es_error_stats);
 
 /*
  * error_stats() RETURNS jsonb: totals by category and severity over the
- * recent errors kept, and per subscription; plus the live counters.
+ * recent errors kept, and per subscription; plus the live counters.  Its
+ * cost is bounded by eventsource.recent_errors_kept and the dead letters
+ * waiting (counted on their index), not by the log.
  */
 Datum
 es_error_stats(PG_FUNCTION_ARGS)
@@ -768,8 +984,10 @@ es_error_stats(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	bool		isnull;
 	Datum		result;
+	int			level;
 
 	es_owner_begin(&owner);
+	level = status_plan_settings();
 	if (plan == NULL)
 		plan = es_prepare("SELECT pg_catalog.jsonb_build_object("
 						  " 'total_errors', (SELECT pg_catalog.count(*) FROM eventsource.recent_errors),"
@@ -795,6 +1013,7 @@ es_error_stats(PG_FUNCTION_ARGS)
 	es_spi_read(plan, NULL, NULL, NULL, 1);
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = SPI_datumTransfer(result, false, -1);
+	AtEOXact_GUC(true, level);
 	es_owner_end(&owner);
 	PG_RETURN_DATUM(result);
 }

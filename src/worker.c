@@ -50,6 +50,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
@@ -119,6 +120,8 @@ static int	my_partition;
 static int	my_partitions;
 static int64 my_incarnation;	/* eventsource.subscriptions.id */
 static Oid	my_extension;		/* the extension our subscription is in */
+static int	my_sql_version = 0; /* the version of its SQL objects we run with */
+static char my_sql_version_text[NAMEDATALEN];
 static EsDesired row_desired = ES_DESIRED_RUN;	/* what our row says */
 static int64 resets_seen = -1;	/* our row's "resets" when we last read it */
 static EsSubConfig cfg;
@@ -128,6 +131,8 @@ static Oid	events_type = InvalidOid;
 static MemoryContext batch_cxt = NULL;
 static char *handler_name = NULL;
 static char *my_dbname = NULL;	/* for log lines, read at start */
+
+static void load_events_desc(void);
 
 /* delivery state */
 static int64 position = 0;		/* everything <= position is done */
@@ -463,13 +468,28 @@ load_config(void)
 	MemoryContextSwitchTo(old);
 
 	if (events_desc == NULL)
-	{
-		events_type = get_rel_type_id(es_catalog()->events_oid);
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		events_desc = lookup_rowtype_tupdesc_copy(events_type, -1);
-		MemoryContextSwitchTo(old);
-	}
+		load_events_desc();
 	return true;
+}
+
+/*
+ * Read the row type of eventsource.events into events_desc.  The new
+ * descriptor is built aside and swapped in only when complete: events_desc
+ * is never NULL once the worker has started, whatever fails on the way
+ * (retry_dead_letters() and the delivery paths use it without looking).
+ */
+static void
+load_events_desc(void)
+{
+	Oid			type = get_rel_type_id(es_catalog()->events_oid);
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	TupleDesc	desc = lookup_rowtype_tupdesc_copy(type, -1);
+
+	MemoryContextSwitchTo(old);
+	if (events_desc != NULL)
+		FreeTupleDesc(events_desc);
+	events_desc = desc;
+	events_type = type;
 }
 
 /* ---------------------------------------------------------------------
@@ -845,7 +865,7 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 							   " AND ($5 OPERATOR(pg_catalog.=) 1 OR"
 							   "      eventsource.stream_partition(stream_id, $5) OPERATOR(pg_catalog.=) $6)"
 							   " ORDER BY global_position LIMIT $7",
-							   7, types);
+							   7, types, true);
 	}
 	values[0] = Int64GetDatum(after);
 	values[1] = Int64GetDatum(head);
@@ -953,6 +973,71 @@ finish_batch(void)
 }
 
 /*
+ * The database's SQL objects may be updated under us (ALTER EXTENSION
+ * eventsource UPDATE): the first batch after that commit runs with the new
+ * version, without a restart.  Paths that need a newer version's objects
+ * test my_sql_version.  A new version may change the subscription's row and
+ * the row type of eventsource.events, so both are read again.
+ *
+ * The caller holds AccessShareLock on eventsource.events, taken in this
+ * transaction before the call: an update script that alters the table has
+ * then either committed (and the snapshot we take here sees its version) or
+ * waits for our transaction, so the events we read in it match the row type
+ * we hand to the handler.  every_event commits after each event, so it
+ * locks again after each commit and ends the batch if the version moved
+ * (sql_version_moved()).  Returns false when the subscription is gone.
+ * Inside a batch transaction, connected to SPI, as the extension owner.
+ */
+static bool
+follow_sql_version(void)
+{
+	int			version;
+	char		version_text[NAMEDATALEN];
+	bool		ok;
+
+	/* the version and the definition with one snapshot, taken after the lock */
+	PushActiveSnapshot(GetLatestSnapshot());
+	version = es_sql_version();
+	if (version == my_sql_version)
+	{
+		PopActiveSnapshot();
+		return true;
+	}
+	strlcpy(version_text, es_sql_version_text(), sizeof(version_text));
+	ok = load_config();
+	PopActiveSnapshot();
+	if (!ok)
+		return false;
+	/* the old descriptor stays in use should the reload fail */
+	load_events_desc();
+
+	/* only now: should the reload fail, the next batch tries again */
+	ereport(LOG,
+			(errmsg("eventsource: subscription \"%s\" partition %d now runs with version %s of the extension's SQL objects (was %s)",
+					my_name, my_partition, version_text, my_sql_version_text),
+			 errdetail("database=%s subscription=%s partition=%d sql_version=%s",
+					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(version_text))));
+	my_sql_version = version;
+	strlcpy(my_sql_version_text, version_text, sizeof(my_sql_version_text));
+	return true;
+}
+
+/*
+ * Did an update of the SQL objects commit since we followed the last one?
+ * With a snapshot taken now (the caller holds the events lock).
+ */
+static bool
+sql_version_moved(void)
+{
+	bool		moved;
+
+	PushActiveSnapshot(GetLatestSnapshot());
+	moved = es_sql_version() != my_sql_version;
+	PopActiveSnapshot();
+	return moved;
+}
+
+/*
  * One batch.  See the file header.
  */
 static EsBatchOutcome
@@ -981,8 +1066,15 @@ process_batch(void)
 	 * changed was moved by reset_subscription(): follow it, even when it
 	 * names the very position we last saved.  We hold the row's lock until
 	 * the batch commits, so no reset lands between this read and our write.
+	 * Lock order (CONTRIBUTING.md): eventsource.events, then our row.
 	 */
+	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
 	if (!read_checkpoint(&start, &resets))
+	{
+		tx_commit();
+		return BATCH_GONE;
+	}
+	if (!follow_sql_version())
 	{
 		tx_commit();
 		return BATCH_GONE;
@@ -1064,6 +1156,7 @@ process_batch(void)
 			if (!position_loaded)
 				return BATCH_DONE;
 			tx_begin("eventsource: delivering events");
+			LockRelationOid(es_catalog()->events_oid, AccessShareLock);
 			if (!read_checkpoint(&start, &resets))
 			{
 				tx_commit();
@@ -1075,6 +1168,17 @@ process_batch(void)
 				tx_commit();
 				es_handler_disarm_timer();
 				position_loaded = false;
+				return BATCH_DONE;
+			}
+			if (sql_version_moved())
+			{
+				/*
+				 * An update committed between two events: the rest of the
+				 * batch was read with the old row type.  The next batch
+				 * follows the update and reads them again.
+				 */
+				tx_commit();
+				es_handler_disarm_timer();
 				return BATCH_DONE;
 			}
 		}
@@ -1113,6 +1217,42 @@ process_batch(void)
 }
 
 /*
+ * A dead letter (a row of eventsource.dead_letters, described by "desc") as
+ * a row of eventsource.events: each column of events takes the dead
+ * letter's column of the same name, null if it has none.  By name, not by
+ * position, so a column a release adds to events (or to dead_letters)
+ * cannot land in another's place.
+ */
+static HeapTuple
+dead_letter_as_event(HeapTuple row, TupleDesc desc)
+{
+	int			natts = events_desc->natts;
+	Datum	   *values = palloc0(natts * sizeof(Datum));
+	bool	   *nulls = palloc(natts * sizeof(bool));
+
+	for (int i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(events_desc, i);
+		int			col;
+
+		nulls[i] = true;
+		if (att->attisdropped)
+			continue;
+		col = SPI_fnumber(desc, NameStr(att->attname));
+		if (col <= 0)
+			continue;
+		if (SPI_gettypeid(desc, col) != att->atttypid)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of eventsource.dead_letters is of type %s, of eventsource.events %s",
+							NameStr(att->attname), format_type_be(SPI_gettypeid(desc, col)),
+							format_type_be(att->atttypid))));
+		values[i] = SPI_getbinval(row, desc, col, &nulls[i]);
+	}
+	return heap_form_tuple(events_desc, values, nulls);
+}
+
+/*
  * retry_dead_letters(): deliver the parked events that were asked for, one
  * attempt each.  Delivered ones leave the table; the others stay, with the
  * new error.
@@ -1133,6 +1273,13 @@ retry_dead_letters(void)
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 
 	tx_begin("eventsource: retrying dead letters");
+	/* the events we build below must have the row type the handler takes */
+	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
+	if (!follow_sql_version())
+	{
+		tx_commit();			/* gone: the next batch says so */
+		return;
+	}
 	if (retry_again_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT4OID};
@@ -1140,9 +1287,7 @@ retry_dead_letters(void)
 		Oid			again_types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
 		/* all three or none: the last assignment marks them ready */
-		retry_select_plan = es_prepare("SELECT global_position, stream_id, stream_version, event_id,"
-									   " event_type, data, metadata, recorded_at, id"
-									   " FROM eventsource.dead_letters"
+		retry_select_plan = es_prepare("SELECT * FROM eventsource.dead_letters"
 									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
 									   " AND partition OPERATOR(pg_catalog.=) $2 AND retry_requested"
 									   " ORDER BY id FOR UPDATE SKIP LOCKED",
@@ -1168,16 +1313,17 @@ retry_dead_letters(void)
 		for (int i = 0; i < n; i++)
 		{
 			HeapTuple	row = tab->vals[i];
-			Datum		cols[9];
-			bool		nulls[9];
+			bool		isnull;
+			Datum		id = SPI_getbinval(row, tab->tupdesc, SPI_fnumber(tab->tupdesc, "id"), &isnull);
 			EsEventRef	ev;
 			EsCallError err;
 
-			heap_deform_tuple(row, tab->tupdesc, cols, nulls);
-			ev.tuple = heap_form_tuple(events_desc, cols, nulls);
-			ev.position = DatumGetInt64(cols[0]);
-			ev.recorded_at = DatumGetTimestampTz(cols[7]);
-			values[0] = cols[8];
+			ev.tuple = dead_letter_as_event(row, tab->tupdesc);
+			ev.position = DatumGetInt64(SPI_getbinval(row, tab->tupdesc,
+													  SPI_fnumber(tab->tupdesc, "global_position"), &isnull));
+			ev.recorded_at = DatumGetTimestampTz(SPI_getbinval(row, tab->tupdesc,
+															   SPI_fnumber(tab->tupdesc, "recorded_at"), &isnull));
+			values[0] = id;
 			if (deliver_one(&ev, &err) == ES_CALL_OK)
 			{
 				es_exec_plan(retry_done_plan, values, NULL, SPI_OK_DELETE);
@@ -1191,7 +1337,7 @@ retry_dead_letters(void)
 				Datum		again[5];
 
 				record_error(&ev, &err, 1, false);
-				again[0] = cols[8];
+				again[0] = id;
 				again[1] = CStringGetTextDatum(err.message);
 				again[2] = CStringGetTextDatum(err.sqlstate);
 				again[3] = CStringGetTextDatum(es_error_category(err.sqlstate));
@@ -1484,6 +1630,8 @@ es_worker_main(Datum main_arg)
 			CHECK_FOR_INTERRUPTS();
 
 			tx_begin("eventsource: loading subscription");
+			my_sql_version = es_sql_version();
+			strlcpy(my_sql_version_text, es_sql_version_text(), sizeof(my_sql_version_text));
 			gone = !load_config();
 			tx_commit();
 			if (gone || row_desired == ES_DESIRED_RUN)
@@ -1520,9 +1668,9 @@ es_worker_main(Datum main_arg)
 
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d started", my_name, my_partition),
-			 errdetail("database=%s subscription=%s partition=%d handler=%s batch_size=%d",
+			 errdetail("database=%s subscription=%s partition=%d handler=%s batch_size=%d sql_version=%s",
 					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(handler_name),
-					   cfg.batch_size)));
+					   cfg.batch_size, logfmt(my_sql_version_text))));
 
 	worker_loop(&forced, &gone);
 

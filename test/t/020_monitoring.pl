@@ -131,6 +131,7 @@ sub events_json
 			launcher => 'healthy',
 			heartbeats => 'healthy',
 			dead_letters => 'healthy',
+			sql_version => 'healthy',
 			'subscription:projection' => 'healthy'
 		},
 		'healthy: every check healthy');

@@ -198,7 +198,7 @@ CREATE FUNCTION public.delete_stream(text, bigint, boolean) RETURNS bigint
 SELECT eventsource.append('Old-1', 0, '[{"type": "A", "data": {}}, {"type": "B", "data": {}}]');
 }, 'old');
 like(fails($node, 'old', q{SELECT public.delete_stream('Old-1', -1, false)}),
-	qr/^55000: eventsource.delete_stream\(\) needs version 1.1 of the eventsource extension's SQL/,
+	qr/^55000: eventsource.delete_stream\(\) needs the eventsource 1.1 SQL objects/,
 	'1.0 SQL: the lifecycle function refuses with 55000');
 my ($ret, $out, $err) = $node->psql('old', q{SELECT public.delete_stream('Old-1', -1, false)});
 like($err, qr/HINT:  Run ALTER EXTENSION eventsource UPDATE\./, 'with the hint to update');

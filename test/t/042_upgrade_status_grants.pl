@@ -1,0 +1,87 @@
+# The 1.0 -> 1.1 update keeps what users built on the status view: a
+# monitoring role's grants on eventsource.subscription_status and on its
+# function, and a view of their own on it.  The update succeeds with that
+# view in place, the status view keeps its OID and grants, and a pg_dump of
+# the updated database still contains the grants (an update script that
+# re-created the view and re-granted would put them in pg_init_privs, which
+# pg_dump leaves out), so they survive a restore too.  A role without
+# EXECUTE on subscription_status_rows() still cannot read the status, by
+# either function.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use EsTest;
+
+my $node = es_node('upgrade_grants');
+
+sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
+
+$node->safe_psql('postgres', 'CREATE DATABASE v10');
+sql('v10', q{
+CREATE EXTENSION eventsource VERSION '1.0';
+CREATE ROLE es_monitor;
+CREATE ROLE es_nobody;
+GRANT SELECT ON eventsource.subscription_status TO es_monitor, es_nobody;
+GRANT EXECUTE ON FUNCTION eventsource.subscription_status_rows() TO es_monitor;
+CREATE VIEW public.my_status AS
+    SELECT name, partition, health, lag_events FROM eventsource.subscription_status;
+GRANT SELECT ON public.my_status TO es_monitor;
+CREATE FUNCTION public.h(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
+SELECT eventsource.append_event('G-1', -1, 'A', '{}');
+});
+sql('v10', q{BEGIN;
+SELECT eventsource.create_subscription('g', 'public.h(eventsource.events)', start_from => 'beginning');
+SELECT eventsource.pause_subscription('g');
+COMMIT;});
+my $view_oid = sql('v10', q{SELECT 'eventsource.subscription_status'::regclass::oid});
+is(sql('v10', q{SET ROLE es_monitor; SELECT count(*) FROM public.my_status}), '1',
+	'1.0: the monitoring role reads the status through its own view');
+
+my ($ret, $out, $err) = $node->psql('v10', 'ALTER EXTENSION eventsource UPDATE');
+is($ret, 0, 'the update succeeds with a user view on subscription_status') or diag($err);
+is(sql('v10', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.1',
+	'now 1.1');
+is(sql('v10', q{SELECT 'eventsource.subscription_status'::regclass::oid}), $view_oid,
+	'the status view is the same object (same OID)');
+is(sql('v10', q{SET ROLE es_monitor; SELECT count(*) FROM public.my_status}), '1',
+	'the user view survives and works for the monitoring role');
+is(sql('v10', q{SET ROLE es_monitor;
+	SELECT lag_positions IS NOT NULL AND lag_events_exact IS NOT NULL FROM eventsource.subscription_status}),
+	't', 'the monitoring role reads the new columns with its 1.0 grants');
+
+# without EXECUTE on subscription_status_rows(): refused as in 1.0, by either function
+for my $q ('SELECT count(*) FROM eventsource.subscription_status',
+	'SELECT count(*) FROM eventsource.subscription_status_rows_v2()')
+{
+	($ret, $out, $err) = $node->psql('v10', "SET ROLE es_nobody; $q");
+	like($err, qr/permission denied for function subscription_status_rows\b/,
+		"without EXECUTE on subscription_status_rows(): $q is refused");
+}
+
+# the grants are in the dump
+my $dump = $node->basedir . '/v10.sql';
+command_ok([ 'pg_dump', '-d', $node->connstr('v10'), '-f', $dump ], 'pg_dump of the updated database');
+my $text = slurp_file($dump);
+like($text, qr/^GRANT SELECT ON TABLE eventsource\.subscription_status TO es_monitor;$/m,
+	'the dump grants SELECT on subscription_status to the monitoring role');
+like($text, qr/^GRANT ALL ON FUNCTION eventsource\.subscription_status_rows\(OUT name text,[^;]*\) TO es_monitor;$/m,
+	'the dump grants EXECUTE on subscription_status_rows() to the monitoring role');
+like($text, qr/CREATE VIEW public\.my_status AS/, 'the dump has the user view');
+
+# and a restore of it lets the role read the status as before
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'), '-f', $dump ],
+	'the dump restores');
+is(sql('restored', q{SET ROLE es_monitor;
+	SELECT count(*) FROM public.my_status WHERE name = 'g'}), '1',
+	'after the restore the monitoring role reads the status through its view');
+is(sql('restored', q{SET ROLE es_monitor;
+	SELECT count(*) FROM eventsource.subscription_status WHERE lag_positions IS NOT NULL}), '1',
+	'and the status view itself');
+
+sql('restored', q{SELECT eventsource.drop_subscription('g')});
+sql('v10', q{SELECT eventsource.drop_subscription('g')});
+$node->stop;
+done_testing();
