@@ -161,12 +161,23 @@ SELECT t.try($$SELECT eventsource.truncate_stream('Life-1', 6)$$);
 SELECT t.try($$SELECT eventsource.truncate_stream('Life-1', 7)$$);
 SELECT t.try($$SELECT eventsource.truncate_stream('Life-1', 4)$$);
 SELECT t.try($$SELECT eventsource.truncate_stream('Life-1', 1)$$);
+-- system event types are the store's own: a writer cannot forge one (22023),
+-- in either append function, in any element of the array
+SELECT t.try($$SELECT eventsource.append('Life-forged', -1, '[{"type": "$StreamDeleted", "data": {}}]')$$);
+SELECT t.try($$SELECT eventsource.append('Life-forged', -1,
+    '[{"type": "Opened", "data": {}}, {"type": "$StreamTruncated", "data": {}}]')$$);
+SELECT t.try($$SELECT eventsource.append_event('Life-forged', -1, '$StreamDeleted', '{}')$$);
+SELECT t.try($$SELECT eventsource.append_event('Life-forged', -1, '$Anything', '{}')$$);
+-- a "$" elsewhere in the type is an ordinary type
+SELECT stream_version FROM eventsource.append_event('Life-dollar', 0, 'Paid$', '{}');
+SELECT t.try($$SELECT eventsource.delete_stream('Life-dollar', 1)$$);
 -- read-only transactions refuse them
 BEGIN READ ONLY;
 SELECT t.try($$SELECT eventsource.delete_stream('Life-1', -1)$$);
 SELECT t.try($$SELECT eventsource.truncate_stream('Life-1', 5)$$);
 ROLLBACK;
--- nothing was written by any of them (Life-5's append and delete: 4 events)
+-- nothing was written by any of them (Life-5's append and delete: 4 events;
+-- Life-dollar's append and delete: 2)
 SELECT count(*) - :events_before AS new_events FROM eventsource.events;
 SELECT count(*) - :rows_before AS new_rows FROM eventsource.stream_lifecycle;
 

@@ -106,6 +106,17 @@ empty_object(void)
 	return JsonbValueToJsonb(&v);
 }
 
+/*
+ * Check an event type given by a caller.  Types beginning with "$" are the
+ * store's own (the system events of lifecycle.c, es_append_system_event(),
+ * which does not come here): refused once the database has the 1.1 SQL, so
+ * a writer cannot forge a $StreamDeleted that projections would act on.  On
+ * a database still on the 1.0 SQL they stay allowed, as 1.0 allowed them:
+ * there the store writes no system events, and a library update alone must
+ * not break a 1.0 application (the refusal starts with ALTER EXTENSION
+ * UPDATE, see README "Upgrading").  The version is only read for such a
+ * type, so ordinary appends pay nothing.
+ */
 static text *
 check_event_type(const char *str, int len)
 {
@@ -113,6 +124,12 @@ check_event_type(const char *str, int len)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event type must not be empty")));
+	if (str[0] == '$' && es_lifecycle_installed())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event type \"%.*s\" is reserved", Min(len, 100), str),
+				 errdetail("Event types beginning with \"$\" are the store's own system events."),
+				 errhint("Use a type that does not begin with \"$\".")));
 	if (len > ES_MAX_EVENT_TYPE_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
