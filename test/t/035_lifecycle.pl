@@ -210,13 +210,59 @@ is($s->query_safe(q{SELECT string_agg(stream_version::text, ',') FROM eventsourc
 is($s->query_safe(q{SELECT count(*) FROM eventsource.read_all()}), '2', '1.0 SQL: read_all works');
 is($s->query_safe(q{SELECT stream_version FROM eventsource.append_event('Old-1', 2, 'C', '{}')}),
 	'3', '1.0 SQL: append works');
+is($s->query_safe(q{SELECT stream_version FROM eventsource.append_event('Old-2', 0, '$Legacy', '{}')}),
+	'1', '1.0 SQL: an event type beginning with $ is accepted, as 1.0 accepted it');
 $s->query_safe(q{ALTER EXTENSION eventsource UPDATE});
+like(fails($node, 'old', q{SELECT eventsource.append_event('Old-2', 1, '$Legacy', '{}')}),
+	qr/^22023: event type "\$Legacy" is reserved/, 'after the update it is refused (22023)');
 $s->query_safe(q{SELECT eventsource.truncate_stream('Old-1', 3)});
 is($s->query_safe(q{SELECT string_agg(stream_version::text, ',') FROM eventsource.read_stream('Old-1')}),
 	'3', 'after the update the same session hides the truncated versions');
 is($s->query_safe(q{SELECT string_agg(stream_version::text, ',') FROM eventsource.read_all()}),
-	'3,-1', 'in read_all too');
+	'3,1,-1', 'in read_all too');
 $s->quit;
 
+# ---------------------------------------------------------------------------
+# 6. retry_dead_letters() never re-delivers an event hidden since it failed:
+#    a dead letter of Dl-bad's first event; the stream is deleted and the
+#    subscription processes the $StreamDeleted; the retry must not hand the
+#    handler the deleted stream's event again (the dead letter is dropped);
+#    a dead letter of a visible event is still retried
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE poison (stream text PRIMARY KEY);
+CREATE FUNCTION hp(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF e.stream_version > 0 AND EXISTS (SELECT FROM poison p WHERE p.stream = e.stream_id) THEN
+    RAISE EXCEPTION 'poisoned stream %', e.stream_id;
+  END IF;
+  INSERT INTO seen VALUES (current_setting('eventsource.subscription'), e.global_position,
+                           e.stream_id, e.stream_version, e.event_type, pg_backend_pid());
+END $$;
+INSERT INTO poison VALUES ('Dl-bad'), ('Dl-kept');
+SELECT eventsource.create_subscription('dl', 'hp(eventsource.events)', categories => '{Dl}',
+                                       max_retries => 0, circuit_breaker_threshold => 0);
+SELECT eventsource.append_event('Dl-bad', 0, 'Created', '{}');
+SELECT eventsource.append_event('Dl-kept', 0, 'Created', '{}');
+});
+wait_until(q{SELECT count(*) = 2 FROM eventsource.dead_letters WHERE subscription = 'dl'},
+	'two dead letters (Dl-bad, Dl-kept)');
+sql(q{SELECT eventsource.delete_stream('Dl-bad', -1)});
+my $head6 = sql('SELECT eventsource.head_position()');
+wait_until(qq{SELECT checkpoint >= $head6 FROM eventsource.subscription_status WHERE name = 'dl'},
+	'dl processed the $StreamDeleted');
+sql(q{DELETE FROM poison});
+is(sql(q{SELECT eventsource.retry_dead_letters('dl')}), '2', 'both dead letters marked for retry');
+wait_until(q{SELECT count(*) = 0 FROM eventsource.dead_letters WHERE subscription = 'dl'},
+	'the retry empties the dead letters');
+is(sql(q{SELECT string_agg(stream || ' ' || version || ' ' || type, ', ' ORDER BY pos) FROM seen WHERE sub = 'dl'}),
+	'Dl-kept 1 Created, Dl-bad -1 $StreamDeleted',
+	'the handler got the delete and the visible event, never the deleted stream\'s event again');
+ok($node->log_contains(qr/subscription "dl" partition \d+: dropped 1 dead letters of events hidden by a lifecycle operation/),
+	'the dropped dead letter is logged');
+is(sql(q{SELECT dead_letters FROM eventsource.subscription_status WHERE name = 'dl'}), '0',
+	'the status counts no dead letter');
+
 $node->stop;
+
 done_testing();
