@@ -55,7 +55,7 @@ REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \
 	horizon_unrelated idempotent_retry lifecycle_append_race lifecycle_reader \
-	lifecycle_snapshot_race
+	lifecycle_snapshot_race lifecycle_repeatable_read
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso \
 	--temp-instance=tmp_check_iso --temp-config=test/pg.conf
 

@@ -41,6 +41,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/snapmgr.h"
 
 #include "eventsource.h"
 
@@ -278,9 +279,44 @@ check_stream_present(text *stream_id, const EsStreamState *st, bool allow_delete
 }
 
 /*
+ * Run a writing plan with the active snapshot (the one the operation read
+ * the stream's state with, see lock_and_read_state()), not the transaction
+ * snapshot SPI would take: under REPEATABLE READ or SERIALIZABLE the
+ * transaction snapshot may predate another session's operation on the same
+ * stream, and the upsert of its lifecycle row (ON CONFLICT DO UPDATE) or the
+ * DELETE of a snapshot row would then fail with 40001 although the stream's
+ * lock already orders the two operations.
+ */
+static void
+exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected)
+{
+	int			rc = SPI_execute_snapshot(plan, values, NULL, GetActiveSnapshot(),
+										  InvalidSnapshot, false, true, 0);
+
+	if (rc != expected)
+		elog(ERROR, "eventsource: lifecycle write failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Lock the stream and read its state with a snapshot taken now, which stays
+ * the active snapshot until the caller pops it: the state and the writes
+ * based on it (record_operation()) use the same snapshot, taken after the
+ * lock was granted, as append() does for its version check.  Caller runs as
+ * the owner inside SPI.
+ */
+static void
+lock_and_read_state(text *stream_id, EsStreamState *st)
+{
+	es_lock_stream(stream_id);
+	PushActiveSnapshot(GetLatestSnapshot());
+	es_stream_state(stream_id, false, st);
+}
+
+/*
  * Record the new state and the system event, drop the snapshots that
- * summarise hidden versions.  Caller holds the stream's lock and runs as
- * the owner inside SPI.  Returns the system event's position.
+ * summarise hidden versions.  Caller holds the stream's lock, runs as the
+ * owner inside SPI, with the snapshot of lock_and_read_state() active.
+ * Returns the system event's position.
  */
 static int64
 record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
@@ -323,10 +359,10 @@ record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
 	values[3] = BoolGetDatum(tombstone);
 	values[4] = Int32GetDatum(operations);
 	values[5] = Int64GetDatum(position);
-	es_exec_plan(upsert_plan, values, NULL, SPI_OK_INSERT);
+	exec_with_active_snapshot(upsert_plan, values, SPI_OK_INSERT);
 
 	values[1] = Int64GetDatum(hidden_through);
-	es_exec_plan(drop_snapshots_plan, values, NULL, SPI_OK_DELETE);
+	exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 	return position;
 }
 
@@ -406,8 +442,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	es_require_sql_version("1.1", "eventsource.delete_stream()");
 
 	es_owner_begin(&owner);
-	es_lock_stream(stream_id);
-	es_stream_state(stream_id, true, &st);
+	lock_and_read_state(stream_id, &st);
 	check_stream_present(stream_id, &st, hard);
 	es_check_expected_version(stream_id, expected, es_visible_version(&st));
 
@@ -419,6 +454,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 
 	position = record_operation(stream_id, &st, st.last_version, hard,
 								"$StreamDeleted", details);
+	PopActiveSnapshot();
 	es_owner_end(&owner);
 	PG_RETURN_INT64(position);
 }
@@ -463,8 +499,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 	es_require_sql_version("1.1", "eventsource.truncate_stream()");
 
 	es_owner_begin(&owner);
-	es_lock_stream(stream_id);
-	es_stream_state(stream_id, true, &st);
+	lock_and_read_state(stream_id, &st);
 	check_stream_present(stream_id, &st, false);
 	visible = es_visible_version(&st);
 	es_check_expected_version(stream_id, expected, visible);
@@ -498,6 +533,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 
 	position = record_operation(stream_id, &st, before - 1, false,
 								"$StreamTruncated", details);
+	PopActiveSnapshot();
 	es_owner_end(&owner);
 	PG_RETURN_INT64(position);
 }
