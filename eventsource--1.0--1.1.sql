@@ -97,11 +97,12 @@ CREATE INDEX stream_lifecycle_last_position_idx
 --   1. it is newer than every lifecycle operation (one comparison with an
 --      InitPlan: the tail of the log, where subscriptions read, pays nothing
 --      more), or
---   2. its stream has no lifecycle row (a hashed SubPlan, built once per
---      query from the rows of stream_lifecycle), or
---   3. it is a system event (negative version), or
---   4. its version is above the stream's hidden_through (a primary-key probe,
---      only for events of streams that have a row).
+--   2. it is a system event (negative version), or
+--   3. no lifecycle row of its stream hides its version: one probe of
+--      stream_lifecycle's primary key per event that reaches this test.
+-- The cost of a query grows with the events it returns, never with the
+-- number of lifecycle rows (no hash or list of all of them is built: with
+-- a million rows that list outgrew work_mem and was rescanned per event).
 -- docs/lifecycle.md has the plans and the measurements.
 CREATE VIEW eventsource.visible_events AS
     SELECT e.*
@@ -109,12 +110,11 @@ CREATE VIEW eventsource.visible_events AS
      WHERE e.global_position OPERATOR(pg_catalog.>)
                (SELECT COALESCE(pg_catalog.max(l.last_position), 0)
                   FROM eventsource.stream_lifecycle l)
-        OR NOT (e.stream_id OPERATOR(pg_catalog.=) ANY
-               (SELECT l.stream_id FROM eventsource.stream_lifecycle l))
         OR e.stream_version OPERATOR(pg_catalog.<) 1
-        OR e.stream_version OPERATOR(pg_catalog.>)
-               (SELECT l.hidden_through FROM eventsource.stream_lifecycle l
-                 WHERE l.stream_id OPERATOR(pg_catalog.=) e.stream_id);
+        OR NOT EXISTS
+               (SELECT FROM eventsource.stream_lifecycle l
+                 WHERE l.stream_id OPERATOR(pg_catalog.=) e.stream_id
+                   AND e.stream_version OPERATOR(pg_catalog.<=) l.hidden_through);
 COMMENT ON VIEW eventsource.visible_events IS
     'The events no lifecycle operation has hidden (what every read path of the store reads)';
 

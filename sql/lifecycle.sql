@@ -29,6 +29,22 @@ SELECT pg_get_function_arguments('eventsource.truncate_stream(text,bigint,bigint
 SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
  WHERE attrelid = 'eventsource.stream_lifecycle'::regclass AND attnum > 0 ORDER BY attnum;
 
+-- the hiding predicate probes stream_lifecycle per event (its primary key):
+-- no plan of the view builds a set of all lifecycle rows (a hashed SubPlan,
+-- or a Materialize rescanned per event once that set outgrows work_mem),
+-- whose cost would grow with the rows of other streams
+CREATE FUNCTION t.plan(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE 'EXPLAIN (COSTS OFF) ' || q;
+END $$;
+SELECT count(*) FILTER (WHERE p ~ 'hashed|Materialize') AS sets_of_all_rows,
+       count(*) FILTER (WHERE p ~ 'Index Only Scan using stream_lifecycle_pkey|Index Scan using stream_lifecycle_pkey') AS pkey_probes
+  FROM t.plan($$SELECT * FROM eventsource.visible_events WHERE global_position > 0
+                ORDER BY global_position LIMIT 1000$$) p;
+SELECT count(*) FILTER (WHERE p ~ 'hashed|Materialize') AS sets_of_all_rows
+  FROM t.plan($$SELECT * FROM eventsource.visible_events WHERE stream_id = 'Life-1'
+                ORDER BY stream_version$$) p;
+
 -- ---------------------------------------------------------------------------
 -- truncate before version N
 -- ---------------------------------------------------------------------------
