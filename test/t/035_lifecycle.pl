@@ -129,6 +129,46 @@ for my $s ('by_cat', 'by_type', 'batch')
 }
 
 # ---------------------------------------------------------------------------
+# 2b. a deletion commits while a subscription is mid-way through the
+#     stream's events: what it had fetched before the commit is delivered,
+#     nothing after it, then the $StreamDeleted.  The handler blocks on the
+#     Gate event (an advisory lock the test holds) with batch_size 1, so the
+#     subscription has delivered Created, fetched Gate, and has Paid and
+#     Shipped still ahead when the delete commits.  (In its own database, so
+#     the dump below compares the same store as before.)
+# ---------------------------------------------------------------------------
+sql('CREATE DATABASE mid');
+sql(q{
+CREATE EXTENSION eventsource;
+CREATE TABLE seen (pos bigint PRIMARY KEY, version bigint, type text);
+CREATE FUNCTION hm(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF e.event_type = 'Gate' THEN
+    PERFORM pg_advisory_xact_lock_shared(4242);
+  END IF;
+  INSERT INTO seen VALUES (e.global_position, e.stream_version, e.event_type);
+END $$;
+SELECT eventsource.create_subscription('mid', 'hm(eventsource.events)', batch_size => 1);
+}, 'mid');
+my $gate = $node->background_psql('mid');
+$gate->query_safe('SELECT pg_advisory_lock(4242)');
+sql(q{SELECT eventsource.append('Mid-1', 0, '[{"type": "Created", "data": {}}, {"type": "Gate", "data": {}},
+                                            {"type": "Paid", "data": {}}, {"type": "Shipped", "data": {}}]')}, 'mid');
+es_wait_until($node, 'mid', q{SELECT count(*) = 1 FROM seen}, 'mid delivered Created');
+es_wait_until($node, 'mid', q{SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted},
+	'mid waits in the handler of Gate');
+sql(q{SELECT eventsource.delete_stream('Mid-1', 4)}, 'mid');
+my $headm = sql('SELECT eventsource.head_position()', 'mid');
+$gate->query_safe('SELECT pg_advisory_unlock(4242)');
+$gate->quit;
+es_wait_until($node, 'mid', qq{SELECT checkpoint >= $headm FROM eventsource.subscription_status WHERE name = 'mid'},
+	'mid caught up after the delete');
+is(sql(q{SELECT string_agg(version || ' ' || type, ', ' ORDER BY pos) FROM seen}, 'mid'),
+	'1 Created, 2 Gate, -1 $StreamDeleted',
+	'mid-way: the event it was handling is delivered, the ones after it were hidden by the commit, then the delete');
+sql(q{SELECT eventsource.drop_subscription('mid')}, 'mid');
+
+# ---------------------------------------------------------------------------
 # 3. pg_dump / restore keeps the lifecycle state
 # ---------------------------------------------------------------------------
 my $tempdir = PostgreSQL::Test::Utils::tempdir;
