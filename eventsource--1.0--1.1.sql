@@ -149,6 +149,19 @@ CREATE FUNCTION eventsource.truncate_stream(
 COMMENT ON FUNCTION eventsource.truncate_stream(text, bigint, bigint) IS
     'Hide the versions of a stream before before_version; returns the position of its $StreamTruncated event';
 
+-- Only the lifecycle functions write stream_lifecycle (and a restore's COPY
+-- into the empty table): the trigger function of the log's guard refuses
+-- every other INSERT, UPDATE, DELETE and TRUNCATE, from any role, also in
+-- replica mode (src/guard.c).  A direct write would change what is hidden.
+CREATE TRIGGER stream_lifecycle_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON eventsource.stream_lifecycle
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+CREATE TRIGGER stream_lifecycle_guard_truncate
+    BEFORE TRUNCATE ON eventsource.stream_lifecycle
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+ALTER TABLE eventsource.stream_lifecycle ENABLE ALWAYS TRIGGER stream_lifecycle_guard;
+ALTER TABLE eventsource.stream_lifecycle ENABLE ALWAYS TRIGGER stream_lifecycle_guard_truncate;
+
 REVOKE ALL ON eventsource.stream_lifecycle, eventsource.visible_events FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventsource.delete_stream(text, bigint, boolean),
     eventsource.truncate_stream(text, bigint, bigint) FROM PUBLIC;

@@ -213,3 +213,11 @@ SELECT stream_id, count(*) AS rows, min(stream_version), max(stream_version)
   FROM eventsource.events WHERE stream_id LIKE 'Life-%' GROUP BY stream_id ORDER BY stream_id;
 -- and the guard still refuses to change them
 SELECT t.try($$DELETE FROM eventsource.events WHERE stream_id = 'Life-1'$$);
+-- stream_lifecycle is guarded too: only the lifecycle functions write it,
+-- not even a superuser directly (this suite runs as one)
+SELECT t.try($$DELETE FROM eventsource.stream_lifecycle WHERE stream_id = 'Life-1'$$);
+SELECT t.try($$UPDATE eventsource.stream_lifecycle SET last_version = 0, hidden_through = 0$$);
+SELECT t.try($$INSERT INTO eventsource.stream_lifecycle (stream_id, hidden_through, last_version, operations, last_position)
+               VALUES ('Life-x', 0, 0, 1, 1)$$);
+SELECT t.try($$TRUNCATE eventsource.stream_lifecycle$$);
+SELECT * FROM t.seen('Life-1');

@@ -207,6 +207,7 @@ extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state)
 
 /* guard.c: the events table accepts rows only from append() or a restore */
 extern bool es_append_in_progress;
+extern bool es_lifecycle_write_in_progress;
 extern bool es_guard_is_copy_into_events(Node *parsetree);
 extern void es_guard_restore_copy(bool on);
 

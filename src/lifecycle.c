@@ -359,7 +359,17 @@ record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
 	values[3] = BoolGetDatum(tombstone);
 	values[4] = Int32GetDatum(operations);
 	values[5] = Int64GetDatum(position);
-	exec_with_active_snapshot(upsert_plan, values, SPI_OK_INSERT);
+	/* the guard on stream_lifecycle lets this one statement through */
+	es_lifecycle_write_in_progress = true;
+	PG_TRY();
+	{
+		exec_with_active_snapshot(upsert_plan, values, SPI_OK_INSERT);
+	}
+	PG_FINALLY();
+	{
+		es_lifecycle_write_in_progress = false;
+	}
+	PG_END_TRY();
 
 	values[1] = Int64GetDatum(hidden_through);
 	exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
