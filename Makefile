@@ -13,6 +13,7 @@ OBJS = \
 	src/horizon.o \
 	src/init.o \
 	src/launcher.o \
+	src/lifecycle.o \
 	src/read.o \
 	src/registry.o \
 	src/shmem.o \
@@ -53,12 +54,13 @@ endif
 # pg_regress: the SQL surface.  Each suite gets a private server with the
 # library preloaded (test/pg.conf), so nothing must be running beforehand.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing
+	monitoring_lag subscription_rules tracing lifecycle
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \
-	horizon_unrelated idempotent_retry
+	horizon_unrelated idempotent_retry lifecycle_append_race lifecycle_reader \
+	lifecycle_snapshot_race lifecycle_repeatable_read
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso \
 	--temp-instance=tmp_check_iso --temp-config=test/pg.conf
 

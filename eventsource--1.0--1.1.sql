@@ -134,3 +134,114 @@ CREATE VIEW eventsource.tracing AS
 -- like every monitoring object of 1.0: not for PUBLIC (see README, privileges)
 REVOKE ALL ON FUNCTION eventsource.tracing_stats() FROM PUBLIC;
 REVOKE ALL ON eventsource.tracing FROM PUBLIC;
+
+-- ==== issue 14: stream lifecycle ====
+-- Soft delete, hard delete (tombstone) and truncate-before of a stream; see
+-- docs/lifecycle.md for the design.  One row per stream that ever had a
+-- lifecycle operation; streams without a row are untouched.  Versions
+-- 1 .. hidden_through of the stream are hidden everywhere; a lifecycle
+-- operation's own system event ($StreamDeleted, $StreamTruncated) is stored
+-- in the stream it concerns with a negative version (-1, -2, ...: the n-th
+-- operation), so it is delivered in log order, to the same partition as the
+-- stream's events, and never takes a version of the stream.
+CREATE TABLE eventsource.stream_lifecycle (
+    stream_id      text        NOT NULL,
+    -- versions 1 .. hidden_through are hidden (0: none)
+    hidden_through bigint      NOT NULL,
+    -- the highest version the stream ever had when the row last changed:
+    -- appends continue after it even once the hidden rows are removed
+    last_version   bigint      NOT NULL,
+    -- hard-deleted: never written again
+    tombstoned     boolean     NOT NULL DEFAULT false,
+    -- lifecycle operations so far; the n-th system event has version -n
+    operations     integer     NOT NULL,
+    -- position of the last operation's system event
+    last_position  bigint      NOT NULL,
+    updated_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT stream_lifecycle_pkey PRIMARY KEY (stream_id),
+    CONSTRAINT stream_lifecycle_versions_check
+        CHECK (hidden_through >= 0 AND hidden_through <= last_version AND operations >= 1)
+);
+COMMENT ON TABLE eventsource.stream_lifecycle IS
+    'Per-stream lifecycle state: hidden versions, tombstones (written only by the lifecycle functions)';
+SELECT pg_catalog.pg_extension_config_dump('eventsource.stream_lifecycle', '');
+
+-- The newest system event's position: every hidden event is older than it.
+CREATE INDEX stream_lifecycle_last_position_idx
+    ON eventsource.stream_lifecycle (last_position);
+
+-- THE hiding predicate, spelled once: every read path of the extension
+-- (read_stream, read_all, load, load_snapshot, streams, the subscription
+-- workers, subscription_status) reads this view, never the table.  An event
+-- is visible when, cheapest test first:
+--   1. it is newer than every lifecycle operation (one comparison with an
+--      InitPlan: the tail of the log, where subscriptions read, pays nothing
+--      more), or
+--   2. it is a system event (negative version), or
+--   3. no lifecycle row of its stream hides its version: one probe of
+--      stream_lifecycle's primary key per event that reaches this test.
+-- The cost of a query grows with the events it returns, never with the
+-- number of lifecycle rows (no hash or list of all of them is built: with
+-- a million rows that list outgrew work_mem and was rescanned per event).
+-- docs/lifecycle.md has the plans and the measurements.
+CREATE VIEW eventsource.visible_events AS
+    SELECT e.*
+      FROM eventsource.events e
+     WHERE e.global_position OPERATOR(pg_catalog.>)
+               (SELECT COALESCE(pg_catalog.max(l.last_position), 0)
+                  FROM eventsource.stream_lifecycle l)
+        OR e.stream_version OPERATOR(pg_catalog.<) 1
+        OR NOT EXISTS
+               (SELECT FROM eventsource.stream_lifecycle l
+                 WHERE l.stream_id OPERATOR(pg_catalog.=) e.stream_id
+                   AND e.stream_version OPERATOR(pg_catalog.<=) l.hidden_through);
+COMMENT ON VIEW eventsource.visible_events IS
+    'The events no lifecycle operation has hidden (what every read path of the store reads)';
+
+-- The streams view lists only streams that read as present: visible
+-- events with a positive version (system events are not part of a stream's
+-- history).  Same columns as in 1.0.
+CREATE OR REPLACE VIEW eventsource.streams AS
+    SELECT e.stream_id,
+           pg_catalog.split_part(e.stream_id, '-', 1) AS category,
+           pg_catalog.max(e.stream_version) AS version,
+           pg_catalog.min(e.global_position) AS first_position,
+           pg_catalog.max(e.global_position) AS last_position,
+           pg_catalog.min(e.recorded_at) AS created_at,
+           pg_catalog.max(e.recorded_at) AS updated_at
+      FROM eventsource.visible_events e
+     WHERE e.stream_version OPERATOR(pg_catalog.>=) 1
+     GROUP BY e.stream_id;
+
+CREATE FUNCTION eventsource.delete_stream(
+    stream_id text, expected_version bigint, hard boolean DEFAULT false)
+    RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_delete_stream';
+COMMENT ON FUNCTION eventsource.delete_stream(text, bigint, boolean) IS
+    'Soft-delete a stream (hard: tombstone it); returns the position of its $StreamDeleted event';
+
+CREATE FUNCTION eventsource.truncate_stream(
+    stream_id text, before_version bigint, expected_version bigint DEFAULT -1)
+    RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_truncate_stream';
+COMMENT ON FUNCTION eventsource.truncate_stream(text, bigint, bigint) IS
+    'Hide the versions of a stream before before_version; returns the position of its $StreamTruncated event';
+
+-- Only the lifecycle functions write stream_lifecycle (and a restore's COPY
+-- into the empty table): the trigger function of the log's guard refuses
+-- every other INSERT, UPDATE, DELETE and TRUNCATE, from any role, also in
+-- replica mode (src/guard.c).  A direct write would change what is hidden.
+CREATE TRIGGER stream_lifecycle_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON eventsource.stream_lifecycle
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+CREATE TRIGGER stream_lifecycle_guard_truncate
+    BEFORE TRUNCATE ON eventsource.stream_lifecycle
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+ALTER TABLE eventsource.stream_lifecycle ENABLE ALWAYS TRIGGER stream_lifecycle_guard;
+ALTER TABLE eventsource.stream_lifecycle ENABLE ALWAYS TRIGGER stream_lifecycle_guard_truncate;
+
+REVOKE ALL ON eventsource.stream_lifecycle, eventsource.visible_events FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventsource.delete_stream(text, bigint, boolean),
+    eventsource.truncate_stream(text, bigint, bigint) FROM PUBLIC;

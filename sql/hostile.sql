@@ -75,7 +75,10 @@ CREATE VIEW h.store AS
            (SELECT count(*) FROM eventsource.subscription_partitions) AS subscription_partitions,
            (SELECT count(*) FROM eventsource.dead_letters) AS dead_letters,
            (SELECT count(*) FILTER (WHERE retry_requested) FROM eventsource.dead_letters)
-               AS dead_letters_marked;
+               AS dead_letters_marked,
+           (SELECT md5(string_agg(concat_ws(' ', stream_id, hidden_through, last_version, tombstoned,
+                                            operations, last_position), ',' ORDER BY stream_id COLLATE "C"))
+              FROM eventsource.stream_lifecycle) AS lifecycle_md5;
 CREATE TABLE h.before AS SELECT * FROM h.store;
 -- the fixtures as the battery sees them
 SELECT eventsource.stream_version('Hostile-1') AS hostile_1, eventsource.stream_version('Hostile-2') AS hostile_2,
@@ -531,6 +534,50 @@ WITH r AS (
 SELECT fn, call, result FROM r ORDER BY id;
 
 --
+-- delete_stream(stream_id, expected_version, hard), truncate_stream(stream_id,
+-- before_version, expected_version) and the visible_events view
+--
+WITH r AS (
+    INSERT INTO calls (fn, call, result)
+    SELECT fn, c, t.try(c) FROM (VALUES
+        ('delete_stream', $$SELECT eventsource.delete_stream(NULL, NULL, NULL)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream(NULL, -1)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', NULL)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 3, NULL)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('', -1)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream(repeat('s', 10485760), -1)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 0)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', -3, true)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', -9223372036854775808)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 9223372036854775807, true)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 2)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-none', -1, true)$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', '2')$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 'three')$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream(NULL, NULL, NULL)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream(NULL, 2)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', NULL)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2, NULL)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('', 2)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream(repeat('s', 10485760), 2)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 0)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 1)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', -9223372036854775808)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 9223372036854775807)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 4)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2, 2)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2, 0)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2, -9223372036854775808)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-none', 2)$$),
+        ('visible_events', $$INSERT INTO eventsource.visible_events VALUES (9223372036854775807, 'Hostile-1', 4, gen_random_uuid(), 'A', '{}', '{}', now())$$),
+        ('visible_events', $$UPDATE eventsource.visible_events SET data = '{}' WHERE stream_id = 'Hostile-1'$$),
+        ('visible_events', $$DELETE FROM eventsource.visible_events WHERE stream_id = 'Hostile-1'$$),
+        ('visible_events', $$TRUNCATE eventsource.visible_events$$)
+    ) v(fn, c)
+    RETURNING id, fn, call, result)
+SELECT fn, call, result FROM r ORDER BY id;
+
+--
 -- values at the edges that are answered, not refused: max-int positions and
 -- versions, unknown streams and names, the largest partition count
 --
@@ -561,6 +608,8 @@ WITH r AS (
         ('append', $$SELECT eventsource.append('Hostile-1', 3, '[{"type": "A", "data": {}}]')$$),
         ('append_event', $$SELECT eventsource.append_event('Hostile-1', 3, 'A', '{}')$$),
         ('save_snapshot', $$SELECT eventsource.save_snapshot('Hostile-1', 3, '{}')$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 3)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2)$$),
         ('save_checkpoint', $$SELECT eventsource.save_checkpoint('hostile_cp', 3)$$),
         ('reset_checkpoint', $$SELECT eventsource.reset_checkpoint('hostile_cp')$$),
         ('create_subscription', $$SELECT eventsource.create_subscription('hostile_new', 'h.on_event(eventsource.events)')$$),
@@ -602,6 +651,8 @@ WITH r AS (
         ('append', $$SELECT eventsource.append('Hostile-1', NULL, '[{"type": "A", "data": {}}]')$$),
         ('append_event', $$SELECT eventsource.append_event('Hostile-1', NULL, 'A', '{}')$$),
         ('save_snapshot', $$SELECT eventsource.save_snapshot('Hostile-1', 3, '{}')$$),
+        ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 3)$$),
+        ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2)$$),
         ('save_checkpoint', $$SELECT eventsource.save_checkpoint('hostile_cp', 3)$$),
         ('reset_checkpoint', $$SELECT eventsource.reset_checkpoint('hostile_cp', 1)$$),
         ('create_subscription', $$SELECT eventsource.create_subscription('hostile_new', 'h.on_event(eventsource.events)')$$),

@@ -21,7 +21,10 @@
  *
  * The stream's version is not stored separately: it is the highest
  * stream_version in the events table, one backward index probe on the
- * primary key.  That keeps the append path at one INSERT and no UPDATE.
+ * primary key, read together with the stream's lifecycle row when it has one
+ * (lifecycle.c: a tombstoned stream refuses with ES003, a deleted one reads
+ * as version 0 and is re-opened after its last version).  That keeps the
+ * append path at one INSERT and no UPDATE.
  *
  *-------------------------------------------------------------------------
  */
@@ -104,6 +107,17 @@ empty_object(void)
 	return JsonbValueToJsonb(&v);
 }
 
+/*
+ * Check an event type given by a caller.  Types beginning with "$" are the
+ * store's own (the system events of lifecycle.c, es_append_system_event(),
+ * which does not come here): refused once the database has the 1.1 SQL, so
+ * a writer cannot forge a $StreamDeleted that projections would act on.  On
+ * a database still on the 1.0 SQL they stay allowed, as 1.0 allowed them:
+ * there the store writes no system events, and a library update alone must
+ * not break a 1.0 application (the refusal starts with ALTER EXTENSION
+ * UPDATE, see README "Upgrading").  The version is only read for such a
+ * type, so ordinary appends pay nothing.
+ */
 static text *
 check_event_type(const char *str, int len)
 {
@@ -111,6 +125,12 @@ check_event_type(const char *str, int len)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event type must not be empty")));
+	if (str[0] == '$' && es_lifecycle_installed())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event type \"%.*s\" is reserved", Min(len, 100), str),
+				 errdetail("Event types beginning with \"$\" are the store's own system events."),
+				 errhint("Use a type that does not begin with \"$\".")));
 	if (len > ES_MAX_EVENT_TYPE_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -308,8 +328,8 @@ check_ids_unique_in_call(EsEvent *events, int n)
  * advisory lock space with field4 = 0x4553 ('ES'), which pg_advisory_lock()
  * never uses (it uses 1 and 2), and shows in pg_locks as an advisory lock.
  */
-static void
-lock_stream(text *stream_id)
+void
+es_lock_stream(text *stream_id)
 {
 	LOCKTAG		tag;
 	uint64		h = es_hash_stream_id(VARDATA_ANY(stream_id),
@@ -341,12 +361,15 @@ describe_expected(int64 expected)
  * a call with this expected version would have produced?
  */
 static bool
-expected_allows_first(int64 expected, int64 first)
+expected_allows_first(int64 expected, int64 first, int64 hidden_through)
 {
 	if (expected == ES_EXPECT_ANY)
 		return true;
 	if (expected == ES_EXPECT_STREAM_EXISTS)
 		return first >= 2;
+	/* "no stream" also re-opens a deleted stream after its hidden versions */
+	if (expected == ES_EXPECT_NO_STREAM && hidden_through > 0)
+		return first == 1 || first == hidden_through + 1;
 	return first == expected + 1;
 }
 
@@ -356,8 +379,8 @@ expected_allows_first(int64 expected, int64 first)
  * none of the ids is stored; raises ES002 otherwise.  Inside SPI.
  */
 static bool
-check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
-				 EsAppendResult *result)
+check_stored_ids(text *stream_id, int64 expected, int64 hidden_through,
+				 EsEvent *events, int n, EsAppendResult *result)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 	int			nids = 0;
@@ -423,7 +446,7 @@ check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
 
 	if (exact)
 	{
-		exact = expected_allows_first(expected, versions[0]);
+		exact = expected_allows_first(expected, versions[0], hidden_through);
 		for (int i = 1; exact && i < n; i++)
 			exact = (versions[i] == versions[0] + i);
 	}
@@ -451,8 +474,8 @@ check_stored_ids(text *stream_id, int64 expected, EsEvent *events, int n,
 	return true;
 }
 
-static void
-check_expected_version(text *stream_id, int64 expected, int64 current)
+void
+es_check_expected_version(text *stream_id, int64 expected, int64 current)
 {
 	bool		ok;
 
@@ -598,6 +621,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 	int64		current;
 	int64	   *positions;
 	MemoryContext cxt;
+	EsStreamState state;
 
 	for (int i = 0; i < n; i++)
 		any_id_given |= events[i].id_given;
@@ -606,13 +630,15 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 
 	es_owner_begin(&owner);
 
-	lock_stream(stream_id);
-	current = es_stream_version(stream_id, true);
+	es_lock_stream(stream_id);
+	es_stream_state(stream_id, true, &state);
+	es_check_not_tombstoned(stream_id, &state);
+	current = es_visible_version(&state);
 
 	if (!any_id_given ||
-		!check_stored_ids(stream_id, expected, events, n, &result))
+		!check_stored_ids(stream_id, expected, state.hidden_through, events, n, &result))
 	{
-		check_expected_version(stream_id, expected, current);
+		es_check_expected_version(stream_id, expected, current);
 
 		/* inside a subscription handler: causation and correlation */
 		for (int i = 0; i < n; i++)
@@ -626,7 +652,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 		cxt = CurrentMemoryContext;
 		PG_TRY();
 		{
-			insert_events(stream_id, current + 1, events, n, positions);
+			insert_events(stream_id, state.last_version + 1, events, n, positions);
 		}
 		PG_CATCH();
 		{
@@ -637,13 +663,36 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 
 		es_stats_count(ES_STAT_APPENDS, 1);
 		es_stats_count(ES_STAT_EVENTS_APPENDED, n);
-		result.stream_version = current + n;
+		result.stream_version = state.last_version + n;
 		result.first_position = positions[0];
 		result.last_position = positions[n - 1];
 	}
 
 	es_owner_end(&owner);
 	return result;
+}
+
+/*
+ * Append one system event of a lifecycle operation (lifecycle.c) to the
+ * stream it concerns, at the given (negative) version.  The caller holds the
+ * stream's lock and runs as the owner inside SPI.  Returns its position.
+ */
+int64
+es_append_system_event(text *stream_id, int64 version, const char *type, Jsonb *data)
+{
+	EsEvent		ev;
+	int64		position;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = cstring_to_text(type);
+	ev.data = data;
+	ev.metadata = es_inherit_causation(empty_object());
+	generate_event_id(&ev.id);
+	es_reserve_positions(1, &position);
+	insert_events(stream_id, version, &ev, 1, &position);
+	es_stats_count(ES_STAT_APPENDS, 1);
+	es_stats_count(ES_STAT_EVENTS_APPENDED, 1);
+	return position;
 }
 
 /* Check the expected_version argument (NULL means any). */

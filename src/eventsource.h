@@ -25,6 +25,8 @@
 /* Our own SQLSTATE class "ES" for domain errors (see README, error codes). */
 #define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','0','0','1')
 #define ERRCODE_ES_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('E','S','0','0','2')
+#define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('E','S','0','0','3')
+#define ERRCODE_ES_STREAM_NOT_FOUND			MAKE_SQLSTATE('E','S','0','0','4')
 
 /*
  * Documented limits, enforced with SQLSTATE 54000 (program_limit_exceeded).
@@ -179,11 +181,34 @@ extern void es_stats_count(EsStatKind kind, int64 n);
 extern uint64 es_hash_stream_id(const char *data, int len);
 extern int	es_stream_partition(const char *data, int len, int partitions);
 
-/* read.c */
+
+/* append.c: shared with the lifecycle operations */
+extern void es_lock_stream(text *stream_id);
+extern void es_check_expected_version(text *stream_id, int64 expected, int64 current);
+extern int64 es_append_system_event(text *stream_id, int64 version, const char *type,
+									Jsonb *data);
+
+/* lifecycle.c: soft/hard delete and truncation of streams, hiding */
+typedef struct EsStreamState
+{
+	int64		last_version;	/* highest version ever (0: never written) */
+	int64		hidden_through; /* versions 1 .. this are hidden */
+	bool		has_row;		/* a lifecycle operation touched the stream */
+	bool		tombstoned;		/* hard-deleted: never written again */
+	int32		operations;		/* lifecycle operations so far */
+} EsStreamState;
+
+extern bool es_lifecycle_installed(void);
+extern SPIPlanPtr es_visible_plan(SPIPlanPtr *slots, const char *query_fmt,
+								  int nargs, Oid *argtypes, bool generic);
+extern void es_stream_state(text *stream_id, bool latest, EsStreamState *state);
+extern int64 es_visible_version(const EsStreamState *state);
 extern int64 es_stream_version(text *stream_id, bool latest);
+extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state);
 
 /* guard.c: the events table accepts rows only from append() or a restore */
 extern bool es_append_in_progress;
+extern bool es_lifecycle_write_in_progress;
 extern bool es_guard_is_copy_into_events(Node *parsetree);
 extern void es_guard_restore_copy(bool on);
 

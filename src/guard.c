@@ -17,6 +17,14 @@
  * ends (horizon.c, es_reserve_for_restore).  The hook exists only when the
  * library is preloaded, as the rest of the store requires anyway.
  *
+ * Since 1.1 the same trigger function guards eventsource.stream_lifecycle
+ * (which events are hidden): only delete_stream() and truncate_stream()
+ * write it (lifecycle.c sets es_lifecycle_write_in_progress around its one
+ * statement, an INSERT ... ON CONFLICT DO UPDATE, which fires both the
+ * INSERT and the UPDATE statement triggers), and a restore's COPY into an
+ * empty table.  A direct write would change what is hidden: a deleted row
+ * brings hidden events back, a lowered last_version lets versions be reused.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -25,35 +33,41 @@
 #include "commands/trigger.h"
 #include "nodes/parsenodes.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "eventsource.h"
 
 bool		es_append_in_progress = false;
+bool		es_lifecycle_write_in_progress = false;
 static bool restore_copy_in_progress = false;
-static SPIPlanPtr empty_plan = NULL;
 
 /*
- * Is this statement a COPY FROM into eventsource.events?  (Called by the
- * ProcessUtility hook, utility_hook.c, which brackets such a COPY with
- * es_guard_restore_copy().)
+ * Is this statement a COPY FROM into eventsource.events or
+ * eventsource.stream_lifecycle (the two tables a restore fills through the
+ * guard)?  (Called by the ProcessUtility hook, utility_hook.c, which
+ * brackets such a COPY with es_guard_restore_copy().)
  */
 bool
 es_guard_is_copy_into_events(Node *parsetree)
 {
 	CopyStmt   *stmt;
 	Oid			nsp;
+	Oid			relid;
 
 	if (!IsA(parsetree, CopyStmt))
 		return false;
 	stmt = (CopyStmt *) parsetree;
 	if (!stmt->is_from || stmt->relation == NULL ||
-		strcmp(stmt->relation->relname, "events") != 0)
+		(strcmp(stmt->relation->relname, "events") != 0 &&
+		 strcmp(stmt->relation->relname, "stream_lifecycle") != 0))
 		return false;
 	nsp = get_namespace_oid("eventsource", true);
 	if (!OidIsValid(nsp))
 		return false;
-	return RangeVarGetRelid(stmt->relation, NoLock, true) ==
-		get_relname_relid("events", nsp);
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	return OidIsValid(relid) &&
+		(relid == get_relname_relid("events", nsp) ||
+		 relid == get_relname_relid("stream_lifecycle", nsp));
 }
 
 void
@@ -62,20 +76,50 @@ es_guard_restore_copy(bool on)
 	restore_copy_in_progress = on;
 }
 
-/* Does the log hold no event?  Runs as the owner. */
+/* Does the table hold no row?  Runs as the owner. */
 static bool
-events_empty(void)
+table_empty(bool lifecycle)
 {
+	static SPIPlanPtr plans[2] = {NULL, NULL};
 	EsOwnerCall owner;
 	bool		empty;
 
 	es_owner_begin(&owner);
-	if (empty_plan == NULL)
-		empty_plan = es_prepare("SELECT 1 FROM eventsource.events LIMIT 1", 0, NULL);
-	es_spi_read_latest(empty_plan, NULL, NULL, NULL, 1);
+	if (plans[lifecycle] == NULL)
+		plans[lifecycle] = es_prepare(lifecycle ?
+									  "SELECT 1 FROM eventsource.stream_lifecycle LIMIT 1" :
+									  "SELECT 1 FROM eventsource.events LIMIT 1", 0, NULL);
+	es_spi_read_latest(plans[lifecycle], NULL, NULL, NULL, 1);
 	empty = (SPI_processed == 0);
 	es_owner_end(&owner);
 	return empty;
+}
+
+/* The trigger on eventsource.stream_lifecycle (see the file header). */
+static Datum
+lifecycle_guard(TriggerData *trigdata)
+{
+	if (es_lifecycle_write_in_progress)
+		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && restore_copy_in_progress)
+	{
+		if (!table_empty(true))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("COPY into eventsource.stream_lifecycle is only allowed into an empty table"),
+					 errdetail("COPY is accepted to restore a dump; this store already has lifecycle rows.")));
+		return PointerGetDatum(NULL);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot %s eventsource.stream_lifecycle directly",
+					TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "insert into" :
+					TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "update" :
+					TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "delete from" :
+					"truncate"),
+			 errdetail("The table says which events are hidden; a direct write could bring hidden events back or let versions be reused."),
+			 errhint("Use eventsource.delete_stream() or eventsource.truncate_stream().")));
+	return PointerGetDatum(NULL);	/* keep compiler quiet */
 }
 
 PG_FUNCTION_INFO_V1(es_events_guard);
@@ -90,6 +134,9 @@ es_events_guard(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("events_guard() must be called as a trigger")));
+	if (strcmp(RelationGetRelationName(trigdata->tg_relation), "stream_lifecycle") == 0 &&
+		RelationGetNamespace(trigdata->tg_relation) == get_namespace_oid("eventsource", true))
+		return lifecycle_guard(trigdata);
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
@@ -101,7 +148,7 @@ es_events_guard(PG_FUNCTION_ARGS)
 		if (restore_copy_in_progress)
 		{
 			es_require_shmem("restoring eventsource.events");
-			if (!events_empty())
+			if (!table_empty(false))
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						 errmsg("COPY into eventsource.events is only allowed into an empty event store"),

@@ -13,6 +13,9 @@
  * position <= the horizon that committed is visible, whatever the caller's
  * isolation level.
  *
+ * Both read the visible events only (lifecycle.c, es_visible_plan): the
+ * hiding of deleted and truncated streams is the view's, not spelled here.
+ *
  * The set-returning functions stream rows from SPI straight into the
  * function's tuplestore (no intermediate copy).
  *
@@ -28,10 +31,10 @@
 
 #include "eventsource.h"
 
-static SPIPlanPtr stream_fwd_plan = NULL;
-static SPIPlanPtr stream_bwd_plan = NULL;
-static SPIPlanPtr all_plan = NULL;
-static SPIPlanPtr version_plan = NULL;
+/* two variants each: 1.0 and 1.1 SQL (lifecycle.c, es_visible_plan) */
+static SPIPlanPtr stream_fwd_plans[2];
+static SPIPlanPtr stream_bwd_plans[2];
+static SPIPlanPtr all_plans[2];
 
 /* Check a max_count argument. */
 static int32
@@ -81,6 +84,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	SPIPlanPtr	plan;
 	EsOwnerCall owner;
+	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
 
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -102,25 +106,28 @@ es_read_stream(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	es_owner_begin(&owner);
 
-	if (stream_bwd_plan == NULL)
-	{
-		Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
-
-		/* both or none: the second assignment marks them ready */
-		stream_fwd_plan = es_prepare(
-									 "SELECT * FROM eventsource.events"
-									 " WHERE stream_id OPERATOR(pg_catalog.=) $1"
-									 " AND stream_version OPERATOR(pg_catalog.>=) $2"
-									 " ORDER BY stream_version LIMIT $3",
-									 3, types);
-		stream_bwd_plan = es_prepare(
-									 "SELECT * FROM eventsource.events"
-									 " WHERE stream_id OPERATOR(pg_catalog.=) $1"
-									 " AND stream_version OPERATOR(pg_catalog.<=) $2"
-									 " ORDER BY stream_version DESC LIMIT $3",
-									 3, types);
-	}
-	plan = backwards ? stream_bwd_plan : stream_fwd_plan;
+	/*
+	 * @FLOOR@ skips the hidden versions in the index, not only the rows; the
+	 * lower bound 1 keeps the system events (negative versions) out.
+	 */
+	if (backwards)
+		plan = es_visible_plan(stream_bwd_plans,
+							   "SELECT * FROM @EVENTS@"
+							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+							   " AND stream_version OPERATOR(pg_catalog.<=) $2"
+							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
+							   " AND stream_version OPERATOR(pg_catalog.>=) 1"
+							   " ORDER BY stream_version DESC LIMIT $3",
+							   3, types, true);
+	else
+		plan = es_visible_plan(stream_fwd_plans,
+							   "SELECT * FROM @EVENTS@"
+							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+							   " AND stream_version OPERATOR(pg_catalog.>=) $2"
+							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
+							   " AND stream_version OPERATOR(pg_catalog.>=) 1"
+							   " ORDER BY stream_version LIMIT $3",
+							   3, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(from);
 	values[2] = Int32GetDatum(max_count);
@@ -172,26 +179,24 @@ es_read_all(PG_FUNCTION_ARGS)
 	head = es_horizon();
 	if (after < head)
 	{
-		if (all_plan == NULL)
-		{
-			Oid			types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
+		Oid			types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
+		SPIPlanPtr	plan;
 
-			all_plan = es_prepare(
-								  "SELECT * FROM eventsource.events"
-								  " WHERE global_position OPERATOR(pg_catalog.>) $1"
-								  " AND global_position OPERATOR(pg_catalog.<=) $2"
-								  " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
-								  " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
-								  "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
-								  " ORDER BY global_position LIMIT $5",
-								  5, types);
-		}
+		plan = es_visible_plan(all_plans,
+							   "SELECT * FROM @EVENTS@"
+							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
+							   " AND global_position OPERATOR(pg_catalog.<=) $2"
+							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
+							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
+							   "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
+							   " ORDER BY global_position LIMIT $5",
+							   5, types, true);
 		values[0] = Int64GetDatum(after);
 		values[1] = Int64GetDatum(head);
 		values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 		values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 		values[4] = Int32GetDatum(max_count);
-		es_spi_read_latest(all_plan, values, nulls, srf_receiver(fcinfo), 0);
+		es_spi_read_latest(plan, values, nulls, srf_receiver(fcinfo), 0);
 		es_stats_count(ES_STAT_EVENTS_READ, (int64) SPI_processed);
 	}
 	es_stats_count(ES_STAT_GLOBAL_READS, 1);
@@ -214,39 +219,6 @@ es_head_position(PG_FUNCTION_ARGS)
 	head = es_horizon();
 	es_restore_user(owner.save_userid, owner.save_sec_context);
 	PG_RETURN_INT64(head);
-}
-
-/*
- * The current version of a stream, 0 when it has no events: as the caller's
- * snapshot sees it, or with "latest", as of now (append() holds the stream's
- * lock and must see the commit of the lock holder before it).  Caller is
- * connected to SPI and runs as the owner.
- */
-int64
-es_stream_version(text *stream_id, bool latest)
-{
-	Datum		values[1];
-	bool		isnull;
-
-	if (version_plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		version_plan = es_prepare(
-								  "SELECT stream_version FROM eventsource.events"
-								  " WHERE stream_id OPERATOR(pg_catalog.=) $1"
-								  " ORDER BY stream_version DESC LIMIT 1",
-								  1, types);
-	}
-	values[0] = PointerGetDatum(stream_id);
-	if (latest)
-		es_spi_read_latest(version_plan, values, NULL, NULL, 1);
-	else
-		es_spi_read(version_plan, values, NULL, NULL, 1);
-	if (SPI_processed == 0)
-		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 PG_FUNCTION_INFO_V1(es_stream_version_sql);

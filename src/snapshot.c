@@ -25,8 +25,19 @@
 
 static SPIPlanPtr save_plan = NULL;
 static SPIPlanPtr prune_plan = NULL;
-static SPIPlanPtr load_snapshot_plan = NULL;
-static SPIPlanPtr load_plan = NULL;
+/* two variants each: 1.0 and 1.1 SQL (lifecycle.c, es_visible_plan) */
+static SPIPlanPtr load_snapshot_plans[2];
+static SPIPlanPtr load_plans[2];
+
+/*
+ * A snapshot counts only while the version it was taken of is visible: a
+ * snapshot must never bring back the state of hidden events (lifecycle.c).
+ */
+#define SNAPSHOT_VISIBLE(alias) \
+	" EXISTS (SELECT FROM @EVENTS@ v" \
+	"  WHERE v.stream_id OPERATOR(pg_catalog.=) " alias ".stream_id" \
+	"  AND v.stream_version OPERATOR(pg_catalog.=) " alias ".stream_version)"
+
 
 static int32
 arg_schema_version(FunctionCallInfo fcinfo, int argno)
@@ -56,6 +67,7 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	int64		current;
 	Datum		values[5];
 	EsOwnerCall owner;
+	EsStreamState st;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -66,7 +78,8 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 
 	es_owner_begin(&owner);
 
-	current = es_stream_version(stream_id, false);
+	es_stream_state(stream_id, false, &st);
+	current = es_visible_version(&st);
 	if (version < 1 || version > current)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -76,6 +89,14 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 				 errdetail("The stream has no events.") :
 				 errdetail("The stream is at version " INT64_FORMAT "; a snapshot must be of a version from 1 to " INT64_FORMAT ".",
 						   current, current)));
+
+	if (version <= st.hidden_through)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("snapshot version " INT64_FORMAT " of stream \"%s\" is hidden",
+						version, text_to_cstring(stream_id)),
+				 errdetail("Versions 1 to " INT64_FORMAT " of the stream are truncated.",
+						   st.hidden_through)));
 
 	if (prune_plan == NULL)
 	{
@@ -130,25 +151,23 @@ es_load_snapshot(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum		values[2];
 	EsOwnerCall owner;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	SPIPlanPtr	plan;
 
 	InitMaterializedSRF(fcinfo, 0);
 	es_owner_begin(&owner);
 
-	if (load_snapshot_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-
-		load_snapshot_plan = es_prepare(
-										"SELECT stream_version, state, schema_version, created_at"
-										" FROM eventsource.snapshots"
-										" WHERE stream_id OPERATOR(pg_catalog.=) $1"
-										" AND schema_version OPERATOR(pg_catalog.=) $2"
-										" ORDER BY stream_version DESC LIMIT 1",
-										2, types);
-	}
+	plan = es_visible_plan(load_snapshot_plans,
+						   "SELECT s.stream_version, s.state, s.schema_version, s.created_at"
+						   " FROM eventsource.snapshots s"
+						   " WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
+						   " AND s.schema_version OPERATOR(pg_catalog.=) $2"
+						   " AND" SNAPSHOT_VISIBLE("s")
+						   " ORDER BY s.stream_version DESC LIMIT 1",
+						   2, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int32GetDatum(schema_version);
-	es_spi_read(load_snapshot_plan, values, NULL, NULL, 1);
+	es_spi_read(plan, values, NULL, NULL, 1);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
 
@@ -174,42 +193,41 @@ es_load(PG_FUNCTION_ARGS)
 	Datum		result;
 	bool		isnull;
 	EsOwnerCall owner;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	SPIPlanPtr	plan;
 
 	es_owner_begin(&owner);
 
-	if (load_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-
-		load_plan = es_prepare(
-							   "WITH s AS ("
-							   "  SELECT stream_version, schema_version, state FROM eventsource.snapshots"
-							   "  WHERE stream_id OPERATOR(pg_catalog.=) $1"
-							   "  AND schema_version OPERATOR(pg_catalog.=) $2"
-							   "  ORDER BY stream_version DESC LIMIT 1),"
-							   " e AS ("
-							   "  SELECT global_position, stream_version, event_id, event_type, data,"
-							   "   metadata, recorded_at FROM eventsource.events"
-							   "  WHERE stream_id OPERATOR(pg_catalog.=) $1"
-							   "  AND stream_version OPERATOR(pg_catalog.>)"
-							   "   COALESCE((SELECT stream_version FROM s), 0))"
-							   " SELECT pg_catalog.jsonb_build_object("
-							   "  'stream_id', $1,"
-							   "  'version', COALESCE((SELECT pg_catalog.max(stream_version) FROM e),"
-							   "                      (SELECT stream_version FROM s), 0),"
-							   "  'snapshot', (SELECT pg_catalog.jsonb_build_object("
-							   "     'version', stream_version, 'schema_version', schema_version,"
-							   "     'state', state) FROM s),"
-							   "  'events', COALESCE((SELECT pg_catalog.jsonb_agg("
-							   "     pg_catalog.jsonb_build_object('position', global_position,"
-							   "      'version', stream_version, 'id', event_id, 'type', event_type,"
-							   "      'data', data, 'metadata', metadata, 'recorded_at', recorded_at)"
-							   "     ORDER BY stream_version) FROM e), '[]'::pg_catalog.jsonb))",
-							   2, types);
-	}
+	plan = es_visible_plan(load_plans,
+						   "WITH s AS ("
+						   "  SELECT s.stream_version, s.schema_version, s.state FROM eventsource.snapshots s"
+						   "  WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
+						   "  AND s.schema_version OPERATOR(pg_catalog.=) $2"
+						   "  AND" SNAPSHOT_VISIBLE("s")
+						   "  ORDER BY s.stream_version DESC LIMIT 1),"
+						   " e AS ("
+						   "  SELECT global_position, stream_version, event_id, event_type, data,"
+						   "   metadata, recorded_at FROM @EVENTS@"
+						   "  WHERE stream_id OPERATOR(pg_catalog.=) $1"
+						   "  AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
+						   "  AND stream_version OPERATOR(pg_catalog.>)"
+						   "   COALESCE((SELECT stream_version FROM s), 0))"
+						   " SELECT pg_catalog.jsonb_build_object("
+						   "  'stream_id', $1,"
+						   "  'version', COALESCE((SELECT pg_catalog.max(stream_version) FROM e),"
+						   "                      (SELECT stream_version FROM s), 0),"
+						   "  'snapshot', (SELECT pg_catalog.jsonb_build_object("
+						   "     'version', stream_version, 'schema_version', schema_version,"
+						   "     'state', state) FROM s),"
+						   "  'events', COALESCE((SELECT pg_catalog.jsonb_agg("
+						   "     pg_catalog.jsonb_build_object('position', global_position,"
+						   "      'version', stream_version, 'id', event_id, 'type', event_type,"
+						   "      'data', data, 'metadata', metadata, 'recorded_at', recorded_at)"
+						   "     ORDER BY stream_version) FROM e), '[]'::pg_catalog.jsonb))",
+						   2, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int32GetDatum(schema_version);
-	es_spi_read(load_plan, values, NULL, NULL, 1);
+	es_spi_read(plan, values, NULL, NULL, 1);
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = SPI_datumTransfer(result, false, -1);
 

@@ -346,7 +346,9 @@ status_plan_settings(void)
  * the window is the first $2 events after the partition's position in
  * position order (an index range scan of at most $2 entries of
  * events_global_position_key, whatever the filters match); of those it
- * counts the ones the partition has to deliver ("pending"), and takes the
+ * counts the ones the partition has to deliver ("pending": it matches the
+ * filters and no lifecycle operation hid it, one probe of the view
+ * eventsource.visible_events per entry), and takes the
  * oldest recorded_at of those and the newest of all.  Column 16 is how many
  * it looked at, column 17 the position the window starts after: the greater
  * of the checkpoint and the progress its worker published for the same
@@ -383,6 +385,8 @@ status_plan_settings(void)
 	"          OPERATOR(pg_catalog.=) ANY (s.categories))" \
 	"     AND (s.partitions OPERATOR(pg_catalog.=) 1 OR" \
 	"          eventsource.stream_partition(e.stream_id, s.partitions) OPERATOR(pg_catalog.=) p.partition)" \
+	"     AND EXISTS (SELECT FROM @EVENTS@ v" \
+	"          WHERE v.global_position OPERATOR(pg_catalog.=) e.global_position)" \
 	"     AS pending" \
 	"     FROM eventsource.events e" \
 	"     WHERE e.global_position OPERATOR(pg_catalog.>) GREATEST(p.position, m.position)" \
@@ -493,7 +497,7 @@ static EsStatusRow *
 collect_status(int *nrows, bool with_lag)
 {
 	static SPIPlanPtr state_plan = NULL;
-	static SPIPlanPtr lag_plan = NULL;
+	static SPIPlanPtr lag_plans[2] = {NULL, NULL};
 	EsStatusRow *rows;
 	EsOwnerCall owner;
 	Datum		values[7];
@@ -514,17 +518,17 @@ collect_status(int *nrows, bool with_lag)
 	}
 	else
 	{
+		SPIPlanPtr	lag_plan;
+		Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, INT4ARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+
 		if (RecoveryInProgress())
 			head = standby_head();
 		else if (es_shmem_available())
 			head = es_horizon();
-		if (lag_plan == NULL)
-		{
-			Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, INT4ARRAYOID,
-			INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 
-			lag_plan = es_prepare(LAG_QUERY, 7, types);
-		}
+		/* custom plans, as said above; pending counts visible events only */
+		lag_plan = es_visible_plan(lag_plans, LAG_QUERY, 7, types, false);
 		values[0] = Int64GetDatum(head);
 		values[1] = Int64GetDatum(es_lag_count_limit);
 		worker_progress(&values[2]);

@@ -149,7 +149,7 @@ static int	tx_save_sec_context;
 static bool tx_open = false;
 
 static SPIPlanPtr lock_plan = NULL;
-static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr read_plans[2];	/* 1.0 and 1.1 SQL (es_visible_plan) */
 static SPIPlanPtr write_plan = NULL;
 static SPIPlanPtr dead_letter_plan = NULL;
 static SPIPlanPtr error_plan = NULL;
@@ -1249,12 +1249,13 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	MemoryContext old;
 	int			n;
+	SPIPlanPtr	read_plan;
 
-	if (read_plan == NULL)
 	{
 		Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
 
-		read_plan = es_prepare("SELECT * FROM eventsource.events"
+		/* the visible events only: lifecycle.c, es_visible_plan() */
+		read_plan = es_visible_plan(read_plans, "SELECT * FROM @EVENTS@"
 							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
 							   " AND global_position OPERATOR(pg_catalog.<=) $2"
 							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
@@ -1263,7 +1264,7 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 							   " AND ($5 OPERATOR(pg_catalog.=) 1 OR"
 							   "      eventsource.stream_partition(stream_id, $5) OPERATOR(pg_catalog.=) $6)"
 							   " ORDER BY global_position LIMIT $7",
-							   7, types);
+							   7, types, true);
 	}
 	values[0] = Int64GetDatum(after);
 	values[1] = Int64GetDatum(head);
@@ -1680,6 +1681,48 @@ dead_letter_as_event(HeapTuple row, TupleDesc desc)
 }
 
 /*
+ * Before a retry: drop the dead letters (of this partition, asked to be
+ * retried) whose event a lifecycle operation has hidden since it failed.
+ * Every read path skips a hidden event, so a retry must not hand it to the
+ * handler again (after the stream's $StreamDeleted it would re-create what
+ * the handler just removed).  On a database still on the 1.0 SQL nothing
+ * can be hidden and nothing is dropped.  "values" are the subscription's
+ * name and partition.  Caller is in the retry's transaction, in SPI.
+ */
+static void
+drop_hidden_dead_letters(Datum *values)
+{
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	Oid			types[2] = {TEXTOID, INT4OID};
+	SPIPlanPtr	plan;
+	uint64		n;
+
+	if (!es_lifecycle_installed())
+		return;
+	/* the visible events: lifecycle.c, es_visible_plan() */
+	plan = es_visible_plan(plans,
+						   "DELETE FROM eventsource.dead_letters d"
+						   " WHERE d.id OPERATOR(pg_catalog.=) ANY (ARRAY("
+						   "   SELECT x.id FROM eventsource.dead_letters x"
+						   "   WHERE x.subscription OPERATOR(pg_catalog.=) $1"
+						   "   AND x.partition OPERATOR(pg_catalog.=) $2 AND x.retry_requested"
+						   "   AND NOT EXISTS (SELECT FROM @EVENTS@ v"
+						   "     WHERE v.global_position OPERATOR(pg_catalog.=) x.global_position)"
+						   "   FOR UPDATE SKIP LOCKED))",
+						   2, types, true);
+	es_exec_plan(plan, values, NULL, SPI_OK_DELETE);
+	n = SPI_processed;
+	if (n == 0)
+		return;
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->dead_letters = Max(MySlot->dead_letters - (int64) n, 0);
+	SpinLockRelease(&MySlot->mutex);
+	ereport(LOG,
+			(errmsg("eventsource: subscription \"%s\" partition %d: dropped " UINT64_FORMAT " dead letters of events hidden by a lifecycle operation instead of retrying them",
+					my_name, my_partition, n)));
+}
+
+/*
  * retry_dead_letters(): deliver the parked events that were asked for, one
  * attempt each.  Delivered ones leave the table; the others stay, with the
  * new error.
@@ -1730,6 +1773,7 @@ retry_dead_letters(void)
 	}
 	values[0] = CStringGetTextDatum(my_name);
 	values[1] = Int32GetDatum(my_partition);
+	drop_hidden_dead_letters(values);
 	es_exec_plan(retry_select_plan, values, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	if (n > 0)

@@ -155,7 +155,9 @@ async function saveOrder(db, order) {
   const { rows } = await db.query(
     'SELECT stream_version, first_position, last_position FROM eventsource.append($1, $2, $3::jsonb)',
     [order.id, order.version, json(order.pending)]);
-  order.version += order.pending.length;
+  // the version append() gave the last event, not a count: since 1.1 a
+  // stream's versions need not start at 1 (README, "Versions since 1.1")
+  order.version = rows[0].stream_version;
   order.pending = [];
   return { ...rows[0] };
 }

@@ -64,7 +64,9 @@ async def save_order(db, order):
         "SELECT stream_version, first_position, last_position"
         "  FROM eventsource.append($1, $2, $3)",
         order.id, order.version, order.pending)   # $3: a list -> jsonb via the codec
-    order.version += len(order.pending)
+    # the version append() gave the last event, not a count: since 1.1 a
+    # stream's versions need not start at 1 (README, "Versions since 1.1")
+    order.version = row["stream_version"]
     order.pending = []
     return dict(row)
 

@@ -66,7 +66,9 @@ def save_order(conn, order):
         "SELECT stream_version, first_position, last_position"
         "  FROM eventsource.append(%s, %s, %s)",
         (order.id, order.version, Jsonb(order.pending))).fetchone()
-    order.version += len(order.pending)
+    # the version append() gave the last event, not a count: since 1.1 a
+    # stream's versions need not start at 1 (README, "Versions since 1.1")
+    order.version = row[0]
     order.pending = []
     return {"stream_version": row[0], "first_position": row[1], "last_position": row[2]}
 

@@ -14,6 +14,15 @@
 #   BENCH_STREAMS        streams the appends pick from (default 10000)
 #   BENCH_BATCH_CLIENTS  client counts for the batch appends (default "1")
 #   BENCH_READ_CLIENTS   client counts for the reads (default "1")
+#   BENCH_LIFECYCLE_PCT  percent of the read streams truncated before their
+#                        version 51 before the reads (default 0): the read
+#                        paths then consult lifecycle rows (docs/lifecycle.md)
+#   BENCH_LIFECYCLE_ROWS lifecycle rows of other streams (default 0): that many
+#                        one-event streams Gone-N are appended and then
+#                        deleted after the populate, so every read event is
+#                        older than the newest lifecycle operation and the
+#                        view probes stream_lifecycle for it; the ratios then
+#                        show the cost of the view against that row count
 #   BENCH_TMPDIR         parent of the cluster's directory (default $TMPDIR or /tmp)
 #   PGBIN                PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #
@@ -28,6 +37,8 @@ SECS=${BENCH_SECONDS:-10}
 STREAMS=${BENCH_STREAMS:-10000}
 BATCH_CLIENTS=${BENCH_BATCH_CLIENTS:-1}
 READ_CLIENTS=${BENCH_READ_CLIENTS:-1}
+LIFECYCLE_PCT=${BENCH_LIFECYCLE_PCT:-0}
+LIFECYCLE_ROWS=${BENCH_LIFECYCLE_ROWS:-0}
 ROUNDS=${BENCH_ROUNDS:-}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -85,6 +96,35 @@ psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
 read -r PMIN PMAX NEVENTS < <(psql_q -d bench -F ' ' -c \
 	"SELECT min(global_position), max(global_position), count(*) FROM eventsource.events") || true
 [ "$NEVENTS" = 100000 ] || die "expected 100000 populated events, found $NEVENTS"
+[[ "$LIFECYCLE_PCT" =~ ^[0-9]+$ ]] && [ "$LIFECYCLE_PCT" -le 100 ] ||
+	die "BENCH_LIFECYCLE_PCT must be an integer from 0 to 100"
+if [ "$LIFECYCLE_PCT" -gt 0 ]; then
+	# streams Read-2 .. spread evenly: lifecycle rows for that share of the
+	# streams, half of each one's events hidden (Read-1 and Read-1000 stay
+	# whole for the checks below)
+	say "== lifecycle: truncating $LIFECYCLE_PCT% of the read streams before version 51"
+	psql_q -d bench -c "SELECT count(eventsource.truncate_stream('Read-' || s, 51))
+		FROM generate_series(2, 999) s WHERE s % (100 / $LIFECYCLE_PCT) = 0" >/dev/null
+	psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
+fi
+[[ "$LIFECYCLE_ROWS" =~ ^[0-9]+$ ]] || die "BENCH_LIFECYCLE_ROWS must be a non-negative integer"
+if [ "$LIFECYCLE_ROWS" -gt 0 ]; then
+	say "== lifecycle: $LIFECYCLE_ROWS other streams appended and deleted"
+	# 1,000 streams per transaction: each holds its streams' locks to commit
+	psql_q -d bench -c "DO \$\$
+	BEGIN
+	  FOR b IN 0 .. ($LIFECYCLE_ROWS - 1) / 1000 LOOP
+	    PERFORM eventsource.append_event('Gone-' || s, 0, 'A', '{}')
+	       FROM generate_series(b * 1000 + 1, least((b + 1) * 1000, $LIFECYCLE_ROWS)) s;
+	    PERFORM eventsource.delete_stream('Gone-' || s, 1)
+	       FROM generate_series(b * 1000 + 1, least((b + 1) * 1000, $LIFECYCLE_ROWS)) s;
+	    COMMIT;
+	  END LOOP;
+	END \$\$" >/dev/null
+	psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
+	check_rows=$(psql_q -d bench -c "SELECT count(*) FROM eventsource.stream_lifecycle")
+	[ "$check_rows" -ge "$LIFECYCLE_ROWS" ] || die "expected $LIFECYCLE_ROWS lifecycle rows, found $check_rows"
+fi
 
 # The reads must return what the rows claim (a silent empty result would
 # make any function look fast).

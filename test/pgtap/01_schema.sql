@@ -1,7 +1,7 @@
 -- The objects the extension creates, with their shapes: what users' code
 -- and pg_dump rely on.
 BEGIN;
-SELECT plan(49);
+SELECT plan(54);
 
 SELECT has_schema('eventsource');
 SELECT has_table('eventsource', 'events', 'the log');
@@ -52,6 +52,12 @@ SELECT function_returns('eventsource', 'load', ARRAY['text', 'integer'], 'jsonb'
 SELECT function_returns('eventsource', 'save_checkpoint', ARRAY['text', 'bigint'], 'void');
 SELECT function_returns('eventsource', 'get_checkpoint', ARRAY['text'], 'bigint');
 SELECT function_returns('eventsource', 'reset_checkpoint', ARRAY['text', 'bigint'], 'void');
+-- 1.1: the stream lifecycle (docs/lifecycle.md)
+SELECT has_table('eventsource', 'stream_lifecycle', 'per-stream lifecycle state');
+SELECT has_view('eventsource', 'visible_events', 'the view every read path reads');
+SELECT col_is_pk('eventsource', 'stream_lifecycle', ARRAY['stream_id'], 'stream_lifecycle keyed by stream_id');
+SELECT function_returns('eventsource', 'delete_stream', ARRAY['text', 'bigint', 'boolean'], 'bigint');
+SELECT function_returns('eventsource', 'truncate_stream', ARRAY['text', 'bigint', 'bigint'], 'bigint');
 
 -- the documented defaults
 SELECT is(pg_get_function_arguments('eventsource.read_stream(text,bigint,integer,boolean)'::regprocedure),
@@ -90,7 +96,8 @@ SELECT set_eq(
           'eventsource.subscriptions', 'eventsource.subscriptions_id_seq',
           'eventsource.subscription_partitions',
           'eventsource.dead_letters', 'eventsource.dead_letters_id_seq',
-          'eventsource.recent_errors', 'eventsource.recent_errors_id_seq'],
+          'eventsource.recent_errors', 'eventsource.recent_errors_id_seq',
+          'eventsource.stream_lifecycle'],
     'tables and sequences holding user data registered with pg_extension_config_dump');
 
 -- the extension is not relocatable and lives in its own schema

@@ -10,7 +10,8 @@ SELECT plan(
     9                                                -- the roles, the matrix itself
     + 3 * (SELECT count(*)::integer FROM pg_proc     -- every function, by each role
             WHERE pronamespace = 'eventsource'::regnamespace)
-    + 3                                              -- what the granted calls did
+    + 4                                              -- what the granted calls did
+    + 3                                              -- visible_events refused
     + 3 * 5 * (SELECT count(*)::integer FROM pg_class  -- 5 commands on every table
                 WHERE relnamespace = 'eventsource'::regnamespace AND relkind = 'r')
     + 3 * (SELECT count(*)::integer FROM pg_class    -- nextval on every sequence
@@ -75,6 +76,11 @@ GRANT EXECUTE ON FUNCTION
     TO es_operator;
 GRANT SELECT ON eventsource.subscription_status, eventsource.store_stats,
     eventsource.horizon_blockers, eventsource.tracing TO es_operator;
+-- operator: stream lifecycle (delete, tombstone, truncate)
+GRANT EXECUTE ON FUNCTION
+    eventsource.delete_stream(text, bigint, boolean),
+    eventsource.truncate_stream(text, bigint, bigint)
+    TO es_operator;
 
 -- test scaffolding (rolled back with the rest): a handler, an application
 -- role that owns a subscription, a stream with an event
@@ -94,6 +100,7 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 GRANT USAGE ON SCHEMA roles_test TO es_writer, es_reader, es_operator;
 SELECT eventsource.append_event('Role-1', 0, 'Created', '{}');
+SELECT eventsource.append('Role-2', 0, '[{"type": "Created", "data": {}}, {"type": "Changed", "data": {}}]');
 
 SELECT has_role('es_writer');
 SELECT has_role('es_reader');
@@ -179,7 +186,11 @@ INSERT INTO matrix VALUES
     (32, 'eventsource.subscription_status_rows_v2()',
         $$SELECT count(*) FROM eventsource.subscription_status_rows_v2()$$, false, false, true),
     (33, 'eventsource.tracing_stats()',
-        $$SELECT * FROM eventsource.tracing_stats()$$, false, false, true);
+        $$SELECT * FROM eventsource.tracing_stats()$$, false, false, true),
+    (34, 'eventsource.truncate_stream(text,bigint,bigint)',
+        $$SELECT eventsource.truncate_stream('Role-2', 2)$$, false, false, true),
+    (35, 'eventsource.delete_stream(text,bigint,boolean)',
+        $$SELECT eventsource.delete_stream('Role-2', 2, true)$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator;
 
 -- the matrix names every function of the schema, once
@@ -240,6 +251,8 @@ SELECT is((SELECT count(*)::integer FROM eventsource.read_stream('Role-1')), 3,
 SELECT is((SELECT stream_version FROM eventsource.load_snapshot('Role-1')), 1::bigint,
     'the writer''s snapshot is there');
 SELECT is(eventsource.get_checkpoint('role_cp'), 1::bigint, 'the reader''s checkpoint is there');
+SELECT is((SELECT tombstoned FROM eventsource.stream_lifecycle WHERE stream_id = 'Role-2'), true,
+    'the operator''s truncate and hard delete are recorded');
 
 -- ---------------------------------------------------------------------------
 -- No role reads or writes a table of the schema directly, nor takes
@@ -275,6 +288,8 @@ SELECT throws_ok('SELECT count(*) FROM eventsource.streams', '42501', NULL,
     'es_writer: SELECT on the streams view refused');
 SELECT throws_ok('SELECT count(*) FROM eventsource.subscription_status', '42501', NULL,
     'es_writer: SELECT on subscription_status refused');
+SELECT throws_ok('SELECT count(*) FROM eventsource.visible_events', '42501', NULL,
+    'es_writer: SELECT on visible_events refused');
 RESET ROLE;
 SET ROLE es_reader;
 SELECT throws_ok(cmd, '42501', NULL, format('es_reader: %s on eventsource.%s refused', op, relname))
@@ -285,6 +300,8 @@ SELECT throws_ok('SELECT count(*) FROM eventsource.streams', '42501', NULL,
     'es_reader: SELECT on the streams view refused');
 SELECT throws_ok('SELECT count(*) FROM eventsource.store_stats', '42501', NULL,
     'es_reader: SELECT on store_stats refused');
+SELECT throws_ok('SELECT count(*) FROM eventsource.visible_events', '42501', NULL,
+    'es_reader: SELECT on visible_events refused');
 RESET ROLE;
 SET ROLE es_operator;
 SELECT throws_ok(cmd, '42501', NULL, format('es_operator: %s on eventsource.%s refused', op, relname))
@@ -295,6 +312,8 @@ SELECT throws_ok('SELECT count(*) FROM eventsource.streams', '42501', NULL,
     'es_operator: SELECT on the streams view refused');
 SELECT lives_ok('SELECT count(*) FROM eventsource.horizon_blockers',
     'es_operator: SELECT on horizon_blockers works');
+SELECT throws_ok('SELECT count(*) FROM eventsource.visible_events', '42501', NULL,
+    'es_operator: SELECT on visible_events refused');
 RESET ROLE;
 SELECT is((SELECT count(*)::integer FROM seq_ops), 4, 'four sequences in the schema');
 
