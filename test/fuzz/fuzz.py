@@ -365,9 +365,16 @@ def main():
     if conn is not None:
         def q(sql):
             return conn.execute(sql).fetchone()[0]
-        check(q("""SELECT count(*) FROM (SELECT stream_id FROM eventsource.events GROUP BY stream_id
+        # events keep 1, 2, ... n; a stream's lifecycle operations (system
+        # events, 1.1) take -1, -2, ... in the same stream (docs/lifecycle.md)
+        check(q("""SELECT count(*) FROM (SELECT stream_id FROM eventsource.events
+                    WHERE stream_version >= 1 GROUP BY stream_id
                     HAVING min(stream_version) <> 1 OR max(stream_version) <> count(*)) x""") == 0,
               "every stream's versions are dense from 1")
+        check(q("""SELECT count(*) FROM (SELECT stream_id FROM eventsource.events
+                    WHERE stream_version < 1 GROUP BY stream_id
+                    HAVING max(stream_version) <> -1 OR min(stream_version) <> -count(*)) x""") == 0,
+              "every stream's system events are dense from -1")
         check(q("SELECT count(*) = count(DISTINCT global_position) FROM eventsource.events"),
               "every position is unique")
         check(q("""SELECT coalesce(max(global_position), 0) <= (SELECT last_value FROM eventsource.events_global_position_seq)
