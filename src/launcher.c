@@ -349,6 +349,11 @@ es_launcher_main(Datum main_arg)
 	es_workers->shutting_down = false;
 	es_workers->launcher_started_at = GetCurrentTimestamp();
 	es_workers->launcher_heartbeat_at = es_workers->launcher_started_at;
+	/*
+	 * A launcher always discovers first: a predecessor that ended by an
+	 * error inside discover() left discovery_done true.
+	 */
+	es_workers->discovery_done = false;
 	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 	before_shmem_exit(launcher_exit, (Datum) 0);
 

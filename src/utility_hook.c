@@ -158,7 +158,20 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 		dropped_db = get_database_oid(stmt->dbname, true);
 		if (OidIsValid(dropped_db) && pg_database_ownercheck(dropped_db, GetUserId()) &&
 			dropdb_would_proceed(dropped_db, context == PROCESS_UTILITY_TOPLEVEL))
-			stop_database_workers(dropped_db);
+		{
+			PG_TRY();
+			{
+				stop_database_workers(dropped_db);
+			}
+			PG_CATCH();
+			{
+				/* cancelled while draining: the database stays, so do they */
+				es_workers->discovery_done = false;
+				es_launcher_wake();
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+		}
 		else
 			dropped_db = InvalidOid;
 	}
@@ -169,8 +182,13 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 		/* only for whoever may drop it; the rest is PostgreSQL's to refuse */
 		if (OidIsValid(ext) && pg_extension_ownercheck(ext, GetUserId()))
 		{
-			stop_database_workers(MyDatabaseId);
+			/*
+			 * Recorded first: a DROP cancelled while it waits for the workers
+			 * (statement_timeout, Ctrl-C) must have its rollback rediscover
+			 * them, or they stay stopped.
+			 */
 			es_subscriptions_workers_stopped();
+			stop_database_workers(MyDatabaseId);
 		}
 		es_subscriptions_extension_dropped();
 	}

@@ -781,12 +781,14 @@ note_bookkeeping_failure(const char *what, const char *fields, ErrorData *edata)
 {
 	const char *sqlstate = unpack_sql_state(edata->sqlerrcode);
 	int64		failures;
+	char	   *message;
 
 	SpinLockAcquire(&MySlot->mutex);
 	failures = ++MySlot->bookkeeping_failures;
 	SpinLockRelease(&MySlot->mutex);
-	es_slot_note_error(MySlot, psprintf("could not %s: %s", what, edata->message),
-					   sqlstate, false);
+	message = psprintf("could not %s: %s", what, edata->message);
+	es_slot_note_error(MySlot, message, sqlstate, false);
+	pfree(message);				/* the slot keeps a copy; the caller may be in TopMemoryContext */
 	ereport(WARNING,
 			(errmsg("eventsource: subscription \"%s\" partition %d could not %s: %s",
 					my_name, my_partition, what, edata->message),
@@ -980,6 +982,8 @@ record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 																   event_column(ev, 4, &isnull)));
 		MemoryContext old;
 		EsNotice   *notice;
+		char	   *payload;
+		char	   *fields;
 
 		initStringInfo(&head);
 		appendStringInfoString(&head, "{\"subscription\": ");
@@ -989,10 +993,17 @@ record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 						 ", \"severity\": \"%s\", \"attempt\": %d, \"will_retry\": %s, \"message\": ",
 						 my_partition, ev->position, event_id, err->sqlstate, category,
 						 severity, attempt, will_retry ? "true" : "false");
+		/*
+		 * Built in the current (batch) context, whose temporaries go with
+		 * it; only the two kept strings and the list cell live in
+		 * TopMemoryContext until drop_notices() frees them.
+		 */
+		payload = notify_payload(head.data, err->message);
+		fields = log_fields(ev, err->sqlstate);
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		notice = palloc(sizeof(EsNotice));
-		notice->payload = notify_payload(head.data, err->message);
-		notice->fields = log_fields(ev, err->sqlstate);
+		notice->payload = pstrdup(payload);
+		notice->fields = pstrdup(fields);
 		pending_notices = lappend(pending_notices, notice);
 		MemoryContextSwitchTo(old);
 	}
