@@ -69,6 +69,7 @@ ES_PACKAGES="
 	nodejs
 	npm
 	libcurl4-openssl-dev
+	unzip
 "
 ES_PG_CORE="postgresql-${ES_PG_MAJOR} postgresql-server-dev-${ES_PG_MAJOR} postgresql-client-${ES_PG_MAJOR}"
 
