@@ -47,6 +47,7 @@
 
 #define ES_EVENTS_TOKEN		"@EVENTS@"
 #define ES_FLOOR_TOKEN		"@FLOOR@"
+#define ES_LAST_OP_TOKEN	"@LAST_OPERATION@"
 
 static SPIPlanPtr state_plans[2] = {NULL, NULL};
 static SPIPlanPtr upsert_plan = NULL;
@@ -87,7 +88,8 @@ replace_token(const char *str, const char *token, const char *by)
  * The kept plan of a read query, prepared on first use for the SQL version
  * of this database.  "query_fmt" reads @EVENTS@ wherever it reads the log,
  * and may use @FLOOR@ (with the stream id as $1) as a lower bound of the
- * stream's versions.  "slots" holds the two variants (1.0 SQL, 1.1 SQL);
+ * stream's versions, and @LAST_OPERATION@ as the position above which no
+ * event is hidden.  "slots" holds the two variants (1.0 SQL, 1.1 SQL);
  * "generic" asks for a plan that is never replanned per call (see below);
  * plans are revalidated by the plan cache like any kept plan.  Caller is
  * connected to SPI.
@@ -108,6 +110,14 @@ es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtyp
 						  v ? "(SELECT COALESCE(pg_catalog.max(l.hidden_through), 0)"
 						  " FROM eventsource.stream_lifecycle l"
 						  " WHERE l.stream_id OPERATOR(pg_catalog.=) $1)" : "0");
+		/*
+		 * The position of the newest lifecycle operation: every event above
+		 * it is visible (the first clause of visible_events, for queries
+		 * that test rows one by one and want to skip the view's probe)
+		 */
+		q = replace_token(q, ES_LAST_OP_TOKEN,
+						  v ? "(SELECT COALESCE(pg_catalog.max(l.last_position), 0)"
+						  " FROM eventsource.stream_lifecycle l)" : "0");
 		if (v && generic)
 		{
 			/*

@@ -385,8 +385,8 @@ status_plan_settings(void)
 	"          OPERATOR(pg_catalog.=) ANY (s.categories))" \
 	"     AND (s.partitions OPERATOR(pg_catalog.=) 1 OR" \
 	"          eventsource.stream_partition(e.stream_id, s.partitions) OPERATOR(pg_catalog.=) p.partition)" \
-	"     AND EXISTS (SELECT FROM @EVENTS@ v" \
-	"          WHERE v.global_position OPERATOR(pg_catalog.=) e.global_position)" \
+	"     AND (e.global_position OPERATOR(pg_catalog.>) @LAST_OPERATION@ OR EXISTS (SELECT FROM @EVENTS@ v" \
+	"          WHERE v.global_position OPERATOR(pg_catalog.=) e.global_position))" \
 	"     AS pending" \
 	"     FROM eventsource.events e" \
 	"     WHERE e.global_position OPERATOR(pg_catalog.>) GREATEST(p.position, m.position)" \
