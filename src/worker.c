@@ -1117,6 +1117,28 @@ write_failed_row(EsEventRef *ev, void *arg)
 }
 
 /*
+ * Commit the transaction that wrote our partition row as failed.  The slot
+ * says "failed" before the row does: a resume_subscription() waits for our
+ * row lock, so it commits, and sets the slot back to run, only after this
+ * (the other order could lose that resume).  A failed commit undoes it.
+ */
+static void
+commit_as_failed(void)
+{
+	set_desired_if(ES_DESIRED_RUN, ES_DESIRED_FAILED);
+	PG_TRY();
+	{
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		set_desired_if(ES_DESIRED_FAILED, ES_DESIRED_RUN);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
  * Stop this partition at an event (continue_on_error off).  Own
  * transaction.  Should the row not take the record, the slot still says
  * failed (until a restart, which then retries the event).
@@ -1134,22 +1156,7 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 	}
 	(void) run_bookkeeping("record that the partition stopped", ev, write_failed_row, &f);
 
-	/*
-	 * The slot says "failed" before the row does: a resume_subscription()
-	 * waits for our row lock, so it commits, and sets the slot back to run,
-	 * only after this.  (The other order could lose that resume.)
-	 */
-	set_desired_if(ES_DESIRED_RUN, ES_DESIRED_FAILED);
-	PG_TRY();
-	{
-		tx_commit();
-	}
-	PG_CATCH();
-	{
-		set_desired_if(ES_DESIRED_FAILED, ES_DESIRED_RUN);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	commit_as_failed();
 	SpinLockAcquire(&MySlot->mutex);
 	MySlot->events_failed++;
 	MySlot->consecutive_failures++;
@@ -1182,18 +1189,7 @@ fail_invalid_config(void)
 		my_dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
 	if (extension_is_ours())
 		(void) run_bookkeeping("record that the partition stopped", NULL, write_failed_row, &f);
-	/* before the commit, as in stop_at_event() */
-	set_desired_if(ES_DESIRED_RUN, ES_DESIRED_FAILED);
-	PG_TRY();
-	{
-		tx_commit();
-	}
-	PG_CATCH();
-	{
-		set_desired_if(ES_DESIRED_FAILED, ES_DESIRED_RUN);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	commit_as_failed();
 	es_slot_note_error(MySlot, message, f.sqlstate, false);
 	slot_set_state(ES_STATE_FAILED);
 	ereport(WARNING,
