@@ -393,14 +393,12 @@ es_start_cluster() {
 
 	{
 		echo ""
+		echo "# --- test/pg.conf: the settings of every test server ---"
+		cat "$ES_REPO_ROOT/test/pg.conf"
 		echo "# --- added by scripts/common.sh es_start_cluster ---"
-		echo "shared_preload_libraries = 'eventsource'"
 		echo "listen_addresses = ''"
 		echo "unix_socket_directories = '$dir'"
 		echo "port = $port"
-		echo "max_prepared_transactions = 4"
-		echo "max_worker_processes = 16"
-		echo "eventsource.max_workers = 8"
 		local line
 		for line in "$@"; do
 			printf '%s\n' "$line"

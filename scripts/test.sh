@@ -49,7 +49,7 @@ suite_scripts() {
 }
 
 suite_regress() {
-	es_as_postgres make installcheck ISOLATION= TAP_TESTS= "${MAKE_ARGS[@]}"
+	es_as_postgres make installcheck ISOLATION= TAP_TESTS= ES_TEMP_INSTANCE=1 "${MAKE_ARGS[@]}"
 }
 diag_regress() {
 	# pg_regress writes its temp instance's logs to ./log (its outputdir).
@@ -58,7 +58,7 @@ diag_regress() {
 }
 
 suite_isolation() {
-	es_as_postgres make installcheck REGRESS= TAP_TESTS= "${MAKE_ARGS[@]}"
+	es_as_postgres make installcheck REGRESS= TAP_TESTS= ES_TEMP_INSTANCE=1 "${MAKE_ARGS[@]}"
 }
 diag_isolation() {
 	show_files output_iso/regression.diffs output_iso/log/postmaster.log
