@@ -51,18 +51,26 @@ ifeq ($(ES_WERROR),1)
 PG_CFLAGS += -Werror
 endif
 
-# pg_regress: the SQL surface.  Each suite gets a private server with the
-# library preloaded (test/pg.conf), so nothing must be running beforehand.
+# `make installcheck` runs pg_regress and the isolation specs against the
+# running server PGHOST/PGPORT name, which needs the settings of test/pg.conf
+# (README, Tests); the TAP tests start their own servers.  With
+# ES_TEMP_INSTANCE=1 (scripts/test.sh) each of the two gets a private server
+# configured by test/pg.conf instead, so nothing must be running.
+#
+# pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
 	monitoring_lag subscription_rules tracing lifecycle
-REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \
 	horizon_unrelated idempotent_retry lifecycle_append_race lifecycle_reader \
 	lifecycle_snapshot_race lifecycle_repeatable_read
-ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso \
-	--temp-instance=tmp_check_iso --temp-config=test/pg.conf
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
+
+ifeq ($(ES_TEMP_INSTANCE),1)
+REGRESS_OPTS += --temp-instance=tmp_check_regress --temp-config=test/pg.conf
+ISOLATION_OPTS += --temp-instance=tmp_check_iso --temp-config=test/pg.conf
+endif
 
 # TAP: processes, crashes, restarts.
 TAP_TESTS = 1

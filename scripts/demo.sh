@@ -11,7 +11,10 @@
 # prints its output.  Without --keep the server and its files are removed at
 # the end, also on failure or Ctrl-C.
 #
-# Extra server settings: ES_EXTRA_CONF="synchronous_commit = off" bash scripts/demo.sh
+# The pieces: scripts/lib/packages.sh installs, scripts/lib/build.sh builds,
+# scripts/lib/cluster.sh starts the server (settings: test/pg.conf, like
+# every test server).  Extra server settings:
+#   ES_EXTRA_CONF="synchronous_commit = off" bash scripts/demo.sh
 
 set -euo pipefail
 
@@ -41,7 +44,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	if [[ "$KEEP" == 1 && "$rc" == 0 ]]; then
-		es_drop_registry
+		es_started_clusters_drop
 		exit 0
 	fi
 	if [[ "$rc" != 0 && -n "$CLUSTER" && -f "$CLUSTER/log/postgresql.log" ]]; then
@@ -49,7 +52,7 @@ cleanup() {
 		tail -n 30 "$CLUSTER/log/postgresql.log" >&2
 	fi
 	es_stop_all_clusters
-	es_drop_registry
+	es_started_clusters_drop
 	[[ -n "$CLUSTER" ]] && rm -rf "$CLUSTER"
 	[[ -n "$TREE" ]] && rm -rf "$TREE"
 	exit "$rc"
@@ -58,7 +61,7 @@ trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
 es_need_root
-es_registry_init
+es_started_clusters_init
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGDATA PGOPTIONS PGSERVICE \
 	PGSERVICEFILE 2>/dev/null || true
 

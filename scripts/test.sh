@@ -15,12 +15,11 @@
 # On failure it prints the diagnostics: regression diffs, temp-instance server
 # logs, TAP logs, pgTAP output.  CI=true: no colours and everything printed.
 #
-# Adding a suite: write a function suite_NAME (it runs in a subshell, cwd is
-# the copied tree, `set -e` is on, run servers and tests via es_as_postgres),
-# optionally diag_NAME (prints diagnostics when it fails), and add NAME to
-# SUITES below.  Its output must contain a closing line we can count tests
-# from (pg_regress's "All N tests passed.", prove's "Files=N, Tests=M",
-# or a plain "N passed, N failed"): a suite that ran no test fails.
+# The pieces: scripts/lib/packages.sh installs, scripts/lib/build.sh builds,
+# scripts/lib/suites.sh holds one function per suite (what it runs, which
+# server it uses); each ends with the line "result: N passed, M failed",
+# the only thing this script reads of a suite's output.  A suite that ran
+# no test fails.
 
 set -euo pipefail
 
@@ -30,8 +29,12 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 
 # ------------------------------------------------------------------ suites
 
+# The suite functions (suite_NAME, diag_NAME): scripts/lib/suites.sh.
+# shellcheck source=scripts/lib/suites.sh
+. "$SCRIPT_DIR/lib/suites.sh"
+
 SUITES=(
-	scripts   # the set-up itself (scripts/common.sh) with stub apt-get/dpkg-query
+	scripts   # the set-up itself (scripts/lib/*.sh) with stub apt-get/dpkg-query
 	regress   # pg_regress: sql/*.sql vs expected/*.out (Makefile REGRESS)
 	isolation # isolation specs in test/isolation (Makefile ISOLATION)
 	tap       # TAP tests test/t/*.pl: crashes, restarts (Makefile PROVE_TESTS)
@@ -39,123 +42,6 @@ SUITES=(
 	examples  # examples/: asyncpg, psycopg, node-postgres, directly and via PgBouncer
 	fuzz      # test/fuzz/fuzz.py: random and hostile calls of every eventsource.* function
 )
-
-MAKE_ARGS=(PG_CONFIG="$ES_PG_CONFIG")
-
-# As postgres, against stubs only: nothing on the machine is installed or
-# looked at (test/scripts/setup.sh).
-suite_scripts() {
-	es_as_postgres bash test/scripts/setup.sh
-}
-
-suite_regress() {
-	es_as_postgres make installcheck ISOLATION= TAP_TESTS= "${MAKE_ARGS[@]}"
-}
-diag_regress() {
-	# pg_regress writes its temp instance's logs to ./log (its outputdir).
-	show_files regression.diffs log/postmaster.log
-	[[ -f log/postmaster.log ]] || show_files log/initdb.log
-}
-
-suite_isolation() {
-	es_as_postgres make installcheck REGRESS= TAP_TESTS= "${MAKE_ARGS[@]}"
-}
-diag_isolation() {
-	show_files output_iso/regression.diffs output_iso/log/postmaster.log
-	[[ -f output_iso/log/postmaster.log ]] || show_files output_iso/log/initdb.log
-}
-
-suite_tap() {
-	local flags="--timer"
-	[[ "$ES_VERBOSE" == 1 ]] && flags+=" --verbose"
-	es_as_postgres make installcheck REGRESS= ISOLATION= PROVE_FLAGS="$flags" "${MAKE_ARGS[@]}"
-}
-diag_tap() {
-	show_files tmp_check/log/*
-}
-
-suite_pgtap() {
-	shopt -s nullglob
-	local files=(test/pgtap/*.sql)
-	shopt -u nullglob
-	if ((${#files[@]} == 0)); then
-		echo "error: no pgTAP test files (test/pgtap/*.sql): a missing suite does not pass"
-		return 1
-	fi
-	# Global, not local: the EXIT trap runs after the function returned.
-	PGTAP_DIR="$PWD/tmp_check_pgtap"
-	rm -rf "$PGTAP_DIR"
-	trap 'es_stop_cluster "$PGTAP_DIR"' EXIT
-	es_start_cluster "$PGTAP_DIR"
-	es_as_postgres "$ES_PG_BIN/createdb" es_pgtap
-	es_as_postgres "$ES_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d es_pgtap \
-		-c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION eventsource'
-	local flags=(--timer --failures --comments)
-	[[ "$ES_VERBOSE" == 1 ]] && flags=(--timer --verbose)
-	local rc=0
-	es_as_postgres pg_prove "${flags[@]}" -b "$ES_PG_BIN/psql" -U postgres -d es_pgtap \
-		"${files[@]}" || rc=$?
-	es_stop_cluster "$PGTAP_DIR"
-	return "$rc"
-}
-diag_pgtap() {
-	show_files tmp_check_pgtap/log/postgresql.log
-	[[ -f tmp_check_pgtap/log/postgresql.log ]] || show_files tmp_check_pgtap/log/initdb.log
-}
-
-# The client examples (examples/run.sh): each one runs the Order scenario
-# against a throwaway server, once directly and once through a PgBouncer in
-# transaction pooling mode that run.sh starts (and stops) on a free port.
-suite_examples() {
-	# Global, not local: the EXIT trap runs after the function returned.
-	EXAMPLES_DIR="$PWD/tmp_check_examples"
-	rm -rf "$EXAMPLES_DIR"
-	trap 'examples_cleanup' EXIT
-	es_start_cluster "$EXAMPLES_DIR"
-	es_as_postgres "$ES_PG_BIN/createdb" es_examples
-	es_as_postgres "$ES_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d es_examples \
-		-c 'CREATE EXTENSION eventsource'
-	local rc=0
-	PGDATABASE=es_examples bash examples/run.sh --pgbouncer-dir "$EXAMPLES_DIR/pgbouncer" || rc=$?
-	examples_cleanup
-	return "$rc"
-}
-# run.sh stops its PgBouncer itself; this is for a run.sh that was killed.
-examples_cleanup() {
-	local pid_file="$EXAMPLES_DIR/pgbouncer/pgbouncer.pid" pid
-	if [[ -s "$pid_file" ]]; then
-		pid="$(cat "$pid_file" 2>/dev/null)" || pid=""
-		if [[ "$pid" =~ ^[0-9]+$ && "$(cat "/proc/$pid/comm" 2>/dev/null)" == pgbouncer ]]; then
-			kill -TERM "$pid" 2>/dev/null || true
-		fi
-	fi
-	es_stop_cluster "$EXAMPLES_DIR"
-}
-diag_examples() {
-	show_files tmp_check_examples/log/postgresql.log tmp_check_examples/pgbouncer/pgbouncer.log
-}
-
-# The SQL API fuzzer (test/fuzz/fuzz.py) against a throwaway server with
-# workers running: about a minute here (ES_FUZZ_SECONDS, ES_FUZZ_SEED; longer
-# runs: README, Tests).  It ends with "N passed, N failed" over its checks.
-suite_fuzz() {
-	# Global, not local: the EXIT trap runs after the function returned.
-	FUZZ_DIR="$PWD/tmp_check_fuzz"
-	rm -rf "$FUZZ_DIR"
-	trap 'es_stop_cluster "$FUZZ_DIR"' EXIT
-	es_start_cluster "$FUZZ_DIR" "statement_timeout = '10s'" "log_error_verbosity = verbose"
-	es_as_postgres "$ES_PG_BIN/createdb" es_fuzz
-	local rc=0
-	es_as_postgres /usr/bin/python3 test/fuzz/fuzz.py --seed "${ES_FUZZ_SEED:-1}" \
-		--seconds "${ES_FUZZ_SECONDS:-50}" --sessions 4 \
-		--dsn "host=$PGHOST port=$PGPORT user=postgres dbname=es_fuzz" \
-		--log "$FUZZ_DIR/log/postgresql.log" || rc=$?
-	es_stop_cluster "$FUZZ_DIR"
-	return "$rc"
-}
-diag_fuzz() {
-	show_files tmp_check_fuzz/log/postgresql.log
-}
 
 # ------------------------------------------------------------------ options
 
@@ -210,29 +96,6 @@ show_files() {
 	done
 }
 
-# count_tests LOG: print "passed failed" counted from the runners' closing
-# lines in LOG (pg_regress, prove/pg_prove, plain "N passed, N failed").
-count_tests() {
-	awk '
-	/^[ #]*All [0-9]+ tests passed\./ { for (i = 1; i <= NF; i++) if ($i == "All") { p += $(i+1); break } }
-	/^[ #]*[0-9]+ of [0-9]+ tests (failed|passed)/ {
-		sub(/^[ #]*/, ""); split($0, w, " ")
-		if (w[5] ~ /^failed/) { f += w[1]; p += w[3] - w[1] } else { p += w[1]; f += w[3] - w[1] }
-	}
-	/^Files=[0-9]+, Tests=[0-9]+/ { split($0, a, /[=,]/); tap_total = a[4] + 0; tap = 1; next }
-	/^Failed [0-9]+\/[0-9]+ subtests/ { split($2, b, "/"); tap_failed += b[1] }
-	/^Result: / {
-		if (tap) { p += tap_total - tap_failed; f += tap_failed }
-		tap = 0; tap_total = 0; tap_failed = 0
-	}
-	/^([A-Za-z]+: )?[0-9]+ passed, [0-9]+ failed/ {
-		line = $0; sub(/^[A-Za-z]+: /, "", line); split(line, c, /[ ,]+/)
-		p += c[1]; f += c[3]
-	}
-	END { printf "%d %d\n", p, f }
-	' "$1"
-}
-
 # Stop any server left running inside the tree (pg_regress temp instances,
 # TAP nodes, our clusters), e.g. after an interrupt.
 sweep_servers() {
@@ -249,7 +112,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	es_stop_all_clusters
 	sweep_servers
-	es_drop_registry
+	es_started_clusters_drop
 	if [[ -n "${TREE:-}" && -d "$TREE" ]]; then
 		if [[ "$rc" == 0 && "$KEEP_TREE" != 1 ]]; then
 			rm -rf "$TREE"
@@ -265,7 +128,7 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM
 # ------------------------------------------------------------------ main
 
 es_need_root
-es_registry_init
+es_started_clusters_init
 # Start from a clean libpq environment: our servers are found explicitly.
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGDATA PGOPTIONS PGSERVICE \
 	PGSERVICEFILE PGSSLMODE PGAPPNAME PGTZ PGDATESTYLE 2>/dev/null || true
@@ -327,9 +190,10 @@ else
 			rc=$?
 		fi
 		set -e
-		read -r passed failed < <(count_tests "$log")
-		note="$passed passed, $failed failed"
-		if ((passed == 0 && failed == 0)); then
+		# The suite's one-line result (scripts/lib/suites.sh): its last
+		# "result: N passed, M failed".
+		note="$(sed -n 's/^result: //p' "$log" | tail -n 1)"
+		if [[ -z "$note" || "$note" == "0 passed, 0 failed" ]]; then
 			note="ran no test"
 			((rc != 0)) || rc=1
 		fi

@@ -5,12 +5,29 @@ package EsTest;
 use strict;
 use warnings;
 use Exporter 'import';
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
 use PostgreSQL::Test::Cluster;
 use Test::More;
 
 our @EXPORT = qw(es_node es_wait_until);
 
-# A started node with the extension preloaded and room for twelve workers.
+# The settings of every test server: test/pg.conf (the one place; the
+# Makefile's temp instances and scripts/lib/cluster.sh use it too).
+my $settings_file = dirname(abs_path(__FILE__)) . '/../pg.conf';
+
+sub es_settings
+{
+	open(my $fh, '<', $settings_file)
+	  or die "cannot read $settings_file (the settings of every test server): $!";
+	local $/;
+	my $text = <$fh>;
+	close($fh);
+	return $text;
+}
+
+# A started node with the settings of test/pg.conf (the extension
+# preloaded, room for twelve workers).
 # $conf: more postgresql.conf lines (a later setting overrides these);
 # %init: options for init(), e.g. allows_streaming => 1.
 sub es_node
@@ -19,11 +36,8 @@ sub es_node
 	my $node = PostgreSQL::Test::Cluster->new($name);
 
 	$node->init(%init);
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-} . ($conf // ''));
+	$node->append_conf('postgresql.conf',
+		"\n" . es_settings() . "\n" . ($conf // ''));
 	$node->start;
 	return $node;
 }

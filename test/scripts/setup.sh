@@ -20,7 +20,15 @@
 #     and running as a user other than root;
 #   - the ERR trap prints one `error: FILE:LINE: 'COMMAND' failed (exit N)`
 #     line for an unexpected failure, and nothing for failures the scripts
-#     handle (conditions, `|| …`, set +e, es_die inside a $(…)).
+#     handle (conditions, `|| …`, set +e, es_die inside a $(…));
+#   - es_start_cluster (scripts/lib/cluster.sh, against stub initdb, pg_ctl,
+#     runuser) takes the next port when the server says one is in use, ends
+#     with one error line when ten are, does not retry other failures, and
+#     gives the server the settings of test/pg.conf;
+#   - the layout holds: the package list and every apt-get call are in
+#     scripts/lib/packages.sh only, test servers' settings in test/pg.conf
+#     only, and each suite's closing line is read into the one fixed form
+#     "result: N passed, M failed".
 
 set -uo pipefail
 # shellcheck disable=SC2016  # the cases are code for a child bash, in single quotes
@@ -42,7 +50,7 @@ trap 'rm -rf "$WORK"' EXIT
 # nothing else (no node, npm or apt-get of this machine).
 BIN="$WORK/bin"
 mkdir -p "$BIN"
-for tool in awk cat dirname basename grep sed sort tr wc tee mktemp rm mkdir touch env sh; do
+for tool in awk cat dirname basename grep sed sort tr wc tee tail seq mktemp rm mkdir touch env sh; do
 	real="$(command -v "$tool")" || {
 		echo "error: $tool not found"
 		exit 1
@@ -114,8 +122,55 @@ cat >"$BIN/id" <<'EOF'
 [ "$1" = -u ] && echo "${STUB_UID:-0}" && exit 0
 echo "uid=${STUB_UID:-0}"
 EOF
+# runuser -u postgres -- CMD: runs CMD as whoever runs this; chown: nothing.
+cat >"$BIN/runuser" <<'EOF'
+#!/bin/sh
+while [ "$#" -gt 0 ] && [ "$1" != -- ]; do shift; done
+shift
+exec "$@"
+EOF
+printf '#!/bin/sh\nexit 0\n' >"$BIN/chown"
 ln -s "$(command -v chmod)" "$BIN/chmod"
-chmod 755 "$BIN"/dpkg-query "$BIN"/dpkg "$BIN"/apt-get "$BIN"/id
+chmod 755 "$BIN"/dpkg-query "$BIN"/dpkg "$BIN"/apt-get "$BIN"/id "$BIN"/runuser "$BIN"/chown
+
+# PostgreSQL's initdb and pg_ctl, for es_start_cluster: initdb writes a
+# postgresql.conf; `pg_ctl start` reads the port from postgresql.auto.conf
+# and, as the server does, logs "Address already in use" and fails when it is
+# one of STUB_BUSY_PORTS, or fails otherwise when STUB_START_FAILS is set.
+PGBIN_STUBS="$WORK/pgbin"
+mkdir -p "$PGBIN_STUBS"
+cat >"$PGBIN_STUBS/initdb" <<'EOF'
+#!/bin/sh
+while [ "$#" -gt 0 ]; do [ "$1" = -D ] && data="$2"; shift; done
+mkdir -p "$data" && echo "# initdb's postgresql.conf" >"$data/postgresql.conf" &&
+	: >"$data/postgresql.auto.conf"
+EOF
+cat >"$PGBIN_STUBS/pg_ctl" <<'EOF'
+#!/bin/sh
+while [ "$#" -gt 0 ]; do
+	case "$1" in
+	-D) data="$2"; shift ;;
+	-l) log="$2"; shift ;;
+	-m | -t) shift ;;
+	start | stop) action="$1" ;;
+	esac
+	shift
+done
+echo "$action" >>"$STATE/pg_ctl.log"
+if [ "$action" = stop ]; then rm -f "$data/postmaster.pid"; exit 0; fi
+port="$(sed -n "s/^port = '\([0-9]*\)'/\1/p" "$data/postgresql.auto.conf")"
+case " ${STUB_BUSY_PORTS:-} " in *" $port "*)
+	echo "LOG:  could not bind Unix socket: Address already in use" >>"$log"
+	echo "FATAL:  could not create any Unix-domain sockets" >>"$log"
+	exit 1 ;;
+esac
+if [ -n "${STUB_START_FAILS:-}" ]; then
+	echo "FATAL:  could not map anonymous shared memory: Cannot allocate memory" >>"$log"
+	exit 1
+fi
+echo "$port" >"$data/postmaster.pid"
+EOF
+chmod 755 "$PGBIN_STUBS"/initdb "$PGBIN_STUBS"/pg_ctl
 
 # ------------------------------------------------------------------ cases
 
@@ -142,10 +197,10 @@ run_case() {
 	shift
 	CASE=$((CASE + 1))
 	local dir="$WORK/case$CASE"
-	mkdir -p "$dir/state" "$dir/pgroot"
+	mkdir -p "$dir/state" "$dir/pgroot/usr/lib/postgresql/15/bin"
+	ln -s "$PGBIN_STUBS/initdb" "$PGBIN_STUBS/pg_ctl" "$dir/pgroot/usr/lib/postgresql/15/bin/"
 	printf '%s' "$INSTALLED" >"$dir/state/installed"
-	if grep -q '^postgresql-client-15 ' "$dir/state/installed"; then
-		mkdir -p "$dir/pgroot/usr/lib/postgresql/15/bin" # its pg_config
+	if grep -q '^postgresql-client-15 ' "$dir/state/installed"; then # its pg_config
 		printf '#!/bin/sh\n' >"$dir/pgroot/usr/lib/postgresql/15/bin/pg_config"
 		chmod 755 "$dir/pgroot/usr/lib/postgresql/15/bin/pg_config"
 	fi
@@ -366,8 +421,8 @@ $INSTALL"
 check "non-zero exit" test "$RC" != 0
 check "no apt-get call" test -z "$APT"
 check "exactly one line" lines "$ERR" 1
-check "names common.sh, its line and the command" \
-	grep -qE "^error: scripts/common.sh:[0-9]+: 'v=\"\\\$\(es__pkg_version \"\\\$pkg\"\)\"' failed \(exit 1\)" <<<"$ERR"
+check "names scripts/lib/packages.sh, its line and the command" \
+	grep -qE "^error: scripts/lib/packages.sh:[0-9]+: 'v=\"\\\$\(es__pkg_version \"\\\$pkg\"\)\"' failed \(exit 1\)" <<<"$ERR"
 end
 
 begin "ERR trap: quiet for failures the script handles"
@@ -402,9 +457,93 @@ end
 begin "no 'local NAME=\$(...)' (its status hides the failure) in scripts/, examples/run.sh, test/bench, test/scripts"
 ROOT="$HERE/../.."
 hits="$(grep -nE '^[[:space:]]*(local|declare|readonly|export)[[:space:]]([^=]*[[:space:]])?[A-Za-z_][A-Za-z_0-9]*=("[^"]*)?\$\(' \
-	"$ROOT"/scripts/*.sh "$ROOT"/examples/run.sh "$ROOT"/test/bench/*.sh "$ROOT"/test/scripts/*.sh 2>/dev/null)"
+	"$ROOT"/scripts/*.sh "$ROOT"/scripts/lib/*.sh "$ROOT"/examples/run.sh "$ROOT"/test/bench/*.sh "$ROOT"/test/scripts/*.sh 2>/dev/null)"
 RC=0 OUT="$hits" ERR="" APT=""
 check "none found" test -z "$hits"
+end
+
+# ---- 5. throwaway servers: ports and settings (scripts/lib/cluster.sh)
+CLUSTER='es_start_cluster "$PWD/c1"; echo "PGPORT=$PGPORT PGHOST=$PGHOST"; cat "$PWD/c1/data/postgresql.conf"'
+SETTINGS="$(grep -v '^#' "$HERE/../pg.conf" | grep .)"
+begin "es_start_cluster: ports 5440 and 5441 in use: the server starts on 5442 and says so"
+INSTALLED=""
+run_case STUB_BUSY_PORTS="5440 5441" -- "$CLUSTER"
+check "exit status 0" test "$RC" = 0
+check "PGPORT is 5442" has "$OUT" "PGPORT=5442 PGHOST=$WORK/case$CASE/c1"
+check "said 5440 was in use" has "$OUT" "port 5440 is in use; trying 5441"
+check "said 5441 was in use" has "$OUT" "port 5441 is in use; trying 5442"
+check "three starts" test "$(grep -c start "$WORK/case$CASE/state/pg_ctl.log")" = 3
+check "no error" errors "$ERR" 0
+end
+
+begin "es_start_cluster: the server gets the settings of test/pg.conf, then its own"
+run_case -- "$CLUSTER"
+check "exit status 0" test "$RC" = 0
+check "PGPORT is ES_PORT_START's default" has "$OUT" "PGPORT=5440 "
+check "every line of test/pg.conf" has "$OUT" "$SETTINGS"
+check "unix socket only" has "$OUT" "listen_addresses = ''"
+end
+
+begin "es_start_cluster: ten ports in use: one error line, non-zero exit"
+run_case STUB_BUSY_PORTS="$(seq -s ' ' 7000 7009)" ES_PORT_START=7000 -- "$CLUSTER"
+check "non-zero exit" test "$RC" != 0
+check "one error line" errors "$ERR" 1
+check "names the ports and ES_PORT_START" has "$ERR" "ports 7000..7009 are in use; stop what holds them or set ES_PORT_START"
+end
+
+begin "es_start_cluster: a failure other than a busy port is not retried: one error line"
+run_case STUB_START_FAILS=1 -- "$CLUSTER"
+check "non-zero exit" test "$RC" != 0
+check "one start" test "$(grep -c start "$WORK/case$CASE/state/pg_ctl.log")" = 1
+check "one error line" errors "$ERR" 1
+check "points at the log" has "$ERR" "did not start: see its log above"
+check "the log is shown" has "$ERR" "could not map anonymous shared memory"
+end
+
+# ---- 6. one place for each fact
+ROOT="$(cd "$HERE/../.." && pwd -P)"
+begin "the package list is in scripts/lib/packages.sh only, and only it calls apt-get"
+hits="$(grep -rlE '^[^#]*(libipc-run-perl|postgresql-15-pgtap|python3-asyncpg)' "$ROOT"/scripts "$ROOT"/.ci \
+	"$ROOT"/examples/run.sh "$ROOT"/test/bench/*.sh "$ROOT"/Makefile 2>/dev/null)"
+apt="$(grep -rlE '^[^#]*apt-get (install|update)' "$ROOT"/scripts "$ROOT"/.ci 2>/dev/null |
+	grep -v '/scripts/lib/packages.sh$')"
+RC=0 OUT="$hits"$'\n'"$apt" ERR="" APT=""
+check "the list: packages.sh only" test "$hits" = "$ROOT/scripts/lib/packages.sh"
+check "apt-get: packages.sh only" test -z "$apt"
+end
+
+begin "test servers' settings are in test/pg.conf only (scripts, Makefile, EsTest.pm read it)"
+hits="$(grep -rnE '^[^#]*(max_worker_processes|eventsource\.max_workers|max_prepared_transactions) *=' \
+	"$ROOT"/scripts "$ROOT"/test/perl "$ROOT"/Makefile "$ROOT"/examples/run.sh 2>/dev/null)"
+RC=0 OUT="$hits" ERR="" APT=""
+check "no copy" test -z "$hits"
+check "the Makefile's temp instances use it" grep -q -- '--temp-config=test/pg.conf' "$ROOT/Makefile"
+check "EsTest.pm reads it" grep -q "/../pg.conf'" "$ROOT/test/perl/EsTest.pm"
+check "scripts/lib/cluster.sh reads it" grep -q 'test/pg.conf"$' "$ROOT/scripts/lib/cluster.sh"
+end
+
+begin "each suite's closing line becomes one 'result: N passed, M failed' line"
+run_case -- '. "$ES_REPO_ROOT/scripts/lib/suites.sh"; LOGDIR="$PWD"
+es_run_counted count_pg_regress printf "%s\n" "test a ... ok" " 2 of 13 tests failed. "
+es_run_counted count_pg_regress printf "%s\n" "All 10 tests passed."
+es_run_counted count_prove printf "%s\n" "t/1.pl .. " "Failed 3/40 subtests" "Files=2, Tests=50, 3 wallclock secs" "Result: FAIL"
+es_run_counted count_plain printf "%s\n" "ok - x" "setup: 7 passed, 1 failed"
+es_run_counted count_plain sh -c "echo 4 passed, 0 failed; exit 3" || echo "status $?"
+es_run_counted count_plain echo nothing'
+check "exit status 0" test "$RC" = 0
+check "pg_regress failed" has "$OUT" "result: 11 passed, 2 failed"
+check "pg_regress passed" has "$OUT" "result: 10 passed, 0 failed"
+check "prove" has "$OUT" "result: 47 passed, 3 failed"
+check "plain" has "$OUT" "result: 7 passed, 1 failed"
+check "the runner's status is returned" has "$OUT" $'result: 4 passed, 0 failed\nstatus 3'
+check "no closing line: 0 passed, 0 failed" has "$OUT" $'nothing\nresult: 0 passed, 0 failed'
+end
+
+begin "every file of scripts/lib says what it does in its first line"
+RC=0 OUT="" ERR="" APT=""
+for f in "$ROOT"/scripts/lib/*.sh; do
+	check "${f##*/}" grep -q "^# scripts/lib/${f##*/}: " "$f"
+done
 end
 
 echo "setup: $PASSED passed, $FAILED failed"

@@ -188,15 +188,7 @@ $node->stop;
 # --------------------------------------------------------------------------
 # store_stats when databases come and go (eventsource.max_databases = 2)
 # --------------------------------------------------------------------------
-my $small = PostgreSQL::Test::Cluster->new('few_databases');
-$small->init;
-$small->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventsource'
-max_worker_processes = 24
-eventsource.max_workers = 12
-eventsource.max_databases = 2
-});
-$small->start;
+my $small = es_node('few_databases', "eventsource.max_databases = 2\n");
 for my $d (qw(first second))
 {
 	$small->safe_psql('postgres', "CREATE DATABASE $d");
