@@ -206,9 +206,13 @@ extern int64 es_visible_version(const EsStreamState *state);
 extern int64 es_stream_version(text *stream_id, bool latest);
 extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state);
 
+/* erasure.c: redaction of personal data in place */
+extern void es_erasure_before_snapshot_save(text *stream_id);
+
 /* guard.c: the events table accepts rows only from append() or a restore */
 extern bool es_append_in_progress;
 extern bool es_lifecycle_write_in_progress;
+extern bool es_erase_in_progress;
 extern bool es_guard_is_copy_into_events(Node *parsetree);
 extern void es_guard_restore_copy(bool on);
 
