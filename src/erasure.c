@@ -553,6 +553,13 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("value must not be empty"),
 				 errhint("Pass the identifier whose events are to be erased.")));
+	/* no event can hold a longer one */
+	if (VARSIZE_ANY_EXHDR(value) > ES_MAX_EVENT_SIZE)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value is too long"),
+				 errdetail("It is %d bytes; no event's metadata can hold more than %d bytes.",
+						   (int) VARSIZE_ANY_EXHDR(value), ES_MAX_EVENT_SIZE)));
 	keys = arg_metadata_keys(fcinfo, 2);
 	max_events = es_arg_int32(fcinfo, 3, "max_events");
 	if (max_events < 1 || max_events > ES_MAX_EVENTS_PER_CALL)
