@@ -214,6 +214,14 @@ SELECT data FROM eventsource.read_stream('Erase-other');
 -- writers cannot forge the system event
 SELECT t.try($$SELECT eventsource.append_event('Erase-other', -1, '$StreamErased', '{}')$$);
 
+-- an erasure commits where it ran: a transaction that erased cannot be
+-- prepared (0A000), and rolls back
+BEGIN;
+SELECT events_erased FROM eventsource.erase_stream('Erase-other');
+PREPARE TRANSACTION 'erasure';
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+SELECT data FROM eventsource.read_stream('Erase-other');
+
 -- ---------------------------------------------------------------------------
 -- errors
 -- ---------------------------------------------------------------------------

@@ -35,6 +35,12 @@
  * (eventsource.subscription_partitions), since a handler's message may quote
  * the event.
  *
+ * A subscription worker also keeps the text of its last failure in shared
+ * memory (registry.c), shown by subscription_status.last_error; this file
+ * keeps the time of the last erasure committed in the cluster
+ * (es_erasure_committed_at()), and the status withholds a slot's error text
+ * noted before it.  The texts in tables are redacted per event as above.
+ *
  * Snapshots racing an erasure: save_snapshot() calls
  * es_erasure_before_snapshot_save(), which takes the stream's lock (so a
  * snapshot saved by a transaction still open when the erasure starts is
@@ -54,6 +60,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "port/atomics.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -95,6 +102,21 @@ static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr drop_snapshots_plan = NULL;
 static SPIPlanPtr copies_plans[3] = {NULL, NULL, NULL};
 static SPIPlanPtr erasures_plan = NULL;
+static SPIPlanPtr sweep_plans[3] = {NULL, NULL, NULL};
+
+/*
+ * Shared memory: when the last erasure committed, in any database of the
+ * cluster (0: none since the server started, like the slots' error texts).
+ * Written at commit by the erasing backend, read without a lock.
+ */
+typedef struct EsErasureShared
+{
+	pg_atomic_uint64 committed_at;	/* TimestampTz */
+} EsErasureShared;
+
+static EsErasureShared *erasure_shared = NULL;
+static bool erased_in_xact = false;
+static bool xact_callback_registered = false;
 
 /* The positions of the events a call erased */
 typedef struct ErasedPositions
@@ -112,6 +134,76 @@ typedef struct EraseResult
 	int64		first_version;
 	int64		last_version;
 } EraseResult;
+
+Size
+es_erasure_shmem_size(void)
+{
+	return sizeof(EsErasureShared);
+}
+
+void
+es_erasure_shmem_init(void *area, bool found)
+{
+	erasure_shared = (EsErasureShared *) area;
+	if (!found)
+		pg_atomic_init_u64(&erasure_shared->committed_at, 0);
+}
+
+/* The time of the last committed erasure in the cluster (0: none). */
+TimestampTz
+es_erasure_committed_at(void)
+{
+	if (erasure_shared == NULL)
+		return 0;
+	return (TimestampTz) pg_atomic_read_u64(&erasure_shared->committed_at);
+}
+
+/*
+ * At commit of a transaction that erased, publish the time: every error text
+ * a worker noted until now may quote what it erased.  (An erasure rolled
+ * back in a subtransaction publishes too; that only withholds more.)
+ */
+static void
+erasure_xact_callback(XactEvent event, void *arg)
+{
+	if (!erased_in_xact)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		uint64		now = (uint64) GetCurrentTimestamp();
+		uint64		old = pg_atomic_read_u64(&erasure_shared->committed_at);
+
+		while (old < now &&
+			   !pg_atomic_compare_exchange_u64(&erasure_shared->committed_at, &old, now))
+			;
+		erased_in_xact = false;
+	}
+	else if (event == XACT_EVENT_PRE_PREPARE)
+	{
+		/*
+		 * Its commit would happen elsewhere (COMMIT PREPARED), unseen by
+		 * this callback: an erasure commits where it ran.
+		 */
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that erased events"),
+				 errhint("Run the erasure in a transaction of its own and COMMIT it.")));
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		erased_in_xact = false;
+}
+
+/* This transaction erases: publish its commit (see above). */
+static void
+note_erasure(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(erasure_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	erased_in_xact = true;
+}
 
 /*
  * The metadata_keys argument: a one-dimensional text array without nulls or
@@ -289,6 +381,7 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 
 	if (n == 0)
 		return;
+	note_erasure();
 
 	erased_versions = palloc(sizeof(int64) * n);
 	res->first_version = PG_INT64_MAX;
@@ -429,6 +522,62 @@ erase_copies(ErasedPositions *positions, Datum keys)
 	exec_write(copies_plans[2], values, SPI_OK_UPDATE);
 }
 
+/*
+ * The same for every event of a stream that erase_stream() has just left
+ * erased (all its events of versions >= 1, under its lock): also the copies
+ * of events erased by an earlier call, which a worker may have written
+ * after that call committed, from a batch it had read before (a dead letter
+ * of an event it was handling then).  Returns whether anything changed.
+ * Caller as for erase_copies().
+ */
+static bool
+sweep_copies_of_stream(text *stream_id, Datum keys)
+{
+	Datum		values[2];
+	uint64		n;
+
+	if (sweep_plans[0] == NULL)
+	{
+		Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+
+#define STREAM_POSITIONS \
+	" (SELECT e.global_position FROM eventsource.events e" \
+	"  WHERE e.stream_id OPERATOR(pg_catalog.=) $1" \
+	"  AND e.stream_version OPERATOR(pg_catalog.>=) 1)"
+
+		sweep_plans[2] = es_prepare(
+									"UPDATE eventsource.subscription_partitions"
+									" SET error_message = " ES_ERASED_TEXT
+									" WHERE failed_position OPERATOR(pg_catalog.=) ANY" STREAM_POSITIONS
+									" AND error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
+									1, types);
+		sweep_plans[1] = es_prepare(
+									"UPDATE eventsource.recent_errors"
+									" SET error_message = " ES_ERASED_TEXT
+									" WHERE global_position OPERATOR(pg_catalog.=) ANY" STREAM_POSITIONS
+									" AND error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
+									1, types);
+		/* last: it marks the three ready */
+		sweep_plans[0] = es_prepare(
+									"UPDATE eventsource.dead_letters e SET data = " ES_ERASED_JSON ","
+									" metadata = " REDACTED_METADATA("e.metadata", "$2") ","
+									" error_message = " ES_ERASED_TEXT
+									" WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+									" AND e.stream_version OPERATOR(pg_catalog.>=) 1"
+									" AND" NOT_YET_ERASED,
+									2, types);
+#undef STREAM_POSITIONS
+	}
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = keys;
+	n = exec_write(sweep_plans[0], values, SPI_OK_UPDATE);
+	n += exec_write(sweep_plans[1], values, SPI_OK_UPDATE);
+	n += exec_write(sweep_plans[2], values, SPI_OK_UPDATE);
+	if (n > 0)
+		note_erasure();
+	return n > 0;
+}
+
 static void
 prevent_in_read_only(const char *function)
 {
@@ -493,7 +642,7 @@ es_erase_stream(PG_FUNCTION_ARGS)
 	es_check_expected_version(stream_id, expected, es_visible_version(&st));
 
 	erase_in_stream(stream_id, keys, (Datum) 0, NULL, NULL, &positions, &res);
-	erase_copies(&positions, keys);
+	sweep_copies_of_stream(stream_id, keys);
 	PopActiveSnapshot();
 	es_owner_end(&owner);
 

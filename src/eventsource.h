@@ -208,6 +208,12 @@ extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state)
 
 /* erasure.c: redaction of personal data in place */
 extern void es_erasure_before_snapshot_save(text *stream_id);
+extern Size es_erasure_shmem_size(void);
+extern void es_erasure_shmem_init(void *area, bool found);
+extern TimestampTz es_erasure_committed_at(void);
+
+#define ES_ERASED_ERROR_NOTE \
+	"(error text withheld: an erasure committed after it; see eventsource.recent_errors)"
 
 /* guard.c: the events table accepts rows only from append() or a restore */
 extern bool es_append_in_progress;
