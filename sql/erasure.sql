@@ -230,8 +230,9 @@ SELECT count(*) AS rows_before FROM eventsource.stream_lifecycle \gset
 -- unknown stream: ES004; wrong expected version: ES001
 SELECT t.try($$SELECT eventsource.erase_stream('Erase-nope')$$);
 SELECT t.try($$SELECT eventsource.erase_stream('Erase-other', NULL, 5)$$);
--- NULLs: 22004 (NULL metadata_keys and expected_version are the defaults)
+-- NULLs: 22004 (NULL metadata_keys is the default: no key)
 SELECT t.try($$SELECT eventsource.erase_stream(NULL)$$);
+SELECT t.try($$SELECT eventsource.erase_stream('Erase-other', NULL, NULL)$$);
 SELECT t.try($$SELECT eventsource.erase_stream('Erase-other', '{ip,NULL}')$$);
 SELECT t.try($$SELECT eventsource.erase_by_metadata(NULL, 'x')$$);
 SELECT t.try($$SELECT eventsource.erase_by_metadata('subject_id', NULL)$$);

@@ -586,6 +586,7 @@ WITH r AS (
     INSERT INTO calls (fn, call, result)
     SELECT fn, c, t.try(c) FROM (VALUES
         ('erase_stream', $$SELECT eventsource.erase_stream(NULL, NULL, NULL)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', '{a}', NULL)$$),
         ('erase_stream', $$SELECT eventsource.erase_stream('')$$),
         ('erase_stream', $$SELECT eventsource.erase_stream(repeat('s', 10485760))$$),
         ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-none')$$),

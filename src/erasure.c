@@ -231,74 +231,13 @@ arg_metadata_keys(FunctionCallInfo fcinfo, int argno)
 	return PointerGetDatum(arr);
 }
 
-/*
- * The expected_version argument of erase_stream(): -1 (any), -2 (the stream
- * reads as present) or the stream's current version; NULL is any.
- */
-static int64
-arg_expected(FunctionCallInfo fcinfo, int argno)
-{
-	int64		expected;
-
-	if (PG_ARGISNULL(argno))
-		return ES_EXPECT_ANY;
-	expected = PG_GETARG_INT64(argno);
-	if (expected < ES_EXPECT_STREAM_EXISTS || expected == ES_EXPECT_NO_STREAM)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid expected_version " INT64_FORMAT, expected),
-				 errhint("Use -1 for any version, -2 for an existing stream, or the stream's current version.")));
-	return expected;
-}
-
-/*
- * Run a writing plan with the active snapshot (taken after the stream's
- * lock, see erase_stream()), not the transaction snapshot SPI would take:
- * under REPEATABLE READ the transaction snapshot may predate events the
- * erasure must reach.  Returns the number of rows.
- */
-static uint64
-exec_write(SPIPlanPtr plan, Datum *values, int expected)
-{
-	int			rc = SPI_execute_snapshot(plan, values, NULL, GetActiveSnapshot(),
-										  InvalidSnapshot, false, true, 0);
-
-	if (rc != expected)
-		elog(ERROR, "eventsource: erasure write failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-/* JSON building helpers for the system event's data */
-static void
-push_key(JsonbParseState **ps, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(ps, WJB_KEY, &k);
-}
-
-static void
-push_int(JsonbParseState **ps, const char *key, int64 n)
-{
-	JsonbValue	v;
-
-	if (key)
-		push_key(ps, key);
-	v.type = jbvNumeric;
-	v.val.numeric = int64_to_numeric(n);
-	pushJsonbValue(ps, key ? WJB_VALUE : WJB_ELEM, &v);
-}
-
 static void
 push_text_array(JsonbParseState **ps, const char *key, Datum arr)
 {
 	Datum	   *elems;
 	int			n;
 
-	push_key(ps, key);
+	es_jsonb_push_key(ps, key);
 	pushJsonbValue(ps, WJB_BEGIN_ARRAY, NULL);
 	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, NULL, &n);
@@ -371,7 +310,7 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	es_erase_in_progress = true;
 	PG_TRY();
 	{
-		n = exec_write(plan, values, SPI_OK_UPDATE_RETURNING);
+		n = es_exec_with_active_snapshot(plan, values, SPI_OK_UPDATE_RETURNING);
 	}
 	PG_FINALLY();
 	{
@@ -410,19 +349,19 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	/* the system event, at the stream's next lifecycle number */
 	es_stream_state(stream_id, false, &st);
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	push_int(&ps, "events", res->events);
-	push_int(&ps, "first_version", res->first_version);
-	push_int(&ps, "last_version", res->last_version);
+	es_jsonb_push_int(&ps, "events", res->events);
+	es_jsonb_push_int(&ps, "first_version", res->first_version);
+	es_jsonb_push_int(&ps, "last_version", res->last_version);
 	push_text_array(&ps, "metadata_keys", keys);
 	if (versions)
 	{
 		/* by metadata: which versions (at most max_events of them) */
-		push_key(&ps, "versions");
+		es_jsonb_push_key(&ps, "versions");
 		pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
 		for (uint64 i = 0; i < n; i++)
-			push_int(&ps, NULL, erased_versions[i]);
+			es_jsonb_push_int(&ps, NULL, erased_versions[i]);
 		pushJsonbValue(&ps, WJB_END_ARRAY, NULL);
-		push_key(&ps, "by_metadata_key");
+		es_jsonb_push_key(&ps, "by_metadata_key");
 		{
 			JsonbValue	v;
 
@@ -467,14 +406,14 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	es_lifecycle_write_in_progress = true;
 	PG_TRY();
 	{
-		exec_write(record_plan, values, SPI_OK_INSERT);
+		es_exec_with_active_snapshot(record_plan, values, SPI_OK_INSERT);
 	}
 	PG_FINALLY();
 	{
 		es_lifecycle_write_in_progress = false;
 	}
 	PG_END_TRY();
-	exec_write(drop_snapshots_plan, values, SPI_OK_DELETE);
+	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 }
 
 /*
@@ -517,9 +456,9 @@ erase_copies(ErasedPositions *positions, Datum keys)
 												INT8OID, sizeof(int64),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[1] = keys;
-	exec_write(copies_plans[0], values, SPI_OK_UPDATE);
-	exec_write(copies_plans[1], values, SPI_OK_UPDATE);
-	exec_write(copies_plans[2], values, SPI_OK_UPDATE);
+	es_exec_with_active_snapshot(copies_plans[0], values, SPI_OK_UPDATE);
+	es_exec_with_active_snapshot(copies_plans[1], values, SPI_OK_UPDATE);
+	es_exec_with_active_snapshot(copies_plans[2], values, SPI_OK_UPDATE);
 }
 
 /*
@@ -570,9 +509,9 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = keys;
-	n = exec_write(sweep_plans[0], values, SPI_OK_UPDATE);
-	n += exec_write(sweep_plans[1], values, SPI_OK_UPDATE);
-	n += exec_write(sweep_plans[2], values, SPI_OK_UPDATE);
+	n = es_exec_with_active_snapshot(sweep_plans[0], values, SPI_OK_UPDATE);
+	n += es_exec_with_active_snapshot(sweep_plans[1], values, SPI_OK_UPDATE);
+	n += es_exec_with_active_snapshot(sweep_plans[2], values, SPI_OK_UPDATE);
 	if (n > 0)
 		note_erasure();
 	return n > 0;
@@ -626,7 +565,7 @@ es_erase_stream(PG_FUNCTION_ARGS)
 	es_require_shmem("eventsource.erase_stream()");
 	stream_id = es_arg_stream_id(fcinfo, 0);
 	keys = arg_metadata_keys(fcinfo, 1);
-	expected = arg_expected(fcinfo, 2);
+	expected = es_lifecycle_arg_expected(fcinfo, 2);
 	prevent_in_read_only("eventsource.erase_stream()");
 	es_require_sql_version("1.1", "eventsource.erase_stream()");
 

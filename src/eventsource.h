@@ -205,6 +205,10 @@ extern void es_stream_state(text *stream_id, bool latest, EsStreamState *state);
 extern int64 es_visible_version(const EsStreamState *state);
 extern int64 es_stream_version(text *stream_id, bool latest);
 extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state);
+extern int64 es_lifecycle_arg_expected(FunctionCallInfo fcinfo, int argno);
+extern uint64 es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected);
+extern void es_jsonb_push_key(JsonbParseState **ps, const char *key);
+extern void es_jsonb_push_int(JsonbParseState **ps, const char *key, int64 n);
 
 /* erasure.c: redaction of personal data in place */
 extern void es_erasure_before_snapshot_save(text *stream_id);

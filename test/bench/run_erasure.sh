@@ -97,7 +97,7 @@ SELECT eventsource.append_event('Other-' || :s, -1, 'Noted', '{"n": 1}');
 SQL
 append_tps() { # clients seconds -> events/s
 	"$PGBIN/pgbench" "${CONN[@]}" -n -M prepared -c "$1" -j "$1" -T "$2" -f "$WORK/append.sql" bench 2>/dev/null |
-		sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1
+		sed -n 's/^tps = \([0-9]*\).*/\1/p' | head -1
 }
 
 declare -A R
