@@ -60,9 +60,9 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "port/atomics.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -91,7 +91,7 @@
 	" (e.data OPERATOR(pg_catalog.<>) " ES_ERASED_JSON \
 	"  OR e.metadata OPERATOR(pg_catalog.<>) " REDACTED_METADATA("e.metadata", "$2") ")"
 
-/* The first metadata key as a selector ($3 key, $4 value) */
+/* The selecting metadata key and its string value ($3, $4) */
 #define MATCHES_KEY \
 	" e.metadata OPERATOR(pg_catalog.@>) pg_catalog.jsonb_build_object($3::pg_catalog.text, $4::pg_catalog.text)"
 
@@ -166,7 +166,7 @@ es_erasure_committed_at(void)
 static void
 erasure_xact_callback(XactEvent event, void *arg)
 {
-	if (!erased_in_xact)
+	if (!erased_in_xact || erasure_shared == NULL)
 		return;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 	{
