@@ -277,9 +277,6 @@ CREATE FUNCTION eventsource.erase_by_metadata(
 COMMENT ON FUNCTION eventsource.erase_by_metadata(text, text, text[], integer) IS
     'Erase at most max_events events whose metadata has key = value; more: call again';
 
-COMMENT ON TABLE eventsource.events IS
-    'The event log: rows only from eventsource.append(); eventsource.erase_stream() and erase_by_metadata() redact data in place';
-
 -- never the writer's, nor PUBLIC's: docs/privileges.md (role es_eraser)
 REVOKE ALL ON FUNCTION eventsource.erase_stream(text, text[], bigint),
     eventsource.erase_by_metadata(text, text, text[], integer) FROM PUBLIC;

@@ -125,6 +125,20 @@ SELECT stream_version, data FROM eventsource.read_stream('Erase-1', 4);
 SELECT events_erased FROM eventsource.erase_stream('Erase-1', NULL, 4);
 SELECT stream_version, event_type, data -> 'events' AS events, data -> 'first_version' AS first
   FROM eventsource.events WHERE stream_id = 'Erase-1' AND stream_version < 0 ORDER BY global_position;
+-- a copy made after an erasure from data read before it (a worker's batch in
+-- flight) is redacted by erasing the stream again, which writes no event
+INSERT INTO eventsource.dead_letters (subscription, partition, global_position,
+    stream_id, stream_version, event_id, event_type, data, metadata, recorded_at,
+    error_message, error_sqlstate, error_category, error_severity, retry_count, first_failed_at)
+SELECT 'erasure_sub', 0, global_position, stream_id, stream_version, event_id, event_type,
+       '{"name": "Anna"}', '{"subject_id": "s-1"}', recorded_at, 'bad name Anna', 'P0001',
+       'application', 'error', 3, now()
+  FROM eventsource.events WHERE stream_id = 'Erase-1' AND stream_version = 2;
+SELECT count(*) AS events_before FROM eventsource.events \gset
+SELECT events_erased, "position" FROM eventsource.erase_stream('Erase-1', '{subject_id}');
+SELECT stream_version, data, metadata, error_message FROM eventsource.dead_letters
+ WHERE stream_id = 'Erase-1' ORDER BY id;
+SELECT count(*) - :events_before AS new_events FROM eventsource.events;
 -- a snapshot of the erased state may be saved again
 SELECT eventsource.save_snapshot('Erase-1', 4, '{"name": "erased"}');
 SELECT stream_version, state FROM eventsource.load_snapshot('Erase-1');
