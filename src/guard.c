@@ -18,9 +18,10 @@
  * library is preloaded, as the rest of the store requires anyway.
  *
  * Since 1.1 the same trigger function guards eventsource.stream_lifecycle
- * (which events are hidden): only delete_stream() and truncate_stream()
- * write it (lifecycle.c sets es_lifecycle_write_in_progress around its one
- * statement, an INSERT ... ON CONFLICT DO UPDATE, which fires both the
+ * (which events are hidden): only delete_stream(), truncate_stream() and
+ * the erasure functions write it (lifecycle.c and erasure.c set
+ * es_lifecycle_write_in_progress around their one statement each, an
+ * INSERT ... ON CONFLICT DO UPDATE, which fires both the
  * INSERT and the UPDATE statement triggers), and a restore's COPY into an
  * empty table.  A direct write would change what is hidden: a deleted row
  * brings hidden events back, a lowered last_version lets versions be reused.
