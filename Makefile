@@ -7,6 +7,7 @@ OBJS = \
 	src/catalog.o \
 	src/checkpoint.o \
 	src/classify.o \
+	src/erasure.o \
 	src/guard.o \
 	src/guc.o \
 	src/handler.o \
@@ -59,12 +60,13 @@ endif
 #
 # pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing lifecycle
+	monitoring_lag subscription_rules tracing lifecycle erasure
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \
 	horizon_unrelated idempotent_retry lifecycle_append_race lifecycle_reader \
-	lifecycle_snapshot_race lifecycle_repeatable_read
+	lifecycle_snapshot_race lifecycle_repeatable_read \
+	erasure_snapshot_race erasure_append_race
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
 
 ifeq ($(ES_TEMP_INSTANCE),1)

@@ -245,3 +245,38 @@ ALTER TABLE eventsource.stream_lifecycle ENABLE ALWAYS TRIGGER stream_lifecycle_
 REVOKE ALL ON eventsource.stream_lifecycle, eventsource.visible_events FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventsource.delete_stream(text, bigint, boolean),
     eventsource.truncate_stream(text, bigint, bigint) FROM PUBLIC;
+
+-- ==== issue 14: erasure ====
+-- Erasure of personal data by redaction in place (src/erasure.c; README
+-- "Erasure", docs/lifecycle.md).  An erased event keeps its position,
+-- stream, version, type, id and time; its data and the chosen top-level
+-- metadata keys become {"$erased": true}.  Each call appends $StreamErased
+-- to every stream it erased from (at the stream's next negative version,
+-- counted in stream_lifecycle.operations like the other lifecycle
+-- operations), deletes those streams' snapshots and redacts the copies in
+-- dead_letters, recent_errors and subscription_partitions.  The UPDATE of
+-- eventsource.events is let through by the guard trigger only for the
+-- erasure's own statement.  Locks: new functions only, no lock on any table.
+CREATE FUNCTION eventsource.erase_stream(
+    stream_id text, metadata_keys text[] DEFAULT NULL,
+    expected_version bigint DEFAULT -1,
+    OUT events_erased bigint, OUT "position" bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_erase_stream';
+COMMENT ON FUNCTION eventsource.erase_stream(text, text[], bigint) IS
+    'Erase the data (and the given metadata keys) of every event of a stream; returns how many and the position of its $StreamErased event';
+
+CREATE FUNCTION eventsource.erase_by_metadata(
+    key text, value text, metadata_keys text[] DEFAULT NULL,
+    max_events integer DEFAULT 1000,
+    OUT events_erased bigint, OUT streams bigint, OUT more boolean)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_erase_by_metadata';
+COMMENT ON FUNCTION eventsource.erase_by_metadata(text, text, text[], integer) IS
+    'Erase at most max_events events whose metadata has key = value; more: call again';
+
+-- never the writer's, nor PUBLIC's: docs/privileges.md (role es_eraser)
+REVOKE ALL ON FUNCTION eventsource.erase_stream(text, text[], bigint),
+    eventsource.erase_by_metadata(text, text, text[], integer) FROM PUBLIC;

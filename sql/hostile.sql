@@ -578,6 +578,48 @@ WITH r AS (
 SELECT fn, call, result FROM r ORDER BY id;
 
 --
+-- erase_stream(stream_id, metadata_keys, expected_version) and
+-- erase_by_metadata(key, value, metadata_keys, max_events): refused before
+-- they touch anything (a call that finds nothing to erase changes nothing)
+--
+WITH r AS (
+    INSERT INTO calls (fn, call, result)
+    SELECT fn, c, t.try(c) FROM (VALUES
+        ('erase_stream', $$SELECT eventsource.erase_stream(NULL, NULL, NULL)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', '{a}', NULL)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('')$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream(repeat('s', 10485760))$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-none')$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', NULL, 2)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', NULL, 0)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', NULL, -9223372036854775808)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', NULL, 9223372036854775807)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', ARRAY[NULL::text])$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', '{""}')$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', '{{a},{b}}')$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', (SELECT array_agg(i::text) FROM generate_series(1, 10001) i))$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', '{a}'::text[], 'three')$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1', '[1, 2]'::jsonb)$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata(NULL, NULL, NULL, NULL)$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata(NULL, 'x')$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', NULL)$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('', 'x')$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', '')$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata(repeat('k', 10485760), 'x')$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', ARRAY[NULL::text])$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', '{""}')$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', '{{a},{b}}')$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', NULL, NULL)$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', NULL, 0)$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', NULL, -2147483648)$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', NULL, 2147483647)$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', NULL, 9223372036854775807)$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', repeat('v', 10485760))$$)
+    ) v(fn, c)
+    RETURNING id, fn, call, result)
+SELECT fn, call, result FROM r ORDER BY id;
+
+--
 -- values at the edges that are answered, not refused: max-int positions and
 -- versions, unknown streams and names, the largest partition count
 --
@@ -610,6 +652,8 @@ WITH r AS (
         ('save_snapshot', $$SELECT eventsource.save_snapshot('Hostile-1', 3, '{}')$$),
         ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 3)$$),
         ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1')$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x')$$),
         ('save_checkpoint', $$SELECT eventsource.save_checkpoint('hostile_cp', 3)$$),
         ('reset_checkpoint', $$SELECT eventsource.reset_checkpoint('hostile_cp')$$),
         ('create_subscription', $$SELECT eventsource.create_subscription('hostile_new', 'h.on_event(eventsource.events)')$$),
@@ -653,6 +697,8 @@ WITH r AS (
         ('save_snapshot', $$SELECT eventsource.save_snapshot('Hostile-1', 3, '{}')$$),
         ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 3)$$),
         ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2)$$),
+        ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1')$$),
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x')$$),
         ('save_checkpoint', $$SELECT eventsource.save_checkpoint('hostile_cp', 3)$$),
         ('reset_checkpoint', $$SELECT eventsource.reset_checkpoint('hostile_cp', 1)$$),
         ('create_subscription', $$SELECT eventsource.create_subscription('hostile_new', 'h.on_event(eventsource.events)')$$),

@@ -205,10 +205,24 @@ extern void es_stream_state(text *stream_id, bool latest, EsStreamState *state);
 extern int64 es_visible_version(const EsStreamState *state);
 extern int64 es_stream_version(text *stream_id, bool latest);
 extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state);
+extern int64 es_lifecycle_arg_expected(FunctionCallInfo fcinfo, int argno);
+extern uint64 es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected);
+extern void es_jsonb_push_key(JsonbParseState **ps, const char *key);
+extern void es_jsonb_push_int(JsonbParseState **ps, const char *key, int64 n);
+
+/* erasure.c: redaction of personal data in place */
+extern void es_erasure_before_snapshot_save(text *stream_id);
+extern Size es_erasure_shmem_size(void);
+extern void es_erasure_shmem_init(void *area, bool found);
+extern TimestampTz es_erasure_committed_at(void);
+
+#define ES_ERASED_ERROR_NOTE \
+	"(error text withheld: an erasure committed after it; see eventsource.recent_errors)"
 
 /* guard.c: the events table accepts rows only from append() or a restore */
 extern bool es_append_in_progress;
 extern bool es_lifecycle_write_in_progress;
+extern bool es_erase_in_progress;
 extern bool es_guard_is_copy_into_events(Node *parsetree);
 extern void es_guard_restore_copy(bool on);
 

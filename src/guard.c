@@ -18,12 +18,18 @@
  * library is preloaded, as the rest of the store requires anyway.
  *
  * Since 1.1 the same trigger function guards eventsource.stream_lifecycle
- * (which events are hidden): only delete_stream() and truncate_stream()
- * write it (lifecycle.c sets es_lifecycle_write_in_progress around its one
- * statement, an INSERT ... ON CONFLICT DO UPDATE, which fires both the
+ * (which events are hidden): only delete_stream(), truncate_stream() and
+ * the erasure functions write it (lifecycle.c and erasure.c set
+ * es_lifecycle_write_in_progress around their one statement each, an
+ * INSERT ... ON CONFLICT DO UPDATE, which fires both the
  * INSERT and the UPDATE statement triggers), and a restore's COPY into an
  * empty table.  A direct write would change what is hidden: a deleted row
  * brings hidden events back, a lowered last_version lets versions be reused.
+ *
+ * Since 1.1 the log takes one kind of UPDATE: erasure.c redacts personal
+ * data in place, and sets es_erase_in_progress just before its own UPDATE
+ * statement, which the trigger consumes as it does append()'s flag.  Every
+ * other UPDATE, DELETE and TRUNCATE stays refused.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +45,7 @@
 
 bool		es_append_in_progress = false;
 bool		es_lifecycle_write_in_progress = false;
+bool		es_erase_in_progress = false;
 static bool restore_copy_in_progress = false;
 
 /*
@@ -162,6 +169,12 @@ es_events_guard(PG_FUNCTION_ARGS)
 				 errmsg("cannot insert into eventsource.events directly"),
 				 errdetail("Rows inserted outside eventsource.append() would get positions that readers of the global log could skip."),
 				 errhint("Use eventsource.append() or eventsource.append_event().")));
+	}
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && es_erase_in_progress)
+	{
+		es_erase_in_progress = false;
+		return PointerGetDatum(NULL);
 	}
 
 	ereport(ERROR,

@@ -250,9 +250,12 @@ es_check_not_tombstoned(text *stream_id, const EsStreamState *st)
 				 errhint("A tombstoned stream id can never be written again; use a new stream id.")));
 }
 
-/* The expected_version argument of a lifecycle function: required. */
-static int64
-arg_expected(FunctionCallInfo fcinfo, int argno)
+/*
+ * The expected_version argument of a lifecycle function (erasure.c's too):
+ * required.
+ */
+int64
+es_lifecycle_arg_expected(FunctionCallInfo fcinfo, int argno)
 {
 	int64		expected;
 
@@ -297,14 +300,15 @@ check_stream_present(text *stream_id, const EsStreamState *st, bool allow_delete
  * DELETE of a snapshot row would then fail with 40001 although the stream's
  * lock already orders the two operations.
  */
-static void
-exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected)
+uint64
+es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected)
 {
 	int			rc = SPI_execute_snapshot(plan, values, NULL, GetActiveSnapshot(),
 										  InvalidSnapshot, false, true, 0);
 
 	if (rc != expected)
 		elog(ERROR, "eventsource: lifecycle write failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
 }
 
 /*
@@ -373,7 +377,7 @@ record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
 	es_lifecycle_write_in_progress = true;
 	PG_TRY();
 	{
-		exec_with_active_snapshot(upsert_plan, values, SPI_OK_INSERT);
+		es_exec_with_active_snapshot(upsert_plan, values, SPI_OK_INSERT);
 	}
 	PG_FINALLY();
 	{
@@ -382,13 +386,16 @@ record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
 	PG_END_TRY();
 
 	values[1] = Int64GetDatum(hidden_through);
-	exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
+	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 	return position;
 }
 
-/* JSON building helpers for the system events' data */
-static void
-push_key(JsonbParseState **ps, const char *key)
+/*
+ * JSON building helpers for the system events' data (erasure.c's too);
+ * es_jsonb_push_int() with a NULL key pushes an array element.
+ */
+void
+es_jsonb_push_key(JsonbParseState **ps, const char *key)
 {
 	JsonbValue	k;
 
@@ -398,15 +405,16 @@ push_key(JsonbParseState **ps, const char *key)
 	pushJsonbValue(ps, WJB_KEY, &k);
 }
 
-static void
-push_int(JsonbParseState **ps, const char *key, int64 n)
+void
+es_jsonb_push_int(JsonbParseState **ps, const char *key, int64 n)
 {
 	JsonbValue	v;
 
-	push_key(ps, key);
+	if (key)
+		es_jsonb_push_key(ps, key);
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(n);
-	pushJsonbValue(ps, WJB_VALUE, &v);
+	pushJsonbValue(ps, key ? WJB_VALUE : WJB_ELEM, &v);
 }
 
 static void
@@ -414,7 +422,7 @@ push_bool(JsonbParseState **ps, const char *key, bool b)
 {
 	JsonbValue	v;
 
-	push_key(ps, key);
+	es_jsonb_push_key(ps, key);
 	v.type = jbvBool;
 	v.val.boolean = b;
 	pushJsonbValue(ps, WJB_VALUE, &v);
@@ -452,7 +460,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 
 	es_require_shmem("eventsource.delete_stream()");
 	stream_id = es_arg_stream_id(fcinfo, 0);
-	expected = arg_expected(fcinfo, 1);
+	expected = es_lifecycle_arg_expected(fcinfo, 1);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -468,8 +476,8 @@ es_delete_stream(PG_FUNCTION_ARGS)
 
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 	push_bool(&ps, "hard", hard);
-	push_int(&ps, "last_version", st.last_version);
-	push_int(&ps, "hidden_through", st.last_version);
+	es_jsonb_push_int(&ps, "last_version", st.last_version);
+	es_jsonb_push_int(&ps, "hidden_through", st.last_version);
 	details = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 
 	position = record_operation(stream_id, &st, st.last_version, hard,
@@ -514,7 +522,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("before_version must be at least 1"),
 				 errhint("Versions start at 1; truncate_stream(s, n) hides versions 1 to n - 1.")));
-	expected = arg_expected(fcinfo, 2);
+	expected = es_lifecycle_arg_expected(fcinfo, 2);
 	prevent_in_read_only("eventsource.truncate_stream()");
 	es_require_sql_version("1.1", "eventsource.truncate_stream()");
 
@@ -546,9 +554,9 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 						   st.hidden_through)));
 
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	push_int(&ps, "before_version", before);
-	push_int(&ps, "hidden_through", before - 1);
-	push_int(&ps, "last_version", st.last_version);
+	es_jsonb_push_int(&ps, "before_version", before);
+	es_jsonb_push_int(&ps, "hidden_through", before - 1);
+	es_jsonb_push_int(&ps, "last_version", st.last_version);
 	details = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 
 	position = record_operation(stream_id, &st, before - 1, false,

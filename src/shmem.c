@@ -40,6 +40,7 @@ static const EsShmemArea es_areas[] = {
 	{es_workers_shmem_size, es_workers_shmem_init},
 	{es_stats_shmem_size, es_stats_shmem_init},
 	{es_otlp_queue_shmem_size, es_otlp_queue_shmem_init},
+	{es_erasure_shmem_size, es_erasure_shmem_init},
 };
 
 #define ES_NUM_AREAS lengthof(es_areas)

@@ -77,6 +77,8 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("eventsource.save_snapshot()");
 
 	es_owner_begin(&owner);
+	/* never a snapshot of erased data (erasure.c) */
+	es_erasure_before_snapshot_save(stream_id);
 
 	es_stream_state(stream_id, false, &st);
 	current = es_visible_version(&st);

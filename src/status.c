@@ -273,7 +273,9 @@ merge_slot(EsStatusRow *row, TimestampTz now)
 	row->error_rate = copy.errors_by_second[0];
 	if (copy.last_error_at != 0)
 	{
-		row->last_error = pstrdup(copy.last_error);
+		/* the message may quote an event erased since (erasure.c) */
+		row->last_error = copy.last_error_at <= es_erasure_committed_at() ?
+			ES_ERASED_ERROR_NOTE : pstrdup(copy.last_error);
 		row->last_sqlstate = pstrdup(copy.last_sqlstate);
 		row->last_error_at = copy.last_error_at;
 	}

@@ -4,7 +4,7 @@
 Throws random and hostile arguments at every function of schema eventsource
 (found in pg_proc, so new ones are fuzzed too) from several sessions at once,
 while subscription workers run hostile handlers (long errors, lifecycle calls
-on their own subscription, slow calls), for a bounded time.  Then it checks:
+on their own subscription, erasures, slow calls), for a bounded time.  Then it checks:
 
   - the server is up and accepts connections;
   - no call ended in an internal error (XX000, XX001, XX002) or a lost
@@ -118,12 +118,15 @@ class Gen:
                              "SELECT eventsource.pause_subscription(current_setting('eventsource.subscription'))",
                              "SELECT eventsource.drop_subscription(current_setting('eventsource.subscription'))",
                              "SELECT eventsource.reset_subscription('fz_a', 0)",
-                             "SELECT eventsource.retry_dead_letters('fz_b')"])},
+                             "SELECT eventsource.retry_dead_letters('fz_b')",
+                             "SELECT eventsource.erase_stream('Order-1', '{subject_id}')",
+                             "SELECT eventsource.erase_by_metadata('subject_id', 's-1', NULL, 5)"])},
                          {"big": "y" * r.choice([10, 5000, 100000])}, [], None, "str"])
         if r.random() < 0.95:
             ev["data"] = data
         if r.random() < 0.3:
-            ev["metadata"] = r.choice([{}, {"correlation_id": "c"}, [], "m", None])
+            ev["metadata"] = r.choice([{}, {"correlation_id": "c"}, [], "m", None,
+                                       {"subject_id": r.choice(["s-1", "s-2"]), "ip": "10.0.0.1"}])
         if r.random() < 0.2:
             ev["id"] = r.choice(["not-a-uuid", "%032x" % r.getrandbits(128), None])
         if r.random() < 0.05:
@@ -186,6 +189,10 @@ class Gen:
             "event_types": lambda: r.choice([None, ["A", "Fail"], ["B"]]),
             "categories": lambda: r.choice([None, ["Order"], ["fz", "Cart"]]),
             "ids": lambda: None,
+            "metadata_keys": lambda: r.choice([None, [], ["ip"], ["subject_id", "ip"]]),
+            "key": lambda: "subject_id",
+            "value": lambda: r.choice(["s-1", "s-2"]),
+            "max_events": lambda: r.choice([1, 10, 1000]),
         }
         return pool[pname]() if pname in pool else NO
 

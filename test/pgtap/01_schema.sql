@@ -1,7 +1,7 @@
 -- The objects the extension creates, with their shapes: what users' code
 -- and pg_dump rely on.
 BEGIN;
-SELECT plan(54);
+SELECT plan(56);
 
 SELECT has_schema('eventsource');
 SELECT has_table('eventsource', 'events', 'the log');
@@ -58,6 +58,8 @@ SELECT has_view('eventsource', 'visible_events', 'the view every read path reads
 SELECT col_is_pk('eventsource', 'stream_lifecycle', ARRAY['stream_id'], 'stream_lifecycle keyed by stream_id');
 SELECT function_returns('eventsource', 'delete_stream', ARRAY['text', 'bigint', 'boolean'], 'bigint');
 SELECT function_returns('eventsource', 'truncate_stream', ARRAY['text', 'bigint', 'bigint'], 'bigint');
+SELECT function_returns('eventsource', 'erase_stream', ARRAY['text', 'text[]', 'bigint'], 'record');
+SELECT function_returns('eventsource', 'erase_by_metadata', ARRAY['text', 'text', 'text[]', 'integer'], 'record');
 
 -- the documented defaults
 SELECT is(pg_get_function_arguments('eventsource.read_stream(text,bigint,integer,boolean)'::regprocedure),

@@ -2,7 +2,7 @@
 -- appends and reads through them, but cannot touch the tables directly; a
 -- reader cannot append; PUBLIC gets only the pure helpers.
 BEGIN;
-SELECT plan(27);
+SELECT plan(30);
 
 CREATE ROLE es_writer;
 CREATE ROLE es_reader;
@@ -34,6 +34,9 @@ SELECT ok(NOT has_function_privilege('public', 'eventsource.reset_checkpoint(tex
     'PUBLIC cannot reset checkpoints');
 SELECT ok(has_function_privilege('public', 'eventsource.stream_partition(text,integer)', 'EXECUTE'),
     'PUBLIC may use stream_partition');
+SELECT ok(NOT has_function_privilege('public', 'eventsource.erase_stream(text,text[],bigint)', 'EXECUTE')
+          AND NOT has_function_privilege('public', 'eventsource.erase_by_metadata(text,text,text[],integer)', 'EXECUTE'),
+    'PUBLIC cannot erase');
 SELECT ok(NOT has_table_privilege('public', 'eventsource.events', 'SELECT'), 'PUBLIC cannot read the table');
 SELECT ok(NOT has_sequence_privilege('public', 'eventsource.events_global_position_seq', 'USAGE'),
     'PUBLIC cannot use the position sequence');
@@ -57,6 +60,9 @@ SELECT throws_ok($$DELETE FROM eventsource.snapshots$$, '42501', NULL, 'writer c
 SELECT throws_ok($$SELECT nextval('eventsource.events_global_position_seq')$$, '42501', NULL,
     'writer cannot take positions from the sequence');
 SELECT throws_ok($$SELECT eventsource.reset_checkpoint('x')$$, '42501', NULL, 'writer cannot reset checkpoints');
+SELECT throws_ok($$SELECT eventsource.erase_stream('Priv-1')$$, '42501', NULL, 'writer cannot erase a stream');
+SELECT throws_ok($$SELECT eventsource.erase_by_metadata('subject_id', 'x')$$, '42501', NULL,
+    'writer cannot erase by metadata');
 RESET ROLE;
 
 -- the reader (the writer's events are not committed yet, so the horizon is

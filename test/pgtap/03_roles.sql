@@ -1,5 +1,6 @@
--- Least privilege: the three roles of docs/privileges.md (writer, reader,
--- operator), with exactly the GRANTs shown there, can do exactly that:
+-- Least privilege: the roles of docs/privileges.md (writer, reader,
+-- operator, and the eraser of personal data), with exactly the GRANTs shown
+-- there, can do exactly that:
 -- every granted call works, every other function of the extension is
 -- refused with 42501, and no role can read or write any table of the schema
 -- directly.  Managing a subscription also needs the privileges of its owner;
@@ -17,6 +18,9 @@ SELECT plan(
     + 3 * (SELECT count(*)::integer FROM pg_class    -- nextval on every sequence
             WHERE relnamespace = 'eventsource'::regnamespace AND relkind = 'S')
     + 1 + 6 + 1                                      -- sequences counted, views
+    + 1 * (SELECT count(*)::integer FROM pg_proc     -- every function, by the eraser
+            WHERE pronamespace = 'eventsource'::regnamespace)
+    + 3                                              -- the eraser's role, EXECUTE, what it did
     + 28                                             -- subscription ownership
     + 14                                             -- error text visibility
 );
@@ -81,6 +85,15 @@ GRANT EXECUTE ON FUNCTION
     eventsource.delete_stream(text, bigint, boolean),
     eventsource.truncate_stream(text, bigint, bigint)
     TO es_operator;
+
+-- eraser: erasure of personal data, a role of its own (neither the
+-- writer's nor the operator's)
+CREATE ROLE es_eraser NOLOGIN;
+GRANT USAGE ON SCHEMA eventsource TO es_eraser;
+GRANT EXECUTE ON FUNCTION
+    eventsource.erase_stream(text, text[], bigint),
+    eventsource.erase_by_metadata(text, text, text[], integer)
+    TO es_eraser;
 
 -- test scaffolding (rolled back with the rest): a handler, an application
 -- role that owns a subscription, a stream with an event
@@ -190,8 +203,13 @@ INSERT INTO matrix VALUES
     (34, 'eventsource.truncate_stream(text,bigint,bigint)',
         $$SELECT eventsource.truncate_stream('Role-2', 2)$$, false, false, true),
     (35, 'eventsource.delete_stream(text,bigint,boolean)',
-        $$SELECT eventsource.delete_stream('Role-2', 2, true)$$, false, false, true);
-GRANT SELECT ON matrix TO es_writer, es_reader, es_operator;
+        $$SELECT eventsource.delete_stream('Role-2', 2, true)$$, false, false, true),
+    -- the eraser's only (below)
+    (36, 'eventsource.erase_stream(text,text[],bigint)',
+        $$SELECT eventsource.erase_stream('Role-1')$$, false, false, false),
+    (37, 'eventsource.erase_by_metadata(text,text,text[],integer)',
+        $$SELECT eventsource.erase_by_metadata('subject_id', 'role')$$, false, false, false);
+GRANT SELECT ON matrix TO es_writer, es_reader, es_operator, es_eraser;
 
 -- the matrix names every function of the schema, once
 SELECT set_eq(
@@ -253,6 +271,21 @@ SELECT is((SELECT stream_version FROM eventsource.load_snapshot('Role-1')), 1::b
 SELECT is(eventsource.get_checkpoint('role_cp'), 1::bigint, 'the reader''s checkpoint is there');
 SELECT is((SELECT tombstoned FROM eventsource.stream_lifecycle WHERE stream_id = 'Role-2'), true,
     'the operator''s truncate and hard delete are recorded');
+
+-- the eraser may call the two erasure functions and nothing else
+SELECT has_role('es_eraser');
+SELECT is(
+    (SELECT array_agg(ord ORDER BY ord) FROM matrix
+      WHERE has_function_privilege('es_eraser', pg_temp.gate(fn), 'EXECUTE') <> (ord IN (7, 8, 36, 37))),
+    NULL, 'es_eraser: EXECUTE on the erasure functions (and the PUBLIC helpers) only');
+SET ROLE es_eraser;
+SELECT CASE WHEN ord IN (7, 8, 36, 37)
+            THEN lives_ok(call, format('es_eraser may call %s', fn))
+            ELSE throws_ok(call, '42501', NULL, format('es_eraser may not call %s', fn)) END
+  FROM matrix ORDER BY ord;
+RESET ROLE;
+SELECT is((SELECT string_agg(data::text, ',' ORDER BY stream_version) FROM eventsource.read_stream('Role-1')),
+    '{"$erased": true},{"$erased": true},{"$erased": true}', 'the eraser erased Role-1');
 
 -- ---------------------------------------------------------------------------
 -- No role reads or writes a table of the schema directly, nor takes
