@@ -12,6 +12,7 @@ OBJS = \
 	src/handler.o \
 	src/horizon.o \
 	src/init.o \
+	src/json.o \
 	src/launcher.o \
 	src/lifecycle.o \
 	src/read.o \
@@ -80,7 +81,8 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 
 # Every file includes the project's headers; a change to one rebuilds all
 # (and a new default_version, which the headers take from the control file).
-$(OBJS): src/eventsource.h src/subscription.h src/trace.h \
+$(OBJS): src/eventsource.h src/subscription.h src/trace.h src/schema.h \
+	src/subscription_rules.h \
 	eventsource.control
 
 # The release archives for PGXN and packagers, from the committed tree (HEAD):

@@ -17,6 +17,7 @@
 #include "executor/spi.h"
 #include "nodes/nodes.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
 #include "datatype/timestamp.h"
@@ -180,6 +181,7 @@ extern void es_stats_count(EsStatKind kind, int64 n);
 #define ES_STREAM_LOCK_FIELD4		0x4553	/* 'ES' in the advisory lock space */
 extern uint64 es_hash_stream_id(const char *data, int len);
 extern int	es_stream_partition(const char *data, int len, int partitions);
+extern int	es_stream_category(const char *data, int len);
 
 
 /* append.c: shared with the lifecycle operations */
@@ -187,6 +189,24 @@ extern void es_lock_stream(text *stream_id);
 extern void es_check_expected_version(text *stream_id, int64 expected, int64 current);
 extern int64 es_append_system_event(text *stream_id, int64 version, const char *type,
 									Jsonb *data);
+
+/* json.c: the one way to build JSON text in C */
+typedef struct EsJson
+{
+	StringInfoData buf;
+	char		close;			/* '}' or ']'; '\0' once finished */
+	bool		empty;			/* no member yet */
+} EsJson;
+
+extern void es_json_object(EsJson *j);
+extern void es_json_array(EsJson *j);
+extern void es_json_string(EsJson *j, const char *key, const char *value);
+extern void es_json_int(EsJson *j, const char *key, int64 value);
+extern void es_json_bool(EsJson *j, const char *key, bool value);
+extern void es_json_time(EsJson *j, const char *key, TimestampTz t);
+extern void es_json_nested(EsJson *j, const char *key, EsJson *value);
+extern char *es_json_finish(EsJson *j);
+extern Datum es_json_jsonb(EsJson *j);
 
 /* lifecycle.c: soft/hard delete and truncation of streams, hiding */
 typedef struct EsStreamState

@@ -25,6 +25,7 @@
 #include "utils/syscache.h"
 
 #include "subscription.h"
+#include "subscription_rules.h"
 
 #define ES_MAX_INTERVAL_MS	(7LL * 24 * 3600 * 1000)	/* a week */
 
@@ -86,6 +87,37 @@ es_check_interval_ms(const Interval *iv, const char *what, bool zero_ok)
 				 errmsg("%s must be %sbetween 1 millisecond and 7 days", what,
 						zero_ok ? "zero or " : "")));
 	return us / 1000;
+}
+
+/* Each interval option's name and whether 0 is allowed. */
+static const struct
+{
+	const char *name;
+	bool		zero_ok;
+}			interval_options[ES_NUM_INTERVAL_OPTIONS] = {
+	[ES_OPT_CHECKPOINT_INTERVAL] = {"checkpoint_interval", false},
+	[ES_OPT_PROCESSING_TIMEOUT] = {"processing_timeout", false},
+	[ES_OPT_RETRY_BACKOFF] = {"retry_backoff", true},
+	[ES_OPT_BREAKER_RESET] = {"circuit_breaker_reset", false},
+};
+
+const char *
+es_interval_option_name(EsIntervalOption option)
+{
+	Assert(option >= 0 && option < ES_NUM_INTERVAL_OPTIONS);
+	return interval_options[option].name;
+}
+
+/*
+ * An interval option in milliseconds: the one conversion, by the option's
+ * rule (es_check_interval_ms).  Raises 22023 when the value breaks it.
+ */
+int64
+es_interval_option_ms(EsIntervalOption option, const Interval *value)
+{
+	Assert(option >= 0 && option < ES_NUM_INTERVAL_OPTIONS);
+	return es_check_interval_ms(value, interval_options[option].name,
+								interval_options[option].zero_ok);
 }
 
 /* checkpoint_strategy: its EsStrategy. */
