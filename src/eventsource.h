@@ -3,9 +3,13 @@
  * eventsource.h
  *	  Declarations shared by the files of the eventsource extension.
  *
- * Each .c file under src/ owns one responsibility; this header is the only
- * place where they meet.  Limits and SQLSTATEs that users can observe are
- * defined here so that the README, the tests and the code agree.
+ * Each .c file under src/ owns one responsibility; this header declares what
+ * the files of the event store's core share with each other and with the
+ * rest (subscription.h adds the subscription engine's declarations,
+ * trace.h the tracing's, schema.h the tables' columns, upcalls.h the calls
+ * from the core into the engine).  Limits and SQLSTATEs that users can
+ * observe are defined here so that the README, the tests and the code
+ * agree.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,6 +24,9 @@
 #include "lib/stringinfo.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
+#include "utils/uuid.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "utils/timestamp.h"
 
@@ -95,10 +102,7 @@ extern void es_horizon_register_callbacks(void);
 extern int64 es_horizon(void);
 extern int	es_horizon_blockers(EsReservation *out);
 
-/* registry.c: wake the subscription workers of a database */
-extern void es_wake_workers(Oid dboid);
-
-/* catalog.c: cached OIDs of the extension's objects, owner-rights helpers */
+/* spi.c: SPI as the extension owner: cached OIDs, owner rights, plans */
 typedef struct EsCatalog
 {
 	Oid			namespace_oid;
@@ -145,7 +149,7 @@ StaticAssertDecl(sizeof(ES_LIBRARY_VERSION) > 1,
 /* an extversion this library cannot read: newer than anything it knows */
 #define ES_SQL_UNKNOWN				PG_INT32_MAX
 
-/* catalog.c: the version of the SQL objects in the current database */
+/* extversion.c: the version of the SQL objects in the current database */
 extern bool es_parse_version(const char *str, int *num);
 extern int	es_sql_version(void);
 extern const char *es_sql_version_text(void);
@@ -235,13 +239,30 @@ extern void es_guard_restore_copy(bool on);
 /* utility_hook.c: COPY restores, DROP DATABASE, DROP EXTENSION */
 extern void es_utility_install_hook(void);
 
-/* subscription.c */
-extern void es_subscriptions_extension_dropped(void);
-extern void es_subscriptions_workers_stopped(void);
-extern void es_subscriptions_restored(void);
+/* current_event.c: the event a handler is processing in this process */
+typedef struct EsCurrentEvent
+{
+	bool		active;			/* a single event is being handled */
+	char		subscription[ES_MAX_NAME_LEN + 1];	/* "" outside a handler */
+	char		event_id[UUID_LEN * 2 + 5];
+	char		event_type[ES_MAX_EVENT_TYPE_LEN + 1];
+	char		stream_id[ES_MAX_STREAM_ID_LEN + 1];
+	int64		position;
+	char		position_text[32];
+	char		correlation_id[ES_MAX_NAME_LEN + 1];	/* what appends inherit */
+} EsCurrentEvent;
 
-/* handler.c: causation metadata for appends made by handlers */
-extern Jsonb *es_inherit_causation(Jsonb *metadata);
+extern const EsCurrentEvent *es_current_event(void);
+extern void es_current_event_set(const char *subscription, HeapTuple event,
+								 TupleDesc desc);
+extern void es_current_event_clear(void);
 
+
+/*
+ * The calls from the core into the subscription engine, each documented
+ * there; included here so that the engine files that define them see the
+ * prototypes.
+ */
+#include "upcalls.h"
 
 #endif							/* EVENTSOURCE_H */
