@@ -98,9 +98,8 @@ extern void es_horizon_shmem_init(void *area, bool found);
 extern void es_horizon_register_callbacks(void);
 extern int64 es_reserve_positions(int count, int64 *positions);
 extern void es_reserve_for_restore(void);
-extern void es_horizon_register_callbacks(void);
 extern int64 es_horizon(void);
-extern int	es_horizon_blockers(EsReservation *out);
+extern int	es_horizon_blockers(EsReservation *out);	/* horizon_blockers.c shows them */
 
 /* spi.c: SPI as the extension owner: cached OIDs, owner rights, plans */
 typedef struct EsCatalog

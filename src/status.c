@@ -995,6 +995,52 @@ es_health(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(es_json_jsonb(&buf));
 }
 
+/*
+ * Counts by name (error categories, severities: a handful of each, so a
+ * linear search).
+ */
+typedef struct EsCounts
+{
+	int			n;
+	int			size;
+	const char **names;
+	int64	   *counts;
+} EsCounts;
+
+static void
+count_into(EsCounts *c, const char *name, int64 n)
+{
+	int			i;
+
+	for (i = 0; i < c->n; i++)
+		if (strcmp(c->names[i], name) == 0)
+			break;
+	if (i == c->n)
+	{
+		if (c->n == c->size)
+		{
+			c->size = Max(c->size * 2, 8);
+			c->names = c->names ? repalloc(c->names, sizeof(char *) * c->size) :
+				palloc(sizeof(char *) * c->size);
+			c->counts = c->counts ? repalloc(c->counts, sizeof(int64) * c->size) :
+				palloc(sizeof(int64) * c->size);
+		}
+		c->names[i] = name;
+		c->counts[i] = 0;
+		c->n++;
+	}
+	c->counts[i] += n;
+}
+
+/* {"name": n, ...} */
+static void
+counts_json(EsJson *j, const EsCounts *c)
+{
+	es_json_object(j);
+	for (int i = 0; i < c->n; i++)
+		es_json_int(j, c->names[i], c->counts[i]);
+}
+
 PG_FUNCTION_INFO_V1(es_error_stats);
 
 /*
@@ -1006,40 +1052,109 @@ PG_FUNCTION_INFO_V1(es_error_stats);
 Datum
 es_error_stats(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr errors_plan = NULL;
+	static SPIPlanPtr dead_plan = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext old;
 	EsOwnerCall owner;
 	bool		isnull;
-	Datum		result;
 	int			level;
+	int64		dead_letters;
+	EsCounts	categories = {0};
+	EsCounts	severities = {0};
+	int64		total = 0;
+	TimestampTz oldest = 0;
+	EsJson		result;
+	EsJson		by_subscription;
+	Datum		d;
 
 	es_owner_begin(&owner);
 	level = status_plan_settings();
-	if (plan == NULL)
-		plan = es_prepare("SELECT pg_catalog.jsonb_build_object("
-						  " 'total_errors', (SELECT pg_catalog.count(*) FROM eventsource.recent_errors),"
-						  " 'by_category', COALESCE((SELECT pg_catalog.jsonb_object_agg(error_category, n)"
-						  "   FROM (SELECT error_category, pg_catalog.count(*) n FROM eventsource.recent_errors"
-						  "         GROUP BY error_category) c), '{}'::pg_catalog.jsonb),"
-						  " 'by_severity', COALESCE((SELECT pg_catalog.jsonb_object_agg(error_severity, n)"
-						  "   FROM (SELECT error_severity, pg_catalog.count(*) n FROM eventsource.recent_errors"
-						  "         GROUP BY error_severity) s), '{}'::pg_catalog.jsonb),"
-						  " 'by_subscription', COALESCE((SELECT pg_catalog.jsonb_object_agg(subscription, j)"
-						  "   FROM (SELECT subscription, pg_catalog.jsonb_build_object("
-						  "      'errors', pg_catalog.sum(n),"
-						  "      'last_error_at', pg_catalog.max(last_at),"
-						  "      'by_category', pg_catalog.jsonb_object_agg(error_category, n)) j"
-						  "     FROM (SELECT subscription, error_category, pg_catalog.count(*) n,"
-						  "             pg_catalog.max(occurred_at) last_at"
-						  "           FROM eventsource.recent_errors GROUP BY subscription, error_category) c"
-						  "     GROUP BY subscription) x), '{}'::pg_catalog.jsonb),"
-						  " 'dead_letters', (SELECT pg_catalog.count(*) FROM eventsource.dead_letters),"
-						  " 'kept', pg_catalog.current_setting('eventsource.recent_errors_kept')::pg_catalog.int4,"
-						  " 'oldest', (SELECT pg_catalog.min(occurred_at) FROM eventsource.recent_errors))",
-						  0, NULL);
-	es_spi_read(plan, NULL, NULL, NULL, 1);
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	result = SPI_datumTransfer(result, false, -1);
+	if (dead_plan == NULL)
+	{
+		/* both or none: the last assignment marks them ready */
+		errors_plan = es_prepare("SELECT subscription, error_category, error_severity,"
+								 " pg_catalog.count(*), pg_catalog.max(occurred_at),"
+								 " pg_catalog.min(occurred_at)"
+								 " FROM eventsource.recent_errors"
+								 " GROUP BY subscription, error_category, error_severity"
+								 " ORDER BY subscription, error_category, error_severity",
+								 0, NULL);
+		dead_plan = es_prepare("SELECT pg_catalog.count(*) FROM eventsource.dead_letters",
+							   0, NULL);
+	}
+	es_spi_read(dead_plan, NULL, NULL, NULL, 1);
+	dead_letters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	es_spi_read(errors_plan, NULL, NULL, NULL, 0);
+
+	/*
+	 * One row per (subscription, category, severity), at most
+	 * recent_errors_kept; the JSON is built in the caller's context from
+	 * the rows, which live until es_owner_end().
+	 */
+	old = MemoryContextSwitchTo(caller);
+	es_json_object(&by_subscription);
+	for (uint64 r = 0; r < SPI_processed;)
+	{
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *sub = SPI_getvalue(SPI_tuptable->vals[r], desc, 1);
+		EsCounts	sub_categories = {0};
+		int64		errors = 0;
+		TimestampTz last = 0;
+		EsJson		entry;
+		EsJson		entry_categories;
+
+		for (; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			char	   *category;
+			char	   *severity;
+			int64		n;
+			TimestampTz t;
+
+			if (strcmp(SPI_getvalue(tup, desc, 1), sub) != 0)
+				break;
+			category = SPI_getvalue(tup, desc, 2);
+			severity = SPI_getvalue(tup, desc, 3);
+			n = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+			count_into(&sub_categories, category, n);
+			count_into(&categories, category, n);
+			count_into(&severities, severity, n);
+			errors += n;
+			t = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+			last = Max(last, t);
+			t = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+			oldest = (oldest == 0) ? t : Min(oldest, t);
+		}
+		total += errors;
+		es_json_object(&entry);
+		es_json_int(&entry, "errors", errors);
+		es_json_time(&entry, "last_error_at", last);
+		counts_json(&entry_categories, &sub_categories);
+		es_json_nested(&entry, "by_category", &entry_categories);
+		es_json_nested(&by_subscription, sub, &entry);
+	}
+
+	es_json_object(&result);
+	es_json_int(&result, "total_errors", total);
+	{
+		EsJson		by_category;
+		EsJson		by_severity;
+
+		counts_json(&by_category, &categories);
+		es_json_nested(&result, "by_category", &by_category);
+		counts_json(&by_severity, &severities);
+		es_json_nested(&result, "by_severity", &by_severity);
+	}
+	es_json_nested(&result, "by_subscription", &by_subscription);
+	es_json_int(&result, "dead_letters", dead_letters);
+	es_json_int(&result, "kept", es_recent_errors_kept);
+	es_json_time(&result, "oldest", oldest);
+	d = es_json_jsonb(&result);
+	MemoryContextSwitchTo(old);
+
 	AtEOXact_GUC(true, level);
 	es_owner_end(&owner);
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(d);
 }
