@@ -330,14 +330,14 @@ lock_and_read_state(text *stream_id, EsStreamState *st)
  */
 static int64
 record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
-				 bool tombstone, const char *event_type, JsonbValue *details)
+				 bool tombstone, const char *event_type, EsJson *details)
 {
 	Datum		values[6];
 	int64		position;
 	int32		operations = st->operations + 1;
 
 	position = es_append_system_event(stream_id, -(int64) operations, event_type,
-									  JsonbValueToJsonb(details));
+									  DatumGetJsonbP(es_json_jsonb(details)));
 
 	if (drop_snapshots_plan == NULL)
 	{
@@ -386,40 +386,6 @@ record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
 	return position;
 }
 
-/* JSON building helpers for the system events' data */
-static void
-push_key(JsonbParseState **ps, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(ps, WJB_KEY, &k);
-}
-
-static void
-push_int(JsonbParseState **ps, const char *key, int64 n)
-{
-	JsonbValue	v;
-
-	push_key(ps, key);
-	v.type = jbvNumeric;
-	v.val.numeric = int64_to_numeric(n);
-	pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
-static void
-push_bool(JsonbParseState **ps, const char *key, bool b)
-{
-	JsonbValue	v;
-
-	push_key(ps, key);
-	v.type = jbvBool;
-	v.val.boolean = b;
-	pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
 static void
 prevent_in_read_only(const char *function)
 {
@@ -446,8 +412,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	bool		hard;
 	EsStreamState st;
 	EsOwnerCall owner;
-	JsonbParseState *ps = NULL;
-	JsonbValue *details;
+	EsJson		details;
 	int64		position;
 
 	es_require_shmem("eventsource.delete_stream()");
@@ -466,14 +431,13 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	check_stream_present(stream_id, &st, hard);
 	es_check_expected_version(stream_id, expected, es_visible_version(&st));
 
-	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	push_bool(&ps, "hard", hard);
-	push_int(&ps, "last_version", st.last_version);
-	push_int(&ps, "hidden_through", st.last_version);
-	details = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
+	es_json_object(&details);
+	es_json_bool(&details, "hard", hard);
+	es_json_int(&details, "last_version", st.last_version);
+	es_json_int(&details, "hidden_through", st.last_version);
 
 	position = record_operation(stream_id, &st, st.last_version, hard,
-								"$StreamDeleted", details);
+								"$StreamDeleted", &details);
 	PopActiveSnapshot();
 	es_owner_end(&owner);
 	PG_RETURN_INT64(position);
@@ -498,8 +462,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 	int64		visible;
 	EsStreamState st;
 	EsOwnerCall owner;
-	JsonbParseState *ps = NULL;
-	JsonbValue *details;
+	EsJson		details;
 	int64		position;
 
 	es_require_shmem("eventsource.truncate_stream()");
@@ -545,14 +508,13 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 				 errdetail("Versions 1 to " INT64_FORMAT " are hidden; hiding cannot be undone.",
 						   st.hidden_through)));
 
-	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	push_int(&ps, "before_version", before);
-	push_int(&ps, "hidden_through", before - 1);
-	push_int(&ps, "last_version", st.last_version);
-	details = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
+	es_json_object(&details);
+	es_json_int(&details, "before_version", before);
+	es_json_int(&details, "hidden_through", before - 1);
+	es_json_int(&details, "last_version", st.last_version);
 
 	position = record_operation(stream_id, &st, before - 1, false,
-								"$StreamTruncated", details);
+								"$StreamTruncated", &details);
 	PopActiveSnapshot();
 	es_owner_end(&owner);
 	PG_RETURN_INT64(position);
