@@ -386,13 +386,6 @@ record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
 	return position;
 }
 
-static void
-prevent_in_read_only(const char *function)
-{
-	PreventCommandIfReadOnly(function);
-	PreventCommandIfParallelMode(function);
-}
-
 PG_FUNCTION_INFO_V1(es_delete_stream);
 
 /*
@@ -418,12 +411,9 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	es_require_shmem("eventsource.delete_stream()");
 	stream_id = es_arg_stream_id(fcinfo, 0);
 	expected = arg_expected(fcinfo, 1);
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("hard must not be null")));
+	es_arg_not_null(fcinfo, 2, "hard");
 	hard = PG_GETARG_BOOL(2);
-	prevent_in_read_only("eventsource.delete_stream()");
+	es_require_writable("eventsource.delete_stream()");
 	es_require_sql_version("1.1", "eventsource.delete_stream()");
 
 	es_owner_begin(&owner);
@@ -467,10 +457,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 
 	es_require_shmem("eventsource.truncate_stream()");
 	stream_id = es_arg_stream_id(fcinfo, 0);
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("before_version must not be null")));
+	es_arg_not_null(fcinfo, 1, "before_version");
 	before = PG_GETARG_INT64(1);
 	if (before < 1)
 		ereport(ERROR,
@@ -478,7 +465,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 				 errmsg("before_version must be at least 1"),
 				 errhint("Versions start at 1; truncate_stream(s, n) hides versions 1 to n - 1.")));
 	expected = arg_expected(fcinfo, 2);
-	prevent_in_read_only("eventsource.truncate_stream()");
+	es_require_writable("eventsource.truncate_stream()");
 	es_require_sql_version("1.1", "eventsource.truncate_stream()");
 
 	es_owner_begin(&owner);

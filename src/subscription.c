@@ -409,16 +409,6 @@ arg_subscription_name(FunctionCallInfo fcinfo)
 	return name;
 }
 
-/* A required argument: raise 22004 when it is null. */
-static void
-arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-}
-
 /*
  * Look a subscription up: false when it does not exist, else its partition
  * count and owner.  Inside SPI, as the extension owner.
@@ -489,8 +479,7 @@ require_subscription(const char *name, Oid caller)
 static void
 api_begin(EsOwnerCall *call, const char *what)
 {
-	PreventCommandIfReadOnly(what);
-	PreventCommandIfParallelMode(what);
+	es_require_writable(what);
 	es_owner_begin(call);
 }
 
@@ -525,7 +514,7 @@ parse_create_arguments(FunctionCallInfo fcinfo, EsSubscriptionOptions *opts)
 {
 	/* 250 bytes: its partitions' checkpoints are named "name/k" */
 	opts->name = es_arg_name(fcinfo, 0, "subscription name", ES_MAX_SUBSCRIPTION_NAME_LEN);
-	arg_not_null(fcinfo, 1, "handler");
+	es_arg_not_null(fcinfo, 1, "handler");
 	opts->handler = PG_GETARG_OID(1);
 	opts->owner = GetUserId();	/* before api_begin() switches to the extension owner */
 	opts->start_from = es_arg_name(fcinfo, 2, "start_from", ES_MAX_NAME_LEN);
@@ -541,11 +530,11 @@ parse_create_arguments(FunctionCallInfo fcinfo, EsSubscriptionOptions *opts)
 			[ES_OPT_BREAKER_RESET] = 11,
 		};
 
-		arg_not_null(fcinfo, argnos[i], es_interval_option_name(i));
+		es_arg_not_null(fcinfo, argnos[i], es_interval_option_name(i));
 		opts->intervals[i] = PG_GETARG_INTERVAL_P(argnos[i]);
 	}
 	opts->max_retries = es_arg_int32(fcinfo, 7, "max_retries");
-	arg_not_null(fcinfo, 9, "continue_on_error");
+	es_arg_not_null(fcinfo, 9, "continue_on_error");
 	opts->continue_on_error = PG_GETARG_BOOL(9);
 	opts->breaker_threshold = es_arg_int32(fcinfo, 10, "circuit_breaker_threshold");
 	opts->event_types = PG_ARGISNULL(12) ? NULL : PG_GETARG_ARRAYTYPE_P(12);
