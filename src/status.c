@@ -326,6 +326,32 @@ status_plan_settings(void)
 }
 
 /*
+ * The columns of STATE_QUERY and LAG_QUERY below, by number (the two share
+ * them; STATE_QUERY stops after SC_EXAMINED).
+ */
+typedef enum StatusColumn
+{
+	SC_NAME = 1,
+	SC_PARTITION,
+	SC_PARTITIONS,
+	SC_OWNER,
+	SC_SUB_STATE,
+	SC_PART_STATE,
+	SC_POSITION,				/* the checkpoint row's */
+	SC_DEAD_LETTERS,
+	SC_PENDING,					/* lag_events: pending events in the window */
+	SC_OLDEST_PENDING,
+	SC_NEWEST,					/* newest recorded_at looked at */
+	SC_LAST_SHUTDOWN,
+	SC_ERROR_MESSAGE,
+	SC_ERROR_SQLSTATE,
+	SC_FAILED_AT,
+	SC_EXAMINED,				/* events the window looked at */
+	SC_WINDOW_START,			/* the position the window starts after */
+	SC_WINDOW_LAST				/* the last position it looked at */
+} StatusColumn;
+
+/*
  * The partitions with their definition and saved state: the two small
  * subscription tables only.  The columns of LAG_QUERY below, without dead
  * letters (0) and lag (NULL).
@@ -350,10 +376,11 @@ status_plan_settings(void)
  * counts the ones the partition has to deliver ("pending": it matches the
  * filters and no lifecycle operation hid it, one probe of the view
  * eventsource.visible_events per entry), and takes the
- * oldest recorded_at of those and the newest of all.  Column 16 is how many
- * it looked at, column 17 the position the window starts after: the greater
- * of the checkpoint and the progress its worker published for the same
- * incarnation and reset count; column 18 the last position it looked at.
+ * oldest recorded_at of those and the newest of all.  SC_EXAMINED is how
+ * many it looked at, SC_WINDOW_START the position the window starts after:
+ * the greater of the checkpoint and the progress its worker published for
+ * the same incarnation and reset count; SC_WINDOW_LAST the last position it
+ * looked at.
  */
 #define LAG_QUERY \
 	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
@@ -405,15 +432,15 @@ set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 	Datum		d;
 	TimestampTz seen = 0;
 
-	row->lag_positions = Max(row->head - DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull)), 0);
-	row->lag_events = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
-	examined = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
+	row->lag_positions = Max(row->head - DatumGetInt64(SPI_getbinval(tup, desc, SC_WINDOW_START, &isnull)), 0);
+	row->lag_events = DatumGetInt64(SPI_getbinval(tup, desc, SC_PENDING, &isnull));
+	examined = DatumGetInt64(SPI_getbinval(tup, desc, SC_EXAMINED, &isnull));
 	row->lag_events_exact = (row->lag_positions <= examined || examined < es_lag_count_limit);
 	row->lag_events_estimate = row->lag_events;
 	if (!row->lag_events_exact)
 	{
-		int64		start = DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull));
-		int64		last = DatumGetInt64(SPI_getbinval(tup, desc, 18, &isnull));
+		int64		start = DatumGetInt64(SPI_getbinval(tup, desc, SC_WINDOW_START, &isnull));
+		int64		last = DatumGetInt64(SPI_getbinval(tup, desc, SC_WINDOW_LAST, &isnull));
 		double		share = (double) row->lag_events / (double) Max(last - start, 1);
 		double		estimate = rint(share * (double) row->lag_positions);
 
@@ -421,12 +448,12 @@ set_lag(EsStatusRow *row, HeapTuple tup, TupleDesc desc, TimestampTz now)
 									   (int64) Min(estimate, (double) row->lag_positions));
 	}
 
-	d = SPI_getbinval(tup, desc, 10, &isnull);	/* oldest pending */
+	d = SPI_getbinval(tup, desc, SC_OLDEST_PENDING, &isnull);
 	if (!isnull)
 		seen = DatumGetTimestampTz(d);
 	else if (!row->lag_events_exact)
 	{
-		d = SPI_getbinval(tup, desc, 11, &isnull);	/* newest looked at */
+		d = SPI_getbinval(tup, desc, SC_NEWEST, &isnull);
 		if (!isnull)
 			seen = DatumGetTimestampTz(d);
 	}
@@ -550,28 +577,28 @@ collect_status(int *nrows, bool with_lag)
 		char	   *part_state;
 		char	   *failed_error;
 
-		row->name = SPI_getvalue(tup, desc, 1);
-		row->partition = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		row->partitions = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		row->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-		sub_state = SPI_getvalue(tup, desc, 5);
-		part_state = SPI_getvalue(tup, desc, 6);
-		row->checkpoint = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-		row->dead_letters = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+		row->name = SPI_getvalue(tup, desc, SC_NAME);
+		row->partition = DatumGetInt32(SPI_getbinval(tup, desc, SC_PARTITION, &isnull));
+		row->partitions = DatumGetInt32(SPI_getbinval(tup, desc, SC_PARTITIONS, &isnull));
+		row->owner = DatumGetObjectId(SPI_getbinval(tup, desc, SC_OWNER, &isnull));
+		sub_state = SPI_getvalue(tup, desc, SC_SUB_STATE);
+		part_state = SPI_getvalue(tup, desc, SC_PART_STATE);
+		row->checkpoint = DatumGetInt64(SPI_getbinval(tup, desc, SC_POSITION, &isnull));
+		row->dead_letters = DatumGetInt64(SPI_getbinval(tup, desc, SC_DEAD_LETTERS, &isnull));
 		row->head = head;
 		if (with_lag)
 			set_lag(row, tup, desc, now);
-		row->last_shutdown = SPI_getvalue(tup, desc, 12);
+		row->last_shutdown = SPI_getvalue(tup, desc, SC_LAST_SHUTDOWN);
 		row->state = state_without_slot(sub_state, part_state);
 		row->desired = strcmp(sub_state, "paused") == 0 ? ES_DESIRED_PAUSE : ES_DESIRED_RUN;
 
 		/* a partition stopped at an event keeps its error in the table */
-		failed_error = SPI_getvalue(tup, desc, 13);
+		failed_error = SPI_getvalue(tup, desc, SC_ERROR_MESSAGE);
 		if (failed_error != NULL)
 		{
 			row->last_error = failed_error;
-			row->last_sqlstate = SPI_getvalue(tup, desc, 14);
-			row->last_error_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 15, &isnull));
+			row->last_sqlstate = SPI_getvalue(tup, desc, SC_ERROR_SQLSTATE);
+			row->last_error_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, SC_FAILED_AT, &isnull));
 		}
 
 		merge_slot(row, now);
