@@ -119,6 +119,40 @@ SELECT (e->>'total_errors')::bigint = (SELECT count(*) FROM eventsource.recent_e
        (e->>'dead_letters')::bigint = (SELECT count(*) FROM eventsource.dead_letters) AS dead_ok,
        e->>'kept' AS kept
   FROM eventsource.error_stats() e;
+-- its content, built in C (json.c), against its definition in SQL, on
+-- errors of three subscriptions, three categories and four severities
+BEGIN;
+SET LOCAL timezone = 'UTC';
+INSERT INTO eventsource.recent_errors (subscription, partition, global_position,
+    event_id, event_type, error_message, error_sqlstate, error_category,
+    error_severity, attempt, occurred_at)
+SELECT 'mon_err_' || (i % 3), 0, i, gen_random_uuid(), 'T', 'm', 'P0001',
+       (ARRAY['application', 'timeout', 'data'])[1 + i % 5 % 3],
+       (ARRAY['low', 'medium', 'high', 'critical'])[1 + i % 4], 1,
+       '2026-01-01 00:00+00'::timestamptz + i * interval '1 minute'
+  FROM generate_series(1, 50) i;
+SELECT eventsource.error_stats() = jsonb_build_object(
+    'total_errors', (SELECT count(*) FROM eventsource.recent_errors),
+    'by_category', COALESCE((SELECT jsonb_object_agg(error_category, n)
+        FROM (SELECT error_category, count(*) n FROM eventsource.recent_errors
+              GROUP BY error_category) c), '{}'),
+    'by_severity', COALESCE((SELECT jsonb_object_agg(error_severity, n)
+        FROM (SELECT error_severity, count(*) n FROM eventsource.recent_errors
+              GROUP BY error_severity) s), '{}'),
+    'by_subscription', COALESCE((SELECT jsonb_object_agg(subscription, j)
+        FROM (SELECT subscription, jsonb_build_object('errors', sum(n),
+                     'last_error_at', max(last_at),
+                     'by_category', jsonb_object_agg(error_category, n)) j
+                FROM (SELECT subscription, error_category, count(*) n,
+                             max(occurred_at) last_at
+                        FROM eventsource.recent_errors
+                       GROUP BY subscription, error_category) c
+               GROUP BY subscription) x), '{}'),
+    'dead_letters', (SELECT count(*) FROM eventsource.dead_letters),
+    'kept', current_setting('eventsource.recent_errors_kept')::int4,
+    'oldest', (SELECT min(occurred_at) FROM eventsource.recent_errors)) AS same_as_sql;
+SELECT eventsource.error_stats() -> 'by_subscription' -> 'mon_err_1' AS mon_err_1;
+ROLLBACK;
 
 --
 -- horizon_blockers: none outside a transaction; this session's own open

@@ -232,25 +232,18 @@ arg_metadata_keys(FunctionCallInfo fcinfo, int argno)
 }
 
 static void
-push_text_array(JsonbParseState **ps, const char *key, Datum arr)
+push_text_array(EsJson *j, const char *key, Datum arr)
 {
 	Datum	   *elems;
 	int			n;
+	EsJson		a;
 
-	es_jsonb_push_key(ps, key);
-	pushJsonbValue(ps, WJB_BEGIN_ARRAY, NULL);
+	es_json_array(&a);
 	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, NULL, &n);
 	for (int i = 0; i < n; i++)
-	{
-		JsonbValue	v;
-
-		v.type = jbvString;
-		v.val.string.val = VARDATA_ANY(DatumGetPointer(elems[i]));
-		v.val.string.len = VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i]));
-		pushJsonbValue(ps, WJB_ELEM, &v);
-	}
-	pushJsonbValue(ps, WJB_END_ARRAY, NULL);
+		es_json_string(&a, NULL, TextDatumGetCString(elems[i]));
+	es_json_nested(j, key, &a);
 }
 
 /*
@@ -272,8 +265,7 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	uint64		n;
 	int64	   *erased_versions;
 	EsStreamState st;
-	JsonbParseState *ps = NULL;
-	JsonbValue *details;
+	EsJson		details;
 
 	memset(res, 0, sizeof(EraseResult));
 	if (erase_versions_plan == NULL)
@@ -348,32 +340,25 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 
 	/* the system event, at the stream's next lifecycle number */
 	es_stream_state(stream_id, false, &st);
-	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	es_jsonb_push_int(&ps, "events", res->events);
-	es_jsonb_push_int(&ps, "first_version", res->first_version);
-	es_jsonb_push_int(&ps, "last_version", res->last_version);
-	push_text_array(&ps, "metadata_keys", keys);
+	es_json_object(&details);
+	es_json_int(&details, "events", res->events);
+	es_json_int(&details, "first_version", res->first_version);
+	es_json_int(&details, "last_version", res->last_version);
+	push_text_array(&details, "metadata_keys", keys);
 	if (versions)
 	{
 		/* by metadata: which versions (at most max_events of them) */
-		es_jsonb_push_key(&ps, "versions");
-		pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
-		for (uint64 i = 0; i < n; i++)
-			es_jsonb_push_int(&ps, NULL, erased_versions[i]);
-		pushJsonbValue(&ps, WJB_END_ARRAY, NULL);
-		es_jsonb_push_key(&ps, "by_metadata_key");
-		{
-			JsonbValue	v;
+		EsJson		v;
 
-			v.type = jbvString;
-			v.val.string.val = VARDATA_ANY(key);
-			v.val.string.len = VARSIZE_ANY_EXHDR(key);
-			pushJsonbValue(&ps, WJB_VALUE, &v);
-		}
+		es_json_array(&v);
+		for (uint64 i = 0; i < n; i++)
+			es_json_int(&v, NULL, erased_versions[i]);
+		es_json_nested(&details, "versions", &v);
+		es_json_string(&details, "by_metadata_key", text_to_cstring(key));
 	}
-	details = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 	res->position = es_append_system_event(stream_id, -(int64) (st.operations + 1),
-										   ES_ERASED_TYPE, JsonbValueToJsonb(details));
+										   ES_ERASED_TYPE,
+										   DatumGetJsonbP(es_json_jsonb(&details)));
 
 	if (drop_snapshots_plan == NULL)
 	{
@@ -517,13 +502,6 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	return n > 0;
 }
 
-static void
-prevent_in_read_only(const char *function)
-{
-	PreventCommandIfReadOnly(function);
-	PreventCommandIfParallelMode(function);
-}
-
 static Datum
 result_datum(FunctionCallInfo fcinfo, int n, Datum *values, bool *nulls)
 {
@@ -566,7 +544,7 @@ es_erase_stream(PG_FUNCTION_ARGS)
 	stream_id = es_arg_stream_id(fcinfo, 0);
 	keys = arg_metadata_keys(fcinfo, 1);
 	expected = es_lifecycle_arg_expected(fcinfo, 2);
-	prevent_in_read_only("eventsource.erase_stream()");
+	es_require_writable("eventsource.erase_stream()");
 	es_require_sql_version("1.1", "eventsource.erase_stream()");
 
 	es_owner_begin(&owner);
@@ -654,7 +632,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_events must be between 1 and %d", ES_MAX_EVENTS_PER_CALL)));
-	prevent_in_read_only("eventsource.erase_by_metadata()");
+	es_require_writable("eventsource.erase_by_metadata()");
 	es_require_sql_version("1.1", "eventsource.erase_by_metadata()");
 
 	es_owner_begin(&owner);

@@ -30,6 +30,7 @@
 #include "utils/builtins.h"
 
 #include "eventsource.h"
+#include "schema.h"
 
 /* two variants each: 1.0 and 1.1 SQL (lifecycle.c, es_visible_plan) */
 static SPIPlanPtr stream_fwd_plans[2];
@@ -86,10 +87,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
 
-	if (PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("backwards must not be null")));
+	es_arg_not_null(fcinfo, 3, "backwards");
 	backwards = PG_GETARG_BOOL(3);
 	if (PG_ARGISNULL(1))
 		from = backwards ? PG_INT64_MAX : 1;
@@ -186,9 +184,7 @@ es_read_all(PG_FUNCTION_ARGS)
 							   "SELECT * FROM @EVENTS@"
 							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
 							   " AND global_position OPERATOR(pg_catalog.<=) $2"
-							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
-							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
-							   "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
+							   " AND " ES_SQL_EVENT_FILTER(ES_SQL_ANY_PARAM, "", "$3", "$4")
 							   " ORDER BY global_position LIMIT $5",
 							   5, types, true);
 		values[0] = Int64GetDatum(after);
