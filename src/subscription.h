@@ -159,6 +159,58 @@ extern void es_registry_request(Oid dboid, const char *name, bool reset,
 extern int	es_registry_free_slots(void);
 extern int	es_registry_count_slots(Oid dboid, const char *name);
 extern void es_launcher_wake(void);
+extern void es_registry_rediscover(void);
+
+/* registry.c: the restart backoff of a crashed worker */
+#define ES_RESTART_BACKOFF_MS		1000	/* after the first crash, doubling */
+#define ES_RESTART_BACKOFF_MAX_MS	60000
+#define ES_STEADY_RUN_MS			60000	/* a worker that ran this long starts its count again */
+extern int64 es_restart_delay_ms(int crash_count);
+
+/* registry.c: the launcher's side */
+extern void es_registry_launcher_attach(void);
+extern void es_registry_launcher_detach(void);
+extern void es_registry_launcher_stopping(void);
+extern void es_registry_launcher_heartbeat_locked(TimestampTz now);
+extern bool es_registry_begin_discovery(void);
+extern void es_registry_discovery_failed(void);
+extern bool es_registry_discovery_wanted(void);
+extern bool es_slot_wants_process_locked(EsWorkerSlot *slot);
+extern bool es_slot_start_due_locked(EsWorkerSlot *slot, TimestampTz now,
+									 bool died_unattached, TimestampTz *due_at);
+extern bool es_slot_attached_locked(EsWorkerSlot *slot, uint32 generation);
+extern uint32 es_slot_begin_start_locked(EsWorkerSlot *slot);
+extern void es_slot_start_failed_locked(EsWorkerSlot *slot, TimestampTz now,
+										const char *message, int64 retry_ms);
+
+/* registry.c: the worker's side */
+typedef struct EsSlotIdentity
+{
+	Oid			dboid;
+	char		name[ES_MAX_NAME_LEN + 1];
+	int			partition;
+	int			partitions;
+	int64		incarnation;	/* eventsource.subscriptions.id */
+} EsSlotIdentity;
+
+extern EsWorkerSlot *es_registry_attach(int index, uint32 generation, EsSlotIdentity *id);
+extern void es_registry_detach(EsWorkerSlot *slot, int code);
+extern EsDesired es_slot_desired(EsWorkerSlot *slot);
+extern void es_slot_set_desired_if(EsWorkerSlot *slot, EsDesired from, EsDesired to);
+extern bool es_slot_follow_row(EsWorkerSlot *slot, EsDesired desired, uint64 as_of);
+extern void es_slot_gone(EsWorkerSlot *slot);
+extern bool es_slot_take_retry_request(EsWorkerSlot *slot);
+extern void es_slot_set_state(EsWorkerSlot *slot, EsWorkerState state);
+extern void es_slot_heartbeat(EsWorkerSlot *slot);
+extern void es_slot_checkpointed(EsWorkerSlot *slot, int64 position);
+extern void es_slot_delivered(EsWorkerSlot *slot, int64 position,
+							  TimestampTz recorded_at, int n);
+extern void es_slot_event_failed(EsWorkerSlot *slot, bool dead_lettered);
+extern void es_slot_dead_letters_gone(EsWorkerSlot *slot, int64 delivered, int64 dropped);
+extern int64 es_slot_bookkeeping_failed(EsWorkerSlot *slot);
+extern void es_slot_set_circuit_open_until(EsWorkerSlot *slot, TimestampTz until);
+extern void es_slot_set_in_flight(EsWorkerSlot *slot, int n);
+extern void es_slot_record_shutdown(EsWorkerSlot *slot, EsShutdownRecord *rec);
 extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,
 							   const char *sqlstate, bool retried);
 extern int64 es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now);

@@ -197,114 +197,15 @@ worker_sigterm(SIGNAL_ARGS)
  * ---------------------------------------------------------------------
  */
 
-static void
-slot_set_state(EsWorkerState state)
-{
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->state = state;
-	MySlot->heartbeat_at = GetCurrentTimestamp();
-	SpinLockRelease(&MySlot->mutex);
-}
-
-static void
-slot_heartbeat(void)
-{
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->heartbeat_at = GetCurrentTimestamp();
-	SpinLockRelease(&MySlot->mutex);
-}
-
-/* After a commit that moved the checkpoint: publish it and wake waiters. */
-static void
-slot_checkpointed(int64 pos)
-{
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->checkpoint = pos;
-	MySlot->heartbeat_at = GetCurrentTimestamp();
-	SpinLockRelease(&MySlot->mutex);
-	ConditionVariableBroadcast(&MySlot->progress_cv);
-}
-
-static void
-slot_delivered(int64 pos, TimestampTz recorded_at, int n)
-{
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->last_position = pos;
-	MySlot->last_recorded_at = recorded_at;
-	MySlot->events_processed += n;
-	MySlot->consecutive_failures = 0;
-	MySlot->last_activity_at = GetCurrentTimestamp();
-	MySlot->heartbeat_at = MySlot->last_activity_at;
-	SpinLockRelease(&MySlot->mutex);
-}
-
-static EsDesired
-slot_desired(void)
-{
-	EsDesired	d;
-
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
-	d = MySlot->desired;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	return d;
-}
-
-/* Our slot's desired state becomes "to" if it is "from" (nobody changed it). */
-static void
-set_desired_if(EsDesired from, EsDesired to)
-{
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	if (MySlot->desired == from)
-		MySlot->desired = to;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-}
-
 /*
- * Exit callback: give the slot back.  A dropped subscription's slot is
- * freed; otherwise the restart backoff is computed here, where the exit code
- * is known (the launcher only starts what is due).
+ * Exit callback: give the slot back (registry.c sets the restart time from
+ * the exit code).
  */
 static void
 worker_exit(int code, Datum arg)
 {
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (MySlot == NULL)
-		return;
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	MySlot->pid = 0;
-	MySlot->latch = NULL;
-	if (MySlot->desired == ES_DESIRED_DROP)
-		es_free_slot_locked(MySlot);
-	else
-	{
-		if (code != 0 && MySlot->desired == ES_DESIRED_RUN)
-		{
-			int64		delay;
-
-			/* a worker that ran well for a minute starts its count again */
-			if (MySlot->started_at != 0 &&
-				now - MySlot->started_at > 60 * USECS_PER_SEC)
-				MySlot->crash_count = 0;
-			MySlot->crash_count++;
-			delay = Min((int64) 1000 << Min(MySlot->crash_count - 1, 6),
-						(int64) ES_ERROR_WAIT_MAX_MS);
-			MySlot->next_start_at = now + delay * 1000;
-		}
-		else if (MySlot->desired == ES_DESIRED_RUN)
-			MySlot->next_start_at = now;	/* a clean stop: start again at once */
-		SpinLockAcquire(&MySlot->mutex);
-		if (MySlot->desired == ES_DESIRED_PAUSE)
-			MySlot->state = ES_STATE_PAUSED;
-		else if (MySlot->desired == ES_DESIRED_FAILED)
-			MySlot->state = ES_STATE_FAILED;
-		else if (MySlot->state != ES_STATE_FAILED)
-			MySlot->state = ES_STATE_STARTING;
-		SpinLockRelease(&MySlot->mutex);
-		ConditionVariableBroadcast(&MySlot->progress_cv);
-	}
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	es_launcher_wake();
+	if (MySlot != NULL)
+		es_registry_detach(MySlot, code);
 }
 
 /* ---------------------------------------------------------------------
@@ -783,9 +684,7 @@ note_bookkeeping_failure(const char *what, const char *fields, ErrorData *edata)
 	int64		failures;
 	char	   *message;
 
-	SpinLockAcquire(&MySlot->mutex);
-	failures = ++MySlot->bookkeeping_failures;
-	SpinLockRelease(&MySlot->mutex);
+	failures = es_slot_bookkeeping_failed(MySlot);
 	message = psprintf("could not %s: %s", what, edata->message);
 	es_slot_note_error(MySlot, message, sqlstate, false);
 	pfree(message);				/* the slot keeps a copy; the caller may be in TopMemoryContext */
@@ -1068,11 +967,7 @@ dead_letter(EsEventRef *ev, EsCallError *err, int retries)
 	if (!run_bookkeeping("park the event in eventsource.dead_letters", ev,
 						 insert_dead_letter, &dl))
 		return false;
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->events_failed++;
-	MySlot->dead_letters++;
-	MySlot->consecutive_failures++;
-	SpinLockRelease(&MySlot->mutex);
+	es_slot_event_failed(MySlot, true);
 	return true;
 }
 
@@ -1125,14 +1020,14 @@ write_failed_row(EsEventRef *ev, void *arg)
 static void
 commit_as_failed(void)
 {
-	set_desired_if(ES_DESIRED_RUN, ES_DESIRED_FAILED);
+	es_slot_set_desired_if(MySlot, ES_DESIRED_RUN, ES_DESIRED_FAILED);
 	PG_TRY();
 	{
 		tx_commit();
 	}
 	PG_CATCH();
 	{
-		set_desired_if(ES_DESIRED_FAILED, ES_DESIRED_RUN);
+		es_slot_set_desired_if(MySlot, ES_DESIRED_FAILED, ES_DESIRED_RUN);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -1157,11 +1052,8 @@ stop_at_event(EsEventRef *ev, EsCallError *err)
 	(void) run_bookkeeping("record that the partition stopped", ev, write_failed_row, &f);
 
 	commit_as_failed();
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->events_failed++;
-	MySlot->consecutive_failures++;
-	SpinLockRelease(&MySlot->mutex);
-	slot_set_state(ES_STATE_FAILED);
+	es_slot_event_failed(MySlot, false);
+	es_slot_set_state(MySlot, ES_STATE_FAILED);
 	ereport(WARNING,
 			(errmsg("eventsource: subscription \"%s\" partition %d stopped at the event at position " INT64_FORMAT " after %d failed attempts (continue_on_error is off): %s",
 					my_name, my_partition, ev->position, cfg.max_retries + 1, err->message),
@@ -1191,7 +1083,7 @@ fail_invalid_config(void)
 		(void) run_bookkeeping("record that the partition stopped", NULL, write_failed_row, &f);
 	commit_as_failed();
 	es_slot_note_error(MySlot, message, f.sqlstate, false);
-	slot_set_state(ES_STATE_FAILED);
+	es_slot_set_state(MySlot, ES_STATE_FAILED);
 	ereport(WARNING,
 			(errcode(config_error->sqlerrcode),
 			 errmsg("eventsource: subscription \"%s\" partition %d does not run: %s",
@@ -1316,7 +1208,7 @@ note_success(EsEventRef *ev, int n)
 		retry_attempts = 0;
 		first_failed_at = 0;
 	}
-	slot_delivered(ev->position, ev->recorded_at, n);
+	es_slot_delivered(MySlot, ev->position, ev->recorded_at, n);
 }
 
 /*
@@ -1364,9 +1256,7 @@ handle_failure(EsEventRef *ev, EsCallError *err)
 	{
 		breaker_probe = false;
 		breaker_open_until = GetCurrentTimestamp() + cfg.breaker_reset_ms * 1000;
-		SpinLockAcquire(&MySlot->mutex);
-		MySlot->circuit_open_until = breaker_open_until;
-		SpinLockRelease(&MySlot->mutex);
+		es_slot_set_circuit_open_until(MySlot, breaker_open_until);
 		ereport(LOG,
 				(errmsg("eventsource: subscription \"%s\" partition %d: circuit breaker open for " INT64_FORMAT " ms after " INT64_FORMAT " consecutive failed events",
 						my_name, my_partition, cfg.breaker_reset_ms, consecutive_failed)));
@@ -1382,7 +1272,7 @@ finish_batch(void)
 	if (checkpoint_due())
 		write_checkpoint(position);
 	tx_commit();
-	slot_checkpointed(saved_position);
+	es_slot_checkpointed(MySlot, saved_position);
 	es_slot_set_progress(MySlot, position, resets_seen);	/* for the status */
 }
 
@@ -1515,7 +1405,7 @@ process_batch(void)
 	limit = breaker_probe ? 1 : cfg.batch_size;
 	n = fetch_events(position, head, limit, &events, &scanned_to);
 	es_handler_arm_timer();
-	slot_set_state(ES_STATE_CATCHING_UP);
+	es_slot_set_state(MySlot, ES_STATE_CATCHING_UP);
 
 	/* a batch handler gets the batch at once, unless an event is being retried */
 	isolate = !cfg.batch_handler || retry_position != 0 || breaker_probe || n == 0;
@@ -1604,9 +1494,7 @@ process_batch(void)
 		case BATCH_FORCED:
 			tx_abort();
 			position_loaded = false;	/* reload: the batch was rolled back */
-			SpinLockAcquire(&MySlot->mutex);
-			MySlot->shutdown.events_in_flight = n - (cfg.strategy == ES_EVERY_EVENT ? events_done : 0);
-			SpinLockRelease(&MySlot->mutex);
+			es_slot_set_in_flight(MySlot, n - (cfg.strategy == ES_EVERY_EVENT ? events_done : 0));
 			return BATCH_FORCED;
 		case BATCH_FAILED:
 			/* commit the events before it, then stop at it (err outlives it) */
@@ -1624,7 +1512,7 @@ process_batch(void)
 	}
 	finish_batch();
 	if (outcome == BATCH_DONE && position >= head)
-		slot_set_state(ES_STATE_LIVE);	/* caught up with this horizon */
+		es_slot_set_state(MySlot, ES_STATE_LIVE);	/* caught up with this horizon */
 	if (outcome == BATCH_DONE && n == 0)
 		return BATCH_IDLE;
 	return outcome;
@@ -1721,9 +1609,7 @@ drop_hidden_dead_letters(Datum *values)
 	n = SPI_processed;
 	if (n == 0)
 		return;
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->dead_letters = Max(MySlot->dead_letters - (int64) n, 0);
-	SpinLockRelease(&MySlot->mutex);
+	es_slot_dead_letters_gone(MySlot, 0, (int64) n);
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d: dropped " UINT64_FORMAT " dead letters of events hidden by a lifecycle operation instead of retrying them",
 					my_name, my_partition, n)));
@@ -1740,14 +1626,8 @@ retry_dead_letters(void)
 	Datum		values[2];
 	int			n;
 
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	if (!MySlot->retry_requested)
-	{
-		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	if (!es_slot_take_retry_request(MySlot))
 		return;
-	}
-	MySlot->retry_requested = false;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
 
 	tx_begin("eventsource: retrying dead letters");
 	/* the events we build below must have the row type the handler takes */
@@ -1805,10 +1685,7 @@ retry_dead_letters(void)
 			if (deliver_one(&ev, &err) == ES_CALL_OK)
 			{
 				es_exec_plan(retry_done_plan, values, NULL, SPI_OK_DELETE);
-				SpinLockAcquire(&MySlot->mutex);
-				MySlot->events_processed++;
-				MySlot->dead_letters = Max(MySlot->dead_letters - 1, 0);
-				SpinLockRelease(&MySlot->mutex);
+				es_slot_dead_letters_gone(MySlot, 1, 0);
 			}
 			else
 			{
@@ -1829,7 +1706,7 @@ static void
 record_shutdown(bool forced, bool gone)
 {
 	EsShutdownRecord rec;
-	EsDesired	desired = slot_desired();
+	EsDesired	desired = es_slot_desired(MySlot);
 	TimestampTz now = GetCurrentTimestamp();
 
 	memset(&rec, 0, sizeof(rec));
@@ -1843,10 +1720,7 @@ record_shutdown(bool forced, bool gone)
 	rec.forced = forced;
 	rec.duration_ms = es_shutdown_requested_at ? (now - es_shutdown_requested_at) / 1000 : 0;
 	rec.checkpoints_saved = checkpoints_saved_in_drain;
-	SpinLockAcquire(&MySlot->mutex);
-	rec.events_in_flight = forced ? MySlot->shutdown.events_in_flight : 0;
-	MySlot->shutdown = rec;
-	SpinLockRelease(&MySlot->mutex);
+	es_slot_record_shutdown(MySlot, &rec);
 
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d stopped (%s, %s)",
@@ -1933,8 +1807,8 @@ worker_loop(bool *forced, bool *gone)
 		TimestampTz now;
 		EsBatchOutcome outcome = BATCH_IDLE;
 
-		slot_heartbeat();
-		if (es_shutdown_requested || slot_desired() != ES_DESIRED_RUN)
+		es_slot_heartbeat(MySlot);
+		if (es_shutdown_requested || es_slot_desired(MySlot) != ES_DESIRED_RUN)
 			return;
 
 		now = GetCurrentTimestamp();
@@ -1942,7 +1816,7 @@ worker_loop(bool *forced, bool *gone)
 		{
 			if (now < breaker_open_until)
 			{
-				slot_set_state(ES_STATE_CIRCUIT_OPEN);
+				es_slot_set_state(MySlot, ES_STATE_CIRCUIT_OPEN);
 				worker_wait(Min((breaker_open_until - now) / 1000 + 1, idle_wait_ms()));
 				continue;
 			}
@@ -2001,7 +1875,7 @@ worker_loop(bool *forced, bool *gone)
 		switch (outcome)
 		{
 			case BATCH_IDLE:
-				slot_set_state(ES_STATE_LIVE);
+				es_slot_set_state(MySlot, ES_STATE_LIVE);
 				if (!es_shutdown_requested)
 					worker_wait(cfg.strategy == ES_PERIODIC && position != saved_position ?
 								Min(cfg.checkpoint_interval_ms, idle_wait_ms()) : idle_wait_ms());
@@ -2028,34 +1902,17 @@ worker_loop(bool *forced, bool *gone)
 static bool
 attach_slot(int index, uint32 generation)
 {
-	EsWorkerSlot *slot = &es_workers->slots[index];
-	bool		ok;
+	EsSlotIdentity id;
 
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	ok = slot->in_use && slot->generation == generation && slot->pid == 0 &&
-		slot->desired == ES_DESIRED_RUN;
-	if (ok)
-	{
-		slot->pid = MyProcPid;
-		slot->latch = MyLatch;
-		slot->attached_generation = generation;
-		my_dboid = slot->dboid;
-		strlcpy(my_name, slot->name, sizeof(my_name));
-		my_partition = slot->partition;
-		my_partitions = slot->partitions;
-		my_incarnation = slot->incarnation;
-		MySlot = slot;
-	}
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	if (ok)
-	{
-		SpinLockAcquire(&slot->mutex);
-		slot->state = ES_STATE_STARTING;
-		slot->started_at = GetCurrentTimestamp();
-		slot->heartbeat_at = slot->started_at;
-		SpinLockRelease(&slot->mutex);
-	}
-	return ok;
+	MySlot = es_registry_attach(index, generation, &id);
+	if (MySlot == NULL)
+		return false;
+	my_dboid = id.dboid;
+	strlcpy(my_name, id.name, sizeof(my_name));
+	my_partition = id.partition;
+	my_partitions = id.partitions;
+	my_incarnation = id.incarnation;
+	return true;
 }
 
 void
@@ -2101,7 +1958,6 @@ es_worker_main(Datum main_arg)
 		while (!gone)
 		{
 			uint64		as_of = es_registry_changes();
-			bool		stale;
 
 			CHECK_FOR_INTERRUPTS();
 
@@ -2112,12 +1968,7 @@ es_worker_main(Datum main_arg)
 			tx_commit();
 			if (gone || row_desired == ES_DESIRED_RUN)
 				break;
-			LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-			stale = es_workers->changes != as_of;
-			if (!stale && MySlot->desired == ES_DESIRED_RUN)
-				MySlot->desired = row_desired;
-			LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-			if (!stale)
+			if (es_slot_follow_row(MySlot, row_desired, as_of))
 				proc_exit(0);
 		}
 	}
@@ -2136,9 +1987,7 @@ es_worker_main(Datum main_arg)
 	if (gone)
 	{
 		/* an incarnation never comes back: the slot goes */
-		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-		MySlot->desired = ES_DESIRED_DROP;
-		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+		es_slot_gone(MySlot);
 		proc_exit(0);
 	}
 	if (config_error != NULL)
@@ -2177,12 +2026,8 @@ es_worker_main(Datum main_arg)
 		PG_END_TRY();
 	}
 	if (gone)
-	{
-		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-		MySlot->desired = ES_DESIRED_DROP;
-		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	}
-	if (es_shutdown_requested || gone || slot_desired() != ES_DESIRED_FAILED)
+		es_slot_gone(MySlot);
+	if (es_shutdown_requested || gone || es_slot_desired(MySlot) != ES_DESIRED_FAILED)
 		record_shutdown(forced, gone);
 	proc_exit(0);
 }
