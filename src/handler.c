@@ -187,6 +187,13 @@ es_handler_disarm_timer(void)
 	timer_armed = false;
 }
 
+/* Is the timer ticking?  Never outside a batch (worker.c asserts it). */
+bool
+es_handler_timer_armed(void)
+{
+	return timer_armed;
+}
+
 /* Has a stop request's drain time run out? */
 bool
 es_drain_expired(void)

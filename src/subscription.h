@@ -261,6 +261,7 @@ extern void es_handler_define_gucs(void);
 extern void es_handler_init_timer(void);
 extern void es_handler_arm_timer(void);
 extern void es_handler_disarm_timer(void);
+extern bool es_handler_timer_armed(void);
 extern volatile sig_atomic_t es_shutdown_requested;
 extern volatile TimestampTz es_shutdown_requested_at;
 extern bool es_drain_expired(void);

@@ -105,7 +105,8 @@ typedef enum EsBatchOutcome
 	BATCH_BREAKER_OPEN,
 	BATCH_FAILED,				/* stopped at an event (continue_on_error off) */
 	BATCH_FORCED,				/* drain timed out: rolled back */
-	BATCH_GONE					/* the subscription no longer exists */
+	BATCH_GONE,					/* the subscription no longer exists */
+	BATCH_ENDED_EARLY			/* every_event: the row or the SQL moved */
 } EsBatchOutcome;
 
 static EsWorkerSlot *MySlot = NULL;
@@ -118,7 +119,6 @@ static Oid	my_extension;		/* the extension our subscription is in */
 static int	my_sql_version = 0; /* the version of its SQL objects we run with */
 static char my_sql_version_text[NAMEDATALEN];
 static EsDesired row_desired = ES_DESIRED_RUN;	/* what our row says */
-static int64 resets_seen = -1;	/* our row's "resets" when we last read it */
 static EsSubConfig cfg;
 static FmgrInfo handler_finfo;
 static TupleDesc events_desc = NULL;	/* row type of eventsource.events */
@@ -129,24 +129,79 @@ static char *my_dbname = NULL;	/* for log lines, read at start */
 
 static void load_events_desc(void);
 
-/* delivery state */
-static int64 position = 0;		/* everything <= position is done */
-static bool position_loaded = false;
-static int64 saved_position = 0;	/* what the checkpoint row says */
-static TimestampTz saved_at = 0;
-static int64 retry_position = 0;
-static int	retry_attempts = 0;
-static TimestampTz retry_not_before = 0;
-static TimestampTz first_failed_at = 0;
-static int64 consecutive_failed = 0;
-static TimestampTz breaker_open_until = 0;
-static bool breaker_probe = false;
-static int	checkpoints_saved_in_drain = 0;
+/*
+ * The delivery state: where this partition is and what it waits for.  One
+ * instance (dlv), written only by the delivery functions below (the
+ * "delivery" section); the main loop reads it through delivery_wait_ms(),
+ * delivery_unsaved() and the stop paths.
+ *
+ * States and transitions:
+ *
+ *	 unsynced     position_known false: at start, after a batch rolled back
+ *	   |          (an error of our own, a forced stop), after a reset seen
+ *	   |          between two every_event commits.  The next batch takes
+ *	   |          position from the checkpoint row (process_batch).
+ *	   v
+ *	 delivering   position_known; no event being retried; breaker closed.
+ *	   |          Each batch moves position past what it delivered, and
+ *	   |          saved_position when it writes the checkpoint (every batch,
+ *	   |          every event, or every checkpoint_interval: checkpoint_due).
+ *	   |          The row moving under us (reset_subscription: position or
+ *	   |          resets differ from what we saved) puts us back in sync
+ *	   |          with the row at the next batch.
+ *	   |
+ *	   +-- an event fails --> retrying: retry_position is the event,
+ *	   |          retry_attempts its failed calls, first_failed_at the
+ *	   |          first; no batch before retry_not_before (retry_backoff *
+ *	   |          2^k, capped).  Delivered: back to delivering.  Retries
+ *	   |          exhausted: continue_on_error off → failed (the worker
+ *	   |          exits; the slot says failed); on → dead-lettered and
+ *	   |          passed (position moves past it), or, should parking it
+ *	   |          fail, retrying again.
+ *	   |
+ *	   +-- consecutive_failed dead letters reach circuit_breaker_threshold
+ *	   |          --> breaker open: no batch before breaker_open_until.
+ *	   |          Then half-open (breaker_probe): the next batch is one
+ *	   |          event; delivered → closed (delivering), dead-lettered →
+ *	   |          open again.
+ *	   v
+ *	 stopping     es_shutdown_requested: checkpoint_due() says every batch
+ *	              writes its checkpoint (checkpoints_saved_in_drain counts
+ *	              them), and the stop path writes a periodic subscription's
+ *	              last position (delivery_final_checkpoint).
+ *
+ * resets_seen is the row's reset count when we last read it; position and
+ * saved_position mean nothing while position_known is false.
+ */
+typedef struct EsDelivery
+{
+	/* where we are */
+	bool		position_known; /* false: take position from the row */
+	int64		position;		/* everything <= position is done */
+	int64		saved_position; /* what the checkpoint row says */
+	TimestampTz saved_at;		/* when we last wrote it (periodic) */
+	int64		resets_seen;	/* the row's "resets" when we last read it */
+
+	/* the event being retried (0: none) */
+	int64		retry_position;
+	int			retry_attempts; /* failed calls of it so far */
+	TimestampTz retry_not_before;	/* also: after an error of our own */
+	TimestampTz first_failed_at;
+
+	/* the circuit breaker */
+	int64		consecutive_failed; /* dead-lettered events in a row */
+	TimestampTz breaker_open_until; /* 0: closed */
+	bool		breaker_probe;	/* half-open: the next batch is one event */
+
+	/* a stop */
+	int			checkpoints_saved_in_drain;
+} EsDelivery;
+
+static EsDelivery dlv = {.resets_seen = -1};
 
 /* transaction bracket */
 static Oid	tx_save_userid;
 static int	tx_save_sec_context;
-static bool tx_open = false;
 
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr read_plans[2];	/* 1.0 and 1.1 SQL (es_visible_plan) */
@@ -223,7 +278,6 @@ tx_begin(const char *activity)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	es_become_owner(&tx_save_userid, &tx_save_sec_context);
 	pgstat_report_activity(STATE_RUNNING, activity);
-	tx_open = true;
 }
 
 static void
@@ -235,7 +289,6 @@ tx_commit(void)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	tx_open = false;
 	send_notices();
 }
 
@@ -244,7 +297,6 @@ tx_abort(void)
 {
 	AbortCurrentTransaction();
 	pgstat_report_activity(STATE_IDLE, NULL);
-	tx_open = false;
 	drop_notices();
 }
 
@@ -589,21 +641,21 @@ write_checkpoint(int64 pos)
 	set_row_key(values);
 	values[3] = Int64GetDatum(pos);
 	es_exec_plan(write_plan, values, NULL, SPI_OK_UPDATE);
-	saved_position = pos;
-	saved_at = GetCurrentTimestamp();
+	dlv.saved_position = pos;
+	dlv.saved_at = GetCurrentTimestamp();
 	if (es_shutdown_requested)
-		checkpoints_saved_in_drain++;
+		dlv.checkpoints_saved_in_drain++;
 }
 
 /* Is a checkpoint write due (the strategy says when)? */
 static bool
 checkpoint_due(void)
 {
-	if (position == saved_position)
+	if (dlv.position == dlv.saved_position)
 		return false;
 	if (cfg.strategy != ES_PERIODIC || es_shutdown_requested)
 		return true;
-	return GetCurrentTimestamp() >= saved_at + cfg.checkpoint_interval_ms * 1000;
+	return GetCurrentTimestamp() >= dlv.saved_at + cfg.checkpoint_interval_ms * 1000;
 }
 
 /* ---------------------------------------------------------------------
@@ -950,7 +1002,7 @@ insert_dead_letter(EsEventRef *ev, void *arg)
 	values[12] = CStringGetTextDatum(es_error_category(dl->err->sqlstate));
 	values[13] = CStringGetTextDatum(es_error_severity(dl->err->sqlstate));
 	values[14] = Int32GetDatum(dl->retries);
-	values[15] = TimestampTzGetDatum(first_failed_at ? first_failed_at : GetCurrentTimestamp());
+	values[15] = TimestampTzGetDatum(dlv.first_failed_at ? dlv.first_failed_at : GetCurrentTimestamp());
 	es_exec_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
 }
 
@@ -1117,7 +1169,7 @@ deliver_one(EsEventRef *ev, EsCallError *err)
 
 	if (cfg.batch_handler)
 		arg = PointerGetDatum(construct_array(&arg, 1, events_type, -1, false, TYPALIGN_DOUBLE));
-	es_trace_set_retry(ev->position == retry_position ? retry_attempts : 0);
+	es_trace_set_retry(ev->position == dlv.retry_position ? dlv.retry_attempts : 0);
 	return es_call_handler(&handler_finfo, arg, cfg.owner, cfg.processing_timeout_ms,
 						   my_name, ev->tuple, events_desc, err);
 }
@@ -1199,16 +1251,25 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 static void
 note_success(EsEventRef *ev, int n)
 {
-	position = ev->position;
-	consecutive_failed = 0;
-	breaker_probe = false;
-	if (retry_position != 0 && ev->position >= retry_position)
+	dlv.position = ev->position;
+	dlv.consecutive_failed = 0;
+	dlv.breaker_probe = false;
+	if (dlv.retry_position != 0 && ev->position >= dlv.retry_position)
 	{
-		retry_position = 0;
-		retry_attempts = 0;
-		first_failed_at = 0;
+		dlv.retry_position = 0;
+		dlv.retry_attempts = 0;
+		dlv.first_failed_at = 0;
 	}
 	es_slot_delivered(MySlot, ev->position, ev->recorded_at, n);
+}
+
+/* The event at "position" is retried after its "attempt"-th failed call. */
+static void
+retry_later(int64 position, int attempt)
+{
+	dlv.retry_position = position;
+	dlv.retry_attempts = attempt;
+	dlv.retry_not_before = GetCurrentTimestamp() + backoff_ms(attempt) * 1000;
 }
 
 /*
@@ -1219,47 +1280,43 @@ note_success(EsEventRef *ev, int n)
 static EsBatchOutcome
 handle_failure(EsEventRef *ev, EsCallError *err)
 {
-	int			attempt = (ev->position == retry_position ? retry_attempts : 0) + 1;
+	int			attempt = (ev->position == dlv.retry_position ? dlv.retry_attempts : 0) + 1;
 	bool		will_retry = attempt <= cfg.max_retries;
 
-	if (first_failed_at == 0 || ev->position != retry_position)
-		first_failed_at = GetCurrentTimestamp();
+	if (dlv.first_failed_at == 0 || ev->position != dlv.retry_position)
+		dlv.first_failed_at = GetCurrentTimestamp();
 	record_error(ev, err, attempt, will_retry);
 
 	if (will_retry)
 	{
-		retry_position = ev->position;
-		retry_attempts = attempt;
-		retry_not_before = GetCurrentTimestamp() + backoff_ms(attempt) * 1000;
+		retry_later(ev->position, attempt);
 		return BATCH_RETRY_WAIT;
 	}
 
 	/* retries exhausted */
-	retry_position = 0;
-	retry_attempts = 0;
+	dlv.retry_position = 0;
+	dlv.retry_attempts = 0;
 	if (!cfg.continue_on_error)
 		return BATCH_FAILED;
 
 	if (!dead_letter(ev, err, attempt - 1))
 	{
 		/* not parked, so not passed: try it again later */
-		retry_position = ev->position;
-		retry_attempts = attempt;
-		retry_not_before = GetCurrentTimestamp() + backoff_ms(attempt) * 1000;
+		retry_later(ev->position, attempt);
 		return BATCH_RETRY_WAIT;
 	}
-	first_failed_at = 0;
-	position = ev->position;
-	consecutive_failed++;
-	if (breaker_probe ||
-		(cfg.breaker_threshold > 0 && consecutive_failed >= cfg.breaker_threshold))
+	dlv.first_failed_at = 0;
+	dlv.position = ev->position;
+	dlv.consecutive_failed++;
+	if (dlv.breaker_probe ||
+		(cfg.breaker_threshold > 0 && dlv.consecutive_failed >= cfg.breaker_threshold))
 	{
-		breaker_probe = false;
-		breaker_open_until = GetCurrentTimestamp() + cfg.breaker_reset_ms * 1000;
-		es_slot_set_circuit_open_until(MySlot, breaker_open_until);
+		dlv.breaker_probe = false;
+		dlv.breaker_open_until = GetCurrentTimestamp() + cfg.breaker_reset_ms * 1000;
+		es_slot_set_circuit_open_until(MySlot, dlv.breaker_open_until);
 		ereport(LOG,
 				(errmsg("eventsource: subscription \"%s\" partition %d: circuit breaker open for " INT64_FORMAT " ms after " INT64_FORMAT " consecutive failed events",
-						my_name, my_partition, cfg.breaker_reset_ms, consecutive_failed)));
+						my_name, my_partition, cfg.breaker_reset_ms, dlv.consecutive_failed)));
 		return BATCH_BREAKER_OPEN;
 	}
 	return BATCH_DONE;
@@ -1270,10 +1327,10 @@ static void
 finish_batch(void)
 {
 	if (checkpoint_due())
-		write_checkpoint(position);
+		write_checkpoint(dlv.position);
 	tx_commit();
-	es_slot_checkpointed(MySlot, saved_position);
-	es_slot_set_progress(MySlot, position, resets_seen);	/* for the status */
+	es_slot_checkpointed(MySlot, dlv.saved_position);
+	es_slot_set_progress(MySlot, dlv.position, dlv.resets_seen);	/* for the status */
 }
 
 /*
@@ -1342,7 +1399,121 @@ sql_version_moved(void)
 }
 
 /*
- * One batch.  See the file header.
+ * Lock eventsource.events and our checkpoint row for this transaction, and
+ * read the row: false when it is gone (the subscription was dropped).
+ * *moved says whether the row is not where we left it: reset_subscription()
+ * moved it (its reset count changed, even when it names the very position
+ * we last saved).  We hold the row's lock until the transaction ends, so no
+ * reset lands between this read and our write.  Lock order
+ * (CONTRIBUTING.md): eventsource.events, then our row.
+ */
+static bool
+lock_checkpoint(int64 *row_position, bool *moved)
+{
+	int64		resets;
+
+	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
+	if (!read_checkpoint(row_position, &resets))
+		return false;
+	*moved = !dlv.position_known || *row_position != dlv.saved_position ||
+		resets != dlv.resets_seen;
+	dlv.resets_seen = resets;
+	return true;
+}
+
+/*
+ * every_event: commit the event just delivered (its effects and its
+ * checkpoint), and open the next event's transaction.  BATCH_DONE to go on;
+ * BATCH_GONE; or BATCH_ENDED_EARLY when the rest of the batch must be read
+ * again: reset_subscription() moved our row in between (the next batch
+ * follows it), or an update of the SQL objects committed (the rest was read
+ * with the old row type; the next batch follows the update).  Leaves a
+ * transaction open whatever it returns.
+ */
+static EsBatchOutcome
+next_event_transaction(void)
+{
+	int64		row_position;
+	bool		moved;
+
+	finish_batch();
+	tx_begin("eventsource: delivering events");
+	if (!lock_checkpoint(&row_position, &moved))
+		return BATCH_GONE;
+	if (moved)
+	{
+		dlv.position_known = false;
+		return BATCH_ENDED_EARLY;
+	}
+	if (sql_version_moved())
+		return BATCH_ENDED_EARLY;
+	return BATCH_DONE;
+}
+
+/*
+ * Deliver the batch's events in order, in the open transaction; the one
+ * delivery loop.  A batch handler gets them all in one call unless an event
+ * is being retried or the breaker probes; should that call fail, they are
+ * delivered again one at a time to find the event that fails.  Sets
+ * *delivered (events delivered and committed or to be committed), and
+ * *failed and *err for the event a BATCH_FAILED stops at.  Returns with a
+ * transaction open and the handler timer armed.
+ */
+static EsBatchOutcome
+deliver_batch(EsEventRef *events, int n, int *delivered, int *failed,
+			  EsCallError *err)
+{
+	bool		whole = cfg.batch_handler && dlv.retry_position == 0 &&
+		!dlv.breaker_probe && n > 0;
+	int			i = 0;
+
+	while (i < n)
+	{
+		int			count = whole ? n : 1;
+		EsCallResult r;
+		EsBatchOutcome outcome = BATCH_DONE;
+
+		if (es_drain_expired())
+			return BATCH_FORCED;
+		r = whole ? deliver_all(events, n, err) : deliver_one(&events[i], err);
+		if (r == ES_CALL_DRAIN_EXPIRED)
+			return BATCH_FORCED;
+		if (r == ES_CALL_OK)
+		{
+			note_success(&events[i + count - 1], count);
+			*delivered += count;
+		}
+		else if (whole)
+		{
+			/* find the poison event: deliver them one at a time */
+			es_slot_note_error(MySlot, err->message, err->sqlstate, true);
+			whole = false;
+			continue;
+		}
+		else
+		{
+			*failed = i;
+			outcome = handle_failure(&events[i], err);
+			if (outcome != BATCH_DONE)
+				return outcome;
+		}
+		i += count;
+
+		/* every_event: this event's effects and checkpoint commit now */
+		if (cfg.strategy == ES_EVERY_EVENT && i < n)
+		{
+			outcome = next_event_transaction();
+			if (outcome != BATCH_DONE)
+				return outcome;
+		}
+	}
+	return BATCH_DONE;
+}
+
+/*
+ * One batch, in one transaction (every_event: one per event).  See the file
+ * header and the delivery state above.  Every path disarms the handler
+ * timer, armed only around deliver_batch().
  */
 static EsBatchOutcome
 process_batch(void)
@@ -1350,152 +1521,62 @@ process_batch(void)
 	EsEventRef *events;
 	int64		head;
 	int64		scanned_to;
-	int64		start;
-	int			limit;
+	int64		row_position;
+	bool		moved;
 	int			n;
-	int			i;
-	bool		isolate;
-	EsBatchOutcome outcome = BATCH_DONE;
-	EsCallError err;
-	int			events_done = 0;
+	int			delivered = 0;
 	int			failed = -1;
-	int64		resets;
+	EsCallError err;
+	EsBatchOutcome outcome;
 
 	MemoryContextReset(batch_cxt);
 	tx_begin("eventsource: reading events");
+	if (!lock_checkpoint(&row_position, &moved) || !follow_sql_version())
+	{
+		tx_commit();
+		return BATCH_GONE;
+	}
 
 	/*
 	 * Where are we?  The row says, unless we are ahead of it (periodic keeps
-	 * its position in memory between checkpoints).  A row whose reset count
-	 * changed was moved by reset_subscription(): follow it, even when it
-	 * names the very position we last saved.  We hold the row's lock until
-	 * the batch commits, so no reset lands between this read and our write.
-	 * Lock order (CONTRIBUTING.md): eventsource.events, then our row.
+	 * its position in memory between checkpoints) and nobody moved it.
 	 */
-	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
-	if (!read_checkpoint(&start, &resets))
+	if (moved)
 	{
-		tx_commit();
-		return BATCH_GONE;
+		dlv.position = row_position;
+		dlv.retry_position = 0;
+		dlv.retry_attempts = 0;
 	}
-	if (!follow_sql_version())
-	{
-		tx_commit();
-		return BATCH_GONE;
-	}
-	if (!position_loaded || start != saved_position || resets != resets_seen)
-	{
-		position = start;
-		retry_position = 0;
-		retry_attempts = 0;
-	}
-	saved_position = start;
-	position_loaded = true;
-	resets_seen = resets;
-	if (saved_at == 0)
-		saved_at = GetCurrentTimestamp();
+	dlv.saved_position = row_position;
+	dlv.position_known = true;
+	if (dlv.saved_at == 0)
+		dlv.saved_at = GetCurrentTimestamp();
 
 	head = es_horizon();
-	if (position >= head)
+	if (dlv.position >= head)
 	{
 		finish_batch();
 		return BATCH_IDLE;
 	}
 
-	limit = breaker_probe ? 1 : cfg.batch_size;
-	n = fetch_events(position, head, limit, &events, &scanned_to);
-	es_handler_arm_timer();
+	n = fetch_events(dlv.position, head, dlv.breaker_probe ? 1 : cfg.batch_size,
+					 &events, &scanned_to);
 	es_slot_set_state(MySlot, ES_STATE_CATCHING_UP);
-
-	/* a batch handler gets the batch at once, unless an event is being retried */
-	isolate = !cfg.batch_handler || retry_position != 0 || breaker_probe || n == 0;
-	if (!isolate)
-	{
-		EsCallResult r = deliver_all(events, n, &err);
-
-		if (r == ES_CALL_OK)
-		{
-			note_success(&events[n - 1], n);
-			events_done = n;
-			i = n;
-		}
-		else if (r == ES_CALL_DRAIN_EXPIRED)
-			outcome = BATCH_FORCED;
-		else
-		{
-			/* find the poison event: deliver them one at a time */
-			es_slot_note_error(MySlot, err.message, err.sqlstate, true);
-			isolate = true;
-		}
-	}
-
-	for (i = 0; isolate && outcome == BATCH_DONE && i < n; i++)
-	{
-		EsEventRef *ev = &events[i];
-		EsCallResult r;
-
-		if (es_drain_expired())
-		{
-			outcome = BATCH_FORCED;
-			break;
-		}
-		r = deliver_one(ev, &err);
-		if (r == ES_CALL_OK)
-		{
-			note_success(ev, 1);
-			events_done++;
-		}
-		else if (r == ES_CALL_DRAIN_EXPIRED)
-			outcome = BATCH_FORCED;
-		else
-		{
-			outcome = handle_failure(ev, &err);
-			failed = i;
-		}
-
-		if (outcome == BATCH_DONE && cfg.strategy == ES_EVERY_EVENT)
-		{
-			/* every_event: this event's effects and checkpoint commit now */
-			finish_batch();
-			if (!position_loaded)
-				return BATCH_DONE;
-			tx_begin("eventsource: delivering events");
-			LockRelationOid(es_catalog()->events_oid, AccessShareLock);
-			if (!read_checkpoint(&start, &resets))
-			{
-				tx_commit();
-				return BATCH_GONE;
-			}
-			if (start != saved_position || resets != resets_seen)
-			{
-				/* reset_subscription() got in between two events: follow it */
-				tx_commit();
-				es_handler_disarm_timer();
-				position_loaded = false;
-				return BATCH_DONE;
-			}
-			if (sql_version_moved())
-			{
-				/*
-				 * An update committed between two events: the rest of the
-				 * batch was read with the old row type.  The next batch
-				 * follows the update and reads them again.
-				 */
-				tx_commit();
-				es_handler_disarm_timer();
-				return BATCH_DONE;
-			}
-		}
-	}
+	es_handler_arm_timer();
+	outcome = deliver_batch(events, n, &delivered, &failed, &err);
 	es_handler_disarm_timer();
 
 	switch (outcome)
 	{
 		case BATCH_FORCED:
 			tx_abort();
-			position_loaded = false;	/* reload: the batch was rolled back */
-			es_slot_set_in_flight(MySlot, n - (cfg.strategy == ES_EVERY_EVENT ? events_done : 0));
+			dlv.position_known = false; /* reload: the batch was rolled back */
+			es_slot_set_in_flight(MySlot, n - (cfg.strategy == ES_EVERY_EVENT ? delivered : 0));
 			return BATCH_FORCED;
+		case BATCH_GONE:
+		case BATCH_ENDED_EARLY:
+			tx_commit();		/* nothing done in it yet */
+			return outcome;
 		case BATCH_FAILED:
 			/* commit the events before it, then stop at it (err outlives it) */
 			err.message = MemoryContextStrdup(batch_cxt, err.message);
@@ -1504,18 +1585,96 @@ process_batch(void)
 			return BATCH_FAILED;
 		case BATCH_DONE:
 			/* filtered-out events after the last delivered one count as done */
-			if (scanned_to > position)
-				position = scanned_to;
-			break;
-		default:
+			if (scanned_to > dlv.position)
+				dlv.position = scanned_to;
+			finish_batch();
+			if (dlv.position >= head)
+				es_slot_set_state(MySlot, ES_STATE_LIVE);	/* caught up with this horizon */
+			return n == 0 ? BATCH_IDLE : BATCH_DONE;
+		case BATCH_IDLE:
+		case BATCH_RETRY_WAIT:
+		case BATCH_BREAKER_OPEN:
 			break;
 	}
 	finish_batch();
-	if (outcome == BATCH_DONE && position >= head)
-		es_slot_set_state(MySlot, ES_STATE_LIVE);	/* caught up with this horizon */
-	if (outcome == BATCH_DONE && n == 0)
-		return BATCH_IDLE;
 	return outcome;
+}
+
+/* ---------------------------------------------------------------------
+ * The delivery state as the main loop and the stop path see it
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * How long before the next batch may run (0: now): the breaker is open, or
+ * an event waits for its retry (or we for ours after an error).  An open
+ * breaker whose time is up turns half-open: the next batch is its probe.
+ */
+static int64
+delivery_wait_ms(TimestampTz now)
+{
+	if (dlv.breaker_open_until != 0)
+	{
+		if (now < dlv.breaker_open_until)
+		{
+			es_slot_set_state(MySlot, ES_STATE_CIRCUIT_OPEN);
+			return (dlv.breaker_open_until - now) / 1000 + 1;
+		}
+		dlv.breaker_open_until = 0;
+		dlv.breaker_probe = true;
+	}
+	if (dlv.retry_not_before > now)
+		return (dlv.retry_not_before - now) / 1000 + 1;
+	return 0;
+}
+
+/* Delivered but not yet in the checkpoint row (periodic)? */
+static bool
+delivery_unsaved(void)
+{
+	return dlv.position_known && dlv.position != dlv.saved_position;
+}
+
+/*
+ * A batch failed by an error of our own and was rolled back: take the
+ * position from the row again, and run no batch before "retry_at".
+ */
+static void
+delivery_rolled_back(TimestampTz retry_at)
+{
+	dlv.position_known = false;
+	dlv.retry_not_before = retry_at;
+}
+
+/*
+ * The stop path of a periodic subscription: save what was delivered since
+ * the last checkpoint, in our own row only, and only if nobody reset it
+ * meanwhile.  A failure is logged: the events are delivered again after the
+ * restart (at-least-once).
+ */
+static void
+delivery_final_checkpoint(void)
+{
+	if (cfg.strategy != ES_PERIODIC || !delivery_unsaved())
+		return;
+	PG_TRY();
+	{
+		int64		row;
+		int64		resets;
+
+		tx_begin("eventsource: final checkpoint");
+		if (read_checkpoint(&row, &resets) && row == dlv.saved_position &&
+			resets == dlv.resets_seen)
+			write_checkpoint(dlv.position);
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		tx_abort();
+	}
+	PG_END_TRY();
 }
 
 typedef struct EsRetriedLetter
@@ -1719,7 +1878,7 @@ record_shutdown(bool forced, bool gone)
 	strlcpy(rec.phase, forced ? "forced" : "completed", sizeof(rec.phase));
 	rec.forced = forced;
 	rec.duration_ms = es_shutdown_requested_at ? (now - es_shutdown_requested_at) / 1000 : 0;
-	rec.checkpoints_saved = checkpoints_saved_in_drain;
+	rec.checkpoints_saved = dlv.checkpoints_saved_in_drain;
 	es_slot_record_shutdown(MySlot, &rec);
 
 	ereport(LOG,
@@ -1729,7 +1888,7 @@ record_shutdown(bool forced, bool gone)
 					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(rec.reason),
 					   rec.phase, rec.duration_ms,
 					   rec.forced ? "true" : "false", rec.events_in_flight,
-					   rec.checkpoints_saved, saved_position)));
+					   rec.checkpoints_saved, dlv.saved_position)));
 
 	if (gone || desired == ES_DESIRED_DROP)
 		return;
@@ -1751,7 +1910,7 @@ record_shutdown(bool forced, bool gone)
 						", \"forced\": %s, \"events_in_flight\": %d, \"checkpoints_saved\": %d, \"checkpoint\": " INT64_FORMAT "}",
 						JsonEncodeDateTime(iso, TimestampTzGetDatum(now), TIMESTAMPTZOID, NULL), rec.reason, rec.phase, rec.duration_ms,
 						rec.forced ? "true" : "false", rec.events_in_flight,
-						rec.checkpoints_saved, saved_position);
+						rec.checkpoints_saved, dlv.saved_position);
 		set_row_key(values);
 		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 		if (extension_is_ours())
@@ -1805,6 +1964,7 @@ worker_loop(bool *forced, bool *gone)
 	for (;;)
 	{
 		TimestampTz now;
+		int64		wait_ms;
 		EsBatchOutcome outcome = BATCH_IDLE;
 
 		es_slot_heartbeat(MySlot);
@@ -1812,21 +1972,10 @@ worker_loop(bool *forced, bool *gone)
 			return;
 
 		now = GetCurrentTimestamp();
-		if (breaker_open_until != 0)
+		wait_ms = delivery_wait_ms(now);
+		if (wait_ms > 0)
 		{
-			if (now < breaker_open_until)
-			{
-				es_slot_set_state(MySlot, ES_STATE_CIRCUIT_OPEN);
-				worker_wait(Min((breaker_open_until - now) / 1000 + 1, idle_wait_ms()));
-				continue;
-			}
-			/* half-open: the next event is the probe */
-			breaker_open_until = 0;
-			breaker_probe = true;
-		}
-		if (retry_not_before > now)
-		{
-			worker_wait(Min((retry_not_before - now) / 1000 + 1, idle_wait_ms()));
+			worker_wait(Min(wait_ms, idle_wait_ms()));
 			continue;
 		}
 
@@ -1835,6 +1984,7 @@ worker_loop(bool *forced, bool *gone)
 		{
 			retry_dead_letters();
 			outcome = process_batch();
+			Assert(!es_handler_timer_armed());
 			error_wait_ms = 1000;
 		}
 		PG_CATCH();
@@ -1856,9 +2006,8 @@ worker_loop(bool *forced, bool *gone)
 			RESUME_INTERRUPTS();
 			es_slot_note_error(MySlot, edata->message, unpack_sql_state(edata->sqlerrcode), false);
 			FreeErrorData(edata);
-			position_loaded = false;
 			outcome = BATCH_RETRY_WAIT;
-			retry_not_before = GetCurrentTimestamp() + error_wait_ms * 1000;
+			delivery_rolled_back(GetCurrentTimestamp() + error_wait_ms * 1000);
 			error_wait_ms = Min(error_wait_ms * 2, (int64) ES_ERROR_WAIT_MAX_MS);
 
 			/* the extension gone from this database: nothing to run */
@@ -1877,10 +2026,11 @@ worker_loop(bool *forced, bool *gone)
 			case BATCH_IDLE:
 				es_slot_set_state(MySlot, ES_STATE_LIVE);
 				if (!es_shutdown_requested)
-					worker_wait(cfg.strategy == ES_PERIODIC && position != saved_position ?
+					worker_wait(cfg.strategy == ES_PERIODIC && delivery_unsaved() ?
 								Min(cfg.checkpoint_interval_ms, idle_wait_ms()) : idle_wait_ms());
 				break;
 			case BATCH_DONE:
+			case BATCH_ENDED_EARLY:
 				CHECK_FOR_INTERRUPTS();
 				break;
 			case BATCH_RETRY_WAIT:
@@ -2002,29 +2152,8 @@ es_worker_main(Datum main_arg)
 	worker_loop(&forced, &gone);
 
 	/* a stop request: the in-flight batch is done (or was rolled back) */
-	if (!gone && cfg.strategy == ES_PERIODIC && !forced && position_loaded &&
-		position != saved_position)
-	{
-		PG_TRY();
-		{
-			int64		row;
-			int64		resets;
-
-			tx_begin("eventsource: final checkpoint");
-			/* only our own row, and only if nobody reset it meanwhile */
-			if (read_checkpoint(&row, &resets) && row == saved_position &&
-				resets == resets_seen)
-				write_checkpoint(position);
-			tx_commit();
-		}
-		PG_CATCH();
-		{
-			EmitErrorReport();
-			FlushErrorState();
-			tx_abort();
-		}
-		PG_END_TRY();
-	}
+	if (!gone && !forced)
+		delivery_final_checkpoint();
 	if (gone)
 		es_slot_gone(MySlot);
 	if (es_shutdown_requested || gone || es_slot_desired(MySlot) != ES_DESIRED_FAILED)
