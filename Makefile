@@ -4,20 +4,24 @@
 MODULE_big = eventsource
 OBJS = \
 	src/append.o \
-	src/catalog.o \
 	src/checkpoint.o \
 	src/classify.o \
+	src/current_event.o \
+	src/extversion.o \
 	src/guard.o \
 	src/guc.o \
 	src/handler.o \
 	src/horizon.o \
+	src/horizon_blockers.o \
 	src/init.o \
+	src/json.o \
 	src/launcher.o \
 	src/lifecycle.o \
 	src/read.o \
 	src/registry.o \
 	src/shmem.o \
 	src/snapshot.o \
+	src/spi.o \
 	src/stats.o \
 	src/status.o \
 	src/stream.o \
@@ -28,6 +32,7 @@ OBJS = \
 	src/trace.o \
 	src/utility_hook.o \
 	src/validate.o \
+	src/wait_for_subscription.o \
 	src/worker.o
 
 EXTENSION = eventsource
@@ -80,7 +85,8 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 
 # Every file includes the project's headers; a change to one rebuilds all
 # (and a new default_version, which the headers take from the control file).
-$(OBJS): src/eventsource.h src/subscription.h src/trace.h \
+$(OBJS): src/eventsource.h src/subscription.h src/trace.h src/schema.h \
+	src/subscription_rules.h src/upcalls.h \
 	eventsource.control
 
 # The release archives for PGXN and packagers, from the committed tree (HEAD):

@@ -47,6 +47,7 @@
 
 #include "eventsource.h"
 #include "trace.h"
+#include "upcalls.h"
 
 /* One event of a call, checked and ready to insert. */
 typedef struct EsEvent
@@ -640,7 +641,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 	{
 		es_check_expected_version(stream_id, expected, current);
 
-		/* inside a subscription handler: causation and correlation */
+		/* inside a subscription handler: causation and correlation (upcalls.h) */
 		for (int i = 0; i < n; i++)
 			events[i].metadata = es_inherit_causation(events[i].metadata);
 		/* the trace context: the metadata's, checked, else the current one */

@@ -3,9 +3,13 @@
  * eventsource.h
  *	  Declarations shared by the files of the eventsource extension.
  *
- * Each .c file under src/ owns one responsibility; this header is the only
- * place where they meet.  Limits and SQLSTATEs that users can observe are
- * defined here so that the README, the tests and the code agree.
+ * Each .c file under src/ owns one responsibility; this header declares what
+ * the files of the event store's core share with each other and with the
+ * rest (subscription.h adds the subscription engine's declarations,
+ * trace.h the tracing's, schema.h the tables' columns, upcalls.h the calls
+ * from the core into the engine).  Limits and SQLSTATEs that users can
+ * observe are defined here so that the README, the tests and the code
+ * agree.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,8 +21,12 @@
 #include "executor/spi.h"
 #include "nodes/nodes.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
+#include "utils/uuid.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "utils/timestamp.h"
 
@@ -90,14 +98,10 @@ extern void es_horizon_shmem_init(void *area, bool found);
 extern void es_horizon_register_callbacks(void);
 extern int64 es_reserve_positions(int count, int64 *positions);
 extern void es_reserve_for_restore(void);
-extern void es_horizon_register_callbacks(void);
 extern int64 es_horizon(void);
-extern int	es_horizon_blockers(EsReservation *out);
+extern int	es_horizon_blockers(EsReservation *out);	/* horizon_blockers.c shows them */
 
-/* registry.c: wake the subscription workers of a database */
-extern void es_wake_workers(Oid dboid);
-
-/* catalog.c: cached OIDs of the extension's objects, owner-rights helpers */
+/* spi.c: SPI as the extension owner: cached OIDs, owner rights, plans */
 typedef struct EsCatalog
 {
 	Oid			namespace_oid;
@@ -144,7 +148,7 @@ StaticAssertDecl(sizeof(ES_LIBRARY_VERSION) > 1,
 /* an extversion this library cannot read: newer than anything it knows */
 #define ES_SQL_UNKNOWN				PG_INT32_MAX
 
-/* catalog.c: the version of the SQL objects in the current database */
+/* extversion.c: the version of the SQL objects in the current database */
 extern bool es_parse_version(const char *str, int *num);
 extern int	es_sql_version(void);
 extern const char *es_sql_version_text(void);
@@ -180,6 +184,7 @@ extern void es_stats_count(EsStatKind kind, int64 n);
 #define ES_STREAM_LOCK_FIELD4		0x4553	/* 'ES' in the advisory lock space */
 extern uint64 es_hash_stream_id(const char *data, int len);
 extern int	es_stream_partition(const char *data, int len, int partitions);
+extern int	es_stream_category(const char *data, int len);
 
 
 /* append.c: shared with the lifecycle operations */
@@ -187,6 +192,24 @@ extern void es_lock_stream(text *stream_id);
 extern void es_check_expected_version(text *stream_id, int64 expected, int64 current);
 extern int64 es_append_system_event(text *stream_id, int64 version, const char *type,
 									Jsonb *data);
+
+/* json.c: the one way to build JSON text in C */
+typedef struct EsJson
+{
+	StringInfoData buf;
+	char		close;			/* '}' or ']'; '\0' once finished */
+	bool		empty;			/* no member yet */
+} EsJson;
+
+extern void es_json_object(EsJson *j);
+extern void es_json_array(EsJson *j);
+extern void es_json_string(EsJson *j, const char *key, const char *value);
+extern void es_json_int(EsJson *j, const char *key, int64 value);
+extern void es_json_bool(EsJson *j, const char *key, bool value);
+extern void es_json_time(EsJson *j, const char *key, TimestampTz t);
+extern void es_json_nested(EsJson *j, const char *key, EsJson *value);
+extern char *es_json_finish(EsJson *j);
+extern Datum es_json_jsonb(EsJson *j);
 
 /* lifecycle.c: soft/hard delete and truncation of streams, hiding */
 typedef struct EsStreamState
@@ -215,13 +238,30 @@ extern void es_guard_restore_copy(bool on);
 /* utility_hook.c: COPY restores, DROP DATABASE, DROP EXTENSION */
 extern void es_utility_install_hook(void);
 
-/* subscription.c */
-extern void es_subscriptions_extension_dropped(void);
-extern void es_subscriptions_workers_stopped(void);
-extern void es_subscriptions_restored(void);
+/* current_event.c: the event a handler is processing in this process */
+typedef struct EsCurrentEvent
+{
+	bool		active;			/* a single event is being handled */
+	char		subscription[ES_MAX_NAME_LEN + 1];	/* "" outside a handler */
+	char		event_id[UUID_LEN * 2 + 5];
+	char		event_type[ES_MAX_EVENT_TYPE_LEN + 1];
+	char		stream_id[ES_MAX_STREAM_ID_LEN + 1];
+	int64		position;
+	char		position_text[32];
+	char		correlation_id[ES_MAX_NAME_LEN + 1];	/* what appends inherit */
+} EsCurrentEvent;
 
-/* handler.c: causation metadata for appends made by handlers */
-extern Jsonb *es_inherit_causation(Jsonb *metadata);
+extern const EsCurrentEvent *es_current_event(void);
+extern void es_current_event_set(const char *subscription, HeapTuple event,
+								 TupleDesc desc);
+extern void es_current_event_clear(void);
 
+
+/*
+ * The calls from the core into the subscription engine, each documented
+ * there; included here so that the engine files that define them see the
+ * prototypes.
+ */
+#include "upcalls.h"
 
 #endif							/* EVENTSOURCE_H */

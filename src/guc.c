@@ -4,7 +4,14 @@
  *	  The eventsource.* configuration settings.
  *
  * All settings are defined here, with their defaults and ranges, so that
- * the README's settings table has one source.
+ * the README's settings table has one source; the tracing and span export
+ * settings are defined by trace.c and otlp.c (es_trace_define_gucs,
+ * es_otlp_define_gucs, called from here), next to the check hooks that
+ * parse them.
+ *
+ * The handler context settings (eventsource.subscription, .event_id,
+ * .event_type, .stream_id, .position) are read-only: their show hooks answer
+ * from current_event.c, so publishing an event costs nothing per event.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,6 +41,54 @@ int			es_max_dead_letters_warning = 10;
 int			es_max_dead_letters_critical = 100;
 int			es_recent_errors_kept = 1000;
 int			es_notify_min_severity = 2;	/* high */
+
+/* The handler context settings' variables: never read (the show hooks answer). */
+static char *guc_subscription;
+static char *guc_event_id;
+static char *guc_event_type;
+static char *guc_stream_id;
+static char *guc_position;
+
+static const char *
+show_subscription(void)
+{
+	return es_current_event()->subscription;
+}
+
+static const char *
+show_event_id(void)
+{
+	return es_current_event()->active ? es_current_event()->event_id : "";
+}
+
+static const char *
+show_event_type(void)
+{
+	return es_current_event()->active ? es_current_event()->event_type : "";
+}
+
+static const char *
+show_stream_id(void)
+{
+	return es_current_event()->active ? es_current_event()->stream_id : "";
+}
+
+static const char *
+show_position(void)
+{
+	return es_current_event()->active ? es_current_event()->position_text : "";
+}
+
+static void
+define_context_guc(const char *name, const char *desc, char **var,
+				   GucShowHook hook)
+{
+	DefineCustomStringVariable(name, desc,
+							   "Set by the subscription worker while a handler runs; empty elsewhere.",
+							   var, "", PGC_INTERNAL,
+							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							   NULL, NULL, hook);
+}
 
 static const struct config_enum_entry severity_options[] = {
 	{"low", 0, false},
@@ -121,7 +176,21 @@ es_define_gucs(bool preloading)
 							 2, severity_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
-	es_handler_define_gucs();
+	define_context_guc("eventsource.subscription",
+					   "Subscription whose handler is running.",
+					   &guc_subscription, show_subscription);
+	define_context_guc("eventsource.event_id",
+					   "Id of the event the handler is processing.",
+					   &guc_event_id, show_event_id);
+	define_context_guc("eventsource.event_type",
+					   "Type of the event the handler is processing.",
+					   &guc_event_type, show_event_type);
+	define_context_guc("eventsource.stream_id",
+					   "Stream of the event the handler is processing.",
+					   &guc_stream_id, show_stream_id);
+	define_context_guc("eventsource.position",
+					   "Global position of the event the handler is processing.",
+					   &guc_position, show_position);
 	es_trace_define_gucs();
 	es_otlp_define_gucs(preloading);
 

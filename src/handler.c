@@ -5,12 +5,10 @@
  *	  subscription's owner, under processing_timeout, with the current event
  *	  visible to the handler.
  *
- * The current event is published through read-only settings
- * (eventsource.subscription, .event_id, .event_type, .stream_id, .position)
- * whose show hooks read this file's static state, so setting them costs
- * nothing per event.  An append made by the handler gets causation_id (the
- * event's id) and correlation_id (the event's, or its id) in its metadata
- * unless the caller set them (es_inherit_causation, called by append.c).
+ * The current event is published for the duration of the call
+ * (current_event.c): the read-only settings eventsource.subscription,
+ * .event_id, .event_type, .stream_id and .position (guc.c) show it, and an
+ * append made by the handler inherits causation from it.
  * Each call is also a span (trace.c: es_trace_call_begin/_end), whose
  * context the handler reads as eventsource.traceparent.
  *
@@ -34,7 +32,6 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timeout.h"
-#include "utils/uuid.h"
 
 #include "subscription.h"
 #include "trace.h"
@@ -58,83 +55,6 @@ static volatile TimestampTz call_deadline = 0;
 static volatile sig_atomic_t cancel_reason = CANCEL_NONE;
 static TimeoutId tick_timeout = MAX_TIMEOUTS;
 static bool timer_armed = false;
-
-/* The event being handled, for the settings and for causation. */
-static bool cur_active = false;
-static char cur_subscription[ES_MAX_NAME_LEN + 1];
-static char cur_event_id[UUID_LEN * 2 + 5];
-static char cur_event_type[ES_MAX_EVENT_TYPE_LEN + 1];
-static char cur_stream_id[ES_MAX_STREAM_ID_LEN + 1];
-static char cur_position[32];
-static char cur_correlation_id[ES_MAX_NAME_LEN + 1];
-
-/* GUC variables: never read (the show hooks answer), but GUC wants them. */
-static char *guc_subscription;
-static char *guc_event_id;
-static char *guc_event_type;
-static char *guc_stream_id;
-static char *guc_position;
-
-static const char *
-show_subscription(void)
-{
-	return cur_subscription;
-}
-
-static const char *
-show_event_id(void)
-{
-	return cur_active ? cur_event_id : "";
-}
-
-static const char *
-show_event_type(void)
-{
-	return cur_active ? cur_event_type : "";
-}
-
-static const char *
-show_stream_id(void)
-{
-	return cur_active ? cur_stream_id : "";
-}
-
-static const char *
-show_position(void)
-{
-	return cur_active ? cur_position : "";
-}
-
-static void
-define_context_guc(const char *name, const char *desc, char **var,
-				   GucShowHook hook)
-{
-	DefineCustomStringVariable(name, desc,
-							   "Set by the subscription worker while a handler runs; empty elsewhere.",
-							   var, "", PGC_INTERNAL,
-							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
-							   NULL, NULL, hook);
-}
-
-void
-es_handler_define_gucs(void)
-{
-	define_context_guc("eventsource.subscription",
-					   "Subscription whose handler is running.",
-					   &guc_subscription, show_subscription);
-	define_context_guc("eventsource.event_id",
-					   "Id of the event the handler is processing.",
-					   &guc_event_id, show_event_id);
-	define_context_guc("eventsource.event_type",
-					   "Type of the event the handler is processing.",
-					   &guc_event_type, show_event_type);
-	define_context_guc("eventsource.stream_id",
-					   "Stream of the event the handler is processing.",
-					   &guc_stream_id, show_stream_id);
-	define_context_guc("eventsource.position",
-					   "Global position of the event the handler is processing.",
-					   &guc_position, show_position);
-}
 
 /*
  * Timer handler (signal context).  Only plain loads and the stores a query
@@ -203,58 +123,6 @@ es_drain_expired(void)
 		(int64) es_drain_timeout_ms_guc * 1000;
 }
 
-/* A text column of a row into a buffer ("" when NULL), truncated to dstlen. */
-void
-es_copy_text_column(char *dst, Size dstlen, HeapTuple tup, TupleDesc desc, int attno)
-{
-	bool		isnull;
-	Datum		d = heap_getattr(tup, attno, desc, &isnull);
-
-	if (isnull)
-		dst[0] = '\0';
-	else
-		text_to_cstring_buffer(DatumGetTextPP(d), dst, dstlen);
-}
-
-/*
- * Publish the event being handled.  "event" is a row of eventsource.events
- * (its column order), or NULL for a batch call (no single event).
- */
-static void
-set_current_event(const char *subscription, HeapTuple event, TupleDesc desc)
-{
-	bool		isnull;
-
-	strlcpy(cur_subscription, subscription, sizeof(cur_subscription));
-	if (event == NULL)
-	{
-		cur_active = false;
-		return;
-	}
-	snprintf(cur_position, sizeof(cur_position), INT64_FORMAT,
-			 DatumGetInt64(heap_getattr(event, 1, desc, &isnull)));
-	es_copy_text_column(cur_stream_id, sizeof(cur_stream_id), event, desc, 2);
-	strlcpy(cur_event_id,
-			DatumGetCString(DirectFunctionCall1(uuid_out, heap_getattr(event, 4, desc, &isnull))),
-			sizeof(cur_event_id));
-	es_copy_text_column(cur_event_type, sizeof(cur_event_type), event, desc, 5);
-
-	/* the correlation id to pass on: the event's own, else its id */
-	strlcpy(cur_correlation_id, cur_event_id, sizeof(cur_correlation_id));
-	{
-		Jsonb	   *meta = DatumGetJsonbP(heap_getattr(event, 7, desc, &isnull));
-		JsonbValue *v = getKeyJsonValueFromContainer(&meta->root,
-													 "correlation_id", 14, NULL);
-
-		if (v && v->type == jbvString && v->val.string.len < sizeof(cur_correlation_id))
-		{
-			memcpy(cur_correlation_id, v->val.string.val, v->val.string.len);
-			cur_correlation_id[v->val.string.len] = '\0';
-		}
-	}
-	cur_active = true;
-}
-
 /*
  * The subscription whose handler this process is running right now, or
  * NULL (subscription.c refuses lifecycle calls on it).
@@ -262,33 +130,7 @@ set_current_event(const char *subscription, HeapTuple event, TupleDesc desc)
 const char *
 es_handler_subscription(void)
 {
-	return in_handler ? cur_subscription : NULL;
-}
-
-static void
-clear_current_event(void)
-{
-	cur_active = false;
-	cur_subscription[0] = '\0';
-}
-
-/*
- * Inside a handler, add causation_id and correlation_id to an appended
- * event's metadata unless it has them.  Elsewhere return it unchanged.
- */
-Jsonb *
-es_inherit_causation(Jsonb *metadata)
-{
-	const char *keys[2] = {"causation_id", "correlation_id"};
-	const char *values[2];
-
-	if (!cur_active)
-		return metadata;
-	values[0] = getKeyJsonValueFromContainer(&metadata->root, "causation_id", 12, NULL) ? NULL : cur_event_id;
-	values[1] = getKeyJsonValueFromContainer(&metadata->root, "correlation_id", 14, NULL) ? NULL : cur_correlation_id;
-	if (values[0] == NULL && values[1] == NULL)
-		return metadata;
-	return es_metadata_add(metadata, 2, keys, values);
+	return in_handler ? es_current_event()->subscription : NULL;
 }
 
 /*
@@ -305,10 +147,12 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile EsCallResult result = ES_CALL_OK;
+	const EsCurrentEvent *cur;
 
-	set_current_event(subscription, event, desc);
-	es_trace_call_begin(event, desc, cur_event_id, cur_event_type, cur_stream_id,
-						event ? strtoi64(cur_position, NULL, 10) : 0);
+	es_current_event_set(subscription, event, desc);
+	cur = es_current_event();
+	es_trace_call_begin(event, desc, cur->event_id, cur->event_type, cur->stream_id,
+						event ? cur->position : 0);
 	cancel_reason = CANCEL_NONE;
 	call_deadline = GetCurrentTimestamp() + timeout_ms * 1000;
 
@@ -377,6 +221,6 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
 		es_trace_call_end("ok", NULL, NULL);
 
 	cancel_reason = CANCEL_NONE;
-	clear_current_event();
+	es_current_event_clear();
 	return result;
 }

@@ -66,6 +66,7 @@
 #include "utils/timestamp.h"
 
 #include "eventsource.h"
+#include "upcalls.h"
 
 /* Per-database state, found by database OID. */
 typedef struct EsDatabaseState
@@ -603,7 +604,7 @@ es_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (local_nres > 0)
 			{
-				/* the horizon moves first, then the workers wake to see it */
+				/* the horizon moves first, then the workers wake to see it (upcalls.h) */
 				(void) release(InvalidSubTransactionId, false);
 				es_wake_workers(MyDatabaseId);
 			}

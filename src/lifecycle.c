@@ -55,7 +55,7 @@ static SPIPlanPtr drop_snapshots_plan = NULL;
 
 /*
  * Is the lifecycle schema (1.1) installed in this database, as the data is
- * read (catalog.c: es_sql_version(), with the active snapshot; inside the
+ * read (extversion.c: es_sql_version(), with the active snapshot; inside the
  * update script itself it is still 1.0)?
  */
 bool

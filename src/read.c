@@ -30,6 +30,7 @@
 #include "utils/builtins.h"
 
 #include "eventsource.h"
+#include "schema.h"
 
 /* two variants each: 1.0 and 1.1 SQL (lifecycle.c, es_visible_plan) */
 static SPIPlanPtr stream_fwd_plans[2];
@@ -186,9 +187,7 @@ es_read_all(PG_FUNCTION_ARGS)
 							   "SELECT * FROM @EVENTS@"
 							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
 							   " AND global_position OPERATOR(pg_catalog.<=) $2"
-							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
-							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
-							   "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
+							   " AND " ES_SQL_EVENT_FILTER(ES_SQL_ANY_PARAM, "", "$3", "$4")
 							   " ORDER BY global_position LIMIT $5",
 							   5, types, true);
 		values[0] = Int64GetDatum(after);

@@ -3,7 +3,7 @@
  * status.c
  *	  Health and monitoring of subscriptions: the rows behind the
  *	  eventsource.subscription_status view, health(), readiness(),
- *	  liveness(), error_stats() and wait_for_subscription().
+ *	  liveness() and error_stats().
  *
  * A status row joins what the tables say (definition, checkpoint, dead
  * letters, lag computed against the safe horizon) with what the worker slot
@@ -97,6 +97,7 @@
 #include "utils/wait_event.h"
 
 #include "subscription.h"
+#include "schema.h"
 #include "trace.h"
 
 typedef enum EsHealth
@@ -380,11 +381,8 @@ status_plan_settings(void)
 	"   pg_catalog.max(e.recorded_at) AS newest," \
 	"   pg_catalog.max(e.global_position) AS last" \
 	"   FROM (SELECT e.recorded_at, e.global_position," \
-	"     (s.event_types IS NULL OR e.event_type OPERATOR(pg_catalog.=) ANY (s.event_types))" \
-	"     AND (s.categories IS NULL OR pg_catalog.split_part(e.stream_id, '-', 1)" \
-	"          OPERATOR(pg_catalog.=) ANY (s.categories))" \
-	"     AND (s.partitions OPERATOR(pg_catalog.=) 1 OR" \
-	"          eventsource.stream_partition(e.stream_id, s.partitions) OPERATOR(pg_catalog.=) p.partition)" \
+	"     " ES_SQL_SUBSCRIPTION_EVENTS(ES_SQL_ANY_COLUMN, "e.", "s.event_types", \
+									   "s.categories", "s.partitions", "p.partition") \
 	"     AND (e.global_position OPERATOR(pg_catalog.>) @LAST_OPERATION@ OR EXISTS (SELECT FROM @EVENTS@ v" \
 	"          WHERE v.global_position OPERATOR(pg_catalog.=) e.global_position))" \
 	"     AS pending" \
@@ -696,65 +694,6 @@ es_subscription_status(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------
- * JSON helpers
- * ---------------------------------------------------------------------
- */
-
-static void
-json_key(StringInfo buf, bool *first, const char *key)
-{
-	if (!*first)
-		appendStringInfoString(buf, ", ");
-	*first = false;
-	escape_json(buf, key);
-	appendStringInfoString(buf, ": ");
-}
-
-static void
-json_str(StringInfo buf, bool *first, const char *key, const char *value)
-{
-	json_key(buf, first, key);
-	if (value)
-		escape_json(buf, value);
-	else
-		appendStringInfoString(buf, "null");
-}
-
-static void
-json_int(StringInfo buf, bool *first, const char *key, int64 value)
-{
-	json_key(buf, first, key);
-	appendStringInfo(buf, INT64_FORMAT, value);
-}
-
-static void
-json_bool(StringInfo buf, bool *first, const char *key, bool value)
-{
-	json_key(buf, first, key);
-	appendStringInfoString(buf, value ? "true" : "false");
-}
-
-static void
-json_time(StringInfo buf, bool *first, const char *key, TimestampTz t)
-{
-	if (t == 0)
-		json_str(buf, first, key, NULL);
-	else
-	{
-		char		iso[MAXDATELEN + 1];
-
-		json_str(buf, first, key,
-				 JsonEncodeDateTime(iso, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL));
-	}
-}
-
-static Datum
-json_result(StringInfo buf)
-{
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf->data));
-}
-
-/* ---------------------------------------------------------------------
  * the launcher and liveness
  * ---------------------------------------------------------------------
  */
@@ -840,16 +779,13 @@ es_liveness(PG_FUNCTION_ARGS)
 	int			n;
 	EsStatusRow *rows = collect_status(&n, false);
 	const char *reason = not_alive_reason(rows, n, GetCurrentTimestamp());
-	StringInfoData buf;
-	bool		first = true;
+	EsJson		buf;
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	json_bool(&buf, &first, "alive", reason == NULL);
-	json_str(&buf, &first, "reason", reason);
-	json_time(&buf, &first, "timestamp", GetCurrentTimestamp());
-	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(json_result(&buf));
+	es_json_object(&buf);
+	es_json_bool(&buf, "alive", reason == NULL);
+	es_json_string(&buf, "reason", reason);
+	es_json_time(&buf, "timestamp", GetCurrentTimestamp());
+	PG_RETURN_DATUM(es_json_jsonb(&buf));
 }
 
 PG_FUNCTION_INFO_V1(es_readiness);
@@ -866,8 +802,7 @@ es_readiness(PG_FUNCTION_ARGS)
 	EsStatusRow *rows = collect_status(&n, false);
 	EsLauncherInfo l = launcher_info();
 	const char *reason = NULL;
-	StringInfoData buf;
-	bool		first = true;
+	EsJson		buf;
 
 	if (!es_shmem_available())
 		reason = "the eventsource library is not preloaded";
@@ -883,13 +818,11 @@ es_readiness(PG_FUNCTION_ARGS)
 			reason = psprintf("subscription %s partition %d is starting", rows[i].name, rows[i].partition);
 	}
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	json_bool(&buf, &first, "ready", reason == NULL);
-	json_str(&buf, &first, "reason", reason);
-	json_time(&buf, &first, "timestamp", GetCurrentTimestamp());
-	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(json_result(&buf));
+	es_json_object(&buf);
+	es_json_bool(&buf, "ready", reason == NULL);
+	es_json_string(&buf, "reason", reason);
+	es_json_time(&buf, "timestamp", GetCurrentTimestamp());
+	PG_RETURN_DATUM(es_json_jsonb(&buf));
 }
 
 /*
@@ -901,7 +834,7 @@ es_readiness(PG_FUNCTION_ARGS)
  * Returns false when not healthy.
  */
 static bool
-sql_version_check(StringInfo checks, bool *first_check)
+sql_version_check(EsJson *checks)
 {
 	int			library;
 	int			installed = es_sql_version();
@@ -910,15 +843,15 @@ sql_version_check(StringInfo checks, bool *first_check)
 		elog(ERROR, "eventsource: bad library version \"%s\"", ES_LIBRARY_VERSION);
 	/* as the subscription checks: "unhealthy: reason (level)" */
 	if (installed < library)
-		json_str(checks, first_check, "sql_version",
+		es_json_string(checks, "sql_version",
 				 psprintf("unhealthy: the SQL objects are version %s, the library %s: run ALTER EXTENSION eventsource UPDATE (degraded)",
 						  es_sql_version_text(), ES_LIBRARY_VERSION));
 	else if (installed > library)
-		json_str(checks, first_check, "sql_version",
+		es_json_string(checks, "sql_version",
 				 psprintf("unhealthy: the SQL objects are version %s, newer than the library (%s): install the eventsource %s library (degraded)",
 						  es_sql_version_text(), ES_LIBRARY_VERSION, es_sql_version_text()));
 	else
-		json_str(checks, first_check, "sql_version", "healthy");
+		es_json_string(checks, "sql_version", "healthy");
 	return installed == library;
 }
 
@@ -944,30 +877,26 @@ es_health(PG_FUNCTION_ARGS)
 	int64		failed = 0;
 	int64		lag = 0;
 	int64		dead = 0;
-	StringInfoData buf;
-	StringInfoData subs;
-	StringInfoData checks;
-	bool		first = true;
-	bool		first_check = true;
+	EsJson		buf;
+	EsJson		subs;
+	EsJson		checks;
 	const char *tracing;
 
-	initStringInfo(&subs);
-	initStringInfo(&checks);
-	appendStringInfoChar(&subs, '[');
-	appendStringInfoChar(&checks, '{');
+	es_json_array(&subs);
+	es_json_object(&checks);
 
 	/* the machinery */
 	if (!es_shmem_available())
-		json_str(&checks, &first_check, "launcher", "unhealthy: the library is not preloaded");
+		es_json_string(&checks, "launcher", "unhealthy: the library is not preloaded");
 	else if (!l.running)
-		json_str(&checks, &first_check, "launcher", "unhealthy: not running");
+		es_json_string(&checks, "launcher", "unhealthy: not running");
 	else
-		json_str(&checks, &first_check, "launcher", "healthy");
-	json_str(&checks, &first_check, "heartbeats",
+		es_json_string(&checks, "launcher", "healthy");
+	es_json_string(&checks, "heartbeats",
 			 dead_reason ? psprintf("unhealthy: %s", dead_reason) : "healthy");
 	if (!l.running || dead_reason)
 		overall = ES_UNHEALTHY;
-	if (!sql_version_check(&checks, &first_check))
+	if (!sql_version_check(&checks))
 		overall = Max(overall, ES_DEGRADED);
 
 	/* one entry per subscription: its worst partition */
@@ -984,7 +913,7 @@ es_health(PG_FUNCTION_ARGS)
 		bool		sub_lag_exact = true;
 		int64		sub_dead = 0;
 		int64		sub_rate = 0;
-		bool		f = true;
+		EsJson		sub;
 		const char *state = es_state_name(rows[i].state);
 
 		for (; j < n && strcmp(rows[j].name, rows[i].name) == 0; j++)
@@ -1008,26 +937,24 @@ es_health(PG_FUNCTION_ARGS)
 			sub_dead += rows[j].dead_letters;
 			sub_rate += rows[j].error_rate;
 		}
-		if (nsubs > 0)
-			appendStringInfoString(&subs, ", ");
-		appendStringInfoChar(&subs, '{');
-		json_str(&subs, &f, "name", rows[i].name);
-		json_str(&subs, &f, "status", health_names[h]);
-		json_str(&subs, &f, "reason", reason);
-		json_str(&subs, &f, "state", state);
-		json_int(&subs, &f, "partitions", j - i);
-		json_int(&subs, &f, "events_processed", sub_processed);
-		json_int(&subs, &f, "events_failed", sub_failed);
-		json_int(&subs, &f, "lag_events", sub_lag);
-		json_bool(&subs, &f, "lag_events_exact", sub_lag_exact);
-		json_int(&subs, &f, "lag_positions", sub_lag_positions);
-		json_int(&subs, &f, "lag_events_estimate", sub_lag_estimate);
-		json_int(&subs, &f, "dead_letters", sub_dead);
-		json_int(&subs, &f, "error_rate_per_minute", sub_rate);
-		appendStringInfoChar(&subs, '}');
+		es_json_object(&sub);
+		es_json_string(&sub, "name", rows[i].name);
+		es_json_string(&sub, "status", health_names[h]);
+		es_json_string(&sub, "reason", reason);
+		es_json_string(&sub, "state", state);
+		es_json_int(&sub, "partitions", j - i);
+		es_json_int(&sub, "events_processed", sub_processed);
+		es_json_int(&sub, "events_failed", sub_failed);
+		es_json_int(&sub, "lag_events", sub_lag);
+		es_json_bool(&sub, "lag_events_exact", sub_lag_exact);
+		es_json_int(&sub, "lag_positions", sub_lag_positions);
+		es_json_int(&sub, "lag_events_estimate", sub_lag_estimate);
+		es_json_int(&sub, "dead_letters", sub_dead);
+		es_json_int(&sub, "error_rate_per_minute", sub_rate);
+		es_json_nested(&subs, NULL, &sub);
 
 		/* every check reads "healthy" or "unhealthy: reason"; the level follows */
-		json_str(&checks, &first_check, psprintf("subscription:%s", rows[i].name),
+		es_json_string(&checks, psprintf("subscription:%s", rows[i].name),
 				 h == ES_HEALTHY ? "healthy" :
 				 psprintf("unhealthy: %s (%s)", reason ? reason : health_names[h],
 						  health_names[h]));
@@ -1040,38 +967,78 @@ es_health(PG_FUNCTION_ARGS)
 		dead += sub_dead;
 		i = j;
 	}
-	json_str(&checks, &first_check, "dead_letters",
+	es_json_string(&checks, "dead_letters",
 			 dead >= es_max_dead_letters_warning ?
 			 psprintf("unhealthy: " INT64_FORMAT " dead letters waiting", dead) : "healthy");
 	/* span export (issue 13): reported, never a reason to be unhealthy */
 	tracing = es_otlp_health();
 	if (tracing != NULL)
-		json_str(&checks, &first_check, "tracing", tracing);
-	appendStringInfoChar(&subs, ']');
-	appendStringInfoChar(&checks, '}');
+		es_json_string(&checks, "tracing", tracing);
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	json_str(&buf, &first, "status", health_names[overall]);
-	json_bool(&buf, &first, "running", l.running && !l.shutting_down);
-	json_int(&buf, &first, "subscription_count", nsubs);
-	json_int(&buf, &first, "healthy_count", counts[ES_HEALTHY]);
-	json_int(&buf, &first, "degraded_count", counts[ES_DEGRADED]);
-	json_int(&buf, &first, "unhealthy_count", counts[ES_UNHEALTHY]);
-	json_int(&buf, &first, "critical_count", counts[ES_CRITICAL]);
-	json_int(&buf, &first, "total_events_processed", processed);
-	json_int(&buf, &first, "total_events_failed", failed);
-	json_int(&buf, &first, "total_lag_events", lag);
-	json_int(&buf, &first, "total_dead_letters", dead);
-	json_int(&buf, &first, "uptime_seconds",
+	es_json_object(&buf);
+	es_json_string(&buf, "status", health_names[overall]);
+	es_json_bool(&buf, "running", l.running && !l.shutting_down);
+	es_json_int(&buf, "subscription_count", nsubs);
+	es_json_int(&buf, "healthy_count", counts[ES_HEALTHY]);
+	es_json_int(&buf, "degraded_count", counts[ES_DEGRADED]);
+	es_json_int(&buf, "unhealthy_count", counts[ES_UNHEALTHY]);
+	es_json_int(&buf, "critical_count", counts[ES_CRITICAL]);
+	es_json_int(&buf, "total_events_processed", processed);
+	es_json_int(&buf, "total_events_failed", failed);
+	es_json_int(&buf, "total_lag_events", lag);
+	es_json_int(&buf, "total_dead_letters", dead);
+	es_json_int(&buf, "uptime_seconds",
 			 l.started_at ? (now - l.started_at) / USECS_PER_SEC : 0);
-	json_time(&buf, &first, "timestamp", now);
-	json_key(&buf, &first, "checks");
-	appendStringInfoString(&buf, checks.data);
-	json_key(&buf, &first, "subscriptions");
-	appendStringInfoString(&buf, subs.data);
-	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(json_result(&buf));
+	es_json_time(&buf, "timestamp", now);
+	es_json_nested(&buf, "checks", &checks);
+	es_json_nested(&buf, "subscriptions", &subs);
+	PG_RETURN_DATUM(es_json_jsonb(&buf));
+}
+
+/*
+ * Counts by name (error categories, severities: a handful of each, so a
+ * linear search).
+ */
+typedef struct EsCounts
+{
+	int			n;
+	int			size;
+	const char **names;
+	int64	   *counts;
+} EsCounts;
+
+static void
+count_into(EsCounts *c, const char *name, int64 n)
+{
+	int			i;
+
+	for (i = 0; i < c->n; i++)
+		if (strcmp(c->names[i], name) == 0)
+			break;
+	if (i == c->n)
+	{
+		if (c->n == c->size)
+		{
+			c->size = Max(c->size * 2, 8);
+			c->names = c->names ? repalloc(c->names, sizeof(char *) * c->size) :
+				palloc(sizeof(char *) * c->size);
+			c->counts = c->counts ? repalloc(c->counts, sizeof(int64) * c->size) :
+				palloc(sizeof(int64) * c->size);
+		}
+		c->names[i] = name;
+		c->counts[i] = 0;
+		c->n++;
+	}
+	c->counts[i] += n;
+}
+
+/* {"name": n, ...} */
+static void
+counts_json(EsJson *j, const EsCounts *c)
+{
+	es_json_object(j);
+	for (int i = 0; i < c->n; i++)
+		es_json_int(j, c->names[i], c->counts[i]);
 }
 
 PG_FUNCTION_INFO_V1(es_error_stats);
@@ -1085,190 +1052,109 @@ PG_FUNCTION_INFO_V1(es_error_stats);
 Datum
 es_error_stats(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr errors_plan = NULL;
+	static SPIPlanPtr dead_plan = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext old;
 	EsOwnerCall owner;
 	bool		isnull;
-	Datum		result;
 	int			level;
+	int64		dead_letters;
+	EsCounts	categories = {0};
+	EsCounts	severities = {0};
+	int64		total = 0;
+	TimestampTz oldest = 0;
+	EsJson		result;
+	EsJson		by_subscription;
+	Datum		d;
 
 	es_owner_begin(&owner);
 	level = status_plan_settings();
-	if (plan == NULL)
-		plan = es_prepare("SELECT pg_catalog.jsonb_build_object("
-						  " 'total_errors', (SELECT pg_catalog.count(*) FROM eventsource.recent_errors),"
-						  " 'by_category', COALESCE((SELECT pg_catalog.jsonb_object_agg(error_category, n)"
-						  "   FROM (SELECT error_category, pg_catalog.count(*) n FROM eventsource.recent_errors"
-						  "         GROUP BY error_category) c), '{}'::pg_catalog.jsonb),"
-						  " 'by_severity', COALESCE((SELECT pg_catalog.jsonb_object_agg(error_severity, n)"
-						  "   FROM (SELECT error_severity, pg_catalog.count(*) n FROM eventsource.recent_errors"
-						  "         GROUP BY error_severity) s), '{}'::pg_catalog.jsonb),"
-						  " 'by_subscription', COALESCE((SELECT pg_catalog.jsonb_object_agg(subscription, j)"
-						  "   FROM (SELECT subscription, pg_catalog.jsonb_build_object("
-						  "      'errors', pg_catalog.sum(n),"
-						  "      'last_error_at', pg_catalog.max(last_at),"
-						  "      'by_category', pg_catalog.jsonb_object_agg(error_category, n)) j"
-						  "     FROM (SELECT subscription, error_category, pg_catalog.count(*) n,"
-						  "             pg_catalog.max(occurred_at) last_at"
-						  "           FROM eventsource.recent_errors GROUP BY subscription, error_category) c"
-						  "     GROUP BY subscription) x), '{}'::pg_catalog.jsonb),"
-						  " 'dead_letters', (SELECT pg_catalog.count(*) FROM eventsource.dead_letters),"
-						  " 'kept', pg_catalog.current_setting('eventsource.recent_errors_kept')::pg_catalog.int4,"
-						  " 'oldest', (SELECT pg_catalog.min(occurred_at) FROM eventsource.recent_errors))",
-						  0, NULL);
-	es_spi_read(plan, NULL, NULL, NULL, 1);
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	result = SPI_datumTransfer(result, false, -1);
-	AtEOXact_GUC(true, level);
-	es_owner_end(&owner);
-	PG_RETURN_DATUM(result);
-}
-
-/* ---------------------------------------------------------------------
- * wait_for_subscription
- * ---------------------------------------------------------------------
- */
-
-/*
- * The lowest checkpoint over the subscription's partitions in shared
- * memory, and the condition variable of that partition.  Returns false when
- * the subscription has no slot.
- */
-static bool
-lowest_checkpoint(const char *name, int64 *lowest, ConditionVariable **cv)
-{
-	bool		found = false;
-
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
-	for (int i = 0; i < es_workers->nslots; i++)
+	if (dead_plan == NULL)
 	{
-		EsWorkerSlot *slot = &es_workers->slots[i];
-		int64		cp;
-
-		if (!slot->in_use || slot->dboid != MyDatabaseId || strcmp(slot->name, name) != 0)
-			continue;
-		SpinLockAcquire(&slot->mutex);
-		cp = slot->checkpoint;
-		SpinLockRelease(&slot->mutex);
-		if (!found || cp < *lowest)
-		{
-			*lowest = cp;
-			*cv = &slot->progress_cv;
-		}
-		found = true;
+		/* both or none: the last assignment marks them ready */
+		errors_plan = es_prepare("SELECT subscription, error_category, error_severity,"
+								 " pg_catalog.count(*), pg_catalog.max(occurred_at),"
+								 " pg_catalog.min(occurred_at)"
+								 " FROM eventsource.recent_errors"
+								 " GROUP BY subscription, error_category, error_severity"
+								 " ORDER BY subscription, error_category, error_severity",
+								 0, NULL);
+		dead_plan = es_prepare("SELECT pg_catalog.count(*) FROM eventsource.dead_letters",
+							   0, NULL);
 	}
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	return found;
-}
-
-PG_FUNCTION_INFO_V1(es_wait_for_subscription);
-
-/*
- * wait_for_subscription(name, position, timeout) RETURNS boolean: true once
- * every partition's checkpoint is at or past "position", false when
- * "timeout" runs out first.  Sleeps on the partitions' condition variable,
- * which the workers broadcast after each checkpoint commit.
- *
- * The saved checkpoints are looked at first: a slot starts at 0 after a
- * server restart and only learns its checkpoint when its worker runs, so a
- * paused or failed subscription would otherwise never be seen as there.
- */
-Datum
-es_wait_for_subscription(PG_FUNCTION_ARGS)
-{
-	char	   *name = es_arg_name(fcinfo, 0, "subscription name", ES_MAX_SUBSCRIPTION_NAME_LEN);
-	int64		position = es_arg_int64(fcinfo, 1, "position");
-	Interval   *timeout;
-	int64		timeout_us;
-	TimestampTz deadline;
-	bool		reached = false;
-	static SPIPlanPtr plan = NULL;
-	Datum		values[2];
-	EsOwnerCall owner;
-	bool		exists;
-	bool		saved_reached = false;
-
-	es_require_shmem("eventsource.wait_for_subscription()");
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("timeout must not be null")));
-	timeout = PG_GETARG_INTERVAL_P(2);
-	if (!es_interval_us(timeout, &timeout_us))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout is out of range")));
-	if (timeout_us < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative")));
-	if (position < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("position must not be negative")));
+	es_spi_read(dead_plan, NULL, NULL, NULL, 1);
+	dead_letters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	es_spi_read(errors_plan, NULL, NULL, NULL, 0);
 
 	/*
-	 * The subscription must exist (as the caller's transaction sees it);
-	 * and are its saved checkpoints already there?
+	 * One row per (subscription, category, severity), at most
+	 * recent_errors_kept; the JSON is built in the caller's context from
+	 * the rows, which live until es_owner_end().
 	 */
-	es_owner_begin(&owner);
-	if (plan == NULL)
+	old = MemoryContextSwitchTo(caller);
+	es_json_object(&by_subscription);
+	for (uint64 r = 0; r < SPI_processed;)
 	{
-		Oid			types[2] = {TEXTOID, INT8OID};
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *sub = SPI_getvalue(SPI_tuptable->vals[r], desc, 1);
+		EsCounts	sub_categories = {0};
+		int64		errors = 0;
+		TimestampTz last = 0;
+		EsJson		entry;
+		EsJson		entry_categories;
 
-		plan = es_prepare("SELECT pg_catalog.bool_and(p.position OPERATOR(pg_catalog.>=) $2)"
-						  " FROM eventsource.subscriptions s"
-						  " JOIN eventsource.subscription_partitions p"
-						  "   ON p.subscription OPERATOR(pg_catalog.=) s.name"
-						  " WHERE s.name OPERATOR(pg_catalog.=) $1"
-						  " GROUP BY s.name",
-						  2, types);
+		for (; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			char	   *category;
+			char	   *severity;
+			int64		n;
+			TimestampTz t;
+
+			if (strcmp(SPI_getvalue(tup, desc, 1), sub) != 0)
+				break;
+			category = SPI_getvalue(tup, desc, 2);
+			severity = SPI_getvalue(tup, desc, 3);
+			n = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+			count_into(&sub_categories, category, n);
+			count_into(&categories, category, n);
+			count_into(&severities, severity, n);
+			errors += n;
+			t = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+			last = Max(last, t);
+			t = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+			oldest = (oldest == 0) ? t : Min(oldest, t);
+		}
+		total += errors;
+		es_json_object(&entry);
+		es_json_int(&entry, "errors", errors);
+		es_json_time(&entry, "last_error_at", last);
+		counts_json(&entry_categories, &sub_categories);
+		es_json_nested(&entry, "by_category", &entry_categories);
+		es_json_nested(&by_subscription, sub, &entry);
 	}
-	values[0] = CStringGetTextDatum(name);
-	values[1] = Int64GetDatum(position);
-	es_spi_read(plan, values, NULL, NULL, 1);
-	exists = SPI_processed > 0;
-	if (exists)
+
+	es_json_object(&result);
+	es_json_int(&result, "total_errors", total);
 	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		EsJson		by_category;
+		EsJson		by_severity;
 
-		saved_reached = !isnull && DatumGetBool(d);
+		counts_json(&by_category, &categories);
+		es_json_nested(&result, "by_category", &by_category);
+		counts_json(&by_severity, &severities);
+		es_json_nested(&result, "by_severity", &by_severity);
 	}
+	es_json_nested(&result, "by_subscription", &by_subscription);
+	es_json_int(&result, "dead_letters", dead_letters);
+	es_json_int(&result, "kept", es_recent_errors_kept);
+	es_json_time(&result, "oldest", oldest);
+	d = es_json_jsonb(&result);
+	MemoryContextSwitchTo(old);
+
+	AtEOXact_GUC(true, level);
 	es_owner_end(&owner);
-	if (!exists)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("subscription \"%s\" does not exist", name)));
-	if (saved_reached)
-		PG_RETURN_BOOL(true);
-
-	deadline = GetCurrentTimestamp() + Min(timeout_us, (int64) 365 * USECS_PER_DAY);
-	for (;;)
-	{
-		int64		lowest = 0;
-		ConditionVariable *cv = NULL;
-		TimestampTz now;
-
-		if (!lowest_checkpoint(name, &lowest, &cv))
-			break;				/* not running here (e.g. dropped meanwhile) */
-		if (lowest >= position)
-		{
-			reached = true;
-			break;
-		}
-		now = GetCurrentTimestamp();
-		if (now >= deadline)
-			break;
-		ConditionVariablePrepareToSleep(cv);
-		if (lowest_checkpoint(name, &lowest, &cv) && lowest >= position)
-		{
-			reached = true;
-			break;
-		}
-		(void) ConditionVariableTimedSleep(cv, Max((deadline - now) / 1000, 1),
-										   PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
-	}
-	ConditionVariableCancelSleep();
-	PG_RETURN_BOOL(reached);
+	PG_RETURN_DATUM(d);
 }

@@ -4,7 +4,8 @@
  *	  What a stream id means: its category, its partition, its lock hash.
  *
  * The category of a stream is the part of its id before the first '-'
- * ("Order-1f3e" -> "Order"), or the whole id when it has none.
+ * ("Order-1f3e" -> "Order"), or the whole id when it has none
+ * (es_stream_category; in SQL, schema.h's ES_SQL_CATEGORY).
  *
  * stream_partition(stream_id, n) is the documented, stable hash that
  * partitioned subscriptions use to split streams between workers:
@@ -47,6 +48,19 @@ es_stream_partition(const char *data, int len, int partitions)
 	return (int) (es_hash_stream_id(data, len) % (uint64) partitions);
 }
 
+/*
+ * The length of the category of the stream id data[0..len): the bytes
+ * before the first '-', or all of them.  schema.h's ES_SQL_CATEGORY is the
+ * same rule in SQL.
+ */
+int
+es_stream_category(const char *data, int len)
+{
+	const char *dash = memchr(data, '-', len);
+
+	return dash ? dash - data : len;
+}
+
 PG_FUNCTION_INFO_V1(es_stream_partition_sql);
 
 /* stream_partition(stream_id text, partitions integer) RETURNS integer */
@@ -71,8 +85,7 @@ es_category(PG_FUNCTION_ARGS)
 {
 	text	   *id = es_arg_stream_id(fcinfo, 0);
 	const char *data = VARDATA_ANY(id);
-	int			len = VARSIZE_ANY_EXHDR(id);
-	const char *dash = memchr(data, '-', len);
 
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(data, dash ? dash - data : len));
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(data,
+											  es_stream_category(data, VARSIZE_ANY_EXHDR(id))));
 }

@@ -30,6 +30,7 @@
 #include "utils/syscache.h"
 
 #include "subscription.h"
+#include "subscription_rules.h"
 
 typedef enum PendingKind
 {
@@ -408,23 +409,14 @@ arg_subscription_name(FunctionCallInfo fcinfo)
 	return name;
 }
 
-static int32
-arg_int_range(FunctionCallInfo fcinfo, int argno, const char *what, int32 min, int32 max)
-{
-	int32		v = es_arg_int32(fcinfo, argno, what);
-
-	es_check_int_range(v, what, min, max);
-	return v;
-}
-
-static int64
-arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *what, bool zero_ok)
+/* A required argument: raise 22004 when it is null. */
+static void
+arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
 {
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", what)));
-	return es_check_interval_ms(PG_GETARG_INTERVAL_P(argno), what, zero_ok);
 }
 
 /*
@@ -523,109 +515,90 @@ inherited_checkpoint(SPIPlanPtr plan, const char *name, int partitions, int p)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-PG_FUNCTION_INFO_V1(es_create_subscription);
+/*
+ * create_subscription()'s arguments, in their order, into "opts" (the
+ * "given" fields), as the caller: each required one must not be null.  The
+ * rules come next (es_check_subscription_options).
+ */
+static void
+parse_create_arguments(FunctionCallInfo fcinfo, EsSubscriptionOptions *opts)
+{
+	/* 250 bytes: its partitions' checkpoints are named "name/k" */
+	opts->name = es_arg_name(fcinfo, 0, "subscription name", ES_MAX_SUBSCRIPTION_NAME_LEN);
+	arg_not_null(fcinfo, 1, "handler");
+	opts->handler = PG_GETARG_OID(1);
+	opts->owner = GetUserId();	/* before api_begin() switches to the extension owner */
+	opts->start_from = es_arg_name(fcinfo, 2, "start_from", ES_MAX_NAME_LEN);
+	opts->batch_size = es_arg_int32(fcinfo, 3, "batch_size");
+	opts->checkpoint_strategy = es_arg_name(fcinfo, 4, "checkpoint_strategy", ES_MAX_NAME_LEN);
+	for (int i = 0; i < ES_NUM_INTERVAL_OPTIONS; i++)
+	{
+		/* checkpoint_interval, processing_timeout, retry_backoff, circuit_breaker_reset */
+		static const int argnos[ES_NUM_INTERVAL_OPTIONS] = {
+			[ES_OPT_CHECKPOINT_INTERVAL] = 5,
+			[ES_OPT_PROCESSING_TIMEOUT] = 6,
+			[ES_OPT_RETRY_BACKOFF] = 8,
+			[ES_OPT_BREAKER_RESET] = 11,
+		};
+
+		arg_not_null(fcinfo, argnos[i], es_interval_option_name(i));
+		opts->intervals[i] = PG_GETARG_INTERVAL_P(argnos[i]);
+	}
+	opts->max_retries = es_arg_int32(fcinfo, 7, "max_retries");
+	arg_not_null(fcinfo, 9, "continue_on_error");
+	opts->continue_on_error = PG_GETARG_BOOL(9);
+	opts->breaker_threshold = es_arg_int32(fcinfo, 10, "circuit_breaker_threshold");
+	opts->event_types = PG_ARGISNULL(12) ? NULL : PG_GETARG_ARRAYTYPE_P(12);
+	opts->categories = PG_ARGISNULL(13) ? NULL : PG_GETARG_ARRAYTYPE_P(13);
+	opts->partitions = es_arg_int32(fcinfo, 14, "partitions");
+}
 
 /*
- * create_subscription(name, handler, start_from, batch_size,
- *		checkpoint_strategy, checkpoint_interval, processing_timeout,
- *		max_retries, retry_backoff, continue_on_error,
- *		circuit_breaker_threshold, circuit_breaker_reset, event_types,
- *		categories, partitions) RETURNS void
+ * Can this transaction create the subscription: no subscription of that
+ * name, and a free worker slot for each partition (counting the slots this
+ * transaction frees and takes at commit)?  Returns the slots it frees.
+ * Inside SPI, as the extension owner.
  */
-Datum
-es_create_subscription(PG_FUNCTION_ARGS)
+static int
+check_can_create(const EsSubscriptionOptions *opts)
 {
-	char	   *name;
-	Oid			handler;
-	bool		batch;
-	char	   *start_from;
-	int64		start_position = 0;
-	bool		from_checkpoint = false;
-	char	   *strategy;
-	int32		batch_size;
-	int32		max_retries;
-	int32		threshold;
-	int32		partitions;
-	Oid			owner;
 	int			existing_partitions;
 	Oid			existing_owner;
-	int			free_slots;
 	int			freed;
-	int64		incarnation;
-	bool		isnull;
-	EsOwnerCall call;
-	Datum		values[18];
-	char		nulls[18];
+	int			free_slots;
+
+	if (lookup_subscription(opts->name, &existing_partitions, &existing_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("subscription \"%s\" already exists", opts->name)));
+	freed = pending_frees();
+	free_slots = es_registry_free_slots() + freed - pending_registrations();
+	if (free_slots < opts->partitions)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("not enough subscription worker slots for \"%s\"", opts->name),
+				 errdetail("It needs %d; %d of eventsource.max_workers = %d are free.",
+						   opts->partitions, Max(free_slots, 0), es_max_workers),
+				 errhint("Drop unused subscriptions, or raise eventsource.max_workers (and max_worker_processes) and restart the server.")));
+	return freed;
+}
+
+/*
+ * Insert the subscription's row and one row per partition, each with the
+ * position it resumes after.  Returns the subscription's id (its
+ * incarnation).  Inside SPI, as the extension owner.
+ */
+static int64
+insert_subscription(const EsSubscriptionOptions *opts)
+{
 	static SPIPlanPtr insert_plan = NULL;
 	static SPIPlanPtr partitions_plan = NULL;
 	static SPIPlanPtr inherit_plan = NULL;
-
-	es_require_shmem("eventsource.create_subscription()");
-	name = arg_subscription_name(fcinfo);
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("handler must not be null")));
-	handler = PG_GETARG_OID(1);
-	batch = es_check_handler(handler, GetUserId());
-
-	start_from = es_arg_name(fcinfo, 2, "start_from", ES_MAX_NAME_LEN);
-	if (strcmp(start_from, "beginning") == 0)
-		start_position = 0;
-	else if (strcmp(start_from, "end") == 0)
-		start_position = -1;	/* resolved below, as the owner */
-	else if (strcmp(start_from, "checkpoint") == 0)
-		from_checkpoint = true;
-	else
-	{
-		char	   *end;
-
-		errno = 0;
-		start_position = strtoll(start_from, &end, 10);
-		if (*start_from == '\0' || *end != '\0' || errno != 0 || start_position < 0 ||
-			!isdigit((unsigned char) *start_from))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid start_from \"%s\"", start_from),
-					 errhint("Use 'beginning', 'end', 'checkpoint' or a position (the subscription resumes after it).")));
-	}
-	batch_size = arg_int_range(fcinfo, 3, "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
-	strategy = es_arg_name(fcinfo, 4, "checkpoint_strategy", ES_MAX_NAME_LEN);
-	(void) es_check_strategy(strategy);
-	(void) arg_interval_ms(fcinfo, 5, "checkpoint_interval", false);
-	(void) arg_interval_ms(fcinfo, 6, "processing_timeout", false);
-	max_retries = arg_int_range(fcinfo, 7, "max_retries", 0, ES_MAX_RETRIES);
-	(void) arg_interval_ms(fcinfo, 8, "retry_backoff", true);
-	if (PG_ARGISNULL(9))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("continue_on_error must not be null")));
-	threshold = arg_int_range(fcinfo, 10, "circuit_breaker_threshold", 0, ES_MAX_BREAKER_THRESHOLD);
-	(void) arg_interval_ms(fcinfo, 11, "circuit_breaker_reset", false);
-	if (!PG_ARGISNULL(12))
-		es_check_text_array(PG_GETARG_ARRAYTYPE_P(12), "event_types");
-	if (!PG_ARGISNULL(13))
-		es_check_text_array(PG_GETARG_ARRAYTYPE_P(13), "categories");
-	partitions = es_arg_int32(fcinfo, 14, "partitions");
-	es_check_partitions(partitions);
-
-	owner = GetUserId();		/* before api_begin() switches to the extension owner */
-	api_begin(&call, "eventsource.create_subscription()");
-	if (lookup_subscription(name, &existing_partitions, &existing_owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("subscription \"%s\" already exists", name)));
-	freed = pending_frees();
-	free_slots = es_registry_free_slots() + freed - pending_registrations();
-	if (free_slots < partitions)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("not enough subscription worker slots for \"%s\"", name),
-				 errdetail("It needs %d; %d of eventsource.max_workers = %d are free.",
-						   partitions, Max(free_slots, 0), es_max_workers),
-				 errhint("Drop unused subscriptions, or raise eventsource.max_workers (and max_worker_processes) and restart the server.")));
-	if (start_position < 0)
-		start_position = es_horizon();
+	Datum		values[18];
+	char		nulls[18];
+	int64		start_position = opts->start_position;
+	int64		incarnation;
+	bool		isnull;
 
 	if (inherit_plan == NULL)
 	{
@@ -655,48 +628,83 @@ es_create_subscription(PG_FUNCTION_ARGS)
 								  " 0)",
 								  2, itypes);
 	}
-	if (from_checkpoint)
-		start_position = inherited_checkpoint(inherit_plan, name, partitions, 0);
+	if (opts->start_kind == ES_START_END)
+		start_position = es_horizon();
+	else if (opts->start_kind == ES_START_CHECKPOINT)
+		start_position = inherited_checkpoint(inherit_plan, opts->name, opts->partitions, 0);
+
+	/* the intervals are stored as given; es_interval_option_ms() reads them */
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(name);
-	values[1] = ObjectIdGetDatum(handler);
-	values[2] = ObjectIdGetDatum(owner);
-	values[3] = BoolGetDatum(batch);
-	values[4] = CStringGetTextDatum(start_from);
+	values[0] = CStringGetTextDatum(opts->name);
+	values[1] = ObjectIdGetDatum(opts->handler);
+	values[2] = ObjectIdGetDatum(opts->owner);
+	values[3] = BoolGetDatum(opts->batch_handler);
+	values[4] = CStringGetTextDatum(opts->start_from);
 	values[5] = Int64GetDatum(start_position);
-	values[6] = Int32GetDatum(batch_size);
-	values[7] = CStringGetTextDatum(strategy);
-	values[8] = PG_GETARG_DATUM(5);
-	values[9] = PG_GETARG_DATUM(6);
-	values[10] = Int32GetDatum(max_retries);
-	values[11] = PG_GETARG_DATUM(8);
-	values[12] = PG_GETARG_DATUM(9);
-	values[13] = Int32GetDatum(threshold);
-	values[14] = PG_GETARG_DATUM(11);
-	values[15] = PG_ARGISNULL(12) ? (Datum) 0 : PG_GETARG_DATUM(12);
-	nulls[15] = PG_ARGISNULL(12) ? 'n' : ' ';
-	values[16] = PG_ARGISNULL(13) ? (Datum) 0 : PG_GETARG_DATUM(13);
-	nulls[16] = PG_ARGISNULL(13) ? 'n' : ' ';
-	values[17] = Int32GetDatum(partitions);
+	values[6] = Int32GetDatum(opts->batch_size);
+	values[7] = CStringGetTextDatum(opts->checkpoint_strategy);
+	values[8] = IntervalPGetDatum(opts->intervals[ES_OPT_CHECKPOINT_INTERVAL]);
+	values[9] = IntervalPGetDatum(opts->intervals[ES_OPT_PROCESSING_TIMEOUT]);
+	values[10] = Int32GetDatum(opts->max_retries);
+	values[11] = IntervalPGetDatum(opts->intervals[ES_OPT_RETRY_BACKOFF]);
+	values[12] = BoolGetDatum(opts->continue_on_error);
+	values[13] = Int32GetDatum(opts->breaker_threshold);
+	values[14] = IntervalPGetDatum(opts->intervals[ES_OPT_BREAKER_RESET]);
+	values[15] = PointerGetDatum(opts->event_types);
+	nulls[15] = opts->event_types ? ' ' : 'n';
+	values[16] = PointerGetDatum(opts->categories);
+	nulls[16] = opts->categories ? ' ' : 'n';
+	values[17] = Int32GetDatum(opts->partitions);
 	es_exec_plan(insert_plan, values, nulls, SPI_OK_INSERT_RETURNING);
 	incarnation = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	/* each partition and where it resumes after */
-	for (int p = 0; p < partitions; p++)
+	for (int p = 0; p < opts->partitions; p++)
 	{
 		Datum		row[4];
 
-		row[0] = CStringGetTextDatum(name);
+		row[0] = CStringGetTextDatum(opts->name);
 		row[1] = Int32GetDatum(p);
 		row[2] = Int64GetDatum(incarnation);
-		row[3] = Int64GetDatum(from_checkpoint ?
-							   inherited_checkpoint(inherit_plan, name, partitions, p) :
+		row[3] = Int64GetDatum(opts->start_kind == ES_START_CHECKPOINT ?
+							   inherited_checkpoint(inherit_plan, opts->name, opts->partitions, p) :
 							   start_position);
 		es_exec_plan(partitions_plan, row, NULL, SPI_OK_INSERT);
 	}
+	return incarnation;
+}
+
+PG_FUNCTION_INFO_V1(es_create_subscription);
+
+/*
+ * create_subscription(name, handler, start_from, batch_size,
+ *		checkpoint_strategy, checkpoint_interval, processing_timeout,
+ *		max_retries, retry_backoff, continue_on_error,
+ *		circuit_breaker_threshold, circuit_breaker_reset, event_types,
+ *		categories, partitions) RETURNS void
+ *
+ * As CreateSubscription: the arguments into one struct, checked by the
+ * rules the worker checks its row with, then the rows; the workers start
+ * at commit.
+ */
+Datum
+es_create_subscription(PG_FUNCTION_ARGS)
+{
+	EsSubscriptionOptions opts = {0};
+	EsOwnerCall call;
+	int			freed;
+	int64		incarnation;
+
+	es_require_shmem("eventsource.create_subscription()");
+	parse_create_arguments(fcinfo, &opts);
+	es_check_subscription_options(&opts);
+
+	api_begin(&call, "eventsource.create_subscription()");
+	freed = check_can_create(&opts);
+	incarnation = insert_subscription(&opts);
 	es_owner_end(&call);
 
-	queue_op(PENDING_REGISTER, name, partitions, ES_DESIRED_RUN);
+	queue_op(PENDING_REGISTER, opts.name, opts.partitions, ES_DESIRED_RUN);
 	((PendingOp *) llast(pending))->incarnation = incarnation;
 	((PendingOp *) llast(pending))->frees_slots = (freed > 0);
 	PG_RETURN_VOID();

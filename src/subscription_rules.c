@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "access/htup_details.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -25,6 +27,7 @@
 #include "utils/syscache.h"
 
 #include "subscription.h"
+#include "subscription_rules.h"
 
 #define ES_MAX_INTERVAL_MS	(7LL * 24 * 3600 * 1000)	/* a week */
 
@@ -86,6 +89,37 @@ es_check_interval_ms(const Interval *iv, const char *what, bool zero_ok)
 				 errmsg("%s must be %sbetween 1 millisecond and 7 days", what,
 						zero_ok ? "zero or " : "")));
 	return us / 1000;
+}
+
+/* Each interval option's name and whether 0 is allowed. */
+static const struct
+{
+	const char *name;
+	bool		zero_ok;
+}			interval_options[ES_NUM_INTERVAL_OPTIONS] = {
+	[ES_OPT_CHECKPOINT_INTERVAL] = {"checkpoint_interval", false},
+	[ES_OPT_PROCESSING_TIMEOUT] = {"processing_timeout", false},
+	[ES_OPT_RETRY_BACKOFF] = {"retry_backoff", true},
+	[ES_OPT_BREAKER_RESET] = {"circuit_breaker_reset", false},
+};
+
+const char *
+es_interval_option_name(EsIntervalOption option)
+{
+	Assert(option >= 0 && option < ES_NUM_INTERVAL_OPTIONS);
+	return interval_options[option].name;
+}
+
+/*
+ * An interval option in milliseconds: the one conversion, by the option's
+ * rule (es_check_interval_ms).  Raises 22023 when the value breaks it.
+ */
+int64
+es_interval_option_ms(EsIntervalOption option, const Interval *value)
+{
+	Assert(option >= 0 && option < ES_NUM_INTERVAL_OPTIONS);
+	return es_check_interval_ms(value, interval_options[option].name,
+								interval_options[option].zero_ok);
 }
 
 /* checkpoint_strategy: its EsStrategy. */
@@ -158,4 +192,74 @@ es_check_handler(Oid handler, Oid user)
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
 	return batch;
+}
+
+/*
+ * start_from: 'beginning', 'end', 'checkpoint' or a position (the
+ * subscription resumes after it).
+ */
+static void
+check_start_from(EsSubscriptionOptions *opts)
+{
+	const char *start_from = opts->start_from;
+	char	   *end;
+
+	opts->start_kind = ES_START_POSITION;
+	opts->start_position = 0;
+	if (strcmp(start_from, "beginning") == 0)
+		return;
+	if (strcmp(start_from, "end") == 0)
+	{
+		opts->start_kind = ES_START_END;
+		return;
+	}
+	if (strcmp(start_from, "checkpoint") == 0)
+	{
+		opts->start_kind = ES_START_CHECKPOINT;
+		return;
+	}
+	errno = 0;
+	opts->start_position = strtoll(start_from, &end, 10);
+	if (*start_from == '\0' || *end != '\0' || errno != 0 || opts->start_position < 0 ||
+		!isdigit((unsigned char) *start_from))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid start_from \"%s\"", start_from),
+				 errhint("Use 'beginning', 'end', 'checkpoint' or a position (the subscription resumes after it).")));
+}
+
+/*
+ * Check every option of a subscription by its rule, in column order, and
+ * fill in what they mean (the "derived" fields).  Raises the first rule
+ * broken.  Needs a transaction (the handler's check reads the catalogs).
+ */
+void
+es_check_subscription_options(EsSubscriptionOptions *opts)
+{
+	es_check_subscription_name(opts->name);
+	opts->batch_handler = es_check_handler(opts->handler, opts->owner);
+	if (opts->start_from != NULL)
+		check_start_from(opts);
+	es_check_int_range(opts->batch_size, "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
+	opts->strategy = es_check_strategy(opts->checkpoint_strategy);
+	opts->interval_ms[ES_OPT_CHECKPOINT_INTERVAL] =
+		es_interval_option_ms(ES_OPT_CHECKPOINT_INTERVAL,
+							  opts->intervals[ES_OPT_CHECKPOINT_INTERVAL]);
+	opts->interval_ms[ES_OPT_PROCESSING_TIMEOUT] =
+		es_interval_option_ms(ES_OPT_PROCESSING_TIMEOUT,
+							  opts->intervals[ES_OPT_PROCESSING_TIMEOUT]);
+	es_check_int_range(opts->max_retries, "max_retries", 0, ES_MAX_RETRIES);
+	opts->interval_ms[ES_OPT_RETRY_BACKOFF] =
+		es_interval_option_ms(ES_OPT_RETRY_BACKOFF,
+							  opts->intervals[ES_OPT_RETRY_BACKOFF]);
+	es_check_int_range(opts->breaker_threshold, "circuit_breaker_threshold",
+					   0, ES_MAX_BREAKER_THRESHOLD);
+	opts->interval_ms[ES_OPT_BREAKER_RESET] =
+		es_interval_option_ms(ES_OPT_BREAKER_RESET,
+							  opts->intervals[ES_OPT_BREAKER_RESET]);
+	if (opts->event_types != NULL)
+		es_check_text_array(opts->event_types, "event_types");
+	if (opts->categories != NULL)
+		es_check_text_array(opts->categories, "categories");
+	es_check_partitions(opts->partitions);
 }

@@ -47,6 +47,7 @@
 #include "utils/jsonb.h"
 
 #include "eventsource.h"
+#include "schema.h"
 #include "subscription.h"
 #include "trace.h"
 
@@ -869,7 +870,7 @@ es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
 
 	if (event != NULL)
 	{
-		Jsonb	   *meta = DatumGetJsonbP(heap_getattr(event, 7, desc, &isnull));
+		Jsonb	   *meta = DatumGetJsonbP(heap_getattr(event, Anum_es_events_metadata, desc, &isnull));
 		JsonbValue *tp = getKeyJsonValueFromContainer(&meta->root, "traceparent", 11, NULL);
 		const char *why;
 

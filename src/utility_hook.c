@@ -42,6 +42,7 @@
 #include "utils/wait_event.h"
 
 #include "subscription.h"
+#include "upcalls.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 

@@ -74,7 +74,7 @@ for my $cmd ("$git init -q", "$git add -A", "$git commit -q -m release")
 my $made = `make -s -C $tmp dist 2>&1`;
 is($?, 0, 'make dist in a git repository succeeds') or diag($made);
 my @want = ('META.json', 'LICENSE', 'README.md', 'Makefile', 'eventsource.control',
-	sort(glob('eventsource--*.sql')), 'src/eventsource.h', 'src/catalog.c');
+	sort(glob('eventsource--*.sql')), 'src/eventsource.h', 'src/spi.c');
 for my $kind (['zip', "unzip -Z1 $tmp/$dist.zip"], ['tar.gz', "tar -tzf $tmp/$dist.tar.gz"])
 {
 	my @listed = split /\n/, `$kind->[1] 2>&1`;
