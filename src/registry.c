@@ -425,7 +425,7 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 
 /*
  * Change what a subscription's partitions should do.  Running workers that
- * must stop get SIGTERM and drain (worker.c); slots of a dropped
+ * must stop get SIGTERM and drain (worker.c, delivery.c); slots of a dropped
  * subscription are freed at once when no process holds them, else by their
  * worker as it exits.
  */

@@ -90,7 +90,7 @@ typedef struct EsWorkerSlot
 	int64		events_retried;
 	int64		dead_letters;
 	int64		consecutive_failures;
-	int64		bookkeeping_failures;	/* our own writes that failed (worker.c) */
+	int64		bookkeeping_failures;	/* our own writes that failed (bookkeeping.c) */
 	int64		errors_by_second[ES_ERROR_BUCKETS];
 	int64		error_second[ES_ERROR_BUCKETS];
 	char		last_error[ES_ERROR_TEXT_LEN];
