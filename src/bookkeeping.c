@@ -23,9 +23,9 @@
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/memutils.h"
 
+#include "schema.h"
 #include "subscription.h"
 #include "trace.h"
 #include "worker.h"
@@ -97,7 +97,7 @@ es_log_fields(EsEventRef *ev, const char *sqlstate)
 	return psprintf("database=%s subscription=%s partition=%d event_id=%s position=" INT64_FORMAT
 					" sqlstate=%s category=%s severity=%s%s",
 					es_logfmt(es_worker.dbname), es_logfmt(es_worker.name), es_worker.partition,
-					DatumGetCString(DirectFunctionCall1(uuid_out, event_column(ev, 4, &isnull))),
+					DatumGetCString(DirectFunctionCall1(uuid_out, event_column(ev, Anum_es_events_event_id, &isnull))),
 					ev->position, sqlstate, es_error_category(sqlstate),
 					es_error_severity(sqlstate), es_trace_log_fields());
 }
@@ -141,36 +141,47 @@ es_run_bookkeeping(const char *what, EsEventRef *ev, EsBookkeepingFn fn, void *a
 }
 
 /*
- * The payload of a notification about a failed call, cut to fit NOTIFY's
- * limit (async.c: payloads of BLCKSZ - NAMEDATALEN - 128 bytes or more are
- * refused): the message is shortened on a character boundary, and
- * "message_truncated" says whether it was.  "head" is the JSON object up to
- * the message.
+ * The payload of a notification about a failed call (a JSON object), cut to
+ * fit NOTIFY's limit (async.c: payloads of BLCKSZ - NAMEDATALEN - 128 bytes
+ * or more are refused): the message is shortened on a character boundary,
+ * and "message_truncated" says whether it was.
  */
 #define ES_NOTIFY_PAYLOAD_MAX	(BLCKSZ - NAMEDATALEN - 128)
 
 static char *
-notify_payload(const char *head, const char *message)
+notify_payload(EsEventRef *ev, const char *event_id, EsCallError *err,
+			   int attempt, bool will_retry)
 {
+	const char *message = err->message;
 	int			len = strlen(message);
 	int			keep = len;
 
 	for (;;)
 	{
-		StringInfoData buf;
+		EsJson		json;
+		char	   *text;
 		int			over;
 
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, head);
-		escape_json(&buf, keep == len ? message : pnstrdup(message, keep));
-		appendStringInfo(&buf, ", \"message_truncated\": %s, \"message_bytes\": %d}",
-						 keep < len ? "true" : "false", len);
-		over = buf.len - (ES_NOTIFY_PAYLOAD_MAX - 1);
+		es_json_object(&json);
+		es_json_string(&json, "subscription", es_worker.name);
+		es_json_int(&json, "partition", es_worker.partition);
+		es_json_int(&json, "position", ev->position);
+		es_json_string(&json, "event_id", event_id);
+		es_json_string(&json, "sqlstate", err->sqlstate);
+		es_json_string(&json, "category", es_error_category(err->sqlstate));
+		es_json_string(&json, "severity", es_error_severity(err->sqlstate));
+		es_json_int(&json, "attempt", attempt);
+		es_json_bool(&json, "will_retry", will_retry);
+		es_json_string(&json, "message", keep == len ? message : pnstrdup(message, keep));
+		es_json_bool(&json, "message_truncated", keep < len);
+		es_json_int(&json, "message_bytes", len);
+		text = es_json_finish(&json);
+		over = strlen(text) - (ES_NOTIFY_PAYLOAD_MAX - 1);
 		if (over <= 0 || keep == 0)
-			return buf.data;
+			return text;
 		/* each byte cut shortens the escaped text by at least one */
 		keep = pg_mbcliplen(message, keep, Max(keep - over, 0));
-		pfree(buf.data);
+		pfree(text);
 	}
 }
 
@@ -232,6 +243,20 @@ es_drop_notices(void)
 	pending_notices = NIL;
 }
 
+/*
+ * A failed call's error as the four text columns recent_errors and
+ * dead_letters share, in their order: error_message, error_sqlstate,
+ * error_category, error_severity.
+ */
+void
+es_error_columns(Datum *values, const EsCallError *err)
+{
+	values[0] = CStringGetTextDatum(err->message);
+	values[1] = CStringGetTextDatum(err->sqlstate);
+	values[2] = CStringGetTextDatum(es_error_category(err->sqlstate));
+	values[3] = CStringGetTextDatum(es_error_severity(err->sqlstate));
+}
+
 typedef struct EsErrorRow
 {
 	EsCallError *err;
@@ -269,12 +294,9 @@ insert_error_row(EsEventRef *ev, void *arg)
 	values[0] = CStringGetTextDatum(es_worker.name);
 	values[1] = Int32GetDatum(es_worker.partition);
 	values[2] = Int64GetDatum(ev->position);
-	values[3] = event_column(ev, 4, &isnull);
-	values[4] = event_column(ev, 5, &isnull);
-	values[5] = CStringGetTextDatum(row->err->message);
-	values[6] = CStringGetTextDatum(row->err->sqlstate);
-	values[7] = CStringGetTextDatum(es_error_category(row->err->sqlstate));
-	values[8] = CStringGetTextDatum(es_error_severity(row->err->sqlstate));
+	values[3] = event_column(ev, Anum_es_events_event_id, &isnull);
+	values[4] = event_column(ev, Anum_es_events_event_type, &isnull);
+	es_error_columns(&values[5], row->err);
 	values[9] = Int32GetDatum(row->attempt);
 	es_exec_plan(error_plan, values, NULL, SPI_OK_INSERT);
 	values[0] = Int32GetDatum(es_recent_errors_kept);
@@ -290,7 +312,6 @@ insert_error_row(EsEventRef *ev, void *arg)
 void
 es_record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 {
-	const char *category = es_error_category(err->sqlstate);
 	const char *severity = es_error_severity(err->sqlstate);
 	EsErrorRow	row = {err, attempt};
 	bool		isnull;
@@ -302,28 +323,19 @@ es_record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
 	/* publish it, from the worker and never from appenders */
 	if (es_severity_rank(severity) >= es_notify_min_severity)
 	{
-		StringInfoData head;
 		char	   *event_id = DatumGetCString(DirectFunctionCall1(uuid_out,
-																   event_column(ev, 4, &isnull)));
+																   event_column(ev, Anum_es_events_event_id, &isnull)));
 		MemoryContext old;
 		EsNotice   *notice;
 		char	   *payload;
 		char	   *fields;
 
-		initStringInfo(&head);
-		appendStringInfoString(&head, "{\"subscription\": ");
-		escape_json(&head, es_worker.name);
-		appendStringInfo(&head, ", \"partition\": %d, \"position\": " INT64_FORMAT
-						 ", \"event_id\": \"%s\", \"sqlstate\": \"%s\", \"category\": \"%s\""
-						 ", \"severity\": \"%s\", \"attempt\": %d, \"will_retry\": %s, \"message\": ",
-						 es_worker.partition, ev->position, event_id, err->sqlstate, category,
-						 severity, attempt, will_retry ? "true" : "false");
 		/*
 		 * Built in the current (batch) context, whose temporaries go with
 		 * it; only the two kept strings and the list cell live in
 		 * TopMemoryContext until es_drop_notices() frees them.
 		 */
-		payload = notify_payload(head.data, err->message);
+		payload = notify_payload(ev, event_id, err, attempt, will_retry);
 		fields = es_log_fields(ev, err->sqlstate);
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		notice = palloc(sizeof(EsNotice));
@@ -370,12 +382,10 @@ insert_dead_letter(EsEventRef *ev, void *arg)
 	}
 	values[0] = CStringGetTextDatum(es_worker.name);
 	values[1] = Int32GetDatum(es_worker.partition);
-	for (int i = 0; i < 8; i++)
-		values[2 + i] = event_column(ev, i + 1, &isnull);
-	values[10] = CStringGetTextDatum(dl->err->message);
-	values[11] = CStringGetTextDatum(dl->err->sqlstate);
-	values[12] = CStringGetTextDatum(es_error_category(dl->err->sqlstate));
-	values[13] = CStringGetTextDatum(es_error_severity(dl->err->sqlstate));
+	/* $3..$10: the event's columns, in their order */
+	for (int attno = Anum_es_events_global_position; attno <= Natts_es_events; attno++)
+		values[1 + attno] = event_column(ev, attno, &isnull);
+	es_error_columns(&values[10], dl->err);
 	values[14] = Int32GetDatum(dl->retries);
 	values[15] = TimestampTzGetDatum(dl->first_failed_at ? dl->first_failed_at : GetCurrentTimestamp());
 	es_exec_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
@@ -429,7 +439,7 @@ write_failed_row(EsEventRef *ev, void *arg)
 	if (ev != NULL)
 	{
 		values[3] = Int64GetDatum(ev->position);
-		values[4] = event_column(ev, 4, &isnull);
+		values[4] = event_column(ev, Anum_es_events_event_id, &isnull);
 	}
 	else
 		nulls[3] = nulls[4] = 'n';

@@ -36,10 +36,7 @@ update_dead_letter(EsEventRef *ev, void *arg)
 	Datum		again[5];
 
 	again[0] = r->id;
-	again[1] = CStringGetTextDatum(r->err->message);
-	again[2] = CStringGetTextDatum(r->err->sqlstate);
-	again[3] = CStringGetTextDatum(es_error_category(r->err->sqlstate));
-	again[4] = CStringGetTextDatum(es_error_severity(r->err->sqlstate));
+	es_error_columns(&again[1], r->err);
 	es_exec_plan(retry_again_plan, again, NULL, SPI_OK_UPDATE);
 }
 

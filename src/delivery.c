@@ -34,6 +34,7 @@
 #include "storage/lmgr.h"
 #include "utils/memutils.h"
 
+#include "schema.h"
 #include "subscription.h"
 #include "trace.h"
 #include "worker.h"
@@ -254,15 +255,12 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 
 		/* the visible events only: lifecycle.c, es_visible_plan() */
 		read_plan = es_visible_plan(read_plans, "SELECT * FROM @EVENTS@"
-							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
-							   " AND global_position OPERATOR(pg_catalog.<=) $2"
-							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
-							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
-							   "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
-							   " AND ($5 OPERATOR(pg_catalog.=) 1 OR"
-							   "      eventsource.stream_partition(stream_id, $5) OPERATOR(pg_catalog.=) $6)"
-							   " ORDER BY global_position LIMIT $7",
-							   7, types, true);
+									" WHERE global_position OPERATOR(pg_catalog.>) $1"
+									" AND global_position OPERATOR(pg_catalog.<=) $2"
+									" AND " ES_SQL_SUBSCRIPTION_EVENTS(ES_SQL_ANY_PARAM, "",
+																	   "$3", "$4", "$5", "$6")
+									" ORDER BY global_position LIMIT $7",
+									7, types, true);
 	}
 	values[0] = Int64GetDatum(after);
 	values[1] = Int64GetDatum(head);
@@ -284,8 +282,8 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 		bool		isnull;
 
 		(*out)[i].tuple = heap_copytuple(tup);
-		(*out)[i].position = DatumGetInt64(heap_getattr(tup, 1, SPI_tuptable->tupdesc, &isnull));
-		(*out)[i].recorded_at = DatumGetTimestampTz(heap_getattr(tup, 8, SPI_tuptable->tupdesc, &isnull));
+		(*out)[i].position = DatumGetInt64(heap_getattr(tup, Anum_es_events_global_position, SPI_tuptable->tupdesc, &isnull));
+		(*out)[i].recorded_at = DatumGetTimestampTz(heap_getattr(tup, Anum_es_events_recorded_at, SPI_tuptable->tupdesc, &isnull));
 	}
 	MemoryContextSwitchTo(old);
 

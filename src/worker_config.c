@@ -25,23 +25,12 @@
 #include "utils/typcache.h"
 
 #include "subscription.h"
+#include "subscription_rules.h"
 #include "worker.h"
 
 EsSubConfig es_cfg = {.row_desired = ES_DESIRED_RUN};
 
 static void load_events_desc(void);
-
-/* An interval column in milliseconds, by the rule create_subscription checked. */
-static int64
-col_interval_ms(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-	int64		us;
-
-	if (!es_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, col, &isnull)), &us))
-		us = 0;
-	return Max(us / 1000, 0);
-}
 
 /*
  * Is the extension we started in still there?  Ids start again at 1 when
@@ -67,19 +56,58 @@ es_worker_row_key(Datum *values)
 	values[2] = Int64GetDatum(es_worker.incarnation);
 }
 
+/*
+ * The options stored in the loaded row, as create_subscription's arguments
+ * (subscription_rules.h), to be checked by the same rules.  Pointers into
+ * the row: valid while it is.
+ */
+static void
+row_options(HeapTuple tup, TupleDesc desc, EsSubscriptionOptions *opts)
+{
+	bool		isnull;
+	Datum		filter;
+
+	memset(opts, 0, sizeof(*opts));
+	opts->name = es_worker.name;
+	opts->handler = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+	opts->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	opts->start_from = NULL;	/* history: where the row began */
+	opts->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+	opts->checkpoint_strategy = SPI_getvalue(tup, desc, 5);
+	opts->intervals[ES_OPT_CHECKPOINT_INTERVAL] =
+		DatumGetIntervalP(SPI_getbinval(tup, desc, 6, &isnull));
+	opts->intervals[ES_OPT_PROCESSING_TIMEOUT] =
+		DatumGetIntervalP(SPI_getbinval(tup, desc, 7, &isnull));
+	opts->max_retries = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+	opts->intervals[ES_OPT_RETRY_BACKOFF] =
+		DatumGetIntervalP(SPI_getbinval(tup, desc, 9, &isnull));
+	opts->continue_on_error = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+	opts->breaker_threshold = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
+	opts->intervals[ES_OPT_BREAKER_RESET] =
+		DatumGetIntervalP(SPI_getbinval(tup, desc, 12, &isnull));
+	filter = SPI_getbinval(tup, desc, 13, &isnull);
+	opts->event_types = isnull ? NULL : DatumGetArrayTypeP(filter);
+	filter = SPI_getbinval(tup, desc, 14, &isnull);
+	opts->categories = isnull ? NULL : DatumGetArrayTypeP(filter);
+	opts->partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+}
+
 /* The row being loaded, for validate_row(). */
 typedef struct EsLoadedRow
 {
 	HeapTuple	tup;
 	TupleDesc	desc;
+	EsSubscriptionOptions *opts;	/* its options; the check derives the rest */
 } EsLoadedRow;
 
 /*
  * Check the loaded row by the rules of create_subscription's arguments
- * (subscription_rules.c): the table's CHECK constraints may be missing (a
- * database still on the 1.0 SQL) or NOT VALID for an old row, and the
- * handler's signature, the owner's rights and the partition rows are no
- * constraint.  Raises the first rule broken.
+ * (es_check_subscription_options, which also derives the strategy, the
+ * interval options in milliseconds and whether the handler takes a batch):
+ * the table's CHECK constraints may be missing (a database still on the 1.0
+ * SQL) or NOT VALID for an old row, and the handler's signature, the
+ * owner's rights and the partition rows are no constraint.  Raises the
+ * first rule broken.
  */
 static void
 validate_row(EsEventRef *unused, void *arg)
@@ -87,64 +115,41 @@ validate_row(EsEventRef *unused, void *arg)
 	EsLoadedRow *row = arg;
 	HeapTuple	tup = row->tup;
 	TupleDesc	desc = row->desc;
+	EsSubscriptionOptions *opts = row->opts;
 	bool		isnull;
-	Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 	bool		batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-	int32		partitions;
 	int32		rows;
-	Datum		filter;
 
 	es_check_subscription_name(es_worker.name);
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(opts->owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the owner of subscription \"%s\" (role %u) no longer exists",
-						es_worker.name, owner)));
-	if (es_check_handler(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)), owner) !=
-		batch_handler)
+						es_worker.name, opts->owner)));
+	es_check_subscription_options(opts);
+	if (opts->batch_handler != batch_handler)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch_handler is %s, but the handler takes %s",
 						batch_handler ? "true" : "false",
 						batch_handler ? "one event" : "a batch")));
-	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull)),
-					   "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
-	(void) es_check_strategy(SPI_getvalue(tup, desc, 5));
-	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 6, &isnull)),
-								"checkpoint_interval", false);
-	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 7, &isnull)),
-								"processing_timeout", false);
-	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull)),
-					   "max_retries", 0, ES_MAX_RETRIES);
-	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 9, &isnull)),
-								"retry_backoff", true);
-	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull)),
-					   "circuit_breaker_threshold", 0, ES_MAX_BREAKER_THRESHOLD);
-	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 12, &isnull)),
-								"circuit_breaker_reset", false);
-	filter = SPI_getbinval(tup, desc, 13, &isnull);
-	if (!isnull)
-		es_check_text_array(DatumGetArrayTypeP(filter), "event_types");
-	filter = SPI_getbinval(tup, desc, 14, &isnull);
-	if (!isnull)
-		es_check_text_array(DatumGetArrayTypeP(filter), "categories");
-	partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
-	es_check_partitions(partitions);
 	/* events hashed to a partition without a row would never be delivered */
 	rows = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
-	if (partitions != rows)
+	if (opts->partitions != rows)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("partitions is %d, but the subscription was created with %d",
-						partitions, rows),
+						opts->partitions, rows),
 				 errhint("Create a new subscription to change the partition count.")));
 }
 
 /*
  * Load the subscription's row.  Returns false when it is gone (or replaced
- * by a newer subscription of the same name); es_cfg.row_desired says what the row
- * wants: run, paused, or stopped at an event; es_cfg.error whether it
- * breaks a rule (then nothing else is loaded).  Inside a transaction,
+ * by a newer subscription of the same name); es_cfg.row_desired says what
+ * the row wants: run, paused, or stopped at an event.  Only a row that says
+ * run is checked and loaded (a paused or stopped one is not run: the worker
+ * exits, or finishes its batch with what it had); es_cfg.error says whether
+ * it breaks a rule (then nothing else is loaded).  Inside a transaction,
  * connected to SPI, as the extension owner.
  */
 bool
@@ -157,6 +162,8 @@ es_worker_load_config(void)
 	TupleDesc	desc;
 	bool		isnull;
 	MemoryContext old;
+	EsSubscriptionOptions opts;
+	EsLoadedRow row;
 
 	if (!es_worker_extension_is_ours())
 		return false;
@@ -196,35 +203,44 @@ es_worker_load_config(void)
 				 errmsg("the handler of subscription \"%s\" (function %u) no longer exists",
 						es_worker.name, DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull))),
 				 errhint("Drop the subscription, or create the function again and restart its worker.")));
-	if (es_cfg.row_desired == ES_DESIRED_RUN)
+	if (es_cfg.row_desired != ES_DESIRED_RUN)
 	{
-		EsLoadedRow row = {tup, desc};
+		SPI_freeplan(plan);
+		return true;
+	}
 
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		es_cfg.error = es_worker_try_in_subxact(validate_row, NULL, &row);
-		MemoryContextSwitchTo(old);
-		if (es_cfg.error != NULL)
-			return true;
+	/* checked, and converted, once: by the rules of create_subscription */
+	row_options(tup, desc, &opts);
+	row.tup = tup;
+	row.desc = desc;
+	row.opts = &opts;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	es_cfg.error = es_worker_try_in_subxact(validate_row, NULL, &row);
+	MemoryContextSwitchTo(old);
+	if (es_cfg.error != NULL)
+	{
+		SPI_freeplan(plan);
+		return true;
 	}
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	es_cfg.handler = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-	es_cfg.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-	es_cfg.batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-	es_cfg.batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-	es_cfg.strategy = es_check_strategy(SPI_getvalue(tup, desc, 5));
-	es_cfg.checkpoint_interval_ms = col_interval_ms(tup, desc, 6);
-	es_cfg.processing_timeout_ms = col_interval_ms(tup, desc, 7);
-	es_cfg.max_retries = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-	es_cfg.retry_backoff_ms = col_interval_ms(tup, desc, 9);
-	es_cfg.continue_on_error = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
-	es_cfg.breaker_threshold = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
-	es_cfg.breaker_reset_ms = col_interval_ms(tup, desc, 12);
+	es_cfg.handler = opts.handler;
+	es_cfg.owner = opts.owner;
+	es_cfg.batch_handler = opts.batch_handler;
+	es_cfg.batch_size = opts.batch_size;
+	es_cfg.strategy = opts.strategy;
+	es_cfg.checkpoint_interval_ms = opts.interval_ms[ES_OPT_CHECKPOINT_INTERVAL];
+	es_cfg.processing_timeout_ms = opts.interval_ms[ES_OPT_PROCESSING_TIMEOUT];
+	es_cfg.max_retries = opts.max_retries;
+	es_cfg.retry_backoff_ms = opts.interval_ms[ES_OPT_RETRY_BACKOFF];
+	es_cfg.continue_on_error = opts.continue_on_error;
+	es_cfg.breaker_threshold = opts.breaker_threshold;
+	es_cfg.breaker_reset_ms = opts.interval_ms[ES_OPT_BREAKER_RESET];
 	es_cfg.event_types = SPI_getbinval(tup, desc, 13, &isnull);
 	es_cfg.event_types = isnull ? (Datum) 0 : datumCopy(es_cfg.event_types, false, -1);
 	es_cfg.categories = SPI_getbinval(tup, desc, 14, &isnull);
 	es_cfg.categories = isnull ? (Datum) 0 : datumCopy(es_cfg.categories, false, -1);
-	es_worker.partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+	es_worker.partitions = opts.partitions;
 	MemoryContextSwitchTo(old);
 	SPI_freeplan(plan);
 
