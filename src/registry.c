@@ -550,6 +550,12 @@ es_wake_workers(Oid dboid)
 	LWLockRelease(lock);
 }
 
+/*
+ * Wake the launcher.  Reads launcher_latch without the lock: it is one
+ * pointer, stored by the launcher under WORKERS; a stale one is still the
+ * latch of a PGPROC in shared memory, and setting it is harmless.  Callable
+ * with or without the WORKERS lock.
+ */
 void
 es_launcher_wake(void)
 {

@@ -3,10 +3,14 @@
  * subscription.h
  *	  Declarations shared by the subscription machinery: the worker slot
  *	  registry in shared memory, the launcher, the workers and the SQL API.
+ *	  The worker's own files share worker.h besides.
  *
  * One slot per subscription partition.  A slot outlives its worker process:
  * it keeps the partition's desired state (run, paused, failed, dropped) and
  * its statistics until the subscription is dropped or the server restarts.
+ * registry.c is the slots' only writer (its header essay: the lifecycle,
+ * which lock protects which field, the lock order); everyone else reads
+ * them under the locks named below, or calls registry.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -115,6 +119,7 @@ typedef struct EsWorkerSlot
 
 typedef struct EsWorkersShared
 {
+	/* all but nslots: protected by the WORKERS LWLock (registry.c) */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	TimestampTz launcher_started_at;
@@ -130,7 +135,7 @@ typedef struct EsWorkersShared
 	 */
 	uint64		changes;
 	bool		register_when_freed;	/* a registration found too few slots */
-	int			nslots;
+	int			nslots;			/* fixed at startup */
 	EsWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EsWorkersShared;
 
@@ -257,21 +262,21 @@ typedef struct EsCallError
 	bool		timed_out;		/* processing_timeout cancelled it */
 } EsCallError;
 
-extern void es_handler_define_gucs(void);
 extern void es_handler_init_timer(void);
 extern void es_handler_arm_timer(void);
 extern void es_handler_disarm_timer(void);
 extern bool es_handler_timer_armed(void);
-extern volatile sig_atomic_t es_shutdown_requested;
-extern volatile TimestampTz es_shutdown_requested_at;
-extern bool es_drain_expired(void);
 extern const char *es_handler_subscription(void);
-extern void es_copy_text_column(char *dst, Size dstlen, HeapTuple tup,
-								TupleDesc desc, int attno);
 extern EsCallResult es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner,
 									int64 timeout_ms, const char *subscription,
 									HeapTuple event, TupleDesc desc,
 									EsCallError *err);
+
+/* worker.c: the worker's stop request (its SIGTERM) */
+extern volatile sig_atomic_t es_shutdown_requested;
+extern volatile TimestampTz es_shutdown_requested_at;
+extern bool es_drain_expired_at(TimestampTz now);
+extern bool es_drain_expired(void);
 
 /* classify.c: what a failure's SQLSTATE means */
 extern const char *es_error_category(const char *sqlstate);

@@ -51,6 +51,31 @@ static SPIPlanPtr shutdown_plan = NULL;
 
 PGDLLEXPORT void es_worker_main(Datum main_arg);
 
+/*
+ * The stop request: set by our SIGTERM handler (a server stop, pause, drop,
+ * DROP DATABASE), read by the main loop, the delivery (checkpoint_due,
+ * es_drain_expired) and the handler timer's signal handler (handler.c).
+ */
+volatile sig_atomic_t es_shutdown_requested = false;
+volatile TimestampTz es_shutdown_requested_at = 0;
+
+/*
+ * Has the stop request's drain time (eventsource.drain_timeout) run out at
+ * "now"?  Plain loads only: the timer's signal handler calls it.
+ */
+bool
+es_drain_expired_at(TimestampTz now)
+{
+	return es_shutdown_requested_at != 0 &&
+		now >= es_shutdown_requested_at + (int64) es_drain_timeout_ms_guc * 1000;
+}
+
+bool
+es_drain_expired(void)
+{
+	return es_drain_expired_at(GetCurrentTimestamp());
+}
+
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
