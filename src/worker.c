@@ -51,6 +51,11 @@ static SPIPlanPtr shutdown_plan = NULL;
 
 PGDLLEXPORT void es_worker_main(Datum main_arg);
 
+/* ---------------------------------------------------------------------
+ * the stop request and the slot
+ * ---------------------------------------------------------------------
+ */
+
 /*
  * The stop request: set by our SIGTERM handler (a server stop, pause, drop,
  * DROP DATABASE), read by the main loop, the delivery (checkpoint_due,
@@ -89,11 +94,6 @@ worker_sigterm(SIGNAL_ARGS)
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
-
-/* ---------------------------------------------------------------------
- * slot bookkeeping
- * ---------------------------------------------------------------------
- */
 
 /*
  * Exit callback: give the slot back (registry.c sets the restart time from
