@@ -713,13 +713,6 @@ arg_expected_version(FunctionCallInfo fcinfo, int argno)
 	return expected;
 }
 
-static void
-prevent_in_read_only(const char *function)
-{
-	PreventCommandIfReadOnly(function);
-	PreventCommandIfParallelMode(function);
-}
-
 static Datum
 append_result_datum(FunctionCallInfo fcinfo, EsAppendResult *r)
 {
@@ -754,11 +747,8 @@ es_append(PG_FUNCTION_ARGS)
 	es_require_shmem("eventsource.append()");
 	stream_id = es_arg_stream_id(fcinfo, 0);
 	expected = arg_expected_version(fcinfo, 1);
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("events must not be null")));
-	prevent_in_read_only("eventsource.append()");
+	es_arg_not_null(fcinfo, 2, "events");
+	es_require_writable("eventsource.append()");
 	events = parse_events(PG_GETARG_JSONB_P(2), &n);
 	result = append_events(stream_id, expected, events, n);
 	return append_result_datum(fcinfo, &result);
@@ -782,16 +772,13 @@ es_append_event(PG_FUNCTION_ARGS)
 	es_require_shmem("eventsource.append_event()");
 	stream_id = es_arg_stream_id(fcinfo, 0);
 	expected = arg_expected_version(fcinfo, 1);
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("event_type must not be null")));
+	es_arg_not_null(fcinfo, 2, "event_type");
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("data must not be null"),
 				 errhint("Use '{}' or 'null'::jsonb for an event without a payload.")));
-	prevent_in_read_only("eventsource.append_event()");
+	es_require_writable("eventsource.append_event()");
 
 	type = PG_GETARG_TEXT_PP(2);
 	memset(&ev, 0, sizeof(ev));

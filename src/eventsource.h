@@ -156,6 +156,8 @@ extern bool es_sql_version_at_least(const char *min);
 extern void es_require_sql_version(const char *min, const char *what);
 
 /* validate.c: argument checks shared by the SQL functions */
+extern void es_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void es_require_writable(const char *function);
 extern text *es_arg_stream_id(FunctionCallInfo fcinfo, int argno);
 extern char *es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what, int maxlen);
 extern bool es_interval_us(const Interval *iv, int64 *us);

@@ -87,10 +87,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
 
-	if (PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("backwards must not be null")));
+	es_arg_not_null(fcinfo, 3, "backwards");
 	backwards = PG_GETARG_BOOL(3);
 	if (PG_ARGISNULL(1))
 		from = backwards ? PG_INT64_MAX : 1;

@@ -69,10 +69,7 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	EsStreamState st;
 
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("state must not be null")));
+	es_arg_not_null(fcinfo, 2, "state");
 	state = PG_GETARG_JSONB_P(2);
 	PreventCommandIfReadOnly("eventsource.save_snapshot()");
 

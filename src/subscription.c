@@ -409,16 +409,6 @@ arg_subscription_name(FunctionCallInfo fcinfo)
 	return name;
 }
 
-/* A required argument: raise 22004 when it is null. */
-static void
-arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-}
-
 /*
  * Look a subscription up: false when it does not exist, else its partition
  * count and owner.  Inside SPI, as the extension owner.
@@ -489,8 +479,7 @@ require_subscription(const char *name, Oid caller)
 static void
 api_begin(EsOwnerCall *call, const char *what)
 {
-	PreventCommandIfReadOnly(what);
-	PreventCommandIfParallelMode(what);
+	es_require_writable(what);
 	es_owner_begin(call);
 }
 
@@ -515,6 +504,15 @@ inherited_checkpoint(SPIPlanPtr plan, const char *name, int partitions, int p)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* An interval option's argument, not null, as given. */
+static void
+arg_interval(FunctionCallInfo fcinfo, int argno, EsSubscriptionOptions *opts,
+			 EsIntervalOption option)
+{
+	es_arg_not_null(fcinfo, argno, es_interval_option_name(option));
+	opts->intervals[option] = PG_GETARG_INTERVAL_P(argno);
+}
+
 /*
  * create_subscription()'s arguments, in their order, into "opts" (the
  * "given" fields), as the caller: each required one must not be null.  The
@@ -525,29 +523,20 @@ parse_create_arguments(FunctionCallInfo fcinfo, EsSubscriptionOptions *opts)
 {
 	/* 250 bytes: its partitions' checkpoints are named "name/k" */
 	opts->name = es_arg_name(fcinfo, 0, "subscription name", ES_MAX_SUBSCRIPTION_NAME_LEN);
-	arg_not_null(fcinfo, 1, "handler");
+	es_arg_not_null(fcinfo, 1, "handler");
 	opts->handler = PG_GETARG_OID(1);
 	opts->owner = GetUserId();	/* before api_begin() switches to the extension owner */
 	opts->start_from = es_arg_name(fcinfo, 2, "start_from", ES_MAX_NAME_LEN);
 	opts->batch_size = es_arg_int32(fcinfo, 3, "batch_size");
 	opts->checkpoint_strategy = es_arg_name(fcinfo, 4, "checkpoint_strategy", ES_MAX_NAME_LEN);
-	for (int i = 0; i < ES_NUM_INTERVAL_OPTIONS; i++)
-	{
-		/* checkpoint_interval, processing_timeout, retry_backoff, circuit_breaker_reset */
-		static const int argnos[ES_NUM_INTERVAL_OPTIONS] = {
-			[ES_OPT_CHECKPOINT_INTERVAL] = 5,
-			[ES_OPT_PROCESSING_TIMEOUT] = 6,
-			[ES_OPT_RETRY_BACKOFF] = 8,
-			[ES_OPT_BREAKER_RESET] = 11,
-		};
-
-		arg_not_null(fcinfo, argnos[i], es_interval_option_name(i));
-		opts->intervals[i] = PG_GETARG_INTERVAL_P(argnos[i]);
-	}
+	arg_interval(fcinfo, 5, opts, ES_OPT_CHECKPOINT_INTERVAL);
+	arg_interval(fcinfo, 6, opts, ES_OPT_PROCESSING_TIMEOUT);
 	opts->max_retries = es_arg_int32(fcinfo, 7, "max_retries");
-	arg_not_null(fcinfo, 9, "continue_on_error");
+	arg_interval(fcinfo, 8, opts, ES_OPT_RETRY_BACKOFF);
+	es_arg_not_null(fcinfo, 9, "continue_on_error");
 	opts->continue_on_error = PG_GETARG_BOOL(9);
 	opts->breaker_threshold = es_arg_int32(fcinfo, 10, "circuit_breaker_threshold");
+	arg_interval(fcinfo, 11, opts, ES_OPT_BREAKER_RESET);
 	opts->event_types = PG_ARGISNULL(12) ? NULL : PG_GETARG_ARRAYTYPE_P(12);
 	opts->categories = PG_ARGISNULL(13) ? NULL : PG_GETARG_ARRAYTYPE_P(13);
 	opts->partitions = es_arg_int32(fcinfo, 14, "partitions");

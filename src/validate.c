@@ -16,13 +16,15 @@
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "datatype/timestamp.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "eventsource.h"
 
-static void
-require_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
+/* A required argument: 22004 when it is null. */
+void
+es_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
 {
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -39,7 +41,7 @@ es_arg_stream_id(FunctionCallInfo fcinfo, int argno)
 	text	   *id;
 	int			len;
 
-	require_not_null(fcinfo, argno, "stream_id");
+	es_arg_not_null(fcinfo, argno, "stream_id");
 	id = PG_GETARG_TEXT_PP(argno);
 	len = VARSIZE_ANY_EXHDR(id);
 	if (len == 0)
@@ -65,7 +67,7 @@ es_arg_name(FunctionCallInfo fcinfo, int argno, const char *what, int maxlen)
 	text	   *t;
 	int			len;
 
-	require_not_null(fcinfo, argno, what);
+	es_arg_not_null(fcinfo, argno, what);
 	t = PG_GETARG_TEXT_PP(argno);
 	len = VARSIZE_ANY_EXHDR(t);
 	if (len == 0)
@@ -97,14 +99,14 @@ es_interval_us(const Interval *iv, int64 *us)
 int64
 es_arg_int64(FunctionCallInfo fcinfo, int argno, const char *what)
 {
-	require_not_null(fcinfo, argno, what);
+	es_arg_not_null(fcinfo, argno, what);
 	return PG_GETARG_INT64(argno);
 }
 
 int32
 es_arg_int32(FunctionCallInfo fcinfo, int argno, const char *what)
 {
-	require_not_null(fcinfo, argno, what);
+	es_arg_not_null(fcinfo, argno, what);
 	return PG_GETARG_INT32(argno);
 }
 
@@ -132,4 +134,15 @@ es_check_text_array(ArrayType *arr, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not contain null elements", what)));
+}
+
+/*
+ * A function that writes: refused in a read-only transaction (25006) and
+ * in parallel mode.
+ */
+void
+es_require_writable(const char *function)
+{
+	PreventCommandIfReadOnly(function);
+	PreventCommandIfParallelMode(function);
 }

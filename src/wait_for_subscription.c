@@ -85,10 +85,7 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 	bool		saved_reached = false;
 
 	es_require_shmem("eventsource.wait_for_subscription()");
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("timeout must not be null")));
+	es_arg_not_null(fcinfo, 2, "timeout");
 	timeout = PG_GETARG_INTERVAL_P(2);
 	if (!es_interval_us(timeout, &timeout_us))
 		ereport(ERROR,
