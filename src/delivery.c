@@ -43,9 +43,11 @@
 
 /*
  * The delivery state: where this partition is and what it waits for.  One
- * instance (dlv), written only by the delivery functions below (the
- * "delivery" section); the main loop reads it through es_delivery_wait_ms(),
- * es_delivery_unsaved() and the stop paths.
+ * instance (dlv), private to this file: written by the checkpoint and
+ * delivery functions below; the main loop (worker.c) sees it only through
+ * es_delivery_wait_ms(), es_delivery_unsaved(), es_delivery_rolled_back()
+ * and the stop paths (es_delivery_final_checkpoint, the getters for the
+ * shutdown record); the dead letter gets first_failed_at as an argument.
  *
  * States and transitions:
  *
