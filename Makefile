@@ -4,9 +4,12 @@
 MODULE_big = eventsource
 OBJS = \
 	src/append.o \
+	src/bookkeeping.o \
 	src/checkpoint.o \
 	src/classify.o \
 	src/current_event.o \
+	src/dead_letter_retry.o \
+	src/delivery.o \
 	src/erasure.o \
 	src/extversion.o \
 	src/guard.o \
@@ -34,7 +37,8 @@ OBJS = \
 	src/utility_hook.o \
 	src/validate.o \
 	src/wait_for_subscription.o \
-	src/worker.o
+	src/worker.o \
+	src/worker_config.o
 
 EXTENSION = eventsource
 DATA = eventsource--1.0.sql eventsource--1.0--1.1.sql
@@ -96,7 +100,7 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 # Every file includes the project's headers; a change to one rebuilds all
 # (and a new default_version, which the headers take from the control file).
 $(OBJS): src/eventsource.h src/subscription.h src/trace.h src/schema.h \
-	src/subscription_rules.h src/upcalls.h \
+	src/subscription_rules.h src/upcalls.h src/worker.h \
 	eventsource.control
 
 # The release archives for PGXN and packagers, from the committed tree (HEAD):

@@ -16,7 +16,8 @@
  * processed.  Its handler (signal context: it only reads plain variables and
  * sets the same flags as a query cancel) cancels the running handler call
  * when it has outlived processing_timeout, or when a stop was requested more
- * than eventsource.drain_timeout ago.  PostgreSQL then raises 57014 inside
+ * than eventsource.drain_timeout ago (the stop request is worker.c's:
+ * es_drain_expired_at).  PostgreSQL then raises 57014 inside
  * the handler at its next interrupt check, and the subtransaction rolls back.
  *
  *-------------------------------------------------------------------------
@@ -45,10 +46,6 @@ typedef enum CancelReason
 	CANCEL_DRAIN
 } CancelReason;
 
-/* Stop requests: set by the worker's SIGTERM handler. */
-volatile sig_atomic_t es_shutdown_requested = false;
-volatile TimestampTz es_shutdown_requested_at = 0;
-
 /* Read by the timer's handler. */
 static volatile sig_atomic_t in_handler = false;
 static volatile TimestampTz call_deadline = 0;
@@ -68,8 +65,7 @@ tick_handler(void)
 	if (!in_handler)
 		return;
 	now = GetCurrentTimestamp();
-	if (es_shutdown_requested_at != 0 &&
-		now >= es_shutdown_requested_at + (int64) es_drain_timeout_ms_guc * 1000)
+	if (es_drain_expired_at(now))
 		cancel_reason = CANCEL_DRAIN;
 	else if (now >= call_deadline)
 		cancel_reason = CANCEL_TIMEOUT;
@@ -107,13 +103,11 @@ es_handler_disarm_timer(void)
 	timer_armed = false;
 }
 
-/* Has a stop request's drain time run out? */
+/* Is the timer ticking?  Never outside a batch (worker.c asserts it). */
 bool
-es_drain_expired(void)
+es_handler_timer_armed(void)
 {
-	return es_shutdown_requested_at != 0 &&
-		GetCurrentTimestamp() >= es_shutdown_requested_at +
-		(int64) es_drain_timeout_ms_guc * 1000;
+	return timer_armed;
 }
 
 /*

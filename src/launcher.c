@@ -7,8 +7,9 @@
  * connected to no database.  It keeps every worker slot whose subscription
  * partition should run (registry.c) supplied with a worker process, started
  * with RegisterDynamicBackgroundWorker, restarting crashed ones after their
- * backoff (computed by the worker's exit callback, or here when a worker
- * died before it attached).  It writes a heartbeat for liveness().
+ * backoff (es_restart_delay_ms: counted by the worker's exit callback, or
+ * here when a worker died before it attached).  Every write to a slot goes
+ * through registry.c.  It writes a heartbeat for liveness().
  *
  * Shared memory starts empty at every server start (and after a
  * crash-restart), so the launcher first runs a short-lived discovery worker
@@ -104,13 +105,7 @@ es_launcher_register(void)
 static void
 launcher_exit(int code, Datum arg)
 {
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	if (es_workers->launcher_pid == MyProcPid)
-	{
-		es_workers->launcher_pid = 0;
-		es_workers->launcher_latch = NULL;
-	}
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	es_registry_launcher_detach();
 }
 
 static void
@@ -203,25 +198,24 @@ start_worker_locked(int index, bool *warn)
 	BackgroundWorkerHandle *handle;
 	char		title[BGW_MAXLEN];
 
-	slot->generation++;
+	uint32		generation;
+
+	Assert(LWLockHeldByMeInMode(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE));
+	generation = es_slot_begin_start_locked(slot);
 	snprintf(title, sizeof(title), "eventsource worker %s/%d", slot->name, slot->partition);
 	fill_worker(&worker, "es_worker_main", title, "eventsource worker");
 	worker.bgw_main_arg = Int32GetDatum(index);
-	memcpy(worker.bgw_extra, &slot->generation, sizeof(uint32));
+	memcpy(worker.bgw_extra, &generation, sizeof(uint32));
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
 		char		msg[ES_ERROR_TEXT_LEN];
 
-		slot->next_start_at = GetCurrentTimestamp() + ES_NO_SLOT_RETRY_MS * 1000;
 		snprintf(msg, sizeof(msg),
 				 "no free background worker slot (max_worker_processes = %d)",
 				 max_worker_processes);
-		SpinLockAcquire(&slot->mutex);
-		strlcpy(slot->last_error, msg, sizeof(slot->last_error));
-		strlcpy(slot->last_sqlstate, "53000", sizeof(slot->last_sqlstate));
-		slot->last_error_at = GetCurrentTimestamp();
-		SpinLockRelease(&slot->mutex);
+		es_slot_start_failed_locked(slot, GetCurrentTimestamp(), msg,
+									ES_NO_SLOT_RETRY_MS);
 		*warn = !handles[index].warned_no_slot;
 		handles[index].warned_no_slot = true;
 		return false;
@@ -229,7 +223,7 @@ start_worker_locked(int index, bool *warn)
 	if (handles[index].handle)
 		pfree(handles[index].handle);
 	handles[index].handle = handle;
-	handles[index].generation = slot->generation;
+	handles[index].generation = generation;
 	handles[index].warned_no_slot = false;
 	return true;
 }
@@ -243,20 +237,18 @@ static bool
 died_before_attach_locked(int index)
 {
 	LauncherHandle *h = &handles[index];
+	EsWorkerSlot *slot = &es_workers->slots[index];
 	pid_t		pid;
 
-	EsWorkerSlot *slot = &es_workers->slots[index];
-	bool		attached;
-
+	Assert(LWLockHeldByMe(es_lwlock(ES_LWLOCK_WORKERS)));
 	if (h->handle == NULL || h->generation != slot->generation)
 		return false;
 	if (GetBackgroundWorkerPid(h->handle, &pid) != BGWH_STOPPED)
 		return false;
 	pfree(h->handle);
 	h->handle = NULL;
-	/* a worker that attached counted its own exit (worker.c) */
-	attached = (slot->attached_generation == slot->generation);
-	return !attached;
+	/* a worker that attached counted its own exit (es_registry_detach) */
+	return !es_slot_attached_locked(slot, h->generation);
 }
 
 static bool
@@ -265,6 +257,7 @@ start_pending_locked(int index)
 	LauncherHandle *h = &handles[index];
 	pid_t		pid;
 
+	Assert(LWLockHeldByMe(es_lwlock(ES_LWLOCK_WORKERS)));
 	return h->handle != NULL &&
 		h->generation == es_workers->slots[index].generation &&
 		GetBackgroundWorkerPid(h->handle, &pid) != BGWH_STOPPED;
@@ -284,24 +277,19 @@ supervise(void)
 	int			no_slot_partition = 0;
 
 	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	es_workers->launcher_heartbeat_at = now;
+	es_registry_launcher_heartbeat_locked(now);
 	for (int i = 0; i < es_workers->nslots; i++)
 	{
 		EsWorkerSlot *slot = &es_workers->slots[i];
+		TimestampTz due_at;
 
-		if (!slot->in_use || slot->desired != ES_DESIRED_RUN || slot->pid != 0)
+		if (!es_slot_wants_process_locked(slot))
 			continue;
 		if (start_pending_locked(i))
 			continue;
-		if (died_before_attach_locked(i))
+		if (!es_slot_start_due_locked(slot, now, died_before_attach_locked(i), &due_at))
 		{
-			slot->crash_count++;
-			slot->next_start_at = now +
-				Min((int64) 1000 << Min(slot->crash_count - 1, 6), (int64) 60000) * 1000;
-		}
-		if (slot->next_start_at > now)
-		{
-			wait_ms = Min(wait_ms, (slot->next_start_at - now) / 1000 + 1);
+			wait_ms = Min(wait_ms, (due_at - now) / 1000 + 1);
 			continue;
 		}
 		{
@@ -343,18 +331,7 @@ es_launcher_main(Datum main_arg)
 	handles = MemoryContextAllocZero(TopMemoryContext,
 									 sizeof(LauncherHandle) * es_workers->nslots);
 
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	es_workers->launcher_pid = MyProcPid;
-	es_workers->launcher_latch = MyLatch;
-	es_workers->shutting_down = false;
-	es_workers->launcher_started_at = GetCurrentTimestamp();
-	es_workers->launcher_heartbeat_at = es_workers->launcher_started_at;
-	/*
-	 * A launcher always discovers first: a predecessor that ended by an
-	 * error inside discover() left discovery_done true.
-	 */
-	es_workers->discovery_done = false;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	es_registry_launcher_attach();	/* and discover first */
 	before_shmem_exit(launcher_exit, (Datum) 0);
 
 	ereport(LOG, (errmsg("eventsource launcher started")));
@@ -363,16 +340,12 @@ es_launcher_main(Datum main_arg)
 	{
 		int64		wait_ms;
 
-		if (!es_workers->discovery_done)
-		{
-			/* a request made while it runs (false again) is not lost */
-			es_workers->discovery_done = true;
-			if (!discover())
-				es_workers->discovery_done = false;
-		}
+		/* a request made while it runs is not lost: it asks again */
+		if (es_registry_begin_discovery() && !discover())
+			es_registry_discovery_failed();
 		wait_ms = supervise();
 		wait_ms = Min(wait_ms, es_otlp_supervise());	/* issue 13: tracing */
-		if (!es_workers->discovery_done)
+		if (es_registry_discovery_wanted())
 			wait_ms = Min(wait_ms, (int64) ES_NO_SLOT_RETRY_MS);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -394,7 +367,7 @@ es_launcher_main(Datum main_arg)
 	 * restarts anything while shutting down); until then readiness() says
 	 * "shutting down".
 	 */
-	es_workers->shutting_down = true;
+	es_registry_launcher_stopping();
 	proc_exit(1);
 }
 

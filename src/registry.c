@@ -3,13 +3,61 @@
  * registry.c
  *	  The worker slots in shared memory: which subscription partitions exist
  *	  in which database, what they should be doing, and how they are doing.
+ *	  This file is the slots' only writer: the SQL API (at commit), the
+ *	  launcher and the workers change them through the functions below.
  *
- * Locking: the WORKERS LWLock protects the identity and control fields of
- * every slot (in_use, dboid, name, partition, desired, generation, pid,
- * latch, restart backoff, requests); it is held only for a scan of the slot
- * array and a few stores, never across anything that can block.  Each slot's
- * spinlock protects its state and statistics, which its worker updates as it
- * goes and the status view copies.
+ * Slot lifecycle (one slot per subscription partition):
+ *
+ *	 free         in_use false.  Taken by es_registry_register() (the commit
+ *	   |          of create_subscription, or discovery at startup).
+ *	   v
+ *	 registered   in_use, desired run / pause / failed, pid 0.  The status
+ *	   |          shows the idle state of "desired" (starting, paused,
+ *	   |          failed).  While desired is run and next_start_at is due,
+ *	   |          the launcher starts a process for it:
+ *	   v
+ *	 starting     es_slot_begin_start_locked() bumps generation; the process
+ *	   |          is registered with the postmaster but has not attached
+ *	   |          (pid still 0).  Should it die before attaching, the
+ *	   |          launcher counts a crash (es_slot_crashed_locked).
+ *	   v
+ *	 attached     es_registry_attach(): pid, latch, attached_generation set
+ *	   |          (only if the generation, desired run and pid 0 still hold).
+ *	   |          The worker loads its row, then runs: catching_up / live /
+ *	   |          circuit_open (the state field, under the slot's mutex).
+ *	   v
+ *	 stopping     desired changed away from run (pause, failed, drop, DROP
+ *	   |          DATABASE): the process got SIGTERM and drains.
+ *	   v
+ *	 detached     es_registry_detach() from the worker's exit callback: pid
+ *	              and latch cleared; desired run → back to "registered" with
+ *	              a restart time (at once after a clean exit, else the crash
+ *	              backoff es_restart_delay_ms()); desired drop → free.
+ *
+ *	 retired      a slot of an earlier incarnation of the same name whose
+ *	              worker still drains: name cleared, desired drop; it becomes
+ *	              free when that worker detaches.  Without a worker a retired
+ *	              or dropped slot is freed at once (es_free_slot_locked).
+ *
+ * Locking:
+ *	 - The WORKERS LWLock (es_lwlock(ES_LWLOCK_WORKERS)) protects the
+ *	   identity and control fields of every slot (in_use, dboid, name,
+ *	   incarnation, partition(s), desired, generation, attached_generation,
+ *	   pid, latch, next_start_at, crash_count, retry_requested) and the
+ *	   launcher fields of EsWorkersShared (launcher_pid, launcher_latch,
+ *	   launcher_*_at, discovery_done, shutting_down, changes,
+ *	   register_when_freed).  Writers hold it exclusively; it is held only
+ *	   for a scan of the slot array and a few stores, never across SPI,
+ *	   heap access or a latch wait.  Functions named *_locked assert it.
+ *	 - Each slot's spinlock (mutex) protects its state and statistics,
+ *	   which its worker updates as it goes and the status view copies.
+ *	 - Lock order: WORKERS, then a slot's mutex (never the other way, and
+ *	   never two mutexes).  The launcher calls RegisterDynamicBackgroundWorker
+ *	   and GetBackgroundWorkerPid under WORKERS, so the postmaster's
+ *	   BackgroundWorkerLock comes after it; nothing here takes WORKERS while
+ *	   holding BackgroundWorkerLock.  progress_cv (a condition variable) is
+ *	   broadcast after the writes it announces, with or without WORKERS.
+ *	 - es_workers->nslots never changes after startup: read without a lock.
  *
  * The SQL API changes slots only at commit (subscription.c), so a worker
  * started for a slot always finds its subscription's committed row.
@@ -29,6 +77,12 @@
 #include "subscription.h"
 
 EsWorkersShared *es_workers = NULL;
+
+/* The WORKERS lock is held (exclusively, for a writer). */
+#define AssertWorkersLocked() \
+	Assert(LWLockHeldByMe(es_lwlock(ES_LWLOCK_WORKERS)))
+#define AssertWorkersLockedExclusive() \
+	Assert(LWLockHeldByMeInMode(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE))
 
 Size
 es_workers_shmem_size(void)
@@ -133,6 +187,7 @@ slot_matches(EsWorkerSlot *slot, Oid dboid, const char *name)
 static EsWorkerSlot *
 find_slot_locked(Oid dboid, const char *name, int partition)
 {
+	AssertWorkersLocked();
 	for (int i = 0; i < es_workers->nslots; i++)
 	{
 		EsWorkerSlot *slot = &es_workers->slots[i];
@@ -147,6 +202,7 @@ find_slot_locked(Oid dboid, const char *name, int partition)
 void
 es_free_slot_locked(EsWorkerSlot *slot)
 {
+	AssertWorkersLockedExclusive();
 	slot->in_use = false;
 	slot->dboid = InvalidOid;
 	slot->name[0] = '\0';
@@ -225,6 +281,7 @@ slot_is_ours(EsWorkerSlot *slot, int64 incarnation)
 static void
 retire_slot_locked(EsWorkerSlot *slot)
 {
+	AssertWorkersLockedExclusive();
 	if (slot->pid == 0)
 	{
 		es_free_slot_locked(slot);
@@ -267,6 +324,7 @@ es_registry_note_changes(void)
 static bool
 stale_locked(const uint64 *as_of)
 {
+	AssertWorkersLocked();
 	return as_of != NULL && *as_of != es_workers->changes;
 }
 
@@ -367,7 +425,7 @@ es_registry_register(Oid dboid, const char *name, int64 incarnation,
 
 /*
  * Change what a subscription's partitions should do.  Running workers that
- * must stop get SIGTERM and drain (worker.c); slots of a dropped
+ * must stop get SIGTERM and drain (worker.c, delivery.c); slots of a dropped
  * subscription are freed at once when no process holds them, else by their
  * worker as it exits.
  */
@@ -492,6 +550,12 @@ es_wake_workers(Oid dboid)
 	LWLockRelease(lock);
 }
 
+/*
+ * Wake the launcher.  Reads launcher_latch without the lock: it is one
+ * pointer, stored by the launcher under WORKERS; a stale one is still the
+ * latch of a PGPROC in shared memory, and setting it is harmless.  Callable
+ * with or without the WORKERS lock.
+ */
 void
 es_launcher_wake(void)
 {
@@ -563,5 +627,474 @@ es_slot_set_progress(EsWorkerSlot *slot, int64 position, int64 resets)
 	slot->progress_position = position;
 	slot->progress_resets = resets;
 	slot->progress_pid = MyProcPid;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* ---------------------------------------------------------------------
+ * The restart backoff
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * How long to wait before starting a slot's worker again after its
+ * crash_count-th crash in a row: 1 s, doubling, capped at a minute.  The
+ * one rule for a worker that crashed after attaching (es_registry_detach)
+ * and one that died before it attached (the launcher).
+ */
+int64
+es_restart_delay_ms(int crash_count)
+{
+	return Min((int64) ES_RESTART_BACKOFF_MS << Min(Max(crash_count - 1, 0), 6),
+			   (int64) ES_RESTART_BACKOFF_MAX_MS);
+}
+
+/*
+ * Count a crash of the slot's worker and set its restart time.  "ran_since"
+ * is when the crashed process started (0: it never attached): a worker that
+ * ran well for ES_STEADY_RUN_MS starts its count again.
+ */
+static void
+slot_crashed_locked(EsWorkerSlot *slot, TimestampTz now, TimestampTz ran_since)
+{
+	AssertWorkersLockedExclusive();
+	if (ran_since != 0 && now - ran_since > (int64) ES_STEADY_RUN_MS * 1000)
+		slot->crash_count = 0;
+	slot->crash_count++;
+	slot->next_start_at = now + es_restart_delay_ms(slot->crash_count) * 1000;
+}
+
+/* ---------------------------------------------------------------------
+ * The launcher's side
+ * ---------------------------------------------------------------------
+ */
+
+/* The launcher starts: it is the one to wake, and it discovers first. */
+void
+es_registry_launcher_attach(void)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	es_workers->launcher_pid = MyProcPid;
+	es_workers->launcher_latch = MyLatch;
+	es_workers->shutting_down = false;
+	es_workers->launcher_started_at = GetCurrentTimestamp();
+	es_workers->launcher_heartbeat_at = es_workers->launcher_started_at;
+
+	/*
+	 * A launcher always discovers first: a predecessor that ended by an
+	 * error inside discovery left discovery_done true.
+	 */
+	es_workers->discovery_done = false;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+}
+
+/* The launcher exits (its exit callback). */
+void
+es_registry_launcher_detach(void)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	if (es_workers->launcher_pid == MyProcPid)
+	{
+		es_workers->launcher_pid = 0;
+		es_workers->launcher_latch = NULL;
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+}
+
+/* The launcher got SIGTERM: readiness() says "shutting down" until it is back. */
+void
+es_registry_launcher_stopping(void)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	es_workers->shutting_down = true;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+}
+
+/* The launcher's heartbeat (liveness()).  Caller holds WORKERS exclusively. */
+void
+es_registry_launcher_heartbeat_locked(TimestampTz now)
+{
+	AssertWorkersLockedExclusive();
+	es_workers->launcher_heartbeat_at = now;
+}
+
+/*
+ * Ask the launcher to discover the subscriptions of every database again
+ * (a DROP EXTENSION or DROP DATABASE rolled back, a restore), and wake it.
+ */
+void
+es_registry_rediscover(void)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	es_workers->discovery_done = false;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	es_launcher_wake();
+}
+
+/*
+ * The launcher is about to discover: true (and discovery marked done) when
+ * it was asked for.  Test and set in one lock hold, so that a request made
+ * while discovery runs (es_registry_rediscover) is not lost: it sets the
+ * flag false again, and the next call says so.
+ */
+bool
+es_registry_begin_discovery(void)
+{
+	bool		wanted;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	wanted = !es_workers->discovery_done;
+	es_workers->discovery_done = true;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return wanted;
+}
+
+/* Discovery could not finish: it is wanted again. */
+void
+es_registry_discovery_failed(void)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	es_workers->discovery_done = false;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+}
+
+/* Is a discovery wanted (and not yet begun)? */
+bool
+es_registry_discovery_wanted(void)
+{
+	bool		wanted;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	wanted = !es_workers->discovery_done;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return wanted;
+}
+
+/*
+ * Should the slot have a process and has none?  Caller holds WORKERS.
+ */
+bool
+es_slot_wants_process_locked(EsWorkerSlot *slot)
+{
+	AssertWorkersLocked();
+	return slot->in_use && slot->desired == ES_DESIRED_RUN && slot->pid == 0;
+}
+
+/*
+ * Is the slot's start due?  Counts a crash first when the process started
+ * for its current generation died before it attached ("died_unattached",
+ * which the launcher learns from its handle).  If not due, *due_at says
+ * when.  Caller holds WORKERS exclusively.
+ */
+bool
+es_slot_start_due_locked(EsWorkerSlot *slot, TimestampTz now,
+						 bool died_unattached, TimestampTz *due_at)
+{
+	AssertWorkersLockedExclusive();
+	if (died_unattached)
+		slot_crashed_locked(slot, now, 0);
+	*due_at = slot->next_start_at;
+	return slot->next_start_at <= now;
+}
+
+/*
+ * Did the process started for this slot's current "generation" attach?
+ * Caller holds WORKERS.
+ */
+bool
+es_slot_attached_locked(EsWorkerSlot *slot, uint32 generation)
+{
+	AssertWorkersLocked();
+	return slot->generation == generation &&
+		slot->attached_generation == generation;
+}
+
+/*
+ * The launcher starts a process for the slot: its generation, which the
+ * process must present to attach.  Caller holds WORKERS exclusively.
+ */
+uint32
+es_slot_begin_start_locked(EsWorkerSlot *slot)
+{
+	AssertWorkersLockedExclusive();
+	return ++slot->generation;
+}
+
+/*
+ * No background worker could be registered for the slot: try again after
+ * "retry_ms", and show why in the status (last_error, SQLSTATE 53000).
+ * Caller holds WORKERS exclusively.
+ */
+void
+es_slot_start_failed_locked(EsWorkerSlot *slot, TimestampTz now,
+							const char *message, int64 retry_ms)
+{
+	AssertWorkersLockedExclusive();
+	slot->next_start_at = now + retry_ms * 1000;
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->last_error, message, sizeof(slot->last_error));
+	strlcpy(slot->last_sqlstate, "53000", sizeof(slot->last_sqlstate));
+	slot->last_error_at = now;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* ---------------------------------------------------------------------
+ * The worker's side: attach, desired state, requests, detach
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Attach this process to the slot the launcher started it for: only if
+ * the slot is still that start's (generation), should run and has no
+ * process.  Copies the slot's identity into *id.  NULL: not ours, exit.
+ */
+EsWorkerSlot *
+es_registry_attach(int index, uint32 generation, EsSlotIdentity *id)
+{
+	EsWorkerSlot *slot = &es_workers->slots[index];
+	bool		ok;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	ok = slot->in_use && slot->generation == generation && slot->pid == 0 &&
+		slot->desired == ES_DESIRED_RUN;
+	if (ok)
+	{
+		slot->pid = MyProcPid;
+		slot->latch = MyLatch;
+		slot->attached_generation = generation;
+		id->dboid = slot->dboid;
+		strlcpy(id->name, slot->name, sizeof(id->name));
+		id->partition = slot->partition;
+		id->partitions = slot->partitions;
+		id->incarnation = slot->incarnation;
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	if (!ok)
+		return NULL;
+	SpinLockAcquire(&slot->mutex);
+	slot->state = ES_STATE_STARTING;
+	slot->started_at = GetCurrentTimestamp();
+	slot->heartbeat_at = slot->started_at;
+	SpinLockRelease(&slot->mutex);
+	return slot;
+}
+
+/*
+ * Give the slot back (the worker's exit callback; "code" its exit code).  A
+ * dropped subscription's slot is freed; otherwise the restart time is set
+ * here, where the exit code is known (the launcher only starts what is
+ * due): at once after a clean exit, after the crash backoff otherwise.
+ */
+void
+es_registry_detach(EsWorkerSlot *slot, int code)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	slot->pid = 0;
+	slot->latch = NULL;
+	if (slot->desired == ES_DESIRED_DROP)
+		es_free_slot_locked(slot);
+	else
+	{
+		if (code != 0 && slot->desired == ES_DESIRED_RUN)
+		{
+			TimestampTz started_at;
+
+			SpinLockAcquire(&slot->mutex);
+			started_at = slot->started_at;
+			SpinLockRelease(&slot->mutex);
+			slot_crashed_locked(slot, now, started_at);
+		}
+		else if (slot->desired == ES_DESIRED_RUN)
+			slot->next_start_at = now;	/* a clean stop: start again at once */
+		SpinLockAcquire(&slot->mutex);
+		if (slot->desired == ES_DESIRED_PAUSE)
+			slot->state = ES_STATE_PAUSED;
+		else if (slot->desired == ES_DESIRED_FAILED)
+			slot->state = ES_STATE_FAILED;
+		else if (slot->state != ES_STATE_FAILED)
+			slot->state = ES_STATE_STARTING;
+		SpinLockRelease(&slot->mutex);
+		ConditionVariableBroadcast(&slot->progress_cv);
+	}
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	es_launcher_wake();
+}
+
+/* What the slot should be doing now. */
+EsDesired
+es_slot_desired(EsWorkerSlot *slot)
+{
+	EsDesired	d;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
+	d = slot->desired;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return d;
+}
+
+/* The slot's desired state becomes "to" if it is "from" (nobody changed it). */
+void
+es_slot_set_desired_if(EsWorkerSlot *slot, EsDesired from, EsDesired to)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	if (slot->desired == from)
+		slot->desired = to;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+}
+
+/*
+ * A starting worker read its row, which says "desired" (paused, or stopped
+ * at an event) although its slot says run: the slot follows the row, unless
+ * subscriptions changed since "as_of" (read before the row's snapshot).
+ * Returns false when they did: read again.
+ */
+bool
+es_slot_follow_row(EsWorkerSlot *slot, EsDesired desired, uint64 as_of)
+{
+	bool		stale;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	stale = stale_locked(&as_of);
+	if (!stale && slot->desired == ES_DESIRED_RUN)
+		slot->desired = desired;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return !stale;
+}
+
+/* The worker found its subscription gone: an incarnation never comes back. */
+void
+es_slot_gone(EsWorkerSlot *slot)
+{
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	slot->desired = ES_DESIRED_DROP;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+}
+
+/* Was retry_dead_letters() asked for since the last call?  Clears the request. */
+bool
+es_slot_take_retry_request(EsWorkerSlot *slot)
+{
+	bool		requested;
+
+	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
+	requested = slot->retry_requested;
+	slot->retry_requested = false;
+	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+	return requested;
+}
+
+/* ---------------------------------------------------------------------
+ * The worker's side: state and statistics (the slot's mutex)
+ * ---------------------------------------------------------------------
+ */
+
+/* The slot's state (and its heartbeat). */
+void
+es_slot_set_state(EsWorkerSlot *slot, EsWorkerState state)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->state = state;
+	slot->heartbeat_at = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+es_slot_heartbeat(EsWorkerSlot *slot)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->heartbeat_at = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+}
+
+/* After a commit that moved the checkpoint: publish it and wake waiters. */
+void
+es_slot_checkpointed(EsWorkerSlot *slot, int64 position)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->checkpoint = position;
+	slot->heartbeat_at = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+	ConditionVariableBroadcast(&slot->progress_cv);
+}
+
+/* "n" events delivered, the last at "position", recorded at "recorded_at". */
+void
+es_slot_delivered(EsWorkerSlot *slot, int64 position, TimestampTz recorded_at, int n)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->last_position = position;
+	slot->last_recorded_at = recorded_at;
+	slot->events_processed += n;
+	slot->consecutive_failures = 0;
+	slot->last_activity_at = GetCurrentTimestamp();
+	slot->heartbeat_at = slot->last_activity_at;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* An event failed for good: dead-lettered, or the partition stopped at it. */
+void
+es_slot_event_failed(EsWorkerSlot *slot, bool dead_lettered)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->events_failed++;
+	if (dead_lettered)
+		slot->dead_letters++;
+	slot->consecutive_failures++;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Dead letters left the table: "delivered" by a retry (then counted as
+ * processed), or "dropped" (hidden by a lifecycle operation).
+ */
+void
+es_slot_dead_letters_gone(EsWorkerSlot *slot, int64 delivered, int64 dropped)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->events_processed += delivered;
+	slot->dead_letters = Max(slot->dead_letters - delivered - dropped, 0);
+	SpinLockRelease(&slot->mutex);
+}
+
+/* One more of the worker's own bookkeeping writes failed: the new count. */
+int64
+es_slot_bookkeeping_failed(EsWorkerSlot *slot)
+{
+	int64		failures;
+
+	SpinLockAcquire(&slot->mutex);
+	failures = ++slot->bookkeeping_failures;
+	SpinLockRelease(&slot->mutex);
+	return failures;
+}
+
+void
+es_slot_set_circuit_open_until(EsWorkerSlot *slot, TimestampTz until)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->circuit_open_until = until;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* A forced stop rolled back "n" events (kept for the shutdown record). */
+void
+es_slot_set_in_flight(EsWorkerSlot *slot, int n)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->shutdown.events_in_flight = n;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Keep the outcome of the worker's shutdown; a forced one takes the events
+ * in flight es_slot_set_in_flight() noted.  Fills rec->events_in_flight.
+ */
+void
+es_slot_record_shutdown(EsWorkerSlot *slot, EsShutdownRecord *rec)
+{
+	SpinLockAcquire(&slot->mutex);
+	rec->events_in_flight = rec->forced ? slot->shutdown.events_in_flight : 0;
+	slot->shutdown = *rec;
 	SpinLockRelease(&slot->mutex);
 }

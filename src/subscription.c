@@ -155,8 +155,7 @@ apply_pending(void)
 				es_registry_drop_database(op->dboid);
 				break;
 			case PENDING_REDISCOVER:
-				es_workers->discovery_done = false;
-				es_launcher_wake();
+				es_registry_rediscover();
 				break;
 		}
 	}
@@ -176,8 +175,7 @@ rediscover_stopped(SubTransactionId subid)
 	stopped_in = InvalidSubTransactionId;
 	if (es_shmem_available())
 	{
-		es_workers->discovery_done = false;
-		es_launcher_wake();
+		es_registry_rediscover();
 	}
 }
 

@@ -3,10 +3,14 @@
  * subscription.h
  *	  Declarations shared by the subscription machinery: the worker slot
  *	  registry in shared memory, the launcher, the workers and the SQL API.
+ *	  The worker's own files share worker.h besides.
  *
  * One slot per subscription partition.  A slot outlives its worker process:
  * it keeps the partition's desired state (run, paused, failed, dropped) and
  * its statistics until the subscription is dropped or the server restarts.
+ * registry.c is the slots' only writer (its header essay: the lifecycle,
+ * which lock protects which field, the lock order); everyone else reads
+ * them under the locks named below, or calls registry.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -90,7 +94,7 @@ typedef struct EsWorkerSlot
 	int64		events_retried;
 	int64		dead_letters;
 	int64		consecutive_failures;
-	int64		bookkeeping_failures;	/* our own writes that failed (worker.c) */
+	int64		bookkeeping_failures;	/* our own writes that failed (bookkeeping.c) */
 	int64		errors_by_second[ES_ERROR_BUCKETS];
 	int64		error_second[ES_ERROR_BUCKETS];
 	char		last_error[ES_ERROR_TEXT_LEN];
@@ -115,6 +119,7 @@ typedef struct EsWorkerSlot
 
 typedef struct EsWorkersShared
 {
+	/* all but nslots: protected by the WORKERS LWLock (registry.c) */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	TimestampTz launcher_started_at;
@@ -130,7 +135,7 @@ typedef struct EsWorkersShared
 	 */
 	uint64		changes;
 	bool		register_when_freed;	/* a registration found too few slots */
-	int			nslots;
+	int			nslots;			/* fixed at startup */
 	EsWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EsWorkersShared;
 
@@ -159,6 +164,58 @@ extern void es_registry_request(Oid dboid, const char *name, bool reset,
 extern int	es_registry_free_slots(void);
 extern int	es_registry_count_slots(Oid dboid, const char *name);
 extern void es_launcher_wake(void);
+extern void es_registry_rediscover(void);
+
+/* registry.c: the restart backoff of a crashed worker */
+#define ES_RESTART_BACKOFF_MS		1000	/* after the first crash, doubling */
+#define ES_RESTART_BACKOFF_MAX_MS	60000
+#define ES_STEADY_RUN_MS			60000	/* a worker that ran this long starts its count again */
+extern int64 es_restart_delay_ms(int crash_count);
+
+/* registry.c: the launcher's side */
+extern void es_registry_launcher_attach(void);
+extern void es_registry_launcher_detach(void);
+extern void es_registry_launcher_stopping(void);
+extern void es_registry_launcher_heartbeat_locked(TimestampTz now);
+extern bool es_registry_begin_discovery(void);
+extern void es_registry_discovery_failed(void);
+extern bool es_registry_discovery_wanted(void);
+extern bool es_slot_wants_process_locked(EsWorkerSlot *slot);
+extern bool es_slot_start_due_locked(EsWorkerSlot *slot, TimestampTz now,
+									 bool died_unattached, TimestampTz *due_at);
+extern bool es_slot_attached_locked(EsWorkerSlot *slot, uint32 generation);
+extern uint32 es_slot_begin_start_locked(EsWorkerSlot *slot);
+extern void es_slot_start_failed_locked(EsWorkerSlot *slot, TimestampTz now,
+										const char *message, int64 retry_ms);
+
+/* registry.c: the worker's side */
+typedef struct EsSlotIdentity
+{
+	Oid			dboid;
+	char		name[ES_MAX_NAME_LEN + 1];
+	int			partition;
+	int			partitions;
+	int64		incarnation;	/* eventsource.subscriptions.id */
+} EsSlotIdentity;
+
+extern EsWorkerSlot *es_registry_attach(int index, uint32 generation, EsSlotIdentity *id);
+extern void es_registry_detach(EsWorkerSlot *slot, int code);
+extern EsDesired es_slot_desired(EsWorkerSlot *slot);
+extern void es_slot_set_desired_if(EsWorkerSlot *slot, EsDesired from, EsDesired to);
+extern bool es_slot_follow_row(EsWorkerSlot *slot, EsDesired desired, uint64 as_of);
+extern void es_slot_gone(EsWorkerSlot *slot);
+extern bool es_slot_take_retry_request(EsWorkerSlot *slot);
+extern void es_slot_set_state(EsWorkerSlot *slot, EsWorkerState state);
+extern void es_slot_heartbeat(EsWorkerSlot *slot);
+extern void es_slot_checkpointed(EsWorkerSlot *slot, int64 position);
+extern void es_slot_delivered(EsWorkerSlot *slot, int64 position,
+							  TimestampTz recorded_at, int n);
+extern void es_slot_event_failed(EsWorkerSlot *slot, bool dead_lettered);
+extern void es_slot_dead_letters_gone(EsWorkerSlot *slot, int64 delivered, int64 dropped);
+extern int64 es_slot_bookkeeping_failed(EsWorkerSlot *slot);
+extern void es_slot_set_circuit_open_until(EsWorkerSlot *slot, TimestampTz until);
+extern void es_slot_set_in_flight(EsWorkerSlot *slot, int n);
+extern void es_slot_record_shutdown(EsWorkerSlot *slot, EsShutdownRecord *rec);
 extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,
 							   const char *sqlstate, bool retried);
 extern int64 es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now);
@@ -205,20 +262,21 @@ typedef struct EsCallError
 	bool		timed_out;		/* processing_timeout cancelled it */
 } EsCallError;
 
-extern void es_handler_define_gucs(void);
 extern void es_handler_init_timer(void);
 extern void es_handler_arm_timer(void);
 extern void es_handler_disarm_timer(void);
-extern volatile sig_atomic_t es_shutdown_requested;
-extern volatile TimestampTz es_shutdown_requested_at;
-extern bool es_drain_expired(void);
+extern bool es_handler_timer_armed(void);
 extern const char *es_handler_subscription(void);
-extern void es_copy_text_column(char *dst, Size dstlen, HeapTuple tup,
-								TupleDesc desc, int attno);
 extern EsCallResult es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner,
 									int64 timeout_ms, const char *subscription,
 									HeapTuple event, TupleDesc desc,
 									EsCallError *err);
+
+/* worker.c: the worker's stop request (its SIGTERM) */
+extern volatile sig_atomic_t es_shutdown_requested;
+extern volatile TimestampTz es_shutdown_requested_at;
+extern bool es_drain_expired_at(TimestampTz now);
+extern bool es_drain_expired(void);
 
 /* classify.c: what a failure's SQLSTATE means */
 extern const char *es_error_category(const char *sqlstate);

@@ -167,8 +167,7 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 			PG_CATCH();
 			{
 				/* cancelled while draining: the database stays, so do they */
-				es_workers->discovery_done = false;
-				es_launcher_wake();
+				es_registry_rediscover();
 				PG_RE_THROW();
 			}
 			PG_END_TRY();
@@ -214,8 +213,7 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 		if (OidIsValid(dropped_db))
 		{
 			/* the database stays: let its subscriptions run again */
-			es_workers->discovery_done = false;
-			es_launcher_wake();
+			es_registry_rediscover();
 		}
 		PG_RE_THROW();
 	}

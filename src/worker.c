@@ -1,182 +1,85 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  A subscription worker: delivers the events of one subscription
- *	  partition to its handler, in position order, never skipping.
- *
- * Each batch is one transaction (every_batch): lock the partition's
- * checkpoint row, compute the safe horizon, read up to batch_size events
- * after the checkpoint and at or below the horizon, call the handler for
- * each in a subtransaction, move the checkpoint, commit.  The handler's
- * writes and the checkpoint commit together, so after any crash the read
- * model matches the checkpoint: nothing is applied twice, nothing is lost.
- * every_event commits after each event; periodic commits the handler's
- * writes every batch but the checkpoint only every checkpoint_interval
- * (at-least-once).  Events that the subscription's filters or partition
- * leave out still move the checkpoint.
- *
- * Failures: a failed call is retried after retry_backoff * 2^k (capped at
- * ES_MAX_BACKOFF_MS), waiting outside any transaction after committing the
- * events before it.  After max_retries the event goes to the dead letters
- * in the transaction that moves the checkpoint past it, or, with
- * continue_on_error off, the partition stops in state failed before it.
- * circuit_breaker_threshold consecutive failed events open the breaker for
- * circuit_breaker_reset; then the next event is a probe: delivered, the
- * breaker closes; failed again, it opens again.
+ *	  A subscription worker process: one per running subscription partition,
+ *	  started by the launcher for a worker slot (registry.c).  This file is
+ *	  the process around the delivery: it attaches to its slot, loads its
+ *	  subscription (worker_config.c), runs the main loop that asks the
+ *	  delivery state machine for batches (delivery.c), and stops.  The
+ *	  other files of the worker are listed in worker.h.
  *
  * Wake-up: the commit of an append sets this worker's latch (registry.c,
- * from the commit callback).  The idle wait's timeout only refreshes the
- * heartbeat.
+ * es_wake_workers, from the commit callback).  The idle wait's timeout only
+ * refreshes the heartbeat.
  *
  * Stop (SIGTERM from a server stop, pause, drop or DROP DATABASE): no new
  * batch is read; the in-flight batch may finish within
  * eventsource.drain_timeout, else it is rolled back (forced); the outcome is
  * logged and kept in the slot and in subscription_partitions.
  *
+ * Errors of our own (not a handler's: those are caught per call), e.g. a
+ * serialization or lock problem: the batch rolls back, the error is kept in
+ * the slot, and the loop tries again after a wait that doubles up to
+ * ES_ERROR_WAIT_MAX_MS.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_type.h"
-#include "commands/async.h"
-#include "commands/dbcommands.h"
 #include "commands/extension.h"
-#include "executor/spi.h"
-#include "funcapi.h"
-#include "mb/pg_wchar.h"
-#include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/lmgr.h"
-#include "storage/lwlock.h"
-#include "storage/proc.h"
-#include "tcop/tcopprot.h"
-#include "utils/array.h"
-#include "utils/builtins.h"
-#include "utils/datum.h"
-#include "utils/datetime.h"
-#include "utils/guc.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/regproc.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
-#include "utils/typcache.h"
-#include "utils/uuid.h"
 
 #include "subscription.h"
 #include "trace.h"
+#include "worker.h"
 
-#define ES_MAX_BACKOFF_MS		(5 * 60 * 1000)
 #define ES_IDLE_WAIT_MS			10000
 #define ES_ERROR_WAIT_MAX_MS	60000
 
-/* The subscription's definition, loaded from its row. */
-typedef struct EsSubConfig
-{
-	Oid			handler;
-	Oid			owner;
-	bool		batch_handler;
-	int			batch_size;
-	EsStrategy	strategy;
-	int64		checkpoint_interval_ms;
-	int64		processing_timeout_ms;
-	int			max_retries;
-	int64		retry_backoff_ms;
-	bool		continue_on_error;
-	int			breaker_threshold;
-	int64		breaker_reset_ms;
-	Datum		event_types;	/* text[] or 0 */
-	Datum		categories;		/* text[] or 0 */
-} EsSubConfig;
-
-/* What a batch ended with. */
-typedef enum EsBatchOutcome
-{
-	BATCH_IDLE,					/* nothing to deliver: caught up */
-	BATCH_DONE,					/* delivered events; maybe more to come */
-	BATCH_RETRY_WAIT,			/* an event failed; retry after backoff */
-	BATCH_BREAKER_OPEN,
-	BATCH_FAILED,				/* stopped at an event (continue_on_error off) */
-	BATCH_FORCED,				/* drain timed out: rolled back */
-	BATCH_GONE					/* the subscription no longer exists */
-} EsBatchOutcome;
-
-static EsWorkerSlot *MySlot = NULL;
-static Oid	my_dboid;
-static char my_name[ES_MAX_NAME_LEN + 1];
-static int	my_partition;
-static int	my_partitions;
-static int64 my_incarnation;	/* eventsource.subscriptions.id */
-static Oid	my_extension;		/* the extension our subscription is in */
-static int	my_sql_version = 0; /* the version of its SQL objects we run with */
-static char my_sql_version_text[NAMEDATALEN];
-static EsDesired row_desired = ES_DESIRED_RUN;	/* what our row says */
-static int64 resets_seen = -1;	/* our row's "resets" when we last read it */
-static EsSubConfig cfg;
-static FmgrInfo handler_finfo;
-static TupleDesc events_desc = NULL;	/* row type of eventsource.events */
-static Oid	events_type = InvalidOid;
-static MemoryContext batch_cxt = NULL;
-static char *handler_name = NULL;
-static char *my_dbname = NULL;	/* for log lines, read at start */
-
-static void load_events_desc(void);
-
-/* delivery state */
-static int64 position = 0;		/* everything <= position is done */
-static bool position_loaded = false;
-static int64 saved_position = 0;	/* what the checkpoint row says */
-static TimestampTz saved_at = 0;
-static int64 retry_position = 0;
-static int	retry_attempts = 0;
-static TimestampTz retry_not_before = 0;
-static TimestampTz first_failed_at = 0;
-static int64 consecutive_failed = 0;
-static TimestampTz breaker_open_until = 0;
-static bool breaker_probe = false;
-static int	checkpoints_saved_in_drain = 0;
+EsWorker	es_worker;
 
 /* transaction bracket */
 static Oid	tx_save_userid;
 static int	tx_save_sec_context;
-static bool tx_open = false;
 
-static SPIPlanPtr lock_plan = NULL;
-static SPIPlanPtr read_plans[2];	/* 1.0 and 1.1 SQL (es_visible_plan) */
-static SPIPlanPtr write_plan = NULL;
-static SPIPlanPtr dead_letter_plan = NULL;
-static SPIPlanPtr error_plan = NULL;
-static SPIPlanPtr error_prune_plan = NULL;
-static SPIPlanPtr fail_plan = NULL;
-static SPIPlanPtr retry_select_plan = NULL;
-static SPIPlanPtr retry_done_plan = NULL;
-static SPIPlanPtr retry_again_plan = NULL;
 static SPIPlanPtr shutdown_plan = NULL;
 
-/*
- * Notifications of the current transaction's failed calls, sent in a
- * transaction of their own once it committed (send_notices): a full NOTIFY
- * queue fails the commit that notifies, and that must never be a batch.
- * In TopMemoryContext; dropped when the transaction rolls back.
- */
-typedef struct EsNotice
-{
-	char	   *payload;
-	char	   *fields;			/* the failed event's log fields */
-} EsNotice;
-static List *pending_notices = NIL;
-
-static void send_notices(void);
-static void drop_notices(void);
-
 PGDLLEXPORT void es_worker_main(Datum main_arg);
+
+/* ---------------------------------------------------------------------
+ * the stop request and the slot
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The stop request: set by our SIGTERM handler (a server stop, pause, drop,
+ * DROP DATABASE), read by the main loop, the delivery (checkpoint_due,
+ * es_drain_expired) and the handler timer's signal handler (handler.c).
+ */
+volatile sig_atomic_t es_shutdown_requested = false;
+volatile TimestampTz es_shutdown_requested_at = 0;
+
+/*
+ * Has the stop request's drain time (eventsource.drain_timeout) run out at
+ * "now"?  Plain loads only: the timer's signal handler calls it.
+ */
+bool
+es_drain_expired_at(TimestampTz now)
+{
+	return es_shutdown_requested_at != 0 &&
+		now >= es_shutdown_requested_at + (int64) es_drain_timeout_ms_guc * 1000;
+}
+
+bool
+es_drain_expired(void)
+{
+	return es_drain_expired_at(GetCurrentTimestamp());
+}
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -192,119 +95,15 @@ worker_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-/* ---------------------------------------------------------------------
- * slot bookkeeping
- * ---------------------------------------------------------------------
- */
-
-static void
-slot_set_state(EsWorkerState state)
-{
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->state = state;
-	MySlot->heartbeat_at = GetCurrentTimestamp();
-	SpinLockRelease(&MySlot->mutex);
-}
-
-static void
-slot_heartbeat(void)
-{
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->heartbeat_at = GetCurrentTimestamp();
-	SpinLockRelease(&MySlot->mutex);
-}
-
-/* After a commit that moved the checkpoint: publish it and wake waiters. */
-static void
-slot_checkpointed(int64 pos)
-{
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->checkpoint = pos;
-	MySlot->heartbeat_at = GetCurrentTimestamp();
-	SpinLockRelease(&MySlot->mutex);
-	ConditionVariableBroadcast(&MySlot->progress_cv);
-}
-
-static void
-slot_delivered(int64 pos, TimestampTz recorded_at, int n)
-{
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->last_position = pos;
-	MySlot->last_recorded_at = recorded_at;
-	MySlot->events_processed += n;
-	MySlot->consecutive_failures = 0;
-	MySlot->last_activity_at = GetCurrentTimestamp();
-	MySlot->heartbeat_at = MySlot->last_activity_at;
-	SpinLockRelease(&MySlot->mutex);
-}
-
-static EsDesired
-slot_desired(void)
-{
-	EsDesired	d;
-
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_SHARED);
-	d = MySlot->desired;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	return d;
-}
-
-/* Our slot's desired state becomes "to" if it is "from" (nobody changed it). */
-static void
-set_desired_if(EsDesired from, EsDesired to)
-{
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	if (MySlot->desired == from)
-		MySlot->desired = to;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-}
-
 /*
- * Exit callback: give the slot back.  A dropped subscription's slot is
- * freed; otherwise the restart backoff is computed here, where the exit code
- * is known (the launcher only starts what is due).
+ * Exit callback: give the slot back (registry.c sets the restart time from
+ * the exit code).
  */
 static void
 worker_exit(int code, Datum arg)
 {
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (MySlot == NULL)
-		return;
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	MySlot->pid = 0;
-	MySlot->latch = NULL;
-	if (MySlot->desired == ES_DESIRED_DROP)
-		es_free_slot_locked(MySlot);
-	else
-	{
-		if (code != 0 && MySlot->desired == ES_DESIRED_RUN)
-		{
-			int64		delay;
-
-			/* a worker that ran well for a minute starts its count again */
-			if (MySlot->started_at != 0 &&
-				now - MySlot->started_at > 60 * USECS_PER_SEC)
-				MySlot->crash_count = 0;
-			MySlot->crash_count++;
-			delay = Min((int64) 1000 << Min(MySlot->crash_count - 1, 6),
-						(int64) ES_ERROR_WAIT_MAX_MS);
-			MySlot->next_start_at = now + delay * 1000;
-		}
-		else if (MySlot->desired == ES_DESIRED_RUN)
-			MySlot->next_start_at = now;	/* a clean stop: start again at once */
-		SpinLockAcquire(&MySlot->mutex);
-		if (MySlot->desired == ES_DESIRED_PAUSE)
-			MySlot->state = ES_STATE_PAUSED;
-		else if (MySlot->desired == ES_DESIRED_FAILED)
-			MySlot->state = ES_STATE_FAILED;
-		else if (MySlot->state != ES_STATE_FAILED)
-			MySlot->state = ES_STATE_STARTING;
-		SpinLockRelease(&MySlot->mutex);
-		ConditionVariableBroadcast(&MySlot->progress_cv);
-	}
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	es_launcher_wake();
+	if (es_worker.slot != NULL)
+		es_registry_detach(es_worker.slot, code);
 }
 
 /* ---------------------------------------------------------------------
@@ -312,8 +111,8 @@ worker_exit(int code, Datum arg)
  * ---------------------------------------------------------------------
  */
 
-static void
-tx_begin(const char *activity)
+void
+es_worker_tx_begin(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -322,11 +121,10 @@ tx_begin(const char *activity)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	es_become_owner(&tx_save_userid, &tx_save_sec_context);
 	pgstat_report_activity(STATE_RUNNING, activity);
-	tx_open = true;
 }
 
-static void
-tx_commit(void)
+void
+es_worker_tx_commit(void)
 {
 	es_restore_user(tx_save_userid, tx_save_sec_context);
 	SPI_finish();
@@ -334,35 +132,24 @@ tx_commit(void)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	tx_open = false;
-	send_notices();
+	es_send_notices();
 }
 
-static void
-tx_abort(void)
+void
+es_worker_tx_abort(void)
 {
 	AbortCurrentTransaction();
 	pgstat_report_activity(STATE_IDLE, NULL);
-	tx_open = false;
-	drop_notices();
+	es_drop_notices();
 }
-
-typedef struct EsEventRef
-{
-	HeapTuple	tuple;			/* in events_desc's layout */
-	int64		position;
-	TimestampTz recorded_at;
-} EsEventRef;
-
-typedef void (*EsBookkeepingFn) (EsEventRef *ev, void *arg);
 
 /*
  * Run fn(ev, arg) in a subtransaction of the current transaction.  Returns
  * NULL when it succeeded, else its error (in the caller's memory context):
  * then it was rolled back alone.
  */
-static ErrorData *
-try_in_subxact(EsBookkeepingFn fn, EsEventRef *ev, void *arg)
+ErrorData *
+es_worker_try_in_subxact(EsBookkeepingFn fn, EsEventRef *ev, void *arg)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -390,1438 +177,62 @@ try_in_subxact(EsBookkeepingFn fn, EsEventRef *ev, void *arg)
 	return edata;
 }
 
-/* ---------------------------------------------------------------------
- * configuration
- * ---------------------------------------------------------------------
- */
-
-static int64
-col_int64(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-
-	return DatumGetInt64(SPI_getbinval(tup, desc, col, &isnull));
-}
-
-/* An interval column in milliseconds, by the rule create_subscription checked. */
-static int64
-col_interval_ms(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-	int64		us;
-
-	if (!es_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, col, &isnull)), &us))
-		us = 0;
-	return Max(us / 1000, 0);
-}
-
 /*
- * Is the extension we started in still there?  Ids start again at 1 when
- * the extension is dropped and created again, and our saved plans would
- * then find the new tables by name: a row with our name, partition and id
- * is not ours if the extension changed.  Inside a transaction.
+ * Run fn(arg) in a transaction of its own on the way out (the stop path):
+ * should it fail, the error is logged and the transaction rolled back, and
+ * the exit goes on.
  */
-static bool
-extension_is_ours(void)
+void
+es_worker_try_transaction(const char *activity, void (*fn) (void *arg), void *arg)
 {
-	return get_extension_oid("eventsource", true) == my_extension;
-}
-
-/*
- * The key of this worker's partition row, as parameters $1..$3 of every
- * query that reads or writes it: subscription name, partition, incarnation.
- */
-static void
-set_row_key(Datum *values)
-{
-	values[0] = CStringGetTextDatum(my_name);
-	values[1] = Int32GetDatum(my_partition);
-	values[2] = Int64GetDatum(my_incarnation);
-}
-
-/* The row being loaded, for validate_row(). */
-typedef struct EsLoadedRow
-{
-	HeapTuple	tup;
-	TupleDesc	desc;
-} EsLoadedRow;
-
-/*
- * Check the loaded row by the rules of create_subscription's arguments
- * (subscription_rules.c): the table's CHECK constraints may be missing (a
- * database still on the 1.0 SQL) or NOT VALID for an old row, and the
- * handler's signature, the owner's rights and the partition rows are no
- * constraint.  Raises the first rule broken.
- */
-static void
-validate_row(EsEventRef *unused, void *arg)
-{
-	EsLoadedRow *row = arg;
-	HeapTuple	tup = row->tup;
-	TupleDesc	desc = row->desc;
-	bool		isnull;
-	Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-	bool		batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-	int32		partitions;
-	int32		rows;
-	Datum		filter;
-
-	es_check_subscription_name(my_name);
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the owner of subscription \"%s\" (role %u) no longer exists",
-						my_name, owner)));
-	if (es_check_handler(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)), owner) !=
-		batch_handler)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("batch_handler is %s, but the handler takes %s",
-						batch_handler ? "true" : "false",
-						batch_handler ? "one event" : "a batch")));
-	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull)),
-					   "batch_size", 1, ES_MAX_EVENTS_PER_CALL);
-	(void) es_check_strategy(SPI_getvalue(tup, desc, 5));
-	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 6, &isnull)),
-								"checkpoint_interval", false);
-	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 7, &isnull)),
-								"processing_timeout", false);
-	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull)),
-					   "max_retries", 0, ES_MAX_RETRIES);
-	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 9, &isnull)),
-								"retry_backoff", true);
-	es_check_int_range(DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull)),
-					   "circuit_breaker_threshold", 0, ES_MAX_BREAKER_THRESHOLD);
-	(void) es_check_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 12, &isnull)),
-								"circuit_breaker_reset", false);
-	filter = SPI_getbinval(tup, desc, 13, &isnull);
-	if (!isnull)
-		es_check_text_array(DatumGetArrayTypeP(filter), "event_types");
-	filter = SPI_getbinval(tup, desc, 14, &isnull);
-	if (!isnull)
-		es_check_text_array(DatumGetArrayTypeP(filter), "categories");
-	partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
-	es_check_partitions(partitions);
-	/* events hashed to a partition without a row would never be delivered */
-	rows = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
-	if (partitions != rows)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("partitions is %d, but the subscription was created with %d",
-						partitions, rows),
-				 errhint("Create a new subscription to change the partition count.")));
-}
-
-/* Why the loaded configuration is invalid (NULL: it is valid). */
-static ErrorData *config_error = NULL;
-
-/*
- * Load the subscription's row.  Returns false when it is gone (or replaced
- * by a newer subscription of the same name); row_desired says what the row
- * wants: run, paused, or stopped at an event; config_error whether it
- * breaks a rule (then nothing else is loaded).  Inside a transaction,
- * connected to SPI, as the extension owner.
- */
-static bool
-load_config(void)
-{
-	SPIPlanPtr	plan;
-	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
-	Datum		values[3];
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	MemoryContext old;
-
-	if (!extension_is_ours())
-		return false;
-	plan = SPI_prepare("SELECT s.handler::pg_catalog.oid, s.owner::pg_catalog.oid, s.batch_handler,"
-					   " s.batch_size, s.checkpoint_strategy,"
-					   " s.checkpoint_interval,"
-					   " s.processing_timeout,"
-					   " s.max_retries,"
-					   " s.retry_backoff,"
-					   " s.continue_on_error, s.circuit_breaker_threshold,"
-					   " s.circuit_breaker_reset,"
-					   " s.event_types, s.categories, s.partitions, s.state, p.state,"
-					   " (SELECT pg_catalog.count(*) FROM eventsource.subscription_partitions q"
-					   "   WHERE q.subscription OPERATOR(pg_catalog.=) s.name)::pg_catalog.int4"
-					   " FROM eventsource.subscriptions s"
-					   " JOIN eventsource.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name"
-					   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND p.partition OPERATOR(pg_catalog.=) $2"
-					   " AND s.id OPERATOR(pg_catalog.=) $3",
-					   3, types);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	set_row_key(values);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "eventsource worker: could not read subscription \"%s\"", my_name);
-	if (SPI_processed == 0)
-		return false;
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	/* paused or stopped since we were registered (e.g. during discovery) */
-	row_desired = strcmp(SPI_getvalue(tup, desc, 17), "ok") != 0 ? ES_DESIRED_FAILED :
-		strcmp(SPI_getvalue(tup, desc, 16), "active") != 0 ? ES_DESIRED_PAUSE :
-		ES_DESIRED_RUN;
-	if (!SearchSysCacheExists1(PROCOID, SPI_getbinval(tup, desc, 1, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("the handler of subscription \"%s\" (function %u) no longer exists",
-						my_name, DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull))),
-				 errhint("Drop the subscription, or create the function again and restart its worker.")));
-	if (row_desired == ES_DESIRED_RUN)
-	{
-		EsLoadedRow row = {tup, desc};
-
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		config_error = try_in_subxact(validate_row, NULL, &row);
-		MemoryContextSwitchTo(old);
-		if (config_error != NULL)
-			return true;
-	}
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	cfg.handler = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-	cfg.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-	cfg.batch_handler = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-	cfg.batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-	cfg.strategy = es_check_strategy(SPI_getvalue(tup, desc, 5));
-	cfg.checkpoint_interval_ms = col_interval_ms(tup, desc, 6);
-	cfg.processing_timeout_ms = col_interval_ms(tup, desc, 7);
-	cfg.max_retries = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-	cfg.retry_backoff_ms = col_interval_ms(tup, desc, 9);
-	cfg.continue_on_error = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
-	cfg.breaker_threshold = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
-	cfg.breaker_reset_ms = col_interval_ms(tup, desc, 12);
-	cfg.event_types = SPI_getbinval(tup, desc, 13, &isnull);
-	cfg.event_types = isnull ? (Datum) 0 : datumCopy(cfg.event_types, false, -1);
-	cfg.categories = SPI_getbinval(tup, desc, 14, &isnull);
-	cfg.categories = isnull ? (Datum) 0 : datumCopy(cfg.categories, false, -1);
-	my_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
-	MemoryContextSwitchTo(old);
-	SPI_freeplan(plan);
-
-	fmgr_info_cxt(cfg.handler, &handler_finfo, TopMemoryContext);
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	handler_name = format_procedure(cfg.handler);
-	my_dbname = get_database_name(MyDatabaseId);
-	MemoryContextSwitchTo(old);
-
-	if (events_desc == NULL)
-		load_events_desc();
-	return true;
-}
-
-/*
- * Read the row type of eventsource.events into events_desc.  The new
- * descriptor is built aside and swapped in only when complete: events_desc
- * is never NULL once the worker has started, whatever fails on the way
- * (retry_dead_letters() and the delivery paths use it without looking).
- */
-static void
-load_events_desc(void)
-{
-	Oid			type = get_rel_type_id(es_catalog()->events_oid);
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	TupleDesc	desc = lookup_rowtype_tupdesc_copy(type, -1);
-
-	MemoryContextSwitchTo(old);
-	if (events_desc != NULL)
-		FreeTupleDesc(events_desc);
-	events_desc = desc;
-	events_type = type;
-}
-
-/* ---------------------------------------------------------------------
- * checkpoint
- * ---------------------------------------------------------------------
- */
-
-/*
- * Read and lock this partition's row (its checkpoint) until the transaction
- * ends: reset_subscription() and drop_subscription() wait for the batch.
- * Returns false when the row is gone or belongs to a newer subscription of
- * the same name: ours was dropped.
- */
-static bool
-read_checkpoint(int64 *pos, int64 *resets)
-{
-	Datum		values[3];
-	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
-
-	if (!extension_is_ours())
-		return false;
-	if (lock_plan == NULL)
-		lock_plan = es_prepare("SELECT position, resets FROM eventsource.subscription_partitions"
-							   " WHERE subscription OPERATOR(pg_catalog.=) $1"
-							   " AND partition OPERATOR(pg_catalog.=) $2"
-							   " AND subscription_id OPERATOR(pg_catalog.=) $3 FOR UPDATE",
-							   3, types);
-	set_row_key(values);
-	es_exec_plan(lock_plan, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return false;
-	*pos = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	*resets = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	return true;
-}
-
-/*
- * Write the checkpoint in the current transaction, which holds the row's
- * lock (read_checkpoint).
- */
-static void
-write_checkpoint(int64 pos)
-{
-	Datum		values[4];
-	Oid			types[4] = {TEXTOID, INT4OID, INT8OID, INT8OID};
-
-	if (write_plan == NULL)
-		write_plan = es_prepare("UPDATE eventsource.subscription_partitions SET position = $4,"
-								" checkpointed_at = pg_catalog.now()"
-								" WHERE subscription OPERATOR(pg_catalog.=) $1"
-								" AND partition OPERATOR(pg_catalog.=) $2"
-								" AND subscription_id OPERATOR(pg_catalog.=) $3",
-								4, types);
-	set_row_key(values);
-	values[3] = Int64GetDatum(pos);
-	es_exec_plan(write_plan, values, NULL, SPI_OK_UPDATE);
-	saved_position = pos;
-	saved_at = GetCurrentTimestamp();
-	if (es_shutdown_requested)
-		checkpoints_saved_in_drain++;
-}
-
-/* Is a checkpoint write due (the strategy says when)? */
-static bool
-checkpoint_due(void)
-{
-	if (position == saved_position)
-		return false;
-	if (cfg.strategy != ES_PERIODIC || es_shutdown_requested)
-		return true;
-	return GetCurrentTimestamp() >= saved_at + cfg.checkpoint_interval_ms * 1000;
-}
-
-/* ---------------------------------------------------------------------
- * failures: recent errors, notifications, dead letters, stop-at-event
- * ---------------------------------------------------------------------
- */
-
-static Datum
-event_column(EsEventRef *ev, int attno, bool *isnull)
-{
-	return heap_getattr(ev->tuple, attno, events_desc, isnull);
-}
-
-/*
- * A value for a key=value log field, quoted (logfmt style) when it holds a
- * space, a quote or an equals sign.
- */
-static char *
-logfmt(const char *value)
-{
-	StringInfoData buf;
-
-	if (value == NULL)
-		value = "";
-	if (value[0] != '\0' && strpbrk(value, " \"=\\") == NULL)
-		return pstrdup(value);
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '"');
-	for (const char *p = value; *p; p++)
-	{
-		if (*p == '"' || *p == '\\')
-			appendStringInfoChar(&buf, '\\');
-		appendStringInfoChar(&buf, *p);
-	}
-	appendStringInfoChar(&buf, '"');
-	return buf.data;
-}
-
-/*
- * The structured fields of a log line about an event: they go into
- * errdetail, which log_destination = 'jsonlog' keeps as "detail".
- */
-static char *
-log_fields(EsEventRef *ev, const char *sqlstate)
-{
-	bool		isnull;
-
-	/* no event: a failure of the subscription itself (its configuration) */
-	if (ev == NULL)
-		return psprintf("database=%s subscription=%s partition=%d sqlstate=%s category=%s severity=%s",
-						logfmt(my_dbname), logfmt(my_name), my_partition, sqlstate,
-						es_error_category(sqlstate), es_error_severity(sqlstate));
-	return psprintf("database=%s subscription=%s partition=%d event_id=%s position=" INT64_FORMAT
-					" sqlstate=%s category=%s severity=%s%s",
-					logfmt(my_dbname), logfmt(my_name), my_partition,
-					DatumGetCString(DirectFunctionCall1(uuid_out, event_column(ev, 4, &isnull))),
-					ev->position, sqlstate, es_error_category(sqlstate),
-					es_error_severity(sqlstate), es_trace_log_fields());
-}
-
-/* ---------------------------------------------------------------------
- * Bookkeeping that must never stop delivery
- *
- * Recording an error, notifying, parking a dead letter, writing a status:
- * each runs in a subtransaction of its own (run_bookkeeping), so that its
- * failure (a too-long value, a trigger someone put on our tables, a lock
- * timeout, ...) rolls back only itself.  The failure is logged with the
- * event's structured fields and counted in the slot; the event itself goes
- * on through the retry / dead-letter path like any handler failure.
- */
-
-
-/* A bookkeeping step failed: say so in the log and count it. */
-static void
-note_bookkeeping_failure(const char *what, const char *fields, ErrorData *edata)
-{
-	const char *sqlstate = unpack_sql_state(edata->sqlerrcode);
-	int64		failures;
-	char	   *message;
-
-	SpinLockAcquire(&MySlot->mutex);
-	failures = ++MySlot->bookkeeping_failures;
-	SpinLockRelease(&MySlot->mutex);
-	message = psprintf("could not %s: %s", what, edata->message);
-	es_slot_note_error(MySlot, message, sqlstate, false);
-	pfree(message);				/* the slot keeps a copy; the caller may be in TopMemoryContext */
-	ereport(WARNING,
-			(errmsg("eventsource: subscription \"%s\" partition %d could not %s: %s",
-					my_name, my_partition, what, edata->message),
-			 errdetail("%s bookkeeping_sqlstate=%s bookkeeping_failures=" INT64_FORMAT,
-					   fields, sqlstate, failures),
-			 errhint("Delivery goes on: the event is retried or dead-lettered as usual.")));
-}
-
-/*
- * Run fn(ev, arg) in a subtransaction of the current transaction (connected
- * to SPI, as the extension owner).  Returns false when it failed: then it
- * was rolled back alone, logged and counted.
- */
-static bool
-run_bookkeeping(const char *what, EsEventRef *ev, EsBookkeepingFn fn, void *arg)
-{
-	ErrorData  *edata = try_in_subxact(fn, ev, arg);
-
-	if (edata == NULL)
-		return true;
-	note_bookkeeping_failure(what, log_fields(ev, unpack_sql_state(edata->sqlerrcode)),
-							 edata);
-	FreeErrorData(edata);
-	return false;
-}
-
-/*
- * The payload of a notification about a failed call, cut to fit NOTIFY's
- * limit (async.c: payloads of BLCKSZ - NAMEDATALEN - 128 bytes or more are
- * refused): the message is shortened on a character boundary, and
- * "message_truncated" says whether it was.  "head" is the JSON object up to
- * the message.
- */
-#define ES_NOTIFY_PAYLOAD_MAX	(BLCKSZ - NAMEDATALEN - 128)
-
-static char *
-notify_payload(const char *head, const char *message)
-{
-	int			len = strlen(message);
-	int			keep = len;
-
-	for (;;)
-	{
-		StringInfoData buf;
-		int			over;
-
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, head);
-		escape_json(&buf, keep == len ? message : pnstrdup(message, keep));
-		appendStringInfo(&buf, ", \"message_truncated\": %s, \"message_bytes\": %d}",
-						 keep < len ? "true" : "false", len);
-		over = buf.len - (ES_NOTIFY_PAYLOAD_MAX - 1);
-		if (over <= 0 || keep == 0)
-			return buf.data;
-		/* each byte cut shortens the escaped text by at least one */
-		keep = pg_mbcliplen(message, keep, Max(keep - over, 0));
-		pfree(buf.data);
-	}
-}
-
-/*
- * Send the notifications of the transaction that just committed, in a
- * transaction of their own.  A failure (e.g. the NOTIFY queue is full) is
- * logged and counted, and the notifications are lost: the errors are in
- * eventsource.recent_errors and the log.
- */
-static void
-send_notices(void)
-{
-	ListCell   *lc;
-	EsNotice   *failed_at = NULL;
-
-	if (pending_notices == NIL)
-		return;
 	PG_TRY();
 	{
-		StartTransactionCommand();
-		foreach(lc, pending_notices)
-		{
-			failed_at = lfirst(lc);
-			Async_Notify("eventsource_errors", failed_at->payload);
-		}
-		CommitTransactionCommand();
+		es_worker_tx_begin(activity);
+		fn(arg);
+		es_worker_tx_commit();
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(TopMemoryContext);
-		edata = CopyErrorData();
+		EmitErrorReport();
 		FlushErrorState();
-		AbortCurrentTransaction();
-		RESUME_INTERRUPTS();
-		note_bookkeeping_failure("send a notification on channel eventsource_errors",
-								 failed_at ? failed_at->fields : "", edata);
-		FreeErrorData(edata);
+		es_worker_tx_abort();
 	}
 	PG_END_TRY();
-	drop_notices();
-}
-
-static void
-drop_notices(void)
-{
-	ListCell   *lc;
-
-	foreach(lc, pending_notices)
-	{
-		EsNotice   *n = lfirst(lc);
-
-		pfree(n->payload);
-		pfree(n->fields);
-	}
-	list_free_deep(pending_notices);
-	pending_notices = NIL;
-}
-
-typedef struct EsErrorRow
-{
-	EsCallError *err;
-	int			attempt;
-} EsErrorRow;
-
-/* The recent_errors row of a failed call, and the table's bound. */
-static void
-insert_error_row(EsEventRef *ev, void *arg)
-{
-	EsErrorRow *row = arg;
-	Datum		values[10];
-	bool		isnull;
-
-	if (error_plan == NULL)
-	{
-		Oid			types[10] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
-
-		error_plan = es_prepare("INSERT INTO eventsource.recent_errors (subscription, partition,"
-								" global_position, event_id, event_type, error_message, error_sqlstate,"
-								" error_category, error_severity, attempt)"
-								" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-								10, types);
-	}
-	if (error_prune_plan == NULL)
-	{
-		Oid			prune_types[1] = {INT4OID};
-
-		error_prune_plan = es_prepare("DELETE FROM eventsource.recent_errors WHERE id OPERATOR(pg_catalog.<=)"
-									  " ((SELECT pg_catalog.max(id) FROM eventsource.recent_errors)"
-									  "  OPERATOR(pg_catalog.-) $1)",
-									  1, prune_types);
-	}
-	values[0] = CStringGetTextDatum(my_name);
-	values[1] = Int32GetDatum(my_partition);
-	values[2] = Int64GetDatum(ev->position);
-	values[3] = event_column(ev, 4, &isnull);
-	values[4] = event_column(ev, 5, &isnull);
-	values[5] = CStringGetTextDatum(row->err->message);
-	values[6] = CStringGetTextDatum(row->err->sqlstate);
-	values[7] = CStringGetTextDatum(es_error_category(row->err->sqlstate));
-	values[8] = CStringGetTextDatum(es_error_severity(row->err->sqlstate));
-	values[9] = Int32GetDatum(row->attempt);
-	es_exec_plan(error_plan, values, NULL, SPI_OK_INSERT);
-	values[0] = Int32GetDatum(es_recent_errors_kept);
-	es_exec_plan(error_prune_plan, values, NULL, SPI_OK_DELETE);
-}
-
-/*
- * Record one failed handler call: the slot's statistics, the bounded
- * recent_errors table, a notification when severe enough (sent once the
- * transaction commits), the log.  In the current transaction; none of it
- * can fail the transaction.
- */
-static void
-record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
-{
-	const char *category = es_error_category(err->sqlstate);
-	const char *severity = es_error_severity(err->sqlstate);
-	EsErrorRow	row = {err, attempt};
-	bool		isnull;
-
-	es_slot_note_error(MySlot, err->message, err->sqlstate, will_retry);
-	(void) run_bookkeeping("record the error in eventsource.recent_errors", ev,
-						   insert_error_row, &row);
-
-	/* publish it, from the worker and never from appenders */
-	if (es_severity_rank(severity) >= es_notify_min_severity)
-	{
-		StringInfoData head;
-		char	   *event_id = DatumGetCString(DirectFunctionCall1(uuid_out,
-																   event_column(ev, 4, &isnull)));
-		MemoryContext old;
-		EsNotice   *notice;
-		char	   *payload;
-		char	   *fields;
-
-		initStringInfo(&head);
-		appendStringInfoString(&head, "{\"subscription\": ");
-		escape_json(&head, my_name);
-		appendStringInfo(&head, ", \"partition\": %d, \"position\": " INT64_FORMAT
-						 ", \"event_id\": \"%s\", \"sqlstate\": \"%s\", \"category\": \"%s\""
-						 ", \"severity\": \"%s\", \"attempt\": %d, \"will_retry\": %s, \"message\": ",
-						 my_partition, ev->position, event_id, err->sqlstate, category,
-						 severity, attempt, will_retry ? "true" : "false");
-		/*
-		 * Built in the current (batch) context, whose temporaries go with
-		 * it; only the two kept strings and the list cell live in
-		 * TopMemoryContext until drop_notices() frees them.
-		 */
-		payload = notify_payload(head.data, err->message);
-		fields = log_fields(ev, err->sqlstate);
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		notice = palloc(sizeof(EsNotice));
-		notice->payload = pstrdup(payload);
-		notice->fields = pstrdup(fields);
-		pending_notices = lappend(pending_notices, notice);
-		MemoryContextSwitchTo(old);
-	}
-
-	ereport(LOG,
-			(errmsg("eventsource: subscription \"%s\" handler failed on event at position " INT64_FORMAT " (attempt %d%s): %s",
-					my_name, ev->position, attempt,
-					will_retry ? ", will retry" : "", err->message),
-			 errdetail("%s attempt=%d", log_fields(ev, err->sqlstate), attempt)));
-}
-
-typedef struct EsDeadLetter
-{
-	EsCallError *err;
-	int			retries;
-} EsDeadLetter;
-
-static void
-insert_dead_letter(EsEventRef *ev, void *arg)
-{
-	EsDeadLetter *dl = arg;
-	Datum		values[16];
-	bool		isnull;
-
-	if (dead_letter_plan == NULL)
-	{
-		Oid			types[16] = {TEXTOID, INT4OID, INT8OID, TEXTOID, INT8OID, UUIDOID,
-			TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, INT4OID, TIMESTAMPTZOID};
-
-		dead_letter_plan = es_prepare("INSERT INTO eventsource.dead_letters (subscription, partition,"
-									  " global_position, stream_id, stream_version, event_id, event_type,"
-									  " data, metadata, recorded_at, error_message, error_sqlstate,"
-									  " error_category, error_severity, retry_count, first_failed_at)"
-									  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-									  " $14, $15, $16)",
-									  16, types);
-	}
-	values[0] = CStringGetTextDatum(my_name);
-	values[1] = Int32GetDatum(my_partition);
-	for (int i = 0; i < 8; i++)
-		values[2 + i] = event_column(ev, i + 1, &isnull);
-	values[10] = CStringGetTextDatum(dl->err->message);
-	values[11] = CStringGetTextDatum(dl->err->sqlstate);
-	values[12] = CStringGetTextDatum(es_error_category(dl->err->sqlstate));
-	values[13] = CStringGetTextDatum(es_error_severity(dl->err->sqlstate));
-	values[14] = Int32GetDatum(dl->retries);
-	values[15] = TimestampTzGetDatum(first_failed_at ? first_failed_at : GetCurrentTimestamp());
-	es_exec_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
-}
-
-/*
- * Park an event in the dead letters, in the transaction that passes it.
- * False when that failed: the event must not be passed (it would be lost);
- * it is retried later.
- */
-static bool
-dead_letter(EsEventRef *ev, EsCallError *err, int retries)
-{
-	EsDeadLetter dl = {err, retries};
-
-	if (!run_bookkeeping("park the event in eventsource.dead_letters", ev,
-						 insert_dead_letter, &dl))
-		return false;
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->events_failed++;
-	MySlot->dead_letters++;
-	MySlot->consecutive_failures++;
-	SpinLockRelease(&MySlot->mutex);
-	return true;
-}
-
-typedef struct EsFailedRow
-{
-	const char *message;
-	const char *sqlstate;
-} EsFailedRow;
-
-/*
- * Our partition row says: stopped, at event "ev" (NULL: at no event, the
- * configuration is invalid), with this error.
- */
-static void
-write_failed_row(EsEventRef *ev, void *arg)
-{
-	EsFailedRow *f = arg;
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bool		isnull;
-	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, INT8OID, UUIDOID, TEXTOID, TEXTOID};
-
-	if (fail_plan == NULL)
-		fail_plan = es_prepare("UPDATE eventsource.subscription_partitions SET state = 'failed',"
-							   " failed_position = $4, failed_event_id = $5, error_message = $6,"
-							   " error_sqlstate = $7, failed_at = pg_catalog.now()"
-							   " WHERE subscription OPERATOR(pg_catalog.=) $1"
-							   " AND partition OPERATOR(pg_catalog.=) $2"
-							   " AND subscription_id OPERATOR(pg_catalog.=) $3",
-							   7, types);
-	set_row_key(values);
-	if (ev != NULL)
-	{
-		values[3] = Int64GetDatum(ev->position);
-		values[4] = event_column(ev, 4, &isnull);
-	}
-	else
-		nulls[3] = nulls[4] = 'n';
-	values[5] = CStringGetTextDatum(f->message);
-	values[6] = CStringGetTextDatum(f->sqlstate);
-	es_exec_plan(fail_plan, values, nulls, SPI_OK_UPDATE);
-}
-
-/*
- * Commit the transaction that wrote our partition row as failed.  The slot
- * says "failed" before the row does: a resume_subscription() waits for our
- * row lock, so it commits, and sets the slot back to run, only after this
- * (the other order could lose that resume).  A failed commit undoes it.
- */
-static void
-commit_as_failed(void)
-{
-	set_desired_if(ES_DESIRED_RUN, ES_DESIRED_FAILED);
-	PG_TRY();
-	{
-		tx_commit();
-	}
-	PG_CATCH();
-	{
-		set_desired_if(ES_DESIRED_FAILED, ES_DESIRED_RUN);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-}
-
-/*
- * Stop this partition at an event (continue_on_error off).  Own
- * transaction.  Should the row not take the record, the slot still says
- * failed (until a restart, which then retries the event).
- */
-static void
-stop_at_event(EsEventRef *ev, EsCallError *err)
-{
-	EsFailedRow f = {err->message, err->sqlstate};
-
-	tx_begin("eventsource: stopping at a failed event");
-	if (!extension_is_ours())
-	{
-		tx_commit();			/* the next batch finds us gone */
-		return;
-	}
-	(void) run_bookkeeping("record that the partition stopped", ev, write_failed_row, &f);
-
-	commit_as_failed();
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->events_failed++;
-	MySlot->consecutive_failures++;
-	SpinLockRelease(&MySlot->mutex);
-	slot_set_state(ES_STATE_FAILED);
-	ereport(WARNING,
-			(errmsg("eventsource: subscription \"%s\" partition %d stopped at the event at position " INT64_FORMAT " after %d failed attempts (continue_on_error is off): %s",
-					my_name, my_partition, ev->position, cfg.max_retries + 1, err->message),
-			 errdetail("%s", log_fields(ev, err->sqlstate)),
-			 errhint("Fix the cause, then call eventsource.resume_subscription('%s') to retry the event.",
-					 my_name)));
-}
-
-/*
- * The configuration we loaded breaks a rule (config_error): never run it.
- * The partition goes to failed, with the reason in its row and slot (the
- * status view's last_error), and the worker exits.  resume_subscription()
- * after the row is corrected starts it again (and it checks again).
- */
-static void
-fail_invalid_config(void)
-{
-	EsFailedRow f;
-	char	   *message = psprintf("invalid configuration: %s", config_error->message);
-
-	f.message = message;
-	f.sqlstate = unpack_sql_state(config_error->sqlerrcode);
-	tx_begin("eventsource: refusing an invalid configuration");
-	if (my_dbname == NULL)
-		my_dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
-	if (extension_is_ours())
-		(void) run_bookkeeping("record that the partition stopped", NULL, write_failed_row, &f);
-	commit_as_failed();
-	es_slot_note_error(MySlot, message, f.sqlstate, false);
-	slot_set_state(ES_STATE_FAILED);
-	ereport(WARNING,
-			(errcode(config_error->sqlerrcode),
-			 errmsg("eventsource: subscription \"%s\" partition %d does not run: %s",
-					my_name, my_partition, message),
-			 errdetail("%s", log_fields(NULL, f.sqlstate)),
-			 errhint("Correct its row in eventsource.subscriptions, then call eventsource.resume_subscription('%s').",
-					 my_name)));
-	proc_exit(0);
 }
 
 /* ---------------------------------------------------------------------
- * delivery
+ * the process: main loop, start, stop
  * ---------------------------------------------------------------------
  */
 
-static int64
-backoff_ms(int attempts)
-{
-	int64		ms = cfg.retry_backoff_ms;
-
-	for (int i = 1; i < attempts && ms < ES_MAX_BACKOFF_MS; i++)
-		ms *= 2;
-	return Min(ms, (int64) ES_MAX_BACKOFF_MS);
-}
-
-/* Call the handler for one event (a 1-element array for batch handlers). */
-static EsCallResult
-deliver_one(EsEventRef *ev, EsCallError *err)
-{
-	Datum		arg = heap_copy_tuple_as_datum(ev->tuple, events_desc);
-
-	if (cfg.batch_handler)
-		arg = PointerGetDatum(construct_array(&arg, 1, events_type, -1, false, TYPALIGN_DOUBLE));
-	es_trace_set_retry(ev->position == retry_position ? retry_attempts : 0);
-	return es_call_handler(&handler_finfo, arg, cfg.owner, cfg.processing_timeout_ms,
-						   my_name, ev->tuple, events_desc, err);
-}
-
-/* Call a batch handler once with the whole batch. */
-static EsCallResult
-deliver_all(EsEventRef *events, int n, EsCallError *err)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * n);
-
-	for (int i = 0; i < n; i++)
-		elems[i] = heap_copy_tuple_as_datum(events[i].tuple, events_desc);
-	return es_call_handler(&handler_finfo,
-						   PointerGetDatum(construct_array(elems, n, events_type, -1,
-														   false, TYPALIGN_DOUBLE)),
-						   cfg.owner, cfg.processing_timeout_ms, my_name, NULL, NULL, err);
-}
-
-/*
- * Read the next events: after the checkpoint, at or below the horizon, in
- * this partition, passing the filters.  Copies them into batch_cxt.  Sets
- * *scanned_to to the position up to which everything was looked at.
- */
-static int
-fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanned_to)
-{
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	MemoryContext old;
-	int			n;
-	SPIPlanPtr	read_plan;
-
-	{
-		Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
-
-		/* the visible events only: lifecycle.c, es_visible_plan() */
-		read_plan = es_visible_plan(read_plans, "SELECT * FROM @EVENTS@"
-							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
-							   " AND global_position OPERATOR(pg_catalog.<=) $2"
-							   " AND ($3 IS NULL OR event_type OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($3)))"
-							   " AND ($4 IS NULL OR pg_catalog.split_part(stream_id, '-', 1)"
-							   "      OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest($4)))"
-							   " AND ($5 OPERATOR(pg_catalog.=) 1 OR"
-							   "      eventsource.stream_partition(stream_id, $5) OPERATOR(pg_catalog.=) $6)"
-							   " ORDER BY global_position LIMIT $7",
-							   7, types, true);
-	}
-	values[0] = Int64GetDatum(after);
-	values[1] = Int64GetDatum(head);
-	values[2] = cfg.event_types;
-	nulls[2] = cfg.event_types ? ' ' : 'n';
-	values[3] = cfg.categories;
-	nulls[3] = cfg.categories ? ' ' : 'n';
-	values[4] = Int32GetDatum(my_partitions);
-	values[5] = Int32GetDatum(my_partition);
-	values[6] = Int32GetDatum(limit);
-	es_spi_read_latest(read_plan, values, nulls, NULL, 0);
-
-	n = (int) SPI_processed;
-	old = MemoryContextSwitchTo(batch_cxt);
-	*out = palloc(sizeof(EsEventRef) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
-
-		(*out)[i].tuple = heap_copytuple(tup);
-		(*out)[i].position = DatumGetInt64(heap_getattr(tup, 1, SPI_tuptable->tupdesc, &isnull));
-		(*out)[i].recorded_at = DatumGetTimestampTz(heap_getattr(tup, 8, SPI_tuptable->tupdesc, &isnull));
-	}
-	MemoryContextSwitchTo(old);
-
-	/* fewer than asked: everything up to the horizon was looked at */
-	*scanned_to = (n < limit) ? head : (*out)[n - 1].position;
-	return n;
-}
-
-/* After a success: the breaker closes, counters move. */
+/* The shutdown record in our partition row (last_shutdown, jsonb). */
 static void
-note_success(EsEventRef *ev, int n)
+write_shutdown_row(void *arg)
 {
-	position = ev->position;
-	consecutive_failed = 0;
-	breaker_probe = false;
-	if (retry_position != 0 && ev->position >= retry_position)
-	{
-		retry_position = 0;
-		retry_attempts = 0;
-		first_failed_at = 0;
-	}
-	slot_delivered(ev->position, ev->recorded_at, n);
-}
+	EsShutdownRecord *rec = arg;
+	Datum		values[4];
+	Oid			types[4] = {TEXTOID, INT4OID, INT8OID, JSONBOID};
+	EsJson		json;
 
-/*
- * An event failed.  Returns the batch outcome to stop with, or BATCH_DONE to
- * go on with the next event (it was dead-lettered).  In the batch's
- * transaction.
- */
-static EsBatchOutcome
-handle_failure(EsEventRef *ev, EsCallError *err)
-{
-	int			attempt = (ev->position == retry_position ? retry_attempts : 0) + 1;
-	bool		will_retry = attempt <= cfg.max_retries;
-
-	if (first_failed_at == 0 || ev->position != retry_position)
-		first_failed_at = GetCurrentTimestamp();
-	record_error(ev, err, attempt, will_retry);
-
-	if (will_retry)
-	{
-		retry_position = ev->position;
-		retry_attempts = attempt;
-		retry_not_before = GetCurrentTimestamp() + backoff_ms(attempt) * 1000;
-		return BATCH_RETRY_WAIT;
-	}
-
-	/* retries exhausted */
-	retry_position = 0;
-	retry_attempts = 0;
-	if (!cfg.continue_on_error)
-		return BATCH_FAILED;
-
-	if (!dead_letter(ev, err, attempt - 1))
-	{
-		/* not parked, so not passed: try it again later */
-		retry_position = ev->position;
-		retry_attempts = attempt;
-		retry_not_before = GetCurrentTimestamp() + backoff_ms(attempt) * 1000;
-		return BATCH_RETRY_WAIT;
-	}
-	first_failed_at = 0;
-	position = ev->position;
-	consecutive_failed++;
-	if (breaker_probe ||
-		(cfg.breaker_threshold > 0 && consecutive_failed >= cfg.breaker_threshold))
-	{
-		breaker_probe = false;
-		breaker_open_until = GetCurrentTimestamp() + cfg.breaker_reset_ms * 1000;
-		SpinLockAcquire(&MySlot->mutex);
-		MySlot->circuit_open_until = breaker_open_until;
-		SpinLockRelease(&MySlot->mutex);
-		ereport(LOG,
-				(errmsg("eventsource: subscription \"%s\" partition %d: circuit breaker open for " INT64_FORMAT " ms after " INT64_FORMAT " consecutive failed events",
-						my_name, my_partition, cfg.breaker_reset_ms, consecutive_failed)));
-		return BATCH_BREAKER_OPEN;
-	}
-	return BATCH_DONE;
-}
-
-/* Commit what the batch did: checkpoint (if due), then the transaction. */
-static void
-finish_batch(void)
-{
-	if (checkpoint_due())
-		write_checkpoint(position);
-	tx_commit();
-	slot_checkpointed(saved_position);
-	es_slot_set_progress(MySlot, position, resets_seen);	/* for the status */
-}
-
-/*
- * The database's SQL objects may be updated under us (ALTER EXTENSION
- * eventsource UPDATE): the first batch after that commit runs with the new
- * version, without a restart.  Paths that need a newer version's objects
- * test my_sql_version.  A new version may change the subscription's row and
- * the row type of eventsource.events, so both are read again.
- *
- * The caller holds AccessShareLock on eventsource.events, taken in this
- * transaction before the call: an update script that alters the table has
- * then either committed (and the snapshot we take here sees its version) or
- * waits for our transaction, so the events we read in it match the row type
- * we hand to the handler.  every_event commits after each event, so it
- * locks again after each commit and ends the batch if the version moved
- * (sql_version_moved()).  Returns false when the subscription is gone.
- * Inside a batch transaction, connected to SPI, as the extension owner.
- */
-static bool
-follow_sql_version(void)
-{
-	int			version;
-	char		version_text[NAMEDATALEN];
-	bool		ok;
-
-	/* the version and the definition with one snapshot, taken after the lock */
-	PushActiveSnapshot(GetLatestSnapshot());
-	version = es_sql_version();
-	if (version == my_sql_version)
-	{
-		PopActiveSnapshot();
-		return true;
-	}
-	strlcpy(version_text, es_sql_version_text(), sizeof(version_text));
-	ok = load_config();
-	PopActiveSnapshot();
-	if (!ok)
-		return false;
-	/* the old descriptor stays in use should the reload fail */
-	load_events_desc();
-
-	/* only now: should the reload fail, the next batch tries again */
-	ereport(LOG,
-			(errmsg("eventsource: subscription \"%s\" partition %d now runs with version %s of the extension's SQL objects (was %s)",
-					my_name, my_partition, version_text, my_sql_version_text),
-			 errdetail("database=%s subscription=%s partition=%d sql_version=%s",
-					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(version_text))));
-	my_sql_version = version;
-	strlcpy(my_sql_version_text, version_text, sizeof(my_sql_version_text));
-	return true;
-}
-
-/*
- * Did an update of the SQL objects commit since we followed the last one?
- * With a snapshot taken now (the caller holds the events lock).
- */
-static bool
-sql_version_moved(void)
-{
-	bool		moved;
-
-	PushActiveSnapshot(GetLatestSnapshot());
-	moved = es_sql_version() != my_sql_version;
-	PopActiveSnapshot();
-	return moved;
-}
-
-/*
- * One batch.  See the file header.
- */
-static EsBatchOutcome
-process_batch(void)
-{
-	EsEventRef *events;
-	int64		head;
-	int64		scanned_to;
-	int64		start;
-	int			limit;
-	int			n;
-	int			i;
-	bool		isolate;
-	EsBatchOutcome outcome = BATCH_DONE;
-	EsCallError err;
-	int			events_done = 0;
-	int			failed = -1;
-	int64		resets;
-
-	MemoryContextReset(batch_cxt);
-	tx_begin("eventsource: reading events");
-
-	/*
-	 * Where are we?  The row says, unless we are ahead of it (periodic keeps
-	 * its position in memory between checkpoints).  A row whose reset count
-	 * changed was moved by reset_subscription(): follow it, even when it
-	 * names the very position we last saved.  We hold the row's lock until
-	 * the batch commits, so no reset lands between this read and our write.
-	 * Lock order (CONTRIBUTING.md): eventsource.events, then our row.
-	 */
-	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
-	if (!read_checkpoint(&start, &resets))
-	{
-		tx_commit();
-		return BATCH_GONE;
-	}
-	if (!follow_sql_version())
-	{
-		tx_commit();
-		return BATCH_GONE;
-	}
-	if (!position_loaded || start != saved_position || resets != resets_seen)
-	{
-		position = start;
-		retry_position = 0;
-		retry_attempts = 0;
-	}
-	saved_position = start;
-	position_loaded = true;
-	resets_seen = resets;
-	if (saved_at == 0)
-		saved_at = GetCurrentTimestamp();
-
-	head = es_horizon();
-	if (position >= head)
-	{
-		finish_batch();
-		return BATCH_IDLE;
-	}
-
-	limit = breaker_probe ? 1 : cfg.batch_size;
-	n = fetch_events(position, head, limit, &events, &scanned_to);
-	es_handler_arm_timer();
-	slot_set_state(ES_STATE_CATCHING_UP);
-
-	/* a batch handler gets the batch at once, unless an event is being retried */
-	isolate = !cfg.batch_handler || retry_position != 0 || breaker_probe || n == 0;
-	if (!isolate)
-	{
-		EsCallResult r = deliver_all(events, n, &err);
-
-		if (r == ES_CALL_OK)
-		{
-			note_success(&events[n - 1], n);
-			events_done = n;
-			i = n;
-		}
-		else if (r == ES_CALL_DRAIN_EXPIRED)
-			outcome = BATCH_FORCED;
-		else
-		{
-			/* find the poison event: deliver them one at a time */
-			es_slot_note_error(MySlot, err.message, err.sqlstate, true);
-			isolate = true;
-		}
-	}
-
-	for (i = 0; isolate && outcome == BATCH_DONE && i < n; i++)
-	{
-		EsEventRef *ev = &events[i];
-		EsCallResult r;
-
-		if (es_drain_expired())
-		{
-			outcome = BATCH_FORCED;
-			break;
-		}
-		r = deliver_one(ev, &err);
-		if (r == ES_CALL_OK)
-		{
-			note_success(ev, 1);
-			events_done++;
-		}
-		else if (r == ES_CALL_DRAIN_EXPIRED)
-			outcome = BATCH_FORCED;
-		else
-		{
-			outcome = handle_failure(ev, &err);
-			failed = i;
-		}
-
-		if (outcome == BATCH_DONE && cfg.strategy == ES_EVERY_EVENT)
-		{
-			/* every_event: this event's effects and checkpoint commit now */
-			finish_batch();
-			if (!position_loaded)
-				return BATCH_DONE;
-			tx_begin("eventsource: delivering events");
-			LockRelationOid(es_catalog()->events_oid, AccessShareLock);
-			if (!read_checkpoint(&start, &resets))
-			{
-				tx_commit();
-				return BATCH_GONE;
-			}
-			if (start != saved_position || resets != resets_seen)
-			{
-				/* reset_subscription() got in between two events: follow it */
-				tx_commit();
-				es_handler_disarm_timer();
-				position_loaded = false;
-				return BATCH_DONE;
-			}
-			if (sql_version_moved())
-			{
-				/*
-				 * An update committed between two events: the rest of the
-				 * batch was read with the old row type.  The next batch
-				 * follows the update and reads them again.
-				 */
-				tx_commit();
-				es_handler_disarm_timer();
-				return BATCH_DONE;
-			}
-		}
-	}
-	es_handler_disarm_timer();
-
-	switch (outcome)
-	{
-		case BATCH_FORCED:
-			tx_abort();
-			position_loaded = false;	/* reload: the batch was rolled back */
-			SpinLockAcquire(&MySlot->mutex);
-			MySlot->shutdown.events_in_flight = n - (cfg.strategy == ES_EVERY_EVENT ? events_done : 0);
-			SpinLockRelease(&MySlot->mutex);
-			return BATCH_FORCED;
-		case BATCH_FAILED:
-			/* commit the events before it, then stop at it (err outlives it) */
-			err.message = MemoryContextStrdup(batch_cxt, err.message);
-			finish_batch();
-			stop_at_event(&events[failed], &err);
-			return BATCH_FAILED;
-		case BATCH_DONE:
-			/* filtered-out events after the last delivered one count as done */
-			if (scanned_to > position)
-				position = scanned_to;
-			break;
-		default:
-			break;
-	}
-	finish_batch();
-	if (outcome == BATCH_DONE && position >= head)
-		slot_set_state(ES_STATE_LIVE);	/* caught up with this horizon */
-	if (outcome == BATCH_DONE && n == 0)
-		return BATCH_IDLE;
-	return outcome;
-}
-
-typedef struct EsRetriedLetter
-{
-	Datum		id;
-	EsCallError *err;
-} EsRetriedLetter;
-
-/* A dead letter failed again: its new error, and one more retry. */
-static void
-update_dead_letter(EsEventRef *ev, void *arg)
-{
-	EsRetriedLetter *r = arg;
-	Datum		again[5];
-
-	again[0] = r->id;
-	again[1] = CStringGetTextDatum(r->err->message);
-	again[2] = CStringGetTextDatum(r->err->sqlstate);
-	again[3] = CStringGetTextDatum(es_error_category(r->err->sqlstate));
-	again[4] = CStringGetTextDatum(es_error_severity(r->err->sqlstate));
-	es_exec_plan(retry_again_plan, again, NULL, SPI_OK_UPDATE);
-}
-
-/*
- * A dead letter (a row of eventsource.dead_letters, described by "desc") as
- * a row of eventsource.events: each column of events takes the dead
- * letter's column of the same name, null if it has none.  By name, not by
- * position, so a column a release adds to events (or to dead_letters)
- * cannot land in another's place.
- */
-static HeapTuple
-dead_letter_as_event(HeapTuple row, TupleDesc desc)
-{
-	int			natts = events_desc->natts;
-	Datum	   *values = palloc0(natts * sizeof(Datum));
-	bool	   *nulls = palloc(natts * sizeof(bool));
-
-	for (int i = 0; i < natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(events_desc, i);
-		int			col;
-
-		nulls[i] = true;
-		if (att->attisdropped)
-			continue;
-		col = SPI_fnumber(desc, NameStr(att->attname));
-		if (col <= 0)
-			continue;
-		if (SPI_gettypeid(desc, col) != att->atttypid)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("column \"%s\" of eventsource.dead_letters is of type %s, of eventsource.events %s",
-							NameStr(att->attname), format_type_be(SPI_gettypeid(desc, col)),
-							format_type_be(att->atttypid))));
-		values[i] = SPI_getbinval(row, desc, col, &nulls[i]);
-	}
-	return heap_form_tuple(events_desc, values, nulls);
-}
-
-/*
- * Before a retry: drop the dead letters (of this partition, asked to be
- * retried) whose event a lifecycle operation has hidden since it failed.
- * Every read path skips a hidden event, so a retry must not hand it to the
- * handler again (after the stream's $StreamDeleted it would re-create what
- * the handler just removed).  On a database still on the 1.0 SQL nothing
- * can be hidden and nothing is dropped.  "values" are the subscription's
- * name and partition.  Caller is in the retry's transaction, in SPI.
- */
-static void
-drop_hidden_dead_letters(Datum *values)
-{
-	static SPIPlanPtr plans[2] = {NULL, NULL};
-	Oid			types[2] = {TEXTOID, INT4OID};
-	SPIPlanPtr	plan;
-	uint64		n;
-
-	if (!es_lifecycle_installed())
-		return;
-	/* the visible events: lifecycle.c, es_visible_plan() */
-	plan = es_visible_plan(plans,
-						   "DELETE FROM eventsource.dead_letters d"
-						   " WHERE d.id OPERATOR(pg_catalog.=) ANY (ARRAY("
-						   "   SELECT x.id FROM eventsource.dead_letters x"
-						   "   WHERE x.subscription OPERATOR(pg_catalog.=) $1"
-						   "   AND x.partition OPERATOR(pg_catalog.=) $2 AND x.retry_requested"
-						   "   AND NOT EXISTS (SELECT FROM @EVENTS@ v"
-						   "     WHERE v.global_position OPERATOR(pg_catalog.=) x.global_position)"
-						   "   FOR UPDATE SKIP LOCKED))",
-						   2, types, true);
-	es_exec_plan(plan, values, NULL, SPI_OK_DELETE);
-	n = SPI_processed;
-	if (n == 0)
-		return;
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->dead_letters = Max(MySlot->dead_letters - (int64) n, 0);
-	SpinLockRelease(&MySlot->mutex);
-	ereport(LOG,
-			(errmsg("eventsource: subscription \"%s\" partition %d: dropped " UINT64_FORMAT " dead letters of events hidden by a lifecycle operation instead of retrying them",
-					my_name, my_partition, n)));
-}
-
-/*
- * retry_dead_letters(): deliver the parked events that were asked for, one
- * attempt each.  Delivered ones leave the table; the others stay, with the
- * new error.
- */
-static void
-retry_dead_letters(void)
-{
-	Datum		values[2];
-	int			n;
-
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	if (!MySlot->retry_requested)
-	{
-		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-		return;
-	}
-	MySlot->retry_requested = false;
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-
-	tx_begin("eventsource: retrying dead letters");
-	/* the events we build below must have the row type the handler takes */
-	LockRelationOid(es_catalog()->events_oid, AccessShareLock);
-	if (!follow_sql_version())
-	{
-		tx_commit();			/* gone: the next batch says so */
-		return;
-	}
-	if (retry_again_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-		Oid			done_types[1] = {INT8OID};
-		Oid			again_types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-
-		/* all three or none: the last assignment marks them ready */
-		retry_select_plan = es_prepare("SELECT * FROM eventsource.dead_letters"
-									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
-									   " AND partition OPERATOR(pg_catalog.=) $2 AND retry_requested"
-									   " ORDER BY id FOR UPDATE SKIP LOCKED",
-									   2, types);
-		retry_done_plan = es_prepare("DELETE FROM eventsource.dead_letters WHERE id OPERATOR(pg_catalog.=) $1",
-									 1, done_types);
-		retry_again_plan = es_prepare("UPDATE eventsource.dead_letters SET retry_requested = false,"
-									  " retry_count = retry_count OPERATOR(pg_catalog.+) 1,"
-									  " error_message = $2, error_sqlstate = $3, error_category = $4,"
-									  " error_severity = $5, last_failed_at = pg_catalog.now()"
-									  " WHERE id OPERATOR(pg_catalog.=) $1",
-									  5, again_types);
-	}
-	values[0] = CStringGetTextDatum(my_name);
-	values[1] = Int32GetDatum(my_partition);
-	drop_hidden_dead_letters(values);
-	es_exec_plan(retry_select_plan, values, NULL, SPI_OK_SELECT);
-	n = (int) SPI_processed;
-	if (n > 0)
-	{
-		SPITupleTable *tab = SPI_tuptable;
-
-		es_handler_arm_timer();
-		for (int i = 0; i < n; i++)
-		{
-			HeapTuple	row = tab->vals[i];
-			bool		isnull;
-			Datum		id = SPI_getbinval(row, tab->tupdesc, SPI_fnumber(tab->tupdesc, "id"), &isnull);
-			EsEventRef	ev;
-			EsCallError err;
-
-			ev.tuple = dead_letter_as_event(row, tab->tupdesc);
-			ev.position = DatumGetInt64(SPI_getbinval(row, tab->tupdesc,
-													  SPI_fnumber(tab->tupdesc, "global_position"), &isnull));
-			ev.recorded_at = DatumGetTimestampTz(SPI_getbinval(row, tab->tupdesc,
-															   SPI_fnumber(tab->tupdesc, "recorded_at"), &isnull));
-			values[0] = id;
-			if (deliver_one(&ev, &err) == ES_CALL_OK)
-			{
-				es_exec_plan(retry_done_plan, values, NULL, SPI_OK_DELETE);
-				SpinLockAcquire(&MySlot->mutex);
-				MySlot->events_processed++;
-				MySlot->dead_letters = Max(MySlot->dead_letters - 1, 0);
-				SpinLockRelease(&MySlot->mutex);
-			}
-			else
-			{
-				EsRetriedLetter again = {id, &err};
-
-				record_error(&ev, &err, 1, false);
-				(void) run_bookkeeping("record the new error of a dead letter", &ev,
-									   update_dead_letter, &again);
-			}
-		}
-		es_handler_disarm_timer();
-	}
-	tx_commit();
+	if (shutdown_plan == NULL)
+		shutdown_plan = es_prepare("UPDATE eventsource.subscription_partitions SET last_shutdown = $4"
+								   " WHERE subscription OPERATOR(pg_catalog.=) $1"
+								   " AND partition OPERATOR(pg_catalog.=) $2"
+								   " AND subscription_id OPERATOR(pg_catalog.=) $3",
+								   4, types);
+	es_json_object(&json);
+	es_json_time(&json, "at", rec->at);
+	es_json_string(&json, "reason", rec->reason);
+	es_json_string(&json, "phase", rec->phase);
+	es_json_int(&json, "duration_ms", rec->duration_ms);
+	es_json_bool(&json, "forced", rec->forced);
+	es_json_int(&json, "events_in_flight", rec->events_in_flight);
+	es_json_int(&json, "checkpoints_saved", rec->checkpoints_saved);
+	es_json_int(&json, "checkpoint", es_delivery_saved_position());
+	es_worker_row_key(values);
+	values[3] = es_json_jsonb(&json);
+	if (es_worker_extension_is_ours())
+		es_exec_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
 }
 
 /* Keep the last shutdown's outcome: log line, slot, table. */
@@ -1829,7 +240,7 @@ static void
 record_shutdown(bool forced, bool gone)
 {
 	EsShutdownRecord rec;
-	EsDesired	desired = slot_desired();
+	EsDesired	desired = es_slot_desired(es_worker.slot);
 	TimestampTz now = GetCurrentTimestamp();
 
 	memset(&rec, 0, sizeof(rec));
@@ -1842,56 +253,21 @@ record_shutdown(bool forced, bool gone)
 	strlcpy(rec.phase, forced ? "forced" : "completed", sizeof(rec.phase));
 	rec.forced = forced;
 	rec.duration_ms = es_shutdown_requested_at ? (now - es_shutdown_requested_at) / 1000 : 0;
-	rec.checkpoints_saved = checkpoints_saved_in_drain;
-	SpinLockAcquire(&MySlot->mutex);
-	rec.events_in_flight = forced ? MySlot->shutdown.events_in_flight : 0;
-	MySlot->shutdown = rec;
-	SpinLockRelease(&MySlot->mutex);
+	rec.checkpoints_saved = es_delivery_checkpoints_saved_in_drain();
+	es_slot_record_shutdown(es_worker.slot, &rec);
 
 	ereport(LOG,
 			(errmsg("eventsource: subscription \"%s\" partition %d stopped (%s, %s)",
-					my_name, my_partition, rec.reason, rec.phase),
+					es_worker.name, es_worker.partition, rec.reason, rec.phase),
 			 errdetail("database=%s subscription=%s partition=%d reason=%s phase=%s duration_ms=" INT64_FORMAT " forced=%s events_in_flight=%d checkpoints_saved=%d checkpoint=" INT64_FORMAT,
-					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(rec.reason),
+					   es_logfmt(es_worker.dbname), es_logfmt(es_worker.name), es_worker.partition, es_logfmt(rec.reason),
 					   rec.phase, rec.duration_ms,
 					   rec.forced ? "true" : "false", rec.events_in_flight,
-					   rec.checkpoints_saved, saved_position)));
+					   rec.checkpoints_saved, es_delivery_saved_position())));
 
-	if (gone || desired == ES_DESIRED_DROP)
-		return;
-	PG_TRY();
-	{
-		Datum		values[4];
-		Oid			types[4] = {TEXTOID, INT4OID, INT8OID, JSONBOID};
-		char	   *json;
-		char		iso[MAXDATELEN + 1];
-
-		tx_begin("eventsource: recording shutdown");
-		if (shutdown_plan == NULL)
-			shutdown_plan = es_prepare("UPDATE eventsource.subscription_partitions SET last_shutdown = $4"
-									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
-									   " AND partition OPERATOR(pg_catalog.=) $2"
-									   " AND subscription_id OPERATOR(pg_catalog.=) $3",
-									   4, types);
-		json = psprintf("{\"at\": \"%s\", \"reason\": \"%s\", \"phase\": \"%s\", \"duration_ms\": " INT64_FORMAT
-						", \"forced\": %s, \"events_in_flight\": %d, \"checkpoints_saved\": %d, \"checkpoint\": " INT64_FORMAT "}",
-						JsonEncodeDateTime(iso, TimestampTzGetDatum(now), TIMESTAMPTZOID, NULL), rec.reason, rec.phase, rec.duration_ms,
-						rec.forced ? "true" : "false", rec.events_in_flight,
-						rec.checkpoints_saved, saved_position);
-		set_row_key(values);
-		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-		if (extension_is_ours())
-			es_exec_plan(shutdown_plan, values, NULL, SPI_OK_UPDATE);
-		tx_commit();
-	}
-	PG_CATCH();
-	{
-		/* the record is also in the log and the slot; don't fail the exit */
-		EmitErrorReport();
-		FlushErrorState();
-		tx_abort();
-	}
-	PG_END_TRY();
+	/* the record is also in the log and the slot: a failure here is only logged */
+	if (!gone && desired != ES_DESIRED_DROP)
+		es_worker_try_transaction("eventsource: recording shutdown", write_shutdown_row, &rec);
 }
 
 /* Wait for a latch set, a timeout, or a signal. */
@@ -1931,36 +307,27 @@ worker_loop(bool *forced, bool *gone)
 	for (;;)
 	{
 		TimestampTz now;
+		int64		wait_ms;
 		EsBatchOutcome outcome = BATCH_IDLE;
 
-		slot_heartbeat();
-		if (es_shutdown_requested || slot_desired() != ES_DESIRED_RUN)
+		es_slot_heartbeat(es_worker.slot);
+		if (es_shutdown_requested || es_slot_desired(es_worker.slot) != ES_DESIRED_RUN)
 			return;
 
 		now = GetCurrentTimestamp();
-		if (breaker_open_until != 0)
+		wait_ms = es_delivery_wait_ms(now);
+		if (wait_ms > 0)
 		{
-			if (now < breaker_open_until)
-			{
-				slot_set_state(ES_STATE_CIRCUIT_OPEN);
-				worker_wait(Min((breaker_open_until - now) / 1000 + 1, idle_wait_ms()));
-				continue;
-			}
-			/* half-open: the next event is the probe */
-			breaker_open_until = 0;
-			breaker_probe = true;
-		}
-		if (retry_not_before > now)
-		{
-			worker_wait(Min((retry_not_before - now) / 1000 + 1, idle_wait_ms()));
+			worker_wait(Min(wait_ms, idle_wait_ms()));
 			continue;
 		}
 
-		es_trace_batch_begin(my_name, my_partition, my_dbname);
+		es_trace_batch_begin(es_worker.name, es_worker.partition, es_worker.dbname);
 		PG_TRY();
 		{
-			retry_dead_letters();
-			outcome = process_batch();
+			es_worker_retry_dead_letters();
+			outcome = es_delivery_batch();
+			Assert(!es_handler_timer_armed());
 			error_wait_ms = 1000;
 		}
 		PG_CATCH();
@@ -1978,18 +345,17 @@ worker_loop(bool *forced, bool *gone)
 			MemoryContextSwitchTo(TopMemoryContext);
 			edata = CopyErrorData();
 			FlushErrorState();
-			tx_abort();
+			es_worker_tx_abort();
 			RESUME_INTERRUPTS();
-			es_slot_note_error(MySlot, edata->message, unpack_sql_state(edata->sqlerrcode), false);
+			es_slot_note_error(es_worker.slot, edata->message, unpack_sql_state(edata->sqlerrcode), false);
 			FreeErrorData(edata);
-			position_loaded = false;
 			outcome = BATCH_RETRY_WAIT;
-			retry_not_before = GetCurrentTimestamp() + error_wait_ms * 1000;
+			es_delivery_rolled_back(GetCurrentTimestamp() + error_wait_ms * 1000);
 			error_wait_ms = Min(error_wait_ms * 2, (int64) ES_ERROR_WAIT_MAX_MS);
 
 			/* the extension gone from this database: nothing to run */
 			StartTransactionCommand();
-			if (!extension_is_ours())
+			if (!es_worker_extension_is_ours())
 				*gone = true;
 			CommitTransactionCommand();
 			if (*gone)
@@ -2001,12 +367,13 @@ worker_loop(bool *forced, bool *gone)
 		switch (outcome)
 		{
 			case BATCH_IDLE:
-				slot_set_state(ES_STATE_LIVE);
+				es_slot_set_state(es_worker.slot, ES_STATE_LIVE);
 				if (!es_shutdown_requested)
-					worker_wait(cfg.strategy == ES_PERIODIC && position != saved_position ?
-								Min(cfg.checkpoint_interval_ms, idle_wait_ms()) : idle_wait_ms());
+					worker_wait(es_cfg.strategy == ES_PERIODIC && es_delivery_unsaved() ?
+								Min(es_cfg.checkpoint_interval_ms, idle_wait_ms()) : idle_wait_ms());
 				break;
 			case BATCH_DONE:
+			case BATCH_ENDED_EARLY:
 				CHECK_FOR_INTERRUPTS();
 				break;
 			case BATCH_RETRY_WAIT:
@@ -2028,34 +395,17 @@ worker_loop(bool *forced, bool *gone)
 static bool
 attach_slot(int index, uint32 generation)
 {
-	EsWorkerSlot *slot = &es_workers->slots[index];
-	bool		ok;
+	EsSlotIdentity id;
 
-	LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-	ok = slot->in_use && slot->generation == generation && slot->pid == 0 &&
-		slot->desired == ES_DESIRED_RUN;
-	if (ok)
-	{
-		slot->pid = MyProcPid;
-		slot->latch = MyLatch;
-		slot->attached_generation = generation;
-		my_dboid = slot->dboid;
-		strlcpy(my_name, slot->name, sizeof(my_name));
-		my_partition = slot->partition;
-		my_partitions = slot->partitions;
-		my_incarnation = slot->incarnation;
-		MySlot = slot;
-	}
-	LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	if (ok)
-	{
-		SpinLockAcquire(&slot->mutex);
-		slot->state = ES_STATE_STARTING;
-		slot->started_at = GetCurrentTimestamp();
-		slot->heartbeat_at = slot->started_at;
-		SpinLockRelease(&slot->mutex);
-	}
-	return ok;
+	es_worker.slot = es_registry_attach(index, generation, &id);
+	if (es_worker.slot == NULL)
+		return false;
+	es_worker.dboid = id.dboid;
+	strlcpy(es_worker.name, id.name, sizeof(es_worker.name));
+	es_worker.partition = id.partition;
+	es_worker.partitions = id.partitions;
+	es_worker.incarnation = id.incarnation;
+	return true;
 }
 
 void
@@ -2076,12 +426,12 @@ es_worker_main(Datum main_arg)
 		proc_exit(0);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
-	BackgroundWorkerInitializeConnectionByOid(my_dboid, InvalidOid, 0);
-	snprintf(appname, sizeof(appname), "eventsource %s/%d", my_name, my_partition);
+	BackgroundWorkerInitializeConnectionByOid(es_worker.dboid, InvalidOid, 0);
+	snprintf(appname, sizeof(appname), "eventsource %s/%d", es_worker.name, es_worker.partition);
 	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname(appname);
 	es_handler_init_timer();
-	batch_cxt = AllocSetContextCreate(TopMemoryContext, "eventsource batch",
+	es_worker.batch_cxt = AllocSetContextCreate(TopMemoryContext, "eventsource batch",
 									  ALLOCSET_DEFAULT_SIZES);
 
 	/*
@@ -2094,30 +444,24 @@ es_worker_main(Datum main_arg)
 	PG_TRY();
 	{
 		StartTransactionCommand();
-		my_extension = get_extension_oid("eventsource", true);
-		if (!OidIsValid(my_extension))
+		es_worker.extension = get_extension_oid("eventsource", true);
+		if (!OidIsValid(es_worker.extension))
 			gone = true;
 		CommitTransactionCommand();
 		while (!gone)
 		{
 			uint64		as_of = es_registry_changes();
-			bool		stale;
 
 			CHECK_FOR_INTERRUPTS();
 
-			tx_begin("eventsource: loading subscription");
-			my_sql_version = es_sql_version();
-			strlcpy(my_sql_version_text, es_sql_version_text(), sizeof(my_sql_version_text));
-			gone = !load_config();
-			tx_commit();
-			if (gone || row_desired == ES_DESIRED_RUN)
+			es_worker_tx_begin("eventsource: loading subscription");
+			es_cfg.sql_version = es_sql_version();
+			strlcpy(es_cfg.sql_version_text, es_sql_version_text(), sizeof(es_cfg.sql_version_text));
+			gone = !es_worker_load_config();
+			es_worker_tx_commit();
+			if (gone || es_cfg.row_desired == ES_DESIRED_RUN)
 				break;
-			LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-			stale = es_workers->changes != as_of;
-			if (!stale && MySlot->desired == ES_DESIRED_RUN)
-				MySlot->desired = row_desired;
-			LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-			if (!stale)
+			if (es_slot_follow_row(es_worker.slot, es_cfg.row_desired, as_of))
 				proc_exit(0);
 		}
 	}
@@ -2129,60 +473,33 @@ es_worker_main(Datum main_arg)
 
 		edata = CopyErrorData();
 		MemoryContextSwitchTo(old);
-		es_slot_note_error(MySlot, edata->message, unpack_sql_state(edata->sqlerrcode), false);
+		es_slot_note_error(es_worker.slot, edata->message, unpack_sql_state(edata->sqlerrcode), false);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	if (gone)
 	{
 		/* an incarnation never comes back: the slot goes */
-		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-		MySlot->desired = ES_DESIRED_DROP;
-		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
+		es_slot_gone(es_worker.slot);
 		proc_exit(0);
 	}
-	if (config_error != NULL)
-		fail_invalid_config();
+	if (es_cfg.error != NULL)
+		es_fail_invalid_config();
 
 	ereport(LOG,
-			(errmsg("eventsource: subscription \"%s\" partition %d started", my_name, my_partition),
+			(errmsg("eventsource: subscription \"%s\" partition %d started", es_worker.name, es_worker.partition),
 			 errdetail("database=%s subscription=%s partition=%d handler=%s batch_size=%d sql_version=%s",
-					   logfmt(my_dbname), logfmt(my_name), my_partition, logfmt(handler_name),
-					   cfg.batch_size, logfmt(my_sql_version_text))));
+					   es_logfmt(es_worker.dbname), es_logfmt(es_worker.name), es_worker.partition, es_logfmt(es_cfg.handler_name),
+					   es_cfg.batch_size, es_logfmt(es_cfg.sql_version_text))));
 
 	worker_loop(&forced, &gone);
 
 	/* a stop request: the in-flight batch is done (or was rolled back) */
-	if (!gone && cfg.strategy == ES_PERIODIC && !forced && position_loaded &&
-		position != saved_position)
-	{
-		PG_TRY();
-		{
-			int64		row;
-			int64		resets;
-
-			tx_begin("eventsource: final checkpoint");
-			/* only our own row, and only if nobody reset it meanwhile */
-			if (read_checkpoint(&row, &resets) && row == saved_position &&
-				resets == resets_seen)
-				write_checkpoint(position);
-			tx_commit();
-		}
-		PG_CATCH();
-		{
-			EmitErrorReport();
-			FlushErrorState();
-			tx_abort();
-		}
-		PG_END_TRY();
-	}
+	if (!gone && !forced)
+		es_delivery_final_checkpoint();
 	if (gone)
-	{
-		LWLockAcquire(es_lwlock(ES_LWLOCK_WORKERS), LW_EXCLUSIVE);
-		MySlot->desired = ES_DESIRED_DROP;
-		LWLockRelease(es_lwlock(ES_LWLOCK_WORKERS));
-	}
-	if (es_shutdown_requested || gone || slot_desired() != ES_DESIRED_FAILED)
+		es_slot_gone(es_worker.slot);
+	if (es_shutdown_requested || gone || es_slot_desired(es_worker.slot) != ES_DESIRED_FAILED)
 		record_shutdown(forced, gone);
 	proc_exit(0);
 }
