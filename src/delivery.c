@@ -154,6 +154,17 @@ read_checkpoint(int64 *pos, int64 *resets)
 	es_exec_plan(lock_plan, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
+
+	/*
+	 * Again after the row lock: a DROP EXTENSION and CREATE EXTENSION in one
+	 * transaction that committed while we waited for the lock replaced the
+	 * table under our saved plan, which then found the new store's row of
+	 * the same name, partition and id (ids start again at 1).  The lock wait
+	 * processed the invalidations, so the catalog lookup now sees the new
+	 * extension.
+	 */
+	if (!es_worker_extension_is_ours())
+		return false;
 	*pos = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*resets = col_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	return true;
