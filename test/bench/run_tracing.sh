@@ -65,15 +65,10 @@ eventsource.max_workers = $MAX_WORKERS"
 
 RX_DIR=$WORK/receiver
 mkdir "$RX_DIR"
-# the receiver: a child of this perl process (the coproc), which prints the
-# receiver's pid and URL and then waits
-coproc RX { exec perl -I "$HERE/../perl" -MOtlpReceiver -e '
-	my $rx = OtlpReceiver::start($ARGV[0]);
-	$| = 1;
-	print "$rx->{pid} $rx->{url}\n";
-	sleep 1 while 1;' "$RX_DIR"; }
-read -r SINK_PID RX_URL <&"${RX[0]}" || die "the receiver did not start"
-stop_receiver() { kill "$SINK_PID" "${RX_PID:-}" 2>/dev/null || true; }
+perl "$HERE/otlp_sink.pl" "$RX_DIR" &
+for _ in $(seq 100); do [ -s "$RX_DIR/url" ] && break; sleep 0.05; done
+read -r SINK_PID RX_URL <"$RX_DIR/url" || die "the receiver did not start"
+stop_receiver() { kill "$SINK_PID" 2>/dev/null || true; }
 trap 'rc=$?; stop_receiver; set +e; (exit $rc); bench_cleanup' EXIT
 say "== OTLP receiver at $RX_URL (pid $SINK_PID)"
 
