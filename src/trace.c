@@ -19,8 +19,11 @@
  * parented on the event's traceparent when it has a valid one, else on the
  * batch span; it links to the batch span, so the batch span ("receive
  * <subscription>") and the calls it made ("process <subscription>") join in a
- * trace viewer even when the events come from many traces.  Nothing here
- * blocks: a span that does not fit in the queue is dropped and counted.
+ * trace viewer even when the events come from many traces.  Finished spans
+ * wait in this process's buffer and go to the queue a batch at a time (one
+ * lock acquisition instead of one per span: what tracing costs a worker per
+ * event is mostly this copy).  Nothing here blocks: a span that does not
+ * fit in the queue is dropped and counted.
  * A handler span is exported only when the event's traceparent has the W3C
  * sampled flag (or when the event has none: then it hangs under the batch
  * span, a root, which is always exported); the context is passed on either
@@ -97,13 +100,16 @@ static bool prng_seeded = false;
 /*
  * Finished spans not yet in the shared queue: packed one after the other
  * (es_span_size bytes each, MAXALIGN'd), handed over to the queue with one
- * lock acquisition when the batch ends or the buffer is full
- * (es_otlp_enqueue_packed), instead of one per span.
+ * lock acquisition (es_otlp_enqueue_packed) instead of one per span: when
+ * the batch ends, when the buffer is full, or when its first span has
+ * waited ES_TRACE_PENDING_MAX_MS (a batch of slow handler calls).
  */
 #define ES_TRACE_PENDING_BYTES	(32 * 1024)
+#define ES_TRACE_PENDING_MAX_MS	250
 static char *pending = NULL;
 static int	pending_used = 0;
 static int	pending_count = 0;
+static TimestampTz pending_since = 0;	/* the first span's end */
 
 /* ---------------------------------------------------------------------
  * W3C trace context: parsing and validation
@@ -648,7 +654,10 @@ pending_add(const EsSpan *span)
 {
 	Assert((const char *) span == pending + pending_used);
 	pending_used += MAXALIGN(es_span_size(span));
-	pending_count++;
+	if (pending_count++ == 0)
+		pending_since = span->end;
+	else if (span->end - pending_since >= ES_TRACE_PENDING_MAX_MS * 1000)
+		pending_flush();
 }
 
 /* The batch span's ids, made when its first call needs them. */
