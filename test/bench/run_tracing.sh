@@ -89,7 +89,8 @@ mkdir "$RX_DIR"
 perl "$HERE/otlp_sink.pl" "$RX_DIR" &
 for _ in $(seq 100); do [ -s "$RX_DIR/url" ] && break; sleep 0.05; done
 read -r SINK_PID RX_URL <"$RX_DIR/url" || die "the receiver did not start"
-stop_receiver() { kill "$SINK_PID" 2>/dev/null || true; }
+# (it writes its counts when it exits)
+stop_receiver() { kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null || true; }
 trap 'rc=$?; stop_receiver; set +e; (exit $rc); bench_cleanup' EXIT
 say "== OTLP receiver at $RX_URL (pid $SINK_PID)"
 if [ "$PIN" = 1 ]; then
@@ -242,8 +243,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 ELAPSED=$((SECONDS - T0))
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-read -r RX_REQ RX_BYTES <"$RX_DIR/count" || [ -n "${RX_REQ:-}" ] || { RX_REQ=0; RX_BYTES=0; }
 stop_receiver
+read -r RX_REQ RX_BYTES <"$RX_DIR/count" || [ -n "${RX_REQ:-}" ] || { RX_REQ=0; RX_BYTES=0; }
 
 OFF_S=$(median "${OFF[@]}")
 ON_S=$(median "${ON[@]}")
