@@ -18,6 +18,12 @@
 #   BENCH_TRACE_PIN        1: the server on CPUs 0..n-2, the exporter and the
 #                          receiver on the last CPU (taskset), so that what
 #                          they use is not taken from the worker (default 0)
+#   BENCH_TRACE_NICE       a nice value for the server and the receiver, e.g. -5
+#                          (renice; default unset: left alone): on a machine
+#                          shared with other work, a priority above it keeps
+#                          that work from deciding the wall-clock figures (the
+#                          worker, the exporter and the receiver still compete
+#                          with each other, as on a machine of their own)
 #   BENCH_TMPDIR           parent of the cluster's directory (default $TMPDIR or /tmp)
 #   PGBIN                  PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #
@@ -48,6 +54,7 @@ else
 fi
 BATCH=${BENCH_TRACE_BATCH:-100}
 PIN=${BENCH_TRACE_PIN:-0}
+NICE=${BENCH_TRACE_NICE:-}
 STREAMS=1000
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -60,6 +67,7 @@ posint BENCH_TRACE_EVENTS "$EVENTS"
 posint BENCH_TRACE_ROUNDS "$ROUNDS"
 posint BENCH_TRACE_BATCH "$BATCH"
 [[ "$PIN" =~ ^[01]$ ]] || die "BENCH_TRACE_PIN must be 0 or 1"
+[ -z "$NICE" ] || [[ "$NICE" =~ ^-?[0-9]+$ ]] || die "BENCH_TRACE_NICE must be an integer"
 NCPU=$(nproc)
 if [ "$PIN" = 1 ]; then
 	[ "$NCPU" -ge 2 ] || die "BENCH_TRACE_PIN=1 needs at least 2 CPUs"
@@ -93,6 +101,12 @@ read -r SINK_PID RX_URL <"$RX_DIR/url" || die "the receiver did not start"
 stop_receiver() { kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null || true; }
 trap 'rc=$?; stop_receiver; set +e; (exit $rc); bench_cleanup' EXIT
 say "== OTLP receiver at $RX_URL (pid $SINK_PID)"
+if [ -n "$NICE" ]; then
+	# the postmaster and its children (new ones inherit it), and the receiver
+	PM_PID=$(head -1 "$DATA/postmaster.pid")
+	renice -n "$NICE" -p "$PM_PID" $(pgrep -P "$PM_PID") "$SINK_PID" >/dev/null
+	say "== reniced: server and receiver at nice $NICE"
+fi
 if [ "$PIN" = 1 ]; then
 	# the postmaster and its children (new ones inherit it) on the server's
 	# CPUs; the receiver (and each exporter, in run) on the last one
@@ -263,7 +277,7 @@ LINE=$(printf '%.0s-' $(seq 100))
 {
 	echo
 	echo "eventsource tracing benchmark, $(date -u '+%Y-%m-%d %H:%M:%SZ'), $ELAPSED s of measurements"
-	echo "command:  ${0##*/} with BENCH_QUICK=$QUICK BENCH_TRACE_EVENTS=$EVENTS BENCH_TRACE_ROUNDS=$ROUNDS BENCH_TRACE_BATCH=$BATCH BENCH_TRACE_PIN=$PIN"
+	echo "command:  ${0##*/} with BENCH_QUICK=$QUICK BENCH_TRACE_EVENTS=$EVENTS BENCH_TRACE_ROUNDS=$ROUNDS BENCH_TRACE_BATCH=$BATCH BENCH_TRACE_PIN=$PIN${NICE:+ BENCH_TRACE_NICE=$NICE}"
 	echo "machine:  $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')); load avg before $LOAD_BEFORE, after $LOAD_AFTER"
 	[ "$PIN" = 1 ] && echo "pinned:   server on CPUs $SERVER_CPUS; exporter and receiver on CPU $TRACE_CPU"
 	echo "server:   $(sql "SELECT version()"); eventsource.so md5 $SO_MD5..."
