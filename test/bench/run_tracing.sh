@@ -98,7 +98,9 @@ perl "$HERE/otlp_sink.pl" "$RX_DIR" &
 for _ in $(seq 100); do [ -s "$RX_DIR/url" ] && break; sleep 0.05; done
 read -r SINK_PID RX_URL <"$RX_DIR/url" || die "the receiver did not start"
 # (it writes its counts when it exits)
-stop_receiver() { kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null || true; }
+stop_receiver() {
+	if kill "$SINK_PID" 2>/dev/null; then wait "$SINK_PID" 2>/dev/null || true; fi
+}
 trap 'rc=$?; stop_receiver; set +e; (exit $rc); bench_cleanup' EXIT
 say "== OTLP receiver at $RX_URL (pid $SINK_PID)"
 if [ -n "$NICE" ]; then
