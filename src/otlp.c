@@ -224,41 +224,63 @@ es_otlp_supervise(void)
  */
 
 /*
- * A JSON string.  The workers hand over UTF-8 (trace.c converts from the
- * database encoding), but the settings' strings (service name, resource
- * attributes) are whatever bytes postgresql.conf holds, and one invalid
- * byte would make a strict collector refuse the whole request, with the
- * spans of every database in it: each byte that does not start a valid
+ * Append n bytes, inline (a request is built from a few thousand short
+ * pieces per span; appendBinaryStringInfo's call and terminating NUL per
+ * piece were most of the encoding's time).  Leaves room for the NUL but
+ * does not write it: encode_request does, at the end.
+ */
+static inline void
+append_bytes(StringInfo buf, const char *s, int n)
+{
+	if (buf->len + n >= buf->maxlen)
+		enlargeStringInfo(buf, n);
+	memcpy(buf->data + buf->len, s, n);
+	buf->len += n;
+}
+
+/*
+ * The text of a JSON string, without its quotes: the first "len" bytes of
+ * "value" (or up to a NUL).  The workers hand over UTF-8 (trace.c converts
+ * from the database encoding), but the settings' strings (service name,
+ * resource attributes) are whatever bytes postgresql.conf holds, and one
+ * invalid byte would make a strict collector refuse the whole request, with
+ * the spans of every database in it: each byte that does not start a valid
  * UTF-8 sequence is written as U+FFFD.  Escaped as escape_json does: \" \\
- * and the control characters (\b \f \n \r \t, else \u00XX).
+ * and the control characters (\b \f \n \r \t, else \u00XX).  Runs of bytes
+ * that need nothing (nearly all) are copied at once.
  */
 static void
-json_string(StringInfo buf, const char *value)
+json_escaped(StringInfo buf, const char *value, size_t len)
 {
 	const unsigned char *p = (const unsigned char *) value;
+	const unsigned char *end = p + len;
 	const unsigned char *run = p;	/* bytes copied as they are, from here */
 
-	appendStringInfoChar(buf, '"');
-	while (*p)
+	while (p < end && *p)
 	{
 		const char *esc = NULL;
 		int			skip = 1;
 
+		if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+		{
+			p++;
+			continue;
+		}
 		if (*p < 0x80)
 		{
 			if (*p == '"')
 				esc = "\\\"";
 			else if (*p == '\\')
 				esc = "\\\\";
-			else if (*p < 0x20)
-				esc = "";		/* below */
+			else
+				esc = "";		/* a control character: below */
 		}
 		else
 		{
 			int			n = pg_utf_mblen(p);
 			int			have = 1;
 
-			while (have < n && p[have] != '\0')
+			while (have < n && p + have < end && p[have] != '\0')
 				have++;
 			if (have == n && pg_utf8_islegal(p, n))
 				skip = n;
@@ -270,7 +292,7 @@ json_string(StringInfo buf, const char *value)
 			p += skip;
 			continue;
 		}
-		appendBinaryStringInfo(buf, (const char *) run, p - run);
+		append_bytes(buf, (const char *) run, p - run);
 		if (esc[0] != '\0')
 			appendStringInfoString(buf, esc);
 		else
@@ -298,35 +320,81 @@ json_string(StringInfo buf, const char *value)
 		p += skip;
 		run = p;
 	}
-	appendBinaryStringInfo(buf, (const char *) run, p - run);
-	appendStringInfoChar(buf, '"');
+	append_bytes(buf, (const char *) run, p - run);
 }
 
-/* A KeyValue with a string AnyValue; the key is one of our constants. */
+/* A JSON string (json_escaped, in quotes). */
 static void
-attr_str(StringInfo buf, bool *first, const char *key, const char *value)
+json_string(StringInfo buf, const char *value)
 {
-	appendStringInfoString(buf, *first ? "{\"key\":" : ",{\"key\":");
-	json_string(buf, key);
-	appendStringInfoString(buf, ",\"value\":{\"stringValue\":");
-	json_string(buf, value);
-	appendStringInfoString(buf, "}}");
-	*first = false;
+	appendStringInfoCharMacro(buf, '"');
+	json_escaped(buf, value, strlen(value));
+	appendStringInfoCharMacro(buf, '"');
 }
+
+/* A string literal, appended without looking for its end. */
+#define append_literal(buf, lit)	append_bytes(buf, lit, sizeof(lit) - 1)
+
+/*
+ * The start of a KeyValue whose key is a string literal of ours (plain
+ * ASCII, nothing to escape), up to the AnyValue's member name; "kind" is
+ * "stringValue" or "intValue".
+ */
+#define attr_begin(buf, first, key, kind) \
+	do { \
+		if (!*(first)) \
+			appendStringInfoCharMacro(buf, ','); \
+		append_literal(buf, "{\"key\":\"" key "\",\"value\":{\"" kind "\":"); \
+		*(first) = false; \
+	} while (0)
+
+/* A KeyValue with a string AnyValue and a key of ours. */
+#define attr_str(buf, first, key, value) \
+	do { \
+		attr_begin(buf, first, key, "stringValue"); \
+		json_string(buf, value); \
+		append_literal(buf, "}}"); \
+	} while (0)
 
 /* A KeyValue with an int AnyValue (a decimal string, as int64s are in JSON) */
-static void
-attr_int(StringInfo buf, bool *first, const char *key, int64 value)
-{
-	char		num[MAXINT8LEN + 1];
+#define attr_int(buf, first, key, value) \
+	do { \
+		attr_begin(buf, first, key, "intValue"); \
+		append_int_string(buf, value); \
+		append_literal(buf, "}}"); \
+	} while (0)
 
-	pg_lltoa(value, num);
+/* A KeyValue with a string AnyValue and any key (the settings'). */
+static void
+attr_str_any(StringInfo buf, bool *first, const char *key, const char *value)
+{
 	appendStringInfoString(buf, *first ? "{\"key\":" : ",{\"key\":");
 	json_string(buf, key);
-	appendStringInfoString(buf, ",\"value\":{\"intValue\":\"");
-	appendStringInfoString(buf, num);
-	appendStringInfoString(buf, "\"}}");
+	append_literal(buf, ",\"value\":{\"stringValue\":");
+	json_string(buf, value);
+	append_literal(buf, "}}");
 	*first = false;
+}
+
+/* An int64 as a JSON string of decimal digits. */
+static void
+append_int_string(StringInfo buf, int64 value)
+{
+	char		num[MAXINT8LEN + 1];
+	int			len = pg_lltoa(value, num);
+
+	appendStringInfoCharMacro(buf, '"');
+	append_bytes(buf, num, len);
+	appendStringInfoCharMacro(buf, '"');
+}
+
+/* A JSON string of a hex id (trace.c's, lower-case hex: nothing to escape). */
+static void
+append_id(StringInfo buf, const char *id, int len)
+{
+	appendStringInfoCharMacro(buf, '"');
+	append_bytes(buf, id, len);
+	appendStringInfoCharMacro(buf, '"');
 }
 
 static int64
@@ -345,7 +413,7 @@ encode_resource(StringInfo buf)
 	char	   *save = NULL;
 
 	appendStringInfoString(buf, "{\"attributes\":[");
-	attr_str(buf, &first, "service.name", otlp_service_name ? otlp_service_name : "eventsource");
+	attr_str_any(buf, &first, "service.name", otlp_service_name ? otlp_service_name : "eventsource");
 	for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save))
 	{
 		char	   *eq = strchr(item, '=');
@@ -363,7 +431,7 @@ encode_resource(StringInfo buf)
 		while (*v == ' ')
 			v++;
 		if (*k && strcmp(k, "service.name") != 0)
-			attr_str(buf, &first, k, v);
+			attr_str_any(buf, &first, k, v);
 	}
 	appendStringInfoString(buf, "]}");
 }
@@ -372,21 +440,35 @@ static void
 encode_span(StringInfo buf, const EsSpan *s)
 {
 	bool		first = true;
+	const char *stream = es_span_text(s, ES_SPAN_STREAM_ID);
 
-	appendStringInfo(buf, "{\"traceId\":\"%s\",\"spanId\":\"%s\"", s->trace_id, s->span_id);
+	append_literal(buf, "{\"traceId\":");
+	append_id(buf, s->trace_id, ES_TRACE_ID_HEX);
+	append_literal(buf, ",\"spanId\":");
+	append_id(buf, s->span_id, ES_SPAN_ID_HEX);
 	if (s->parent_id[0])
-		appendStringInfo(buf, ",\"parentSpanId\":\"%s\"", s->parent_id);
+	{
+		append_literal(buf, ",\"parentSpanId\":");
+		append_id(buf, s->parent_id, ES_SPAN_ID_HEX);
+	}
 	if (es_span_text(s, ES_SPAN_TRACESTATE)[0])
 	{
-		appendStringInfoString(buf, ",\"traceState\":");
+		append_literal(buf, ",\"traceState\":");
 		json_string(buf, es_span_text(s, ES_SPAN_TRACESTATE));
 	}
-	appendStringInfoString(buf, ",\"name\":");
-	json_string(buf, psprintf("%s %s", s->is_batch ? "receive" : "process",
-							  es_span_text(s, ES_SPAN_SUBSCRIPTION)));
-	appendStringInfo(buf, ",\"kind\":%d,\"startTimeUnixNano\":\"" INT64_FORMAT
-					 "\",\"endTimeUnixNano\":\"" INT64_FORMAT "\",\"attributes\":[",
-					 s->kind, unix_nanos(s->start), unix_nanos(s->end));
+	if (s->is_batch)
+		append_literal(buf, ",\"name\":\"receive ");
+	else
+		append_literal(buf, ",\"name\":\"process ");
+	json_escaped(buf, es_span_text(s, ES_SPAN_SUBSCRIPTION),
+				 strlen(es_span_text(s, ES_SPAN_SUBSCRIPTION)));
+	append_literal(buf, "\",\"kind\":");
+	appendStringInfoCharMacro(buf, '0' + s->kind);	/* (one digit: 0-5) */
+	append_literal(buf, ",\"startTimeUnixNano\":");
+	append_int_string(buf, unix_nanos(s->start));
+	append_literal(buf, ",\"endTimeUnixNano\":");
+	append_int_string(buf, unix_nanos(s->end));
+	append_literal(buf, ",\"attributes\":[");
 
 	/* OpenTelemetry messaging conventions, then the store's own */
 	attr_str(buf, &first, "messaging.system", "eventsource");
@@ -406,11 +488,12 @@ encode_span(StringInfo buf, const EsSpan *s)
 		attr_str(buf, &first, "messaging.message.id", es_span_text(s, ES_SPAN_EVENT_ID));
 		attr_str(buf, &first, "eventsource.event.id", es_span_text(s, ES_SPAN_EVENT_ID));
 		attr_str(buf, &first, "eventsource.event.type", es_span_text(s, ES_SPAN_EVENT_TYPE));
-		attr_str(buf, &first, "eventsource.stream.id", es_span_text(s, ES_SPAN_STREAM_ID));
+		attr_str(buf, &first, "eventsource.stream.id", stream);
 		/* the aggregate type: the stream's category (eventsource.category()) */
-		attr_str(buf, &first, "eventsource.stream.category",
-				 pnstrdup(es_span_text(s, ES_SPAN_STREAM_ID),
-						  strcspn(es_span_text(s, ES_SPAN_STREAM_ID), "-")));
+		attr_begin(buf, &first, "eventsource.stream.category", "stringValue");
+		appendStringInfoCharMacro(buf, '"');
+		json_escaped(buf, stream, strcspn(stream, "-"));
+		append_literal(buf, "\"}}");
 		attr_int(buf, &first, "eventsource.position", s->position);
 		attr_int(buf, &first, "eventsource.retry_count", s->retry);
 	}
@@ -418,30 +501,40 @@ encode_span(StringInfo buf, const EsSpan *s)
 		attr_int(buf, &first, "eventsource.retry_count", s->retry);
 	if (es_span_text(s, ES_SPAN_SQLSTATE)[0])
 		attr_str(buf, &first, "db.response.status_code", es_span_text(s, ES_SPAN_SQLSTATE));
-	appendStringInfoChar(buf, ']');
+	appendStringInfoCharMacro(buf, ']');
 
 	/* an error: span status and an exception event with the SQLSTATE */
 	if (s->status == ES_SPAN_STATUS_ERROR && es_span_text(s, ES_SPAN_SQLSTATE)[0])
 	{
 		first = true;
-		appendStringInfo(buf, ",\"events\":[{\"timeUnixNano\":\"" INT64_FORMAT
-						 "\",\"name\":\"exception\",\"attributes\":[", unix_nanos(s->end));
+		append_literal(buf, ",\"events\":[{\"timeUnixNano\":");
+		append_int_string(buf, unix_nanos(s->end));
+		append_literal(buf, ",\"name\":\"exception\",\"attributes\":[");
 		attr_str(buf, &first, "exception.type", es_span_text(s, ES_SPAN_SQLSTATE));
 		attr_str(buf, &first, "exception.message", es_span_text(s, ES_SPAN_MESSAGE));
-		appendStringInfoString(buf, "]}]");
+		append_literal(buf, "]}]");
 	}
 	if (s->link_span_id[0])
-		appendStringInfo(buf, ",\"links\":[{\"traceId\":\"%s\",\"spanId\":\"%s\"}]",
-						 s->link_trace_id, s->link_span_id);
-	appendStringInfo(buf, ",\"status\":{\"code\":%d", s->status);
+	{
+		append_literal(buf, ",\"links\":[{\"traceId\":");
+		append_id(buf, s->link_trace_id, ES_TRACE_ID_HEX);
+		append_literal(buf, ",\"spanId\":");
+		append_id(buf, s->link_span_id, ES_SPAN_ID_HEX);
+		append_literal(buf, "}]");
+	}
+	append_literal(buf, ",\"status\":{\"code\":");
+	appendStringInfoCharMacro(buf, '0' + s->status);	/* (one digit: 0-2) */
 	if (s->status == ES_SPAN_STATUS_ERROR)
 	{
-		appendStringInfoString(buf, ",\"message\":");
+		append_literal(buf, ",\"message\":");
 		json_string(buf, es_span_text(s, ES_SPAN_MESSAGE)[0] ? es_span_text(s, ES_SPAN_MESSAGE) :
 					es_span_text(s, ES_SPAN_OUTCOME));
 	}
-	appendStringInfoString(buf, "}}");
+	append_literal(buf, "}}");
 }
+
+/* about the size of a handler span in JSON, for the request buffer */
+#define ES_OTLP_SPAN_JSON_BYTES	1536
 
 /* One ExportTraceServiceRequest with the n spans. */
 static void
@@ -456,7 +549,7 @@ encode_request(StringInfo buf, const EsSpan *spans, int n)
 			appendStringInfoChar(buf, ',');
 		encode_span(buf, &spans[i]);
 	}
-	appendStringInfoString(buf, "]}]}]}");
+	appendStringInfoString(buf, "]}]}]}");	/* (and the NUL) */
 }
 
 /* ---------------------------------------------------------------------
@@ -607,6 +700,8 @@ export_queued(MemoryContext cxt)
 		MemoryContextReset(request_cxt);
 		MemoryContextSwitchTo(request_cxt);
 		initStringInfo(&body);
+		/* (room for a typical request: no copying as it grows) */
+		enlargeStringInfo(&body, n * ES_OTLP_SPAN_JSON_BYTES);
 		encode_request(&body, spans, n);
 		error = send_request(body.data, body.len);
 		es_otlp_note_export(n, error);

@@ -8,9 +8,10 @@
  * A ring of eventsource.otlp_queue_size fixed-size slots (a span's used
  * bytes are copied, see es_span_size).  One LWLock of this file's own
  * tranche protects the indexes and the counters; a worker holds it while it
- * copies its span in, the exporter only while it reads or moves the indexes
- * (es_otlp_dequeue says why it may copy spans out without it), and never
- * across network I/O, which the exporter does on its private copy.  A worker never waits for
+ * copies a batch's spans in (one acquisition for up to 32 kB of spans), the
+ * exporter only while it reads or moves the indexes (es_otlp_dequeue says
+ * why it may copy spans out without it), and never across network I/O,
+ * which the exporter does on its private copy.  A worker never waits for
  * the exporter otherwise: when the ring is full, or no endpoint is set, the
  * span is dropped and counted.  A worker sets the exporter's latch when the
  * ring reaches the exporter's batch size; otherwise the exporter wakes on
@@ -91,28 +92,41 @@ es_otlp_enabled(void)
 }
 
 /*
- * Queue a finished span, or drop it (counted) when the ring is full.  Called
- * by workers; never waits for anything but the short copy section.
+ * Queue the n finished spans packed in "buf" (each es_span_size bytes,
+ * MAXALIGN'd: trace.c's pending buffer), dropping (and counting) those that
+ * do not fit.  Called by workers, once per batch of spans rather than per
+ * span; holds the lock only while it copies them in (at most trace.c's
+ * 32 kB), never waits for anything else.  Wakes the exporter when the ring
+ * reaches its batch size.
  */
 void
-es_otlp_enqueue(const EsSpan *span)
+es_otlp_enqueue_packed(const char *buf, int n)
 {
 	Latch	   *wake = NULL;
 
 	if (queue == NULL)
 		return;
 	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
-	if (!queue->enabled)
-		;						/* switched off since the batch began */
-	else if (queue->count >= queue->capacity)
-		queue->spans_dropped_full++;
-	else
+	if (queue->enabled)			/* (else switched off since the batch began) */
 	{
-		memcpy(&queue->spans[(queue->head + queue->count) % queue->capacity],
-			   span, es_span_size(span));
-		queue->count++;
-		queue->spans_queued++;
-		if (queue->count == queue->wake_at)
+		int			before = queue->count;
+
+		for (int i = 0; i < n; i++)
+		{
+			const EsSpan *span = (const EsSpan *) buf;
+
+			if (queue->count >= queue->capacity)
+			{
+				queue->spans_dropped_full += n - i;
+				break;
+			}
+			memcpy(&queue->spans[(queue->head + queue->count) % queue->capacity],
+				   span, es_span_size(span));
+			queue->count++;
+			queue->spans_queued++;
+			buf += MAXALIGN(es_span_size(span));
+		}
+		if (before < queue->wake_at && queue->count >= queue->wake_at)
 			wake = queue->exporter_latch;
 	}
 	LWLockRelease(&queue->lock);

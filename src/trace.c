@@ -19,8 +19,11 @@
  * parented on the event's traceparent when it has a valid one, else on the
  * batch span; it links to the batch span, so the batch span ("receive
  * <subscription>") and the calls it made ("process <subscription>") join in a
- * trace viewer even when the events come from many traces.  Nothing here
- * blocks: a span that does not fit in the queue is dropped and counted.
+ * trace viewer even when the events come from many traces.  Finished spans
+ * wait in this process's buffer and go to the queue a batch at a time (one
+ * lock acquisition instead of one per span: what tracing costs a worker per
+ * event is mostly this copy).  Nothing here blocks: a span that does not
+ * fit in the queue is dropped and counted.
  * A handler span is exported only when the event's traceparent has the W3C
  * sampled flag (or when the event has none: then it hangs under the batch
  * span, a root, which is always exported); the context is passed on either
@@ -45,6 +48,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "eventsource.h"
 #include "schema.h"
@@ -93,6 +97,20 @@ static char last_span_id[ES_SPAN_ID_HEX + 1];
 
 static pg_prng_state trace_prng;
 static bool prng_seeded = false;
+
+/*
+ * Finished spans not yet in the shared queue: packed one after the other
+ * (es_span_size bytes each, MAXALIGN'd), handed over to the queue with one
+ * lock acquisition (es_otlp_enqueue_packed) instead of one per span: when
+ * the batch ends, when the buffer is full, or when its first span has
+ * waited ES_TRACE_PENDING_MAX_MS (a batch of slow handler calls).
+ */
+#define ES_TRACE_PENDING_BYTES	(32 * 1024)
+#define ES_TRACE_PENDING_MAX_MS	250
+static char *pending = NULL;
+static int	pending_used = 0;
+static int	pending_count = 0;
+static TimestampTz pending_since = 0;	/* the first span's end */
 
 /* ---------------------------------------------------------------------
  * W3C trace context: parsing and validation
@@ -607,6 +625,42 @@ flags_sampled(const char *flags)
 	return (low & 1) != 0;
 }
 
+/* Hand the pending spans over to the shared queue. */
+static void
+pending_flush(void)
+{
+	if (pending_count > 0)
+		es_otlp_enqueue_packed(pending, pending_count);
+	pending_used = 0;
+	pending_count = 0;
+}
+
+/*
+ * Room for one more span at the end of the pending buffer (flushing it
+ * first when a span of the largest size might not fit).  The span is kept
+ * by pending_add once it is built.
+ */
+static EsSpan *
+pending_reserve(void)
+{
+	if (pending == NULL)
+		pending = MemoryContextAlloc(TopMemoryContext, ES_TRACE_PENDING_BYTES);
+	if (pending_used + sizeof(EsSpan) > ES_TRACE_PENDING_BYTES)
+		pending_flush();
+	return (EsSpan *) (pending + pending_used);
+}
+
+static void
+pending_add(const EsSpan *span)
+{
+	Assert((const char *) span == pending + pending_used);
+	pending_used += MAXALIGN(es_span_size(span));
+	if (pending_count++ == 0)
+		pending_since = span->end;
+	else if (span->end - pending_since >= ES_TRACE_PENDING_MAX_MS * 1000)
+		pending_flush();
+}
+
 /* The batch span's ids, made when its first call needs them. */
 static void
 batch_ids(void)
@@ -626,6 +680,7 @@ batch_ids(void)
 void
 es_trace_batch_begin(const char *subscription, int partition, const char *database)
 {
+	pending_flush();			/* (a batch that never ended: none are lost) */
 	memset(&batch, 0, sizeof(batch));
 	batch.active = true;
 	batch.start = GetCurrentTimestamp();
@@ -795,29 +850,34 @@ span_common_text(EsSpan *span, const EsTraceSpan *s)
 	span_text(span, ES_SPAN_SUBSCRIPTION, batch_subscription_utf8, ES_MAX_NAME_LEN);
 }
 
-/* The batch ends: its span, when it called a handler and is exported. */
+/*
+ * The batch ends: its span, when it called a handler and is exported; then
+ * the batch's spans go to the shared queue.
+ */
 void
 es_trace_batch_end(void)
 {
-	EsSpan		span;
+	EsSpan	   *span;
 
 	if (batch.active && batch_exporting && batch.traced && batch_calls > 0 &&
 		batch_names_utf8)
 	{
-		span_init(&span, &batch);
-		span.is_batch = true;
-		span.batch_calls = batch_calls;
-		span.batch_failed = batch_failed;
-		span.status = batch_failed > 0 ? ES_SPAN_STATUS_ERROR : ES_SPAN_STATUS_UNSET;
-		span_common_text(&span, &batch);
-		span_text(&span, ES_SPAN_EVENT_ID, NULL, 0);
-		span_text(&span, ES_SPAN_EVENT_TYPE, NULL, 0);
-		span_text(&span, ES_SPAN_STREAM_ID, NULL, 0);
-		span_text(&span, ES_SPAN_OUTCOME, batch_failed > 0 ? "error" : "ok", 15);
-		span_text(&span, ES_SPAN_SQLSTATE, NULL, 0);
-		span_text(&span, ES_SPAN_MESSAGE, NULL, 0);
-		es_otlp_enqueue(&span);
+		span = pending_reserve();
+		span_init(span, &batch);
+		span->is_batch = true;
+		span->batch_calls = batch_calls;
+		span->batch_failed = batch_failed;
+		span->status = batch_failed > 0 ? ES_SPAN_STATUS_ERROR : ES_SPAN_STATUS_UNSET;
+		span_common_text(span, &batch);
+		span_text(span, ES_SPAN_EVENT_ID, NULL, 0);
+		span_text(span, ES_SPAN_EVENT_TYPE, NULL, 0);
+		span_text(span, ES_SPAN_STREAM_ID, NULL, 0);
+		span_text(span, ES_SPAN_OUTCOME, batch_failed > 0 ? "error" : "ok", 15);
+		span_text(span, ES_SPAN_SQLSTATE, NULL, 0);
+		span_text(span, ES_SPAN_MESSAGE, NULL, 0);
+		pending_add(span);
 	}
+	pending_flush();
 	batch.active = false;
 }
 
@@ -856,7 +916,6 @@ es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
 	call.traced = false;
 	call.has_parent = false;
 	call.tracestate[0] = '\0';
-	call.start = GetCurrentTimestamp();
 	call_has_event = (event != NULL);
 	call_event_id = event_id;
 	call_event_type = event_type;
@@ -866,7 +925,11 @@ es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
 	call.sampled = true;
 	exporting = batch.active && batch_exporting;
 	if (exporting)
+	{
+		/* (the start time is only ever a span's) */
+		call.start = GetCurrentTimestamp();
 		batch_names();
+	}
 
 	if (event != NULL)
 	{
@@ -925,7 +988,7 @@ es_trace_call_begin(HeapTuple event, TupleDesc desc, const char *event_id,
 void
 es_trace_call_end(const char *outcome, const char *sqlstate, const char *message)
 {
-	EsSpan		span;
+	EsSpan	   *span;
 	int			retry = call_retry;
 
 	call_retry = 0;
@@ -941,22 +1004,23 @@ es_trace_call_end(const char *outcome, const char *sqlstate, const char *message
 		return;
 
 	batch_ids();
-	span_init(&span, &call);
-	memcpy(span.link_trace_id, batch.ctx.trace_id, sizeof(span.link_trace_id));
-	memcpy(span.link_span_id, batch.ctx.span_id, sizeof(span.link_span_id));
-	span.retry = retry;
-	span.is_batch_call = !call_has_event;
-	span.position = call_position;
-	span_common_text(&span, &call);
-	span_text(&span, ES_SPAN_EVENT_ID, call_has_event ? call_event_id : NULL, 36);
-	span_text_db(&span, ES_SPAN_EVENT_TYPE, call_has_event ? call_event_type : NULL, ES_MAX_EVENT_TYPE_LEN);
-	span_text_db(&span, ES_SPAN_STREAM_ID, call_has_event ? call_stream_id : NULL, ES_SPAN_TEXT_LEN - 1);
-	span_text(&span, ES_SPAN_OUTCOME, outcome, 15);
-	span_text(&span, ES_SPAN_SQLSTATE, sqlstate, 5);
-	span_text_db(&span, ES_SPAN_MESSAGE, sqlstate ? message : NULL, ES_SPAN_TEXT_LEN - 1);
+	span = pending_reserve();
+	span_init(span, &call);
+	memcpy(span->link_trace_id, batch.ctx.trace_id, sizeof(span->link_trace_id));
+	memcpy(span->link_span_id, batch.ctx.span_id, sizeof(span->link_span_id));
+	span->retry = retry;
+	span->is_batch_call = !call_has_event;
+	span->position = call_position;
+	span_common_text(span, &call);
+	span_text(span, ES_SPAN_EVENT_ID, call_has_event ? call_event_id : NULL, 36);
+	span_text_db(span, ES_SPAN_EVENT_TYPE, call_has_event ? call_event_type : NULL, ES_MAX_EVENT_TYPE_LEN);
+	span_text_db(span, ES_SPAN_STREAM_ID, call_has_event ? call_stream_id : NULL, ES_SPAN_TEXT_LEN - 1);
+	span_text(span, ES_SPAN_OUTCOME, outcome, 15);
+	span_text(span, ES_SPAN_SQLSTATE, sqlstate, 5);
+	span_text_db(span, ES_SPAN_MESSAGE, sqlstate ? message : NULL, ES_SPAN_TEXT_LEN - 1);
 	if (sqlstate != NULL)
-		span.status = ES_SPAN_STATUS_ERROR;
-	es_otlp_enqueue(&span);
+		span->status = ES_SPAN_STATUS_ERROR;
+	pending_add(span);
 }
 
 /*

@@ -130,7 +130,7 @@ extern int	es_otlp_queue_size;
 extern Size es_otlp_queue_shmem_size(void);
 extern void es_otlp_queue_shmem_init(void *area, bool found);
 extern bool es_otlp_enabled(void);
-extern void es_otlp_enqueue(const EsSpan *span);
+extern void es_otlp_enqueue_packed(const char *buf, int n);
 extern int	es_otlp_dequeue(EsSpan *out, int max);
 extern bool es_otlp_attach_exporter(void);
 extern void es_otlp_set_exporter(bool enabled, int wake_at);

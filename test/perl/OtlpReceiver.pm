@@ -1,6 +1,6 @@
 # test/perl/OtlpReceiver.pm: a small OTLP/HTTP receiver on loopback, for the
-# tracing TAP test (test/t/050_tracing.pl) and benchmark
-# (test/bench/run_tracing.sh).
+# tracing TAP test (test/t/050_tracing.pl).  (The benchmark,
+# test/bench/run_tracing.sh, uses the cheaper test/bench/otlp_sink.pl.)
 #
 #   my $rx = OtlpReceiver::start($dir, keep => 1);   # forks; returns
 #       { pid, port, url, dir }; url is http://127.0.0.1:<port>/v1/traces

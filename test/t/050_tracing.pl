@@ -20,7 +20,8 @@
 # switches the endpoint to a second receiver (one Content-Type header after
 # reloads); an empty endpoint turns spans off; a fast stop does not wait for
 # a hung collector.  Also: the sampled flag, hostile strings and a LATIN1
-# database (spans in valid UTF-8), a database still on 1.0.
+# database (spans in valid UTF-8), a database still on 1.0; the spans of a
+# long batch of slow calls are exported while it runs.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -343,6 +344,36 @@ wait_for('the batch handler call and its batch span arrived', sub {
 is($bc->{parentSpanId}, $bb->{spanId}, 'batch handler call: child of the batch span');
 ok(!exists $bc->{attr}{'eventsource.event.id'}, 'batch handler call: no single-event attributes');
 is($bb->{attr}{'messaging.batch.message_count'}, '1', 'batch span: one handler call');
+
+# ---------------------------------------------------------------------------
+# A worker hands its spans to the shared queue per batch, but not only when
+# the batch ends: a batch of slow handler calls (8 x 0.5 s, one transaction)
+# has its first spans exported while it still runs, not 4 s later
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE FUNCTION on_slow(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(0.5);
+    INSERT INTO applied VALUES ('slow', e.global_position);
+END $$;
+SELECT eventsource.create_subscription('slow', 'on_slow(eventsource.events)',
+    categories => ARRAY['Slow']);
+});
+wait_until(q{SELECT state = 'live' FROM eventsource.subscription_status WHERE name = 'slow'},
+	'the slow subscription is live');
+sql(q{SELECT eventsource.append('Slow-1', -1, (SELECT jsonb_agg(jsonb_build_object('type', 'S', 'data', '{}'::jsonb)) FROM generate_series(1, 8)))});
+my $slow_applied;
+wait_for('a span of the slow batch arrived', sub {
+	return 0 unless grep { $_->{name} eq 'process slow' } spans($rx);
+	$slow_applied = sql(q{SELECT count(*) FROM applied WHERE sub = 'slow'});
+	return 1;
+});
+is($slow_applied, '0', 'it arrived while the batch was still running (its 8 calls not yet committed)');
+wait_until(q{SELECT count(*) = 8 FROM applied WHERE sub = 'slow'}, 'the slow batch committed');
+wait_for('all 8 spans of the slow batch and its batch span arrived', sub {
+	my @s = spans($rx);
+	return (grep { $_->{name} eq 'process slow' } @s) == 8 && (grep { $_->{name} eq 'receive slow' } @s) == 1;
+});
 
 # ---------------------------------------------------------------------------
 # The W3C sampled flag: an event whose traceparent is not sampled gets no
