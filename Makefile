@@ -6,6 +6,7 @@ OBJS = \
 	src/append.o \
 	src/catalog.o \
 	src/checkpoint.o \
+	src/cleanup.o \
 	src/classify.o \
 	src/guard.o \
 	src/guc.o \
@@ -16,6 +17,7 @@ OBJS = \
 	src/lifecycle.o \
 	src/read.o \
 	src/registry.o \
+	src/retention.o \
 	src/shmem.o \
 	src/snapshot.o \
 	src/stats.o \
@@ -54,7 +56,7 @@ endif
 # pg_regress: the SQL surface.  Each suite gets a private server with the
 # library preloaded (test/pg.conf), so nothing must be running beforehand.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing lifecycle
+	monitoring_lag subscription_rules tracing lifecycle retention
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/pg.conf
 
 # isolation specs: concurrent transactions.

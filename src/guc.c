@@ -124,6 +124,7 @@ es_define_gucs(bool preloading)
 	es_handler_define_gucs();
 	es_trace_define_gucs();
 	es_otlp_define_gucs(preloading);
+	es_cleanup_define_gucs();
 
 	if (!preloading)
 	{

@@ -372,6 +372,7 @@ es_launcher_main(Datum main_arg)
 		}
 		wait_ms = supervise();
 		wait_ms = Min(wait_ms, es_otlp_supervise());	/* issue 13: tracing */
+		wait_ms = Min(wait_ms, es_cleanup_supervise());	/* issue 14: cleanup.c */
 		if (!es_workers->discovery_done)
 			wait_ms = Min(wait_ms, (int64) ES_NO_SLOT_RETRY_MS);
 
@@ -489,6 +490,7 @@ discover_database(Oid dboid)
 		es_restore_user(save_userid, save_sec_context);
 		PopActiveSnapshot();
 		SPI_finish();
+		es_cleanup_want(dboid); /* issue 14: its cleanup worker (cleanup.c) */
 	}
 	CommitTransactionCommand();
 	return done;

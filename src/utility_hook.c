@@ -92,6 +92,7 @@ stop_database_workers(Oid dboid)
 	TimestampTz deadline;
 
 	es_registry_drop_database(dboid);
+	es_cleanup_stop(dboid);		/* and its cleanup worker (cleanup.c) */
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   (int64) es_drain_timeout_ms_guc + 10000);
 	/* a worker broadcasts its slot's condition variable as it exits */
