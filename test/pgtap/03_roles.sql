@@ -17,6 +17,7 @@ SELECT plan(
     + 3 * (SELECT count(*)::integer FROM pg_class    -- nextval on every sequence
             WHERE relnamespace = 'eventsource'::regnamespace AND relkind = 'S')
     + 1 + 6 + 1                                      -- sequences counted, views
+    + 3 + 2                                          -- retention and cleanup views
     + 28                                             -- subscription ownership
     + 14                                             -- error text visibility
 );
@@ -81,6 +82,16 @@ GRANT EXECUTE ON FUNCTION
     eventsource.delete_stream(text, bigint, boolean),
     eventsource.truncate_stream(text, bigint, bigint)
     TO es_operator;
+-- operator: retention rules and the cleanup's status, see docs/lifecycle.md
+GRANT EXECUTE ON FUNCTION
+    eventsource.set_retention(text, interval, bigint),
+    eventsource.set_category_retention(text, interval, bigint),
+    eventsource.clear_retention(text),
+    eventsource.clear_category_retention(text),
+    eventsource.cleanup_worker()
+    TO es_operator;
+GRANT SELECT ON eventsource.retention, eventsource.stream_cleanup,
+    eventsource.cleanup_status TO es_operator;
 
 -- test scaffolding (rolled back with the rest): a handler, an application
 -- role that owns a subscription, a stream with an event
@@ -190,7 +201,17 @@ INSERT INTO matrix VALUES
     (34, 'eventsource.truncate_stream(text,bigint,bigint)',
         $$SELECT eventsource.truncate_stream('Role-2', 2)$$, false, false, true),
     (35, 'eventsource.delete_stream(text,bigint,boolean)',
-        $$SELECT eventsource.delete_stream('Role-2', 2, true)$$, false, false, true);
+        $$SELECT eventsource.delete_stream('Role-2', 2, true)$$, false, false, true),
+    (36, 'eventsource.set_retention(text,interval,bigint)',
+        $$SELECT eventsource.set_retention('Role-3', max_count => 5)$$, false, false, true),
+    (37, 'eventsource.set_category_retention(text,interval,bigint)',
+        $$SELECT eventsource.set_category_retention('RoleCat', interval '30 days')$$, false, false, true),
+    (38, 'eventsource.clear_retention(text)',
+        $$SELECT eventsource.clear_retention('Role-3')$$, false, false, true),
+    (39, 'eventsource.clear_category_retention(text)',
+        $$SELECT eventsource.clear_category_retention('RoleCat')$$, false, false, true),
+    (40, 'eventsource.cleanup_worker()',
+        $$SELECT * FROM eventsource.cleanup_worker()$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator;
 
 -- the matrix names every function of the schema, once
@@ -314,6 +335,18 @@ SELECT lives_ok('SELECT count(*) FROM eventsource.horizon_blockers',
     'es_operator: SELECT on horizon_blockers works');
 SELECT throws_ok('SELECT count(*) FROM eventsource.visible_events', '42501', NULL,
     'es_operator: SELECT on visible_events refused');
+SELECT lives_ok('SELECT count(*) FROM eventsource.retention',
+    'es_operator: SELECT on retention works');
+SELECT lives_ok('SELECT count(*) FROM eventsource.stream_cleanup',
+    'es_operator: SELECT on stream_cleanup works');
+SELECT lives_ok('SELECT count(*) FROM eventsource.cleanup_status',
+    'es_operator: SELECT on cleanup_status works');
+RESET ROLE;
+SET ROLE es_writer;
+SELECT throws_ok('SELECT count(*) FROM eventsource.cleanup_status', '42501', NULL,
+    'es_writer: SELECT on cleanup_status refused');
+SELECT throws_ok('SELECT count(*) FROM eventsource.retention', '42501', NULL,
+    'es_writer: SELECT on retention refused');
 RESET ROLE;
 SELECT is((SELECT count(*)::integer FROM seq_ops), 4, 'four sequences in the schema');
 
