@@ -445,82 +445,31 @@ end_step(EsOwnerCall *owner)
 }
 
 /*
- * One batch, in its own transaction: the stream with the oldest pending
- * lifecycle operation, versions cleaned_through + 1 .. at most
- * cleaned_through + batch_size (never above hidden_through).  Returns the
- * rows removed; *more says whether work is left; *ready false when the
- * database has no 1.1 SQL objects.
+ * The pending streams one batch may take (their lifecycle rows are locked
+ * for the batch): many short streams are cleaned a few dozen per
+ * transaction instead of one each.
+ */
+#define ES_CLEANUP_MAX_STREAMS_PER_BATCH	100
+
+static SPIPlanPtr pick_plan = NULL;
+static SPIPlanPtr delete_plan = NULL;
+static SPIPlanPtr mark_plan = NULL;
+static SPIPlanPtr snapshots_plan = NULL;
+
+/*
+ * Remove versions from + 1 .. to of a stream (all hidden), its snapshots
+ * up to "to", and record cleaned_through = to.  Caller is cleanup_batch(),
+ * inside the batch's transaction, holding the stream's lifecycle row lock.
+ * Returns the rows removed.
  */
 static int64
-cleanup_batch(bool *more, bool *ready)
+clean_range(text *stream_id, int64 from, int64 to)
 {
-	static SPIPlanPtr pick_plan = NULL;
-	static SPIPlanPtr delete_plan = NULL;
-	static SPIPlanPtr mark_plan = NULL;
-	static SPIPlanPtr snapshots_plan = NULL;
-	EsOwnerCall owner;
 	Datum		values[3];
-	int64		from;
-	int64		to;
-	int64		hidden;
 	int64		removed;
-	bool		isnull;
 	int			rc;
 
-	*more = false;
-	if (!begin_step(&owner))
-	{
-		*ready = false;
-		return 0;
-	}
-	*ready = true;
-	pgstat_report_activity(STATE_RUNNING, "eventsource cleanup: removing hidden events");
-	if (mark_plan == NULL)
-	{
-		Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
-
-		pick_plan = es_prepare("SELECT l.stream_id, l.cleaned_through, l.hidden_through"
-							   " FROM eventsource.stream_lifecycle l"
-							   " WHERE l.cleaned_through OPERATOR(pg_catalog.<) l.hidden_through"
-							   " ORDER BY l.last_position LIMIT 1"
-							   " FOR UPDATE OF l SKIP LOCKED", 0, NULL);
-		delete_plan = es_prepare("DELETE FROM eventsource.events e"
-								 " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
-								 " AND e.stream_version OPERATOR(pg_catalog.>) $2"
-								 " AND e.stream_version OPERATOR(pg_catalog.<=) $3",
-								 3, types);
-		snapshots_plan = es_prepare("DELETE FROM eventsource.snapshots"
-									" WHERE stream_id OPERATOR(pg_catalog.=) $1"
-									" AND stream_version OPERATOR(pg_catalog.<=) $3",
-									3, types);
-		/* both or none of the others: this one marks them ready */
-		mark_plan = es_prepare("UPDATE eventsource.stream_lifecycle"
-							   " SET cleaned_through = $3, cleaned_at = pg_catalog.now()"
-							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
-							   " AND cleaned_through OPERATOR(pg_catalog.=) $2",
-							   3, types);
-	}
-	/*
-	 * FOR UPDATE: a lifecycle operation on the stream (which updates the
-	 * row) waits for this batch, never longer than one batch; SKIP LOCKED:
-	 * a row locked by an operation in progress is taken on a later round.
-	 */
-	rc = SPI_execute_plan(pick_plan, NULL, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "eventsource cleanup: could not read the lifecycle rows: %s",
-			 SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-	{
-		end_step(&owner);
-		return 0;
-	}
-	/* (another stream may be pending: the next call looks) */
-	*more = true;
-	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	values[0] = PointerGetDatum(PG_DETOAST_DATUM_COPY(values[0]));
-	from = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	hidden = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	to = (hidden - from > es_cleanup_batch_size) ? from + es_cleanup_batch_size : hidden;
+	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(from);
 	values[2] = Int64GetDatum(to);
 
@@ -559,9 +508,104 @@ cleanup_batch(bool *more, bool *ready)
 	PG_END_TRY();
 	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "eventsource cleanup: could not record the progress of stream \"%s\"",
-			 TextDatumGetCString(values[0]));
+			 text_to_cstring(stream_id));
+	return removed;
+}
+
+/*
+ * One batch, in its own transaction: the pending streams with the oldest
+ * lifecycle operations, for each versions cleaned_through + 1 .. at most
+ * hidden_through, until eventsource.cleanup_batch_size versions are covered
+ * (so one long stream takes several batches, and several short ones share
+ * one).  Returns the rows removed; *more says whether work may be left;
+ * *ready false when the database has no 1.1 SQL objects.
+ */
+static int64
+cleanup_batch(bool *more, bool *ready)
+{
+	EsOwnerCall owner;
+	Datum		limit;
+	int64		budget = es_cleanup_batch_size;
+	int64		removed = 0;
+	int			nstreams;
+	text	  **ids;
+	int64	   *cleaned;
+	int64	   *hidden;
+	int			rc;
+
+	*more = false;
+	if (!begin_step(&owner))
+	{
+		*ready = false;
+		return 0;
+	}
+	*ready = true;
+	pgstat_report_activity(STATE_RUNNING, "eventsource cleanup: removing hidden events");
+	if (mark_plan == NULL)
+	{
+		Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
+		Oid			limit_type[1] = {INT4OID};
+
+		/*
+		 * FOR UPDATE: a lifecycle operation on one of the streams (which
+		 * updates its row) waits for this batch, never longer than one
+		 * batch; SKIP LOCKED: a row locked by an operation in progress is
+		 * taken on a later round.
+		 */
+		pick_plan = es_prepare("SELECT l.stream_id, l.cleaned_through, l.hidden_through"
+							   " FROM eventsource.stream_lifecycle l"
+							   " WHERE l.cleaned_through OPERATOR(pg_catalog.<) l.hidden_through"
+							   " ORDER BY l.last_position LIMIT $1"
+							   " FOR UPDATE OF l SKIP LOCKED", 1, limit_type);
+		delete_plan = es_prepare("DELETE FROM eventsource.events e"
+								 " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+								 " AND e.stream_version OPERATOR(pg_catalog.>) $2"
+								 " AND e.stream_version OPERATOR(pg_catalog.<=) $3",
+								 3, types);
+		snapshots_plan = es_prepare("DELETE FROM eventsource.snapshots"
+									" WHERE stream_id OPERATOR(pg_catalog.=) $1"
+									" AND stream_version OPERATOR(pg_catalog.<=) $3",
+									3, types);
+		/* both or none of the others: this one marks them ready */
+		mark_plan = es_prepare("UPDATE eventsource.stream_lifecycle"
+							   " SET cleaned_through = $3, cleaned_at = pg_catalog.now()"
+							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+							   " AND cleaned_through OPERATOR(pg_catalog.=) $2",
+							   3, types);
+	}
+	limit = Int32GetDatum(Min(es_cleanup_batch_size, ES_CLEANUP_MAX_STREAMS_PER_BATCH));
+	rc = SPI_execute_plan(pick_plan, &limit, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "eventsource cleanup: could not read the lifecycle rows: %s",
+			 SPI_result_code_string(rc));
+	nstreams = (int) SPI_processed;
+	ids = palloc(sizeof(text *) * Max(nstreams, 1));
+	cleaned = palloc(sizeof(int64) * Max(nstreams, 1));
+	hidden = palloc(sizeof(int64) * Max(nstreams, 1));
+	for (int i = 0; i < nstreams; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		ids[i] = DatumGetTextPCopy(SPI_getbinval(tup, desc, 1, &isnull));
+		cleaned[i] = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		hidden[i] = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+
+	for (int i = 0; i < nstreams && budget > 0; i++)
+	{
+		int64		to = (hidden[i] - cleaned[i] > budget) ? cleaned[i] + budget : hidden[i];
+
+		removed += clean_range(ids[i], cleaned[i], to);
+		budget -= to - cleaned[i];
+	}
 	end_step(&owner);
 
+	if (nstreams == 0)
+		return 0;
+	/* (more may be pending: the next call looks) */
+	*more = true;
 	SpinLockAcquire(&cleanup_shared->mutex);
 	cleanup_shared->entries[my_entry].rows_removed += removed;
 	cleanup_shared->entries[my_entry].batches++;
