@@ -578,6 +578,58 @@ WITH r AS (
 SELECT fn, call, result FROM r ORDER BY id;
 
 --
+-- the retention rules (set_retention, set_category_retention and their clear
+-- functions), the rules table and the cleanup's views
+--
+WITH r AS (
+    INSERT INTO calls (fn, call, result)
+    SELECT fn, c, t.try(c) FROM (VALUES
+        ('set_retention', $$SELECT eventsource.set_retention(NULL, NULL, NULL)$$),
+        ('set_retention', $$SELECT eventsource.set_retention(NULL, max_count => 1)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('', max_count => 1)$$),
+        ('set_retention', $$SELECT eventsource.set_retention(repeat('s', 10485760), max_count => 1)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', max_count => 0)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', max_count => -9223372036854775808)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', interval '0')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', interval '-178000000 years')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', interval '178000000 years 2147483647 months')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', interval '1 month -31 days')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', max_count => 'many')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', 'forever')$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention(NULL, NULL, NULL)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile')$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('', max_count => 1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile-1', max_count => 1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('-', max_count => 1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention(repeat('c', 10485760), max_count => 1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile', max_count => -1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile', interval '-1 microsecond')$$),
+        ('clear_retention', $$SELECT eventsource.clear_retention(NULL)$$),
+        ('clear_retention', $$SELECT eventsource.clear_retention('')$$),
+        ('clear_retention', $$SELECT eventsource.clear_retention(repeat('s', 10485760))$$),
+        ('clear_category_retention', $$SELECT eventsource.clear_category_retention(NULL)$$),
+        ('clear_category_retention', $$SELECT eventsource.clear_category_retention('')$$),
+        ('clear_category_retention', $$SELECT eventsource.clear_category_retention('Hostile-1')$$),
+        ('cleanup_worker', $$SELECT eventsource.cleanup_worker(1)$$),
+        ('cleanup_worker', $$SELECT * FROM eventsource.cleanup_worker() WHERE no_such_column$$),
+        ('stream_retention', $$INSERT INTO eventsource.stream_retention (scope, name, max_count) VALUES ('stream', 'Hostile-1', 1)$$),
+        ('stream_retention', $$UPDATE eventsource.stream_retention SET max_count = 1$$),
+        ('stream_retention', $$DELETE FROM eventsource.stream_retention$$),
+        ('stream_retention', $$TRUNCATE eventsource.stream_retention$$),
+        ('retention', $$INSERT INTO eventsource.retention (scope, name, max_count) VALUES ('stream', 'Hostile-1', 1)$$),
+        ('retention', $$UPDATE eventsource.retention SET max_count = 1$$),
+        ('retention', $$DELETE FROM eventsource.retention$$),
+        ('stream_cleanup', $$UPDATE eventsource.stream_cleanup SET cleaned_through = 0$$),
+        ('stream_cleanup', $$DELETE FROM eventsource.stream_cleanup$$),
+        ('stream_cleanup', $$UPDATE eventsource.stream_cleanup SET pending_versions = 0$$),
+        ('cleanup_status', $$DELETE FROM eventsource.cleanup_status$$),
+        ('cleanup_status', $$UPDATE eventsource.cleanup_status SET rows_removed = 0$$)
+    ) v(fn, c)
+    RETURNING id, fn, call, result)
+SELECT fn, call, result FROM r ORDER BY id;
+
+--
 -- values at the edges that are answered, not refused: max-int positions and
 -- versions, unknown streams and names, the largest partition count
 --
@@ -610,6 +662,8 @@ WITH r AS (
         ('save_snapshot', $$SELECT eventsource.save_snapshot('Hostile-1', 3, '{}')$$),
         ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 3)$$),
         ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', max_count => 1)$$),
+        ('clear_category_retention', $$SELECT eventsource.clear_category_retention('Hostile')$$),
         ('save_checkpoint', $$SELECT eventsource.save_checkpoint('hostile_cp', 3)$$),
         ('reset_checkpoint', $$SELECT eventsource.reset_checkpoint('hostile_cp')$$),
         ('create_subscription', $$SELECT eventsource.create_subscription('hostile_new', 'h.on_event(eventsource.events)')$$),
@@ -653,6 +707,8 @@ WITH r AS (
         ('save_snapshot', $$SELECT eventsource.save_snapshot('Hostile-1', 3, '{}')$$),
         ('delete_stream', $$SELECT eventsource.delete_stream('Hostile-1', 3)$$),
         ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile', interval '1 day')$$),
+        ('clear_retention', $$SELECT eventsource.clear_retention('Hostile-1')$$),
         ('save_checkpoint', $$SELECT eventsource.save_checkpoint('hostile_cp', 3)$$),
         ('reset_checkpoint', $$SELECT eventsource.reset_checkpoint('hostile_cp', 1)$$),
         ('create_subscription', $$SELECT eventsource.create_subscription('hostile_new', 'h.on_event(eventsource.events)')$$),
