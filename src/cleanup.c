@@ -428,9 +428,7 @@ begin_step(EsOwnerCall *owner)
 		CommitTransactionCommand();
 		return false;
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	es_owner_begin(owner);
+	es_owner_begin(owner);		/* (connects to SPI) */
 	return true;
 }
 
@@ -438,7 +436,6 @@ static void
 end_step(EsOwnerCall *owner)
 {
 	es_owner_end(owner);
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -190,9 +190,7 @@ es_retention_enforce(bool (*stop_requested) (void))
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	es_owner_begin(&owner);
+	es_owner_begin(&owner);		/* (connects to SPI) */
 	if (candidates_plan == NULL)
 	{
 		Oid			types[1] = {BOOLOID};
@@ -224,7 +222,6 @@ es_retention_enforce(bool (*stop_requested) (void))
 	}
 	MemoryContextSwitchTo(old);
 	es_owner_end(&owner);
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
