@@ -6,6 +6,7 @@ OBJS = \
 	src/append.o \
 	src/bookkeeping.o \
 	src/checkpoint.o \
+	src/cleanup.o \
 	src/classify.o \
 	src/current_event.o \
 	src/dead_letter_retry.o \
@@ -23,6 +24,7 @@ OBJS = \
 	src/lifecycle.o \
 	src/read.o \
 	src/registry.o \
+	src/retention.o \
 	src/shmem.o \
 	src/snapshot.o \
 	src/spi.o \
@@ -69,7 +71,7 @@ endif
 #
 # pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing lifecycle erasure
+	monitoring_lag subscription_rules tracing lifecycle erasure retention
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \

@@ -280,3 +280,134 @@ COMMENT ON FUNCTION eventsource.erase_by_metadata(text, text, text[], integer) I
 -- never the writer's, nor PUBLIC's: docs/privileges.md (role es_eraser)
 REVOKE ALL ON FUNCTION eventsource.erase_stream(text, text[], bigint),
     eventsource.erase_by_metadata(text, text, text[], integer) FROM PUBLIC;
+
+-- ==== issue 14: retention and cleanup ====
+-- Max age / max count retention (per stream and per category) and the
+-- physical removal of hidden rows by the cleanup worker (src/retention.c,
+-- src/cleanup.c; docs/lifecycle.md, "Background cleanup" and "Max age / max
+-- count").  Retention never changes the hiding predicate: the worker turns
+-- expiry into truncate_stream() calls ($StreamTruncated in the log,
+-- hidden_through moves up), in log order.  The cleanup deletes the hidden
+-- rows (versions 1 .. hidden_through, which covers deleted and tombstoned
+-- streams) in bounded batches, and records how far it got in
+-- cleaned_through, in the batch's own transaction.
+-- Locks: ADD COLUMN with a constant default and ADD CONSTRAINT take ACCESS
+-- EXCLUSIVE on stream_lifecycle (one row per touched stream; no rewrite, the
+-- CHECK scans it once); nothing on eventsource.events.
+ALTER TABLE eventsource.stream_lifecycle
+    -- versions 1 .. cleaned_through were removed from eventsource.events
+    ADD COLUMN cleaned_through bigint NOT NULL DEFAULT 0,
+    -- when the cleanup last removed rows of the stream
+    ADD COLUMN cleaned_at timestamptz,
+    ADD CONSTRAINT stream_lifecycle_cleaned_check
+        CHECK (cleaned_through >= 0 AND cleaned_through <= hidden_through);
+
+-- The streams with rows still to remove, oldest operation first: the
+-- cleanup's work list (a partial index: streams done leave it).
+CREATE INDEX stream_lifecycle_cleanup_idx
+    ON eventsource.stream_lifecycle (last_position)
+    WHERE cleaned_through < hidden_through;
+
+-- Retention rules: scope 'stream' (name = a stream id, which need not exist
+-- yet) or 'category' (name = the part of stream ids before the first '-').
+-- A stream's own rule replaces its category's.  Written only by
+-- set_retention(), set_category_retention() and the clear functions (the
+-- guard below); a direct write would hide events.
+CREATE TABLE eventsource.stream_retention (
+    scope      text        NOT NULL,
+    name       text        NOT NULL,
+    -- events recorded longer ago than this are truncated away
+    max_age    interval,
+    -- the stream keeps at most this many of its newest versions
+    max_count  bigint,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT stream_retention_pkey PRIMARY KEY (scope, name),
+    CONSTRAINT stream_retention_scope_check CHECK (scope IN ('stream', 'category')),
+    CONSTRAINT stream_retention_rule_check
+        CHECK ((max_age IS NOT NULL OR max_count IS NOT NULL)
+               AND (max_count IS NULL OR max_count >= 1)
+               AND (max_age IS NULL OR max_age > interval '0'))
+);
+COMMENT ON TABLE eventsource.stream_retention IS
+    'Max age / max count retention rules per stream and per category (written only by the retention functions)';
+SELECT pg_catalog.pg_extension_config_dump('eventsource.stream_retention', '');
+
+CREATE TRIGGER stream_retention_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON eventsource.stream_retention
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+CREATE TRIGGER stream_retention_guard_truncate
+    BEFORE TRUNCATE ON eventsource.stream_retention
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+ALTER TABLE eventsource.stream_retention ENABLE ALWAYS TRIGGER stream_retention_guard;
+ALTER TABLE eventsource.stream_retention ENABLE ALWAYS TRIGGER stream_retention_guard_truncate;
+
+CREATE VIEW eventsource.retention AS
+    SELECT r.scope, r.name, r.max_age, r.max_count, r.updated_at
+      FROM eventsource.stream_retention r;
+COMMENT ON VIEW eventsource.retention IS
+    'The retention rules the cleanup worker enforces';
+
+CREATE FUNCTION eventsource.set_retention(
+    stream_id text, max_age interval DEFAULT NULL, max_count bigint DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_set_stream_retention';
+COMMENT ON FUNCTION eventsource.set_retention(text, interval, bigint) IS
+    'Set the max age / max count of a stream (replacing its category''s rule)';
+CREATE FUNCTION eventsource.set_category_retention(
+    category text, max_age interval DEFAULT NULL, max_count bigint DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_set_category_retention';
+COMMENT ON FUNCTION eventsource.set_category_retention(text, interval, bigint) IS
+    'Set the max age / max count of every stream of a category';
+CREATE FUNCTION eventsource.clear_retention(stream_id text)
+    RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_clear_stream_retention';
+COMMENT ON FUNCTION eventsource.clear_retention(text) IS
+    'Remove the retention rule of a stream; returns whether it had one';
+CREATE FUNCTION eventsource.clear_category_retention(category text)
+    RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_clear_category_retention';
+COMMENT ON FUNCTION eventsource.clear_category_retention(text) IS
+    'Remove the retention rule of a category; returns whether it had one';
+
+-- What the cleanup has done and has left to do, per stream (from the
+-- lifecycle rows: one row per touched stream, no scan of the log).
+CREATE VIEW eventsource.stream_cleanup AS
+    SELECT l.stream_id, l.hidden_through, l.cleaned_through,
+           l.hidden_through - l.cleaned_through AS pending_versions,
+           l.tombstoned, l.updated_at AS hidden_at, l.cleaned_at
+      FROM eventsource.stream_lifecycle l;
+COMMENT ON VIEW eventsource.stream_cleanup IS
+    'Per stream: versions hidden, versions physically removed, and when';
+
+-- The cleanup worker of this database (shared memory; one row) and its
+-- backlog (the partial index above: the streams still to clean).
+CREATE FUNCTION eventsource.cleanup_worker(
+    OUT pid integer, OUT state text, OUT started_at timestamptz,
+    OUT last_retention_pass_at timestamptz, OUT next_retention_pass_at timestamptz,
+    OUT last_batch_at timestamptz, OUT rows_removed bigint, OUT batches bigint,
+    OUT truncations bigint, OUT last_error text, OUT last_error_at timestamptz)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_cleanup_worker_status';
+CREATE VIEW eventsource.cleanup_status AS
+    SELECT w.*, p.streams_pending, p.versions_pending
+      FROM eventsource.cleanup_worker() w,
+           (SELECT pg_catalog.count(*) AS streams_pending,
+                   COALESCE(pg_catalog.sum(l.hidden_through - l.cleaned_through), 0)::bigint
+                       AS versions_pending
+              FROM eventsource.stream_lifecycle l
+             WHERE l.cleaned_through OPERATOR(pg_catalog.<) l.hidden_through) p;
+COMMENT ON VIEW eventsource.cleanup_status IS
+    'The cleanup worker of this database: what it removed, when, and what is pending';
+
+REVOKE ALL ON eventsource.stream_retention, eventsource.retention,
+    eventsource.stream_cleanup, eventsource.cleanup_status FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventsource.set_retention(text, interval, bigint),
+    eventsource.set_category_retention(text, interval, bigint),
+    eventsource.clear_retention(text), eventsource.clear_category_retention(text),
+    eventsource.cleanup_worker() FROM PUBLIC;

@@ -580,7 +580,9 @@ SELECT fn, call, result FROM r ORDER BY id;
 --
 -- erase_stream(stream_id, metadata_keys, expected_version) and
 -- erase_by_metadata(key, value, metadata_keys, max_events): refused before
--- they touch anything (a call that finds nothing to erase changes nothing)
+-- they touch anything (a call that finds nothing to erase changes nothing);
+-- the retention rules (set_retention, set_category_retention and their clear
+-- functions), the rules table and the cleanup's views
 --
 WITH r AS (
     INSERT INTO calls (fn, call, result)
@@ -614,7 +616,48 @@ WITH r AS (
         ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', NULL, -2147483648)$$),
         ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', NULL, 2147483647)$$),
         ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x', NULL, 9223372036854775807)$$),
-        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', repeat('v', 10485760))$$)
+        ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', repeat('v', 10485760))$$),
+        ('set_retention', $$SELECT eventsource.set_retention(NULL, NULL, NULL)$$),
+        ('set_retention', $$SELECT eventsource.set_retention(NULL, max_count => 1)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('', max_count => 1)$$),
+        ('set_retention', $$SELECT eventsource.set_retention(repeat('s', 10485760), max_count => 1)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', max_count => 0)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', max_count => -9223372036854775808)$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', interval '0')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', interval '-178000000 years')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', interval '178000000 years 2147483647 months')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', interval '1 month -31 days')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', max_count => 'many')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', 'forever')$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention(NULL, NULL, NULL)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile')$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('', max_count => 1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile-1', max_count => 1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('-', max_count => 1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention(repeat('c', 10485760), max_count => 1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile', max_count => -1)$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile', interval '-1 microsecond')$$),
+        ('clear_retention', $$SELECT eventsource.clear_retention(NULL)$$),
+        ('clear_retention', $$SELECT eventsource.clear_retention('')$$),
+        ('clear_retention', $$SELECT eventsource.clear_retention(repeat('s', 10485760))$$),
+        ('clear_category_retention', $$SELECT eventsource.clear_category_retention(NULL)$$),
+        ('clear_category_retention', $$SELECT eventsource.clear_category_retention('')$$),
+        ('clear_category_retention', $$SELECT eventsource.clear_category_retention('Hostile-1')$$),
+        ('cleanup_worker', $$SELECT eventsource.cleanup_worker(1)$$),
+        ('cleanup_worker', $$SELECT * FROM eventsource.cleanup_worker() WHERE no_such_column$$),
+        ('stream_retention', $$INSERT INTO eventsource.stream_retention (scope, name, max_count) VALUES ('stream', 'Hostile-1', 1)$$),
+        ('stream_retention', $$UPDATE eventsource.stream_retention SET max_count = 1$$),
+        ('stream_retention', $$DELETE FROM eventsource.stream_retention$$),
+        ('stream_retention', $$TRUNCATE eventsource.stream_retention$$),
+        ('retention', $$INSERT INTO eventsource.retention (scope, name, max_count) VALUES ('stream', 'Hostile-1', 1)$$),
+        ('retention', $$UPDATE eventsource.retention SET max_count = 1$$),
+        ('retention', $$DELETE FROM eventsource.retention$$),
+        ('stream_cleanup', $$UPDATE eventsource.stream_cleanup SET cleaned_through = 0$$),
+        ('stream_cleanup', $$DELETE FROM eventsource.stream_cleanup$$),
+        ('stream_cleanup', $$UPDATE eventsource.stream_cleanup SET pending_versions = 0$$),
+        ('cleanup_status', $$DELETE FROM eventsource.cleanup_status$$),
+        ('cleanup_status', $$UPDATE eventsource.cleanup_status SET rows_removed = 0$$)
     ) v(fn, c)
     RETURNING id, fn, call, result)
 SELECT fn, call, result FROM r ORDER BY id;
@@ -654,6 +697,8 @@ WITH r AS (
         ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2)$$),
         ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1')$$),
         ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x')$$),
+        ('set_retention', $$SELECT eventsource.set_retention('Hostile-1', max_count => 1)$$),
+        ('clear_category_retention', $$SELECT eventsource.clear_category_retention('Hostile')$$),
         ('save_checkpoint', $$SELECT eventsource.save_checkpoint('hostile_cp', 3)$$),
         ('reset_checkpoint', $$SELECT eventsource.reset_checkpoint('hostile_cp')$$),
         ('create_subscription', $$SELECT eventsource.create_subscription('hostile_new', 'h.on_event(eventsource.events)')$$),
@@ -699,6 +744,8 @@ WITH r AS (
         ('truncate_stream', $$SELECT eventsource.truncate_stream('Hostile-1', 2)$$),
         ('erase_stream', $$SELECT eventsource.erase_stream('Hostile-1')$$),
         ('erase_by_metadata', $$SELECT eventsource.erase_by_metadata('k', 'x')$$),
+        ('set_category_retention', $$SELECT eventsource.set_category_retention('Hostile', interval '1 day')$$),
+        ('clear_retention', $$SELECT eventsource.clear_retention('Hostile-1')$$),
         ('save_checkpoint', $$SELECT eventsource.save_checkpoint('hostile_cp', 3)$$),
         ('reset_checkpoint', $$SELECT eventsource.reset_checkpoint('hostile_cp', 1)$$),
         ('create_subscription', $$SELECT eventsource.create_subscription('hostile_new', 'h.on_event(eventsource.events)')$$),

@@ -246,6 +246,7 @@ extern TimestampTz es_erasure_committed_at(void);
 extern bool es_append_in_progress;
 extern bool es_lifecycle_write_in_progress;
 extern bool es_erase_in_progress;
+extern bool es_cleanup_delete_in_progress;
 extern bool es_guard_is_copy_into_events(Node *parsetree);
 extern void es_guard_restore_copy(bool on);
 
@@ -269,6 +270,24 @@ extern const EsCurrentEvent *es_current_event(void);
 extern void es_current_event_set(const char *subscription, HeapTuple event,
 								 TupleDesc desc);
 extern void es_current_event_clear(void);
+
+/*
+ * cleanup.c: the cleanup worker of each database (physical removal of hidden
+ * rows, retention passes), its shared state and the launcher's side
+ */
+extern bool es_cleanup_enabled;
+extern int	es_cleanup_naptime_ms;
+extern int	es_cleanup_batch_size;
+extern int	es_cleanup_max_rows_per_second;
+extern void es_cleanup_define_gucs(void);
+extern Size es_cleanup_shmem_size(void);
+extern void es_cleanup_shmem_init(void *area, bool found);
+extern void es_cleanup_want(Oid dboid);
+extern void es_cleanup_stop(Oid dboid);
+extern int64 es_cleanup_supervise(void);
+
+/* retention.c: max age / max count rules, turned into truncations */
+extern int64 es_retention_enforce(bool (*stop_requested) (void));
 
 
 /*

@@ -25,6 +25,12 @@
  * INSERT and the UPDATE statement triggers), and a restore's COPY into an
  * empty table.  A direct write would change what is hidden: a deleted row
  * brings hidden events back, a lowered last_version lets versions be reused.
+ * The retention rules (eventsource.stream_retention, retention.c) are
+ * guarded the same way, with the same flag: a direct write would hide events.
+ *
+ * The cleanup worker (cleanup.c) removes hidden rows of the log: it sets
+ * es_cleanup_delete_in_progress just before its own DELETE, which the
+ * trigger consumes, as append()'s INSERT does.
  *
  * Since 1.1 the log takes one kind of UPDATE: erasure.c redacts personal
  * data in place, and sets es_erase_in_progress just before its own UPDATE
@@ -46,6 +52,7 @@
 bool		es_append_in_progress = false;
 bool		es_lifecycle_write_in_progress = false;
 bool		es_erase_in_progress = false;
+bool		es_cleanup_delete_in_progress = false;
 static bool restore_copy_in_progress = false;
 
 /*
@@ -66,7 +73,8 @@ es_guard_is_copy_into_events(Node *parsetree)
 	stmt = (CopyStmt *) parsetree;
 	if (!stmt->is_from || stmt->relation == NULL ||
 		(strcmp(stmt->relation->relname, "events") != 0 &&
-		 strcmp(stmt->relation->relname, "stream_lifecycle") != 0))
+		 strcmp(stmt->relation->relname, "stream_lifecycle") != 0 &&
+		 strcmp(stmt->relation->relname, "stream_retention") != 0))
 		return false;
 	nsp = get_namespace_oid("eventsource", true);
 	if (!OidIsValid(nsp))
@@ -74,7 +82,8 @@ es_guard_is_copy_into_events(Node *parsetree)
 	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
 	return OidIsValid(relid) &&
 		(relid == get_relname_relid("events", nsp) ||
-		 relid == get_relname_relid("stream_lifecycle", nsp));
+		 relid == get_relname_relid("stream_lifecycle", nsp) ||
+		 relid == get_relname_relid("stream_retention", nsp));
 }
 
 void
@@ -83,48 +92,65 @@ es_guard_restore_copy(bool on)
 	restore_copy_in_progress = on;
 }
 
+/* The guarded tables, as table_empty() knows them */
+#define GUARDED_EVENTS		0
+#define GUARDED_LIFECYCLE	1
+#define GUARDED_RETENTION	2
+
 /* Does the table hold no row?  Runs as the owner. */
 static bool
-table_empty(bool lifecycle)
+table_empty(int which)
 {
-	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static SPIPlanPtr plans[3] = {NULL, NULL, NULL};
+	static const char *const queries[3] = {
+		"SELECT 1 FROM eventsource.events LIMIT 1",
+		"SELECT 1 FROM eventsource.stream_lifecycle LIMIT 1",
+		"SELECT 1 FROM eventsource.stream_retention LIMIT 1",
+	};
 	EsOwnerCall owner;
 	bool		empty;
 
 	es_owner_begin(&owner);
-	if (plans[lifecycle] == NULL)
-		plans[lifecycle] = es_prepare(lifecycle ?
-									  "SELECT 1 FROM eventsource.stream_lifecycle LIMIT 1" :
-									  "SELECT 1 FROM eventsource.events LIMIT 1", 0, NULL);
-	es_spi_read_latest(plans[lifecycle], NULL, NULL, NULL, 1);
+	if (plans[which] == NULL)
+		plans[which] = es_prepare(queries[which], 0, NULL);
+	es_spi_read_latest(plans[which], NULL, NULL, NULL, 1);
 	empty = (SPI_processed == 0);
 	es_owner_end(&owner);
 	return empty;
 }
 
-/* The trigger on eventsource.stream_lifecycle (see the file header). */
+/*
+ * The trigger on eventsource.stream_lifecycle and eventsource.stream_retention
+ * (see the file header).
+ */
 static Datum
-lifecycle_guard(TriggerData *trigdata)
+lifecycle_guard(TriggerData *trigdata, bool retention)
 {
+	const char *table = retention ? "stream_retention" : "stream_lifecycle";
+
 	if (es_lifecycle_write_in_progress)
 		return PointerGetDatum(NULL);
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && restore_copy_in_progress)
 	{
-		if (!table_empty(true))
+		if (!table_empty(retention ? GUARDED_RETENTION : GUARDED_LIFECYCLE))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("COPY into eventsource.stream_lifecycle is only allowed into an empty table"),
-					 errdetail("COPY is accepted to restore a dump; this store already has lifecycle rows.")));
+					 errmsg("COPY into eventsource.%s is only allowed into an empty table", table),
+					 errdetail("COPY is accepted to restore a dump; this store already has rows there.")));
 		return PointerGetDatum(NULL);
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("cannot %s eventsource.stream_lifecycle directly",
+			 errmsg("cannot %s eventsource.%s directly",
 					TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "insert into" :
 					TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "update" :
 					TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "delete from" :
-					"truncate"),
+					"truncate", table),
+			 retention ?
+			 errdetail("The table says which events expire; a direct write could hide events.") :
 			 errdetail("The table says which events are hidden; a direct write could bring hidden events back or let versions be reused."),
+			 retention ?
+			 errhint("Use eventsource.set_retention(), eventsource.set_category_retention() or the clear functions.") :
 			 errhint("Use eventsource.delete_stream() or eventsource.truncate_stream().")));
 	return PointerGetDatum(NULL);	/* keep compiler quiet */
 }
@@ -141,9 +167,13 @@ es_events_guard(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("events_guard() must be called as a trigger")));
-	if (strcmp(RelationGetRelationName(trigdata->tg_relation), "stream_lifecycle") == 0 &&
-		RelationGetNamespace(trigdata->tg_relation) == get_namespace_oid("eventsource", true))
-		return lifecycle_guard(trigdata);
+	if (RelationGetNamespace(trigdata->tg_relation) == get_namespace_oid("eventsource", true))
+	{
+		if (strcmp(RelationGetRelationName(trigdata->tg_relation), "stream_lifecycle") == 0)
+			return lifecycle_guard(trigdata, false);
+		if (strcmp(RelationGetRelationName(trigdata->tg_relation), "stream_retention") == 0)
+			return lifecycle_guard(trigdata, true);
+	}
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
@@ -155,7 +185,7 @@ es_events_guard(PG_FUNCTION_ARGS)
 		if (restore_copy_in_progress)
 		{
 			es_require_shmem("restoring eventsource.events");
-			if (!table_empty(false))
+			if (!table_empty(GUARDED_EVENTS))
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						 errmsg("COPY into eventsource.events is only allowed into an empty event store"),
@@ -173,7 +203,15 @@ es_events_guard(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && es_erase_in_progress)
 	{
+		/* the erasure's own UPDATE (erasure.c) */
 		es_erase_in_progress = false;
+		return PointerGetDatum(NULL);
+	}
+
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && es_cleanup_delete_in_progress)
+	{
+		/* the cleanup's own DELETE of hidden rows (cleanup.c) */
+		es_cleanup_delete_in_progress = false;
 		return PointerGetDatum(NULL);
 	}
 

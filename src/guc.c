@@ -193,6 +193,7 @@ es_define_gucs(bool preloading)
 					   &guc_position, show_position);
 	es_trace_define_gucs();
 	es_otlp_define_gucs(preloading);
+	es_cleanup_define_gucs();
 
 	if (!preloading)
 	{

@@ -345,6 +345,7 @@ es_launcher_main(Datum main_arg)
 			es_registry_discovery_failed();
 		wait_ms = supervise();
 		wait_ms = Min(wait_ms, es_otlp_supervise());	/* issue 13: tracing */
+		wait_ms = Min(wait_ms, es_cleanup_supervise());	/* issue 14: cleanup.c */
 		if (es_registry_discovery_wanted())
 			wait_ms = Min(wait_ms, (int64) ES_NO_SLOT_RETRY_MS);
 
@@ -462,6 +463,7 @@ discover_database(Oid dboid)
 		es_restore_user(save_userid, save_sec_context);
 		PopActiveSnapshot();
 		SPI_finish();
+		es_cleanup_want(dboid); /* issue 14: its cleanup worker (cleanup.c) */
 	}
 	CommitTransactionCommand();
 	return done;

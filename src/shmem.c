@@ -7,7 +7,7 @@
  * reservations behind the safe horizon (horizon.c), the slots of the
  * subscription workers (registry.c), the store statistics (stats.c) and
  * the queue of finished spans for the OTLP exporter (otlp_queue.c, which has
- * its own LWLock tranche).  Each owner file exports
+ * its own LWLock tranche) and the cleanup workers' entries (cleanup.c).  Each owner file exports
  * a size function and an init function; this file adds them up in the
  * shmem_request_hook and carves the segment in the shmem_startup_hook, under
  * AddinShmemInitLock, as pg_stat_statements does.
@@ -41,6 +41,7 @@ static const EsShmemArea es_areas[] = {
 	{es_stats_shmem_size, es_stats_shmem_init},
 	{es_otlp_queue_shmem_size, es_otlp_queue_shmem_init},
 	{es_erasure_shmem_size, es_erasure_shmem_init},
+	{es_cleanup_shmem_size, es_cleanup_shmem_init},
 };
 
 #define ES_NUM_AREAS lengthof(es_areas)

@@ -5,7 +5,8 @@
  *	  see.
  *
  *	- COPY ... FROM into eventsource.events: marked as a restore for the
- *	  events table's guard trigger (guard.c).
+ *	  events table's guard trigger (guard.c), and the database's cleanup
+ *	  worker is asked for (cleanup.c).
  *	- DROP DATABASE: the subscription workers connected to that database
  *	  are asked to stop (they drain) and waited for, so that the drop is
  *	  never refused because of them.  Only once the checks PostgreSQL makes
@@ -93,6 +94,7 @@ stop_database_workers(Oid dboid)
 	TimestampTz deadline;
 
 	es_registry_drop_database(dboid);
+	es_cleanup_stop(dboid);		/* and its cleanup worker (cleanup.c) */
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   (int64) es_drain_timeout_ms_guc + 10000);
 	/* a worker broadcasts its slot's condition variable as it exits */
@@ -196,7 +198,11 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 		es_subscriptions_restored();
 
 	if (restore)
+	{
 		es_guard_restore_copy(true);
+		/* restored lifecycle rows may have hidden rows to clean (cleanup.c) */
+		es_cleanup_want(MyDatabaseId);
+	}
 	PG_TRY();
 	{
 		if (prev_process_utility)

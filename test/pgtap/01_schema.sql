@@ -1,7 +1,7 @@
 -- The objects the extension creates, with their shapes: what users' code
 -- and pg_dump rely on.
 BEGIN;
-SELECT plan(56);
+SELECT plan(66);
 
 SELECT has_schema('eventsource');
 SELECT has_table('eventsource', 'events', 'the log');
@@ -60,6 +60,17 @@ SELECT function_returns('eventsource', 'delete_stream', ARRAY['text', 'bigint', 
 SELECT function_returns('eventsource', 'truncate_stream', ARRAY['text', 'bigint', 'bigint'], 'bigint');
 SELECT function_returns('eventsource', 'erase_stream', ARRAY['text', 'text[]', 'bigint'], 'record');
 SELECT function_returns('eventsource', 'erase_by_metadata', ARRAY['text', 'text', 'text[]', 'integer'], 'record');
+-- 1.1: retention and the cleanup (docs/lifecycle.md)
+SELECT has_table('eventsource', 'stream_retention', 'retention rules');
+SELECT col_is_pk('eventsource', 'stream_retention', ARRAY['scope', 'name'], 'stream_retention keyed by scope and name');
+SELECT has_column('eventsource', 'stream_lifecycle', 'cleaned_through', 'the cleanup''s progress per stream');
+SELECT has_view('eventsource', 'retention', 'the rules');
+SELECT has_view('eventsource', 'stream_cleanup', 'what the cleanup did per stream');
+SELECT has_view('eventsource', 'cleanup_status', 'the cleanup worker');
+SELECT function_returns('eventsource', 'set_retention', ARRAY['text', 'interval', 'bigint'], 'void');
+SELECT function_returns('eventsource', 'set_category_retention', ARRAY['text', 'interval', 'bigint'], 'void');
+SELECT function_returns('eventsource', 'clear_retention', ARRAY['text'], 'boolean');
+SELECT function_returns('eventsource', 'clear_category_retention', ARRAY['text'], 'boolean');
 
 -- the documented defaults
 SELECT is(pg_get_function_arguments('eventsource.read_stream(text,bigint,integer,boolean)'::regprocedure),
@@ -99,7 +110,7 @@ SELECT set_eq(
           'eventsource.subscription_partitions',
           'eventsource.dead_letters', 'eventsource.dead_letters_id_seq',
           'eventsource.recent_errors', 'eventsource.recent_errors_id_seq',
-          'eventsource.stream_lifecycle'],
+          'eventsource.stream_lifecycle', 'eventsource.stream_retention'],
     'tables and sequences holding user data registered with pg_extension_config_dump');
 
 -- the extension is not relocatable and lives in its own schema

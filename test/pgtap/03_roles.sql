@@ -21,6 +21,7 @@ SELECT plan(
     + 1 * (SELECT count(*)::integer FROM pg_proc     -- every function, by the eraser
             WHERE pronamespace = 'eventsource'::regnamespace)
     + 3                                              -- the eraser's role, EXECUTE, what it did
+    + 3 + 2                                          -- retention and cleanup views
     + 28                                             -- subscription ownership
     + 14                                             -- error text visibility
 );
@@ -85,6 +86,16 @@ GRANT EXECUTE ON FUNCTION
     eventsource.delete_stream(text, bigint, boolean),
     eventsource.truncate_stream(text, bigint, bigint)
     TO es_operator;
+-- operator: retention rules and the cleanup's status, see docs/lifecycle.md
+GRANT EXECUTE ON FUNCTION
+    eventsource.set_retention(text, interval, bigint),
+    eventsource.set_category_retention(text, interval, bigint),
+    eventsource.clear_retention(text),
+    eventsource.clear_category_retention(text),
+    eventsource.cleanup_worker()
+    TO es_operator;
+GRANT SELECT ON eventsource.retention, eventsource.stream_cleanup,
+    eventsource.cleanup_status TO es_operator;
 
 -- eraser: erasure of personal data, a role of its own (neither the
 -- writer's nor the operator's)
@@ -208,7 +219,17 @@ INSERT INTO matrix VALUES
     (36, 'eventsource.erase_stream(text,text[],bigint)',
         $$SELECT eventsource.erase_stream('Role-1')$$, false, false, false),
     (37, 'eventsource.erase_by_metadata(text,text,text[],integer)',
-        $$SELECT eventsource.erase_by_metadata('subject_id', 'role')$$, false, false, false);
+        $$SELECT eventsource.erase_by_metadata('subject_id', 'role')$$, false, false, false),
+    (38, 'eventsource.set_retention(text,interval,bigint)',
+        $$SELECT eventsource.set_retention('Role-3', max_count => 5)$$, false, false, true),
+    (39, 'eventsource.set_category_retention(text,interval,bigint)',
+        $$SELECT eventsource.set_category_retention('RoleCat', interval '30 days')$$, false, false, true),
+    (40, 'eventsource.clear_retention(text)',
+        $$SELECT eventsource.clear_retention('Role-3')$$, false, false, true),
+    (41, 'eventsource.clear_category_retention(text)',
+        $$SELECT eventsource.clear_category_retention('RoleCat')$$, false, false, true),
+    (42, 'eventsource.cleanup_worker()',
+        $$SELECT * FROM eventsource.cleanup_worker()$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator, es_eraser;
 
 -- the matrix names every function of the schema, once
@@ -347,6 +368,18 @@ SELECT lives_ok('SELECT count(*) FROM eventsource.horizon_blockers',
     'es_operator: SELECT on horizon_blockers works');
 SELECT throws_ok('SELECT count(*) FROM eventsource.visible_events', '42501', NULL,
     'es_operator: SELECT on visible_events refused');
+SELECT lives_ok('SELECT count(*) FROM eventsource.retention',
+    'es_operator: SELECT on retention works');
+SELECT lives_ok('SELECT count(*) FROM eventsource.stream_cleanup',
+    'es_operator: SELECT on stream_cleanup works');
+SELECT lives_ok('SELECT count(*) FROM eventsource.cleanup_status',
+    'es_operator: SELECT on cleanup_status works');
+RESET ROLE;
+SET ROLE es_writer;
+SELECT throws_ok('SELECT count(*) FROM eventsource.cleanup_status', '42501', NULL,
+    'es_writer: SELECT on cleanup_status refused');
+SELECT throws_ok('SELECT count(*) FROM eventsource.retention', '42501', NULL,
+    'es_writer: SELECT on retention refused');
 RESET ROLE;
 SELECT is((SELECT count(*)::integer FROM seq_ops), 4, 'four sequences in the schema');
 
