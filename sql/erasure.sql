@@ -142,6 +142,16 @@ SELECT count(*) - :events_before AS new_events FROM eventsource.events;
 -- a snapshot of the erased state may be saved again
 SELECT eventsource.save_snapshot('Erase-1', 4, '{"name": "erased"}');
 SELECT stream_version, state FROM eventsource.load_snapshot('Erase-1');
+-- a snapshot saved after the erasure from a state loaded before it (READ
+-- COMMITTED: the save's own statement snapshot already shows the erasure,
+-- so save_snapshot cannot tell) is purged by erasing the stream again, which
+-- writes no event
+SELECT eventsource.save_snapshot('Erase-1', 4, '{"name": "Ann B"}');
+SELECT count(*) AS events_before FROM eventsource.events \gset
+SELECT events_erased, "position" FROM eventsource.erase_stream('Erase-1');
+SELECT count(*) AS snapshots_left FROM eventsource.snapshots WHERE stream_id = 'Erase-1';
+SELECT eventsource.load('Erase-1') -> 'snapshot' AS loaded_snapshot;
+SELECT count(*) - :events_before AS new_events FROM eventsource.events;
 
 -- an erasure rolled back leaves everything as it was
 SELECT stream_version FROM eventsource.append_event('Erase-rb', 0, 'Registered', '{"name": "Cy"}');

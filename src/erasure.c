@@ -102,7 +102,7 @@ static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr drop_snapshots_plan = NULL;
 static SPIPlanPtr copies_plans[3] = {NULL, NULL, NULL};
 static SPIPlanPtr erasures_plan = NULL;
-static SPIPlanPtr sweep_plans[3] = {NULL, NULL, NULL};
+static SPIPlanPtr sweep_plans[4] = {NULL, NULL, NULL, NULL};
 
 /*
  * Shared memory: when the last erasure committed, in any database of the
@@ -466,8 +466,13 @@ erase_copies(ErasedPositions *positions, Datum keys)
  * erased (all its events of versions >= 1, under its lock): also the copies
  * of events erased by an earlier call, which a worker may have written
  * after that call committed, from a batch it had read before (a dead letter
- * of an event it was handling then).  Returns whether anything changed.
- * Caller as for erase_copies().
+ * of an event it was handling then).  And every snapshot of the stream,
+ * also when this call erased nothing: an application that loaded the stream
+ * before an earlier erasure may have saved its state since (in READ
+ * COMMITTED, a later statement's snapshot passes the 40001 check of
+ * es_erasure_before_snapshot_save()), and erasing again is the way to purge
+ * such a copy.  Returns whether a copy of an event changed.  Caller as for
+ * erase_copies().
  */
 static bool
 sweep_copies_of_stream(text *stream_id, Datum keys)
@@ -478,6 +483,11 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	if (sweep_plans[0] == NULL)
 	{
 		Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+
+		sweep_plans[3] = es_prepare(
+									"DELETE FROM eventsource.snapshots"
+									" WHERE stream_id OPERATOR(pg_catalog.=) $1",
+									1, types);
 
 #define STREAM_POSITIONS \
 	" (SELECT e.global_position FROM eventsource.events e" \
@@ -496,7 +506,7 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 									" WHERE global_position OPERATOR(pg_catalog.=) ANY" STREAM_POSITIONS
 									" AND error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
 									1, types);
-		/* last: it marks the three ready */
+		/* last: it marks the four ready */
 		sweep_plans[0] = es_prepare(
 									"UPDATE eventsource.dead_letters e SET data = " ES_ERASED_JSON ","
 									" metadata = " REDACTED_METADATA("e.metadata", "$2") ","
@@ -512,6 +522,7 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	n = es_exec_with_active_snapshot(sweep_plans[0], values, SPI_OK_UPDATE);
 	n += es_exec_with_active_snapshot(sweep_plans[1], values, SPI_OK_UPDATE);
 	n += es_exec_with_active_snapshot(sweep_plans[2], values, SPI_OK_UPDATE);
+	es_exec_with_active_snapshot(sweep_plans[3], values, SPI_OK_DELETE);
 	if (n > 0)
 		note_erasure();
 	return n > 0;
