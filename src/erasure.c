@@ -13,8 +13,8 @@
  * does not hide, and hidden events are redacted too, since their rows are
  * still stored).
  *
- * Per stream it erases from, under that stream's lock (the one append()
- * takes), one transaction:
+ * Per stream it erases from, under that stream's locks (the one append()
+ * takes, and its erasure lock), one transaction:
  *
  *	- one UPDATE of eventsource.events, the only UPDATE the guard trigger lets
  *	  through (guard.c: es_erase_in_progress, set here around that statement
@@ -42,11 +42,17 @@
  * noted before it.  The texts in tables are redacted per event as above.
  *
  * Snapshots racing an erasure: save_snapshot() calls
- * es_erasure_before_snapshot_save(), which takes the stream's lock (so a
- * snapshot saved by a transaction still open when the erasure starts is
- * committed before the erasure deletes the stream's snapshots, and one saved
- * later waits for the erasure) and refuses (40001) a snapshot whose caller
- * read the stream before an erasure that has committed since.
+ * es_erasure_before_snapshot_save(), which takes the stream's erasure lock
+ * in share mode (so a snapshot saved by a transaction still open when the
+ * erasure starts is committed before the erasure deletes the stream's
+ * snapshots, and one saved later waits for the erasure) and refuses (40001)
+ * a snapshot whose caller read the stream before an erasure that has
+ * committed since.  The erasure lock is a lock of its own (lock_erasure()),
+ * which an erasure takes exclusively after the stream's append lock: only
+ * erasures conflict with saves.  Were it the append lock, a save would wait
+ * for every append in flight to the stream, block appends until its
+ * transaction ends, and deadlock two transactions that each append to one
+ * stream and save a snapshot of the other.
  *
  * Bounded work: erase_stream() erases a whole stream in one transaction (its
  * cost grows with that stream, which is the unit the application chose);
@@ -63,6 +69,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -115,6 +122,9 @@ typedef struct EsErasureShared
 } EsErasureShared;
 
 static EsErasureShared *erasure_shared = NULL;
+
+/* field4 of the erasure lock's advisory tag (the append lock's is 'ES') */
+#define ES_ERASURE_LOCK_FIELD4		0x4545	/* 'EE' */
 static bool erased_in_xact = false;
 static bool xact_callback_registered = false;
 
@@ -193,6 +203,23 @@ erasure_xact_callback(XactEvent event, void *arg)
 		erased_in_xact = false;
 }
 
+/*
+ * The stream's erasure lock, until the end of the transaction: exclusive for
+ * an erasure (taken after the stream's append lock, es_lock_stream), share
+ * for save_snapshot().  Same key as the append lock, another field4.
+ */
+static void
+lock_erasure(text *stream_id, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+	uint64		h = es_hash_stream_id(VARDATA_ANY(stream_id),
+									  VARSIZE_ANY_EXHDR(stream_id));
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 ES_ERASURE_LOCK_FIELD4);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
 /* This transaction erases: publish its commit (see above). */
 static void
 note_erasure(void)
@@ -260,8 +287,8 @@ push_text_array(JsonbParseState **ps, const char *key, Datum arr)
  * stream_lifecycle and deletes the stream's snapshots when anything was
  * erased.  The positions of the erased events are added to *positions.
  *
- * Caller holds the stream's lock, runs as the owner inside SPI, with a
- * snapshot taken after the lock active.
+ * Caller holds the stream's locks, runs as the owner inside SPI, with a
+ * snapshot taken after the locks active.
  */
 static void
 erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *value,
@@ -582,6 +609,7 @@ es_erase_stream(PG_FUNCTION_ARGS)
 
 	es_owner_begin(&owner);
 	es_lock_stream(stream_id);
+	lock_erasure(stream_id, ExclusiveLock);
 	PushActiveSnapshot(GetLatestSnapshot());
 	es_stream_state(stream_id, false, &st);
 	if (st.last_version == 0)
@@ -727,7 +755,10 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)) :
 				(Datum) 0;
 			if (n > 0)
+			{
 				es_lock_stream(ids[i]);
+				lock_erasure(ids[i], ExclusiveLock);
+			}
 		}
 
 		PushActiveSnapshot(GetLatestSnapshot());
@@ -755,7 +786,8 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 
 /*
  * Called by save_snapshot() before it writes (snapshot.c): take the stream's
- * lock, so the snapshot commits before an erasure of the stream deletes its
+ * erasure lock in share mode (never the append lock: see the file header),
+ * so the snapshot commits before an erasure of the stream deletes its
  * snapshots or waits for it to commit, and refuse (40001) to save a state
  * read before an erasure that committed after the caller's snapshot (the
  * statement's in READ COMMITTED, the transaction's otherwise) -- that state
@@ -772,7 +804,7 @@ es_erasure_before_snapshot_save(text *stream_id)
 
 	if (!es_lifecycle_installed())
 		return;
-	es_lock_stream(stream_id);
+	lock_erasure(stream_id, ShareLock);
 	if (erasures_plan == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
