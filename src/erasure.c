@@ -110,6 +110,7 @@ static SPIPlanPtr drop_snapshots_plan = NULL;
 static SPIPlanPtr copies_plans[3] = {NULL, NULL, NULL};
 static SPIPlanPtr erasures_plan = NULL;
 static SPIPlanPtr sweep_plans[4] = {NULL, NULL, NULL, NULL};
+static SPIPlanPtr subject_sweep_plans[3] = {NULL, NULL, NULL};
 
 /*
  * Shared memory: when the last erasure committed, in any database of the
@@ -555,6 +556,70 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	return n > 0;
 }
 
+/*
+ * erase_by_metadata()'s counterpart of sweep_copies_of_stream(), run on
+ * every call: the copies of events already erased that a worker wrote after
+ * their erasure committed, from a batch it had read before.  Such an event
+ * no longer matches (or holds nothing left to erase), so a later call does
+ * not find it as a candidate and erase_copies() never sees its position.
+ * A dead letter is a copy of its event's row: one whose metadata still has
+ * key = value ($1, $2) while its event is erased takes the event's current
+ * (redacted) data and metadata.  Error texts have no metadata to match: the
+ * text of any error of an erased event is redacted (recent_errors is
+ * bounded, subscription_partitions has a row per partition), which only
+ * loses the text of a failure on an already redacted event.  Returns
+ * whether anything changed.  Caller as for erase_copies().
+ */
+static bool
+sweep_copies_of_erased(text *key, text *value)
+{
+	Datum		values[2];
+	uint64		n;
+
+	if (subject_sweep_plans[0] == NULL)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+
+		subject_sweep_plans[2] = es_prepare(
+											"UPDATE eventsource.subscription_partitions p"
+											" SET error_message = " ES_ERASED_TEXT
+											" FROM eventsource.events e"
+											" WHERE e.global_position OPERATOR(pg_catalog.=) p.failed_position"
+											" AND e.data OPERATOR(pg_catalog.=) " ES_ERASED_JSON
+											" AND p.error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
+											0, types);
+		subject_sweep_plans[1] = es_prepare(
+											"UPDATE eventsource.recent_errors r"
+											" SET error_message = " ES_ERASED_TEXT
+											" FROM eventsource.events e"
+											" WHERE e.global_position OPERATOR(pg_catalog.=) r.global_position"
+											" AND e.data OPERATOR(pg_catalog.=) " ES_ERASED_JSON
+											" AND r.error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
+											0, types);
+		/* last: it marks the three ready */
+		subject_sweep_plans[0] = es_prepare(
+											"UPDATE eventsource.dead_letters d"
+											" SET data = e.data, metadata = e.metadata,"
+											" error_message = " ES_ERASED_TEXT
+											" FROM eventsource.events e"
+											" WHERE d.metadata OPERATOR(pg_catalog.@>)"
+											"  pg_catalog.jsonb_build_object($1::pg_catalog.text, $2::pg_catalog.text)"
+											" AND e.global_position OPERATOR(pg_catalog.=) d.global_position"
+											" AND e.data OPERATOR(pg_catalog.=) " ES_ERASED_JSON
+											" AND (d.data OPERATOR(pg_catalog.<>) e.data"
+											"  OR d.metadata OPERATOR(pg_catalog.<>) e.metadata)",
+											2, types);
+	}
+	values[0] = PointerGetDatum(key);
+	values[1] = PointerGetDatum(value);
+	n = es_exec_with_active_snapshot(subject_sweep_plans[0], values, SPI_OK_UPDATE);
+	n += es_exec_with_active_snapshot(subject_sweep_plans[1], values, SPI_OK_UPDATE);
+	n += es_exec_with_active_snapshot(subject_sweep_plans[2], values, SPI_OK_UPDATE);
+	if (n > 0)
+		note_erasure();
+	return n > 0;
+}
+
 static void
 prevent_in_read_only(const char *function)
 {
@@ -774,6 +839,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 				streams++;
 		}
 		erase_copies(&positions, keys);
+		sweep_copies_of_erased(key, value);
 		PopActiveSnapshot();
 	}
 	es_owner_end(&owner);
