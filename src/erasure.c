@@ -444,6 +444,17 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 }
 
+/* Run "n" prepared UPDATEs of the copies; how many rows they changed. */
+static uint64
+exec_copy_updates(SPIPlanPtr *plans, int n, Datum *values)
+{
+	uint64		changed = 0;
+
+	for (int i = 0; i < n; i++)
+		changed += es_exec_with_active_snapshot(plans[i], values, SPI_OK_UPDATE);
+	return changed;
+}
+
 /*
  * Redact the copies the extension keeps of the events at "positions": the
  * dead letters (data, the chosen metadata keys, the error text), the error
@@ -484,9 +495,7 @@ erase_copies(ErasedPositions *positions, Datum keys)
 												INT8OID, sizeof(int64),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[1] = keys;
-	es_exec_with_active_snapshot(copies_plans[0], values, SPI_OK_UPDATE);
-	es_exec_with_active_snapshot(copies_plans[1], values, SPI_OK_UPDATE);
-	es_exec_with_active_snapshot(copies_plans[2], values, SPI_OK_UPDATE);
+	(void) exec_copy_updates(copies_plans, 3, values);
 }
 
 /*
@@ -547,9 +556,7 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = keys;
-	n = es_exec_with_active_snapshot(sweep_plans[0], values, SPI_OK_UPDATE);
-	n += es_exec_with_active_snapshot(sweep_plans[1], values, SPI_OK_UPDATE);
-	n += es_exec_with_active_snapshot(sweep_plans[2], values, SPI_OK_UPDATE);
+	n = exec_copy_updates(sweep_plans, 3, values);
 	es_exec_with_active_snapshot(sweep_plans[3], values, SPI_OK_DELETE);
 	if (n > 0)
 		note_erasure();
@@ -612,9 +619,7 @@ sweep_copies_of_erased(text *key, text *value)
 	}
 	values[0] = PointerGetDatum(key);
 	values[1] = PointerGetDatum(value);
-	n = es_exec_with_active_snapshot(subject_sweep_plans[0], values, SPI_OK_UPDATE);
-	n += es_exec_with_active_snapshot(subject_sweep_plans[1], values, SPI_OK_UPDATE);
-	n += es_exec_with_active_snapshot(subject_sweep_plans[2], values, SPI_OK_UPDATE);
+	n = exec_copy_updates(subject_sweep_plans, 3, values);
 	if (n > 0)
 		note_erasure();
 	return n > 0;
