@@ -13,8 +13,8 @@
  * does not hide, and hidden events are redacted too, since their rows are
  * still stored).
  *
- * Per stream it erases from, under that stream's lock (the one append()
- * takes), one transaction:
+ * Per stream it erases from, under that stream's locks (the one append()
+ * takes, and its erasure lock), one transaction:
  *
  *	- one UPDATE of eventsource.events, the only UPDATE the guard trigger lets
  *	  through (guard.c: es_erase_in_progress, set here around that statement
@@ -42,11 +42,17 @@
  * noted before it.  The texts in tables are redacted per event as above.
  *
  * Snapshots racing an erasure: save_snapshot() calls
- * es_erasure_before_snapshot_save(), which takes the stream's lock (so a
- * snapshot saved by a transaction still open when the erasure starts is
- * committed before the erasure deletes the stream's snapshots, and one saved
- * later waits for the erasure) and refuses (40001) a snapshot whose caller
- * read the stream before an erasure that has committed since.
+ * es_erasure_before_snapshot_save(), which takes the stream's erasure lock
+ * in share mode (so a snapshot saved by a transaction still open when the
+ * erasure starts is committed before the erasure deletes the stream's
+ * snapshots, and one saved later waits for the erasure) and refuses (40001)
+ * a snapshot whose caller read the stream before an erasure that has
+ * committed since.  The erasure lock is a lock of its own (lock_erasure()),
+ * which an erasure takes exclusively after the stream's append lock: only
+ * erasures conflict with saves.  Were it the append lock, a save would wait
+ * for every append in flight to the stream, block appends until its
+ * transaction ends, and deadlock two transactions that each append to one
+ * stream and save a snapshot of the other.
  *
  * Bounded work: erase_stream() erases a whole stream in one transaction (its
  * cost grows with that stream, which is the unit the application chose);
@@ -63,6 +69,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -102,7 +109,8 @@ static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr drop_snapshots_plan = NULL;
 static SPIPlanPtr copies_plans[3] = {NULL, NULL, NULL};
 static SPIPlanPtr erasures_plan = NULL;
-static SPIPlanPtr sweep_plans[3] = {NULL, NULL, NULL};
+static SPIPlanPtr sweep_plans[4] = {NULL, NULL, NULL, NULL};
+static SPIPlanPtr subject_sweep_plans[3] = {NULL, NULL, NULL};
 
 /*
  * Shared memory: when the last erasure committed, in any database of the
@@ -115,6 +123,9 @@ typedef struct EsErasureShared
 } EsErasureShared;
 
 static EsErasureShared *erasure_shared = NULL;
+
+/* field4 of the erasure lock's advisory tag (the append lock's is 'ES') */
+#define ES_ERASURE_LOCK_FIELD4		0x4545	/* 'EE' */
 static bool erased_in_xact = false;
 static bool xact_callback_registered = false;
 
@@ -193,6 +204,23 @@ erasure_xact_callback(XactEvent event, void *arg)
 		erased_in_xact = false;
 }
 
+/*
+ * The stream's erasure lock, until the end of the transaction: exclusive for
+ * an erasure (taken after the stream's append lock, es_lock_stream), share
+ * for save_snapshot().  Same key as the append lock, another field4.
+ */
+static void
+lock_erasure(text *stream_id, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+	uint64		h = es_hash_stream_id(VARDATA_ANY(stream_id),
+									  VARSIZE_ANY_EXHDR(stream_id));
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 ES_ERASURE_LOCK_FIELD4);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
 /* This transaction erases: publish its commit (see above). */
 static void
 note_erasure(void)
@@ -253,8 +281,8 @@ push_text_array(EsJson *j, const char *key, Datum arr)
  * stream_lifecycle and deletes the stream's snapshots when anything was
  * erased.  The positions of the erased events are added to *positions.
  *
- * Caller holds the stream's lock, runs as the owner inside SPI, with a
- * snapshot taken after the lock active.
+ * Caller holds the stream's locks, runs as the owner inside SPI, with a
+ * snapshot taken after the locks active.
  */
 static void
 erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *value,
@@ -401,6 +429,17 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 }
 
+/* Run "n" prepared UPDATEs of the copies; how many rows they changed. */
+static uint64
+exec_copy_updates(SPIPlanPtr *plans, int n, Datum *values)
+{
+	uint64		changed = 0;
+
+	for (int i = 0; i < n; i++)
+		changed += es_exec_with_active_snapshot(plans[i], values, SPI_OK_UPDATE);
+	return changed;
+}
+
 /*
  * Redact the copies the extension keeps of the events at "positions": the
  * dead letters (data, the chosen metadata keys, the error text), the error
@@ -441,9 +480,7 @@ erase_copies(ErasedPositions *positions, Datum keys)
 												INT8OID, sizeof(int64),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[1] = keys;
-	es_exec_with_active_snapshot(copies_plans[0], values, SPI_OK_UPDATE);
-	es_exec_with_active_snapshot(copies_plans[1], values, SPI_OK_UPDATE);
-	es_exec_with_active_snapshot(copies_plans[2], values, SPI_OK_UPDATE);
+	(void) exec_copy_updates(copies_plans, 3, values);
 }
 
 /*
@@ -451,8 +488,13 @@ erase_copies(ErasedPositions *positions, Datum keys)
  * erased (all its events of versions >= 1, under its lock): also the copies
  * of events erased by an earlier call, which a worker may have written
  * after that call committed, from a batch it had read before (a dead letter
- * of an event it was handling then).  Returns whether anything changed.
- * Caller as for erase_copies().
+ * of an event it was handling then).  And every snapshot of the stream,
+ * also when this call erased nothing: an application that loaded the stream
+ * before an earlier erasure may have saved its state since (in READ
+ * COMMITTED, a later statement's snapshot passes the 40001 check of
+ * es_erasure_before_snapshot_save()), and erasing again is the way to purge
+ * such a copy.  Returns whether a copy of an event changed.  Caller as for
+ * erase_copies().
  */
 static bool
 sweep_copies_of_stream(text *stream_id, Datum keys)
@@ -463,6 +505,11 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	if (sweep_plans[0] == NULL)
 	{
 		Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+
+		sweep_plans[3] = es_prepare(
+									"DELETE FROM eventsource.snapshots"
+									" WHERE stream_id OPERATOR(pg_catalog.=) $1",
+									1, types);
 
 #define STREAM_POSITIONS \
 	" (SELECT e.global_position FROM eventsource.events e" \
@@ -481,7 +528,7 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 									" WHERE global_position OPERATOR(pg_catalog.=) ANY" STREAM_POSITIONS
 									" AND error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
 									1, types);
-		/* last: it marks the three ready */
+		/* last: it marks the four ready */
 		sweep_plans[0] = es_prepare(
 									"UPDATE eventsource.dead_letters e SET data = " ES_ERASED_JSON ","
 									" metadata = " REDACTED_METADATA("e.metadata", "$2") ","
@@ -494,9 +541,70 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = keys;
-	n = es_exec_with_active_snapshot(sweep_plans[0], values, SPI_OK_UPDATE);
-	n += es_exec_with_active_snapshot(sweep_plans[1], values, SPI_OK_UPDATE);
-	n += es_exec_with_active_snapshot(sweep_plans[2], values, SPI_OK_UPDATE);
+	n = exec_copy_updates(sweep_plans, 3, values);
+	es_exec_with_active_snapshot(sweep_plans[3], values, SPI_OK_DELETE);
+	if (n > 0)
+		note_erasure();
+	return n > 0;
+}
+
+/*
+ * erase_by_metadata()'s counterpart of sweep_copies_of_stream(), run on
+ * every call: the copies of events already erased that a worker wrote after
+ * their erasure committed, from a batch it had read before.  Such an event
+ * no longer matches (or holds nothing left to erase), so a later call does
+ * not find it as a candidate and erase_copies() never sees its position.
+ * A dead letter is a copy of its event's row: one whose metadata still has
+ * key = value ($1, $2) while its event is erased takes the event's current
+ * (redacted) data and metadata.  Error texts have no metadata to match: the
+ * text of any error of an erased event is redacted (recent_errors is
+ * bounded, subscription_partitions has a row per partition), which only
+ * loses the text of a failure on an already redacted event.  Returns
+ * whether anything changed.  Caller as for erase_copies().
+ */
+static bool
+sweep_copies_of_erased(text *key, text *value)
+{
+	Datum		values[2];
+	uint64		n;
+
+	if (subject_sweep_plans[0] == NULL)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+
+		subject_sweep_plans[2] = es_prepare(
+											"UPDATE eventsource.subscription_partitions p"
+											" SET error_message = " ES_ERASED_TEXT
+											" FROM eventsource.events e"
+											" WHERE e.global_position OPERATOR(pg_catalog.=) p.failed_position"
+											" AND e.data OPERATOR(pg_catalog.=) " ES_ERASED_JSON
+											" AND p.error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
+											0, types);
+		subject_sweep_plans[1] = es_prepare(
+											"UPDATE eventsource.recent_errors r"
+											" SET error_message = " ES_ERASED_TEXT
+											" FROM eventsource.events e"
+											" WHERE e.global_position OPERATOR(pg_catalog.=) r.global_position"
+											" AND e.data OPERATOR(pg_catalog.=) " ES_ERASED_JSON
+											" AND r.error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
+											0, types);
+		/* last: it marks the three ready */
+		subject_sweep_plans[0] = es_prepare(
+											"UPDATE eventsource.dead_letters d"
+											" SET data = e.data, metadata = e.metadata,"
+											" error_message = " ES_ERASED_TEXT
+											" FROM eventsource.events e"
+											" WHERE d.metadata OPERATOR(pg_catalog.@>)"
+											"  pg_catalog.jsonb_build_object($1::pg_catalog.text, $2::pg_catalog.text)"
+											" AND e.global_position OPERATOR(pg_catalog.=) d.global_position"
+											" AND e.data OPERATOR(pg_catalog.=) " ES_ERASED_JSON
+											" AND (d.data OPERATOR(pg_catalog.<>) e.data"
+											"  OR d.metadata OPERATOR(pg_catalog.<>) e.metadata)",
+											2, types);
+	}
+	values[0] = PointerGetDatum(key);
+	values[1] = PointerGetDatum(value);
+	n = exec_copy_updates(subject_sweep_plans, 3, values);
 	if (n > 0)
 		note_erasure();
 	return n > 0;
@@ -549,6 +657,7 @@ es_erase_stream(PG_FUNCTION_ARGS)
 
 	es_owner_begin(&owner);
 	es_lock_stream(stream_id);
+	lock_erasure(stream_id, ExclusiveLock);
 	PushActiveSnapshot(GetLatestSnapshot());
 	es_stream_state(stream_id, false, &st);
 	if (st.last_version == 0)
@@ -694,7 +803,10 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)) :
 				(Datum) 0;
 			if (n > 0)
+			{
 				es_lock_stream(ids[i]);
+				lock_erasure(ids[i], ExclusiveLock);
+			}
 		}
 
 		PushActiveSnapshot(GetLatestSnapshot());
@@ -710,6 +822,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 				streams++;
 		}
 		erase_copies(&positions, keys);
+		sweep_copies_of_erased(key, value);
 		PopActiveSnapshot();
 	}
 	es_owner_end(&owner);
@@ -722,7 +835,8 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 
 /*
  * Called by save_snapshot() before it writes (snapshot.c): take the stream's
- * lock, so the snapshot commits before an erasure of the stream deletes its
+ * erasure lock in share mode (never the append lock: see the file header),
+ * so the snapshot commits before an erasure of the stream deletes its
  * snapshots or waits for it to commit, and refuse (40001) to save a state
  * read before an erasure that committed after the caller's snapshot (the
  * statement's in READ COMMITTED, the transaction's otherwise) -- that state
@@ -739,7 +853,7 @@ es_erasure_before_snapshot_save(text *stream_id)
 
 	if (!es_lifecycle_installed())
 		return;
-	es_lock_stream(stream_id);
+	lock_erasure(stream_id, ShareLock);
 	if (erasures_plan == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
