@@ -131,6 +131,15 @@ SELECT 'mon_err_' || (i % 3), 0, i, gen_random_uuid(), 'T', 'm', 'P0001',
        (ARRAY['low', 'medium', 'high', 'critical'])[1 + i % 4], 1,
        '2026-01-01 00:00+00'::timestamptz + i * interval '1 minute'
   FROM generate_series(1, 50) i;
+-- and errors recorded at or before 2000-01-01 00:00 UTC (PostgreSQL's
+-- timestamp zero), whose times are shown like any other, not as null
+INSERT INTO eventsource.recent_errors (subscription, partition, global_position,
+    event_id, event_type, error_message, error_sqlstate, error_category,
+    error_severity, attempt, occurred_at)
+SELECT s, 0, i, gen_random_uuid(), 'T', 'm', 'P0001', 'application', 'medium', 1, t
+  FROM (VALUES (51, 'mon_err_old', '1999-06-01 00:00+00'::timestamptz),
+               (52, 'mon_err_old', '1999-06-01 00:05+00'),
+               (53, 'mon_err_zero', '2000-01-01 00:00+00')) v(i, s, t);
 SELECT eventsource.error_stats() = jsonb_build_object(
     'total_errors', (SELECT count(*) FROM eventsource.recent_errors),
     'by_category', COALESCE((SELECT jsonb_object_agg(error_category, n)
@@ -152,6 +161,10 @@ SELECT eventsource.error_stats() = jsonb_build_object(
     'kept', current_setting('eventsource.recent_errors_kept')::int4,
     'oldest', (SELECT min(occurred_at) FROM eventsource.recent_errors)) AS same_as_sql;
 SELECT eventsource.error_stats() -> 'by_subscription' -> 'mon_err_1' AS mon_err_1;
+SELECT e -> 'by_subscription' -> 'mon_err_old' ->> 'last_error_at' AS old_last,
+       e -> 'by_subscription' -> 'mon_err_zero' ->> 'last_error_at' AS zero_last,
+       e ->> 'oldest' AS oldest
+  FROM eventsource.error_stats() e;
 ROLLBACK;
 
 --

@@ -208,6 +208,7 @@ extern void es_json_array(EsJson *j);
 extern void es_json_string(EsJson *j, const char *key, const char *value);
 extern void es_json_int(EsJson *j, const char *key, int64 value);
 extern void es_json_bool(EsJson *j, const char *key, bool value);
+extern void es_json_timestamp(EsJson *j, const char *key, TimestampTz t);
 extern void es_json_time(EsJson *j, const char *key, TimestampTz t);
 extern void es_json_nested(EsJson *j, const char *key, EsJson *value);
 extern char *es_json_finish(EsJson *j);

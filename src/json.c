@@ -93,14 +93,27 @@ es_json_bool(EsJson *j, const char *key, bool value)
 	appendStringInfoString(&j->buf, value ? "true" : "false");
 }
 
-/* A timestamp member, as jsonb writes a timestamptz; 0 writes null. */
+/*
+ * A timestamp member, as jsonb writes a timestamptz.  Any value, also 0
+ * (2000-01-01 00:00 UTC) and earlier: for times read from a table.
+ */
 void
-es_json_time(EsJson *j, const char *key, TimestampTz t)
+es_json_timestamp(EsJson *j, const char *key, TimestampTz t)
 {
 	char		iso[MAXDATELEN + 1];
 
-	es_json_string(j, key, t == 0 ? NULL :
+	es_json_string(j, key,
 				   JsonEncodeDateTime(iso, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL));
+}
+
+/* A timestamp member where 0 means "none" and writes null. */
+void
+es_json_time(EsJson *j, const char *key, TimestampTz t)
+{
+	if (t == 0)
+		es_json_string(j, key, NULL);
+	else
+		es_json_timestamp(j, key, t);
 }
 
 /* A finished object or array ("value", see es_json_finish) as a member. */

@@ -1093,6 +1093,7 @@ es_error_stats(PG_FUNCTION_ARGS)
 	EsCounts	severities = {0};
 	int64		total = 0;
 	TimestampTz oldest = 0;
+	bool		have_oldest = false;
 	EsJson		result;
 	EsJson		by_subscription;
 	Datum		d;
@@ -1131,6 +1132,7 @@ es_error_stats(PG_FUNCTION_ARGS)
 		EsCounts	sub_categories = {0};
 		int64		errors = 0;
 		TimestampTz last = 0;
+		bool		have_last = false;
 		EsJson		entry;
 		EsJson		entry_categories;
 
@@ -1151,15 +1153,18 @@ es_error_stats(PG_FUNCTION_ARGS)
 			count_into(&categories, category, n);
 			count_into(&severities, severity, n);
 			errors += n;
+			/* any timestamp, also 0 and before (no "none" value here) */
 			t = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
-			last = Max(last, t);
+			last = have_last ? Max(last, t) : t;
+			have_last = true;
 			t = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
-			oldest = (oldest == 0) ? t : Min(oldest, t);
+			oldest = have_oldest ? Min(oldest, t) : t;
+			have_oldest = true;
 		}
 		total += errors;
 		es_json_object(&entry);
 		es_json_int(&entry, "errors", errors);
-		es_json_time(&entry, "last_error_at", last);
+		es_json_timestamp(&entry, "last_error_at", last);
 		counts_json(&entry_categories, &sub_categories);
 		es_json_nested(&entry, "by_category", &entry_categories);
 		es_json_nested(&by_subscription, sub, &entry);
@@ -1179,7 +1184,10 @@ es_error_stats(PG_FUNCTION_ARGS)
 	es_json_nested(&result, "by_subscription", &by_subscription);
 	es_json_int(&result, "dead_letters", dead_letters);
 	es_json_int(&result, "kept", es_recent_errors_kept);
-	es_json_time(&result, "oldest", oldest);
+	if (have_oldest)
+		es_json_timestamp(&result, "oldest", oldest);
+	else
+		es_json_string(&result, "oldest", NULL);
 	d = es_json_jsonb(&result);
 	MemoryContextSwitchTo(old);
 
