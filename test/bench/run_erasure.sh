@@ -39,19 +39,15 @@ STREAMS=100000
 SUBJECTS=10000
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "run_erasure.sh: $*"; exit 1; }
+# say, die, posint, bench_require, bench_cluster
+. "$HERE/lib.sh"
 
-[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
-[ -x "$PGBIN/pgbench" ] || die "no pgbench in $PGBIN"
+bench_require
 for n in $SIZES; do
 	[[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1000000 ] && [ $((n % 1000000)) = 0 ] ||
 		die "BENCH_SIZES: $n is not a multiple of 1,000,000"
 done
-[ -f "$("$PGBIN/pg_config" --pkglibdir)/eventsource.so" ] ||
-	die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
 
-. "$HERE/cluster.sh"
 bench_cluster es-erasure "shared_buffers = 1GB
 max_wal_size = 16GB
 checkpoint_timeout = 30min"

@@ -37,26 +37,22 @@ ROUNDS=3
 SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "run_scale.sh: $*"; exit 1; }
+# say, die, posint, bench_require, bench_cluster
+. "$HERE/lib.sh"
 
-[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
-[ -x "$PGBIN/pgbench" ] || die "no pgbench in $PGBIN"
+bench_require
 for n in $SIZES; do
 	[[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 2000 ] && [ $((n % 200)) = 0 ] ||
 		die "BENCH_SIZES: $n is not a multiple of 200 of at least 2000"
 done
 [[ "$SUBS" =~ ^[0-9]+$ ]] || die "BENCH_SUBS must be a number"
-[[ "$CALLS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_CALLS must be a positive integer"
-[ -f "$("$PGBIN/pg_config" --pkglibdir)/eventsource.so" ] ||
-	die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
+posint BENCH_CALLS "$CALLS"
 
 # ---------------------------------------------------------------------------
 # The throwaway cluster.  JIT and autovacuum stay at their defaults (on): the
 # monitoring calls must be fast without anyone having analysed anything.
 # ---------------------------------------------------------------------------
 SETTINGS="shared_buffers=2GB max_wal_size=16GB checkpoint_timeout=30min eventsource.max_workers=100 max_worker_processes=108"
-. "$HERE/cluster.sh"
 bench_cluster es-scale "shared_buffers = 2GB
 max_wal_size = 16GB
 checkpoint_timeout = 30min

@@ -38,25 +38,20 @@ BATCH=${BENCH_TRACE_BATCH:-100}
 STREAMS=1000
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "run_tracing.sh: $*"; exit 1; }
-posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
+# say, die, posint, bench_require, bench_cluster
+. "$HERE/lib.sh"
 
-[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
+bench_require   # SO_MD5: the library the server will load
 posint BENCH_TRACE_EVENTS "$EVENTS"
 posint BENCH_TRACE_ROUNDS "$ROUNDS"
 posint BENCH_TRACE_BATCH "$BATCH"
 [ $((EVENTS % (10 * STREAMS))) = 0 ] || die "BENCH_TRACE_EVENTS must be a multiple of $((10 * STREAMS))"
-SO=$("$PGBIN/pg_config" --pkglibdir)/eventsource.so
-[ -f "$SO" ] || die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
-SO_MD5=$(md5sum "$SO" | cut -c1-12)
 MAX_WORKERS=$((2 * ROUNDS + 2))
 
 # ---------------------------------------------------------------------------
 # The cluster and the receiver
 # ---------------------------------------------------------------------------
 SETTINGS="shared_buffers=256MB max_wal_size=4GB checkpoint_timeout=30min max_worker_processes=$((MAX_WORKERS + 4)) eventsource.max_workers=$MAX_WORKERS"
-. "$HERE/cluster.sh"
 bench_cluster es-bench-trace "shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
