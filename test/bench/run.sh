@@ -32,7 +32,10 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 SECS=${BENCH_SECONDS:-10}
 STREAMS=${BENCH_STREAMS:-10000}
 BATCH_CLIENTS=${BENCH_BATCH_CLIENTS:-1}
@@ -40,10 +43,6 @@ READ_CLIENTS=${BENCH_READ_CLIENTS:-1}
 LIFECYCLE_PCT=${BENCH_LIFECYCLE_PCT:-0}
 LIFECYCLE_ROWS=${BENCH_LIFECYCLE_ROWS:-0}
 ROUNDS=${BENCH_ROUNDS:-}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-# say, die, posint, bench_require, bench_cluster
-. "$HERE/lib.sh"
 
 bench_require
 posint BENCH_SECONDS "$SECS"

@@ -26,7 +26,10 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 SIZES=${BENCH_SIZES:-1000000 10000000}
 SUBS=${BENCH_SUBS:-50}
 CALLS=${BENCH_CALLS:-7}
@@ -34,11 +37,6 @@ SECS=${BENCH_SECONDS:-6}
 CATCHUP=${BENCH_CATCHUP:-1}
 STREAMS=100000
 ROUNDS=3
-SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-# say, die, posint, bench_require, bench_cluster
-. "$HERE/lib.sh"
 
 bench_require
 for n in $SIZES; do
@@ -47,6 +45,8 @@ for n in $SIZES; do
 done
 [[ "$SUBS" =~ ^[0-9]+$ ]] || die "BENCH_SUBS must be a number"
 posint BENCH_CALLS "$CALLS"
+posint BENCH_SECONDS "$SECS"
+SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 
 # ---------------------------------------------------------------------------
 # The throwaway cluster.  JIT and autovacuum stay at their defaults (on): the
@@ -133,17 +133,8 @@ T0=$SECONDS
 loaded=0
 for size in $SIZES; do
 	# -- load up to $size: two loaders on disjoint batch ranges
-	first=$((loaded / 100))
-	last=$((size / 100 - 1))
-	mid=$(((first + last) / 2))
 	say "== load: events $loaded -> $size through append(), batches of 100, 2 sessions"
-	t=$SECONDS
-	psql_q -d bench -c "CALL bench.load($first, $mid, $STREAMS)" &
-	p1=$!
-	psql_q -d bench -c "CALL bench.load($((mid + 1)), $last, $STREAMS)" &
-	p2=$!
-	wait "$p1" && wait "$p2" || die "the load failed"
-	LOADRATE[$size]=$(((size - loaded) / (SECONDS - t > 0 ? SECONDS - t : 1)))
+	LOADRATE[$size]=$(bench_load "$loaded" "$size" "$STREAMS")
 	psql_q -d bench -c "INSERT INTO bench.plain_events SELECT * FROM eventsource.events
 		WHERE global_position > (SELECT coalesce(max(global_position), 0) FROM bench.plain_events)
 		  AND stream_id LIKE 'Order-%'"

@@ -26,8 +26,10 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-QUICK=${BENCH_QUICK:-0}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 if [ "$QUICK" = 1 ]; then
 	ROUNDS=${BENCH_SUB_ROUNDS:-1}
 	PINGS=${BENCH_PINGS:-200}
@@ -41,10 +43,6 @@ EVENTS=${BENCH_SUB_EVENTS:-100000}
 BATCH_SIZES=${BENCH_SUB_BATCH_SIZES:-100 1000}
 GAP=${BENCH_PING_GAP_MS:-15}
 STREAMS=1000
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-# say, die, posint, bench_require, bench_cluster
-. "$HERE/lib.sh"
 
 bench_require
 posint BENCH_SUB_EVENTS "$EVENTS"

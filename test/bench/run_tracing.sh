@@ -25,8 +25,10 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-QUICK=${BENCH_QUICK:-0}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 if [ "$QUICK" = 1 ]; then
 	EVENTS=${BENCH_TRACE_EVENTS:-20000}
 	ROUNDS=${BENCH_TRACE_ROUNDS:-3}
@@ -36,10 +38,6 @@ else
 fi
 BATCH=${BENCH_TRACE_BATCH:-100}
 STREAMS=1000
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-# say, die, posint, bench_require, bench_cluster
-. "$HERE/lib.sh"
 
 bench_require   # SO_MD5: the library the server will load
 posint BENCH_TRACE_EVENTS "$EVENTS"
