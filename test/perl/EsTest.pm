@@ -9,9 +9,9 @@ use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use PostgreSQL::Test::Cluster;
 use Test::More;
-use Time::HiRes qw(time);
+use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(es_node es_wait_until es_poll_for);
+our @EXPORT = qw(es_node es_wait_until es_poll_for es_collect_notifications);
 
 # The settings of every test server: test/pg.conf (the one place; the
 # Makefile's temp instances and scripts/lib/cluster.sh use it too).
@@ -65,6 +65,28 @@ sub es_poll_for
 		select(undef, undef, undef, 0.1);
 	}
 	return 0;
+}
+
+# Collect the eventsource_errors notifications that $listener (a
+# background_psql session that ran LISTEN eventsource_errors) has received,
+# for up to $secs seconds, until $want of them arrived; psql prints them
+# after the next query's result.  Returns them as [pid, payload] pairs.
+sub es_collect_notifications
+{
+	my ($listener, $want, $secs) = @_;
+	my @notes;
+	my $deadline = time() + $secs;
+	while (1)
+	{
+		my $out = $listener->query('SELECT 1');
+		while ($out =~ /^Asynchronous notification "eventsource_errors" with payload "(.*)" received from server process with PID (\d+)\.$/mg)
+		{
+			push @notes, [ $2, $1 ];
+		}
+		last if @notes >= $want || time() >= $deadline;
+		usleep(100_000);
+	}
+	return @notes;
 }
 
 1;
