@@ -20,6 +20,25 @@ EXCEPTION WHEN OTHERS THEN
     RETURN st || ': ' || msg || coalesce(' | ' || nullif(det, ''), '');
 END $$;
 
+-- t.wait_until(condition, seconds) evaluates a boolean SQL expression every
+-- 50 ms until it is true (returns true) or the seconds have passed (returns
+-- false): the one wait loop of the regression files (each evaluation sees
+-- what committed before it, as a new statement does)
+CREATE FUNCTION t.wait_until(cond text, seconds integer DEFAULT 30) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+BEGIN
+    FOR i IN 1..seconds * 20 LOOP
+        EXECUTE 'SELECT (' || cond || ')' INTO ok;
+        IF ok THEN
+            RETURN true;
+        END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN false;
+END $$;
+
 \dx+ eventsource
 \d eventsource.events
 \d eventsource.snapshots

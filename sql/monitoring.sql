@@ -44,18 +44,8 @@ SELECT eventsource.create_subscription('mon_sub', 'mon.h(eventsource.events)',
 SELECT eventsource.pause_subscription('mon_sub');
 COMMIT;
 
-CREATE FUNCTION mon.settled() RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1..600 LOOP
-        IF (SELECT bool_and(state = 'paused' AND pid IS NULL)
-              FROM eventsource.subscription_status WHERE name = 'mon_sub') THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN false;
-END $$;
-SELECT mon.settled();
+SELECT t.wait_until($$(SELECT bool_and(state = 'paused' AND pid IS NULL)
+                         FROM eventsource.subscription_status WHERE name = 'mon_sub')$$) AS settled;
 
 SELECT name, partition, pid, state, checkpoint = eventsource.head_position() AS at_head,
        last_position = checkpoint AS last_is_checkpoint,

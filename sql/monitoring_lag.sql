@@ -39,19 +39,10 @@ COMMIT;
 SELECT eventsource.reset_subscription(s, :base)
   FROM unnest('{ml_all,ml_parts,ml_type,ml_cat,ml_none}'::text[]) s;
 
-CREATE FUNCTION ml.settled() RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1..600 LOOP
-        IF (SELECT bool_and(state = 'paused' AND pid IS NULL AND checkpoint = current_setting('ml.base')::bigint)
-              FROM eventsource.subscription_status WHERE name LIKE 'ml\_%') THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN false;
-END $$;
 SELECT set_config('ml.base', :'base', false) IS NOT NULL AS set;
-SELECT ml.settled();
+SELECT t.wait_until($$(SELECT bool_and(state = 'paused' AND pid IS NULL
+                                  AND checkpoint = current_setting('ml.base')::bigint)
+                         FROM eventsource.subscription_status WHERE name LIKE 'ml\_%')$$) AS settled;
 
 -- What each partition has to deliver, counted the slow way: its events
 -- after the checkpoint that pass its filters, all of them or only among the

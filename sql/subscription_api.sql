@@ -961,37 +961,21 @@ SELECT eventsource.create_subscription('sa_live', 'sa.h(eventsource.events)', st
 -- no worker runs before the commit
 SELECT * FROM sa.checkpoints('sa_live');
 COMMIT;
-DO $$
-BEGIN
-    -- give the workers a chance to start and to process events, so that
-    -- the drop below usually meets running workers that have moved their
-    -- positions; the outcome is not part of the output
-    FOR i IN 1..200 LOOP
-        EXIT WHEN (SELECT count(*) FROM eventsource.subscription_status
-                    WHERE name = 'sa_live' AND pid IS NOT NULL) = 2
-              AND (SELECT count(*) FROM eventsource.subscription_partitions
-                    WHERE subscription = 'sa_live' AND position > 3) = 2;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-END $$;
+-- give the workers a chance to start and to process events, so that the
+-- drop below usually meets running workers that have moved their positions;
+-- the outcome is not part of the output
+SELECT t.wait_until($$(SELECT count(*) FROM eventsource.subscription_status
+                        WHERE name = 'sa_live' AND pid IS NOT NULL) = 2
+                  AND (SELECT count(*) FROM eventsource.subscription_partitions
+                        WHERE subscription = 'sa_live' AND position > 3) = 2$$, 10) IS NOT NULL AS waited;
 SELECT eventsource.drop_subscription('sa_live');
 SELECT subscriptions, partitions, dead_letters FROM sa.leftovers;
 -- the status rows of a dropped subscription go with its rows, but its
 -- workers keep their slots until they have drained and exited: probe the
 -- free slots themselves, with a creation of twelve partitions that
 -- sa.check rolls back
-CREATE FUNCTION sa.wait_for_free_slots() RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1..600 LOOP
-        IF sa.check($q$SELECT eventsource.create_subscription('sa_probe', 'sa.h(eventsource.events)',
-                                                             partitions => 12)$q$) = 'ok' THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN false;
-END $$;
-SELECT sa.wait_for_free_slots() AS slots_freed;
+SELECT t.wait_until($$sa.check($q$SELECT eventsource.create_subscription('sa_probe', 'sa.h(eventsource.events)',
+                                                                 partitions => 12)$q$) = 'ok'$$) AS slots_freed;
 -- the workers are gone; the users' checkpoints are as they were
 SELECT * FROM sa.user_checkpoints ORDER BY name COLLATE "C";
 DELETE FROM eventsource.checkpoints WHERE name LIKE 'sa\_%';

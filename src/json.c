@@ -5,10 +5,12 @@
  *	  StringInfo, member by member, with escape_json() for every string.
  *
  * Used for the jsonb results of the monitoring functions (status.c), the
- * payloads of notifications and the last_shutdown record (worker.c).  A
- * value built here is plain JSON text; es_json_jsonb() turns it into jsonb,
- * which orders the keys by its own rule, so the order of the calls only
- * matters for text that is kept as text (a notification payload).
+ * payloads of notifications (bookkeeping.c), the last_shutdown record
+ * (worker.c) and the data of the lifecycle system events (lifecycle.c,
+ * erasure.c).  A value built here is plain JSON text; es_json_jsonb() turns
+ * it into jsonb, which orders the keys by its own rule, so the order of the
+ * calls only matters for text that is kept as text (a notification
+ * payload).
  *
  * Timestamps are written as jsonb_build_object writes a timestamptz
  * (JsonEncodeDateTime, ISO 8601 with the offset); 0 means "none" and is

@@ -19,7 +19,7 @@
  *	 starting     es_slot_begin_start_locked() bumps generation; the process
  *	   |          is registered with the postmaster but has not attached
  *	   |          (pid still 0).  Should it die before attaching, the
- *	   |          launcher counts a crash (es_slot_crashed_locked).
+ *	   |          launcher counts a crash (slot_crashed_locked).
  *	   v
  *	 attached     es_registry_attach(): pid, latch, attached_generation set
  *	   |          (only if the generation, desired run and pid 0 still hold).

@@ -74,7 +74,7 @@
 
 /*
  * The events of subscription s, partition p: what the worker delivers
- * (worker.c) and what the status view counts as its lag (status.c).
+ * (delivery.c, fetch_events) and what the status view counts as its lag (status.c).
  */
 #define ES_SQL_SUBSCRIPTION_EVENTS(ANY, e, types, categories, partitions, partition) \
 	ES_SQL_EVENT_FILTER(ANY, e, types, categories) \

@@ -139,7 +139,7 @@ typedef struct EsWorkersShared
 	EsWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EsWorkersShared;
 
-/* registry.c */
+/* registry.c (es_registry_drop_database, es_registry_rediscover: upcalls.h) */
 extern EsWorkersShared *es_workers;
 extern Size es_workers_shmem_size(void);
 extern void es_workers_shmem_init(void *area, bool found);
@@ -157,14 +157,12 @@ extern EsRegisterResult es_registry_register(Oid dboid, const char *name,
 extern void es_registry_set_desired(Oid dboid, const char *name, EsDesired desired);
 extern uint64 es_registry_changes(void);
 extern void es_registry_note_changes(void);
-extern void es_registry_drop_database(Oid dboid);
 extern void es_free_slot_locked(EsWorkerSlot *slot);
 extern void es_registry_request(Oid dboid, const char *name, bool reset,
 								int64 position, bool retry);
 extern int	es_registry_free_slots(void);
 extern int	es_registry_count_slots(Oid dboid, const char *name);
 extern void es_launcher_wake(void);
-extern void es_registry_rediscover(void);
 
 /* registry.c: the restart backoff of a crashed worker */
 #define ES_RESTART_BACKOFF_MS		1000	/* after the first crash, doubling */

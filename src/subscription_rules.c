@@ -3,7 +3,7 @@
  * subscription_rules.c
  *	  The rules a subscription's configuration obeys, spelled once: checked
  *	  on create_subscription()'s arguments (subscription.c) and again by the
- *	  worker on what it loads from eventsource.subscriptions (worker.c),
+ *	  worker on what it loads from eventsource.subscriptions (worker_config.c),
  *	  since the table's own CHECK constraints (1.1) may be missing (a
  *	  database still on the 1.0 SQL) or NOT VALID for an old row, and some
  *	  rules (the handler's signature, the owner's rights) are no constraint.

@@ -4,11 +4,14 @@
  *	  Every call from the event store's core into the subscription engine
  *	  (and the tracing), in one place.
  *
- * The core is what stores and reads events: append.c, horizon.c, read.c,
- * stream.c, lifecycle.c, snapshot.c, checkpoint.c, guard.c, stats.c and
- * the SPI layer (spi.c, extversion.c).  The engine is built on the core:
- * subscription.c (SQL API), registry.c, launcher.c, worker.c, handler.c,
- * current_event.c, status.c; it calls the core freely (es_horizon(),
+ * The core is what stores and reads events: append.c, horizon.c,
+ * horizon_blockers.c, read.c, stream.c, lifecycle.c, erasure.c, snapshot.c,
+ * checkpoint.c, guard.c, stats.c, validate.c, json.c and the SPI layer
+ * (spi.c, extversion.c).  The engine is built on the core: subscription.c
+ * and subscription_rules.c (SQL API), registry.c, launcher.c, the worker
+ * (worker.c, worker_config.c, delivery.c, bookkeeping.c,
+ * dead_letter_retry.c), handler.c, current_event.c, classify.c, status.c,
+ * wait_for_subscription.c; it calls the core freely (es_horizon(),
  * es_visible_plan(), es_append_system_event(), ...).  The core calls the
  * engine only through the functions below, each at one named point and
  * with a bounded cost; nothing else in the core may know that
@@ -62,13 +65,27 @@ extern Jsonb *es_inherit_causation(Jsonb *metadata);
  *	  pending operations of this database);
  *	- es_subscriptions_restored: COPY into eventsource.subscriptions (a
  *	  restore): the launcher must discover the subscriptions at commit.
- *
- * utility_hook.c also calls es_registry_drop_database() and
- * es_launcher_wake() (declared in subscription.h, the registry's and the
- * launcher's header) for DROP DATABASE and after a restore.
  */
 extern void es_subscriptions_extension_dropped(void);
 extern void es_subscriptions_workers_stopped(void);
 extern void es_subscriptions_restored(void);
+
+/*
+ * utility_hook.c -> registry.c (subscription.c calls both too, at the
+ * commit of a DROP EXTENSION or a restore):
+ *	- es_registry_drop_database: DROP DATABASE is about to run: mark every
+ *	  slot of the database dropped, SIGTERM its workers, free the slots that
+ *	  have none.  WORKERS LWLock exclusive for one scan of the slots; the
+ *	  caller then waits on the slots' condition variables for the workers to
+ *	  leave (utility_hook.c, stop_database_workers, which reads the slots
+ *	  under WORKERS shared);
+ *	- es_registry_rediscover: a DROP DATABASE or DROP EXTENSION failed or was
+ *	  cancelled after the workers were stopped: have the launcher discover
+ *	  the subscriptions again.  WORKERS LWLock exclusive for one store, then
+ *	  the launcher's latch.
+ * Utility commands only; the append and read paths never call them.
+ */
+extern void es_registry_drop_database(Oid dboid);
+extern void es_registry_rediscover(void);
 
 #endif							/* ES_UPCALLS_H */

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # test/bench/cluster.sh: the throwaway cluster of the benchmark runners.
-# Sourced by run.sh and run_subscriptions.sh, which define say() and die()
-# and PGBIN first.
+# Sourced by lib.sh (which defines say() and die()), after the runner set
+# PGBIN.
 #
 #   bench_cluster NAME CONF   makes $WORK (mktemp -d), initdb's $DATA as
 #                             postgres on a free $PORT with its socket in $WORK,

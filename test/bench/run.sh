@@ -32,7 +32,10 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 SECS=${BENCH_SECONDS:-10}
 STREAMS=${BENCH_STREAMS:-10000}
 BATCH_CLIENTS=${BENCH_BATCH_CLIENTS:-1}
@@ -40,31 +43,18 @@ READ_CLIENTS=${BENCH_READ_CLIENTS:-1}
 LIFECYCLE_PCT=${BENCH_LIFECYCLE_PCT:-0}
 LIFECYCLE_ROWS=${BENCH_LIFECYCLE_ROWS:-0}
 ROUNDS=${BENCH_ROUNDS:-}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-say() { printf '%s\n' "$*" >&2; }
-# scripts/common.sh: es_die, and the ERR trap that reports an unexpected
-# failure in one line instead of ending the run silently
-. "$HERE/../../scripts/common.sh"
-die() { es_die "run.sh: $*"; }
-
-[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
-id postgres >/dev/null 2>&1 || die "no postgres user"
-[ -x "$PGBIN/pgbench" ] || die "no pgbench in $PGBIN"
-[[ "$SECS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
+bench_require
+posint BENCH_SECONDS "$SECS"
 [ -n "$ROUNDS" ] || ROUNDS=$((SECS < 5 ? SECS : 5))
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+posint BENCH_ROUNDS "$ROUNDS"
 SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 [[ "$STREAMS" =~ ^[1-9][0-9]*$ ]] && [ "$STREAMS" -ge 8 ] || die "BENCH_STREAMS must be an integer >= 8"
-"$PGBIN/pg_config" --pkglibdir >/dev/null
-[ -f "$("$PGBIN/pg_config" --pkglibdir)/eventsource.so" ] ||
-	die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
 
 # ---------------------------------------------------------------------------
 # The throwaway cluster
 # ---------------------------------------------------------------------------
 SETTINGS="shared_buffers=256MB max_wal_size=4GB checkpoint_timeout=30min"
-. "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 bench_cluster es-bench "shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min

@@ -32,26 +32,21 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 SIZES=${BENCH_SIZES:-1000000 10000000}
 SECS=${BENCH_SECONDS:-6}
 STREAMS=100000
 SUBJECTS=10000
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "run_erasure.sh: $*"; exit 1; }
-
-[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
-[ -x "$PGBIN/pgbench" ] || die "no pgbench in $PGBIN"
+bench_require
 for n in $SIZES; do
 	[[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1000000 ] && [ $((n % 1000000)) = 0 ] ||
 		die "BENCH_SIZES: $n is not a multiple of 1,000,000"
 done
-[ -f "$("$PGBIN/pg_config" --pkglibdir)/eventsource.so" ] ||
-	die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
 
-. "$HERE/cluster.sh"
 bench_cluster es-erasure "shared_buffers = 1GB
 max_wal_size = 16GB
 checkpoint_timeout = 30min"
@@ -103,17 +98,8 @@ append_tps() { # clients seconds -> events/s
 declare -A R
 loaded=0
 for size in $SIZES; do
-	first=$((loaded / 100))
-	last=$((size / 100 - 1))
-	mid=$(((first + last) / 2))
 	say "== load: events $loaded -> $size (2 sessions)"
-	t=$SECONDS
-	psql_q -d bench -c "CALL bench.load($first, $mid, $STREAMS, $SUBJECTS)" &
-	p1=$!
-	psql_q -d bench -c "CALL bench.load($((mid + 1)), $last, $STREAMS, $SUBJECTS)" &
-	p2=$!
-	wait "$p1" && wait "$p2" || die "the load failed"
-	R[$size,load]=$(((size - loaded) / (SECONDS - t > 0 ? SECONDS - t : 1)))
+	R[$size,load]=$(bench_load "$loaded" "$size" "$STREAMS, $SUBJECTS")
 	loaded=$size
 	psql_q -d bench -c "VACUUM (ANALYZE) eventsource.events"
 	psql_q -d bench -c "CHECKPOINT"

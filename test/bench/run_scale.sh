@@ -26,7 +26,10 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 SIZES=${BENCH_SIZES:-1000000 10000000}
 SUBS=${BENCH_SUBS:-50}
 CALLS=${BENCH_CALLS:-7}
@@ -34,29 +37,22 @@ SECS=${BENCH_SECONDS:-6}
 CATCHUP=${BENCH_CATCHUP:-1}
 STREAMS=100000
 ROUNDS=3
-SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "run_scale.sh: $*"; exit 1; }
-
-[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
-[ -x "$PGBIN/pgbench" ] || die "no pgbench in $PGBIN"
+bench_require
 for n in $SIZES; do
 	[[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 2000 ] && [ $((n % 200)) = 0 ] ||
 		die "BENCH_SIZES: $n is not a multiple of 200 of at least 2000"
 done
 [[ "$SUBS" =~ ^[0-9]+$ ]] || die "BENCH_SUBS must be a number"
-[[ "$CALLS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_CALLS must be a positive integer"
-[ -f "$("$PGBIN/pg_config" --pkglibdir)/eventsource.so" ] ||
-	die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
+posint BENCH_CALLS "$CALLS"
+posint BENCH_SECONDS "$SECS"
+SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 
 # ---------------------------------------------------------------------------
 # The throwaway cluster.  JIT and autovacuum stay at their defaults (on): the
 # monitoring calls must be fast without anyone having analysed anything.
 # ---------------------------------------------------------------------------
 SETTINGS="shared_buffers=2GB max_wal_size=16GB checkpoint_timeout=30min eventsource.max_workers=100 max_worker_processes=108"
-. "$HERE/cluster.sh"
 bench_cluster es-scale "shared_buffers = 2GB
 max_wal_size = 16GB
 checkpoint_timeout = 30min
@@ -137,17 +133,8 @@ T0=$SECONDS
 loaded=0
 for size in $SIZES; do
 	# -- load up to $size: two loaders on disjoint batch ranges
-	first=$((loaded / 100))
-	last=$((size / 100 - 1))
-	mid=$(((first + last) / 2))
 	say "== load: events $loaded -> $size through append(), batches of 100, 2 sessions"
-	t=$SECONDS
-	psql_q -d bench -c "CALL bench.load($first, $mid, $STREAMS)" &
-	p1=$!
-	psql_q -d bench -c "CALL bench.load($((mid + 1)), $last, $STREAMS)" &
-	p2=$!
-	wait "$p1" && wait "$p2" || die "the load failed"
-	LOADRATE[$size]=$(((size - loaded) / (SECONDS - t > 0 ? SECONDS - t : 1)))
+	LOADRATE[$size]=$(bench_load "$loaded" "$size" "$STREAMS")
 	psql_q -d bench -c "INSERT INTO bench.plain_events SELECT * FROM eventsource.events
 		WHERE global_position > (SELECT coalesce(max(global_position), 0) FROM bench.plain_events)
 		  AND stream_id LIKE 'Order-%'"

@@ -26,8 +26,10 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-QUICK=${BENCH_QUICK:-0}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 if [ "$QUICK" = 1 ]; then
 	ROUNDS=${BENCH_SUB_ROUNDS:-1}
 	PINGS=${BENCH_PINGS:-200}
@@ -41,18 +43,8 @@ EVENTS=${BENCH_SUB_EVENTS:-100000}
 BATCH_SIZES=${BENCH_SUB_BATCH_SIZES:-100 1000}
 GAP=${BENCH_PING_GAP_MS:-15}
 STREAMS=1000
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-say() { printf '%s\n' "$*" >&2; }
-# scripts/common.sh: es_die, and the ERR trap that reports an unexpected
-# failure in one line instead of ending the run silently
-. "$HERE/../../scripts/common.sh"
-die() { es_die "run_subscriptions.sh: $*"; }
-posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
-
-[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
-id postgres >/dev/null 2>&1 || die "no postgres user"
-[ -x "$PGBIN/pgbench" ] || die "no pgbench in $PGBIN"
+bench_require
 posint BENCH_SUB_EVENTS "$EVENTS"
 [ "$EVENTS" -ge "$STREAMS" ] && [ $((EVENTS % (10 * STREAMS))) = 0 ] ||
 	die "BENCH_SUB_EVENTS must be a multiple of $((10 * STREAMS))"
@@ -61,19 +53,14 @@ posint BENCH_PINGS "$PINGS"
 posint BENCH_PING_GAP_MS "$GAP"
 for bs in $BATCH_SIZES; do posint BENCH_SUB_BATCH_SIZES "$bs"; done
 [[ "$MEM_EVENTS" =~ ^[0-9]+$ ]] || die "BENCH_MEM_EVENTS must be a non-negative integer"
-"$PGBIN/pg_config" --pkglibdir >/dev/null
-SO=$("$PGBIN/pg_config" --pkglibdir)/eventsource.so
 # every throughput run keeps its (paused) subscription until the last round
 NSUBS=$((ROUNDS * (2 * $(wc -w <<<"$BATCH_SIZES") + 1)))
 MAX_WORKERS=$((NSUBS + 2 > 8 ? NSUBS + 2 : 8))
-[ -f "$SO" ] || die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
-SO_MD5=$(md5sum "$SO" | cut -c1-12)   # the library the server will load
 
 # ---------------------------------------------------------------------------
 # The throwaway cluster
 # ---------------------------------------------------------------------------
 SETTINGS="shared_buffers=256MB max_wal_size=4GB checkpoint_timeout=30min max_worker_processes=16 eventsource.max_workers=$MAX_WORKERS"
-. "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 bench_cluster es-bench-sub "shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min

@@ -43,8 +43,10 @@
 
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-QUICK=${BENCH_QUICK:-0}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# PGBIN, QUICK, say, die, posint, bench_require, bench_cluster, bench_load
+. "$HERE/lib.sh"
+
 if [ "$QUICK" = 1 ]; then
 	EVENTS=${BENCH_TRACE_EVENTS:-20000}
 	ROUNDS=${BENCH_TRACE_ROUNDS:-3}
@@ -56,13 +58,8 @@ BATCH=${BENCH_TRACE_BATCH:-100}
 PIN=${BENCH_TRACE_PIN:-0}
 NICE=${BENCH_TRACE_NICE:-}
 STREAMS=1000
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "run_tracing.sh: $*"; exit 1; }
-posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
-
-[ "$(id -u)" = 0 ] || die "run as root (the server runs as postgres through runuser)"
+bench_require   # SO_MD5: the library the server will load
 posint BENCH_TRACE_EVENTS "$EVENTS"
 posint BENCH_TRACE_ROUNDS "$ROUNDS"
 posint BENCH_TRACE_BATCH "$BATCH"
@@ -76,16 +73,12 @@ if [ "$PIN" = 1 ]; then
 	TRACE_CPU=$((NCPU - 1))
 fi
 [ $((EVENTS % (10 * STREAMS))) = 0 ] || die "BENCH_TRACE_EVENTS must be a multiple of $((10 * STREAMS))"
-SO=$("$PGBIN/pg_config" --pkglibdir)/eventsource.so
-[ -f "$SO" ] || die "eventsource is not installed: make -C <repo> install PG_CONFIG=$PGBIN/pg_config"
-SO_MD5=$(md5sum "$SO" | cut -c1-12)
 MAX_WORKERS=$((2 * ROUNDS + 2))
 
 # ---------------------------------------------------------------------------
 # The cluster and the receiver
 # ---------------------------------------------------------------------------
 SETTINGS="shared_buffers=256MB max_wal_size=4GB checkpoint_timeout=30min max_worker_processes=$((MAX_WORKERS + 4)) eventsource.max_workers=$MAX_WORKERS"
-. "$HERE/cluster.sh"
 bench_cluster es-bench-trace "shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min

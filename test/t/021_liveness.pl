@@ -24,19 +24,8 @@ my $db = 'postgres';
 sub sql { my ($sql) = @_; return $node->safe_psql($db, $sql); }
 sub json_of { my ($sql) = @_; return decode_json(sql($sql)); }
 
-# poll a boolean query for at most $secs seconds (poll_query_until waits
-# minutes, too long for an expected failure)
-sub poll_for
-{
-	my ($query, $secs) = @_;
-	my $deadline = time + $secs;
-	while (time < $deadline)
-	{
-		return 1 if sql($query) eq 't';
-		usleep(100_000);
-	}
-	return 0;
-}
+# poll a boolean query for at most $secs seconds (EsTest.pm)
+sub poll_for { my ($query, $secs) = @_; return es_poll_for($node, $db, $query, $secs); }
 
 sql(q{
 	CREATE EXTENSION eventsource;

@@ -83,21 +83,12 @@ $listener->query_safe('LISTEN eventsource_errors');
 my @notes;    # [pid, payload hash]
 
 # Collect notifications for up to $secs seconds, until $want of them arrived
-# in total.  psql prints them after the next query's result.
+# in total (EsTest.pm); keeps [pid, decoded payload].
 sub collect
 {
 	my ($want, $secs) = @_;
-	my $deadline = time + $secs;
-	while (1)
-	{
-		my $out = $listener->query('SELECT 1');
-		while ($out =~ /^Asynchronous notification "eventsource_errors" with payload "(.*)" received from server process with PID (\d+)\.$/mg)
-		{
-			push @notes, [ $2, decode_json($1) ];
-		}
-		last if @notes >= $want || time >= $deadline;
-		usleep(100_000);
-	}
+	push @notes, map { [ $_->[0], decode_json($_->[1]) ] }
+	  es_collect_notifications($listener, $want - @notes, $secs);
 	return scalar @notes;
 }
 

@@ -21,17 +21,7 @@ my $node = es_node('dump');
 
 sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
 
-sub poll_for
-{
-	my ($db, $query, $seconds) = @_;
-	my $deadline = time + $seconds;
-	while (time < $deadline)
-	{
-		return 1 if sql($db, $query) eq 't';
-		select(undef, undef, undef, 0.1);
-	}
-	return 0;
-}
+sub poll_for { es_poll_for($node, @_) }
 
 sub wait_until { es_wait_until($node, @_) }
 

@@ -43,22 +43,12 @@ my $listener = $node->background_psql($db);
 $listener->query_safe('LISTEN eventsource_errors');
 my @notes;
 
-# Collect notifications until $want arrived in total (psql prints them
-# after the next query's result).
+# Collect notifications until $want arrived in total (EsTest.pm); keeps
+# the payloads.
 sub collect
 {
 	my ($want, $secs) = @_;
-	my $deadline = time + $secs;
-	while (1)
-	{
-		my $out = $listener->query('SELECT 1');
-		while ($out =~ /^Asynchronous notification "eventsource_errors" with payload "(.*)" received from server process with PID \d+\.$/mg)
-		{
-			push @notes, $1;
-		}
-		last if @notes >= $want || time >= $deadline;
-		usleep(100_000);
-	}
+	push @notes, map { $_->[1] } es_collect_notifications($listener, $want - @notes, $secs);
 	return scalar @notes;
 }
 
