@@ -555,6 +555,8 @@ sql(qq{SET eventsource.traceparent = '00-$trace-$parent-01';
 wait_until(q{SELECT count(*) = 1 FROM pg_stat_activity
 	WHERE application_name = 'eventsource blocker/0' AND wait_event = 'PgSleep'},
 	"the blocker's second call blocks (the first one's span waits in the worker)");
+# (nothing left in the ring, whose spans the unset endpoint also drops)
+wait_until(q{SELECT queued = 0 FROM eventsource.tracing}, 'the ring is empty');
 my $dropped_before_off = dropped();
 $node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = ''\n");
 $node->reload;
