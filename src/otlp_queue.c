@@ -94,10 +94,10 @@ es_otlp_enabled(void)
 /*
  * Queue the n finished spans packed in "buf" (each es_span_size bytes,
  * MAXALIGN'd: trace.c's pending buffer), dropping (and counting) those that
- * do not fit.  Called by workers, once per batch of spans rather than per
- * span; holds the lock only while it copies them in (at most trace.c's
- * 32 kB), never waits for anything else.  Wakes the exporter when the ring
- * reaches its batch size.
+ * do not fit, or all of them when no exporter wants spans any more.  Called
+ * by workers, once per batch of spans rather than per span; holds the lock
+ * only while it copies them in (at most trace.c's 32 kB), never waits for
+ * anything else.  Wakes the exporter when the ring reaches its batch size.
  */
 void
 es_otlp_enqueue_packed(const char *buf, int n)
@@ -107,7 +107,17 @@ es_otlp_enqueue_packed(const char *buf, int n)
 	if (queue == NULL)
 		return;
 	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
-	if (queue->enabled)			/* (else switched off since the batch began) */
+	if (!queue->enabled)
+	{
+		/*
+		 * The endpoint was unset (or the exporter stopped) after these spans
+		 * were made: they will not be exported, and are counted as the
+		 * spans es_otlp_discard drops for the same reason are.  (They may
+		 * have waited in the worker for a whole batch.)
+		 */
+		queue->spans_dropped_export += n;
+	}
+	else
 	{
 		int			before = queue->count;
 

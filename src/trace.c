@@ -102,8 +102,10 @@ static bool prng_seeded = false;
  * Finished spans not yet in the shared queue: packed one after the other
  * (es_span_size bytes each, MAXALIGN'd), handed over to the queue with one
  * lock acquisition (es_otlp_enqueue_packed) instead of one per span: when
- * the batch ends, when the buffer is full, or when its first span has
- * waited ES_TRACE_PENDING_MAX_MS (a batch of slow handler calls).
+ * the batch ends, when the buffer is full, or when a span is added
+ * ES_TRACE_PENDING_MAX_MS or more after the first (a batch of slow handler
+ * calls).  The age is only looked at when a span is added (no timer): a
+ * call that runs long keeps the spans before it until it ends.
  */
 #define ES_TRACE_PENDING_BYTES	(32 * 1024)
 #define ES_TRACE_PENDING_MAX_MS	250

@@ -18,7 +18,8 @@
 # rises, the last export error and health()'s "tracing" check say why, and
 # delivery takes at most 3x + 5 s of its time with tracing off; a reload
 # switches the endpoint to a second receiver (one Content-Type header after
-# reloads); an empty endpoint turns spans off; a fast stop does not wait for
+# reloads); an empty endpoint turns spans off (the spans a worker still
+# holds then are counted as dropped); a fast stop does not wait for
 # a hung collector.  Also: the sampled flag, hostile strings and a LATIN1
 # database (spans in valid UTF-8), a database still on 1.0; the spans of a
 # long batch of slow calls are exported while it runs.
@@ -532,11 +533,38 @@ is(sql('SELECT exporter_pid FROM eventsource.tracing'), $xpid, '... from the sam
 unlike(slurp_file($node->logfile, $log_at), qr/OTLP exporter (started|is running)/,
 	'the new launcher started no second exporter');
 
-# an empty endpoint turns spans off
+# an empty endpoint turns spans off.  A worker is in the middle of a batch
+# meanwhile: a call has ended (its span waits in the worker) and the next
+# one blocks; the spans it hands over once tracing is off are not exported,
+# and are counted as dropped, as those still in the queue are
+sql(q{
+CREATE TABLE release_blocker (go boolean);
+CREATE FUNCTION on_block(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE e.event_type = 'Block' AND NOT EXISTS (SELECT FROM release_blocker) LOOP
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT eventsource.create_subscription('blocker', 'on_block(eventsource.events)',
+    categories => ARRAY['Blocker']);
+});
+wait_until(q{SELECT state = 'live' FROM eventsource.subscription_status WHERE name = 'blocker'},
+	'the blocker subscription is live');
+sql(qq{SET eventsource.traceparent = '00-$trace-$parent-01';
+	SELECT eventsource.append('Blocker-1', -1, '[{"type": "Quick", "data": {}}, {"type": "Block", "data": {}}]')});
+wait_until(q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE application_name = 'eventsource blocker/0' AND wait_event = 'PgSleep'},
+	"the blocker's second call blocks (the first one's span waits in the worker)");
+# (nothing left in the ring, whose spans the unset endpoint also drops)
+wait_until(q{SELECT queued = 0 FROM eventsource.tracing}, 'the ring is empty');
+my $dropped_before_off = dropped();
 $node->append_conf('postgresql.conf', "eventsource.otlp_endpoint = ''\n");
 $node->reload;
 wait_until(q{SELECT NOT enabled AND exporter_pid IS NULL FROM eventsource.tracing},
 	'an empty endpoint stops the exporter');
+sql('INSERT INTO release_blocker VALUES (true)');
+wait_until(qq{SELECT spans_dropped >= $dropped_before_off + 3 FROM eventsource.tracing},
+	'tracing turned off mid-batch: the batch\'s 3 spans (2 calls, the batch) are counted as dropped');
 like(slurp_file($node->logfile), qr/eventsource: OTLP exporter started, sending spans to \Q$rx->{url}\E/,
 	'the exporter logged its endpoint when it started');
 my $queued = sql('SELECT spans_queued FROM eventsource.tracing');
