@@ -358,11 +358,11 @@ worker_loop(bool *forced, bool *gone)
 			if (!es_worker_extension_is_ours())
 				*gone = true;
 			CommitTransactionCommand();
-			if (*gone)
-				return;
 		}
 		PG_END_TRY();
-		es_trace_batch_end();
+		es_trace_batch_end();	/* the batch's spans, on every way out */
+		if (*gone)
+			return;
 
 		switch (outcome)
 		{
