@@ -265,6 +265,12 @@ end() {
 
 has() { [[ "$1" == *"$2"* ]]; }
 hasnt() { [[ "$1" != *"$2"* ]]; }
+has_lines() { # TEXT LINES: every line of LINES is a line of TEXT
+	local line
+	while IFS= read -r line; do
+		grep -qxF -- "$line" <<<"$1" || return 1
+	done <<<"$2"
+}
 lines() { # TEXT N: TEXT has exactly N non-empty lines
 	[[ "$(grep -c . <<<"$1")" == "$2" ]]
 }
@@ -480,7 +486,7 @@ begin "es_start_cluster: the server gets the settings of test/pg.conf, then its 
 run_case -- "$CLUSTER"
 check "exit status 0" test "$RC" = 0
 check "PGPORT is ES_PORT_START's default" has "$OUT" "PGPORT=5440 "
-check "every line of test/pg.conf" has "$OUT" "$SETTINGS"
+check "every line of test/pg.conf" has_lines "$OUT" "$SETTINGS"
 check "unix socket only" has "$OUT" "listen_addresses = ''"
 end
 
