@@ -144,6 +144,7 @@ extern bool es_run_bookkeeping(const char *what, EsEventRef *ev, EsBookkeepingFn
 extern void es_send_notices(void);
 extern void es_drop_notices(void);
 extern void es_error_columns(Datum *values, const EsCallError *err);
+extern void es_error_as_copied(EsEventRef *ev, const EsCallError *err, EsCallError *out);
 extern void es_record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry);
 extern bool es_dead_letter(EsEventRef *ev, EsCallError *err, int retries,
 						   TimestampTz first_failed_at);
