@@ -40,6 +40,10 @@
  * keeps the time of the last erasure committed in the cluster
  * (es_erasure_committed_at()), and the status withholds a slot's error text
  * noted before it.  The texts in tables are redacted per event as above.
+ * A worker that fails on an event takes the event's stream's erasure lock
+ * in share mode before it copies the event (es_erasure_lock_for_copy(),
+ * bookkeeping.c): an erasure that committed before is visible to its
+ * re-read of the row, one that starts later redacts what it wrote.
  *
  * Snapshots racing an erasure: save_snapshot() calls
  * es_erasure_before_snapshot_save(), which takes the stream's erasure lock
