@@ -28,6 +28,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "mb/pg_wchar.h"
@@ -141,9 +142,11 @@ recheck_event(EsEventRef *ev, void *arg)
 		bool	   *nulls = palloc(natts * sizeof(bool));
 		MemoryContext old = MemoryContextSwitchTo(es_worker.batch_cxt);
 
+		/* in-line copies: they outlive this SPI result and its snapshot */
 		heap_deform_tuple(ev->tuple, es_cfg.events_desc, cols, nulls);
-		cols[Anum_es_events_data - 1] = cur_data;
-		cols[Anum_es_events_metadata - 1] = cur_meta;
+		cols[Anum_es_events_data - 1] = PointerGetDatum(PG_DETOAST_DATUM_COPY(cur_data));
+		cols[Anum_es_events_metadata - 1] =
+			meta_null ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(cur_meta));
 		nulls[Anum_es_events_metadata - 1] = meta_null;
 		ev->tuple = heap_form_tuple(es_cfg.events_desc, cols, nulls);
 		MemoryContextSwitchTo(old);
@@ -155,10 +158,10 @@ recheck_event(EsEventRef *ev, void *arg)
  * May the worker copy the event as it read it?  See the file header.  Once
  * per event and transaction: the lock, once granted, is held until the
  * transaction ends, so "as read" holds as long; "erased" holds for good
- * (and ev was replaced by the current row then).  A failure of the check itself
- * (a lock timeout, ...) counts as unknown.  Nothing to check on a database
- * still on the 1.0 SQL, which cannot erase.  Caller is connected to SPI as
- * the extension owner, in a transaction.
+ * (and ev was replaced by the current row then).  A failure of the check
+ * itself (a lock timeout, ...) counts as unknown.  Nothing to check on a
+ * database still on the 1.0 SQL, which cannot erase.  Caller is connected
+ * to SPI as the extension owner, in a transaction.
  */
 static EsCopyCheck
 check_event_copy(EsEventRef *ev)
@@ -465,6 +468,23 @@ insert_error_row(EsEventRef *ev, void *arg)
 	es_exec_plan(error_plan, values, NULL, SPI_OK_INSERT);
 	values[0] = Int32GetDatum(es_recent_errors_kept);
 	es_exec_plan(error_prune_plan, values, NULL, SPI_OK_DELETE);
+}
+
+/*
+ * A batch handler failed on the whole batch (delivery.c delivers its events
+ * one at a time next, and records the one that fails as usual): the slot's
+ * statistics and last error.  Its message may quote any event of the batch,
+ * read in the current transaction, and no erasure lock covers them all: the
+ * text is withheld when an erasure committed since the transaction began.
+ * Checked after the slot took the text, so an erasure published later is
+ * the status's to withhold (its time is after the text's, status.c).
+ */
+void
+es_note_batch_error(EsCallError *err)
+{
+	es_slot_note_error(es_worker.slot, err->message, err->sqlstate, true);
+	if (es_erasure_committed_at() >= GetCurrentTransactionStartTimestamp())
+		es_slot_withhold_error(es_worker.slot, ES_ERASED_ERROR_NOTE);
 }
 
 /*

@@ -6,6 +6,8 @@
 #    of a subscription that stops, subscription_status.last_error,
 #    error_stats(), the notification on eventsource_errors, the server log)
 #    holds the old value, without a second erasure;
+#  - a batch handler failing on the whole batch: the status withholds its
+#    message (it may quote any event of the batch);
 #  - retry_dead_letters() delivers the event as the log holds it now (the
 #    redacted row), not the dead letter's copy.
 use strict;
@@ -102,6 +104,47 @@ like($log, qr/handler failed on event at position \d+ \(attempt 1\): \(erased\)/
 unlike($log, qr/zed-secret/, 'the server log does not quote the old data');
 $gate->quit;
 $listener->quit;
+
+# ---------------------------------------------------------------------------
+# 1b. a batch handler failing on the whole batch after the erasure committed:
+#     its message may quote any event of the batch, so the slot withholds it
+#     (the events are then delivered one at a time: here they succeed)
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE FUNCTION hbatch(es eventsource.events[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF cardinality(es) > 1 THEN
+    PERFORM pg_advisory_lock_shared(4343);
+    PERFORM pg_advisory_unlock_shared(4343);
+    RAISE EXCEPTION 'cannot mail %', (SELECT string_agg(e.data ->> 'email', ',') FROM unnest(es) e);
+  END IF;
+END $$;
+});
+$gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(4343)');
+sql(qq{
+SELECT eventsource.create_subscription('batch', 'hbatch(eventsource.events[])', categories => '{Bulk}',
+                                       start_from => 'end', processing_timeout => '5 minutes');
+BEGIN;
+SELECT eventsource.append_event('Bulk-1', 0, 'Registered', '{"email": "yan-secret\@example.com"}');
+SELECT eventsource.append_event('Bulk-2', 0, 'Registered', '{"email": "bob\@example.com"}');
+COMMIT;
+});
+wait_until(q{SELECT count(*) = 1 FROM pg_locks
+              WHERE locktype = 'advisory' AND objid = 4343 AND NOT granted},
+	'the batch handler holds both events and waits');
+sql(q{SELECT eventsource.erase_stream('Bulk-1')});
+$gate->query_safe('SELECT pg_advisory_unlock(4343)');
+$gate->quit;
+my $bulk_head = sql('SELECT eventsource.head_position()');
+wait_until(qq{SELECT checkpoint >= $bulk_head AND last_error IS NOT NULL
+                FROM eventsource.subscription_status WHERE name = 'batch'},
+	'the batch was delivered one event at a time after the failure');
+my $batch_error = sql(q{SELECT last_error FROM eventsource.subscription_status WHERE name = 'batch'});
+unlike($batch_error, qr/yan-secret/, 'the status does not show the batch error quoting the erased event');
+is($batch_error, '(error text withheld: an erasure committed after it; see eventsource.recent_errors)',
+	'it withholds the text');
+sql(q{SELECT eventsource.drop_subscription('batch')});
 
 # ---------------------------------------------------------------------------
 # 2. retry_dead_letters() delivers the event as the log holds it now
