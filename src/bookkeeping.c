@@ -13,16 +13,30 @@
  * event's structured fields and counted in the slot; the event itself goes
  * on through the retry / dead-letter path like any handler failure.
  *
+ * Erasure (erasure.c): a batch read before an erasure committed holds the
+ * old values, and a handler's error message may quote them.  So before it
+ * writes any copy of a failed event (its dead letter, its error text in
+ * recent_errors, in the partition row, in the slot, in a notification, in
+ * the log) the worker takes the event's stream's erasure lock in share mode
+ * for the rest of its transaction and reads the event's row again with a
+ * fresh snapshot (check_event_copy).  An erasure that committed before is
+ * then seen: the copies take the row's current (redacted) values and the
+ * text "(erased)"; one that comes later waits for our commit and redacts
+ * what we wrote.  Only the failure path pays for this.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "mb/pg_wchar.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 
 #include "schema.h"
@@ -53,6 +67,159 @@ static Datum
 event_column(EsEventRef *ev, int attno, bool *isnull)
 {
 	return heap_getattr(ev->tuple, attno, es_cfg.events_desc, isnull);
+}
+
+/* What check_event_copy() found about an event the worker is to copy */
+typedef enum EsCopyCheck
+{
+	ES_COPY_AS_READ,			/* the row still holds what we read */
+	ES_COPY_ERASED,				/* erased since: ev now holds the current row */
+	ES_COPY_UNKNOWN				/* an erasure in progress, or the row is gone */
+} EsCopyCheck;
+
+/*
+ * The last event found as read, valid for the rest of its transaction (we
+ * keep the lock); the last event found erased, for good (an erasure is never
+ * undone, and its EsEventRef holds the current row since).
+ */
+static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
+static int64 checked_position = 0;
+static int64 erased_position = 0;
+
+static SPIPlanPtr recheck_plan = NULL;
+
+/*
+ * Under the stream's erasure lock (share mode, not waiting), read the
+ * event's row again with a fresh snapshot and compare its data and metadata
+ * with what the batch read.  Erased since: the event in "ev" takes the
+ * row's current values (in es_worker.batch_cxt).  In a subtransaction of
+ * its own (check_event_copy), connected to SPI as the extension owner.
+ */
+static void
+recheck_event(EsEventRef *ev, void *arg)
+{
+	EsCopyCheck *result = arg;
+	bool		isnull;
+	Datum		values[1];
+	Datum		cur_data;
+	Datum		cur_meta;
+	bool		meta_null;
+	bool		old_meta_null;
+	Datum		old_meta;
+
+	*result = ES_COPY_UNKNOWN;
+	if (!es_erasure_lock_for_copy(DatumGetTextPP(event_column(ev, Anum_es_events_stream_id,
+															   &isnull))))
+		return;
+	if (recheck_plan == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+
+		recheck_plan = es_prepare("SELECT data, metadata FROM eventsource.events"
+								  " WHERE global_position OPERATOR(pg_catalog.=) $1",
+								  1, types);
+	}
+	values[0] = Int64GetDatum(ev->position);
+	es_spi_read_latest(recheck_plan, values, NULL, NULL, 1);
+	if (SPI_processed == 0)
+		return;					/* removed by the cleanup: not ours to copy */
+	cur_data = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	cur_meta = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &meta_null);
+	old_meta = event_column(ev, Anum_es_events_metadata, &old_meta_null);
+	if (DatumGetBool(DirectFunctionCall2(jsonb_eq, cur_data,
+										 event_column(ev, Anum_es_events_data, &isnull))) &&
+		meta_null == old_meta_null &&
+		(meta_null || DatumGetBool(DirectFunctionCall2(jsonb_eq, cur_meta, old_meta))))
+	{
+		*result = ES_COPY_AS_READ;
+		return;
+	}
+
+	/* erased since the batch read it: copy the row as it is now */
+	{
+		int			natts = es_cfg.events_desc->natts;
+		Datum	   *cols = palloc(natts * sizeof(Datum));
+		bool	   *nulls = palloc(natts * sizeof(bool));
+		MemoryContext old = MemoryContextSwitchTo(es_worker.batch_cxt);
+
+		/* in-line copies: they outlive this SPI result and its snapshot */
+		heap_deform_tuple(ev->tuple, es_cfg.events_desc, cols, nulls);
+		cols[Anum_es_events_data - 1] = PointerGetDatum(PG_DETOAST_DATUM_COPY(cur_data));
+		cols[Anum_es_events_metadata - 1] =
+			meta_null ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(cur_meta));
+		nulls[Anum_es_events_metadata - 1] = meta_null;
+		ev->tuple = heap_form_tuple(es_cfg.events_desc, cols, nulls);
+		MemoryContextSwitchTo(old);
+	}
+	*result = ES_COPY_ERASED;
+}
+
+/*
+ * May the worker copy the event as it read it?  See the file header.  Once
+ * per event and transaction: the lock, once granted, is held until the
+ * transaction ends, so "as read" holds as long; "erased" holds for good
+ * (and ev was replaced by the current row then).  A failure of the check
+ * itself (a lock timeout, ...) counts as unknown.  Nothing to check on a
+ * database still on the 1.0 SQL, which cannot erase.  Caller is connected
+ * to SPI as the extension owner, in a transaction.
+ */
+static EsCopyCheck
+check_event_copy(EsEventRef *ev)
+{
+	EsCopyCheck result = ES_COPY_UNKNOWN;
+	ErrorData  *edata;
+
+	if (!es_lifecycle_installed())
+		return ES_COPY_AS_READ;
+	if (ev->position == erased_position)
+		return ES_COPY_ERASED;
+	if (checked_lxid == MyProc->lxid && checked_position == ev->position)
+		return ES_COPY_AS_READ;
+	edata = es_worker_try_in_subxact(recheck_event, ev, &result);
+	if (edata != NULL)
+	{
+		/* its message is about the check, never the event's data */
+		ereport(WARNING,
+				(errmsg("eventsource: subscription \"%s\" partition %d could not check whether the event at position " INT64_FORMAT " was erased: %s",
+						es_worker.name, es_worker.partition, ev->position, edata->message),
+				 errdetail("%s", es_log_fields(ev, unpack_sql_state(edata->sqlerrcode))),
+				 errhint("Its error text is withheld from the copies.")));
+		FreeErrorData(edata);
+		result = ES_COPY_UNKNOWN;
+	}
+	if (result == ES_COPY_AS_READ)
+	{
+		checked_lxid = MyProc->lxid;
+		checked_position = ev->position;
+	}
+	else if (result == ES_COPY_ERASED)
+		erased_position = ev->position;
+	return result;
+}
+
+/*
+ * The error of a failed call on "ev" as the worker may copy it: the
+ * handler's message, or "(erased)" when the event was erased since the
+ * batch read it (its message may quote the old values), or a note that it
+ * is withheld when that cannot be known (an erasure of the stream is in
+ * progress).  "ev" takes the current row when erased.  Caller as for
+ * check_event_copy().
+ */
+void
+es_error_as_copied(EsEventRef *ev, const EsCallError *err, EsCallError *out)
+{
+	*out = *err;
+	switch (check_event_copy(ev))
+	{
+		case ES_COPY_AS_READ:
+			break;
+		case ES_COPY_ERASED:
+			out->message = ES_ERASED_ERROR_TEXT;
+			break;
+		case ES_COPY_UNKNOWN:
+			out->message = ES_ERASURE_PENDING_NOTE;
+			break;
+	}
 }
 
 /*
@@ -304,18 +471,39 @@ insert_error_row(EsEventRef *ev, void *arg)
 }
 
 /*
+ * A batch handler failed on the whole batch (delivery.c delivers its events
+ * one at a time next, and records the one that fails as usual): the slot's
+ * statistics and last error.  Its message may quote any event of the batch,
+ * read in the current transaction, and no erasure lock covers them all: the
+ * text is withheld when an erasure committed since the transaction began.
+ * Checked after the slot took the text, so an erasure published later is
+ * the status's to withhold (its time is after the text's, status.c).
+ */
+void
+es_note_batch_error(EsCallError *err)
+{
+	es_slot_note_error(es_worker.slot, err->message, err->sqlstate, true);
+	if (es_erasure_committed_at() >= GetCurrentTransactionStartTimestamp())
+		es_slot_withhold_error(es_worker.slot, ES_ERASED_ERROR_NOTE);
+}
+
+/*
  * Record one failed handler call: the slot's statistics, the bounded
  * recent_errors table, a notification when severe enough (sent once the
  * transaction commits), the log.  In the current transaction; none of it
  * can fail the transaction.
  */
 void
-es_record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry)
+es_record_error(EsEventRef *ev, EsCallError *handler_err, int attempt, bool will_retry)
 {
-	const char *severity = es_error_severity(err->sqlstate);
+	const char *severity = es_error_severity(handler_err->sqlstate);
+	EsCallError shown;
+	EsCallError *err = &shown;
 	EsErrorRow	row = {err, attempt};
 	bool		isnull;
 
+	/* every copy below: the text as it may be copied (see the file header) */
+	es_error_as_copied(ev, handler_err, &shown);
 	es_slot_note_error(es_worker.slot, err->message, err->sqlstate, will_retry);
 	(void) es_run_bookkeeping("record the error in eventsource.recent_errors", ev,
 						   insert_error_row, &row);
@@ -365,6 +553,15 @@ insert_dead_letter(EsEventRef *ev, void *arg)
 	EsDeadLetter *dl = arg;
 	Datum		values[16];
 	bool		isnull;
+	EsCallError shown;
+
+	/* the event's current row if it was erased since we read it */
+	if (check_event_copy(ev) == ES_COPY_UNKNOWN)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("an erasure of the event's stream is in progress"),
+				 errdetail("Parking the event now could keep data the erasure removes.")));
+	es_error_as_copied(ev, dl->err, &shown);
 
 	if (dead_letter_plan == NULL)
 	{
@@ -385,7 +582,7 @@ insert_dead_letter(EsEventRef *ev, void *arg)
 	/* $3..$10: the event's columns, in their order */
 	for (int attno = Anum_es_events_global_position; attno <= Natts_es_events; attno++)
 		values[1 + attno] = event_column(ev, attno, &isnull);
-	es_error_columns(&values[10], dl->err);
+	es_error_columns(&values[10], &shown);
 	values[14] = Int32GetDatum(dl->retries);
 	values[15] = TimestampTzGetDatum(dl->first_failed_at ? dl->first_failed_at : GetCurrentTimestamp());
 	es_exec_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
@@ -476,9 +673,11 @@ commit_as_failed(void)
  * failed (until a restart, which then retries the event).
  */
 void
-es_stop_at_event(EsEventRef *ev, EsCallError *err)
+es_stop_at_event(EsEventRef *ev, EsCallError *handler_err)
 {
-	EsFailedRow f = {err->message, err->sqlstate};
+	EsCallError shown;
+	EsCallError *err = &shown;
+	EsFailedRow f;
 
 	es_worker_tx_begin("eventsource: stopping at a failed event");
 	if (!es_worker_extension_is_ours())
@@ -486,6 +685,10 @@ es_stop_at_event(EsEventRef *ev, EsCallError *err)
 		es_worker_tx_commit();			/* the next batch finds us gone */
 		return;
 	}
+	/* in this transaction: its erasure lock is held until the row commits */
+	es_error_as_copied(ev, handler_err, &shown);
+	f.message = shown.message;
+	f.sqlstate = shown.sqlstate;
 	(void) es_run_bookkeeping("record that the partition stopped", ev, write_failed_row, &f);
 
 	commit_as_failed();

@@ -6,7 +6,9 @@
  *	  in a transaction of their own before the next batch.  Delivered ones
  *	  leave eventsource.dead_letters; the others stay, with the new error.
  *	  Events a lifecycle operation has hidden since they failed are dropped
- *	  instead of retried.
+ *	  instead of retried; the others are delivered as the log holds them
+ *	  now (an event erased since it failed goes out redacted), not as the
+ *	  dead letter copied them.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,7 +20,7 @@
 #include "subscription.h"
 #include "worker.h"
 
-static SPIPlanPtr retry_select_plan = NULL;
+static SPIPlanPtr retry_select_plans[2];	/* 1.0 and 1.1 SQL (es_visible_plan) */
 static SPIPlanPtr retry_done_plan = NULL;
 static SPIPlanPtr retry_again_plan = NULL;
 
@@ -34,18 +36,20 @@ update_dead_letter(EsEventRef *ev, void *arg)
 {
 	EsRetriedLetter *r = arg;
 	Datum		again[5];
+	EsCallError shown;
 
 	again[0] = r->id;
-	es_error_columns(&again[1], r->err);
+	es_error_as_copied(ev, r->err, &shown);
+	es_error_columns(&again[1], &shown);
 	es_exec_plan(retry_again_plan, again, NULL, SPI_OK_UPDATE);
 }
 
 /*
- * A dead letter (a row of eventsource.dead_letters, described by "desc") as
- * a row of eventsource.events: each column of events takes the dead
- * letter's column of the same name, null if it has none.  By name, not by
- * position, so a column a release adds to events (or to dead_letters)
- * cannot land in another's place.
+ * A row of the retry query (the dead letter's id and its event's row as the
+ * log holds it now, described by "desc") as a row of eventsource.events:
+ * each column of events takes the row's column of the same name, null if it
+ * has none.  By name, not by position, so a column a release adds cannot
+ * land in another's place.
  */
 static HeapTuple
 dead_letter_as_event(HeapTuple row, TupleDesc desc)
@@ -68,7 +72,7 @@ dead_letter_as_event(HeapTuple row, TupleDesc desc)
 		if (SPI_gettypeid(desc, col) != att->atttypid)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("column \"%s\" of eventsource.dead_letters is of type %s, of eventsource.events %s",
+					 errmsg("column \"%s\" of the retried event is of type %s, of eventsource.events %s",
 							NameStr(att->attname), format_type_be(SPI_gettypeid(desc, col)),
 							format_type_be(att->atttypid))));
 		values[i] = SPI_getbinval(row, desc, col, &nulls[i]);
@@ -125,6 +129,8 @@ void
 es_worker_retry_dead_letters(void)
 {
 	Datum		values[2];
+	Oid			select_types[2] = {TEXTOID, INT4OID};
+	SPIPlanPtr	retry_select_plan;
 	int			n;
 
 	if (!es_slot_take_retry_request(es_worker.slot))
@@ -140,16 +146,10 @@ es_worker_retry_dead_letters(void)
 	}
 	if (retry_again_plan == NULL)
 	{
-		Oid			types[2] = {TEXTOID, INT4OID};
 		Oid			done_types[1] = {INT8OID};
 		Oid			again_types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
-		/* all three or none: the last assignment marks them ready */
-		retry_select_plan = es_prepare("SELECT * FROM eventsource.dead_letters"
-									   " WHERE subscription OPERATOR(pg_catalog.=) $1"
-									   " AND partition OPERATOR(pg_catalog.=) $2 AND retry_requested"
-									   " ORDER BY id FOR UPDATE SKIP LOCKED",
-									   2, types);
+		/* both or none: the last assignment marks them ready */
 		retry_done_plan = es_prepare("DELETE FROM eventsource.dead_letters WHERE id OPERATOR(pg_catalog.=) $1",
 									 1, done_types);
 		retry_again_plan = es_prepare("UPDATE eventsource.dead_letters SET retry_requested = false,"
@@ -162,6 +162,21 @@ es_worker_retry_dead_letters(void)
 	values[0] = CStringGetTextDatum(es_worker.name);
 	values[1] = Int32GetDatum(es_worker.partition);
 	drop_hidden_dead_letters(values);
+
+	/*
+	 * The event as the log holds it now, not the copy the dead letter kept:
+	 * an erasure since it failed redacted the row (and the copy), and the
+	 * handler must get the redacted event.  A dead letter whose event is
+	 * hidden (since the DELETE above) is not retried now.
+	 */
+	retry_select_plan = es_visible_plan(retry_select_plans,
+										"SELECT d.id, v.* FROM eventsource.dead_letters d"
+										" JOIN @EVENTS@ v"
+										"  ON v.global_position OPERATOR(pg_catalog.=) d.global_position"
+										" WHERE d.subscription OPERATOR(pg_catalog.=) $1"
+										" AND d.partition OPERATOR(pg_catalog.=) $2 AND d.retry_requested"
+										" ORDER BY d.id FOR UPDATE OF d SKIP LOCKED",
+										2, select_types, true);
 	es_exec_plan(retry_select_plan, values, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	if (n > 0)

@@ -479,7 +479,7 @@ deliver_batch(EsEventRef *events, int n, int *delivered, int *failed,
 		else if (whole)
 		{
 			/* find the poison event: deliver them one at a time */
-			es_slot_note_error(es_worker.slot, err->message, err->sqlstate, true);
+			es_note_batch_error(err);
 			whole = false;
 			continue;
 		}

@@ -40,6 +40,10 @@
  * keeps the time of the last erasure committed in the cluster
  * (es_erasure_committed_at()), and the status withholds a slot's error text
  * noted before it.  The texts in tables are redacted per event as above.
+ * A worker that fails on an event takes the event's stream's erasure lock
+ * in share mode before it copies the event (es_erasure_lock_for_copy(),
+ * bookkeeping.c): an erasure that committed before is visible to its
+ * re-read of the row, one that starts later redacts what it wrote.
  *
  * Snapshots racing an erasure: save_snapshot() calls
  * es_erasure_before_snapshot_save(), which takes the stream's erasure lock
@@ -81,7 +85,7 @@
 
 /* The marker an erased value becomes, in SQL and as the system event says */
 #define ES_ERASED_JSON		"'{\"$erased\": true}'::pg_catalog.jsonb"
-#define ES_ERASED_TEXT		"'(erased)'"
+#define ES_ERASED_TEXT		"'" ES_ERASED_ERROR_TEXT "'"
 #define ES_ERASED_TYPE		"$StreamErased"
 
 /*
@@ -209,8 +213,8 @@ erasure_xact_callback(XactEvent event, void *arg)
  * an erasure (taken after the stream's append lock, es_lock_stream), share
  * for save_snapshot().  Same key as the append lock, another field4.
  */
-static void
-lock_erasure(text *stream_id, LOCKMODE mode)
+static LockAcquireResult
+lock_erasure_ext(text *stream_id, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
 	uint64		h = es_hash_stream_id(VARDATA_ANY(stream_id),
@@ -218,7 +222,31 @@ lock_erasure(text *stream_id, LOCKMODE mode)
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 ES_ERASURE_LOCK_FIELD4);
-	(void) LockAcquire(&tag, mode, false, false);
+	return LockAcquire(&tag, mode, false, dont_wait);
+}
+
+static void
+lock_erasure(text *stream_id, LOCKMODE mode)
+{
+	(void) lock_erasure_ext(stream_id, mode, false);
+}
+
+/*
+ * Called by a subscription worker (bookkeeping.c) before it writes a copy of
+ * an event of the stream (a dead letter, an error text): take the stream's
+ * erasure lock in share mode until the end of the transaction, without
+ * waiting.  Once it holds it, an erasure of the stream that committed before
+ * is visible to a fresh snapshot, and one that comes later waits for the
+ * worker's transaction to commit and then redacts what it wrote (the sweep
+ * of erase_stream(), erase_copies()).  False when an erasure of the stream
+ * holds the lock or waits for it: the worker does not wait (an erasure
+ * waiting for it holds the stream's append lock, which a handler later in
+ * the batch may want), it treats the event as possibly erased.
+ */
+bool
+es_erasure_lock_for_copy(text *stream_id)
+{
+	return lock_erasure_ext(stream_id, ShareLock, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 /* This transaction erases: publish its commit (see above). */

@@ -239,6 +239,12 @@ extern void es_erasure_before_snapshot_save(text *stream_id);
 extern Size es_erasure_shmem_size(void);
 extern void es_erasure_shmem_init(void *area, bool found);
 extern TimestampTz es_erasure_committed_at(void);
+extern bool es_erasure_lock_for_copy(text *stream_id);
+
+/* an erased event's error text, in every copy (the marker of its data) */
+#define ES_ERASED_ERROR_TEXT	"(erased)"
+#define ES_ERASURE_PENDING_NOTE \
+	"(error text withheld: an erasure of the event's stream was in progress)"
 
 #define ES_ERASED_ERROR_NOTE \
 	"(error text withheld: an erasure committed after it; see eventsource.recent_errors)"

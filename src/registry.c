@@ -598,6 +598,19 @@ es_slot_note_error(EsWorkerSlot *slot, const char *message,
 	SpinLockRelease(&slot->mutex);
 }
 
+/*
+ * Replace the text of the slot's last error (noted by its own worker just
+ * before) by "note": it may quote an event erased since it was read
+ * (bookkeeping.c, es_note_batch_error).  The counts stay.
+ */
+void
+es_slot_withhold_error(EsWorkerSlot *slot, const char *note)
+{
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->last_error, note, sizeof(slot->last_error));
+	SpinLockRelease(&slot->mutex);
+}
+
 /* Errors in the last 60 seconds.  Caller holds the slot's mutex. */
 int64
 es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now)

@@ -216,6 +216,7 @@ extern void es_slot_set_in_flight(EsWorkerSlot *slot, int n);
 extern void es_slot_record_shutdown(EsWorkerSlot *slot, EsShutdownRecord *rec);
 extern void es_slot_note_error(EsWorkerSlot *slot, const char *message,
 							   const char *sqlstate, bool retried);
+extern void es_slot_withhold_error(EsWorkerSlot *slot, const char *note);
 extern int64 es_slot_error_rate(EsWorkerSlot *slot, TimestampTz now);
 extern void es_slot_set_progress(EsWorkerSlot *slot, int64 position, int64 resets);
 extern const char *es_state_name(EsWorkerState state);

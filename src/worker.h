@@ -144,7 +144,9 @@ extern bool es_run_bookkeeping(const char *what, EsEventRef *ev, EsBookkeepingFn
 extern void es_send_notices(void);
 extern void es_drop_notices(void);
 extern void es_error_columns(Datum *values, const EsCallError *err);
+extern void es_error_as_copied(EsEventRef *ev, const EsCallError *err, EsCallError *out);
 extern void es_record_error(EsEventRef *ev, EsCallError *err, int attempt, bool will_retry);
+extern void es_note_batch_error(EsCallError *err);
 extern bool es_dead_letter(EsEventRef *ev, EsCallError *err, int retries,
 						   TimestampTz first_failed_at);
 extern void es_stop_at_event(EsEventRef *ev, EsCallError *err);
