@@ -391,24 +391,22 @@ es_cleanup_supervise(void)
  * ---------------------------------------------------------------------
  */
 
-static volatile sig_atomic_t got_sigterm = false;
 static int	my_entry = -1;
 
-static void
-cleanup_sigterm(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	got_sigterm = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
+/*
+ * SIGTERM is die(): at the next CHECK_FOR_INTERRUPTS, also inside a running
+ * query or a lock wait, the worker ends (FATAL), its transaction rolled back
+ * (a batch removed nothing, a truncation did not happen).  A flag looked at
+ * between steps only would keep DROP DATABASE, DROP EXTENSION and a fast
+ * shutdown waiting for a whole retention pass (seconds on a store with a
+ * million streams) or a lock wait (up to the worker's lock_timeout).
+ * Between two truncations of a pass this is where it happens.
+ */
 static bool
 stop_requested(void)
 {
 	CHECK_FOR_INTERRUPTS();
-	return got_sigterm;
+	return false;
 }
 
 static void
@@ -705,7 +703,7 @@ es_cleanup_main(Datum main_arg)
 
 	my_entry = DatumGetInt32(main_arg);
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
-	pqsignal(SIGTERM, cleanup_sigterm);
+	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
@@ -736,7 +734,7 @@ es_cleanup_main(Datum main_arg)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "eventsource cleanup",
 									 ALLOCSET_DEFAULT_SIZES);
-	while (!got_sigterm)
+	for (;;)
 	{
 		volatile bool more = false;
 		volatile bool ready = true;
@@ -769,7 +767,7 @@ es_cleanup_main(Datum main_arg)
 			}
 			PG_END_TRY();
 		}
-		if (ready && es_cleanup_enabled && !got_sigterm)
+		if (ready && es_cleanup_enabled)
 		{
 			PG_TRY();
 			{

@@ -17,7 +17,7 @@
 #    succeed, and the worker does not come back for them (a rolled-back
 #    DROP EXTENSION brings it back);
 #  - a retention pass that keeps failing does not stop the removal of rows
-#    already hidden;
+#    already hidden, and SIGTERM ends the worker inside a lock wait;
 #  - the shared entry of a dropped database is reused by a new one.
 use strict;
 use warnings;
@@ -301,6 +301,19 @@ wait_until(q{SELECT cleaned_through = 5 FROM eventsource.stream_lifecycle WHERE 
 	'the deleted stream is cleaned while every retention pass fails');
 like(sql(q{SELECT last_error FROM eventsource.cleanup_status}), qr/lock timeout/,
 	'cleanup_status shows the pass\'s error');
+# SIGTERM (what DROP DATABASE, DROP EXTENSION and a fast shutdown send)
+# ends the worker inside its lock wait, not after its lock_timeout
+wait_until(q{SELECT count(*) = 1 FROM pg_stat_activity
+              WHERE backend_type = 'eventsource cleanup' AND datname = 'postgres'
+                AND wait_event_type = 'Lock'},
+	'the retention pass waits for the rules\' lock again');
+my $waiting_pid = cleanup_pid('postgres');
+my $term_offset = -s $node->logfile;
+kill 'TERM', $waiting_pid;
+ok($node->wait_for_log(qr/terminating background worker "eventsource cleanup" due to administrator command/,
+	$term_offset), 'SIGTERM ends the worker in the middle of its lock wait');
+unlike(slurp_file($node->logfile, $term_offset), qr/eventsource cleanup: canceling statement due to lock timeout/,
+	'without waiting for its lock_timeout');
 $locker->query_safe('ROLLBACK');
 $locker->quit;
 sql(q{SELECT eventsource.clear_retention('Lock-1')});
