@@ -326,7 +326,8 @@ CREATE TABLE eventsource.stream_retention (
     CONSTRAINT stream_retention_rule_check
         CHECK ((max_age IS NOT NULL OR max_count IS NOT NULL)
                AND (max_count IS NULL OR max_count >= 1)
-               AND (max_age IS NULL OR max_age > interval '0'))
+               AND (max_age IS NULL OR (max_age > interval '0'
+                                        AND max_age <= interval '1000 years')))
 );
 COMMENT ON TABLE eventsource.stream_retention IS
     'Max age / max count retention rules per stream and per category (written only by the retention functions)';

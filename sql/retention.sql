@@ -61,6 +61,14 @@ SELECT t.try($$SELECT eventsource.set_retention('Future-1', max_count => -5)$$);
 SELECT t.try($$SELECT eventsource.set_retention('Future-1', interval '0')$$);
 SELECT t.try($$SELECT eventsource.set_retention('Future-1', interval '-1 day')$$);
 SELECT t.try($$SELECT eventsource.set_retention('Future-1', interval '1 month -40 days')$$);
+-- an age a retention pass could not subtract from now() (timestamp out of
+-- range: every pass of the database would fail)
+SELECT t.try($$SELECT eventsource.set_retention('Future-1', interval '10000 years')$$);
+SELECT t.try($$SELECT eventsource.set_category_retention('Sensor', interval '1000 years 1 day')$$);
+-- a negative part: the calendar cutoff would depend on the month's length
+-- (in March, now() - '1 month -29 days' lies in the future)
+SELECT t.try($$SELECT eventsource.set_retention('Future-1', interval '1 month -29 days')$$);
+SELECT t.try($$SELECT eventsource.set_retention('Future-1', interval '2 days -1 hour')$$);
 SELECT t.try($$SELECT eventsource.set_category_retention(NULL, max_count => 1)$$);
 SELECT t.try($$SELECT eventsource.set_category_retention('', max_count => 1)$$);
 SELECT t.try($$SELECT eventsource.set_category_retention('Order-1', max_count => 1)$$);

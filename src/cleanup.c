@@ -180,6 +180,22 @@ find_entry_locked(Oid dboid)
 }
 
 /*
+ * An entry no worker needs any more (its database was dropped, or its
+ * extension, or it is on the 1.0 SQL): not wanted and no process.  Its
+ * counters are only history, so another database may take it; should the
+ * first come back, it takes a free or stopped entry again.  Caller holds
+ * the mutex.
+ */
+static int
+find_stopped_entry_locked(void)
+{
+	for (int i = 0; i < cleanup_shared->nentries; i++)
+		if (!cleanup_shared->entries[i].wanted && cleanup_shared->entries[i].pid == 0)
+			return i;
+	return -1;
+}
+
+/*
  * Ask the launcher to keep a cleanup worker running in this database.
  * Cheap when it already is: the functions that create work call it every
  * time.  Without shared memory (not preloaded) there is no worker.
@@ -196,6 +212,8 @@ es_cleanup_want(Oid dboid)
 	i = find_entry_locked(dboid);
 	if (i < 0)
 		i = find_entry_locked(InvalidOid);
+	if (i < 0)
+		i = find_stopped_entry_locked();
 	if (i >= 0 && !cleanup_shared->entries[i].wanted)
 	{
 		EsCleanupDb *e = &cleanup_shared->entries[i];
@@ -209,7 +227,13 @@ es_cleanup_want(Oid dboid)
 		news = true;
 	}
 	SpinLockRelease(&cleanup_shared->mutex);
-	/* (no free entry: more databases than eventsource.max_databases) */
+	if (i < 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("eventsource: no cleanup worker for database %u: eventsource.max_databases (%d) databases already have one",
+						dboid, es_max_databases),
+				 errdetail("Hidden events of this database stay in the table and its retention rules are not enforced."),
+				 errhint("Increase eventsource.max_databases and restart the server.")));
 	if (news)
 		es_launcher_wake();
 }
@@ -367,24 +391,22 @@ es_cleanup_supervise(void)
  * ---------------------------------------------------------------------
  */
 
-static volatile sig_atomic_t got_sigterm = false;
 static int	my_entry = -1;
 
-static void
-cleanup_sigterm(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	got_sigterm = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
+/*
+ * SIGTERM is die(): at the next CHECK_FOR_INTERRUPTS, also inside a running
+ * query or a lock wait, the worker ends (FATAL), its transaction rolled back
+ * (a batch removed nothing, a truncation did not happen).  A flag looked at
+ * between steps only would keep DROP DATABASE, DROP EXTENSION and a fast
+ * shutdown waiting for a whole retention pass (seconds on a store with a
+ * million streams) or a lock wait (up to the worker's lock_timeout).
+ * Between two truncations of a pass this is where it happens.
+ */
 static bool
 stop_requested(void)
 {
 	CHECK_FOR_INTERRUPTS();
-	return got_sigterm;
+	return false;
 }
 
 static void
@@ -402,10 +424,11 @@ static void
 record_error(const char *message)
 {
 	EsCleanupDb *e = &cleanup_shared->entries[my_entry];
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&cleanup_shared->mutex);
 	strlcpy(e->last_error, message, sizeof(e->last_error));
-	e->last_error_at = GetCurrentTimestamp();
+	e->last_error_at = now;
 	SpinLockRelease(&cleanup_shared->mutex);
 }
 
@@ -529,6 +552,7 @@ cleanup_batch(bool *more, bool *ready)
 	int64	   *cleaned;
 	int64	   *hidden;
 	int			rc;
+	TimestampTz now;
 
 	*more = false;
 	if (!begin_step(&owner))
@@ -603,13 +627,33 @@ cleanup_batch(bool *more, bool *ready)
 		return 0;
 	/* (more may be pending: the next call looks) */
 	*more = true;
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&cleanup_shared->mutex);
 	cleanup_shared->entries[my_entry].rows_removed += removed;
 	cleanup_shared->entries[my_entry].batches++;
 	if (removed > 0)
-		cleanup_shared->entries[my_entry].last_batch_at = GetCurrentTimestamp();
+		cleanup_shared->entries[my_entry].last_batch_at = now;
 	SpinLockRelease(&cleanup_shared->mutex);
 	return removed;
+}
+
+/*
+ * A step of the loop failed: report it, keep its text for cleanup_status,
+ * and roll its transaction back.  Called in the step's PG_CATCH.
+ */
+static void
+report_step_error(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	ereport(LOG,
+			(errmsg("eventsource cleanup: %s", edata->message)));
+	record_error(edata->message);
+	FreeErrorData(edata);
 }
 
 /* A retention pass (retention.c); false when the database has no 1.1 SQL. */
@@ -653,16 +697,18 @@ es_cleanup_main(Datum main_arg)
 {
 	Oid			dboid;
 	bool		claimed = false;
+	TimestampTz started_at;
 	volatile TimestampTz last_pass = 0;
 	MemoryContext loop_cxt;
 
 	my_entry = DatumGetInt32(main_arg);
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
-	pqsignal(SIGTERM, cleanup_sigterm);
+	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
 	/* one worker per database: the entry says which process it is */
+	started_at = GetCurrentTimestamp();
 	SpinLockAcquire(&cleanup_shared->mutex);
 	if (my_entry >= 0 && my_entry < cleanup_shared->nentries &&
 		cleanup_shared->entries[my_entry].dboid == dboid &&
@@ -672,7 +718,7 @@ es_cleanup_main(Datum main_arg)
 		EsCleanupDb *e = &cleanup_shared->entries[my_entry];
 
 		e->pid = MyProcPid;
-		e->started_at = GetCurrentTimestamp();
+		e->started_at = started_at;
 		e->rows_removed = e->batches = e->truncations = 0;
 		claimed = true;
 	}
@@ -688,27 +734,42 @@ es_cleanup_main(Datum main_arg)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "eventsource cleanup",
 									 ALLOCSET_DEFAULT_SIZES);
-	while (!got_sigterm)
+	for (;;)
 	{
 		volatile bool more = false;
 		volatile bool ready = true;
 		volatile int64 removed = 0;
+		volatile bool backoff = false;
 		long		sleep_ms;
 		MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 		/* (from the setting now: a reload takes effect at once) */
 		volatile TimestampTz next_pass = last_pass == 0 ? 0 :
 			TimestampTzPlusMilliseconds(last_pass, es_cleanup_naptime_ms);
 
-		PG_TRY();
+		/*
+		 * The retention pass and the batch fail apart: a pass that keeps
+		 * failing (a rule the pass cannot evaluate, a lock timeout) must not
+		 * stop the removal of rows already hidden, nor a failing batch the
+		 * passes.  Either one is retried after a naptime.
+		 */
+		if (!es_cleanup_enabled)
+			last_pass = GetCurrentTimestamp();	/* idle */
+		else if (GetCurrentTimestamp() >= next_pass)
 		{
-			if (!es_cleanup_enabled)
-				last_pass = GetCurrentTimestamp();	/* idle */
-			else if (GetCurrentTimestamp() >= next_pass)
+			last_pass = GetCurrentTimestamp();	/* (a failed pass too) */
+			PG_TRY();
 			{
 				ready = retention_pass();
-				last_pass = GetCurrentTimestamp();
 			}
-			if (ready && es_cleanup_enabled && !got_sigterm)
+			PG_CATCH();
+			{
+				report_step_error(loop_cxt);
+			}
+			PG_END_TRY();
+		}
+		if (ready && es_cleanup_enabled)
+		{
+			PG_TRY();
 			{
 				bool		m;
 				bool		r;
@@ -717,23 +778,14 @@ es_cleanup_main(Datum main_arg)
 				more = m;
 				ready = r;
 			}
+			PG_CATCH();
+			{
+				report_step_error(loop_cxt);
+				more = false;
+				backoff = true;
+			}
+			PG_END_TRY();
 		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			/* report, roll back, and try again after a naptime */
-			MemoryContextSwitchTo(loop_cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			ereport(LOG,
-					(errmsg("eventsource cleanup: %s", edata->message)));
-			record_error(edata->message);
-			more = false;
-			last_pass = GetCurrentTimestamp();	/* no retry before a naptime */
-		}
-		PG_END_TRY();
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 		if (!ready)
@@ -743,6 +795,8 @@ es_cleanup_main(Datum main_arg)
 		if (more)
 			sleep_ms = es_cleanup_max_rows_per_second > 0 ?
 				(long) (removed * 1000 / es_cleanup_max_rows_per_second) : 0;
+		else if (backoff)
+			sleep_ms = es_cleanup_naptime_ms;	/* no retry before a naptime */
 		else
 			sleep_ms = Max((next_pass - GetCurrentTimestamp()) / 1000 + 1, 1);
 		if (sleep_ms > 0)

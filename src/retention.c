@@ -106,6 +106,9 @@ static const char *const candidates_query =
 "  WHERE t.before_version OPERATOR(pg_catalog.-) 1 OPERATOR(pg_catalog.>) t.hidden_through"
 "  ORDER BY 3, 1";
 
+/* the largest max_age (1000 years of 12 30-day months; the table's CHECK) */
+#define ES_RETENTION_MAX_AGE_US	(INT64CONST(1000) * 12 * 30 * USECS_PER_DAY)
+
 typedef struct RetentionCandidate
 {
 	char	   *stream_id;
@@ -297,6 +300,29 @@ set_rule(FunctionCallInfo fcinfo, bool category, const char *what)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("max_age must be a positive interval"),
 					 errhint("Months count as 30 days.")));
+		/*
+		 * A pass subtracts max_age from now() on the calendar: with a
+		 * negative part ('1 month -29 days') the cutoff depends on the
+		 * month's length and can even lie in the future, expiring
+		 * everything but the last version.
+		 */
+		if (age->month < 0 || age->day < 0 || age->time < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_age must be a positive interval"),
+					 errdetail("No part of it may be negative: interval '%s'.",
+							   DatumGetCString(DirectFunctionCall1(interval_out,
+																   IntervalPGetDatum(age))))));
+		/*
+		 * A pass computes now() - max_age: an age beyond the timestamp range
+		 * would make every pass of this database fail ("timestamp out of
+		 * range"), so the ages a pass can compute are the only ones taken.
+		 */
+		if (us > ES_RETENTION_MAX_AGE_US)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_age must be at most 1000 years"),
+					 errhint("Months count as 30 days; to keep events for good, clear the rule.")));
 		values[2] = IntervalPGetDatum(age);
 	}
 	else

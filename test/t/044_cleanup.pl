@@ -15,7 +15,10 @@
 #    update its first lifecycle operation starts one;
 #  - DROP EXTENSION and DROP DATABASE with a cleanup worker connected
 #    succeed, and the worker does not come back for them (a rolled-back
-#    DROP EXTENSION brings it back).
+#    DROP EXTENSION brings it back);
+#  - a retention pass that keeps failing does not stop the removal of rows
+#    already hidden, and SIGTERM ends the worker inside a lock wait;
+#  - the shared entry of a dropped database is reused by a new one.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -277,5 +280,66 @@ sleep 2;
 is(sql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eventsource cleanup'}), '1',
 	'only the worker of postgres is left');
 
+# ---------------------------------------------------------------------------
+# 6. a retention pass that keeps failing does not hold back the removal of
+#    rows already hidden (the pass and the batch fail apart)
+# ---------------------------------------------------------------------------
+sql(q{SELECT eventsource.set_retention('Lock-1', max_count => 1);
+      SELECT eventsource.append('Gone-1', 0,
+               (SELECT jsonb_agg(jsonb_build_object('type', 'E', 'data', '{}'::jsonb))
+                  FROM generate_series(1, 5)))});
+# every pass reads the rules: it waits for this lock and fails on the
+# worker's lock_timeout (10 s), pass after pass
+my $locker = $node->background_psql('postgres');
+$locker->query_safe(q{BEGIN; LOCK eventsource.stream_retention IN ACCESS EXCLUSIVE MODE});
+wait_until(q{SELECT count(*) = 1 FROM pg_stat_activity
+              WHERE backend_type = 'eventsource cleanup' AND datname = 'postgres'
+                AND wait_event_type = 'Lock'},
+	'the retention pass waits for the rules\' lock');
+sql(q{SELECT eventsource.delete_stream('Gone-1', 5)});
+wait_until(q{SELECT cleaned_through = 5 FROM eventsource.stream_lifecycle WHERE stream_id = 'Gone-1'},
+	'the deleted stream is cleaned while every retention pass fails');
+like(sql(q{SELECT last_error FROM eventsource.cleanup_status}), qr/lock timeout/,
+	'cleanup_status shows the pass\'s error');
+# SIGTERM (what DROP DATABASE, DROP EXTENSION and a fast shutdown send)
+# ends the worker inside its lock wait, not after its lock_timeout
+wait_until(q{SELECT count(*) = 1 FROM pg_stat_activity
+              WHERE backend_type = 'eventsource cleanup' AND datname = 'postgres'
+                AND wait_event_type = 'Lock'},
+	'the retention pass waits for the rules\' lock again');
+my $waiting_pid = cleanup_pid('postgres');
+my $term_offset = -s $node->logfile;
+kill 'TERM', $waiting_pid;
+ok($node->wait_for_log(qr/terminating background worker "eventsource cleanup" due to administrator command/,
+	$term_offset), 'SIGTERM ends the worker in the middle of its lock wait');
+unlike(slurp_file($node->logfile, $term_offset), qr/eventsource cleanup: canceling statement due to lock timeout/,
+	'without waiting for its lock_timeout');
+$locker->query_safe('ROLLBACK');
+$locker->quit;
+sql(q{SELECT eventsource.clear_retention('Lock-1')});
 $node->stop;
+
+# ---------------------------------------------------------------------------
+# 7. the entry of a dropped database is reused: with eventsource.max_databases
+#    = 1, databases created and dropped one after the other each get their
+#    cleanup worker
+# ---------------------------------------------------------------------------
+my $one = es_node('cleanup_one_db', q{
+eventsource.max_databases = 1
+eventsource.cleanup = on
+eventsource.cleanup_naptime = 300ms
+});
+for my $db ('first', 'second', 'third')
+{
+	$one->safe_psql('postgres', "CREATE DATABASE $db");
+	$one->safe_psql($db, q{CREATE EXTENSION eventsource;
+	                       SELECT eventsource.append_event('One-1', 0, 'E', '{}');
+	                       SELECT eventsource.append_event('One-1', 1, 'E', '{}');
+	                       SELECT eventsource.delete_stream('One-1', 2)});
+	ok($one->poll_query_until($db, q{SELECT cleaned_through = 2 FROM eventsource.stream_lifecycle}),
+		"database $db gets a cleanup worker, which cleans");
+	my ($drc, $dout, $derr) = $one->psql('postgres', "DROP DATABASE $db");
+	is($drc, 0, "DROP DATABASE $db") or diag($derr);
+}
+$one->stop;
 done_testing();
