@@ -86,6 +86,21 @@ psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
 read -r PMIN PMAX NEVENTS < <(psql_q -d bench -F ' ' -c \
 	"SELECT min(global_position), max(global_position), count(*) FROM eventsource.events") || true
 [ "$NEVENTS" = 100000 ] || die "expected 100000 populated events, found $NEVENTS"
+# Wait until the cleanup worker has removed every hidden row (it starts
+# after the first lifecycle operation), so that both sides of the reads
+# measure the steady state rather than a table the cleanup is still
+# deleting from; a store whose cleanup is off is measured as it is.
+wait_cleanup() {
+	local i pending
+	for i in $(seq 1 600); do
+		pending=$(psql_q -d bench -c "SELECT coalesce(sum(pending_versions), 0)
+			FROM eventsource.stream_cleanup WHERE current_setting('eventsource.cleanup')::boolean")
+		[ "$pending" = 0 ] && return 0
+		sleep 0.5
+	done
+	die "the cleanup worker did not finish in 300 s ($pending versions pending)"
+}
+
 [[ "$LIFECYCLE_PCT" =~ ^[0-9]+$ ]] && [ "$LIFECYCLE_PCT" -le 100 ] ||
 	die "BENCH_LIFECYCLE_PCT must be an integer from 0 to 100"
 if [ "$LIFECYCLE_PCT" -gt 0 ]; then
@@ -95,6 +110,7 @@ if [ "$LIFECYCLE_PCT" -gt 0 ]; then
 	say "== lifecycle: truncating $LIFECYCLE_PCT% of the read streams before version 51"
 	psql_q -d bench -c "SELECT count(eventsource.truncate_stream('Read-' || s, 51))
 		FROM generate_series(2, 999) s WHERE s % (100 / $LIFECYCLE_PCT) = 0" >/dev/null
+	wait_cleanup
 	psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
 fi
 [[ "$LIFECYCLE_ROWS" =~ ^[0-9]+$ ]] || die "BENCH_LIFECYCLE_ROWS must be a non-negative integer"
@@ -111,6 +127,7 @@ if [ "$LIFECYCLE_ROWS" -gt 0 ]; then
 	    COMMIT;
 	  END LOOP;
 	END \$\$" >/dev/null
+	wait_cleanup
 	psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
 	check_rows=$(psql_q -d bench -c "SELECT count(*) FROM eventsource.stream_lifecycle")
 	[ "$check_rows" -ge "$LIFECYCLE_ROWS" ] || die "expected $LIFECYCLE_ROWS lifecycle rows, found $check_rows"
