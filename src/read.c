@@ -105,12 +105,19 @@ es_read_stream(PG_FUNCTION_ARGS)
 	es_owner_begin(&owner);
 
 	/*
-	 * @FLOOR@ skips the hidden versions in the index, not only the rows; the
-	 * lower bound 1 keeps the system events (negative versions) out.
+	 * One stream: the view's predicate (src/lifecycle.c) reduces, for the
+	 * versions >= 1 of a single stream, to "above the stream's
+	 * hidden_through", which is @FLOOR@ (every hidden event is older than
+	 * the operation that hid it, so the view's first clause never shows one
+	 * of them, and its second clause only concerns negative versions).  The
+	 * floor's subquery and the scan are one statement with one snapshot, so
+	 * reading the table above the floor returns exactly the rows the view
+	 * would, without the view's probe of stream_lifecycle for every event.
+	 * The lower bound 1 keeps the system events (negative versions) out.
 	 */
 	if (backwards)
 		plan = es_visible_plan(stream_bwd_plans,
-							   "SELECT * FROM @EVENTS@"
+							   "SELECT * FROM eventsource.events"
 							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
 							   " AND stream_version OPERATOR(pg_catalog.<=) $2"
 							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
@@ -119,7 +126,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 							   3, types, true);
 	else
 		plan = es_visible_plan(stream_fwd_plans,
-							   "SELECT * FROM @EVENTS@"
+							   "SELECT * FROM eventsource.events"
 							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
 							   " AND stream_version OPERATOR(pg_catalog.>=) $2"
 							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"

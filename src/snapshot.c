@@ -206,7 +206,7 @@ es_load(PG_FUNCTION_ARGS)
 						   "  ORDER BY s.stream_version DESC LIMIT 1),"
 						   " e AS ("
 						   "  SELECT global_position, stream_version, event_id, event_type, data,"
-						   "   metadata, recorded_at FROM @EVENTS@"
+						   "   metadata, recorded_at FROM eventsource.events"
 						   "  WHERE stream_id OPERATOR(pg_catalog.=) $1"
 						   "  AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
 						   "  AND stream_version OPERATOR(pg_catalog.>)"
