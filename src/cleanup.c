@@ -393,22 +393,6 @@ es_cleanup_supervise(void)
 
 static int	my_entry = -1;
 
-/*
- * SIGTERM is die(): at the next CHECK_FOR_INTERRUPTS, also inside a running
- * query or a lock wait, the worker ends (FATAL), its transaction rolled back
- * (a batch removed nothing, a truncation did not happen).  A flag looked at
- * between steps only would keep DROP DATABASE, DROP EXTENSION and a fast
- * shutdown waiting for a whole retention pass (seconds on a store with a
- * million streams) or a lock wait (up to the worker's lock_timeout).
- * Between two truncations of a pass this is where it happens.
- */
-static bool
-stop_requested(void)
-{
-	CHECK_FOR_INTERRUPTS();
-	return false;
-}
-
 static void
 cleanup_exit(int code, Datum arg)
 {
@@ -670,7 +654,7 @@ retention_pass(void)
 	end_step(&owner);
 
 	pgstat_report_activity(STATE_RUNNING, "eventsource cleanup: retention pass");
-	truncations = es_retention_enforce(stop_requested);
+	truncations = es_retention_enforce();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	now = GetCurrentTimestamp();
 	SpinLockAcquire(&cleanup_shared->mutex);
@@ -703,6 +687,16 @@ es_cleanup_main(Datum main_arg)
 
 	my_entry = DatumGetInt32(main_arg);
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+
+	/*
+	 * SIGTERM is die(): at the next CHECK_FOR_INTERRUPTS, also inside a
+	 * running query or a lock wait, the worker ends (FATAL), its transaction
+	 * rolled back (a batch removed nothing, a truncation did not happen).  A
+	 * flag looked at between steps only would keep DROP DATABASE, DROP
+	 * EXTENSION and a fast shutdown waiting for a whole retention pass
+	 * (seconds on a store with a million streams) or a lock wait (up to the
+	 * worker's lock_timeout).
+	 */
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();

@@ -746,10 +746,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 
 	es_require_shmem("eventsource.erase_by_metadata()");
 	key = cstring_to_text(es_arg_name(fcinfo, 0, "key", ES_MAX_NAME_LEN));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("value must not be null")));
+	es_arg_not_null(fcinfo, 1, "value");
 	value = PG_GETARG_TEXT_PP(1);
 	if (VARSIZE_ANY_EXHDR(value) == 0)
 		ereport(ERROR,

@@ -294,7 +294,7 @@ extern void es_cleanup_stop(Oid dboid);
 extern int64 es_cleanup_supervise(void);
 
 /* retention.c: max age / max count rules, turned into truncations */
-extern int64 es_retention_enforce(bool (*stop_requested) (void));
+extern int64 es_retention_enforce(void);
 
 
 /*

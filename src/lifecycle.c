@@ -385,7 +385,6 @@ record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
 	}
 	PG_END_TRY();
 
-	values[1] = Int64GetDatum(hidden_through);
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 	/* the hidden rows are this database's cleanup worker's to remove */
 	es_cleanup_want(MyDatabaseId);

@@ -176,7 +176,7 @@ truncate_one(const RetentionCandidate *c)
  * number of truncations made.
  */
 int64
-es_retention_enforce(bool (*stop_requested) (void))
+es_retention_enforce(void)
 {
 	static SPIPlanPtr candidates_plan = NULL;
 	static SPIPlanPtr any_category_plan = NULL;
@@ -229,8 +229,13 @@ es_retention_enforce(bool (*stop_requested) (void))
 	CommitTransactionCommand();
 
 	/* in log order, one transaction each */
-	for (int64 i = 0; i < ncands && !stop_requested(); i++)
+	for (int64 i = 0; i < ncands; i++)
 	{
+		/*
+		 * A stop request ends the worker here between two truncations, and
+		 * inside a query or a lock wait too (cleanup.c: SIGTERM is die()).
+		 */
+		CHECK_FOR_INTERRUPTS();
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
