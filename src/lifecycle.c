@@ -21,11 +21,15 @@
  *
  * Which events are hidden is spelled once, in the view
  * eventsource.visible_events (eventsource--1.0--1.1.sql).  Every read path
- * builds its query over "@EVENTS@", which es_visible_plan() replaces by that
- * view, or by the table on a database still on the 1.0 SQL (where nothing
- * can be hidden).  Per-stream readers may also use "@FLOOR@", an index bound
- * (versions above the stream's hidden_through) that spares scanning hidden
- * rows; it narrows the scan and never replaces the view's predicate.
+ * over several streams builds its query over "@EVENTS@", which
+ * es_visible_plan() replaces by that view, or by the table on a database
+ * still on the 1.0 SQL (where nothing can be hidden).  The per-stream
+ * readers (read_stream, load) read the table above "@FLOOR@", the stream's
+ * hidden_through, in the same statement: for the versions >= 1 of one
+ * stream that is exactly the view's predicate, because every hidden event
+ * is older than the operation that hid it (the operation holds the
+ * stream's lock, which appends hold until they commit) and hidden_through
+ * only moves up.  A change to the view must change @FLOOR@ with it.
  *
  *-------------------------------------------------------------------------
  */
