@@ -17,7 +17,7 @@
  * takes, and its erasure lock), one transaction:
  *
  *	- one UPDATE of eventsource.events, the only UPDATE the guard trigger lets
- *	  through (guard.c: es_erase_in_progress, set here around that statement
+ *	  through (guard.c: es_exec_guarded(ES_GUARDED_ERASE) runs that statement
  *	  and consumed by the trigger), which touches only rows that still hold
  *	  something to erase, so erasing twice is a no-op;
  *	- the system event $StreamErased at the stream's next negative version
@@ -355,16 +355,8 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	plan = versions ? erase_versions_plan : erase_stream_plan;
 
 	/* the guard on eventsource.events lets this one statement through */
-	es_erase_in_progress = true;
-	PG_TRY();
-	{
-		n = es_exec_with_active_snapshot(plan, values, SPI_OK_UPDATE_RETURNING);
-	}
-	PG_FINALLY();
-	{
-		es_erase_in_progress = false;
-	}
-	PG_END_TRY();
+	n = es_exec_guarded(ES_GUARDED_ERASE, plan, values, NULL, GetActiveSnapshot(),
+						SPI_OK_UPDATE_RETURNING);
 
 	if (n == 0)
 		return;
@@ -444,16 +436,8 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	values[1] = Int64GetDatum(st.last_version);
 	values[2] = Int32GetDatum(st.operations + 1);
 	values[3] = Int64GetDatum(res->position);
-	es_lifecycle_write_in_progress = true;
-	PG_TRY();
-	{
-		es_exec_with_active_snapshot(record_plan, values, SPI_OK_INSERT);
-	}
-	PG_FINALLY();
-	{
-		es_lifecycle_write_in_progress = false;
-	}
-	PG_END_TRY();
+	es_exec_guarded(ES_GUARDED_LIFECYCLE, record_plan, values, NULL, GetActiveSnapshot(),
+					SPI_OK_INSERT);
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 }
 
