@@ -221,6 +221,17 @@ SELECT count(*) AS left_with_value FROM eventsource.events WHERE metadata @> '{"
 SELECT * FROM eventsource.erase_by_metadata('subject_id', 's-42', '{subject_id}');
 -- no match at all
 SELECT * FROM eventsource.erase_by_metadata('nobody', 'x');
+-- a capped call erases the oldest matching events first (log order), not
+-- whatever the plan meets first: version 1's erased row version now lies
+-- after versions 2 and 3 in the table, yet the second call takes it first
+SELECT stream_version FROM eventsource.append('Erase-o1', 0,
+    '[{"type": "A", "data": {"n": 1}, "metadata": {"subject_id": "s-9", "email": "a@x"}},
+      {"type": "A", "data": {"n": 2}, "metadata": {"subject_id": "s-9", "email": "b@x"}},
+      {"type": "A", "data": {"n": 3}, "metadata": {"subject_id": "s-9", "email": "c@x"}}]');
+SELECT * FROM eventsource.erase_by_metadata('subject_id', 's-9', NULL, 1);
+SELECT * FROM eventsource.erase_by_metadata('subject_id', 's-9', '{email}', 1);
+SELECT stream_version, data, metadata FROM eventsource.events
+ WHERE stream_id = 'Erase-o1' AND stream_version > 0 ORDER BY stream_version;
 -- copies made after the erasure from data read before it (a worker's batch
 -- in flight: a dead letter, its error, a partition stopped at it) are
 -- redacted by the next call for the same subject, although it finds no

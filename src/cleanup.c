@@ -21,7 +21,7 @@
  * last_version >= hidden_through, and hidden_through only moves up), so
  * removing them cannot race an append, and readers already skip them.
  * The guard trigger (guard.c) lets the DELETE through only for this file's
- * own statement (es_cleanup_delete_in_progress).
+ * own statement (es_exec_guarded(), guard.c).
  *
  * Every eventsource.cleanup_naptime the worker also runs a retention pass
  * (retention.c), which turns the max age / max count rules into
@@ -478,20 +478,8 @@ clean_range(text *stream_id, int64 from, int64 to)
 	values[2] = Int64GetDatum(to);
 
 	/* the guard lets exactly this statement delete from the log */
-	es_cleanup_delete_in_progress = true;
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(delete_plan, values, NULL, false, 0);
-	}
-	PG_FINALLY();
-	{
-		es_cleanup_delete_in_progress = false;
-	}
-	PG_END_TRY();
-	if (rc != SPI_OK_DELETE)
-		elog(ERROR, "eventsource cleanup: could not delete hidden events: %s",
-			 SPI_result_code_string(rc));
-	removed = (int64) SPI_processed;
+	removed = (int64) es_exec_guarded(ES_GUARDED_CLEANUP_DELETE, delete_plan, values, NULL,
+									  InvalidSnapshot, SPI_OK_DELETE);
 
 	/* a snapshot saved while the stream was being deleted (lifecycle.c) */
 	rc = SPI_execute_plan(snapshots_plan, values, NULL, false, 0);
@@ -500,17 +488,8 @@ clean_range(text *stream_id, int64 from, int64 to)
 			 SPI_result_code_string(rc));
 
 	/* the progress, in the same transaction as the removal */
-	es_lifecycle_write_in_progress = true;
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(mark_plan, values, NULL, false, 0);
-	}
-	PG_FINALLY();
-	{
-		es_lifecycle_write_in_progress = false;
-	}
-	PG_END_TRY();
-	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
+	if (es_exec_guarded(ES_GUARDED_LIFECYCLE, mark_plan, values, NULL, InvalidSnapshot,
+						SPI_OK_UPDATE) != 1)
 		elog(ERROR, "eventsource cleanup: could not record the progress of stream \"%s\"",
 			 text_to_cstring(stream_id));
 	return removed;
@@ -646,6 +625,7 @@ retention_pass(void)
 {
 	EsOwnerCall owner;
 	int64		truncations;
+	char		note[ES_CLEANUP_ERROR_LEN];
 	TimestampTz now;
 
 	/* only to check that the SQL objects are there */
@@ -654,8 +634,11 @@ retention_pass(void)
 	end_step(&owner);
 
 	pgstat_report_activity(STATE_RUNNING, "eventsource cleanup: retention pass");
-	truncations = es_retention_enforce();
+	truncations = es_retention_enforce(note, sizeof(note));
 	pgstat_report_activity(STATE_IDLE, NULL);
+	/* streams skipped behind a user's lock (retention.c logged them) */
+	if (note[0] != '\0')
+		record_error(note);
 	now = GetCurrentTimestamp();
 	SpinLockAcquire(&cleanup_shared->mutex);
 	cleanup_shared->entries[my_entry].truncations += truncations;

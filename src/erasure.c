@@ -17,7 +17,7 @@
  * takes, and its erasure lock), one transaction:
  *
  *	- one UPDATE of eventsource.events, the only UPDATE the guard trigger lets
- *	  through (guard.c: es_erase_in_progress, set here around that statement
+ *	  through (guard.c: es_exec_guarded(ES_GUARDED_ERASE) runs that statement
  *	  and consumed by the trigger), which touches only rows that still hold
  *	  something to erase, so erasing twice is a no-op;
  *	- the system event $StreamErased at the stream's next negative version
@@ -114,7 +114,7 @@ static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr drop_snapshots_plan = NULL;
 static SPIPlanPtr copies_plans[3] = {NULL, NULL, NULL};
 static SPIPlanPtr erasures_plan = NULL;
-static SPIPlanPtr sweep_plans[4] = {NULL, NULL, NULL, NULL};
+static SPIPlanPtr sweep_plans[3] = {NULL, NULL, NULL};
 static SPIPlanPtr subject_sweep_plans[3] = {NULL, NULL, NULL};
 
 /*
@@ -306,9 +306,9 @@ push_text_array(EsJson *j, const char *key, Datum arr)
 /*
  * Erase from one stream: with "versions" NULL every event of it (versions
  * >= 1, hidden ones included), else the events of those versions that still
- * match the key ($3 = $4).  Appends $StreamErased, records the operation in
- * stream_lifecycle and deletes the stream's snapshots when anything was
- * erased.  The positions of the erased events are added to *positions.
+ * match the key ($3 = $4).  Appends $StreamErased and records the operation
+ * in stream_lifecycle when anything was erased (the caller deletes the
+ * stream's snapshots: drop_snapshots()).  The positions of the erased events are added to *positions.
  *
  * Caller holds the stream's locks, runs as the owner inside SPI, with a
  * snapshot taken after the locks active.
@@ -356,16 +356,8 @@ erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text 
 	plan = versions ? erase_versions_plan : erase_stream_plan;
 
 	/* the guard on eventsource.events lets this one statement through */
-	es_erase_in_progress = true;
-	PG_TRY();
-	{
-		n = es_exec_with_active_snapshot(plan, values, SPI_OK_UPDATE_RETURNING);
-	}
-	PG_FINALLY();
-	{
-		es_erase_in_progress = false;
-	}
-	PG_END_TRY();
+	n = es_exec_guarded(ES_GUARDED_ERASE, plan, values, NULL, GetActiveSnapshot(),
+						SPI_OK_UPDATE_RETURNING);
 
 	if (n == 0)
 		return;
@@ -417,14 +409,13 @@ erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text 
 										   ES_ERASED_TYPE,
 										   DatumGetJsonbP(es_json_jsonb(&details)));
 
-	if (drop_snapshots_plan == NULL)
+	if (record_plan == NULL)
 	{
 		Oid			types[4] = {TEXTOID, INT8OID, INT4OID, INT8OID};
 
 		/*
 		 * The operation counter and the newest operation's position; an
-		 * erasure never changes what is hidden, nor the tombstone.  Both or
-		 * none: the second assignment marks them ready.
+		 * erasure never changes what is hidden, nor the tombstone.
 		 */
 		record_plan = es_prepare(
 								 "INSERT INTO eventsource.stream_lifecycle AS l (stream_id,"
@@ -436,25 +427,33 @@ erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text 
 								 " last_position = excluded.last_position,"
 								 " updated_at = pg_catalog.now()",
 								 4, types);
-		drop_snapshots_plan = es_prepare(
-										 "DELETE FROM eventsource.snapshots"
-										 " WHERE stream_id OPERATOR(pg_catalog.=) $1",
-										 1, types);
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(st.last_version);
 	values[2] = Int32GetDatum(st.operations + 1);
 	values[3] = Int64GetDatum(res->position);
-	es_lifecycle_write_in_progress = true;
-	PG_TRY();
+	es_exec_guarded(ES_GUARDED_LIFECYCLE, record_plan, values, NULL, GetActiveSnapshot(),
+					SPI_OK_INSERT);
+}
+
+/*
+ * Delete every snapshot of the stream (any version, any schema version: a
+ * snapshot summarises the erased data).  Caller as for erase_in_stream().
+ */
+static void
+drop_snapshots(text *stream_id)
+{
+	Datum		values[1];
+
+	if (drop_snapshots_plan == NULL)
 	{
-		es_exec_with_active_snapshot(record_plan, values, SPI_OK_INSERT);
+		Oid			types[1] = {TEXTOID};
+
+		drop_snapshots_plan = es_prepare("DELETE FROM eventsource.snapshots"
+										 " WHERE stream_id OPERATOR(pg_catalog.=) $1",
+										 1, types);
 	}
-	PG_FINALLY();
-	{
-		es_lifecycle_write_in_progress = false;
-	}
-	PG_END_TRY();
+	values[0] = PointerGetDatum(stream_id);
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 }
 
@@ -535,11 +534,6 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	{
 		Oid			types[2] = {TEXTOID, TEXTARRAYOID};
 
-		sweep_plans[3] = es_prepare(
-									"DELETE FROM eventsource.snapshots"
-									" WHERE stream_id OPERATOR(pg_catalog.=) $1",
-									1, types);
-
 #define STREAM_POSITIONS \
 	" (SELECT e.global_position FROM eventsource.events e" \
 	"  WHERE e.stream_id OPERATOR(pg_catalog.=) $1" \
@@ -557,7 +551,7 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 									" WHERE global_position OPERATOR(pg_catalog.=) ANY" STREAM_POSITIONS
 									" AND error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
 									1, types);
-		/* last: it marks the four ready */
+		/* last: it marks the three ready */
 		sweep_plans[0] = es_prepare(
 									"UPDATE eventsource.dead_letters e SET data = " ES_ERASED_JSON ","
 									" metadata = " REDACTED_METADATA("e.metadata", "$2") ","
@@ -571,7 +565,7 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = keys;
 	n = exec_copy_updates(sweep_plans, 3, values);
-	es_exec_with_active_snapshot(sweep_plans[3], values, SPI_OK_DELETE);
+	drop_snapshots(stream_id);
 	if (n > 0)
 		note_erasure();
 	return n > 0;
@@ -719,7 +713,8 @@ PG_FUNCTION_INFO_V1(es_erase_by_metadata);
  *
  * Erase the events whose metadata has the top-level key "key" with the
  * string value "value" (metadata @> {key: value}), at most max_events of
- * them, in their streams' order; "more" says that the call stopped at
+ * them, the oldest first (log order: which ones a capped call erases does
+ * not depend on the plan); "more" says that the call stopped at
  * max_events and another call may find more.  Every affected stream gets
  * its $StreamErased and loses its snapshots.
  *
@@ -786,7 +781,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 									 "  WHERE" MATCHES_KEY
 									 "  AND e.stream_version OPERATOR(pg_catalog.>=) 1"
 									 "  AND" NOT_YET_ERASED
-									 "  LIMIT $1) c"
+									 "  ORDER BY e.global_position LIMIT $1) c"
 									 " GROUP BY c.stream_id ORDER BY c.stream_id",
 									 4, types);
 	}
@@ -849,7 +844,10 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 			erase_in_stream(tenant, ids[i], keys, vers[i], key, value, &positions, &res);
 			erased += res.events;
 			if (res.events > 0)
+			{
+				drop_snapshots(ids[i]);
 				streams++;
+			}
 		}
 		erase_copies(&positions, keys);
 		sweep_copies_of_erased(key, value);

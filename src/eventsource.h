@@ -131,6 +131,8 @@ extern SPIPlanPtr es_prepare_versioned(SPIPlanPtr *slots, const char *q10, const
 									   int nargs, Oid *argtypes);
 extern void es_exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls,
 						 int expected);
+extern uint64 es_exec_plan_snapshot(SPIPlanPtr plan, Datum *values, const char *nulls,
+									Snapshot snapshot, int expected);
 extern void es_spi_read(SPIPlanPtr plan, Datum *values, const char *nulls,
 						DestReceiver *dest, uint64 tcount);
 extern void es_spi_read_latest(SPIPlanPtr plan, Datum *values, const char *nulls,
@@ -257,9 +259,17 @@ extern bool es_erasure_lock_for_copy(text *stream_id);
 
 /* guard.c: the events table accepts rows only from append() or a restore */
 extern bool es_append_in_progress;
-extern bool es_lifecycle_write_in_progress;
-extern bool es_erase_in_progress;
-extern bool es_cleanup_delete_in_progress;
+
+/* the extension's own writes of the guarded tables other than append()'s */
+typedef enum EsGuardedWrite
+{
+	ES_GUARDED_LIFECYCLE,		/* stream_lifecycle, stream_retention */
+	ES_GUARDED_ERASE,			/* the erasure's UPDATE of events */
+	ES_GUARDED_CLEANUP_DELETE	/* the cleanup's DELETE from events */
+} EsGuardedWrite;
+
+extern uint64 es_exec_guarded(EsGuardedWrite write, SPIPlanPtr plan, Datum *values,
+							  const char *nulls, Snapshot snapshot, int expected);
 extern bool es_guard_is_copy_into_events(Node *parsetree);
 extern void es_guard_restore_copy(bool on);
 
@@ -300,7 +310,7 @@ extern void es_cleanup_stop(Oid dboid);
 extern int64 es_cleanup_supervise(void);
 
 /* retention.c: max age / max count rules, turned into truncations */
-extern int64 es_retention_enforce(void);
+extern int64 es_retention_enforce(char *note, size_t notelen);
 
 
 /*

@@ -19,8 +19,8 @@
  *
  * Since 1.1 the same trigger function guards eventsource.stream_lifecycle
  * (which events are hidden): only delete_stream(), truncate_stream() and
- * the erasure functions write it (lifecycle.c and erasure.c set
- * es_lifecycle_write_in_progress around their one statement each, an
+ * the erasure functions write it (lifecycle.c and erasure.c run their one
+ * statement each through es_exec_guarded(ES_GUARDED_LIFECYCLE), an
  * INSERT ... ON CONFLICT DO UPDATE, which fires both the
  * INSERT and the UPDATE statement triggers), and a restore's COPY into an
  * empty table.  A direct write would change what is hidden: a deleted row
@@ -28,9 +28,9 @@
  * The retention rules (eventsource.stream_retention, retention.c) are
  * guarded the same way, with the same flag: a direct write would hide events.
  *
- * The cleanup worker (cleanup.c) removes hidden rows of the log: it sets
- * es_cleanup_delete_in_progress just before its own DELETE, which the
- * trigger consumes, as append()'s INSERT does.
+ * The cleanup worker (cleanup.c) removes hidden rows of the log: its own
+ * DELETE runs through es_exec_guarded(ES_GUARDED_CLEANUP_DELETE), whose
+ * flag the trigger consumes, as it does append()'s.
  *
  * Since 1.1 it also guards the tenant registry, eventsource.tenants and
  * tenant_roles: only create_tenant(), bind_role_to_tenant() and
@@ -43,9 +43,13 @@
  * role that does not exist).
  *
  * Since 1.1 the log takes one kind of UPDATE: erasure.c redacts personal
- * data in place, and sets es_erase_in_progress just before its own UPDATE
- * statement, which the trigger consumes as it does append()'s flag.  Every
- * other UPDATE, DELETE and TRUNCATE stays refused.
+ * data in place, its own UPDATE statement through
+ * es_exec_guarded(ES_GUARDED_ERASE), whose flag the trigger consumes as it
+ * does append()'s.  Every other UPDATE, DELETE and TRUNCATE stays refused.
+ *
+ * es_exec_guarded() is the one place that sets those three flags: for one
+ * statement, reset whether it succeeds or fails (a flag left set would let
+ * the next statement of the session through).
  *
  *-------------------------------------------------------------------------
  */
@@ -62,9 +66,9 @@
 #include "tenant.h"
 
 bool		es_append_in_progress = false;
-bool		es_lifecycle_write_in_progress = false;
-bool		es_erase_in_progress = false;
-bool		es_cleanup_delete_in_progress = false;
+static bool lifecycle_write_in_progress = false;
+static bool erase_in_progress = false;
+static bool cleanup_delete_in_progress = false;
 static bool restore_copy_in_progress = false;
 
 /*
@@ -154,7 +158,7 @@ lifecycle_guard(TriggerData *trigdata, bool retention)
 {
 	const char *table = retention ? "stream_retention" : "stream_lifecycle";
 
-	if (es_lifecycle_write_in_progress)
+	if (lifecycle_write_in_progress)
 		return PointerGetDatum(NULL);
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && restore_copy_in_progress)
 	{
@@ -253,17 +257,17 @@ es_events_guard(PG_FUNCTION_ARGS)
 				 errhint("Use eventsource.append() or eventsource.append_event().")));
 	}
 
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && es_erase_in_progress)
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && erase_in_progress)
 	{
 		/* the erasure's own UPDATE (erasure.c) */
-		es_erase_in_progress = false;
+		erase_in_progress = false;
 		return PointerGetDatum(NULL);
 	}
 
-	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && es_cleanup_delete_in_progress)
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && cleanup_delete_in_progress)
 	{
 		/* the cleanup's own DELETE of hidden rows (cleanup.c) */
-		es_cleanup_delete_in_progress = false;
+		cleanup_delete_in_progress = false;
 		return PointerGetDatum(NULL);
 	}
 
@@ -275,4 +279,44 @@ es_events_guard(PG_FUNCTION_ARGS)
 					"truncate"),
 			 errhint("An event store only grows; record a new event that corrects or compensates the old one.")));
 	return PointerGetDatum(NULL);	/* keep compiler quiet */
+}
+
+/*
+ * Run one of the extension's own writes of a guarded table (see the file
+ * header): the guard lets this statement through, and no other.  snapshot
+ * and expected as for es_exec_plan_snapshot() (spi.c).  Returns
+ * SPI_processed.  Caller is connected to SPI, as the extension's owner.
+ */
+uint64
+es_exec_guarded(EsGuardedWrite write, SPIPlanPtr plan, Datum *values,
+				const char *nulls, Snapshot snapshot, int expected)
+{
+	bool	   *flag;
+	uint64		n = 0;
+
+	switch (write)
+	{
+		case ES_GUARDED_LIFECYCLE:
+			flag = &lifecycle_write_in_progress;
+			break;
+		case ES_GUARDED_ERASE:
+			flag = &erase_in_progress;
+			break;
+		case ES_GUARDED_CLEANUP_DELETE:
+			flag = &cleanup_delete_in_progress;
+			break;
+		default:
+			elog(ERROR, "unknown guarded write %d", (int) write);
+	}
+	*flag = true;
+	PG_TRY();
+	{
+		n = es_exec_plan_snapshot(plan, values, nulls, snapshot, expected);
+	}
+	PG_FINALLY();
+	{
+		*flag = false;
+	}
+	PG_END_TRY();
+	return n;
 }

@@ -364,12 +364,7 @@ check_stream_present(text *stream_id, const EsStreamState *st, bool allow_delete
 uint64
 es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected)
 {
-	int			rc = SPI_execute_snapshot(plan, values, NULL, GetActiveSnapshot(),
-										  InvalidSnapshot, false, true, 0);
-
-	if (rc != expected)
-		elog(ERROR, "eventsource: lifecycle write failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
+	return es_exec_plan_snapshot(plan, values, NULL, GetActiveSnapshot(), expected);
 }
 
 /*
@@ -435,16 +430,8 @@ record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 h
 	values[4] = Int32GetDatum(operations);
 	values[5] = Int64GetDatum(position);
 	/* the guard on stream_lifecycle lets this one statement through */
-	es_lifecycle_write_in_progress = true;
-	PG_TRY();
-	{
-		es_exec_with_active_snapshot(upsert_plan, values, SPI_OK_INSERT);
-	}
-	PG_FINALLY();
-	{
-		es_lifecycle_write_in_progress = false;
-	}
-	PG_END_TRY();
+	es_exec_guarded(ES_GUARDED_LIFECYCLE, upsert_plan, values, NULL,
+					GetActiveSnapshot(), SPI_OK_INSERT);
 
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 	/* the hidden rows are this database's cleanup worker's to remove */

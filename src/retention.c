@@ -116,19 +116,33 @@ typedef struct RetentionCandidate
 } RetentionCandidate;
 
 /*
+ * What became of one candidate.
+ */
+typedef enum RetentionOutcome
+{
+	RETENTION_TRUNCATED,
+	RETENTION_GONE,				/* changed since the candidates were read */
+	RETENTION_LOCKED			/* its lock not had within lock_timeout */
+} RetentionOutcome;
+
+/*
  * Truncate one stream through truncate_stream(), in a subtransaction:
  * a lifecycle operation that committed since the candidates were read
  * (the stream deleted, truncated further) makes the call fail with one of
- * the documented errors, and that candidate is simply skipped.  Returns
- * whether it truncated.  Caller is in a transaction, connected to SPI.
+ * the documented errors, and that candidate is simply skipped.  So is a
+ * stream whose lock a user's transaction holds for longer than the
+ * worker's lock_timeout (an append or a lifecycle operation left open):
+ * failing the pass there would stop retention for the whole database at
+ * that stream, pass after pass; the next pass tries it again.  Caller is
+ * in a transaction, connected to SPI.
  */
-static bool
+static RetentionOutcome
 truncate_one(const RetentionCandidate *c)
 {
 	static SPIPlanPtr plan = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool done = false;
+	volatile RetentionOutcome outcome = RETENTION_TRUNCATED;
 
 	if (plan == NULL)
 	{
@@ -146,7 +160,6 @@ truncate_one(const RetentionCandidate *c)
 		values[1] = Int64GetDatum(c->before_version);
 		es_exec_plan(plan, values, NULL, SPI_OK_SELECT);
 		ReleaseCurrentSubTransaction();
-		done = true;
 	}
 	PG_CATCH();
 	{
@@ -156,16 +169,20 @@ truncate_one(const RetentionCandidate *c)
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		if (edata->sqlerrcode != ERRCODE_INVALID_PARAMETER_VALUE &&
-			edata->sqlerrcode != ERRCODE_ES_STREAM_DELETED &&
-			edata->sqlerrcode != ERRCODE_ES_STREAM_NOT_FOUND)
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			outcome = RETENTION_LOCKED;
+		else if (edata->sqlerrcode == ERRCODE_INVALID_PARAMETER_VALUE ||
+				 edata->sqlerrcode == ERRCODE_ES_STREAM_DELETED ||
+				 edata->sqlerrcode == ERRCODE_ES_STREAM_NOT_FOUND)
+			outcome = RETENTION_GONE;
+		else
 			ReThrowError(edata);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
-	return done;
+	return outcome;
 }
 
 /*
@@ -173,10 +190,12 @@ truncate_one(const RetentionCandidate *c)
  * outside a transaction: the candidates are read in one transaction, then
  * each truncation commits on its own (a long pass never holds back the
  * others' work, and a stop request is honoured between two).  Returns the
- * number of truncations made.
+ * number of truncations made.  Streams skipped because a user held their
+ * lock longer than lock_timeout are said once in the log, and in "note"
+ * (notelen bytes, for cleanup_status; empty when none was skipped).
  */
 int64
-es_retention_enforce(void)
+es_retention_enforce(char *note, size_t notelen)
 {
 	static SPIPlanPtr candidates_plan = NULL;
 	static SPIPlanPtr any_category_plan = NULL;
@@ -185,8 +204,11 @@ es_retention_enforce(void)
 	RetentionCandidate *cands = NULL;
 	int64		ncands = 0;
 	int64		truncations = 0;
+	int64		locked = 0;
+	const char *first_locked = NULL;
 	EsOwnerCall owner;
 
+	note[0] = '\0';
 	pass_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventsource retention pass",
 									 ALLOCSET_DEFAULT_SIZES);
 
@@ -241,11 +263,29 @@ es_retention_enforce(void)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (truncate_one(&cands[i]))
-			truncations++;
+		switch (truncate_one(&cands[i]))
+		{
+			case RETENTION_TRUNCATED:
+				truncations++;
+				break;
+			case RETENTION_GONE:
+				break;
+			case RETENTION_LOCKED:
+				if (locked++ == 0)
+					first_locked = cands[i].stream_id;
+				break;
+		}
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+	}
+	if (locked > 0)
+	{
+		snprintf(note, notelen,
+				 "retention skipped " INT64_FORMAT " stream(s) whose lock was held longer than lock_timeout, the first \"%s\"; the next pass retries them",
+				 locked, first_locked);
+		ereport(LOG,
+				(errmsg("eventsource cleanup: %s", note)));
 	}
 	MemoryContextDelete(pass_cxt);
 	return truncations;
@@ -362,16 +402,8 @@ set_rule(FunctionCallInfo fcinfo, bool category, const char *what)
 	values[0] = CStringGetTextDatum(category ? "category" : "stream");
 	values[1] = PointerGetDatum(name);
 	/* the guard on stream_retention lets this one statement through */
-	es_lifecycle_write_in_progress = true;
-	PG_TRY();
-	{
-		es_exec_plan(plan, values, nulls, SPI_OK_INSERT);
-	}
-	PG_FINALLY();
-	{
-		es_lifecycle_write_in_progress = false;
-	}
-	PG_END_TRY();
+	es_exec_guarded(ES_GUARDED_LIFECYCLE, plan, values, nulls, InvalidSnapshot,
+					SPI_OK_INSERT);
 	es_owner_end(&owner);
 	/* the cleanup worker of this database enforces it */
 	es_cleanup_want(MyDatabaseId);
@@ -400,17 +432,8 @@ clear_rule(FunctionCallInfo fcinfo, bool category, const char *what)
 	}
 	values[0] = CStringGetTextDatum(category ? "category" : "stream");
 	values[1] = PointerGetDatum(name);
-	es_lifecycle_write_in_progress = true;
-	PG_TRY();
-	{
-		es_exec_plan(plan, values, NULL, SPI_OK_DELETE);
-	}
-	PG_FINALLY();
-	{
-		es_lifecycle_write_in_progress = false;
-	}
-	PG_END_TRY();
-	found = SPI_processed > 0;
+	found = es_exec_guarded(ES_GUARDED_LIFECYCLE, plan, values, NULL, InvalidSnapshot,
+							SPI_OK_DELETE) > 0;
 	es_owner_end(&owner);
 	return found;
 }

@@ -185,14 +185,17 @@ es_prepare_versioned(SPIPlanPtr *slots, const char *q10, const char *q11,
 }
 
 /*
- * Run a kept plan (read-write: a fresh snapshot in READ COMMITTED) and
- * check the result code; anything else is an internal error, named by the
- * plan's query.
+ * Run a kept plan read-write with "snapshot" (InvalidSnapshot: a fresh one
+ * per statement in READ COMMITTED, as SPI_execute_plan() does) and check
+ * the result code; anything else is an internal error, named by the plan's
+ * query.  Returns SPI_processed.
  */
-void
-es_exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+uint64
+es_exec_plan_snapshot(SPIPlanPtr plan, Datum *values, const char *nulls,
+					  Snapshot snapshot, int expected)
 {
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	int			rc = SPI_execute_snapshot(plan, values, nulls, snapshot,
+										  InvalidSnapshot, false, true, 0);
 
 	if (rc != expected)
 	{
@@ -202,6 +205,14 @@ es_exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 			 sources != NIL ? ((CachedPlanSource *) linitial(sources))->query_string : "?",
 			 SPI_result_code_string(rc));
 	}
+	return SPI_processed;
+}
+
+/* es_exec_plan_snapshot() with a fresh snapshot per statement */
+void
+es_exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	(void) es_exec_plan_snapshot(plan, values, nulls, InvalidSnapshot, expected);
 }
 
 /* Parameters for SPI_execute_plan_extended(); nulls as for SPI_execute_plan(). */

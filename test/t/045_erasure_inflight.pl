@@ -8,6 +8,9 @@
 #    holds the old value, without a second erasure;
 #  - a batch handler failing on the whole batch: the status withholds its
 #    message (it may quote any event of the batch);
+#  - a handler failing while an erasure of the event's stream is in
+#    progress: the error text is withheld, and no copy keeps the old value
+#    after the erasure commits;
 #  - retry_dead_letters() delivers the event as the log holds it now (the
 #    redacted row), not the dead letter's copy.
 use strict;
@@ -145,6 +148,50 @@ unlike($batch_error, qr/yan-secret/, 'the status does not show the batch error q
 is($batch_error, '(error text withheld: an erasure committed after it; see eventsource.recent_errors)',
 	'it withholds the text');
 sql(q{SELECT eventsource.drop_subscription('batch')});
+
+# ---------------------------------------------------------------------------
+# 1c. the handler fails while an erasure of the event's stream is in
+#     progress (not committed): whether the event is erased cannot be known
+#     yet, so the error text is withheld (ES_ERASURE_PENDING_NOTE,
+#     src/bookkeeping.c es_error_as_copied), and no copy keeps the old value
+#     once the erasure commits
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE FUNCTION hpend(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_lock_shared(4444);
+  PERFORM pg_advisory_unlock_shared(4444);
+  RAISE EXCEPTION 'cannot mail %', e.data ->> 'email';
+END $$;
+});
+$gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(4444)');
+sql(q{
+SELECT eventsource.create_subscription('pend', 'hpend(eventsource.events)', categories => '{Pend}',
+                                       max_retries => 0, circuit_breaker_threshold => 0,
+                                       processing_timeout => '5 minutes');
+SELECT eventsource.append_event('Pend-1', 0, 'Registered', '{"email": "pat-secret@example.com"}');
+});
+wait_until(q{SELECT count(*) = 1 FROM pg_locks
+              WHERE locktype = 'advisory' AND objid = 4444 AND NOT granted},
+	'the handler holds the event and waits');
+my $eraser = $node->background_psql('postgres');
+$eraser->query_safe(q{BEGIN; SELECT eventsource.erase_stream('Pend-1')});
+$gate->query_safe('SELECT pg_advisory_unlock(4444)');
+$gate->quit;
+wait_until(q{SELECT count(*) > 0 FROM eventsource.recent_errors WHERE subscription = 'pend'},
+	'the failure during the erasure is recorded');
+is(sql(q{SELECT string_agg(DISTINCT error_message, ',') FROM eventsource.recent_errors
+          WHERE subscription = 'pend'}),
+	'(error text withheld: an erasure of the event\'s stream was in progress)',
+	'recent_errors withholds the text while the erasure is in progress');
+$eraser->query_safe('COMMIT');
+$eraser->quit;
+wait_until(q{SELECT count(*) = 1 FROM eventsource.dead_letters
+              WHERE subscription = 'pend' AND data = '{"$erased": true}'},
+	'after the commit, the event is dead-lettered as the log holds it now');
+unlike(sql($copies), qr/pat-secret/, 'no table or view of the extension holds the old value');
+sql(q{SELECT eventsource.drop_subscription('pend')});
 
 # ---------------------------------------------------------------------------
 # 2. retry_dead_letters() delivers the event as the log holds it now
