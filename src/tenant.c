@@ -385,7 +385,18 @@ const char *
 es_current_tenant(void)
 {
 	const char *setting = es_tenant_setting ? es_tenant_setting : "";
-	Oid			user;
+	Oid			user = GetUserId();
+
+	/*
+	 * The last answer, when nothing it depends on changed.  It was computed
+	 * on the 1.1 SQL (the 1.0 branch below keeps none), and the SQL cannot
+	 * go back to 1.0 without dropping the tenant tables, which marks the
+	 * caches stale: so the version need not be read again here (reading it
+	 * is a catalog lookup, the bulk of a call otherwise).
+	 */
+	if (last_valid && !stale && last_user == user &&
+		strcmp(last_setting, setting) == 0)
+		return last_result;
 
 	if (es_sql_version() < ES_SQL_1_1)
 	{
@@ -398,11 +409,6 @@ es_current_tenant(void)
 					 errhint("Run ALTER EXTENSION eventsource UPDATE, or leave eventsource.tenant empty.")));
 		return ES_DEFAULT_TENANT;
 	}
-
-	user = GetUserId();
-	if (last_valid && !stale && last_user == user &&
-		strcmp(last_setting, setting) == 0)
-		return last_result;
 
 	reset_if_stale();
 	load_tables();
