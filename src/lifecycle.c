@@ -221,6 +221,7 @@ struct EsHiding
 	int64		last_operation; /* position of the newest lifecycle operation */
 	MemoryContext cxt;			/* what one statement noted; reset by each */
 	HTAB	   *streams;		/* EsHidingStream by key, in cxt */
+	EsHidingStream *previous;	/* the stream of the last row noted */
 	EsHidingCandidate *candidates;
 	int			ncandidates;
 	int			maxcandidates;
@@ -277,6 +278,7 @@ hiding_start_statement(EsHiding *h)
 	h->ncandidates = 0;
 	h->candidates = MemoryContextAlloc(h->cxt,
 									   h->maxcandidates * sizeof(EsHidingCandidate));
+	h->previous = NULL;
 	h->rows = 0;
 	h->hidden = NULL;
 }
@@ -307,15 +309,22 @@ hiding_note(EsHiding *h, TupleTableSlot *slot)
 																  &isnull)));
 		key.data = VARDATA_ANY(id);
 		key.len = VARSIZE_ANY_EXHDR(id);
-		s = hash_search(h->streams, &key, HASH_ENTER, &found);
-		if (!found)
+		/* a stream's events often come in runs (a batch appended at once) */
+		s = h->previous;
+		if (s == NULL || s->key.len != key.len ||
+			memcmp(s->key.data, key.data, key.len) != 0)
 		{
-			char	   *copy = palloc(key.len);
+			s = hash_search(h->streams, &key, HASH_ENTER, &found);
+			if (!found)
+			{
+				char	   *copy = palloc(key.len);
 
-			memcpy(copy, key.data, key.len);
-			s->key.data = copy;
-			s->key.len = key.len;
-			s->hidden_through = 0;
+				memcpy(copy, key.data, key.len);
+				s->key.data = copy;
+				s->key.len = key.len;
+				s->hidden_through = 0;
+			}
+			h->previous = s;
 		}
 		if (h->ncandidates == h->maxcandidates)
 		{
