@@ -33,6 +33,7 @@ OBJS = \
 	src/stream.o \
 	src/subscription.o \
 	src/subscription_rules.o \
+	src/tenant_stats.o \
 	src/otlp.o \
 	src/otlp_queue.o \
 	src/trace.o \
@@ -71,7 +72,7 @@ endif
 #
 # pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing lifecycle erasure retention
+	monitoring_lag subscription_rules tracing lifecycle erasure retention tenant_stats
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \

@@ -664,6 +664,8 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 
 		es_stats_count(ES_STAT_APPENDS, 1);
 		es_stats_count(ES_STAT_EVENTS_APPENDED, n);
+		if (state.last_version == 0)	/* never written before */
+			es_stats_count(ES_STAT_STREAMS_CREATED, 1);
 		result.stream_version = state.last_version + n;
 		result.first_position = positions[0];
 		result.last_position = positions[n - 1];
