@@ -65,17 +65,8 @@ CONN=(-h "$WORK" -p "$PORT" -U postgres)
 psql_q() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 # ---------------------------------------------------------------------------
-# Data: one ~200-byte event payload, the batch arrays, the read streams
+# Data: the batch arrays (of lib.sh's PAYLOAD), the read streams
 # ---------------------------------------------------------------------------
-PAYLOAD='{"customer_id": "Customer-004711", "total": 149.97, "currency": "EUR", "items": [{"sku": "SKU-10001", "qty": 2, "price": 49.99}, {"sku": "SKU-20002", "qty": 1, "price": 49.99}], "channel": "web"}'
-events_array() { # N -> a jsonb array of N events with the payload
-	local i out="["
-	for ((i = 1; i <= $1; i++)); do
-		[ "$i" -gt 1 ] && out+=", "
-		out+="{\"type\": \"OrderItemAdded\", \"data\": $PAYLOAD}"
-	done
-	printf '%s]' "$out"
-}
 EVENTS10=$(events_array 10)
 EVENTS100=$(events_array 100)
 

@@ -62,7 +62,6 @@ max_worker_processes = 108"
 CONN=(-h "$WORK" -p "$PORT" -U postgres)
 psql_q() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
-PAYLOAD='{"customer_id": "Customer-004711", "total": 149.97, "currency": "EUR", "items": [{"sku": "SKU-10001", "qty": 2, "price": 49.99}, {"sku": "SKU-20002", "qty": 1, "price": 49.99}], "channel": "web"}'
 EVENTS100=$(psql_q -d postgres -v payload="$PAYLOAD" <<'SQL'
 SELECT jsonb_agg(jsonb_build_object('type', 'OrderItemAdded', 'data', :'payload'::jsonb))
   FROM generate_series(1, 100)

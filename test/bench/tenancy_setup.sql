@@ -1,0 +1,50 @@
+-- test/bench/tenancy_setup.sql: the extension, the plain-table baseline, the
+-- application role and the default tenant's read data of run_tenancy.sh.
+-- Run once with psql -v ON_ERROR_STOP=1 -v payload=... on a fresh database;
+-- the tenants and their data come after (run_tenancy.sh, read_data.sql).
+CREATE EXTENSION eventsource;
+
+-- The baseline: a plain table of the shape eventsource.events had before
+-- tenancy (the same columns, keys and indexes as 1.0: primary key
+-- (stream_id, stream_version), unique global_position, unique event_id), no
+-- trigger, no policy, and a sequence with the same CACHE 1.  Spelled out
+-- rather than LIKE eventsource.events: the plain-table baselines are those
+-- of today's benchmark (run.sh), whatever the store's own keys became.
+CREATE SCHEMA bench;
+CREATE TABLE bench.plain_events (
+    global_position bigint      NOT NULL,
+    stream_id       text        NOT NULL,
+    stream_version  bigint      NOT NULL,
+    event_id        uuid        NOT NULL,
+    event_type      text        NOT NULL,
+    data            jsonb       NOT NULL,
+    metadata        jsonb       NOT NULL,
+    recorded_at     timestamptz NOT NULL,
+    PRIMARY KEY (stream_id, stream_version),
+    UNIQUE (global_position),
+    UNIQUE (event_id)
+);
+CREATE SEQUENCE bench.plain_seq AS bigint CACHE 1;
+CREATE FUNCTION bench.uuid_time_ordered() RETURNS uuid
+    LANGUAGE sql VOLATILE PARALLEL SAFE
+    RETURN (lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
+            || substr(replace(gen_random_uuid()::text, '-', ''), 13))::uuid;
+
+-- The application role of the tenancy side: not the owner, not a superuser,
+-- no BYPASSRLS (so row-level security applies to it), bound to no tenant (it
+-- chooses one per transaction with SET LOCAL eventsource.tenant); the
+-- writer's and reader's grants of docs/privileges.md.
+CREATE ROLE es_bench_app LOGIN NOSUPERUSER NOBYPASSRLS;
+GRANT EXECUTE ON FUNCTION
+    eventsource.append(text, bigint, jsonb),
+    eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid),
+    eventsource.read_stream(text, bigint, integer, boolean),
+    eventsource.read_all(bigint, integer, text[], text[])
+    TO es_bench_app;
+
+-- The default tenant's read data, as in setup.sql: 1,000 streams "Read-<n>"
+-- x 100 events (read_data.sql).
+\set first 0
+\set last 0
+\set streams 1000
+\ir read_data.sql
