@@ -268,20 +268,20 @@ reclaim_dropped_databases(void)
 		return false;
 	dbs = palloc(sizeof(Oid) * tstats->nentries);
 	LWLockAcquire(es_lwlock(ES_LWLOCK_TENANT_STATS), LW_SHARED);
-	/* the "(other)" rows name every database that counts here */
 	for (int i = 0; i < tstats->nentries; i++)
 	{
-		EsTenantEntry *e = &tstats->entries[i];
+		Oid			db = tstats->entries[i].dboid;
 
-		if (OidIsValid(e->dboid) && e->dboid != MyDatabaseId &&
-			strcmp(e->tenant, ES_TENANT_OTHER) == 0)
-			dbs[ndbs++] = e->dboid;
+		if (OidIsValid(db) && db != MyDatabaseId)
+			dbs[ndbs++] = db;
 	}
 	LWLockRelease(es_lwlock(ES_LWLOCK_TENANT_STATS));
+	qsort(dbs, ndbs, sizeof(Oid), oid_cmp);
 
 	for (int i = 0; i < ndbs; i++)
 	{
-		if (SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dbs[i])))
+		if ((i > 0 && dbs[i] == dbs[i - 1]) ||
+			SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dbs[i])))
 			continue;
 		LWLockAcquire(es_lwlock(ES_LWLOCK_TENANT_STATS), LW_EXCLUSIVE);
 		free_database_locked(dbs[i]);
