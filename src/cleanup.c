@@ -666,10 +666,18 @@ retention_pass(void)
 	return true;
 }
 
-/* The database has no 1.1 SQL objects (any more): nothing to do here. */
+/*
+ * The database has no 1.1 SQL objects (any more): nothing to do here.  Said
+ * once in the log, so that an operator (and TAP 044) can tell "left" from
+ * "never started"; the next lifecycle operation there wants a worker again.
+ */
 static void
 leave_database(void)
 {
+	ereport(LOG,
+			(errmsg("eventsource cleanup: the database with OID %u has no eventsource 1.1 objects, the worker stops",
+					MyDatabaseId),
+			 errhint("After ALTER EXTENSION eventsource UPDATE, the next lifecycle operation there starts it again.")));
 	SpinLockAcquire(&cleanup_shared->mutex);
 	cleanup_shared->entries[my_entry].wanted = false;
 	SpinLockRelease(&cleanup_shared->mutex);

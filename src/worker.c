@@ -26,11 +26,13 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -446,6 +448,12 @@ es_worker_main(Datum main_arg)
 		StartTransactionCommand();
 		es_worker.extension = get_extension_oid("eventsource", true);
 		if (!OidIsValid(es_worker.extension))
+			gone = true;
+		else
+			es_worker.partitions_rel =
+				get_relname_relid("subscription_partitions",
+								  get_namespace_oid("eventsource", true));
+		if (!OidIsValid(es_worker.partitions_rel))
 			gone = true;
 		CommitTransactionCommand();
 		while (!gone)

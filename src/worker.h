@@ -47,6 +47,7 @@ typedef struct EsWorker
 	int			partitions;		/* refreshed from the row (worker_config.c) */
 	int64		incarnation;	/* eventsource.subscriptions.id */
 	Oid			extension;		/* the extension our subscription is in */
+	Oid			partitions_rel; /* its eventsource.subscription_partitions */
 	char	   *dbname;			/* for log lines, read at start */
 	MemoryContext batch_cxt;	/* a batch's events; reset by each batch */
 } EsWorker;

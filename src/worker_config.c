@@ -37,11 +37,18 @@ static void load_events_desc(void);
  * the extension is dropped and created again, and our saved plans would
  * then find the new tables by name: a row with our name, partition and id
  * is not ours if the extension changed.  Inside a transaction.
+ *
+ * Asked before and after every batch's row lock, so it must be cheap: the
+ * partitions table we started with still existing is the test (one
+ * syscache probe; a DROP EXTENSION drops it, a new CREATE EXTENSION makes
+ * a table with a new OID), where a pg_extension lookup was an index scan
+ * per call.  ALTER EXTENSION UPDATE keeps the table.
  */
 bool
 es_worker_extension_is_ours(void)
 {
-	return get_extension_oid("eventsource", true) == es_worker.extension;
+	return OidIsValid(es_worker.partitions_rel) &&
+		SearchSysCacheExists1(RELOID, ObjectIdGetDatum(es_worker.partitions_rel));
 }
 
 /*

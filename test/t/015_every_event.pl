@@ -82,7 +82,10 @@ is(sql(q{SELECT (last_shutdown->>'forced') || ' ' || (last_shutdown->>'events_in
 sql(q{DELETE FROM slow; SELECT eventsource.resume_subscription('ee_forced')});
 wait_until(q{SELECT count(*) = 5 FROM applied WHERE sub = 'ee_forced'},
 	'resumed: the rest is delivered');
-is(sql(q{SELECT count(DISTINCT pos) FROM applied WHERE sub = 'ee_forced'}), '5', 'each once');
+wait_until(q{SELECT position = eventsource.head_position() FROM eventsource.subscription_partitions
+              WHERE subscription = 'ee_forced'}, 'and checkpointed to the head');
+is(sql(q{SELECT count(*) || ' ' || count(DISTINCT pos) FROM applied WHERE sub = 'ee_forced'}), '5 5',
+	'each once (no event applied twice, also once caught up)');
 sql(q{SELECT eventsource.drop_subscription('ee_forced')});
 
 # ---------------------------------------------------------------------------

@@ -245,8 +245,9 @@ like(fails('old', q{SELECT public.erase_by_metadata('subject_id', 'o', NULL, 10)
 	'1.0 SQL: erase_by_metadata refuses with 55000');
 my ($ret, $out, $err) = $node->psql('old', q{SELECT public.erase_stream('Old-1', NULL, -1)});
 like($err, qr/HINT:  Run ALTER EXTENSION eventsource UPDATE\./, 'with the hint to update');
-is(sql(q{SELECT eventsource.save_snapshot('Old-1', 1, '{"name": "Old"}')}, 'old'), '',
-	'1.0 SQL: save_snapshot works as before');
+sql(q{SELECT eventsource.save_snapshot('Old-1', 1, '{"name": "Old", "v": 2}')}, 'old');
+is(sql(q{SELECT state::text FROM eventsource.load_snapshot('Old-1', 1)}, 'old'), '{"v": 2, "name": "Old"}',
+	'1.0 SQL: save_snapshot works as before (the new state is stored)');
 sql(q{ALTER EXTENSION eventsource UPDATE}, 'old');
 is(sql(q{SELECT events_erased FROM eventsource.erase_stream('Old-1')}, 'old'), '1',
 	'after the update the erasure works');

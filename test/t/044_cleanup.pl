@@ -238,7 +238,9 @@ sql('CREATE DATABASE old');
 sql(q{CREATE EXTENSION eventsource VERSION '1.0';
       SELECT eventsource.append_event('Old-1', 0, 'E', '{}')}, 'old');
 # a restart makes the launcher discover it (and start its cleanup worker,
-# which finds the 1.0 SQL and leaves)
+# which finds the 1.0 SQL and leaves, saying so in the log)
+my $old_oid = sql(q{SELECT oid FROM pg_database WHERE datname = 'old'});
+my $restart_offset = -s $node->logfile;
 $node->restart;
 wait_until(q{SELECT count(*) = 1 FROM pg_stat_activity
               WHERE backend_type = 'eventsource cleanup' AND datname = 'postgres'},
@@ -246,6 +248,9 @@ wait_until(q{SELECT count(*) = 1 FROM pg_stat_activity
 $node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity
               WHERE backend_type = 'eventsource cleanup' AND datname = 'old'})
   or die;
+ok($node->wait_for_log(qr/eventsource cleanup: the database with OID $old_oid has no eventsource 1\.1 objects/,
+		$restart_offset),
+	'the cleanup worker started in the database on the 1.0 SQL and left');
 sleep 1;
 is(cleanup_pid('old'), '0', 'no cleanup worker stays in a database on the 1.0 SQL');
 sql(q{ALTER EXTENSION eventsource UPDATE;
