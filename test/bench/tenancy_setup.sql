@@ -41,6 +41,8 @@ GRANT EXECUTE ON FUNCTION
     eventsource.read_stream(text, bigint, integer, boolean),
     eventsource.read_all(bigint, integer, text[], text[])
     TO es_bench_app;
+-- only for run_tenancy.sh's check that row-level security applies to it
+GRANT SELECT ON eventsource.events TO es_bench_app;
 
 -- The default tenant's read data, as in setup.sql: 1,000 streams "Read-<n>"
 -- x 100 events (read_data.sql).
