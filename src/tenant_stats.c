@@ -484,6 +484,8 @@ es_tenant_stats_rows(PG_FUNCTION_ARGS)
 	const char *only = NULL;
 
 	es_require_shmem("eventsource.tenant_stats");
+	/* only 1.1's SQL declares it; declared by hand in a 1.0 database: refuse */
+	es_require_sql_version("1.1", "eventsource.tenant_stats");
 	InitMaterializedSRF(fcinfo, 0);
 	if (!sees_all_tenants())
 		only = counting_tenant();

@@ -78,5 +78,28 @@ $node->safe_psql('db3', 'SELECT count(*) FROM eventsource.tenant_stats');
 is($node->safe_psql('db3', "SELECT pg_stat_force_next_flush(); $scans"), $before,
 	'tenant_stats does not scan eventsource.events');
 
+# A database still on the 1.0 SQL objects: its appends are counted (under
+# the default tenant, the only one 1.0 has); the rows function, which only
+# 1.1 declares, refuses with 55000 and the hint to update when declared by
+# hand, and answers after the update.
+$node->safe_psql('postgres', 'CREATE DATABASE old');
+$node->safe_psql('old', q{CREATE EXTENSION eventsource VERSION '1.0';
+CREATE FUNCTION public.tenant_stats_c(
+    OUT tenant_id text, OUT appends bigint, OUT events_appended bigint,
+    OUT streams_created bigint, OUT expected_version_conflicts bigint,
+    OUT idempotent_retries bigint, OUT duplicate_event_ids bigint,
+    OUT stream_reads bigint, OUT global_reads bigint, OUT events_read bigint,
+    OUT stats_reset timestamptz)
+    RETURNS SETOF record LANGUAGE c AS '$libdir/eventsource', 'es_tenant_stats_rows';});
+$node->safe_psql('db1', 'SELECT eventsource.stat_reset()');
+append('old', 'Old-1');
+my ($rc, $out, $err) = $node->psql('old', 'SELECT * FROM public.tenant_stats_c()',
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:  55000: eventsource\.tenant_stats needs the eventsource 1\.1 SQL objects/,
+	'1.0 database: tenant_stats_rows() refuses with 55000');
+like($err, qr/HINT:  Run ALTER EXTENSION eventsource UPDATE\./, '... with the hint to update');
+$node->safe_psql('old', 'ALTER EXTENSION eventsource UPDATE');
+is(rows('old'), 'default=1/1', 'after UPDATE: the view shows what 1.0 counted');
+
 $node->stop;
 done_testing();
