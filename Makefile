@@ -33,6 +33,8 @@ OBJS = \
 	src/stream.o \
 	src/subscription.o \
 	src/subscription_rules.o \
+	src/tenant.o \
+	src/tenant_admin.o \
 	src/tenant_stats.o \
 	src/otlp.o \
 	src/otlp_queue.o \
@@ -72,13 +74,13 @@ endif
 #
 # pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing lifecycle erasure retention tenant_stats
+	monitoring_lag subscription_rules tracing lifecycle erasure retention tenancy tenant_stats
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \
 	horizon_unrelated idempotent_retry lifecycle_append_race lifecycle_reader \
 	lifecycle_snapshot_race lifecycle_repeatable_read \
-	erasure_snapshot_race erasure_append_race erasure_snapshot_locks
+	erasure_snapshot_race erasure_append_race erasure_snapshot_locks tenant_append
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
 
 ifeq ($(ES_TEMP_INSTANCE),1)
@@ -103,7 +105,7 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 # Every file includes the project's headers; a change to one rebuilds all
 # (and a new default_version, which the headers take from the control file).
 $(OBJS): src/eventsource.h src/subscription.h src/trace.h src/schema.h \
-	src/subscription_rules.h src/upcalls.h src/worker.h \
+	src/subscription_rules.h src/upcalls.h src/worker.h src/tenant.h \
 	eventsource.control
 
 # The release archives for PGXN and packagers, from the committed tree (HEAD):

@@ -413,6 +413,205 @@ REVOKE ALL ON FUNCTION eventsource.set_retention(text, interval, bigint),
     eventsource.clear_retention(text), eventsource.clear_category_retention(text),
     eventsource.cleanup_worker() FROM PUBLIC;
 
+-- ==== issue 15: tenancy (foundation) ====
+-- One store, many tenants (docs/tenancy.md; README "Multi-tenancy").  A
+-- transaction chooses its tenant with SET LOCAL eventsource.tenant; every
+-- function of the store resolves it once, as the caller
+-- (eventsource.current_tenant(), src/tenant.c), and reads and writes that
+-- tenant's rows only.  Row-level security applies the same rule to every
+-- role but the store's owner (and superusers, BYPASSRLS roles) when it
+-- reads the tables directly, through COPY or a view.
+--
+-- Keys: tenant_id first in every unique key, so that a later distribution
+-- by tenant (Citus) keeps each tenant's rows, uniqueness checks and stream
+-- locks on one node.  The one exception, events_global_position_key
+-- UNIQUE (global_position), is kept on a single node: it is the log's
+-- integrity check and serves the cross-tenant order of subscriptions and
+-- the horizon; a distributed store replaces it by a plain index, the
+-- sequence carrying the uniqueness (docs/architecture.md).
+--
+-- Locks and cost: ADD COLUMN with a constant default is a catalog change
+-- (no rewrite); the new primary key and unique keys of events are index
+-- builds holding ACCESS EXCLUSIVE on eventsource.events for their duration
+-- (README "Upgrading" gives the time on 1M events); snapshots and
+-- checkpoints the same, usually small.  Existing rows are tenant 'default'.
+
+-- The registered tenants: using any other is an error (ES005), so a typo
+-- never starts a new tenant.
+CREATE TABLE eventsource.tenants (
+    tenant_id  text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT tenants_pkey PRIMARY KEY (tenant_id),
+    CONSTRAINT tenants_tenant_id_check
+        CHECK (pg_catalog.octet_length(tenant_id) BETWEEN 1 AND 63
+               AND tenant_id OPERATOR(pg_catalog.~) '^[A-Za-z0-9_.:-]+$')
+);
+COMMENT ON TABLE eventsource.tenants IS
+    'The registered tenants (written only by eventsource.create_tenant())';
+INSERT INTO eventsource.tenants (tenant_id) VALUES ('default');
+
+-- Roles bound to tenants: a role with the privileges of a role named here
+-- may use only that role's tenants (src/tenant.c).
+CREATE TABLE eventsource.tenant_roles (
+    role       regrole     NOT NULL,
+    tenant_id  text        NOT NULL REFERENCES eventsource.tenants (tenant_id),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT tenant_roles_pkey PRIMARY KEY (role, tenant_id)
+);
+COMMENT ON TABLE eventsource.tenant_roles IS
+    'Roles bound to tenants (written only by eventsource.bind_role_to_tenant() and unbind_role_from_tenant())';
+CREATE INDEX tenant_roles_tenant_idx ON eventsource.tenant_roles (tenant_id);
+
+-- the 'default' row is CREATE EXTENSION's: a dump leaves it out
+SELECT pg_catalog.pg_extension_config_dump('eventsource.tenants',
+                                           'WHERE tenant_id <> ''default''');
+SELECT pg_catalog.pg_extension_config_dump('eventsource.tenant_roles', '');
+
+-- Only the tenant functions write them (and a restore's COPY), src/guard.c;
+-- each write also drops every backend's cache of them when it commits.
+CREATE TRIGGER tenants_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON eventsource.tenants
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+CREATE TRIGGER tenants_guard_truncate
+    BEFORE TRUNCATE ON eventsource.tenants
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+ALTER TABLE eventsource.tenants ENABLE ALWAYS TRIGGER tenants_guard;
+ALTER TABLE eventsource.tenants ENABLE ALWAYS TRIGGER tenants_guard_truncate;
+CREATE TRIGGER tenant_roles_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON eventsource.tenant_roles
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+CREATE TRIGGER tenant_roles_guard_truncate
+    BEFORE TRUNCATE ON eventsource.tenant_roles
+    FOR EACH STATEMENT EXECUTE FUNCTION eventsource.events_guard();
+ALTER TABLE eventsource.tenant_roles ENABLE ALWAYS TRIGGER tenant_roles_guard;
+ALTER TABLE eventsource.tenant_roles ENABLE ALWAYS TRIGGER tenant_roles_guard_truncate;
+
+-- The caller's tenant: the setting eventsource.tenant checked against the
+-- registered tenants and the caller's bindings.  Every role calls it (the
+-- policies below do), so it keeps the default EXECUTE for PUBLIC; it tells
+-- a role nothing but its own tenant.
+CREATE FUNCTION eventsource.current_tenant() RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'es_current_tenant_sql';
+COMMENT ON FUNCTION eventsource.current_tenant() IS
+    'The tenant the caller works in (eventsource.tenant, checked against the registered tenants and the role''s bindings)';
+
+CREATE FUNCTION eventsource.create_tenant(tenant_id text) RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_create_tenant';
+COMMENT ON FUNCTION eventsource.create_tenant(text) IS
+    'Register a tenant; false when it already was';
+CREATE FUNCTION eventsource.bind_role_to_tenant(role regrole, tenant_id text) RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_bind_role_to_tenant';
+COMMENT ON FUNCTION eventsource.bind_role_to_tenant(regrole, text) IS
+    'Let the role (and every role with its privileges) use this tenant, and only its bound tenants; false when it already was bound';
+CREATE FUNCTION eventsource.unbind_role_from_tenant(role regrole, tenant_id text) RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_unbind_role_from_tenant';
+COMMENT ON FUNCTION eventsource.unbind_role_from_tenant(regrole, text) IS
+    'Remove a binding of a role to a tenant; false when there was none';
+
+REVOKE ALL ON eventsource.tenants, eventsource.tenant_roles FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventsource.create_tenant(text),
+    eventsource.bind_role_to_tenant(regrole, text),
+    eventsource.unbind_role_from_tenant(regrole, text) FROM PUBLIC;
+
+-- The tenant column, last (the 1.0 column order is frozen: SETOF
+-- eventsource.events gains a trailing column).  No CHECK on it: only the
+-- store's functions write these tables (events through the guard), with a
+-- tenant current_tenant() validated, and row-level security's WITH CHECK
+-- holds any other role to its current tenant.  No foreign key to tenants
+-- either: it would cost a lookup per appended event.
+ALTER TABLE eventsource.events
+    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+ALTER TABLE eventsource.snapshots
+    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+ALTER TABLE eventsource.checkpoints
+    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+-- The keys (the names stay: the code matches events_event_id_key).
+ALTER TABLE eventsource.events
+    DROP CONSTRAINT events_pkey,
+    DROP CONSTRAINT events_event_id_key;
+ALTER TABLE eventsource.events
+    ADD CONSTRAINT events_pkey PRIMARY KEY (tenant_id, stream_id, stream_version),
+    ADD CONSTRAINT events_event_id_key UNIQUE (tenant_id, event_id),
+    -- a tenant's read_all() page
+    ADD CONSTRAINT events_tenant_global_position_key UNIQUE (tenant_id, global_position);
+ALTER TABLE eventsource.snapshots
+    DROP CONSTRAINT snapshots_pkey,
+    ADD CONSTRAINT snapshots_pkey
+        PRIMARY KEY (tenant_id, stream_id, schema_version, stream_version);
+ALTER TABLE eventsource.checkpoints
+    DROP CONSTRAINT checkpoints_pkey,
+    ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (tenant_id, name);
+
+-- Row-level security: a role other than the owner (superusers and
+-- BYPASSRLS roles bypass it too) reads and writes only its current
+-- tenant's rows, whatever SQL it sends.  Not FORCEd: the store's functions
+-- run their queries as the owner with an explicit tenant_id = $n.
+ALTER TABLE eventsource.events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY events_tenant ON eventsource.events
+    USING (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant())
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant());
+ALTER TABLE eventsource.snapshots ENABLE ROW LEVEL SECURITY;
+CREATE POLICY snapshots_tenant ON eventsource.snapshots
+    USING (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant())
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant());
+ALTER TABLE eventsource.checkpoints ENABLE ROW LEVEL SECURITY;
+CREATE POLICY checkpoints_tenant ON eventsource.checkpoints
+    USING (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant())
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant());
+-- a bound role must not learn which other tenants exist or who is bound
+ALTER TABLE eventsource.tenants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenants_tenant ON eventsource.tenants
+    USING (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant())
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant());
+ALTER TABLE eventsource.tenant_roles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_roles_tenant ON eventsource.tenant_roles
+    USING (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant())
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant());
+
+-- visible_events was created with the columns events had then: the same
+-- definition again appends tenant_id (SELECT e.* is expanded when a view is
+-- created).  It stays tenant-agnostic: it is not granted to anyone, and the
+-- cross-tenant readers (subscription workers, the status) read it as the
+-- owner; the store's functions add their own tenant_id = $n.  Its lifecycle
+-- probe still matches stream_id alone until stream_lifecycle is keyed by
+-- (tenant_id, stream_id): the lifecycle section for tenants (issue 15,
+-- part 2) replaces this definition.
+CREATE OR REPLACE VIEW eventsource.visible_events AS
+    SELECT e.*
+      FROM eventsource.events e
+     WHERE e.global_position OPERATOR(pg_catalog.>)
+               (SELECT COALESCE(pg_catalog.max(l.last_position), 0)
+                  FROM eventsource.stream_lifecycle l)
+        OR e.stream_version OPERATOR(pg_catalog.<) 1
+        OR NOT EXISTS
+               (SELECT FROM eventsource.stream_lifecycle l
+                 WHERE l.stream_id OPERATOR(pg_catalog.=) e.stream_id
+                   AND e.stream_version OPERATOR(pg_catalog.<=) l.hidden_through);
+
+-- streams: the current tenant's streams.  The view runs with its owner's
+-- rights (so the readers keep needing SELECT on the view only, as in 1.0),
+-- which bypass row-level security: the predicate is explicit, and
+-- current_tenant() in it runs as the querying role.  tenant_id is appended
+-- (CREATE OR REPLACE VIEW may only add columns at the end).
+CREATE OR REPLACE VIEW eventsource.streams AS
+    SELECT e.stream_id,
+           pg_catalog.split_part(e.stream_id, '-', 1) AS category,
+           pg_catalog.max(e.stream_version) AS version,
+           pg_catalog.min(e.global_position) AS first_position,
+           pg_catalog.max(e.global_position) AS last_position,
+           pg_catalog.min(e.recorded_at) AS created_at,
+           pg_catalog.max(e.recorded_at) AS updated_at,
+           e.tenant_id
+      FROM eventsource.visible_events e
+     WHERE e.stream_version OPERATOR(pg_catalog.>=) 1
+       AND e.tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant()
+     GROUP BY e.tenant_id, e.stream_id;
+
 -- ==== issue 15: tenancy (per-tenant stats) ====
 -- The counters of store_stats per tenant of this database, plus
 -- streams_created (appends to a stream that had never been written), from a

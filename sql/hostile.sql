@@ -668,6 +668,97 @@ WITH r AS (
 SELECT fn, call, result FROM r ORDER BY id;
 
 --
+-- tenants (issue 15): the tenant functions with bad arguments, direct writes
+-- of the registry, and every function of the store called in a tenant that
+-- does not exist, in a malformed one, and by a role bound to another
+-- tenant (hostile_bound, bound to hostile_t: it may not name 'default')
+--
+CREATE ROLE hostile_bound;
+GRANT USAGE ON SCHEMA t TO hostile_bound;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventsource TO hostile_bound;
+SELECT eventsource.create_tenant('hostile_t') AS created;
+SELECT eventsource.bind_role_to_tenant('hostile_bound', 'hostile_t') AS bound;
+-- the store as it is now (the registry changed above, not in the battery)
+DELETE FROM h.before;
+INSERT INTO h.before SELECT * FROM h.store;
+WITH r AS (
+    INSERT INTO calls (fn, call, result)
+    SELECT fn, c, t.try(c) FROM (VALUES
+        ('create_tenant', $$SELECT eventsource.create_tenant(NULL)$$),
+        ('create_tenant', $$SELECT eventsource.create_tenant('')$$),
+        ('create_tenant', $$SELECT eventsource.create_tenant(repeat('t', 64))$$),
+        ('create_tenant', $$SELECT eventsource.create_tenant(repeat('t', 10485760))$$),
+        ('create_tenant', $$SELECT eventsource.create_tenant('a b')$$),
+        ('create_tenant', $$SELECT eventsource.create_tenant('x''; DROP TABLE eventsource.events; --')$$),
+        ('create_tenant', $$SELECT eventsource.create_tenant(E'caf\u00e9')$$),
+        ('bind_role_to_tenant', $$SELECT eventsource.bind_role_to_tenant(NULL, 'hostile_t')$$),
+        ('bind_role_to_tenant', $$SELECT eventsource.bind_role_to_tenant('hostile_bound', NULL)$$),
+        ('bind_role_to_tenant', $$SELECT eventsource.bind_role_to_tenant('hostile_bound', 'nope')$$),
+        ('bind_role_to_tenant', $$SELECT eventsource.bind_role_to_tenant('hostile_bound', '')$$),
+        ('bind_role_to_tenant', $$SELECT eventsource.bind_role_to_tenant('no_such_role', 'hostile_t')$$),
+        ('bind_role_to_tenant', $$SELECT eventsource.bind_role_to_tenant(4000000000::oid::regrole, 'hostile_t')$$),
+        ('unbind_role_from_tenant', $$SELECT eventsource.unbind_role_from_tenant(NULL, 'hostile_t')$$),
+        ('unbind_role_from_tenant', $$SELECT eventsource.unbind_role_from_tenant('hostile_bound', NULL)$$),
+        ('unbind_role_from_tenant', $$SELECT eventsource.unbind_role_from_tenant('hostile_bound', '%')$$),
+        ('current_tenant', $$SELECT eventsource.current_tenant(1)$$),
+        ('current_tenant', $$SELECT set_config('eventsource.tenant', 'nope', true), eventsource.current_tenant()$$),
+        ('current_tenant', $$SET eventsource.tenant = 'a/b'$$),
+        ('current_tenant', $$SET eventsource.tenant = 'x''y'$$),
+        ('current_tenant', $$SELECT set_config('eventsource.tenant', repeat('t', 64), true)$$),
+        ('tenants', $$INSERT INTO eventsource.tenants (tenant_id) VALUES ('sneaky')$$),
+        ('tenants', $$UPDATE eventsource.tenants SET tenant_id = 'sneaky' WHERE tenant_id = 'hostile_t'$$),
+        ('tenants', $$DELETE FROM eventsource.tenants WHERE tenant_id = 'hostile_t'$$),
+        ('tenants', $$TRUNCATE eventsource.tenants CASCADE$$),
+        ('tenant_roles', $$INSERT INTO eventsource.tenant_roles (role, tenant_id) VALUES ('hostile_bound', 'default')$$),
+        ('tenant_roles', $$UPDATE eventsource.tenant_roles SET tenant_id = 'default'$$),
+        ('tenant_roles', $$DELETE FROM eventsource.tenant_roles$$),
+        ('tenant_roles', $$TRUNCATE eventsource.tenant_roles$$)
+    ) v(fn, c)
+    RETURNING id, fn, call, result)
+SELECT fn, call, result FROM r ORDER BY id;
+
+-- every store function and tenant-scoped view in an unknown tenant (ES005),
+-- and as the bound role naming the default tenant (42501): refused before
+-- it touches anything.  (The superuser reads the tables past row-level
+-- security; the bound role goes through it, with SELECT granted.)
+GRANT SELECT ON eventsource.events, eventsource.snapshots, eventsource.checkpoints,
+    eventsource.streams, eventsource.tenants, eventsource.tenant_roles TO hostile_bound;
+WITH f(fn, c, direct) AS (VALUES
+        ('append', $$eventsource.append('Hostile-1', 3, '[{"type": "A", "data": {}}]')$$, false),
+        ('append_event', $$eventsource.append_event('Hostile-1', 3, 'A', '{}')$$, false),
+        ('read_stream', $$eventsource.read_stream('Hostile-1')$$, false),
+        ('read_all', $$eventsource.read_all(0, 10)$$, false),
+        ('stream_version', $$eventsource.stream_version('Hostile-1')$$, false),
+        ('load', $$eventsource.load('Hostile-1')$$, false),
+        ('load_snapshot', $$eventsource.load_snapshot('Hostile-1')$$, false),
+        ('save_snapshot', $$eventsource.save_snapshot('Hostile-1', 2, '{}')$$, false),
+        ('get_checkpoint', $$eventsource.get_checkpoint('hostile_cp')$$, false),
+        ('save_checkpoint', $$eventsource.save_checkpoint('hostile_cp', 3)$$, false),
+        ('reset_checkpoint', $$eventsource.reset_checkpoint('hostile_cp')$$, false),
+        ('delete_stream', $$eventsource.delete_stream('Hostile-1', 3)$$, false),
+        ('truncate_stream', $$eventsource.truncate_stream('Hostile-1', 2)$$, false),
+        ('erase_stream', $$eventsource.erase_stream('Hostile-1')$$, false),
+        ('erase_by_metadata', $$eventsource.erase_by_metadata('k', 'x')$$, false),
+        ('streams', $$count(*) FROM eventsource.streams$$, false),
+        ('events', $$count(*) FROM eventsource.events$$, true),
+        ('snapshots', $$count(*) FROM eventsource.snapshots$$, true),
+        ('checkpoints', $$count(*) FROM eventsource.checkpoints$$, true),
+        ('tenants', $$count(*) FROM eventsource.tenants$$, true),
+        ('tenant_roles', $$count(*) FROM eventsource.tenant_roles$$, true)),
+r AS (
+    INSERT INTO calls (fn, ctx, call, result)
+    SELECT fn, 'unknown tenant', c, t.try(c) FROM
+        (SELECT fn, $$SET LOCAL eventsource.tenant = 'nope'; SELECT $$ || c FROM f
+          WHERE NOT direct) v(fn, c)
+    UNION ALL
+    SELECT fn, 'bound role', c, t.try(c) FROM
+        (SELECT fn, $$SET LOCAL ROLE hostile_bound; SET LOCAL eventsource.tenant = 'default'; SELECT $$ || c
+           FROM f) v(fn, c)
+    RETURNING id, fn, ctx, call, result)
+SELECT fn, ctx, result FROM r ORDER BY id;
+SELECT current_user = session_user AS role_restored;
+
+--
 -- values at the edges that are answered, not refused: max-int positions and
 -- versions, unknown streams and names, the largest partition count
 --
@@ -922,3 +1013,6 @@ DELETE FROM eventsource.checkpoints WHERE name LIKE 'hostile%';
 DELETE FROM eventsource.snapshots WHERE stream_id LIKE 'Hostile-%';
 SELECT count(*) AS subscriptions_left FROM eventsource.subscriptions WHERE name LIKE 'hostile%';
 DROP SCHEMA h CASCADE;
+SELECT eventsource.unbind_role_from_tenant('hostile_bound', 'hostile_t') AS unbound;
+DROP OWNED BY hostile_bound;
+DROP ROLE hostile_bound;

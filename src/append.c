@@ -4,13 +4,17 @@
  *	  append() and append_event(): optimistic concurrency, idempotent retry,
  *	  positions from the horizon.
  *
- * One call appends all of its events or none:
+ * One call appends all of its events or none, to a stream of the caller's
+ * current tenant (tenant.c, resolved once per call as the caller; every
+ * query below names it, so versions, expected-version checks and event ids
+ * are per tenant):
  *
  *	1. parse and check the events (before any lock is taken);
  *	2. take the stream's lock, a transaction-level heavyweight lock on a
- *	   64-bit hash of the stream id (advisory lock space, field4 = 'ES'), so
- *	   that appends to one stream serialise and appends to different streams
- *	   never wait for each other;
+ *	   64-bit hash of the tenant and the stream id (advisory lock space,
+ *	   field4 = 'ES'), so that appends to one stream of one tenant serialise
+ *	   and appends to different streams, or to the same stream id in two
+ *	   tenants, never wait for each other;
  *	3. read the stream's current version with a fresh snapshot (the lock
  *	   holder before us has committed, also under REPEATABLE READ);
  *	4. if the caller supplied event ids, look them up: an exact retry of a
@@ -46,6 +50,7 @@
 #include "utils/uuid.h"
 
 #include "eventsource.h"
+#include "tenant.h"
 #include "trace.h"
 #include "upcalls.h"
 
@@ -66,9 +71,10 @@ typedef struct EsAppendResult
 	int64		last_position;
 } EsAppendResult;
 
-static SPIPlanPtr ids_plan = NULL;
-static SPIPlanPtr insert_one_plan = NULL;
-static SPIPlanPtr insert_many_plan = NULL;
+/* two variants each: 1.0 and 1.1 SQL (lifecycle.c, es_visible_plan) */
+static SPIPlanPtr ids_plans[2];
+static SPIPlanPtr insert_one_plans[2];
+static SPIPlanPtr insert_many_plans[2];
 
 /* Error context while parsing: arg points at the index of the event. */
 static void
@@ -325,16 +331,17 @@ check_ids_unique_in_call(EsEvent *events, int n)
 }
 
 /*
- * Lock the stream for the rest of the transaction.  The lock lives in the
- * advisory lock space with field4 = 0x4553 ('ES'), which pg_advisory_lock()
- * never uses (it uses 1 and 2), and shows in pg_locks as an advisory lock.
+ * Lock the stream of the tenant for the rest of the transaction.  The lock
+ * lives in the advisory lock space with field4 = 0x4553 ('ES'), which
+ * pg_advisory_lock() never uses (it uses 1 and 2), and shows in pg_locks as
+ * an advisory lock.  Its key hashes the tenant and the stream id
+ * (stream.c), so the same stream id in two tenants never waits.
  */
 void
-es_lock_stream(text *stream_id)
+es_lock_stream(text *tenant, text *stream_id)
 {
 	LOCKTAG		tag;
-	uint64		h = es_hash_stream_id(VARDATA_ANY(stream_id),
-									  VARSIZE_ANY_EXHDR(stream_id));
+	uint64		h = es_hash_tenant_stream(tenant, stream_id);
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 ES_STREAM_LOCK_FIELD4);
@@ -375,17 +382,20 @@ expected_allows_first(int64 expected, int64 first, int64 hidden_through)
 }
 
 /*
- * Look up the caller-supplied ids.  Returns true and fills *result when the
- * call is an exact retry of one that already succeeded; returns false when
- * none of the ids is stored; raises ES002 otherwise.  Inside SPI.
+ * Look up the caller-supplied ids in the tenant (event ids are unique per
+ * tenant).  Returns true and fills *result when the call is an exact retry
+ * of one that already succeeded; returns false when none of the ids is
+ * stored; raises ES002 otherwise.  Inside SPI.
  */
 static bool
-check_stored_ids(text *stream_id, int64 expected, int64 hidden_through,
+check_stored_ids(text *tenant, text *stream_id, int64 expected, int64 hidden_through,
 				 EsEvent *events, int n, EsAppendResult *result)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 	int			nids = 0;
-	Datum		values[1];
+	Datum		values[2];
+	SPIPlanPtr	plan;
+	Oid			types[2] = {UUIDARRAYOID, TEXTOID};
 	int64	   *versions;
 	int64	   *positions;
 	bool		exact;
@@ -395,19 +405,16 @@ check_stored_ids(text *stream_id, int64 expected, int64 hidden_through,
 		if (events[i].id_given)
 			ids[nids++] = UUIDPGetDatum(&events[i].id);
 
-	if (ids_plan == NULL)
-	{
-		Oid			types[1] = {UUIDARRAYOID};
-
-		ids_plan = es_prepare(
-							  "SELECT event_id, stream_id, stream_version, global_position"
-							  " FROM eventsource.events"
-							  " WHERE event_id OPERATOR(pg_catalog.=) ANY ($1)",
-							  1, types);
-	}
+	plan = es_visible_plan(ids_plans,
+						   "SELECT event_id, stream_id, stream_version, global_position"
+						   " FROM eventsource.events"
+						   " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $2"
+						   " AND event_id OPERATOR(pg_catalog.=) ANY ($1)",
+						   2, types, false);
 	values[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN,
 												false, TYPALIGN_CHAR));
-	es_spi_read_latest(ids_plan, values, NULL, NULL, 0);
+	values[1] = PointerGetDatum(tenant);
+	es_spi_read_latest(plan, values, NULL, NULL, 0);
 	if (SPI_processed == 0)
 		return false;
 
@@ -500,29 +507,40 @@ es_check_expected_version(text *stream_id, int64 expected, int64 current)
 	}
 }
 
-/* Insert the rows.  Inside SPI, as the extension owner. */
+/*
+ * Insert the rows into the tenant's stream.  Inside SPI, as the extension
+ * owner.  On the 1.0 SQL (no tenant column) the tenant is the default and
+ * is not written.
+ */
 static void
-insert_events(text *stream_id, int64 first_version, EsEvent *events, int n,
+insert_events(text *tenant, text *stream_id, int64 first_version, EsEvent *events, int n,
 			  int64 *positions)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			rc;
+	SPIPlanPtr	plan;
+	Oid			one_types[9] = {INT8OID, TEXTOID, INT8OID, UUIDOID,
+	TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TEXTOID};
+	Oid			many_types[9] = {INT8ARRAYOID, TEXTOID, INT8ARRAYOID, UUIDARRAYOID,
+	TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID, TEXTOID};
+
+#define INSERT_EVENTS(cols, rows) \
+	"INSERT INTO eventsource.events (global_position, stream_id, stream_version," \
+	" event_id, event_type, data, metadata, recorded_at" cols ")" rows
+#define FROM_ARRAYS \
+	" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3)," \
+	" pg_catalog.unnest($4), pg_catalog.unnest($5)," \
+	" pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)"
 
 	if (n == 1)
 	{
-		Datum		values[8];
+		Datum		values[9];
 
-		if (insert_one_plan == NULL)
-		{
-			Oid			types[8] = {INT8OID, TEXTOID, INT8OID, UUIDOID,
-			TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID};
-
-			insert_one_plan = es_prepare(
-										 "INSERT INTO eventsource.events (global_position, stream_id,"
-										 " stream_version, event_id, event_type, data, metadata, recorded_at)"
-										 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-										 8, types);
-		}
+		plan = es_prepare_versioned(insert_one_plans,
+									INSERT_EVENTS("", " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+									INSERT_EVENTS(", tenant_id",
+												  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+									9, one_types);
 		values[0] = Int64GetDatum(positions[0]);
 		values[1] = PointerGetDatum(stream_id);
 		values[2] = Int64GetDatum(first_version);
@@ -531,12 +549,13 @@ insert_events(text *stream_id, int64 first_version, EsEvent *events, int n,
 		values[5] = JsonbPGetDatum(events[0].data);
 		values[6] = JsonbPGetDatum(events[0].metadata);
 		values[7] = TimestampTzGetDatum(now);
+		values[8] = PointerGetDatum(tenant);
 		es_append_in_progress = true;
-		rc = SPI_execute_plan(insert_one_plan, values, NULL, false, 0);
+		rc = SPI_execute_plan(plan, values, NULL, false, 0);
 	}
 	else
 	{
-		Datum		values[8];
+		Datum		values[9];
 		Datum	   *pos = palloc(sizeof(Datum) * n);
 		Datum	   *ver = palloc(sizeof(Datum) * n);
 		Datum	   *ids = palloc(sizeof(Datum) * n);
@@ -544,20 +563,11 @@ insert_events(text *stream_id, int64 first_version, EsEvent *events, int n,
 		Datum	   *data = palloc(sizeof(Datum) * n);
 		Datum	   *meta = palloc(sizeof(Datum) * n);
 
-		if (insert_many_plan == NULL)
-		{
-			Oid			argtypes[8] = {INT8ARRAYOID, TEXTOID, INT8ARRAYOID, UUIDARRAYOID,
-			TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID};
-
-			insert_many_plan = es_prepare(
-										  "INSERT INTO eventsource.events (global_position, stream_id,"
-										  " stream_version, event_id, event_type, data, metadata, recorded_at)"
-										  " SELECT u.p, $2, u.v, u.i, u.t, u.d, u.m, $8"
-										  " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3),"
-										  " pg_catalog.unnest($4), pg_catalog.unnest($5),"
-										  " pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(p, v, i, t, d, m)",
-										  8, argtypes);
-		}
+		plan = es_prepare_versioned(insert_many_plans,
+									INSERT_EVENTS("", " SELECT u.p, $2, u.v, u.i, u.t, u.d, u.m, $8" FROM_ARRAYS),
+									INSERT_EVENTS(", tenant_id",
+												  " SELECT u.p, $2, u.v, u.i, u.t, u.d, u.m, $8, $9" FROM_ARRAYS),
+									9, many_types);
 		for (int i = 0; i < n; i++)
 		{
 			pos[i] = Int64GetDatum(positions[i]);
@@ -575,8 +585,9 @@ insert_events(text *stream_id, int64 first_version, EsEvent *events, int n,
 		values[5] = PointerGetDatum(construct_array(data, n, JSONBOID, -1, false, TYPALIGN_INT));
 		values[6] = PointerGetDatum(construct_array(meta, n, JSONBOID, -1, false, TYPALIGN_INT));
 		values[7] = TimestampTzGetDatum(now);
+		values[8] = PointerGetDatum(tenant);
 		es_append_in_progress = true;
-		rc = SPI_execute_plan(insert_many_plan, values, NULL, false, 0);
+		rc = SPI_execute_plan(plan, values, NULL, false, 0);
 	}
 	es_append_in_progress = false;
 	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
@@ -611,11 +622,13 @@ rethrow_duplicate_id(MemoryContext cxt)
 
 /*
  * The body shared by append() and append_event().  "events" are parsed and
- * checked.  Runs as the extension owner inside its own SPI connection.
+ * checked.  Resolves the caller's tenant (tenant.c), then runs as the
+ * extension owner inside its own SPI connection.
  */
 static EsAppendResult
 append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 {
+	text	   *tenant = es_current_tenant_text();
 	EsAppendResult result;
 	EsOwnerCall owner;
 	bool		any_id_given = false;
@@ -631,13 +644,13 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 
 	es_owner_begin(&owner);
 
-	es_lock_stream(stream_id);
-	es_stream_state(stream_id, true, &state);
+	es_lock_stream(tenant, stream_id);
+	es_stream_state(tenant, stream_id, true, &state);
 	es_check_not_tombstoned(stream_id, &state);
 	current = es_visible_version(&state);
 
 	if (!any_id_given ||
-		!check_stored_ids(stream_id, expected, state.hidden_through, events, n, &result))
+		!check_stored_ids(tenant, stream_id, expected, state.hidden_through, events, n, &result))
 	{
 		es_check_expected_version(stream_id, expected, current);
 
@@ -653,7 +666,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 		cxt = CurrentMemoryContext;
 		PG_TRY();
 		{
-			insert_events(stream_id, state.last_version + 1, events, n, positions);
+			insert_events(tenant, stream_id, state.last_version + 1, events, n, positions);
 		}
 		PG_CATCH();
 		{
@@ -677,11 +690,13 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 
 /*
  * Append one system event of a lifecycle operation (lifecycle.c) to the
- * stream it concerns, at the given (negative) version.  The caller holds the
- * stream's lock and runs as the owner inside SPI.  Returns its position.
+ * tenant's stream it concerns, at the given (negative) version.  The caller
+ * holds the stream's lock and runs as the owner inside SPI.  Returns its
+ * position.
  */
 int64
-es_append_system_event(text *stream_id, int64 version, const char *type, Jsonb *data)
+es_append_system_event(text *tenant, text *stream_id, int64 version, const char *type,
+					   Jsonb *data)
 {
 	EsEvent		ev;
 	int64		position;
@@ -692,7 +707,7 @@ es_append_system_event(text *stream_id, int64 version, const char *type, Jsonb *
 	ev.metadata = es_inherit_causation(empty_object());
 	generate_event_id(&ev.id);
 	es_reserve_positions(1, &position);
-	insert_events(stream_id, version, &ev, 1, &position);
+	insert_events(tenant, stream_id, version, &ev, 1, &position);
 	es_stats_count(ES_STAT_APPENDS, 1);
 	es_stats_count(ES_STAT_EVENTS_APPENDED, 1);
 	return position;

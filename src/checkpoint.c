@@ -9,6 +9,10 @@
  * replay events it has already applied.  reset_checkpoint() is the explicit
  * way back (a rebuild).
  *
+ * Checkpoints are per tenant: the same name in two tenants is two
+ * checkpoints (the caller's current tenant, tenant.c, resolved before the
+ * function becomes the owner).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -18,10 +22,12 @@
 #include "utils/builtins.h"
 
 #include "eventsource.h"
+#include "tenant.h"
 
-static SPIPlanPtr save_plan = NULL;
-static SPIPlanPtr get_plan = NULL;
-static SPIPlanPtr reset_plan = NULL;
+/* two variants each: 1.0 and 1.1 SQL (spi.c, lifecycle.c) */
+static SPIPlanPtr save_plans[2];
+static SPIPlanPtr get_plans[2];
+static SPIPlanPtr reset_plans[2];
 
 static int64
 arg_position(FunctionCallInfo fcinfo, int argno)
@@ -36,25 +42,25 @@ arg_position(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * Read a checkpoint; *found says whether it exists.  Caller is connected to
- * SPI and runs as the owner.
+ * Read a checkpoint of the tenant; *found says whether it exists.  Caller
+ * is connected to SPI and runs as the owner.
  */
 static int64
-lookup_checkpoint(text *name, bool *found)
+lookup_checkpoint(text *tenant, text *name, bool *found)
 {
-	Datum		values[1];
+	Datum		values[2];
 	bool		isnull;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	SPIPlanPtr	plan;
 
-	if (get_plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		get_plan = es_prepare("SELECT position FROM eventsource.checkpoints"
-							  " WHERE name OPERATOR(pg_catalog.=) $1",
-							  1, types);
-	}
+	plan = es_visible_plan(get_plans,
+						   "SELECT position FROM eventsource.checkpoints"
+						   " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $2"
+						   " AND name OPERATOR(pg_catalog.=) $1",
+						   2, types, false);
 	values[0] = PointerGetDatum(name);
-	es_spi_read(get_plan, values, NULL, NULL, 1);
+	values[1] = PointerGetDatum(tenant);
+	es_spi_read(plan, values, NULL, NULL, 1);
 	*found = (SPI_processed > 0);
 	if (!*found)
 		return 0;
@@ -71,40 +77,44 @@ upsert_checkpoint(FunctionCallInfo fcinfo, const char *what, bool forward_only)
 {
 	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
 	int64		position = arg_position(fcinfo, 1);
-	Datum		values[2];
+	Datum		values[3];
 	EsOwnerCall owner;
 	SPIPlanPtr	plan;
+	Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
+	text	   *tenant;
 
 	PreventCommandIfReadOnly(what);
+	tenant = es_current_tenant_text();
 	es_owner_begin(&owner);
 
-	if (reset_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, INT8OID};
+#define CHECKPOINT_UPSERT(cols, vals, key) \
+	"INSERT INTO eventsource.checkpoints AS c (name, position, updated_at" cols ")" \
+	" VALUES ($1, $2, pg_catalog.now()" vals ")" \
+	" ON CONFLICT (" key ") DO UPDATE" \
+	" SET position = excluded.position, updated_at = excluded.updated_at"
+#define CHECKPOINT_FORWARD_ONLY \
+	" WHERE c.position OPERATOR(pg_catalog.<=) excluded.position"
 
-		/* both or none: the second assignment marks them ready */
-		save_plan = es_prepare(
-							   "INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
-							   " VALUES ($1, $2, pg_catalog.now())"
-							   " ON CONFLICT (name) DO UPDATE"
-							   " SET position = excluded.position, updated_at = excluded.updated_at"
-							   " WHERE c.position OPERATOR(pg_catalog.<=) excluded.position",
-							   2, types);
-		reset_plan = es_prepare(
-								"INSERT INTO eventsource.checkpoints AS c (name, position, updated_at)"
-								" VALUES ($1, $2, pg_catalog.now())"
-								" ON CONFLICT (name) DO UPDATE"
-								" SET position = excluded.position, updated_at = excluded.updated_at",
-								2, types);
-	}
-	plan = forward_only ? save_plan : reset_plan;
+	if (forward_only)
+		plan = es_prepare_versioned(save_plans,
+									CHECKPOINT_UPSERT("", "", "name") CHECKPOINT_FORWARD_ONLY,
+									CHECKPOINT_UPSERT(", tenant_id", ", $3", "tenant_id, name")
+									CHECKPOINT_FORWARD_ONLY,
+									3, types);
+	else
+		plan = es_prepare_versioned(reset_plans,
+									CHECKPOINT_UPSERT("", "", "name"),
+									CHECKPOINT_UPSERT(", tenant_id", ", $3", "tenant_id, name"),
+									3, types);
 	values[0] = PointerGetDatum(cstring_to_text(name));
 	values[1] = Int64GetDatum(position);
+	values[2] = PointerGetDatum(tenant);
 	es_exec_plan(plan, values, NULL, SPI_OK_INSERT);
 	if (SPI_processed == 0)
 	{
 		bool		found;
-		int64		current = lookup_checkpoint((text *) DatumGetPointer(values[0]), &found);
+		int64		current = lookup_checkpoint(tenant, (text *) DatumGetPointer(values[0]),
+												&found);
 
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -133,12 +143,13 @@ Datum
 es_get_checkpoint(PG_FUNCTION_ARGS)
 {
 	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
+	text	   *tenant = es_current_tenant_text();
 	EsOwnerCall owner;
 	bool		found;
 	int64		position;
 
 	es_owner_begin(&owner);
-	position = lookup_checkpoint(cstring_to_text(name), &found);
+	position = lookup_checkpoint(tenant, cstring_to_text(name), &found);
 	es_owner_end(&owner);
 	if (!found)
 		PG_RETURN_NULL();

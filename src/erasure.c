@@ -82,6 +82,7 @@
 #include "utils/snapmgr.h"
 
 #include "eventsource.h"
+#include "tenant.h"
 
 /* The marker an erased value becomes, in SQL and as the system event says */
 #define ES_ERASED_JSON		"'{\"$erased\": true}'::pg_catalog.jsonb"
@@ -313,7 +314,7 @@ push_text_array(EsJson *j, const char *key, Datum arr)
  * snapshot taken after the locks active.
  */
 static void
-erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *value,
+erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text *key, text *value,
 				ErasedPositions *positions, EraseResult *res)
 {
 	Datum		values[5];
@@ -395,7 +396,7 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 	res->events = (int64) n;
 
 	/* the system event, at the stream's next lifecycle number */
-	es_stream_state(stream_id, false, &st);
+	es_stream_state(tenant, stream_id, false, &st);
 	es_json_object(&details);
 	es_json_int(&details, "events", res->events);
 	es_json_int(&details, "first_version", res->first_version);
@@ -412,7 +413,7 @@ erase_in_stream(text *stream_id, Datum keys, Datum versions, text *key, text *va
 		es_json_nested(&details, "versions", &v);
 		es_json_string(&details, "by_metadata_key", text_to_cstring(key));
 	}
-	res->position = es_append_system_event(stream_id, -(int64) (st.operations + 1),
+	res->position = es_append_system_event(tenant, stream_id, -(int64) (st.operations + 1),
 										   ES_ERASED_TYPE,
 										   DatumGetJsonbP(es_json_jsonb(&details)));
 
@@ -666,6 +667,7 @@ PG_FUNCTION_INFO_V1(es_erase_stream);
 Datum
 es_erase_stream(PG_FUNCTION_ARGS)
 {
+	text	   *tenant;
 	text	   *stream_id;
 	Datum		keys;
 	int64		expected;
@@ -682,12 +684,13 @@ es_erase_stream(PG_FUNCTION_ARGS)
 	expected = es_lifecycle_arg_expected(fcinfo, 2);
 	es_require_writable("eventsource.erase_stream()");
 	es_require_sql_version("1.1", "eventsource.erase_stream()");
+	tenant = es_tenant_default_only("eventsource.erase_stream()");
 
 	es_owner_begin(&owner);
-	es_lock_stream(stream_id);
+	es_lock_stream(tenant, stream_id);
 	lock_erasure(stream_id, ExclusiveLock);
 	PushActiveSnapshot(GetLatestSnapshot());
-	es_stream_state(stream_id, false, &st);
+	es_stream_state(tenant, stream_id, false, &st);
 	if (st.last_version == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_STREAM_NOT_FOUND),
@@ -695,7 +698,7 @@ es_erase_stream(PG_FUNCTION_ARGS)
 				 errdetail("The stream has no events.")));
 	es_check_expected_version(stream_id, expected, es_visible_version(&st));
 
-	erase_in_stream(stream_id, keys, (Datum) 0, NULL, NULL, &positions, &res);
+	erase_in_stream(tenant, stream_id, keys, (Datum) 0, NULL, NULL, &positions, &res);
 	sweep_copies_of_stream(stream_id, keys);
 	PopActiveSnapshot();
 	es_owner_end(&owner);
@@ -730,6 +733,7 @@ PG_FUNCTION_INFO_V1(es_erase_by_metadata);
 Datum
 es_erase_by_metadata(PG_FUNCTION_ARGS)
 {
+	text	   *tenant;
 	text	   *key;
 	text	   *value;
 	Datum		keys;
@@ -768,6 +772,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 				 errmsg("max_events must be between 1 and %d", ES_MAX_EVENTS_PER_CALL)));
 	es_require_writable("eventsource.erase_by_metadata()");
 	es_require_sql_version("1.1", "eventsource.erase_by_metadata()");
+	tenant = es_tenant_default_only("eventsource.erase_by_metadata()");
 
 	es_owner_begin(&owner);
 	if (candidates_plan == NULL)
@@ -829,7 +834,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 				(Datum) 0;
 			if (n > 0)
 			{
-				es_lock_stream(ids[i]);
+				es_lock_stream(tenant, ids[i]);
 				lock_erasure(ids[i], ExclusiveLock);
 			}
 		}
@@ -841,7 +846,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 
 			if (vers[i] == (Datum) 0)
 				continue;
-			erase_in_stream(ids[i], keys, vers[i], key, value, &positions, &res);
+			erase_in_stream(tenant, ids[i], keys, vers[i], key, value, &positions, &res);
 			erased += res.events;
 			if (res.events > 0)
 				streams++;

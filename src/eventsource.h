@@ -35,6 +35,8 @@
 #define ERRCODE_ES_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('E','S','0','0','2')
 #define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('E','S','0','0','3')
 #define ERRCODE_ES_STREAM_NOT_FOUND			MAKE_SQLSTATE('E','S','0','0','4')
+#define ERRCODE_ES_UNKNOWN_TENANT			MAKE_SQLSTATE('E','S','0','0','5')
+#define ERRCODE_ES_NO_TENANT				MAKE_SQLSTATE('E','S','0','0','6')
 
 /*
  * Documented limits, enforced with SQLSTATE 54000 (program_limit_exceeded).
@@ -112,6 +114,7 @@ typedef struct EsCatalog
 } EsCatalog;
 
 extern const EsCatalog *es_catalog(void);
+extern Oid	es_lookup_relation(const char *name, Oid nsp);
 extern const EsCatalog *es_catalog_cached(void);
 extern void es_become_owner(Oid *save_userid, int *save_sec_context);
 extern void es_restore_user(Oid save_userid, int save_sec_context);
@@ -125,6 +128,8 @@ typedef struct EsOwnerCall
 extern void es_owner_begin(EsOwnerCall *call);
 extern void es_owner_end(EsOwnerCall *call);
 extern SPIPlanPtr es_prepare(const char *query, int nargs, Oid *argtypes);
+extern SPIPlanPtr es_prepare_versioned(SPIPlanPtr *slots, const char *q10, const char *q11,
+									   int nargs, Oid *argtypes);
 extern void es_exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls,
 						 int expected);
 extern void es_spi_read(SPIPlanPtr plan, Datum *values, const char *nulls,
@@ -196,14 +201,15 @@ extern void es_tenant_stats_reset(void);
 /* stream.c: category, partition hash, lock hash */
 #define ES_STREAM_LOCK_FIELD4		0x4553	/* 'ES' in the advisory lock space */
 extern uint64 es_hash_stream_id(const char *data, int len);
+extern uint64 es_hash_tenant_stream(text *tenant, text *stream_id);
 extern int	es_stream_partition(const char *data, int len, int partitions);
 extern int	es_stream_category(const char *data, int len);
 
 
 /* append.c: shared with the lifecycle operations */
-extern void es_lock_stream(text *stream_id);
+extern void es_lock_stream(text *tenant, text *stream_id);
 extern void es_check_expected_version(text *stream_id, int64 expected, int64 current);
-extern int64 es_append_system_event(text *stream_id, int64 version, const char *type,
+extern int64 es_append_system_event(text *tenant, text *stream_id, int64 version, const char *type,
 									Jsonb *data);
 
 /* json.c: the one way to build JSON text in C */
@@ -238,9 +244,9 @@ typedef struct EsStreamState
 extern bool es_lifecycle_installed(void);
 extern SPIPlanPtr es_visible_plan(SPIPlanPtr *slots, const char *query_fmt,
 								  int nargs, Oid *argtypes, bool generic);
-extern void es_stream_state(text *stream_id, bool latest, EsStreamState *state);
+extern void es_stream_state(text *tenant, text *stream_id, bool latest, EsStreamState *state);
 extern int64 es_visible_version(const EsStreamState *state);
-extern int64 es_stream_version(text *stream_id, bool latest);
+extern int64 es_stream_version(text *tenant, text *stream_id, bool latest);
 extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state);
 extern int64 es_lifecycle_arg_expected(FunctionCallInfo fcinfo, int argno);
 extern uint64 es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected);

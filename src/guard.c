@@ -32,6 +32,16 @@
  * es_cleanup_delete_in_progress just before its own DELETE, which the
  * trigger consumes, as append()'s INSERT does.
  *
+ * Since 1.1 it also guards the tenant registry, eventsource.tenants and
+ * tenant_roles: only create_tenant(), bind_role_to_tenant() and
+ * unbind_role_from_tenant() write them (tenant_admin.c sets
+ * es_tenant_write_in_progress around its one statement each), and a
+ * restore's COPY.  For every write it lets through, the guard registers a
+ * relcache invalidation of the table, so that every backend drops its cache
+ * of tenants and bindings (tenant.c) when the write commits.  A direct write
+ * would bypass the checks of those functions (an unregistered tenant, a
+ * role that does not exist).
+ *
  * Since 1.1 the log takes one kind of UPDATE: erasure.c redacts personal
  * data in place, and sets es_erase_in_progress just before its own UPDATE
  * statement, which the trigger consumes as it does append()'s flag.  Every
@@ -44,10 +54,12 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "nodes/parsenodes.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "eventsource.h"
+#include "tenant.h"
 
 bool		es_append_in_progress = false;
 bool		es_lifecycle_write_in_progress = false;
@@ -74,7 +86,9 @@ es_guard_is_copy_into_events(Node *parsetree)
 	if (!stmt->is_from || stmt->relation == NULL ||
 		(strcmp(stmt->relation->relname, "events") != 0 &&
 		 strcmp(stmt->relation->relname, "stream_lifecycle") != 0 &&
-		 strcmp(stmt->relation->relname, "stream_retention") != 0))
+		 strcmp(stmt->relation->relname, "stream_retention") != 0 &&
+		 strcmp(stmt->relation->relname, "tenants") != 0 &&
+		 strcmp(stmt->relation->relname, "tenant_roles") != 0))
 		return false;
 	nsp = get_namespace_oid("eventsource", true);
 	if (!OidIsValid(nsp))
@@ -83,7 +97,9 @@ es_guard_is_copy_into_events(Node *parsetree)
 	return OidIsValid(relid) &&
 		(relid == get_relname_relid("events", nsp) ||
 		 relid == get_relname_relid("stream_lifecycle", nsp) ||
-		 relid == get_relname_relid("stream_retention", nsp));
+		 relid == get_relname_relid("stream_retention", nsp) ||
+		 relid == get_relname_relid("tenants", nsp) ||
+		 relid == get_relname_relid("tenant_roles", nsp));
 }
 
 void
@@ -119,6 +135,16 @@ table_empty(int which)
 	return empty;
 }
 
+/* "insert into", "update", ... for the message of a refused direct write */
+static const char *
+direct_write_verb(TriggerData *trigdata)
+{
+	return TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "insert into" :
+		TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "update" :
+		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "delete from" :
+		"truncate";
+}
+
 /*
  * The trigger on eventsource.stream_lifecycle and eventsource.stream_retention
  * (see the file header).
@@ -142,16 +168,39 @@ lifecycle_guard(TriggerData *trigdata, bool retention)
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("cannot %s eventsource.%s directly",
-					TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "insert into" :
-					TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "update" :
-					TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "delete from" :
-					"truncate", table),
+					direct_write_verb(trigdata), table),
 			 retention ?
 			 errdetail("The table says which events expire; a direct write could hide events.") :
 			 errdetail("The table says which events are hidden; a direct write could bring hidden events back or let versions be reused."),
 			 retention ?
 			 errhint("Use eventsource.set_retention(), eventsource.set_category_retention() or the clear functions.") :
 			 errhint("Use eventsource.delete_stream() or eventsource.truncate_stream().")));
+	return PointerGetDatum(NULL);	/* keep compiler quiet */
+}
+
+/*
+ * The trigger on eventsource.tenants and eventsource.tenant_roles (see the
+ * file header).  A restore's COPY is let through whatever the table holds:
+ * tenants already has the 'default' row that CREATE EXTENSION made (the
+ * dump leaves it out), and the primary keys refuse a duplicate.
+ */
+static Datum
+tenant_guard(TriggerData *trigdata)
+{
+	const char *table = RelationGetRelationName(trigdata->tg_relation);
+
+	if (es_tenant_write_in_progress ||
+		(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && restore_copy_in_progress))
+	{
+		CacheInvalidateRelcache(trigdata->tg_relation);
+		return PointerGetDatum(NULL);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot %s eventsource.%s directly",
+					direct_write_verb(trigdata), table),
+			 errdetail("The table says which tenants exist and which roles may use them."),
+			 errhint("Use eventsource.create_tenant(), eventsource.bind_role_to_tenant() or eventsource.unbind_role_from_tenant().")));
 	return PointerGetDatum(NULL);	/* keep compiler quiet */
 }
 
@@ -173,6 +222,9 @@ es_events_guard(PG_FUNCTION_ARGS)
 			return lifecycle_guard(trigdata, false);
 		if (strcmp(RelationGetRelationName(trigdata->tg_relation), "stream_retention") == 0)
 			return lifecycle_guard(trigdata, true);
+		if (strcmp(RelationGetRelationName(trigdata->tg_relation), "tenants") == 0 ||
+			strcmp(RelationGetRelationName(trigdata->tg_relation), "tenant_roles") == 0)
+			return tenant_guard(trigdata);
 	}
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))

@@ -25,6 +25,7 @@
 #include "trace.h"
 
 #include "eventsource.h"
+#include "tenant.h"
 
 int			es_snapshots_to_keep = 1;
 int			es_max_databases = 64;
@@ -115,6 +116,14 @@ es_define_gucs(bool preloading)
 							1, 1, 1000,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("eventsource.tenant",
+							   "Tenant the transaction works in (set it with SET LOCAL).",
+							   "Empty: the role's only tenant if it is bound to one, else 'default'. See eventsource.current_tenant().",
+							   &es_tenant_setting,
+							   "",
+							   PGC_USERSET, 0,
+							   es_tenant_check_hook, NULL, NULL);
 
 	DefineCustomIntVariable("eventsource.drain_timeout",
 							"Time a stopping subscription worker may take to finish its in-flight batch.",

@@ -48,10 +48,12 @@
 #include "utils/snapmgr.h"
 
 #include "eventsource.h"
+#include "tenant.h"
 
 #define ES_EVENTS_TOKEN		"@EVENTS@"
 #define ES_FLOOR_TOKEN		"@FLOOR@"
 #define ES_LAST_OP_TOKEN	"@LAST_OPERATION@"
+#define ES_TENANT_TOKEN		"@TENANT_ID"
 
 static SPIPlanPtr state_plans[2] = {NULL, NULL};
 static SPIPlanPtr upsert_plan = NULL;
@@ -89,11 +91,59 @@ replace_token(const char *str, const char *token, const char *by)
 }
 
 /*
+ * Replace every "@TENANT_ID@" (a row's tenant column) and "@TENANT_ID(a)@"
+ * (alias a's) by the column, or, on the 1.0 SQL, which has no such column,
+ * by the constant 'default' (every 1.0 row is the default tenant's, and
+ * tenant.c allows no other there): "@TENANT_ID@ = $n" then reads the same
+ * on both.
+ */
+static char *
+replace_tenant_tokens(const char *str, bool have_column)
+{
+	StringInfoData buf;
+	const char *p = str;
+	const char *hit;
+
+	initStringInfo(&buf);
+	while ((hit = strstr(p, ES_TENANT_TOKEN)) != NULL)
+	{
+		const char *q = hit + strlen(ES_TENANT_TOKEN);
+		const char *alias = NULL;
+		int			alias_len = 0;
+
+		appendBinaryStringInfo(&buf, p, hit - p);
+		if (*q == '(')
+		{
+			alias = q + 1;
+			q = strchr(alias, ')');
+			if (q == NULL)
+				elog(ERROR, "eventsource: unterminated tenant token in \"%s\"", str);
+			alias_len = q - alias;
+			q++;
+		}
+		if (*q != '@')
+			elog(ERROR, "eventsource: malformed tenant token in \"%s\"", str);
+		if (!have_column)
+			appendStringInfoString(&buf, "'" ES_DEFAULT_TENANT "'::pg_catalog.text");
+		else
+		{
+			if (alias != NULL)
+				appendStringInfo(&buf, "%.*s.", alias_len, alias);
+			appendStringInfoString(&buf, "tenant_id");
+		}
+		p = q + 1;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+/*
  * The kept plan of a read query, prepared on first use for the SQL version
  * of this database.  "query_fmt" reads @EVENTS@ wherever it reads the log,
  * and may use @FLOOR@ (with the stream id as $1) as a lower bound of the
  * stream's versions, and @LAST_OPERATION@ as the position above which no
- * event is hidden.  "slots" holds the two variants (1.0 SQL, 1.1 SQL);
+ * event is hidden, and @TENANT_ID@ or @TENANT_ID(alias)@ for the tenant
+ * column (replace_tenant_tokens).  "slots" holds the two variants (1.0 SQL, 1.1 SQL);
  * "generic" asks for a plan that is never replanned per call (see below);
  * plans are revalidated by the plan cache like any kept plan.  Caller is
  * connected to SPI.
@@ -122,6 +172,7 @@ es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtyp
 		q = replace_token(q, ES_LAST_OP_TOKEN,
 						  v ? "(SELECT COALESCE(pg_catalog.max(l.last_position), 0)"
 						  " FROM eventsource.stream_lifecycle l)" : "0");
+		q = replace_tenant_tokens(q, v);
 		if (v && generic)
 		{
 			/*
@@ -150,16 +201,20 @@ es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtyp
 }
 
 /*
- * The state of a stream, read with a snapshot taken now (the caller holds
+ * The state of a stream of a tenant, read with a snapshot taken now (the caller holds
  * the stream's lock, so this is the state its writes build on) — or, when
  * "latest" is false, with the caller's snapshot.  Caller is connected to SPI
  * and runs as the owner.
+ *
+ * The lifecycle row is still matched by stream id alone: stream_lifecycle
+ * gains its tenant_id with the lifecycle part of issue 15, which adds
+ * "l.tenant_id = $2" here (and to @FLOOR@ and the view).
  */
 void
-es_stream_state(text *stream_id, bool latest, EsStreamState *st)
+es_stream_state(text *tenant, text *stream_id, bool latest, EsStreamState *st)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
 	SPIPlanPtr	plan;
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -173,23 +228,25 @@ es_stream_state(text *stream_id, bool latest, EsStreamState *st)
 		if (v)
 			state_plans[v] = es_prepare(
 										"SELECT (SELECT e.stream_version FROM eventsource.events e"
-										"   WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+										"   WHERE e.tenant_id OPERATOR(pg_catalog.=) $2"
+										"   AND e.stream_id OPERATOR(pg_catalog.=) $1"
 										"   ORDER BY e.stream_version DESC LIMIT 1),"
 										" l.hidden_through, l.last_version, l.tombstoned, l.operations"
 										" FROM (VALUES (1)) AS d(x)"
 										" LEFT JOIN eventsource.stream_lifecycle l"
 										"   ON l.stream_id OPERATOR(pg_catalog.=) $1",
-										1, types);
+										2, types);
 		else
 			state_plans[v] = es_prepare(
 										"SELECT (SELECT e.stream_version FROM eventsource.events e"
 										"   WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
 										"   ORDER BY e.stream_version DESC LIMIT 1),"
 										" NULL::bigint, NULL::bigint, NULL::boolean, NULL::integer",
-										1, types);
+										1, types);	/* 1.0: every row is 'default' */
 	}
 	plan = state_plans[v];
 	values[0] = PointerGetDatum(stream_id);
+	values[1] = PointerGetDatum(tenant);
 	if (latest)
 		es_spi_read_latest(plan, values, NULL, NULL, 1);
 	else
@@ -234,11 +291,11 @@ es_visible_version(const EsStreamState *st)
  * to SPI and runs as the owner.
  */
 int64
-es_stream_version(text *stream_id, bool latest)
+es_stream_version(text *tenant, text *stream_id, bool latest)
 {
 	EsStreamState st;
 
-	es_stream_state(stream_id, latest, &st);
+	es_stream_state(tenant, stream_id, latest, &st);
 	return es_visible_version(&st);
 }
 
@@ -323,11 +380,11 @@ es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected)
  * the owner inside SPI.
  */
 static void
-lock_and_read_state(text *stream_id, EsStreamState *st)
+lock_and_read_state(text *tenant, text *stream_id, EsStreamState *st)
 {
-	es_lock_stream(stream_id);
+	es_lock_stream(tenant, stream_id);
 	PushActiveSnapshot(GetLatestSnapshot());
-	es_stream_state(stream_id, false, st);
+	es_stream_state(tenant, stream_id, false, st);
 }
 
 /*
@@ -337,14 +394,14 @@ lock_and_read_state(text *stream_id, EsStreamState *st)
  * Returns the system event's position.
  */
 static int64
-record_operation(text *stream_id, const EsStreamState *st, int64 hidden_through,
+record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 hidden_through,
 				 bool tombstone, const char *event_type, EsJson *details)
 {
 	Datum		values[6];
 	int64		position;
 	int32		operations = st->operations + 1;
 
-	position = es_append_system_event(stream_id, -(int64) operations, event_type,
+	position = es_append_system_event(tenant, stream_id, -(int64) operations, event_type,
 									  DatumGetJsonbP(es_json_jsonb(details)));
 
 	if (drop_snapshots_plan == NULL)
@@ -416,6 +473,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	EsJson		details;
 	int64		position;
+	text	   *tenant;
 
 	es_require_shmem("eventsource.delete_stream()");
 	stream_id = es_arg_stream_id(fcinfo, 0);
@@ -424,9 +482,10 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	hard = PG_GETARG_BOOL(2);
 	es_require_writable("eventsource.delete_stream()");
 	es_require_sql_version("1.1", "eventsource.delete_stream()");
+	tenant = es_tenant_default_only("eventsource.delete_stream()");
 
 	es_owner_begin(&owner);
-	lock_and_read_state(stream_id, &st);
+	lock_and_read_state(tenant, stream_id, &st);
 	check_stream_present(stream_id, &st, hard);
 	es_check_expected_version(stream_id, expected, es_visible_version(&st));
 
@@ -435,7 +494,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	es_json_int(&details, "last_version", st.last_version);
 	es_json_int(&details, "hidden_through", st.last_version);
 
-	position = record_operation(stream_id, &st, st.last_version, hard,
+	position = record_operation(tenant, stream_id, &st, st.last_version, hard,
 								"$StreamDeleted", &details);
 	PopActiveSnapshot();
 	es_owner_end(&owner);
@@ -463,6 +522,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	EsJson		details;
 	int64		position;
+	text	   *tenant;
 
 	es_require_shmem("eventsource.truncate_stream()");
 	stream_id = es_arg_stream_id(fcinfo, 0);
@@ -476,9 +536,10 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 	expected = es_lifecycle_arg_expected(fcinfo, 2);
 	es_require_writable("eventsource.truncate_stream()");
 	es_require_sql_version("1.1", "eventsource.truncate_stream()");
+	tenant = es_tenant_default_only("eventsource.truncate_stream()");
 
 	es_owner_begin(&owner);
-	lock_and_read_state(stream_id, &st);
+	lock_and_read_state(tenant, stream_id, &st);
 	check_stream_present(stream_id, &st, false);
 	visible = es_visible_version(&st);
 	es_check_expected_version(stream_id, expected, visible);
@@ -509,7 +570,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 	es_json_int(&details, "hidden_through", before - 1);
 	es_json_int(&details, "last_version", st.last_version);
 
-	position = record_operation(stream_id, &st, before - 1, false,
+	position = record_operation(tenant, stream_id, &st, before - 1, false,
 								"$StreamTruncated", &details);
 	PopActiveSnapshot();
 	es_owner_end(&owner);

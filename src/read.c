@@ -13,6 +13,9 @@
  * position <= the horizon that committed is visible, whatever the caller's
  * isolation level.
  *
+ * All of them read the caller's current tenant only (tenant.c, resolved
+ * before becoming the owner, passed as a parameter).
+ *
  * Both read the visible events only (lifecycle.c, es_visible_plan): the
  * hiding of deleted and truncated streams is the view's, not spelled here.
  *
@@ -31,6 +34,7 @@
 
 #include "eventsource.h"
 #include "schema.h"
+#include "tenant.h"
 
 /* two variants each: 1.0 and 1.1 SQL (lifecycle.c, es_visible_plan) */
 static SPIPlanPtr stream_fwd_plans[2];
@@ -82,10 +86,11 @@ es_read_stream(PG_FUNCTION_ARGS)
 	int32		max_count = arg_max_count(fcinfo, 2);
 	bool		backwards;
 	int64		from;
-	Datum		values[3];
+	Datum		values[4];
 	SPIPlanPtr	plan;
 	EsOwnerCall owner;
-	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
+	Oid			types[4] = {TEXTOID, INT8OID, INT4OID, TEXTOID};
+	text	   *tenant;
 
 	es_arg_not_null(fcinfo, 3, "backwards");
 	backwards = PG_GETARG_BOOL(3);
@@ -101,6 +106,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 					 errhint("Versions start at 1; pass NULL to start at the first (or, backwards, the last) event.")));
 	}
 
+	tenant = es_current_tenant_text();
 	InitMaterializedSRF(fcinfo, 0);
 	es_owner_begin(&owner);
 
@@ -118,24 +124,27 @@ es_read_stream(PG_FUNCTION_ARGS)
 	if (backwards)
 		plan = es_visible_plan(stream_bwd_plans,
 							   "SELECT * FROM eventsource.events"
-							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+							   " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $4"
+							   " AND stream_id OPERATOR(pg_catalog.=) $1"
 							   " AND stream_version OPERATOR(pg_catalog.<=) $2"
 							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
 							   " AND stream_version OPERATOR(pg_catalog.>=) 1"
 							   " ORDER BY stream_version DESC LIMIT $3",
-							   3, types, true);
+							   4, types, true);
 	else
 		plan = es_visible_plan(stream_fwd_plans,
 							   "SELECT * FROM eventsource.events"
-							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+							   " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $4"
+							   " AND stream_id OPERATOR(pg_catalog.=) $1"
 							   " AND stream_version OPERATOR(pg_catalog.>=) $2"
 							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
 							   " AND stream_version OPERATOR(pg_catalog.>=) 1"
 							   " ORDER BY stream_version LIMIT $3",
-							   3, types, true);
+							   4, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(from);
 	values[2] = Int32GetDatum(max_count);
+	values[3] = PointerGetDatum(tenant);
 
 	es_spi_read(plan, values, NULL, srf_receiver(fcinfo), 0);
 	es_stats_count(ES_STAT_STREAM_READS, 1);
@@ -157,10 +166,11 @@ es_read_all(PG_FUNCTION_ARGS)
 {
 	int64		after;
 	int32		max_count;
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	int64		head;
 	EsOwnerCall owner;
+	text	   *tenant;
 
 	es_require_shmem("eventsource.read_all()");
 	after = es_arg_int64(fcinfo, 0, "after_position");
@@ -178,27 +188,32 @@ es_read_all(PG_FUNCTION_ARGS)
 	else
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(3), "categories");
 
+	tenant = es_current_tenant_text();
 	InitMaterializedSRF(fcinfo, 0);
 	es_owner_begin(&owner);
 
 	head = es_horizon();
 	if (after < head)
 	{
-		Oid			types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
+		Oid			types[6] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID,
+		TEXTOID};
 		SPIPlanPtr	plan;
 
+		/* the tenant's page: index (tenant_id, global_position) */
 		plan = es_visible_plan(all_plans,
 							   "SELECT * FROM @EVENTS@"
-							   " WHERE global_position OPERATOR(pg_catalog.>) $1"
+							   " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $6"
+							   " AND global_position OPERATOR(pg_catalog.>) $1"
 							   " AND global_position OPERATOR(pg_catalog.<=) $2"
 							   " AND " ES_SQL_EVENT_FILTER(ES_SQL_ANY_PARAM, "", "$3", "$4")
 							   " ORDER BY global_position LIMIT $5",
-							   5, types, true);
+							   6, types, true);
 		values[0] = Int64GetDatum(after);
 		values[1] = Int64GetDatum(head);
 		values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 		values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 		values[4] = Int32GetDatum(max_count);
+		values[5] = PointerGetDatum(tenant);
 		es_spi_read_latest(plan, values, nulls, srf_receiver(fcinfo), 0);
 		es_stats_count(ES_STAT_EVENTS_READ, (int64) SPI_processed);
 	}
@@ -231,11 +246,12 @@ Datum
 es_stream_version_sql(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
+	text	   *tenant = es_current_tenant_text();
 	EsOwnerCall owner;
 	int64		version;
 
 	es_owner_begin(&owner);
-	version = es_stream_version(stream_id, false);
+	version = es_stream_version(tenant, stream_id, false);
 	es_owner_end(&owner);
 	PG_RETURN_INT64(version);
 }

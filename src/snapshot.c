@@ -11,6 +11,10 @@
  * snapshot of another schema version is ignored by the loaders, not deleted
  * (an application rolling back to the previous schema finds it again).
  *
+ * Snapshots are per tenant, like the streams they summarise: every query
+ * names the caller's current tenant (tenant.c, resolved before the function
+ * becomes the owner).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,10 +26,11 @@
 #include "utils/jsonb.h"
 
 #include "eventsource.h"
+#include "tenant.h"
 
-static SPIPlanPtr save_plan = NULL;
-static SPIPlanPtr prune_plan = NULL;
 /* two variants each: 1.0 and 1.1 SQL (lifecycle.c, es_visible_plan) */
+static SPIPlanPtr save_plans[2];
+static SPIPlanPtr prune_plans[2];
 static SPIPlanPtr load_snapshot_plans[2];
 static SPIPlanPtr load_plans[2];
 
@@ -35,7 +40,8 @@ static SPIPlanPtr load_plans[2];
  */
 #define SNAPSHOT_VISIBLE(alias) \
 	" EXISTS (SELECT FROM @EVENTS@ v" \
-	"  WHERE v.stream_id OPERATOR(pg_catalog.=) " alias ".stream_id" \
+	"  WHERE @TENANT_ID(v)@ OPERATOR(pg_catalog.=) @TENANT_ID(" alias ")@" \
+	"  AND v.stream_id OPERATOR(pg_catalog.=) " alias ".stream_id" \
 	"  AND v.stream_version OPERATOR(pg_catalog.=) " alias ".stream_version)"
 
 
@@ -68,16 +74,22 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	EsOwnerCall owner;
 	EsStreamState st;
+	text	   *tenant;
+	SPIPlanPtr	save_plan;
+	SPIPlanPtr	prune_plan;
+	Oid			types[5] = {TEXTOID, INT4OID, INT8OID, JSONBOID, TEXTOID};
+	Oid			prune_types[4] = {TEXTOID, INT4OID, INT4OID, TEXTOID};
 
 	es_arg_not_null(fcinfo, 2, "state");
 	state = PG_GETARG_JSONB_P(2);
 	PreventCommandIfReadOnly("eventsource.save_snapshot()");
+	tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 	/* never a snapshot of erased data (erasure.c) */
 	es_erasure_before_snapshot_save(stream_id);
 
-	es_stream_state(stream_id, false, &st);
+	es_stream_state(tenant, stream_id, false, &st);
 	current = es_visible_version(&st);
 	if (version < 1 || version > current)
 		ereport(ERROR,
@@ -97,38 +109,39 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 				 errdetail("Versions 1 to " INT64_FORMAT " of the stream are truncated.",
 						   st.hidden_through)));
 
-	if (prune_plan == NULL)
-	{
-		Oid			types[4] = {TEXTOID, INT4OID, INT8OID, JSONBOID};
-		Oid			prune_types[3] = {TEXTOID, INT4OID, INT4OID};
+#define SNAPSHOT_UPSERT(cols, vals, key) \
+	"INSERT INTO eventsource.snapshots AS s" \
+	" (stream_id, schema_version, stream_version, state, created_at" cols ")" \
+	" VALUES ($1, $2, $3, $4, pg_catalog.now()" vals ")" \
+	" ON CONFLICT (" key "stream_id, schema_version, stream_version)" \
+	" DO UPDATE SET state = excluded.state, created_at = excluded.created_at"
 
-		/* both or none: the second assignment marks them ready */
-		save_plan = es_prepare(
-							   "INSERT INTO eventsource.snapshots AS s"
-							   " (stream_id, schema_version, stream_version, state, created_at)"
-							   " VALUES ($1, $2, $3, $4, pg_catalog.now())"
-							   " ON CONFLICT (stream_id, schema_version, stream_version)"
-							   " DO UPDATE SET state = excluded.state, created_at = excluded.created_at",
-							   4, types);
-		prune_plan = es_prepare(
-								"DELETE FROM eventsource.snapshots"
-								" WHERE stream_id OPERATOR(pg_catalog.=) $1"
-								" AND schema_version OPERATOR(pg_catalog.=) $2"
-								" AND stream_version OPERATOR(pg_catalog.<)"
-								"  (SELECT stream_version FROM eventsource.snapshots"
-								"   WHERE stream_id OPERATOR(pg_catalog.=) $1"
-								"   AND schema_version OPERATOR(pg_catalog.=) $2"
-								"   ORDER BY stream_version DESC"
-								"   OFFSET $3 OPERATOR(pg_catalog.-) 1 LIMIT 1)",
-								3, prune_types);
-	}
+	save_plan = es_prepare_versioned(save_plans,
+									 SNAPSHOT_UPSERT("", "", ""),
+									 SNAPSHOT_UPSERT(", tenant_id", ", $5", "tenant_id, "),
+									 5, types);
+	prune_plan = es_visible_plan(prune_plans,
+								 "DELETE FROM eventsource.snapshots"
+								 " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $4"
+								 " AND stream_id OPERATOR(pg_catalog.=) $1"
+								 " AND schema_version OPERATOR(pg_catalog.=) $2"
+								 " AND stream_version OPERATOR(pg_catalog.<)"
+								 "  (SELECT stream_version FROM eventsource.snapshots"
+								 "   WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $4"
+								 "   AND stream_id OPERATOR(pg_catalog.=) $1"
+								 "   AND schema_version OPERATOR(pg_catalog.=) $2"
+								 "   ORDER BY stream_version DESC"
+								 "   OFFSET $3 OPERATOR(pg_catalog.-) 1 LIMIT 1)",
+								 4, prune_types, false);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int32GetDatum(schema_version);
 	values[2] = Int64GetDatum(version);
 	values[3] = JsonbPGetDatum(state);
+	values[4] = PointerGetDatum(tenant);
 	es_exec_plan(save_plan, values, NULL, SPI_OK_INSERT);
 
 	values[2] = Int32GetDatum(es_snapshots_to_keep);
+	values[3] = PointerGetDatum(tenant);
 	es_exec_plan(prune_plan, values, NULL, SPI_OK_DELETE);
 
 	es_owner_end(&owner);
@@ -148,10 +161,11 @@ es_load_snapshot(PG_FUNCTION_ARGS)
 	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
 	int32		schema_version = arg_schema_version(fcinfo, 1);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum		values[2];
+	Datum		values[3];
 	EsOwnerCall owner;
-	Oid			types[2] = {TEXTOID, INT4OID};
+	Oid			types[3] = {TEXTOID, INT4OID, TEXTOID};
 	SPIPlanPtr	plan;
+	text	   *tenant = es_current_tenant_text();
 
 	InitMaterializedSRF(fcinfo, 0);
 	es_owner_begin(&owner);
@@ -159,13 +173,15 @@ es_load_snapshot(PG_FUNCTION_ARGS)
 	plan = es_visible_plan(load_snapshot_plans,
 						   "SELECT s.stream_version, s.state, s.schema_version, s.created_at"
 						   " FROM eventsource.snapshots s"
-						   " WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
+						   " WHERE @TENANT_ID(s)@ OPERATOR(pg_catalog.=) $3"
+						   " AND s.stream_id OPERATOR(pg_catalog.=) $1"
 						   " AND s.schema_version OPERATOR(pg_catalog.=) $2"
 						   " AND" SNAPSHOT_VISIBLE("s")
 						   " ORDER BY s.stream_version DESC LIMIT 1",
-						   2, types, true);
+						   3, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int32GetDatum(schema_version);
+	values[2] = PointerGetDatum(tenant);
 	es_spi_read(plan, values, NULL, NULL, 1);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
@@ -188,26 +204,29 @@ es_load(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
 	int32		schema_version = arg_schema_version(fcinfo, 1);
-	Datum		values[2];
+	Datum		values[3];
 	Datum		result;
 	bool		isnull;
 	EsOwnerCall owner;
-	Oid			types[2] = {TEXTOID, INT4OID};
+	Oid			types[3] = {TEXTOID, INT4OID, TEXTOID};
 	SPIPlanPtr	plan;
+	text	   *tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 
 	plan = es_visible_plan(load_plans,
 						   "WITH s AS ("
 						   "  SELECT s.stream_version, s.schema_version, s.state FROM eventsource.snapshots s"
-						   "  WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
+						   "  WHERE @TENANT_ID(s)@ OPERATOR(pg_catalog.=) $3"
+						   "  AND s.stream_id OPERATOR(pg_catalog.=) $1"
 						   "  AND s.schema_version OPERATOR(pg_catalog.=) $2"
 						   "  AND" SNAPSHOT_VISIBLE("s")
 						   "  ORDER BY s.stream_version DESC LIMIT 1),"
 						   " e AS ("
 						   "  SELECT global_position, stream_version, event_id, event_type, data,"
 						   "   metadata, recorded_at FROM eventsource.events"
-						   "  WHERE stream_id OPERATOR(pg_catalog.=) $1"
+						   "  WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $3"
+						   "  AND stream_id OPERATOR(pg_catalog.=) $1"
 						   "  AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
 						   "  AND stream_version OPERATOR(pg_catalog.>)"
 						   "   COALESCE((SELECT stream_version FROM s), 0))"
@@ -223,9 +242,10 @@ es_load(PG_FUNCTION_ARGS)
 						   "      'version', stream_version, 'id', event_id, 'type', event_type,"
 						   "      'data', data, 'metadata', metadata, 'recorded_at', recorded_at)"
 						   "     ORDER BY stream_version) FROM e), '[]'::pg_catalog.jsonb))",
-						   2, types, true);
+						   3, types, true);
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int32GetDatum(schema_version);
+	values[2] = PointerGetDatum(tenant);
 	es_spi_read(plan, values, NULL, NULL, 1);
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = SPI_datumTransfer(result, false, -1);

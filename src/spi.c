@@ -50,8 +50,12 @@ es_catalog_inval(Datum arg, Oid relid)
 		catalog_valid = false;
 }
 
-static Oid
-lookup_relation(const char *name, Oid nsp)
+/*
+ * The OID of relation eventsource.<name> in schema "nsp"; 55000 when it is
+ * missing (a damaged extension).
+ */
+Oid
+es_lookup_relation(const char *name, Oid nsp)
 {
 	Oid			relid = get_relname_relid(name, nsp);
 
@@ -90,8 +94,8 @@ es_catalog(void)
 				 errhint("Run CREATE EXTENSION eventsource.")));
 
 	catalog_cache.namespace_oid = nsp;
-	catalog_cache.events_oid = lookup_relation("events", nsp);
-	catalog_cache.sequence_oid = lookup_relation("events_global_position_seq", nsp);
+	catalog_cache.events_oid = es_lookup_relation("events", nsp);
+	catalog_cache.sequence_oid = es_lookup_relation("events_global_position_seq", nsp);
 
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(catalog_cache.events_oid));
 	if (!HeapTupleIsValid(tuple))
@@ -161,6 +165,23 @@ es_prepare(const char *query, int nargs, Oid *argtypes)
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 	return plan;
+}
+
+/*
+ * The kept plan of a statement that differs between the SQL versions (a
+ * write naming the tenant column, which the 1.0 SQL lacks): "q10" on a
+ * database still on 1.0, "q11" from 1.1 on; slots[0] and slots[1] keep
+ * them.  Reads use es_visible_plan() (lifecycle.c) and its tokens instead.
+ */
+SPIPlanPtr
+es_prepare_versioned(SPIPlanPtr *slots, const char *q10, const char *q11,
+					 int nargs, Oid *argtypes)
+{
+	int			v = es_sql_version() >= ES_SQL_1_1 ? 1 : 0;
+
+	if (slots[v] == NULL)
+		slots[v] = es_prepare(v ? q11 : q10, nargs, argtypes);
+	return slots[v];
 }
 
 /*

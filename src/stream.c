@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * stream.c
- *	  What a stream id means: its category, its partition, its lock hash.
+ *	  What a stream id means: its category, its partition, its lock hash
+ *	  (which covers the tenant too).
  *
  * The category of a stream is the part of its id before the first '-'
  * ("Order-1f3e" -> "Order"), or the whole id when it has none
@@ -37,6 +38,35 @@ es_hash_stream_id(const char *data, int len)
 	for (int i = 0; i < len; i++)
 	{
 		h ^= (unsigned char) data[i];
+		h *= FNV1A_64_PRIME;
+	}
+	return h;
+}
+
+/*
+ * The hash of the per-stream locks (append.c, es_lock_stream): FNV-1a over
+ * the tenant id, a zero byte (never part of a tenant id) and the stream id,
+ * so that the same stream id in two tenants takes two different locks.
+ * Not the partition hash, which stays a function of the stream id alone.
+ */
+uint64
+es_hash_tenant_stream(text *tenant, text *stream_id)
+{
+	const char *t = VARDATA_ANY(tenant);
+	const char *s = VARDATA_ANY(stream_id);
+	int			tlen = VARSIZE_ANY_EXHDR(tenant);
+	int			slen = VARSIZE_ANY_EXHDR(stream_id);
+	uint64		h = FNV1A_64_OFFSET;
+
+	for (int i = 0; i < tlen; i++)
+	{
+		h ^= (unsigned char) t[i];
+		h *= FNV1A_64_PRIME;
+	}
+	h *= FNV1A_64_PRIME;		/* the zero byte: h ^= 0 */
+	for (int i = 0; i < slen; i++)
+	{
+		h ^= (unsigned char) s[i];
 		h *= FNV1A_64_PRIME;
 	}
 	return h;

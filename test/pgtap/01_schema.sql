@@ -12,7 +12,7 @@ SELECT has_sequence('eventsource', 'events_global_position_seq', 'position seque
 
 SELECT columns_are('eventsource', 'events', ARRAY[
     'global_position', 'stream_id', 'stream_version', 'event_id', 'event_type',
-    'data', 'metadata', 'recorded_at']);
+    'data', 'metadata', 'recorded_at', 'tenant_id']);
 SELECT col_type_is('eventsource', 'events', 'global_position', 'bigint', 'events.global_position is bigint');
 SELECT col_type_is('eventsource', 'events', 'stream_id', 'text', 'events.stream_id is text');
 SELECT col_type_is('eventsource', 'events', 'stream_version', 'bigint', 'events.stream_version is bigint');
@@ -21,9 +21,10 @@ SELECT col_type_is('eventsource', 'events', 'event_type', 'text', 'events.event_
 SELECT col_type_is('eventsource', 'events', 'data', 'jsonb', 'events.data is jsonb');
 SELECT col_type_is('eventsource', 'events', 'metadata', 'jsonb', 'events.metadata is jsonb');
 SELECT col_type_is('eventsource', 'events', 'recorded_at', 'timestamp with time zone', 'events.recorded_at is timestamp with time zone');
-SELECT col_is_pk('eventsource', 'events', ARRAY['stream_id', 'stream_version'], 'primary key (stream_id, stream_version)');
+-- tenant_id first in every key but the log's own integrity check (docs/tenancy.md)
+SELECT col_is_pk('eventsource', 'events', ARRAY['tenant_id', 'stream_id', 'stream_version'], 'primary key (tenant_id, stream_id, stream_version)');
 SELECT col_is_unique('eventsource', 'events', ARRAY['global_position'], 'global_position is unique');
-SELECT col_is_unique('eventsource', 'events', ARRAY['event_id'], 'event_id is unique');
+SELECT col_is_unique('eventsource', 'events', ARRAY['tenant_id', 'event_id'], 'event_id is unique per tenant');
 SELECT has_trigger('eventsource', 'events', 'events_guard', 'guard trigger on events');
 SELECT has_trigger('eventsource', 'events', 'events_guard_truncate', 'truncate guard on events');
 
@@ -110,7 +111,8 @@ SELECT set_eq(
           'eventsource.subscription_partitions',
           'eventsource.dead_letters', 'eventsource.dead_letters_id_seq',
           'eventsource.recent_errors', 'eventsource.recent_errors_id_seq',
-          'eventsource.stream_lifecycle', 'eventsource.stream_retention'],
+          'eventsource.stream_lifecycle', 'eventsource.stream_retention',
+          'eventsource.tenants', 'eventsource.tenant_roles'],
     'tables and sequences holding user data registered with pg_extension_config_dump');
 
 -- the extension is not relocatable and lives in its own schema

@@ -98,6 +98,12 @@ GRANT EXECUTE ON FUNCTION
     TO es_operator;
 GRANT SELECT ON eventsource.retention, eventsource.stream_cleanup,
     eventsource.cleanup_status TO es_operator;
+-- operator: tenants and the roles bound to them (docs/tenancy.md)
+GRANT EXECUTE ON FUNCTION
+    eventsource.create_tenant(text),
+    eventsource.bind_role_to_tenant(regrole, text),
+    eventsource.unbind_role_from_tenant(regrole, text)
+    TO es_operator;
 
 -- eraser: erasure of personal data, a role of its own (neither the
 -- writer's nor the operator's)
@@ -111,6 +117,7 @@ GRANT EXECUTE ON FUNCTION
 -- test scaffolding (rolled back with the rest): a handler, an application
 -- role that owns a subscription, a stream with an event
 CREATE SCHEMA roles_test;
+CREATE ROLE roles_test_tenant_app NOLOGIN;
 CREATE FUNCTION roles_test.handler(e eventsource.events) RETURNS void
     LANGUAGE plpgsql AS $$ BEGIN END $$;
 -- the HINT of the error a statement raises (NULL when it succeeds)
@@ -232,7 +239,16 @@ INSERT INTO matrix VALUES
         $$SELECT eventsource.clear_category_retention('RoleCat')$$, false, false, true),
     (42, 'eventsource.cleanup_worker()',
         $$SELECT * FROM eventsource.cleanup_worker()$$, false, false, true),
-    (43, 'eventsource.tenant_stats_rows()',
+    -- every role: the policies of row-level security call it
+    (43, 'eventsource.current_tenant()',
+        $$SELECT eventsource.current_tenant()$$, true, true, true),
+    (44, 'eventsource.create_tenant(text)',
+        $$SELECT eventsource.create_tenant('role_t')$$, false, false, true),
+    (45, 'eventsource.bind_role_to_tenant(regrole,text)',
+        $$SELECT eventsource.bind_role_to_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true),
+    (46, 'eventsource.unbind_role_from_tenant(regrole,text)',
+        $$SELECT eventsource.unbind_role_from_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true),
+    (47, 'eventsource.tenant_stats_rows()',
         $$SELECT count(*) FROM eventsource.tenant_stats_rows()$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator, es_eraser;
 
@@ -265,8 +281,8 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
       WHERE p.pronamespace = 'eventsource'::regnamespace
         AND has_function_privilege('public', p.oid, 'EXECUTE')),
-    ARRAY['category', 'stream_partition', 'subscription_status_rows_v2'],
-    'PUBLIC may only run the pure helpers, and the status function that checks EXECUTE on 1.0''s');
+    ARRAY['category', 'current_tenant', 'stream_partition', 'subscription_status_rows_v2'],
+    'PUBLIC may only run the pure helpers, current_tenant() (row-level security calls it), and the status function that checks EXECUTE on 1.0''s');
 
 -- each role makes every call: granted ones work, the others fail with 42501
 SET ROLE es_writer;
@@ -301,10 +317,10 @@ SELECT is((SELECT tombstoned FROM eventsource.stream_lifecycle WHERE stream_id =
 SELECT has_role('es_eraser');
 SELECT is(
     (SELECT array_agg(ord ORDER BY ord) FROM matrix
-      WHERE has_function_privilege('es_eraser', pg_temp.gate(fn), 'EXECUTE') <> (ord IN (7, 8, 36, 37))),
+      WHERE has_function_privilege('es_eraser', pg_temp.gate(fn), 'EXECUTE') <> (ord IN (7, 8, 36, 37, 43))),
     NULL, 'es_eraser: EXECUTE on the erasure functions (and the PUBLIC helpers) only');
 SET ROLE es_eraser;
-SELECT CASE WHEN ord IN (7, 8, 36, 37)
+SELECT CASE WHEN ord IN (7, 8, 36, 37, 43)
             THEN lives_ok(call, format('es_eraser may call %s', fn))
             ELSE throws_ok(call, '42501', NULL, format('es_eraser may not call %s', fn)) END
   FROM matrix ORDER BY ord;

@@ -165,6 +165,17 @@ is(sql('old', q{SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY 1)
 	'', 'every function of the 1.0 SQL was called and answered through the new library');
 cmp_ok(sql('old', q{SELECT count(*) FROM eventsource.recent_errors}), '>', 0, 'recent errors recorded on 1.0');
 
+# tenants on 1.0 (issue 15): there is only the default tenant; naming it
+# changes nothing, naming another is refused with the hint to update
+is(sql('old', q{SET eventsource.tenant = 'default'; SELECT eventsource.stream_version('Order-2')}), '2',
+	'1.0: eventsource.tenant = default reads as before');
+my $t10 = psql_err('old', q{SET eventsource.tenant = 'acme'; SELECT eventsource.append_event('Order-2', 2, 'X', '{}')});
+like($t10, qr/ERROR:  55000: eventsource\.tenant is "acme", but this database has no tenants/,
+	'1.0: another tenant is refused (55000)');
+like($t10, qr/HINT:  Run ALTER EXTENSION eventsource UPDATE/, 'with the hint to update');
+like(psql_err('old', q{SET eventsource.tenant = 'acme'; SELECT count(*) FROM eventsource.read_stream('Order-2')}),
+	qr/ERROR:  55000: /, '1.0: reads too');
+
 # ---------------------------------------------------------------------------
 # what the 1.0 store holds
 # ---------------------------------------------------------------------------
@@ -304,7 +315,7 @@ SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) || E'\n' || coalesce
 # transaction that is rolled back: the next check)
 my $files_sql = q{SELECT string_agg(c.relname || '=' || c.relfilenode, ' ' ORDER BY c.relname)
   FROM pg_class c WHERE c.oid = 'eventsource.events'::regclass
-     OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'eventsource.events'::regclass)};
+     OR c.oid = 'eventsource.events_global_position_key'::regclass};
 my $files0 = sql('old', $files_sql);
 my $dump10 = schema_dump('old');
 my $members10 = sql('old', $members_sql);
@@ -324,8 +335,11 @@ ROLLBACK;
 });
 like($locks, qr/^inside: \Q$default\E$/m, 'inside BEGIN ... the update is done');
 note("locks the update holds until it commits:\n$locks");
-is(join(', ', grep { m{^relation eventsource\.events } && !m{ AccessShareLock$} } split /\n/, $locks), '',
-	'the update takes no lock on eventsource.events stronger than ACCESS SHARE (appends go on)');
+# issue 15 rebuilds the keys of the log with tenant_id first: ACCESS
+# EXCLUSIVE on eventsource.events for the index builds (README "Upgrading"
+# gives the time); appends wait for the update, then go on (below)
+like($locks, qr/^relation eventsource\.events AccessExclusiveLock$/m,
+	'the update takes ACCESS EXCLUSIVE on eventsource.events (issue 15: its keys are rebuilt)');
 is(sql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.0',
 	'ROLLBACK: still 1.0');
 same_text(schema_dump('old'), $dump10, 'and every 1.0 object is exactly as before (schema dump)');
@@ -431,7 +445,15 @@ my $members_fresh = sql('fresh', $members_sql);
 same_text(sql('old', $members_sql), $members_fresh,
 	'the same member objects, each with the same definition (catalog)');
 cmp_ok(scalar(() = $members_fresh =~ /^function /mg), '>=', 30, '(the listing covers the functions)');
-is(sql('old', $files_sql), $files0, 'the update did not rewrite eventsource.events or its indexes');
+is(sql('old', $files_sql), $files0,
+	'the update did not rewrite eventsource.events, nor its global_position key (the other keys are rebuilt with tenant_id)');
+is(sql('old', qq{SELECT count(*) || ' ' || count(*) FILTER (WHERE tenant_id = 'default')
+                 FROM eventsource.events WHERE global_position <= $head0}),
+	sql('old', qq{SELECT count(*) || ' ' || count(*) FROM eventsource.events WHERE global_position <= $head0}),
+	'every event of 1.0 is the default tenant\'s');
+is(sql('old', q{SELECT count(*) FROM eventsource.snapshots WHERE tenant_id <> 'default'}) . ' '
+	. sql('old', q{SELECT count(*) FROM eventsource.checkpoints WHERE tenant_id <> 'default'}), '0 0',
+	'and every snapshot and checkpoint');
 
 is(sql('old', q{SELECT eventsource.health()->'checks'->>'sql_version'}), 'healthy',
 	'health(): the sql_version check is healthy after the update');
@@ -470,6 +492,11 @@ is(sql('old', q{SELECT stream_version || ' ' || (first_position > } . $head1
 	'3 true', 'an old stream continues at its next version, above the head');
 like(psql_err('old', q{SELECT eventsource.append_event('Order-2', 1, 'X', '{}')}),
 	qr/ES001: wrong expected version for stream "Order-2"/, 'expected versions are checked against the old events');
+sql('old', q{SELECT eventsource.create_tenant('acme')});
+is(sql('old', q{SET eventsource.tenant = 'acme';
+                SELECT stream_version FROM eventsource.append_event('Order-1', 0, 'OrderCreated', '{}')}), '1',
+	'a new tenant: the same stream id starts at version 1 there');
+is(sql('old', q{SELECT eventsource.stream_version('Order-1')}), '3', 'and the default tenant\'s is unchanged');
 my $head2 = sql('old', 'SELECT eventsource.head_position()');
 wait_until('old', qq{SELECT bool_and(checkpoint = $head2) FROM eventsource.subscription_status},
 	'and the new event is delivered');
@@ -699,9 +726,21 @@ my $every_offset = -s $node->logfile;
 sql('every', q{SELECT eventsource.append('S-1', 0, '[{"type": "A", "data": {}}, {"type": "B", "data": {}}, {"type": "C", "data": {}}]')});
 wait_until('every', q{SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted},
 	'the handler waits at the first event of the batch');
-sql('every', 'ALTER EXTENSION eventsource UPDATE');
+# the update waits for the batch in flight: since issue 15 it takes ACCESS
+# EXCLUSIVE on eventsource.events (its keys), which the worker's
+# transaction holds ACCESS SHARE on; it runs in the background meanwhile
+my $updater = $node->background_psql('every');
+$updater->query_until(qr/updating/, q{\echo updating
+ALTER EXTENSION eventsource UPDATE;
+});
+wait_until('every', q{SELECT count(*) = 1 FROM pg_locks WHERE relation = 'eventsource.events'::regclass
+                       AND mode = 'AccessExclusiveLock' AND NOT granted},
+	'the update waits for the transaction of the event in flight');
 $holder->query_safe(q{SELECT pg_advisory_unlock(4242)});
 $holder->quit;
+$updater->quit;
+is(sql('every', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), $default,
+	'the update committed once that event was done');
 $node->wait_for_log(qr/every: delivering 3/, $every_offset);
 my @order = grep { /every: delivering|subscription "every" partition 0 now runs with version/ }
   split /\n/, slurp_file($node->logfile, $every_offset);

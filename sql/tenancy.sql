@@ -1,0 +1,208 @@
+--
+-- tenancy: the tenant a transaction works in (eventsource.tenant,
+-- current_tenant()), the registry of tenants and the roles bound to them,
+-- and the store's functions per tenant (issue 15; docs/tenancy.md).
+--
+SET client_min_messages = warning;
+
+-- ---------------------------------------------------------------------------
+-- The setting: '' or 1 to 63 bytes of [A-Za-z0-9_.:-], checked at SET (22023)
+-- ---------------------------------------------------------------------------
+SHOW eventsource.tenant;
+SELECT eventsource.current_tenant();
+SELECT t.try($$SET eventsource.tenant = 'a b'$$) AS space;
+SELECT t.try($$SET eventsource.tenant = 'x''; DROP TABLE eventsource.events; --'$$) AS injection;
+SELECT t.try(format('SET eventsource.tenant = %L', repeat('t', 64))) AS too_long;
+SELECT t.try(format('SET eventsource.tenant = %L', repeat('t', 63))) AS longest;
+RESET eventsource.tenant;
+SELECT t.try($$SET eventsource.tenant = 'Acme.EU:prod-1_a'$$) AS every_allowed_character;
+RESET eventsource.tenant;
+-- a tenant that is not registered: ES005 when it is used, whatever uses it
+BEGIN;
+SET LOCAL eventsource.tenant = 'acme';
+SELECT t.try($$SELECT eventsource.current_tenant()$$) AS unknown;
+SELECT t.try($$SELECT eventsource.append_event('Tn-1', 0, 'Placed', '{}')$$) AS append_unknown;
+SELECT t.try($$SELECT count(*) FROM eventsource.streams$$) AS streams_unknown;
+ROLLBACK;
+
+-- ---------------------------------------------------------------------------
+-- The registry: create_tenant() is idempotent; only the functions write it
+-- ---------------------------------------------------------------------------
+SELECT eventsource.create_tenant('acme') AS created, eventsource.create_tenant('acme') AS again,
+       eventsource.create_tenant('globex') AS globex;
+SELECT tenant_id FROM eventsource.tenants ORDER BY tenant_id;
+SELECT t.try($$SELECT eventsource.create_tenant(NULL)$$) AS null_id,
+       t.try($$SELECT eventsource.create_tenant('bad id')$$) AS bad_id;
+SELECT t.try($$INSERT INTO eventsource.tenants (tenant_id) VALUES ('sneaky')$$) AS direct_insert,
+       t.try($$DELETE FROM eventsource.tenants WHERE tenant_id = 'globex'$$) AS direct_delete;
+
+-- ---------------------------------------------------------------------------
+-- The same stream id in two tenants: independent versions, expected-version
+-- checks, event ids, snapshots, checkpoints, reads
+-- ---------------------------------------------------------------------------
+SELECT stream_version FROM eventsource.append('Tn-1', 0, '[
+    {"type": "Placed", "data": {"t": "default"}, "id": "b0000000-0000-4000-8000-000000000001"},
+    {"type": "Paid", "data": {"t": "default"}}]');
+BEGIN;
+SET LOCAL eventsource.tenant = 'acme';
+SELECT eventsource.current_tenant();
+-- version 0 again: the stream does not exist in acme
+SELECT stream_version FROM eventsource.append('Tn-1', 0, '[
+    {"type": "Placed", "data": {"t": "acme"}, "id": "b0000000-0000-4000-8000-000000000001"}]');
+-- the same event id in the same tenant, another stream: ES002 (per tenant)
+SELECT t.try($$SELECT eventsource.append_event('Tn-2', 0, 'Placed', '{}', '{}',
+                                               'b0000000-0000-4000-8000-000000000001')$$) AS dup_in_tenant;
+-- an exact retry in the tenant returns the original result
+SELECT stream_version, first_position = (SELECT global_position FROM eventsource.read_stream('Tn-1'))
+           AS same_position
+  FROM eventsource.append('Tn-1', 0, '[
+    {"type": "Placed", "data": {"t": "acme"}, "id": "b0000000-0000-4000-8000-000000000001"}]');
+-- expected version 2 is the default tenant's version, not acme's: ES001
+SELECT t.try($$SELECT eventsource.append_event('Tn-1', 2, 'Paid', '{}')$$) AS wrong_expected;
+SELECT stream_id, stream_version, event_type, data, tenant_id FROM eventsource.read_stream('Tn-1');
+SELECT eventsource.stream_version('Tn-1') AS acme_version,
+       eventsource.stream_version('Tn-2') AS acme_order_2;
+SELECT stream_id, version, tenant_id FROM eventsource.streams ORDER BY stream_id;
+SELECT eventsource.save_snapshot('Tn-1', 1, '{"acme": true}');
+SELECT eventsource.load('Tn-1') - 'events' AS acme_load;
+SELECT eventsource.save_checkpoint('proj', 1);
+SELECT eventsource.get_checkpoint('proj') AS acme_checkpoint;
+COMMIT;
+-- read_all: the tenant's events only (after the commit: the horizon)
+BEGIN;
+SET LOCAL eventsource.tenant = 'acme';
+SELECT stream_id, stream_version, data, tenant_id FROM eventsource.read_all(0, 100);
+COMMIT;
+-- the default tenant sees its own, and none of acme's
+SELECT stream_id, stream_version, data, tenant_id FROM eventsource.read_stream('Tn-1');
+SELECT eventsource.stream_version('Tn-1') AS default_version;
+SELECT stream_id, version, tenant_id FROM eventsource.streams WHERE stream_id LIKE 'Tn-%';
+SELECT count(*) FILTER (WHERE tenant_id <> 'default') AS other_tenants_in_read_all
+  FROM eventsource.read_all(0, 100000);
+SELECT stream_version FROM eventsource.load_snapshot('Tn-1') AS no_default_snapshot;
+SELECT eventsource.get_checkpoint('proj') IS NULL AS no_default_checkpoint;
+SELECT eventsource.save_checkpoint('proj', 2);
+-- the two checkpoints, and what the table holds (the superuser sees all)
+SELECT tenant_id, name, position FROM eventsource.checkpoints WHERE name = 'proj' ORDER BY tenant_id;
+SELECT tenant_id, stream_id, stream_version, event_id = 'b0000000-0000-4000-8000-000000000001' AS given_id FROM eventsource.events
+ WHERE stream_id = 'Tn-1' ORDER BY tenant_id, stream_version;
+-- the same stream in globex: appends still start at 1
+BEGIN;
+SET LOCAL eventsource.tenant = 'globex';
+SELECT t.try($$SELECT eventsource.append_event('Tn-1', -2, 'Paid', '{}')$$) AS must_exist;
+SELECT stream_version FROM eventsource.append_event('Tn-1', 0, 'Placed', '{}');
+COMMIT;
+
+-- ---------------------------------------------------------------------------
+-- Roles bound to tenants
+-- ---------------------------------------------------------------------------
+CREATE ROLE ten_acme;
+CREATE ROLE ten_two;
+CREATE ROLE ten_free;
+CREATE ROLE ten_member;
+GRANT USAGE ON SCHEMA t TO ten_acme, ten_two, ten_free, ten_member;
+GRANT EXECUTE ON FUNCTION eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid),
+    eventsource.stream_version(text) TO ten_acme, ten_two, ten_free, ten_member;
+GRANT SELECT ON eventsource.events, eventsource.streams TO ten_acme, ten_two, ten_free, ten_member;
+SELECT eventsource.bind_role_to_tenant('ten_acme', 'acme') AS bound,
+       eventsource.bind_role_to_tenant('ten_acme', 'acme') AS again,
+       eventsource.bind_role_to_tenant('ten_two', 'acme') AS two_a,
+       eventsource.bind_role_to_tenant('ten_two', 'globex') AS two_b;
+SELECT t.try($$SELECT eventsource.bind_role_to_tenant('ten_acme', 'nope')$$) AS unknown_tenant,
+       t.try($$SELECT eventsource.bind_role_to_tenant(NULL, 'acme')$$) AS null_role,
+       t.try($$SELECT eventsource.bind_role_to_tenant('ten_acme', NULL)$$) AS null_tenant,
+       t.try($$SELECT eventsource.unbind_role_from_tenant('ten_acme', NULL)$$) AS null_unbind;
+SELECT role, tenant_id FROM eventsource.tenant_roles ORDER BY role::text, tenant_id;
+
+-- bound to one tenant: it is the role's tenant without a SET
+BEGIN;
+SET LOCAL ROLE ten_acme;
+SELECT eventsource.current_tenant() AS bound_default,
+       eventsource.stream_version('Tn-1') AS acme_order_1,
+       (SELECT count(*) FROM eventsource.events) AS events_seen,
+       (SELECT count(*) FROM eventsource.events WHERE tenant_id <> 'acme') AS others_seen;
+SELECT stream_id, version, tenant_id FROM eventsource.streams ORDER BY stream_id;
+-- naming another tenant, an existing one or not, is 42501
+SET LOCAL eventsource.tenant = 'globex';
+SELECT t.try($$SELECT eventsource.current_tenant()$$) AS switch_to_globex;
+SELECT t.try($$SELECT eventsource.append_event('Tn-1', -1, 'Paid', '{}')$$) AS append_globex;
+SELECT t.try($$SELECT count(*) FROM eventsource.events$$) AS select_globex;
+SET LOCAL eventsource.tenant = 'default';
+SELECT t.try($$SELECT eventsource.stream_version('Tn-1')$$) AS switch_to_default;
+SET LOCAL eventsource.tenant = 'nope';
+SELECT t.try($$SELECT eventsource.current_tenant()$$) AS no_probing;
+SET LOCAL eventsource.tenant = 'acme';
+SELECT stream_version FROM eventsource.append_event('Tn-1', 1, 'Paid', '{}');
+ROLLBACK;
+
+-- bound to two: it must choose (ES006), one of them
+BEGIN;
+SET LOCAL ROLE ten_two;
+SELECT t.try($$SELECT eventsource.current_tenant()$$) AS no_tenant_chosen;
+SELECT t.try($$SELECT count(*) FROM eventsource.events$$) AS select_without_choice;
+SET LOCAL eventsource.tenant = 'globex';
+SELECT eventsource.current_tenant(), eventsource.stream_version('Tn-1') AS globex_order_1;
+SET LOCAL eventsource.tenant = 'default';
+SELECT t.try($$SELECT eventsource.current_tenant()$$) AS not_bound_to_default;
+ROLLBACK;
+
+-- unbound: any registered tenant, 'default' without a SET
+BEGIN;
+SET LOCAL ROLE ten_free;
+SELECT eventsource.current_tenant() AS unbound_default;
+SET LOCAL eventsource.tenant = 'globex';
+SELECT eventsource.current_tenant(), (SELECT count(*) FROM eventsource.events) AS globex_events;
+ROLLBACK;
+
+-- membership: a role that inherits a bound role is bound too, from the next
+-- statement after GRANT, and unbound again after REVOKE (the cache follows
+-- pg_auth_members)
+BEGIN;
+SET LOCAL ROLE ten_member;
+SELECT eventsource.current_tenant() AS before_grant;
+RESET ROLE;
+GRANT ten_acme TO ten_member;
+SET LOCAL ROLE ten_member;
+SELECT eventsource.current_tenant() AS member_of_bound;
+SET LOCAL eventsource.tenant = 'default';
+SELECT t.try($$SELECT eventsource.current_tenant()$$) AS member_switching;
+RESET ROLE;
+REVOKE ten_acme FROM ten_member;
+SET LOCAL ROLE ten_member;
+SELECT eventsource.current_tenant() AS after_revoke;
+ROLLBACK;
+
+-- unbinding: the role may choose again (the cache follows tenant_roles)
+BEGIN;
+SELECT eventsource.unbind_role_from_tenant('ten_acme', 'acme') AS unbound,
+       eventsource.unbind_role_from_tenant('ten_acme', 'acme') AS again;
+SET LOCAL ROLE ten_acme;
+SELECT eventsource.current_tenant() AS after_unbind;
+ROLLBACK;
+
+-- writes through row-level security: a bound role holding INSERT on
+-- checkpoints may write only its tenant's rows
+GRANT SELECT, INSERT, UPDATE, DELETE ON eventsource.checkpoints TO ten_acme;
+BEGIN;
+SET LOCAL ROLE ten_acme;
+SELECT t.try($$INSERT INTO eventsource.checkpoints (name, position, tenant_id) VALUES ('x', 1, 'globex')$$) AS insert_other;
+SELECT t.try($$INSERT INTO eventsource.checkpoints (name, position) VALUES ('x', 1)$$) AS insert_default_column;
+SELECT t.try($$UPDATE eventsource.checkpoints SET tenant_id = 'globex' WHERE name = 'proj'$$) AS move_to_other;
+SELECT t.try($$UPDATE eventsource.checkpoints SET position = 99$$) AS update_own;
+SELECT tenant_id, name, position FROM eventsource.checkpoints ORDER BY name;
+ROLLBACK;
+
+-- the lifecycle functions act on the default tenant only in this build
+BEGIN;
+SET LOCAL eventsource.tenant = 'acme';
+SELECT t.try($$SELECT eventsource.delete_stream('Tn-1', -1)$$) AS delete_in_acme;
+ROLLBACK;
+
+-- ---------------------------------------------------------------------------
+-- clean up (the tenants stay: they cannot be removed)
+-- ---------------------------------------------------------------------------
+SELECT eventsource.unbind_role_from_tenant('ten_acme', 'acme'),
+       eventsource.unbind_role_from_tenant('ten_two', 'acme'),
+       eventsource.unbind_role_from_tenant('ten_two', 'globex');
+DROP OWNED BY ten_acme, ten_two, ten_free, ten_member;
+DROP ROLE ten_acme, ten_two, ten_free, ten_member;

@@ -1,0 +1,440 @@
+/*-------------------------------------------------------------------------
+ *
+ * tenant.c
+ *	  The current tenant: eventsource.current_tenant() and its C API,
+ *	  es_current_tenant().
+ *
+ * A transaction chooses its tenant with the setting eventsource.tenant
+ * (SET LOCAL: it ends with the transaction, so a pooled server connection
+ * never hands it to the next client).  Which tenant a statement works in is
+ * decided here, for the role that runs it (GetUserId(): the caller of a
+ * store function, before it becomes the owner; the querying role of a
+ * row-level security policy; the owner of a SECURITY DEFINER handler):
+ *
+ *	- the store's owner (and roles with its privileges), superusers and
+ *	  BYPASSRLS roles: the setting, or 'default' when it is empty;
+ *	- a role that has the privileges of a role named in
+ *	  eventsource.tenant_roles is *bound*: it may use only the tenants bound
+ *	  to those roles (so a login role inheriting a bound group is bound too).
+ *	  An empty setting means its tenant when it has exactly one (ES006
+ *	  otherwise); a tenant it is not bound to is 42501, whether that tenant
+ *	  exists or not (a bound role cannot probe for other tenants);
+ *	- any other role may choose any registered tenant; empty means 'default'.
+ *
+ * A tenant that is not in eventsource.tenants is ES005: a typo must never
+ * silently start a new tenant.  On a database still on the 1.0 SQL there is
+ * no tenant but the default: the setting must be empty or 'default'
+ * (55000 with a hint to update otherwise).
+ *
+ * This runs on every append and in every row-level security check, so it
+ * costs a comparison in the common case: the last answer is kept for the
+ * last (user, setting), and what it was computed from is cached per
+ * backend — the registered tenants, the rows of tenant_roles, and per user
+ * whether it is exempt and which tenants it is bound to.  The caches are
+ * read with a fresh snapshot by a plain heap scan (no SPI, no privilege
+ * check, no row-level security: the policy of tenant_roles calls this
+ * function), and dropped on any relcache invalidation of tenants or
+ * tenant_roles (the guard trigger, guard.c, registers one for every write it
+ * lets through, so other backends drop theirs when the write commits), on a
+ * change of role membership (AUTHMEMROLEMEM) or of a role's attributes
+ * (AUTHOID: superuser, BYPASSRLS).  A callback only marks the caches stale;
+ * they are freed and rebuilt at the next call, never during a build.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "eventsource.h"
+#include "tenant.h"
+
+char	   *es_tenant_setting = NULL;
+bool		es_tenant_write_in_progress = false;
+
+typedef char EsTenantId[ES_MAX_TENANT_LEN + 1];
+
+/* a row of eventsource.tenant_roles */
+typedef struct EsBinding
+{
+	Oid			role;
+	EsTenantId	tenant;
+} EsBinding;
+
+/* what one user may do */
+typedef struct EsTenantUser
+{
+	Oid			user;			/* hash key */
+	bool		exempt;			/* owner, superuser, BYPASSRLS */
+	int			nallowed;		/* > 0: the user is bound */
+	EsTenantId *allowed;
+} EsTenantUser;
+
+static MemoryContext tenant_cxt = NULL;
+static bool callbacks_registered = false;
+static bool stale = true;		/* set by the callbacks */
+static uint64 invalidations = 0;	/* counted by the callbacks */
+
+static Oid	tenants_relid = InvalidOid;
+static Oid	roles_relid = InvalidOid;
+static HTAB *registered = NULL; /* EsTenantId -> itself */
+static EsBinding *bindings = NULL;
+static int	nbindings = -1;		/* -1: not loaded */
+static HTAB *users = NULL;
+
+/* the last answer */
+static bool last_valid = false;
+static Oid	last_user = InvalidOid;
+static EsTenantId last_setting;
+static EsTenantId last_result;
+
+/* 1 to ES_MAX_TENANT_LEN bytes of [A-Za-z0-9_.:-] */
+bool
+es_tenant_id_valid(const char *id, int len)
+{
+	if (len < 1 || len > ES_MAX_TENANT_LEN)
+		return false;
+	for (int i = 0; i < len; i++)
+	{
+		char		c = id[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* The check hook of eventsource.tenant: '' or a valid id (22023 at SET). */
+bool
+es_tenant_check_hook(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0' ||
+		es_tenant_id_valid(*newval, strlen(*newval)))
+		return true;
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errdetail("A tenant id is 1 to %d bytes of letters, digits, \"_\", \".\", \":\" and \"-\".",
+						ES_MAX_TENANT_LEN);
+	return false;
+}
+
+static void
+mark_stale(void)
+{
+	stale = true;
+	last_valid = false;
+	invalidations++;
+}
+
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == tenants_relid || relid == roles_relid)
+		mark_stale();
+}
+
+static void
+syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	mark_stale();
+}
+
+/* Free the caches if a callback said so.  Never called during a build. */
+static void
+reset_if_stale(void)
+{
+	HASHCTL		ctl;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, syscache_callback, (Datum) 0);
+		tenant_cxt = AllocSetContextCreate(TopMemoryContext, "eventsource tenants",
+										   ALLOCSET_SMALL_SIZES);
+		callbacks_registered = true;
+	}
+	if (!stale)
+		return;
+	stale = false;
+	MemoryContextReset(tenant_cxt);
+	tenants_relid = InvalidOid;
+	roles_relid = InvalidOid;
+	bindings = NULL;
+	nbindings = -1;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(EsTenantId);
+	ctl.entrysize = sizeof(EsTenantId);
+	ctl.hcxt = tenant_cxt;
+	registered = NULL;
+	registered = hash_create("eventsource tenants", 64, &ctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(EsTenantUser);
+	ctl.hcxt = tenant_cxt;
+	users = hash_create("eventsource tenant users", 16, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * Read every row of eventsource.tenants or tenant_roles with a fresh
+ * snapshot (this transaction's own earlier writes included), calling "row"
+ * for each.
+ */
+static void
+scan_table(Oid relid, void (*row) (HeapTuple tup, TupleDesc desc))
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
+	HeapTuple	tup;
+
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		row(tup, RelationGetDescr(rel));
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+}
+
+/* a text column into an EsTenantId (ids are checked on the way in) */
+static void
+copy_tenant_column(HeapTuple tup, TupleDesc desc, int attno, EsTenantId out)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attno, desc, &isnull);
+	text	   *t;
+	int			len;
+
+	out[0] = '\0';
+	if (isnull)
+		return;
+	t = DatumGetTextPP(d);
+	len = Min(VARSIZE_ANY_EXHDR(t), ES_MAX_TENANT_LEN);
+	memcpy(out, VARDATA_ANY(t), len);
+	out[len] = '\0';
+}
+
+static void
+registered_row(HeapTuple tup, TupleDesc desc)
+{
+	EsTenantId	id;
+
+	copy_tenant_column(tup, desc, 1, id);	/* tenants.tenant_id */
+	if (id[0] != '\0')
+		(void) hash_search(registered, id, HASH_ENTER, NULL);
+}
+
+static int	bindings_allocated;
+
+static void
+binding_row(HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		role = heap_getattr(tup, 1, desc, &isnull); /* tenant_roles.role */
+
+	if (isnull)
+		return;
+	if (nbindings == bindings_allocated)
+	{
+		bindings_allocated *= 2;
+		bindings = repalloc(bindings, sizeof(EsBinding) * bindings_allocated);
+	}
+	bindings[nbindings].role = DatumGetObjectId(role);
+	copy_tenant_column(tup, desc, 2, bindings[nbindings].tenant);	/* tenant_id */
+	nbindings++;
+}
+
+/* Load the registered tenants and the bindings, unless they are loaded. */
+static void
+load_tables(void)
+{
+	MemoryContext old;
+	uint64		before = invalidations;
+
+	if (nbindings >= 0)
+		return;
+	old = MemoryContextSwitchTo(tenant_cxt);
+	tenants_relid = es_lookup_relation("tenants", es_catalog()->namespace_oid);
+	roles_relid = es_lookup_relation("tenant_roles", es_catalog()->namespace_oid);
+	scan_table(tenants_relid, registered_row);
+	bindings_allocated = 16;
+	bindings = palloc(sizeof(EsBinding) * bindings_allocated);
+	nbindings = 0;
+	scan_table(roles_relid, binding_row);
+	MemoryContextSwitchTo(old);
+
+	/* changed while we read: use it for this call, read again next time */
+	if (invalidations != before)
+		stale = true;
+}
+
+/* What "user" may do (the caches are loaded). */
+static EsTenantUser *
+user_entry(Oid user)
+{
+	bool		found;
+	EsTenantUser *u = hash_search(users, &user, HASH_ENTER, &found);
+
+	if (found)
+		return u;
+	u->exempt = superuser_arg(user) || has_bypassrls_privilege(user) ||
+		has_privs_of_role(user, es_catalog()->owner_oid);
+	u->nallowed = 0;
+	u->allowed = NULL;
+	if (u->exempt)
+		return u;
+	for (int i = 0; i < nbindings; i++)
+	{
+		bool		dup = false;
+
+		if (!has_privs_of_role(user, bindings[i].role))
+			continue;
+		for (int j = 0; j < u->nallowed && !dup; j++)
+			dup = (strcmp(u->allowed[j], bindings[i].tenant) == 0);
+		if (dup)
+			continue;
+		if (u->allowed == NULL)
+			u->allowed = MemoryContextAlloc(tenant_cxt, sizeof(EsTenantId) * nbindings);
+		strlcpy(u->allowed[u->nallowed++], bindings[i].tenant, sizeof(EsTenantId));
+	}
+	return u;
+}
+
+static bool
+user_allows(const EsTenantUser *u, const char *tenant)
+{
+	for (int i = 0; i < u->nallowed; i++)
+		if (strcmp(u->allowed[i], tenant) == 0)
+			return true;
+	return false;
+}
+
+static const char *
+role_name(Oid user)
+{
+	char	   *name = GetUserNameFromId(user, true);
+
+	return name ? name : psprintf("%u", user);
+}
+
+/* Decide, with the caches loaded.  Returns a pointer into the caches. */
+static const char *
+resolve(Oid user, const char *setting)
+{
+	EsTenantUser *u = user_entry(user);
+	const char *tenant = setting;
+
+	if (u->nallowed > 0)
+	{
+		if (setting[0] == '\0')
+		{
+			if (u->nallowed > 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_ES_NO_TENANT),
+						 errmsg("no tenant selected"),
+						 errdetail("Role \"%s\" is bound to %d tenants.",
+								   role_name(user), u->nallowed),
+						 errhint("Choose one with SET LOCAL eventsource.tenant = '...'.")));
+			return u->allowed[0];
+		}
+		if (!user_allows(u, setting))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" may not use tenant \"%s\"", role_name(user), setting),
+					 errdetail("The role is bound to other tenants (eventsource.tenant_roles).")));
+	}
+	else if (setting[0] == '\0')
+		tenant = ES_DEFAULT_TENANT;
+
+	if (hash_search(registered, tenant, HASH_FIND, NULL) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_UNKNOWN_TENANT),
+				 errmsg("tenant \"%s\" does not exist", tenant),
+				 errhint("Check eventsource.tenant for a typo, or register the tenant with eventsource.create_tenant().")));
+	return tenant;
+}
+
+/*
+ * The caller's current tenant (see the file header).  Returns a static
+ * buffer, valid until the next call.
+ */
+const char *
+es_current_tenant(void)
+{
+	const char *setting = es_tenant_setting ? es_tenant_setting : "";
+	Oid			user;
+
+	if (es_sql_version() < ES_SQL_1_1)
+	{
+		if (setting[0] != '\0' && strcmp(setting, ES_DEFAULT_TENANT) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("eventsource.tenant is \"%s\", but this database has no tenants", setting),
+					 errdetail("Its eventsource SQL objects are version %s; tenants came with 1.1.",
+							   es_sql_version_text()),
+					 errhint("Run ALTER EXTENSION eventsource UPDATE, or leave eventsource.tenant empty.")));
+		return ES_DEFAULT_TENANT;
+	}
+
+	user = GetUserId();
+	if (last_valid && !stale && last_user == user &&
+		strcmp(last_setting, setting) == 0)
+		return last_result;
+
+	reset_if_stale();
+	load_tables();
+	strlcpy(last_result, resolve(user, setting), sizeof(EsTenantId));
+	strlcpy(last_setting, setting, sizeof(EsTenantId));
+	last_user = user;
+	last_valid = !stale;
+	return last_result;
+}
+
+text *
+es_current_tenant_text(void)
+{
+	return cstring_to_text(es_current_tenant());
+}
+
+/*
+ * The lifecycle, erasure and retention functions act on the default
+ * tenant's streams only until stream_lifecycle is keyed by tenant (issue
+ * 15, part 2): a caller in another tenant is refused rather than let loose
+ * on the default tenant's streams.  Returns 'default' as a text.
+ */
+text *
+es_tenant_default_only(const char *what)
+{
+	const char *tenant = es_current_tenant();
+
+	if (strcmp(tenant, ES_DEFAULT_TENANT) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s works only in the default tenant in this build", what),
+				 errdetail("The current tenant is \"%s\".", tenant)));
+	return cstring_to_text(ES_DEFAULT_TENANT);
+}
+
+PG_FUNCTION_INFO_V1(es_current_tenant_sql);
+
+/* current_tenant() RETURNS text */
+Datum
+es_current_tenant_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(es_current_tenant_text());
+}

@@ -1,0 +1,179 @@
+-- Tenant isolation enforced by the database (issue 15, docs/tenancy.md): a
+-- role bound to tenant 'acme', even one holding every privilege on the
+-- tables, reads and changes only acme's rows, whatever SQL it sends: SELECT,
+-- INSERT, UPDATE, DELETE and COPY on every table and view that holds tenant
+-- data, the store's functions, and a crafted search_path.
+BEGIN;
+SELECT plan(44);
+
+-- ---------------------------------------------------------------------------
+-- Fixtures: two tenants with the same stream id, a snapshot and a
+-- checkpoint each; ten_app bound to acme, holding all privileges
+-- ---------------------------------------------------------------------------
+SELECT eventsource.create_tenant('acme');
+SELECT eventsource.create_tenant('globex');
+SET LOCAL eventsource.tenant = 'acme';
+SELECT eventsource.append('Iso-1', 0, '[{"type": "A", "data": {"t": "acme"}}, {"type": "B", "data": {}}]');
+SELECT eventsource.save_snapshot('Iso-1', 1, '{"t": "acme"}');
+SELECT eventsource.save_checkpoint('iso_cp', 1);
+SET LOCAL eventsource.tenant = 'globex';
+SELECT eventsource.append('Iso-1', 0, '[{"type": "A", "data": {"t": "globex"}}]');
+SELECT eventsource.save_snapshot('Iso-1', 1, '{"t": "globex"}');
+SELECT eventsource.save_checkpoint('iso_cp', 7);
+RESET eventsource.tenant;
+
+CREATE ROLE ten_app NOLOGIN;
+SELECT eventsource.bind_role_to_tenant('ten_app', 'acme');
+GRANT USAGE ON SCHEMA eventsource TO ten_app;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventsource TO ten_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON eventsource.events, eventsource.snapshots,
+    eventsource.checkpoints, eventsource.tenants, eventsource.tenant_roles,
+    eventsource.streams TO ten_app;
+GRANT pg_write_server_files, pg_read_server_files TO ten_app;
+
+-- what every table holds for another tenant than acme, read past row-level
+-- security (this runs as the superuser)
+CREATE FUNCTION pg_temp.others(tbl text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM eventsource.%I WHERE tenant_id <> %L', tbl, 'acme') INTO n;
+    RETURN n;
+END $$;
+CREATE TEMP TABLE before AS
+    SELECT t, pg_temp.others(t) AS n
+      FROM unnest(ARRAY['events', 'snapshots', 'checkpoints', 'tenants', 'tenant_roles']) t;
+GRANT SELECT ON before TO ten_app;
+
+-- ---------------------------------------------------------------------------
+-- SELECT: only acme's rows, in every table and in the streams view
+-- ---------------------------------------------------------------------------
+SET LOCAL ROLE ten_app;
+SELECT is(eventsource.current_tenant(), 'acme', 'the bound role''s tenant needs no SET');
+SELECT is((SELECT array_agg(DISTINCT tenant_id) FROM eventsource.events), ARRAY['acme'],
+    'events: SELECT sees acme''s rows only');
+SELECT is((SELECT count(*)::integer FROM eventsource.events), 2, 'events: all of acme''s');
+SELECT is((SELECT array_agg(DISTINCT tenant_id) FROM eventsource.snapshots), ARRAY['acme'],
+    'snapshots: SELECT sees acme''s rows only');
+SELECT is((SELECT array_agg(DISTINCT tenant_id) FROM eventsource.checkpoints), ARRAY['acme'],
+    'checkpoints: SELECT sees acme''s rows only');
+SELECT is((SELECT array_agg(tenant_id) FROM eventsource.tenants), ARRAY['acme'],
+    'tenants: SELECT sees its own tenant only');
+SELECT is((SELECT array_agg(tenant_id) FROM eventsource.tenant_roles), ARRAY['acme'],
+    'tenant_roles: SELECT sees its own tenant''s bindings only');
+SELECT is((SELECT array_agg(tenant_id || ':' || stream_id || ':' || version) FROM eventsource.streams),
+    ARRAY['acme:Iso-1:2'], 'streams: the view lists acme''s streams only');
+SELECT throws_ok($$SELECT count(*) FROM eventsource.visible_events$$, '42501', NULL,
+    'visible_events (cross-tenant, internal) is not readable');
+-- naming another tenant does not widen it
+SELECT throws_ok($$SET LOCAL eventsource.tenant = 'globex'; SELECT count(*) FROM eventsource.events$$,
+    '42501', NULL, 'events: naming another tenant is refused');
+
+-- ---------------------------------------------------------------------------
+-- INSERT: never another tenant's row (the guard refuses the log anyway)
+-- ---------------------------------------------------------------------------
+SELECT throws_ok($$INSERT INTO eventsource.events VALUES (999999, 'Iso-1', 9, gen_random_uuid(), 'X', '{}', '{}', now(), 'globex')$$,
+    '42501', NULL, 'events: INSERT refused');
+SELECT throws_ok($$INSERT INTO eventsource.snapshots (stream_id, schema_version, stream_version, state, tenant_id) VALUES ('Iso-1', 1, 2, '{}', 'globex')$$,
+    '42501', NULL, 'snapshots: INSERT into another tenant refused by the policy');
+SELECT throws_ok($$INSERT INTO eventsource.checkpoints (name, position, tenant_id) VALUES ('x', 1, 'globex')$$,
+    '42501', NULL, 'checkpoints: INSERT into another tenant refused by the policy');
+SELECT throws_ok($$INSERT INTO eventsource.checkpoints (name, position) VALUES ('x', 1)$$,
+    '42501', NULL, 'checkpoints: the column default (''default'') is another tenant too');
+SELECT throws_ok($$INSERT INTO eventsource.tenants (tenant_id) VALUES ('sneaky')$$,
+    '42501', NULL, 'tenants: INSERT refused');
+SELECT throws_ok($$INSERT INTO eventsource.tenant_roles (role, tenant_id) VALUES ('ten_app', 'globex')$$,
+    '42501', NULL, 'tenant_roles: INSERT refused (a role cannot bind itself to another tenant)');
+
+-- ---------------------------------------------------------------------------
+-- UPDATE and DELETE: other tenants' rows are invisible to them, and a row
+-- cannot be moved to another tenant
+-- ---------------------------------------------------------------------------
+SELECT throws_ok($$UPDATE eventsource.events SET data = '{}' WHERE tenant_id = 'globex'$$,
+    '0A000', NULL, 'events: UPDATE refused (immutable)');
+SELECT throws_ok($$DELETE FROM eventsource.events WHERE tenant_id = 'globex'$$,
+    '0A000', NULL, 'events: DELETE refused (immutable)');
+SELECT lives_ok($$UPDATE eventsource.snapshots SET state = '{"hacked": true}' WHERE tenant_id = 'globex'$$,
+    'snapshots: UPDATE of another tenant''s rows runs');
+SELECT lives_ok($$DELETE FROM eventsource.snapshots WHERE tenant_id = 'globex'$$,
+    'snapshots: DELETE of another tenant''s rows runs');
+SELECT lives_ok($$UPDATE eventsource.checkpoints SET position = 0 WHERE name = 'iso_cp' AND tenant_id <> 'acme'$$,
+    'checkpoints: UPDATE of another tenant''s rows runs');
+SELECT lives_ok($$DELETE FROM eventsource.checkpoints WHERE tenant_id = 'globex'$$,
+    'checkpoints: DELETE of another tenant''s rows runs');
+SELECT throws_ok($$UPDATE eventsource.checkpoints SET tenant_id = 'globex' WHERE name = 'iso_cp'$$,
+    '42501', NULL, 'checkpoints: moving a row to another tenant is refused');
+SELECT throws_ok($$UPDATE eventsource.snapshots SET tenant_id = 'globex'$$,
+    '42501', NULL, 'snapshots: moving a row to another tenant is refused');
+SELECT throws_ok($$DELETE FROM eventsource.tenant_roles$$, '42501', NULL,
+    'tenant_roles: DELETE refused (a role cannot unbind itself)');
+SELECT throws_ok($$TRUNCATE eventsource.snapshots$$, '42501', NULL, 'snapshots: TRUNCATE refused');
+
+-- ---------------------------------------------------------------------------
+-- COPY: TO applies the policy; FROM is refused under row-level security
+-- ---------------------------------------------------------------------------
+SELECT lives_ok($$COPY eventsource.events TO '/tmp/es_pgtap_tenancy_events.csv' (FORMAT csv)$$,
+    'events: COPY TO runs');
+SELECT lives_ok($$COPY eventsource.checkpoints TO '/tmp/es_pgtap_tenancy_checkpoints.csv' (FORMAT csv)$$,
+    'checkpoints: COPY TO runs');
+SELECT throws_ok($$COPY eventsource.checkpoints FROM '/tmp/es_pgtap_tenancy_checkpoints.csv' (FORMAT csv)$$,
+    '0A000', NULL, 'checkpoints: COPY FROM refused under row-level security');
+SELECT throws_ok($$COPY eventsource.snapshots FROM '/tmp/es_pgtap_tenancy_checkpoints.csv' (FORMAT csv)$$,
+    '0A000', NULL, 'snapshots: COPY FROM refused under row-level security');
+
+-- ---------------------------------------------------------------------------
+-- The store's functions: acme's stream, whatever globex has under that id
+-- ---------------------------------------------------------------------------
+SELECT is((SELECT array_agg(data->>'t') FROM eventsource.read_stream('Iso-1') WHERE stream_version = 1),
+    ARRAY['acme'], 'read_stream: acme''s Iso-1');
+SELECT is(eventsource.stream_version('Iso-1'), 2::bigint, 'stream_version: acme''s');
+SELECT is(eventsource.load('Iso-1')->'snapshot'->'state', '{"t": "acme"}'::jsonb, 'load: acme''s snapshot');
+SELECT is(eventsource.get_checkpoint('iso_cp'), 1::bigint, 'get_checkpoint: acme''s');
+SELECT is((SELECT stream_version FROM eventsource.append_event('Iso-1', 2, 'C', '{}')), 3::bigint,
+    'append_event: at acme''s version');
+
+-- ---------------------------------------------------------------------------
+-- A crafted search_path: look-alike current_tenant() and = in a schema
+-- searched first change nothing (the policies and the functions name
+-- pg_catalog's operators and eventsource's function)
+-- ---------------------------------------------------------------------------
+RESET ROLE;
+CREATE SCHEMA evil;
+CREATE FUNCTION evil.current_tenant() RETURNS text LANGUAGE sql AS $$ SELECT 'globex'::text $$;
+CREATE FUNCTION evil.always(text, text) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.always);
+CREATE VIEW evil.events AS SELECT * FROM eventsource.events;
+GRANT USAGE ON SCHEMA evil TO ten_app;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA evil TO ten_app;
+GRANT SELECT ON evil.events TO ten_app;
+SET LOCAL ROLE ten_app;
+SET LOCAL search_path = evil, pg_catalog, eventsource, public;
+SELECT is((SELECT count(*)::integer FROM eventsource.events WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme'), 0,
+    'search_path: events still acme''s only');
+SELECT is((SELECT count(*)::integer FROM eventsource.read_all(0, 1000) WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme'), 0,
+    'search_path: read_all still acme''s only');
+SELECT is((SELECT count(*)::integer FROM eventsource.streams WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme'), 0,
+    'search_path: streams still acme''s only');
+SELECT is(eventsource.current_tenant(), 'acme', 'search_path: eventsource.current_tenant() is the real one');
+-- a view owned by the superuser (bypassing row-level security) is the
+-- superuser's own grant to give away: not the store's concern
+RESET search_path;
+RESET ROLE;
+
+-- ---------------------------------------------------------------------------
+-- After all that: nothing of another tenant changed
+-- ---------------------------------------------------------------------------
+SELECT is((SELECT array_agg(b.t ORDER BY b.t) FROM before b WHERE b.n <> pg_temp.others(b.t)), NULL,
+    'no row of another tenant was added, changed or removed, in any table');
+SELECT is((SELECT state FROM eventsource.snapshots WHERE tenant_id = 'globex'), '{"t": "globex"}'::jsonb,
+    'globex''s snapshot is untouched');
+SELECT is((SELECT position FROM eventsource.checkpoints WHERE tenant_id = 'globex'), 7::bigint,
+    'globex''s checkpoint is untouched');
+SELECT is((SELECT count(*)::integer FROM pg_read_file('/tmp/es_pgtap_tenancy_events.csv') f,
+                  regexp_split_to_table(rtrim(f, E'\n'), E'\n') l WHERE l NOT LIKE '%,acme'), 0,
+    'events: COPY TO wrote acme''s rows only');
+SELECT is((SELECT count(*)::integer FROM pg_read_file('/tmp/es_pgtap_tenancy_events.csv') f,
+                  regexp_split_to_table(rtrim(f, E'\n'), E'\n') l), 2,
+    'events: COPY TO wrote all of acme''s rows (before the append)');
+
+SELECT * FROM finish();
+ROLLBACK;
