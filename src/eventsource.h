@@ -188,14 +188,13 @@ typedef enum EsStatKind
 #define ES_NUM_STATS	ES_STAT_STREAMS_CREATED /* the counters of store_stats */
 extern Size es_stats_shmem_size(void);
 extern void es_stats_shmem_init(void *area, bool found);
-extern void es_stats_count(EsStatKind kind, int64 n);
+extern void es_stats_count(text *tenant, EsStatKind kind, int64 n);
 
 /* tenant_stats.c: per-tenant store statistics */
-#define ES_TENANT_ID_SIZE	64	/* a tenant id's 1-63 bytes and the NUL */
 extern int	es_max_tenant_stats;
 extern Size es_tenant_stats_shmem_size(void);
 extern void es_tenant_stats_shmem_init(void *area, bool found);
-extern void es_tenant_stats_count(EsStatKind kind, int64 n);
+extern void es_tenant_stats_count(text *tenant, EsStatKind kind, int64 n);
 extern void es_tenant_stats_reset(void);
 
 /* stream.c: category, partition hash, lock hash */
@@ -208,7 +207,8 @@ extern int	es_stream_category(const char *data, int len);
 
 /* append.c: shared with the lifecycle operations */
 extern void es_lock_stream(text *tenant, text *stream_id);
-extern void es_check_expected_version(text *stream_id, int64 expected, int64 current);
+extern void es_check_expected_version(text *tenant, text *stream_id, int64 expected,
+									  int64 current);
 extern int64 es_append_system_event(text *tenant, text *stream_id, int64 version, const char *type,
 									Jsonb *data);
 

@@ -142,10 +142,10 @@ my_entry(void)
 
 /*
  * Count n of kind: in this database's entry (the counters of store_stats),
- * and for the caller's tenant (tenant_stats.c).
+ * and for "tenant", the tenant the call resolved (tenant_stats.c).
  */
 void
-es_stats_count(EsStatKind kind, int64 n)
+es_stats_count(text *tenant, EsStatKind kind, int64 n)
 {
 	if (kind < ES_NUM_STATS)
 	{
@@ -154,7 +154,7 @@ es_stats_count(EsStatKind kind, int64 n)
 		if (e != NULL)
 			pg_atomic_fetch_add_u64(&e->counters[kind], (uint64) n);
 	}
-	es_tenant_stats_count(kind, n);
+	es_tenant_stats_count(tenant, kind, n);
 }
 
 PG_FUNCTION_INFO_V1(es_store_stats);

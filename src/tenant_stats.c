@@ -35,7 +35,8 @@
  * of entries in use; generation and counters are atomics; reset_at is
  * written under the lock held exclusive and read under it held shared.
  *
- * The tenant a count belongs to is the caller's (stats.c passes it).
+ * The tenant a count belongs to is the one the call resolved once, as the
+ * caller (tenant.c), passed down through es_stats_count.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,6 +56,10 @@
 #include "utils/timestamp.h"
 
 #include "eventsource.h"
+#include "tenant.h"
+
+/* a tenant id (tenant.h) and its NUL */
+#define ES_TENANT_ID_SIZE	(ES_MAX_TENANT_LEN + 1)
 
 /* The name of each database's overflow row. */
 #define ES_TENANT_OTHER		"(other)"
@@ -389,44 +394,44 @@ cached_entry(const char *tenant)
 }
 
 /*
- * The tenant the counts of this call go to.
- */
-static const char *
-counting_tenant(void)
-{
-	return "default";
-}
-
-/*
- * Whether the caller sees every tenant's row: the store's owner (and
- * superusers).
+ * Whether the caller sees every tenant's row: the roles tenant.c exempts
+ * from tenants (the store's owner and roles with its privileges,
+ * superusers, BYPASSRLS roles), who also see every tenant's rows in the
+ * tables.
  */
 static bool
 sees_all_tenants(void)
 {
-	return superuser() || has_privs_of_role(GetUserId(), es_catalog()->owner_oid);
+	Oid			user = GetUserId();
+
+	return superuser_arg(user) || has_bypassrls_privilege(user) ||
+		has_privs_of_role(user, es_catalog()->owner_oid);
 }
 
 /*
- * Count n of kind for the caller's tenant in this database (called by
- * es_stats_count).  No lock once this backend has seen the tenant (see the
- * header).  A tenant id that does not fit an entry (longer than any valid
- * one) counts under "(other)".
+ * Count n of kind for "tenant" (the tenant the call resolved, as the
+ * caller, tenant.c) in this database; called by es_stats_count.  No lock
+ * once this backend has seen the tenant (see the header).  A tenant id that
+ * does not fit an entry (longer than any valid one) counts under "(other)".
  */
 void
-es_tenant_stats_count(EsStatKind kind, int64 n)
+es_tenant_stats_count(text *tenant, EsStatKind kind, int64 n)
 {
 	EsTenantCacheEntry *c;
-	const char *tenant;
+	char		id[ES_TENANT_ID_SIZE];
+	int			len;
 
-	if (tstats == NULL || !OidIsValid(MyDatabaseId))
+	if (tstats == NULL || !OidIsValid(MyDatabaseId) || tenant == NULL)
 		return;
-	tenant = counting_tenant();
-	if (tenant == NULL)
-		return;
-	if (strlen(tenant) >= ES_TENANT_ID_SIZE)
-		tenant = ES_TENANT_OTHER;
-	c = cached_entry(tenant);
+	len = VARSIZE_ANY_EXHDR(tenant);
+	if (len >= ES_TENANT_ID_SIZE)
+		strlcpy(id, ES_TENANT_OTHER, sizeof(id));
+	else
+	{
+		memcpy(id, VARDATA_ANY(tenant), len);
+		id[len] = '\0';
+	}
+	c = cached_entry(id);
 	if (c != NULL)
 		pg_atomic_fetch_add_u64(&c->entry->counters[kind], (uint64) n);
 }
@@ -470,8 +475,9 @@ PG_FUNCTION_INFO_V1(es_tenant_stats_rows);
 /*
  * tenant_stats_rows() RETURNS SETOF record: tenant_id, the counters in
  * column_kinds' order, stats_reset.  The rows of this database; a caller
- * who may not see every tenant (es_tenant_sees_all) gets only the row of
- * its current tenant.  The rows are copied under the lock held shared and
+ * who may not see every tenant (sees_all_tenants) gets only the row of its
+ * current tenant (es_current_tenant(): the errors of a bound role naming
+ * another tenant are its).  The rows are copied under the lock held shared and
  * returned after it is released; the cost is one pass over the table
  * (max_tenant_stats + max_databases entries), whatever the store holds.
  */
@@ -488,7 +494,7 @@ es_tenant_stats_rows(PG_FUNCTION_ARGS)
 	es_require_sql_version("1.1", "eventsource.tenant_stats");
 	InitMaterializedSRF(fcinfo, 0);
 	if (!sees_all_tenants())
-		only = counting_tenant();
+		only = es_current_tenant();
 
 	rows = palloc(sizeof(EsTenantRow) * (only ? 1 : tstats->nentries));
 	LWLockAcquire(es_lwlock(ES_LWLOCK_TENANT_STATS), LW_SHARED);

@@ -101,5 +101,35 @@ like($err, qr/HINT:  Run ALTER EXTENSION eventsource UPDATE\./, '... with the hi
 $node->safe_psql('old', 'ALTER EXTENSION eventsource UPDATE');
 is(rows('old'), 'default=1/1', 'after UPDATE: the view shows what 1.0 counted');
 
+# Tenants of one database: with the table emptied, two tenants get rows and
+# the third counts into (other), which only the owner sees.
+for my $db (qw(db1 db3 old))
+{
+	$node->safe_psql($db, 'SELECT eventsource.stat_reset()');
+}
+$node->safe_psql('postgres', 'CREATE DATABASE tdb');
+$node->safe_psql('tdb', q{CREATE EXTENSION eventsource;
+	SELECT eventsource.create_tenant('t' || i) FROM generate_series(1, 3) i;
+	CREATE ROLE app LOGIN;
+	GRANT SELECT ON eventsource.tenant_stats TO app;
+	GRANT EXECUTE ON FUNCTION eventsource.tenant_stats_rows(),
+		eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid) TO app;});
+for my $t (qw(t1 t2 t3 t3))
+{
+	$node->safe_psql('tdb', qq{BEGIN; SET LOCAL eventsource.tenant = '$t';
+		SELECT eventsource.append_event('S-1', -1, 'A', '{}'); COMMIT;});
+}
+is(rows('tdb'), '(other)=2/1 t1=1/1 t2=1/1', 'a third tenant counts into (other)');
+is($node->safe_psql('tdb', q{SELECT sum(appends) FROM eventsource.tenant_stats}),
+	$node->safe_psql('tdb', q{SELECT appends FROM eventsource.store_stats}),
+	'the rows, (other) included, add up to store_stats');
+my $as_app = sub {
+	my ($t) = @_;
+	return $node->safe_psql('tdb', qq{SET ROLE app; SET eventsource.tenant = '$t';
+		SELECT coalesce(string_agg(tenant_id || '=' || appends, ' '), '') FROM eventsource.tenant_stats});
+};
+is($as_app->('t1'), 't1=1', 'a role that is not the owner sees its tenant\'s row');
+is($as_app->('t3'), '', 'and nothing when its tenant is folded into (other)');
+
 $node->stop;
 done_testing();
