@@ -1,10 +1,10 @@
 -- eventsource.read_stream of a random 100-event stream "Read-<n>" of a random
 -- tenant (see tenancy_append_event.sql).
-\set t random(1, :tenants)
+\set t random(:tenant_min, :tenants)
 \set n random(1, 10)
 \startpipeline
 BEGIN;
-SELECT set_config('eventsource.tenant', 'tenant-' || :t, true);
+SELECT set_config('eventsource.tenant', CASE WHEN :t = 0 THEN 'default' ELSE 'tenant-' || :t END, true);
 SELECT * FROM eventsource.read_stream('Read-' || :n);
 COMMIT;
 \endpipeline
