@@ -300,10 +300,11 @@ reclaim_dropped_databases(void)
 /*
  * Find or claim the entry of (this database, tenant); when the table has
  * no room for it, this database's "(other)" row (*overflow set).  NULL
- * when not even that can be had.
+ * when not even that can be had.  *generation is the entry's, read under
+ * the lock (so that it belongs to this tenant's use of the entry).
  */
 static EsTenantEntry *
-lookup_or_claim(const char *tenant, bool *overflow)
+lookup_or_claim(const char *tenant, bool *overflow, uint32 *generation)
 {
 	LWLock	   *lock = es_lwlock(ES_LWLOCK_TENANT_STATS);
 	EsTenantEntry *e;
@@ -313,6 +314,8 @@ lookup_or_claim(const char *tenant, bool *overflow)
 	*overflow = is_other;
 	LWLockAcquire(lock, LW_SHARED);
 	e = find_locked(MyDatabaseId, tenant);
+	if (e != NULL)
+		*generation = pg_atomic_read_u32(&e->generation);
 	LWLockRelease(lock);
 	if (e != NULL)
 		return e;
@@ -338,6 +341,8 @@ lookup_or_claim(const char *tenant, bool *overflow)
 			if (e == NULL)
 				e = claim_locked(MyDatabaseId, ES_TENANT_OTHER, true);
 		}
+		if (e != NULL)
+			*generation = pg_atomic_read_u32(&e->generation);
 		LWLockRelease(lock);
 		return e;
 	}
@@ -381,15 +386,10 @@ cached_entry(const char *tenant)
 		return c;
 
 	c->freed = pg_atomic_read_u64(&tstats->freed);
-	c->entry = lookup_or_claim(tenant, &overflow);
+	c->entry = lookup_or_claim(tenant, &overflow, &c->generation);
 	if (c->entry == NULL)
 		return NULL;
 	c->overflow = overflow;
-	/*
-	 * Read after the lookup: if the entry was freed in between, the next
-	 * count sees another generation and looks again.
-	 */
-	c->generation = pg_atomic_read_u32(&c->entry->generation);
 	return c;
 }
 
