@@ -155,7 +155,7 @@ T0=$SECONDS
 
 # reads first, on the freshly populated and vacuumed table
 for c in $READ_CLIENTS; do
-	pair "rs_$c" read_stream.sql read_stream_base.sql "$c" on 100 - -
+	pair "rs_$c" read_stream.sql read_stream_base.sql "$c" on 100 - - -D read_streams=1000
 	pair "ra_$c" read_all.sql read_all_base.sql "$c" on 1000 - - -D pmin="$PMIN" -D pmax="$PMAX"
 done
 

@@ -10,21 +10,25 @@
 #
 # Three sides per operation:
 #   tenancy   (T) BENCH_TENANTS registered tenants (default 1,000), each with
-#                 10 streams x 100 events; the calls run as es_bench_app, a
+#                 10 streams x 100 events (read_stream: one of them;
+#                 read_all(0, 1000): the tenant's whole log); the calls run
+#                 as es_bench_app, a
 #                 role that is not the owner (row-level security applies to
 #                 it) and is bound to no tenant: every transaction picks a
 #                 random tenant with SET LOCAL eventsource.tenant (as
 #                 set_config(.., true)), sent as one pipeline
 #                 BEGIN; set_config; <call>; COMMIT
 #   no tenancy (N) the same call as run.sh makes it: the store's owner, one
-#                 statement, the default tenant (which holds 1,000 streams x
-#                 100 events, as in run.sh)
-#   wrapped   (W) T's script and role in the default tenant only: T/W is
+#                 statement, the default tenant (which holds
+#                 BENCH_DEFAULT_STREAMS streams x 100 events; read_stream of
+#                 a random one, read_all of a random page of its range)
+#   wrapped   (W) T's script and role in the default tenant only (reading
+#                 as N does): T/W is
 #                 what choosing among the tenants costs, T/N adds what the
 #                 per-transaction SET LOCAL (3 more statements) costs
 #   baseline  (B) plain SQL on bench.plain_events, a table of the shape
 #                 eventsource.events had before tenancy (run.sh's baselines)
-#                 holding a copy of every event
+#                 holding a copy of every event (reads: as N)
 # Each operation is measured as four pairs, T vs B, T vs N, T vs W and N vs B
 # (pairs.sh: ABBA rounds), so each ratio comes from back-to-back
 # measurements.
@@ -35,6 +39,10 @@
 #   BENCH_TENANTS  registered tenants (default 1000); 0 measures N vs B only
 #                  (a store without the tenancy SQL)
 #   BENCH_STREAMS  streams the appends pick from, per tenant (default 10000)
+#   BENCH_DEFAULT_STREAMS  read streams (x 100 events) of the default tenant
+#                  (default 10 x BENCH_TENANTS, at least 1000: as many events
+#                  as all the tenants hold, so that T, W, N and B read from
+#                  working sets of the same size)
 #   BENCH_SYNC     synchronous_commit values of the appends (default "on")
 #   BENCH_TMPDIR   parent of the cluster's directory (default $TMPDIR or /tmp)
 #   PGBIN          PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
@@ -51,6 +59,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SECS=${BENCH_SECONDS:-10}
 TENANTS=${BENCH_TENANTS:-1000}
 STREAMS=${BENCH_STREAMS:-10000}
+DSTREAMS=${BENCH_DEFAULT_STREAMS:-}
 SYNCS=${BENCH_SYNC:-on}
 ROUNDS=${BENCH_ROUNDS:-}
 
@@ -60,6 +69,10 @@ posint BENCH_SECONDS "$SECS"
 posint BENCH_ROUNDS "$ROUNDS"
 SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 [[ "$TENANTS" =~ ^[0-9]+$ ]] || die "BENCH_TENANTS must be a non-negative integer"
+# the default tenant holds as much as all the tenants together (at least
+# run.sh's 1,000 streams), so that every side reads from the same amount of data
+[ -n "$DSTREAMS" ] || DSTREAMS=$((TENANTS * 10 > 1000 ? TENANTS * 10 : 1000))
+posint BENCH_DEFAULT_STREAMS "$DSTREAMS"
 [[ "$STREAMS" =~ ^[1-9][0-9]*$ ]] && [ "$STREAMS" -ge 8 ] || die "BENCH_STREAMS must be an integer >= 8"
 for s in $SYNCS; do
 	[ "$s" = on ] || [ "$s" = off ] || die "BENCH_SYNC must list on and/or off"
@@ -81,9 +94,13 @@ EVENTS100=$(events_array 100)
 # ---------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------
-say "== setup: extension, baseline table, application role, default tenant 1,000 streams x 100 events"
+say "== setup: extension, baseline table, application role; default tenant $DSTREAMS streams x 100 events"
 psql_q -d postgres -c "CREATE DATABASE bench"
-psql_q -d bench -v payload="$PAYLOAD" -f "$HERE/tenancy_setup.sql" >/dev/null
+psql_q -d bench -f "$HERE/tenancy_setup.sql" >/dev/null
+t=$SECONDS
+psql_q -d bench -v payload="$PAYLOAD" -v first=0 -v last=0 -v streams="$DSTREAMS" \
+	-f "$HERE/read_data.sql" >/dev/null
+say "   loaded $((DSTREAMS * 100)) events in $((SECONDS - t)) s"
 HAS_TENANTS=$(psql_q -d bench -c "SELECT count(*) FROM pg_attribute
 	WHERE attrelid = 'eventsource.events'::regclass AND attname = 'tenant_id' AND NOT attisdropped")
 if [ "$TENANTS" -gt 0 ]; then
@@ -120,10 +137,10 @@ psql_q -d bench -c "SELECT setval('bench.plain_seq', (SELECT max(global_position
 psql_q -d bench -c "VACUUM (FREEZE, ANALYZE)"
 read -r PMIN PMAX NDEFAULT < <(psql_q -d bench -F ' ' -c \
 	"SELECT min(global_position), max(global_position), count(*) FROM eventsource.events WHERE $DEFAULT_ONLY") || true
-[ "$NDEFAULT" = 100000 ] || die "expected 100000 events in the default tenant, found $NDEFAULT"
-[ "$PMAX" = $((PMIN + 99999)) ] || die "the default tenant's positions are not contiguous ($PMIN .. $PMAX)"
+[ "$NDEFAULT" = $((DSTREAMS * 100)) ] || die "expected $((DSTREAMS * 100)) events in the default tenant, found $NDEFAULT"
+[ "$PMAX" = $((PMIN + DSTREAMS * 100 - 1)) ] || die "the default tenant's positions are not contiguous ($PMIN .. $PMAX)"
 NTOTAL=$(psql_q -d bench -c "SELECT count(*) FROM bench.plain_events")
-[ "$NTOTAL" = $((100000 + TENANTS * 1000)) ] || die "expected $((100000 + TENANTS * 1000)) events in all, found $NTOTAL"
+[ "$NTOTAL" = $((DSTREAMS * 100 + TENANTS * 1000)) ] || die "expected $((DSTREAMS * 100 + TENANTS * 1000)) events in all, found $NTOTAL"
 
 # The reads must return what the rows claim (a silent empty result would
 # make any function look fast), on each side and as each role.
@@ -133,9 +150,9 @@ check_count() { # expected sql [psql args...]
 	got=$(psql_q -d bench "$@" -c "$sql")
 	[ "$got" = "$want" ] || die "sanity check: expected $want, got $got: $sql"
 }
-check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1000')"
+check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-$DSTREAMS')"
 check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMAX - 1000, 1000)"
-check_count 100 "SELECT count(*) FROM bench.plain_events WHERE stream_id = 'Read-1000'"
+check_count 100 "SELECT count(*) FROM bench.plain_events WHERE stream_id = 'Read-$DSTREAMS'"
 if [ "$TENANTS" -gt 0 ]; then
 	one=(-c "SET eventsource.tenant = 'tenant-$TENANTS'")
 	check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-10')" "${APP[@]}" "${one[@]}"
@@ -169,7 +186,7 @@ measure() {
 		PAIR_EXT_ARGS=("${APP[@]}")
 		pair "tb_$key" "$ts" "$bs" "$c" "$sync" "$per" "$seqe" "$seqb" "$@"
 		pair "tn_$key" "$ts" "$ns" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
-		PAIR_BASE_ARGS=("${APP[@]}" -D tenant_min=0 -D tenants=0)
+		PAIR_BASE_ARGS=("${APP[@]}" -D tenant_min=0 -D tenants=0 -D tenant_streams="$DSTREAMS")
 		pair "tw_$key" "$ts" "$ts" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
 		PAIR_EXT_ARGS=()
 		PAIR_BASE_ARGS=()
@@ -179,7 +196,8 @@ measure() {
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$SECONDS
-COMMON=(-D tenant_min=1 -D tenants="$TENANTS" -D pmin="$PMIN" -D pmax="$PMAX")
+COMMON=(-D tenant_min=1 -D tenants="$TENANTS" -D tenant_streams=10 -D read_streams="$DSTREAMS"
+	-D pmin="$PMIN" -D pmax="$PMAX")
 
 measure rs tenancy_read_stream.sql read_stream.sql tenancy_read_stream_base.sql 1 on 100 - "${COMMON[@]}"
 measure ra tenancy_read_all.sql read_all.sql tenancy_read_all_base.sql 1 on 1000 - "${COMMON[@]}"
@@ -239,7 +257,7 @@ row() { # label clients sync key
 	echo "server:   $PGVERSION; eventsource $EXTVERSION"
 	echo "settings: $SETTINGS shared_preload_libraries=eventsource; synchronous_commit as in 'sync'"
 	echo "pgbench:  -n -M prepared; per pair $ROUNDS rounds of -T $SLICE per side (ABBA); 8 clients: -j 2"
-	echo "data:     $TENANTS tenants x 10 streams x 100 events, default tenant 1,000 streams x 100 events;"
+	echo "data:     $TENANTS tenants x 10 streams x 100 events, default tenant $DSTREAMS streams x 100 events;"
 	echo "          appends to random streams among $STREAMS per tenant, expected_version -1"
 	echo
 	printf "$FMT" operation cl sync "T calls/s" "N calls/s" "B calls/s" "T/B" "rounds" "T/N" "rounds" "T/W" "rounds" "N/B" "rounds"

@@ -1,7 +1,7 @@
 -- eventsource.read_stream of a random 100-event stream "Read-<n>" of a random
--- tenant (see tenancy_append_event.sql).
+-- tenant, among its :tenant_streams (see tenancy_append_event.sql).
 \set t random(:tenant_min, :tenants)
-\set n random(1, 10)
+\set n random(1, :tenant_streams)
 \startpipeline
 BEGIN;
 SELECT set_config('eventsource.tenant', CASE WHEN :t = 0 THEN 'default' ELSE 'tenant-' || :t END, true);

@@ -1,7 +1,7 @@
 -- test/bench/tenancy_setup.sql: the extension, the plain-table baseline, the
--- application role and the default tenant's read data of run_tenancy.sh.
--- Run once with psql -v ON_ERROR_STOP=1 -v payload=... on a fresh database;
--- the tenants and their data come after (run_tenancy.sh, read_data.sql).
+-- application role of run_tenancy.sh.
+-- Run once with psql -v ON_ERROR_STOP=1 on a fresh database;
+-- the read data comes after (run_tenancy.sh, read_data.sql).
 CREATE EXTENSION eventsource;
 
 -- The baseline: a plain table of the shape eventsource.events had before
@@ -44,9 +44,3 @@ GRANT EXECUTE ON FUNCTION
 -- only for run_tenancy.sh's check that row-level security applies to it
 GRANT SELECT ON eventsource.events TO es_bench_app;
 
--- The default tenant's read data, as in setup.sql: 1,000 streams "Read-<n>"
--- x 100 events (read_data.sql).
-\set first 0
-\set last 0
-\set streams 1000
-\ir read_data.sql
