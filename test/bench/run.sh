@@ -133,10 +133,10 @@ check_count() { # expected sql
 }
 check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1')"
 check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1000')"
-check_count 100 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE stream_id = 'Read-1' ORDER BY stream_version LIMIT 1000) s"
+check_count 100 "SELECT count(*) FROM (SELECT * FROM bench.plain_events WHERE stream_id = 'Read-1' ORDER BY stream_version LIMIT 1000) s"
 check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMIN - 1, 1000)"
 check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMAX - 1000, 1000)"
-check_count 1000 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE global_position > $PMAX - 1000 ORDER BY global_position LIMIT 1000) s"
+check_count 1000 "SELECT count(*) FROM (SELECT * FROM bench.plain_events WHERE global_position > $PMAX - 1000 ORDER BY global_position LIMIT 1000) s"
 
 # ---------------------------------------------------------------------------
 # Measurements
@@ -244,16 +244,17 @@ row() { # label clients sync events_per_call pair_key target
 	echo "the per-round ratios eventsource/baseline (each round runs both sides back to back, so a slow spell of the machine"
 	echo "hits both); 'per round': their range (wide = noisy machine). 'met': target met in THIS run; it never fails the run."
 	echo "Baselines (same run, same server, same payload, plain SQL, no extension code):"
-	echo "  1  INSERT ... VALUES of the same row into bench.plain_events (same columns and indexes as eventsource.events,"
+	echo "  1  INSERT ... VALUES of the same row into bench.plain_events (the columns and indexes eventsource.events had in 1.0,"
 	echo "     no trigger): nextval() of a CACHE 1 sequence, stream_version = (SELECT coalesce(max(stream_version),0)+1"
 	echo "     ...) (the same PK probe append() makes), a time-ordered uuid, now(). It takes no stream lock and keeps no"
 	echo "     horizon: it relies on the PK to catch a race, which is why clients use disjoint streams (on both sides)."
 	echo "     append_event also locks the stream, reserves its positions in shared memory and runs the guard trigger."
 	echo "  2  one INSERT ... SELECT ... FROM jsonb_array_elements(<the same jsonb array>) WITH ORDINALITY: one statement"
 	echo "     inserting the same 10/100 rows, one version probe, consecutive versions."
-	echo "  3  SELECT * FROM eventsource.events WHERE stream_id = \$1 ORDER BY stream_version LIMIT 1000 (same table)."
-	echo "  4  SELECT * FROM eventsource.events WHERE global_position > \$1 ORDER BY global_position LIMIT 1000"
-	echo "     (same table; read_all also computes the safe horizon and reads with a fresh snapshot)."
+	echo "  3  SELECT * FROM bench.plain_events WHERE stream_id = \$1 ORDER BY stream_version LIMIT 1000 (the plain table,"
+	echo "     a copy of the same rows keyed as eventsource.events was before tenancy)."
+	echo "  4  SELECT * FROM bench.plain_events WHERE global_position > \$1 ORDER BY global_position LIMIT 1000"
+	echo "     (the same copy; read_all also computes the safe horizon and reads with a fresh snapshot)."
 	if [ "$FAILED" = 1 ]; then
 		echo "SOME MEASUREMENTS FAILED (ERR): see the pgbench output on stderr."
 	fi

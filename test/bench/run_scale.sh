@@ -134,7 +134,9 @@ for size in $SIZES; do
 	# -- load up to $size: two loaders on disjoint batch ranges
 	say "== load: events $loaded -> $size through append(), batches of 100, 2 sessions"
 	LOADRATE[$size]=$(bench_load "$loaded" "$size" "$STREAMS")
-	psql_q -d bench -c "INSERT INTO bench.plain_events SELECT * FROM eventsource.events
+	psql_q -d bench -c "INSERT INTO bench.plain_events
+		SELECT global_position, stream_id, stream_version, event_id, event_type, data, metadata, recorded_at
+		  FROM eventsource.events
 		WHERE global_position > (SELECT coalesce(max(global_position), 0) FROM bench.plain_events)
 		  AND stream_id LIKE 'Order-%'"
 	loaded=$size

@@ -199,8 +199,8 @@ T0=$SECONDS
 COMMON=(-D tenant_min=1 -D tenants="$TENANTS" -D tenant_streams=10 -D read_streams="$DSTREAMS"
 	-D pmin="$PMIN" -D pmax="$PMAX")
 
-measure rs tenancy_read_stream.sql read_stream.sql tenancy_read_stream_base.sql 1 on 100 - "${COMMON[@]}"
-measure ra tenancy_read_all.sql read_all.sql tenancy_read_all_base.sql 1 on 1000 - "${COMMON[@]}"
+measure rs tenancy_read_stream.sql read_stream.sql read_stream_base.sql 1 on 100 - "${COMMON[@]}"
+measure ra tenancy_read_all.sql read_all.sql read_all_base.sql 1 on 1000 - "${COMMON[@]}"
 for sync in $SYNCS; do
 	measure "ae_$sync" tenancy_append_event.sql append_event.sql append_event_base.sql 8 "$sync" 1 \
 		"$SEQ_BASE" "${COMMON[@]}" -D data="$PAYLOAD"

@@ -4,31 +4,7 @@
 -- the read data comes after (run_tenancy.sh, read_data.sql).
 CREATE EXTENSION eventsource;
 
--- The baseline: a plain table of the shape eventsource.events had before
--- tenancy (the same columns, keys and indexes as 1.0: primary key
--- (stream_id, stream_version), unique global_position, unique event_id), no
--- trigger, no policy, and a sequence with the same CACHE 1.  Spelled out
--- rather than LIKE eventsource.events: the plain-table baselines are those
--- of today's benchmark (run.sh), whatever the store's own keys became.
-CREATE SCHEMA bench;
-CREATE TABLE bench.plain_events (
-    global_position bigint      NOT NULL,
-    stream_id       text        NOT NULL,
-    stream_version  bigint      NOT NULL,
-    event_id        uuid        NOT NULL,
-    event_type      text        NOT NULL,
-    data            jsonb       NOT NULL,
-    metadata        jsonb       NOT NULL,
-    recorded_at     timestamptz NOT NULL,
-    PRIMARY KEY (stream_id, stream_version),
-    UNIQUE (global_position),
-    UNIQUE (event_id)
-);
-CREATE SEQUENCE bench.plain_seq AS bigint CACHE 1;
-CREATE FUNCTION bench.uuid_time_ordered() RETURNS uuid
-    LANGUAGE sql VOLATILE PARALLEL SAFE
-    RETURN (lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
-            || substr(replace(gen_random_uuid()::text, '-', ''), 13))::uuid;
+\ir baseline.sql
 
 -- The application role of the tenancy side: not the owner, not a superuser,
 -- no BYPASSRLS (so row-level security applies to it), bound to no tenant (it
