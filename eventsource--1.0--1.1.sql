@@ -618,6 +618,8 @@ CREATE OR REPLACE VIEW eventsource.visible_events AS
 -- function of its own that reports its argument) must not run below that
 -- predicate, on other tenants' rows; only leakproof ones (=, <, ...) are
 -- still pushed down, so stream_id = '...' reads the tenant's stream only.
+-- A later CREATE OR REPLACE VIEW of streams must repeat the option:
+-- replacing a view resets its options (pgTAP 04_tenancy would fail).
 -- tenant_id is appended (CREATE OR REPLACE VIEW may only add columns at
 -- the end).
 CREATE OR REPLACE VIEW eventsource.streams WITH (security_barrier = true) AS
