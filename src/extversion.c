@@ -58,7 +58,12 @@
  *	  made by a subtransaction that has not rolled back and a command before
  *	  curcid.  SubTransactionIds are never reused within a transaction and
  *	  ROLLBACK TO starts a new one, so a rolled back update is never served
- *	  from the cache; the command counter only grows.
+ *	  from the cache; the command counter only grows.  The transaction is
+ *	  in the key although the fields below can match across transactions:
+ *	  an update of ours rolled back with our transaction, whose xid is below
+ *	  one that committed meanwhile, leaves xmax and xcnt as they were.  So
+ *	  a transaction reads the row once (an append in its own transaction:
+ *	  one probe instead of three).
  *	- the same xmin, xmax, xcnt, subxcnt, suboverflowed and
  *	  takenDuringRecovery: the other transactions.  Every snapshot in
  *	  progress set lists only xids below its xmax (latestCompletedXid + 1
@@ -73,8 +78,9 @@
  *	  aborted (invisible whether listed or not) and by new ones (at or above
  *	  xmax): what they see is the same; a standby's snapshots list every
  *	  xid in subxip, filtered by xmax, so the same argument holds with
- *	  subxcnt.  This is what GetSnapshotData() relies on when it reuses a
- *	  snapshot, with xcnt standing for the completion count.
+ *	  subxcnt.  (PostgreSQL's own reuse of a snapshot,
+ *	  GetSnapshotDataReuse(), rests on the same fact, counted differently:
+ *	  no completion in between, no difference.)
  *
  * Only plain MVCC snapshots are kept (a historic snapshot of logical
  * decoding lists committed xids).  Anything else reads the row again: one
