@@ -180,6 +180,19 @@ SET LOCAL ROLE ten_acme;
 SELECT eventsource.current_tenant() AS after_unbind;
 ROLLBACK;
 
+-- what is refused around bindings (pgTAP 04_tenancy tests each case): a
+-- bound caller of the tenant functions, DROP ROLE of a bound role, binding
+-- a role that is never restricted
+GRANT EXECUTE ON FUNCTION eventsource.create_tenant(text) TO ten_acme;
+BEGIN;
+SET LOCAL ROLE ten_acme;
+SELECT t.try($$SELECT eventsource.create_tenant('mine')$$) AS bound_caller;
+ROLLBACK;
+SELECT t.try($$DROP ROLE ten_acme$$) AS drop_bound_role;
+CREATE ROLE ten_bypass BYPASSRLS;
+SELECT t.try($$SELECT eventsource.bind_role_to_tenant('ten_bypass', 'acme')$$) AS bind_bypassrls;
+DROP ROLE ten_bypass;
+
 -- writes through row-level security: a bound role holding INSERT on
 -- checkpoints may write only its tenant's rows
 GRANT SELECT, INSERT, UPDATE, DELETE ON eventsource.checkpoints TO ten_acme;

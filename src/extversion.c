@@ -46,10 +46,44 @@
  *
  * PostgreSQL 15 has no syscache on pg_extension in every minor release, so
  * no invalidation callback tells us about an update; instead the answer is
- * kept for one snapshot: the same local transaction, subtransaction and
- * command, and the same set of completed transactions
- * (snapXactCompletionCount, which PostgreSQL itself uses to tell that a new
- * snapshot would equal an old one).  Anything else reads the row again: one
+ * kept while a new read of the row would see what the last one saw, and
+ * that is decided from the snapshot alone.  (Not from its
+ * snapXactCompletionCount: the active snapshot is a copy, and CopySnapshot()
+ * zeroes that field, so a cache keyed on it never hit and every call read
+ * the catalog, a fifth of an append's time.)  The key:
+ *
+ *	- the same local transaction (lxid), subtransaction (subxid) and command
+ *	  (curcid): our own changes, an ALTER EXTENSION run earlier in this
+ *	  transaction included, are visible to a snapshot exactly when they were
+ *	  made by a subtransaction that has not rolled back and a command before
+ *	  curcid.  SubTransactionIds are never reused within a transaction and
+ *	  ROLLBACK TO starts a new one, so a rolled back update is never served
+ *	  from the cache; the command counter only grows.  The transaction is
+ *	  in the key although the fields below can match across transactions:
+ *	  an update of ours rolled back with our transaction, whose xid is below
+ *	  one that committed meanwhile, leaves xmax and xcnt as they were.  So
+ *	  a transaction reads the row once (an append in its own transaction:
+ *	  one probe instead of three).
+ *	- the same xmin, xmax, xcnt, subxcnt, suboverflowed and
+ *	  takenDuringRecovery: the other transactions.  Every snapshot in
+ *	  progress set lists only xids below its xmax (latestCompletedXid + 1
+ *	  when it was taken, so all of them had been assigned by then: an xid
+ *	  assigned later is at least xmax and counts as running anyway), and
+ *	  completion only ever removes an xid from that set.  So of two
+ *	  snapshots with the same xmax, whichever was taken later has an xip
+ *	  that is a subset of the other's, and with the same xcnt the two are
+ *	  equal: the same transactions below xmax are complete.  A commit of an
+ *	  xid at or above xmax moves latestCompletedXid, hence xmax.  subxip can
+ *	  differ between two such snapshots only by subtransactions that
+ *	  aborted (invisible whether listed or not) and by new ones (at or above
+ *	  xmax): what they see is the same; a standby's snapshots list every
+ *	  xid in subxip, filtered by xmax, so the same argument holds with
+ *	  subxcnt.  (PostgreSQL's own reuse of a snapshot,
+ *	  GetSnapshotDataReuse(), rests on the same fact, counted differently:
+ *	  no completion in between, no difference.)
+ *
+ * Only plain MVCC snapshots are kept (a historic snapshot of logical
+ * decoding lists committed xids).  Anything else reads the row again: one
  * index probe of a catalog of a few rows.
  */
 typedef struct EsSqlVersionCache
@@ -60,7 +94,10 @@ typedef struct EsSqlVersionCache
 	CommandId	curcid;
 	TransactionId xmin;
 	TransactionId xmax;
-	uint64		completions;	/* snapXactCompletionCount */
+	uint32		xcnt;
+	int32		subxcnt;
+	bool		suboverflowed;
+	bool		in_recovery;	/* takenDuringRecovery */
 	int			num;			/* ES_VERSION_NUM(), 0 = not installed */
 	bool		in_script;		/* read inside our own CREATE/UPDATE script */
 	char		text[NAMEDATALEN];	/* extversion, "" = not installed */
@@ -209,20 +246,26 @@ es_sql_version_as_of(Snapshot snap)
 	if (sql_version.valid && sql_version.lxid == lxid &&
 		sql_version.subxid == subxid && sql_version.curcid == snap->curcid &&
 		sql_version.xmin == snap->xmin && sql_version.xmax == snap->xmax &&
-		sql_version.completions == snap->snapXactCompletionCount)
+		sql_version.xcnt == snap->xcnt && sql_version.subxcnt == snap->subxcnt &&
+		sql_version.suboverflowed == snap->suboverflowed &&
+		sql_version.in_recovery == snap->takenDuringRecovery &&
+		snap->snapshot_type == SNAPSHOT_MVCC)
 		return sql_version.num;
 
 	sql_version.valid = false;
 	read_sql_version(snap);
-	/* a snapshot that cannot be told from others, or our script: no reuse */
-	if (snap->snapXactCompletionCount != 0 && !sql_version.in_script)
+	/* a historic snapshot, or our script: no reuse */
+	if (snap->snapshot_type == SNAPSHOT_MVCC && !sql_version.in_script)
 	{
 		sql_version.lxid = lxid;
 		sql_version.subxid = subxid;
 		sql_version.curcid = snap->curcid;
 		sql_version.xmin = snap->xmin;
 		sql_version.xmax = snap->xmax;
-		sql_version.completions = snap->snapXactCompletionCount;
+		sql_version.xcnt = snap->xcnt;
+		sql_version.subxcnt = snap->subxcnt;
+		sql_version.suboverflowed = snap->suboverflowed;
+		sql_version.in_recovery = snap->takenDuringRecovery;
 		sql_version.valid = true;
 	}
 	return sql_version.num;

@@ -42,6 +42,12 @@
  * would bypass the checks of those functions (an unregistered tenant, a
  * role that does not exist).
  *
+ * Since 1.1 it also refuses TRUNCATE of eventsource.snapshots and
+ * checkpoints to every role but the exempt ones (superusers, BYPASSRLS, the
+ * owner's privileges: tenant.c): row-level security does not apply to
+ * TRUNCATE, so a tenant's role holding that privilege would empty every
+ * tenant's rows.  Their other writes are the policies' business.
+ *
  * Since 1.1 the log takes one kind of UPDATE: erasure.c redacts personal
  * data in place, its own UPDATE statement through
  * es_exec_guarded(ES_GUARDED_ERASE), whose flag the trigger consumes as it
@@ -57,6 +63,7 @@
 
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -208,6 +215,23 @@ tenant_guard(TriggerData *trigdata)
 	return PointerGetDatum(NULL);	/* keep compiler quiet */
 }
 
+/*
+ * The TRUNCATE trigger on eventsource.snapshots and checkpoints (see the
+ * file header), as the role that truncates.
+ */
+static Datum
+tenant_truncate_guard(TriggerData *trigdata)
+{
+	if (es_tenant_role_exempt(GetUserId()))
+		return PointerGetDatum(NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot truncate eventsource.%s", RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("It holds every tenant's rows, and row-level security does not apply to TRUNCATE."),
+			 errhint("Delete the current tenant's rows with DELETE; only the store's owner may truncate.")));
+	return PointerGetDatum(NULL);	/* keep compiler quiet */
+}
+
 PG_FUNCTION_INFO_V1(es_events_guard);
 
 /* The statement-level trigger on eventsource.events. */
@@ -229,6 +253,10 @@ es_events_guard(PG_FUNCTION_ARGS)
 		if (strcmp(RelationGetRelationName(trigdata->tg_relation), "tenants") == 0 ||
 			strcmp(RelationGetRelationName(trigdata->tg_relation), "tenant_roles") == 0)
 			return tenant_guard(trigdata);
+		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
+			(strcmp(RelationGetRelationName(trigdata->tg_relation), "snapshots") == 0 ||
+			 strcmp(RelationGetRelationName(trigdata->tg_relation), "checkpoints") == 0))
+			return tenant_truncate_guard(trigdata);
 	}
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))

@@ -9,16 +9,31 @@
  * never hands it to the next client).  Which tenant a statement works in is
  * decided here, for the role that runs it (GetUserId(): the caller of a
  * store function, before it becomes the owner; the querying role of a
- * row-level security policy; the owner of a SECURITY DEFINER handler):
+ * row-level security policy; the owner of a SECURITY DEFINER handler) and
+ * the session's role (GetSessionUserId(): the role that logged in, or the
+ * one SET SESSION AUTHORIZATION chose):
  *
  *	- the store's owner (and roles with its privileges), superusers and
- *	  BYPASSRLS roles: the setting, or 'default' when it is empty;
- *	- a role that has the privileges of a role named in
- *	  eventsource.tenant_roles is *bound*: it may use only the tenants bound
- *	  to those roles (so a login role inheriting a bound group is bound too).
- *	  An empty setting means its tenant when it has exactly one (ES006
- *	  otherwise); a tenant it is not bound to is 42501, whether that tenant
- *	  exists or not (a bound role cannot probe for other tenants);
+ *	  BYPASSRLS roles (*exempt*: row-level security does not apply to them
+ *	  either): the setting, or 'default' when it is empty;
+ *	- a role that is a member of a role named in eventsource.tenant_roles,
+ *	  directly or not, inheriting or not (is_member_of_role: a NOINHERIT
+ *	  member could SET ROLE to the bound role anyway), is *bound* to the
+ *	  tenants bound to those roles;
+ *	- when the session's role is bound (and not exempt), the role running
+ *	  the statement may use only the session's tenants too, whatever SET
+ *	  ROLE or a SECURITY DEFINER function changed: a bound login role that
+ *	  is also a member of an unbound group (es_writer) does not escape its
+ *	  tenants with SET ROLE es_writer.  The allowed tenants are then the
+ *	  intersection of both roles' bindings (the session's alone when the
+ *	  running role is unbound).  A background worker's session role is the
+ *	  bootstrap superuser (BackgroundWorkerInitializeConnectionByOid with
+ *	  no role), exempt: a subscription handler, running as its owner, gets
+ *	  its owner's tenants as before;
+ *	- a bound caller with an empty setting gets its tenant when it has
+ *	  exactly one (ES006 with several, 42501 with none); a tenant it may not
+ *	  use is 42501, whether that tenant exists or not (a bound role cannot
+ *	  probe for other tenants);
  *	- any other role may choose any registered tenant; empty means 'default'.
  *
  * A tenant that is not in eventsource.tenants is ES005: a typo must never
@@ -101,6 +116,7 @@ static HTAB *users = NULL;
 /* the last answer */
 static bool last_valid = false;
 static Oid	last_user = InvalidOid;
+static Oid	last_session = InvalidOid;
 static EsTenantId last_setting;
 static EsTenantId last_result;
 
@@ -310,7 +326,8 @@ user_entry(Oid user)
 	{
 		bool		dup = false;
 
-		if (!has_privs_of_role(user, bindings[i].role))
+		/* membership, not privileges: see the file header */
+		if (!is_member_of_role_nosuper(user, bindings[i].role))
 			continue;
 		for (int j = 0; j < u->nallowed && !dup; j++)
 			dup = (strcmp(u->allowed[j], bindings[i].tenant) == 0);
@@ -340,31 +357,82 @@ role_name(Oid user)
 	return name ? name : psprintf("%u", user);
 }
 
+/*
+ * Who restricts a caller running as "user" in a session of "session" (see
+ * the file header): *u, and *s when the session's role is bound (NULL
+ * otherwise).  Neither when "user" is exempt.  The caches are loaded.
+ */
+static void
+restricting(Oid user, Oid session, EsTenantUser **u, EsTenantUser **s)
+{
+	*u = user_entry(user);
+	*s = NULL;
+	if ((*u)->exempt || session == user || !OidIsValid(session))
+		return;
+	*s = user_entry(session);
+	if ((*s)->exempt || (*s)->nallowed == 0)
+		*s = NULL;
+}
+
+/* May a caller restricted by u (bound or not) and s (NULL: not) use "tenant"? */
+static bool
+scope_allows(const EsTenantUser *u, const EsTenantUser *s, const char *tenant)
+{
+	return (u->nallowed == 0 || user_allows(u, tenant)) &&
+		(s == NULL || user_allows(s, tenant));
+}
+
 /* Decide, with the caches loaded.  Returns a pointer into the caches. */
 static const char *
-resolve(Oid user, const char *setting)
+resolve(Oid user, Oid session, const char *setting)
 {
-	EsTenantUser *u = user_entry(user);
+	EsTenantUser *u;
+	EsTenantUser *s;
 	const char *tenant = setting;
 
-	if (u->nallowed > 0)
+	restricting(user, session, &u, &s);
+	if (!u->exempt && (u->nallowed > 0 || s != NULL))
 	{
 		if (setting[0] == '\0')
 		{
-			if (u->nallowed > 1)
+			/* the one tenant the caller may use, if there is one */
+			const EsTenantUser *from = u->nallowed > 0 ? u : s;
+			int			n = 0;
+
+			for (int i = 0; i < from->nallowed; i++)
+				if (scope_allows(u, s, from->allowed[i]))
+				{
+					tenant = from->allowed[i];
+					n++;
+				}
+			if (n > 1)
 				ereport(ERROR,
 						(errcode(ERRCODE_ES_NO_TENANT),
 						 errmsg("no tenant selected"),
-						 errdetail("Role \"%s\" is bound to %d tenants.",
-								   role_name(user), u->nallowed),
+						 errdetail("Role \"%s\" is bound to %d tenants.", role_name(user), n),
 						 errhint("Choose one with SET LOCAL eventsource.tenant = '...'.")));
-			return u->allowed[0];
+			if (n == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("role \"%s\" may not use any tenant in a session of role \"%s\"",
+								role_name(user), role_name(session)),
+						 errdetail("The two roles are bound to tenants (eventsource.tenant_roles), and to none in common.")));
 		}
-		if (!user_allows(u, setting))
+		else if (!scope_allows(u, s, setting))
+		{
+			/* the session's bindings refuse it, the role's own would not */
+			if (s != NULL && !user_allows(s, setting) &&
+				(u->nallowed == 0 || user_allows(u, setting)))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("role \"%s\" may not use tenant \"%s\" in a session of role \"%s\"",
+								role_name(user), setting, role_name(session)),
+						 errdetail("The session's role is bound to other tenants (eventsource.tenant_roles); SET ROLE does not lift that.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("role \"%s\" may not use tenant \"%s\"", role_name(user), setting),
 					 errdetail("The role is bound to other tenants (eventsource.tenant_roles).")));
+		}
 	}
 	else if (setting[0] == '\0')
 		tenant = ES_DEFAULT_TENANT;
@@ -386,6 +454,7 @@ es_current_tenant(void)
 {
 	const char *setting = es_tenant_setting ? es_tenant_setting : "";
 	Oid			user = GetUserId();
+	Oid			session = GetSessionUserId();
 
 	/*
 	 * The last answer, when nothing it depends on changed.  It was computed
@@ -394,7 +463,7 @@ es_current_tenant(void)
 	 * caches stale: so the version need not be read again here (reading it
 	 * is a catalog lookup, the bulk of a call otherwise).
 	 */
-	if (last_valid && !stale && last_user == user &&
+	if (last_valid && !stale && last_user == user && last_session == session &&
 		strcmp(last_setting, setting) == 0)
 		return last_result;
 
@@ -412,11 +481,52 @@ es_current_tenant(void)
 
 	reset_if_stale();
 	load_tables();
-	strlcpy(last_result, resolve(user, setting), sizeof(EsTenantId));
+	strlcpy(last_result, resolve(user, session, setting), sizeof(EsTenantId));
 	strlcpy(last_setting, setting, sizeof(EsTenantId));
 	last_user = user;
+	last_session = session;
 	last_valid = !stale;
 	return last_result;
+}
+
+/*
+ * Is the caller (GetUserId(), in a session of GetSessionUserId()) bound to
+ * tenants, as es_current_tenant() decides?  On the 1.1 SQL.
+ */
+bool
+es_tenant_caller_bound(void)
+{
+	EsTenantUser *u;
+	EsTenantUser *s;
+
+	reset_if_stale();
+	load_tables();
+	restricting(GetUserId(), GetSessionUserId(), &u, &s);
+	return !u->exempt && (u->nallowed > 0 || s != NULL);
+}
+
+/*
+ * Is "role" exempt (a superuser, BYPASSRLS, or with the privileges of the
+ * store's owner): never restricted to a tenant?  On the 1.1 SQL.
+ */
+bool
+es_tenant_role_exempt(Oid role)
+{
+	reset_if_stale();
+	load_tables();
+	return user_entry(role)->exempt;
+}
+
+/* Does eventsource.tenant_roles name "role"?  On the 1.1 SQL. */
+bool
+es_tenant_role_has_bindings(Oid role)
+{
+	reset_if_stale();
+	load_tables();
+	for (int i = 0; i < nbindings; i++)
+		if (bindings[i].role == role)
+			return true;
+	return false;
 }
 
 text *

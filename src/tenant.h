@@ -38,6 +38,15 @@ extern const char *es_current_tenant(void);
 extern text *es_current_tenant_text(void);
 extern text *es_tenant_default_only(const char *what);
 
+/*
+ * Who is bound (tenant.c, on the 1.1 SQL): the caller as es_current_tenant()
+ * decides; a role that is never restricted (superuser, BYPASSRLS, the
+ * owner's privileges); a role named in tenant_roles.
+ */
+extern bool es_tenant_caller_bound(void);
+extern bool es_tenant_role_exempt(Oid role);
+extern bool es_tenant_role_has_bindings(Oid role);
+
 /* tenant.c: the guard lets the tenant functions' own writes through */
 extern bool es_tenant_write_in_progress;
 

@@ -12,14 +12,22 @@
  * removed here: erasing a tenant's data is the lifecycle functions' job,
  * and its bindings are removed last with unbind_role_from_tenant().
  *
- * Not granted to PUBLIC (docs/privileges.md: the operator's role).
+ * Not granted to PUBLIC (docs/privileges.md: the operator's role), and
+ * refused to a bound caller (as tenant.c decides: the role, or the
+ * session's role, is bound), checked as the caller before the switch to
+ * the owner: a bound role that was granted EXECUTE on them by mistake
+ * (GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA) could otherwise bind itself
+ * to any tenant.  A role that is never restricted (superuser, BYPASSRLS,
+ * the owner's privileges) cannot be bound: the binding would do nothing.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/syscache.h"
 
@@ -63,6 +71,29 @@ arg_role(FunctionCallInfo fcinfo, int argno)
 	return role;
 }
 
+/*
+ * The checks every tenant function makes first: a writable server, the 1.1
+ * SQL, a caller that is not bound to tenants (42501).  "what" names the
+ * function for the messages.
+ */
+static void
+tenant_admin_begin(const char *what)
+{
+	es_require_writable(what);
+	es_require_sql_version("1.1", what);
+	if (es_tenant_caller_bound())
+	{
+		char	   *name = GetUserNameFromId(GetUserId(), true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for %s", what),
+				 errdetail("Role \"%s\" (or the session's role) is bound to tenants; a bound role may not register tenants or change bindings.",
+						   name ? name : "?"),
+				 errhint("Call it as an operator role that is not bound to a tenant.")));
+	}
+}
+
 /* Run one write of the tenant tables, let through by the guard. */
 static uint64
 tenant_write(SPIPlanPtr plan, Datum *values, int expected)
@@ -96,8 +127,7 @@ es_create_tenant(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	uint64		n;
 
-	es_require_writable("eventsource.create_tenant()");
-	es_require_sql_version("1.1", "eventsource.create_tenant()");
+	tenant_admin_begin("eventsource.create_tenant()");
 	es_owner_begin(&owner);
 	if (create_plan == NULL)
 	{
@@ -117,20 +147,40 @@ PG_FUNCTION_INFO_V1(es_bind_role_to_tenant);
 /*
  * bind_role_to_tenant(role regrole, tenant_id text) RETURNS boolean
  *
- * From now on the role (and every role with its privileges) may use only
+ * From now on the role (and every member of it) may use only
  * the tenants bound to it.  False when the binding already existed.
  */
 Datum
 es_bind_role_to_tenant(PG_FUNCTION_ARGS)
 {
-	Oid			role = arg_role(fcinfo, 0);
-	text	   *tenant = arg_tenant_id(fcinfo, 1);
+	Oid			role;
+	text	   *tenant;
 	Datum		values[2];
 	EsOwnerCall owner;
 	uint64		n;
 
-	es_require_writable("eventsource.bind_role_to_tenant()");
-	es_require_sql_version("1.1", "eventsource.bind_role_to_tenant()");
+	es_arg_not_null(fcinfo, 0, "role");
+	tenant = arg_tenant_id(fcinfo, 1);
+	tenant_admin_begin("eventsource.bind_role_to_tenant()");
+
+	/*
+	 * Locked as DROP ROLE locks it (AccessExclusiveLock until its end), so
+	 * that the role cannot be dropped between the check and our commit; then
+	 * checked, with the syscaches up to date after the lock.  A DROP ROLE
+	 * that follows refuses while the binding exists (utility_hook.c).
+	 */
+	LockSharedObject(AuthIdRelationId, PG_GETARG_OID(0), 0, AccessShareLock);
+	role = arg_role(fcinfo, 0);
+	if (es_tenant_role_exempt(role))
+	{
+		char	   *name = GetUserNameFromId(role, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("role \"%s\" cannot be bound to a tenant", name ? name : "?"),
+				 errdetail("It is a superuser, has BYPASSRLS, or has the privileges of the store's owner: neither row-level security nor the store's functions ever restrict it."),
+				 errhint("Bind the role the application connects as, one without those attributes.")));
+	}
 	es_owner_begin(&owner);
 	if (bind_plan == NULL)
 	{
@@ -179,8 +229,7 @@ es_unbind_role_from_tenant(PG_FUNCTION_ARGS)
 	es_arg_not_null(fcinfo, 0, "role");
 	role = PG_GETARG_OID(0);
 	tenant = arg_tenant_id(fcinfo, 1);
-	es_require_writable("eventsource.unbind_role_from_tenant()");
-	es_require_sql_version("1.1", "eventsource.unbind_role_from_tenant()");
+	tenant_admin_begin("eventsource.unbind_role_from_tenant()");
 	es_owner_begin(&owner);
 	if (unbind_plan == NULL)
 	{

@@ -20,6 +20,19 @@
  *	  subscriptions again (subscription.c).
  *	- COPY ... FROM into eventsource.subscriptions (pg_restore): the launcher
  *	  discovers the restored subscriptions when the transaction commits.
+ *	- CREATE TRIGGER on a relation of schema eventsource, and a foreign key
+ *	  (CREATE TABLE, ALTER TABLE ADD) referencing one, are refused (42501)
+ *	  to all but the relation's owner (and superusers): the privileges
+ *	  TRIGGER and REFERENCES are not covered by row-level security.  A
+ *	  trigger on eventsource.events runs as whoever writes it, which is the
+ *	  store's owner inside append(), on every tenant's rows; a foreign
+ *	  key's check reads the referenced table as its owner, past row-level
+ *	  security, so a role could test whether another tenant's key exists.
+ *	- DROP ROLE of a role bound to tenants is refused (2BP01) while a
+ *	  binding names it, when this database has the 1.1 store: a dropped
+ *	  role's OID left in eventsource.tenant_roles would bind whatever role
+ *	  gets that OID next.  Roles are cluster-wide and only this database's
+ *	  bindings can be seen (README "Multi-tenancy").
  *
  * Installed only when the library is preloaded.
  *
@@ -29,20 +42,26 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "eventsource.h"
 #include "subscription.h"
+#include "tenant.h"
 #include "upcalls.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
@@ -82,6 +101,115 @@ copies_into_subscriptions(Node *parsetree)
 		stmt->relation->schemaname != NULL &&
 		strcmp(stmt->relation->schemaname, "eventsource") == 0 &&
 		strcmp(stmt->relation->relname, "subscriptions") == 0;
+}
+
+/*
+ * Refuse "what" (a trigger, a foreign key) on relation "rv" unless it is
+ * not the store's or the caller owns it (see the file header).  Only
+ * relations of schema eventsource in a database that has the extension.
+ */
+static void
+refuse_on_store_relation(RangeVar *rv, const char *what)
+{
+	Oid			nsp;
+	Oid			relid;
+
+	if (rv == NULL || !OidIsValid(get_extension_oid("eventsource", true)))
+		return;
+	nsp = get_namespace_oid("eventsource", true);
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(nsp) || !OidIsValid(relid) || get_rel_namespace(relid) != nsp ||
+		pg_class_ownercheck(relid, GetUserId()))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to create %s on eventsource.%s", what, get_rel_name(relid)),
+			 errdetail("Row-level security does not cover it: it would act on every tenant's rows with the rights of the store's owner."),
+			 errhint("Only the owner of the store's tables may; never grant TRIGGER or REFERENCES on them (docs/privileges.md).")));
+}
+
+/* a foreign key among a ColumnDef's or a table's constraints */
+static void
+refuse_foreign_key(Node *node)
+{
+	if (node == NULL)
+		return;
+	if (IsA(node, ColumnDef))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((ColumnDef *) node)->constraints)
+			refuse_foreign_key(lfirst(lc));
+	}
+	else if (IsA(node, Constraint) && ((Constraint *) node)->contype == CONSTR_FOREIGN)
+		refuse_on_store_relation(((Constraint *) node)->pktable, "a foreign key referencing");
+}
+
+/*
+ * CREATE TRIGGER on, and foreign keys referencing, the store's relations
+ * (see the file header).
+ */
+static void
+check_trigger_or_foreign_key(Node *parsetree)
+{
+	ListCell   *lc;
+
+	if (IsA(parsetree, CreateTrigStmt))
+		refuse_on_store_relation(((CreateTrigStmt *) parsetree)->relation, "a trigger");
+	else if (IsA(parsetree, CreateStmt))
+	{
+		foreach(lc, ((CreateStmt *) parsetree)->tableElts)
+			refuse_foreign_key(lfirst(lc));
+	}
+	else if (IsA(parsetree, AlterTableStmt))
+	{
+		foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
+		{
+			AlterTableCmd *cmd = lfirst(lc);
+
+			if (cmd->subtype == AT_AddConstraint || cmd->subtype == AT_AddConstraintRecurse ||
+				cmd->subtype == AT_AddColumn || cmd->subtype == AT_AddColumnRecurse)
+				refuse_foreign_key(cmd->def);
+		}
+	}
+}
+
+/*
+ * DROP ROLE of a role bound to tenants in this database (see the file
+ * header).  Only for a caller that may drop roles at all (PostgreSQL
+ * refuses the others itself): the role is locked as DROP ROLE will lock it,
+ * so that no binding can be added before the drop commits
+ * (bind_role_to_tenant() takes a share lock on the role), and the bindings
+ * are read after the lock.
+ */
+static void
+check_drop_role(DropRoleStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (!has_createrole_privilege(GetUserId()) ||
+		!OidIsValid(get_extension_oid("eventsource", true)) ||
+		es_sql_version() < ES_SQL_1_1)
+		return;
+	foreach(lc, stmt->roles)
+	{
+		RoleSpec   *spec = lfirst(lc);
+		Oid			role;
+
+		if (spec->roletype != ROLESPEC_CSTRING)
+			continue;			/* PostgreSQL refuses it */
+		role = get_role_oid(spec->rolename, true);
+		if (!OidIsValid(role))
+			continue;
+		LockSharedObject(AuthIdRelationId, role, 0, AccessExclusiveLock);
+		if (es_tenant_role_has_bindings(role))
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("role \"%s\" cannot be dropped because it is bound to tenants of the event store",
+							spec->rolename),
+					 errdetail("eventsource.tenant_roles names it; another role could get its OID and its tenants."),
+					 errhint("Remove its bindings first with eventsource.unbind_role_from_tenant().")));
+	}
 }
 
 /*
@@ -196,6 +324,9 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	if (copies_into_subscriptions(parsetree))
 		es_subscriptions_restored();
+	check_trigger_or_foreign_key(parsetree);
+	if (IsA(parsetree, DropRoleStmt))
+		check_drop_role((DropRoleStmt *) parsetree);
 
 	if (restore)
 	{

@@ -1,10 +1,15 @@
 -- Tenant isolation enforced by the database (issue 15, docs/tenancy.md): a
 -- role bound to tenant 'acme', even one holding every privilege on the
 -- tables, reads and changes only acme's rows, whatever SQL it sends: SELECT,
--- INSERT, UPDATE, DELETE and COPY on every table and view that holds tenant
--- data, the store's functions, and a crafted search_path.
+-- INSERT, UPDATE, DELETE, TRUNCATE and COPY on every table and view that
+-- holds tenant data, a trigger or a foreign key on them, a function of its
+-- own in a condition on a view, the store's functions (the tenant
+-- functions included), and a crafted search_path.  Bound-ness holds through
+-- SET ROLE (the session's role's bindings) and NOINHERIT membership; a
+-- bound role cannot be dropped, an exempt role cannot be bound; row-level
+-- security asks for the tenant once per query.
 BEGIN;
-SELECT plan(44);
+SELECT plan(73);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures: two tenants with the same stream id, a snapshot and a
@@ -20,16 +25,21 @@ SET LOCAL eventsource.tenant = 'globex';
 SELECT eventsource.append('Iso-1', 0, '[{"type": "A", "data": {"t": "globex"}}]');
 SELECT eventsource.save_snapshot('Iso-1', 1, '{"t": "globex"}');
 SELECT eventsource.save_checkpoint('iso_cp', 7);
+SELECT eventsource.append('Secret-globex', 0, '[{"type": "A", "data": {}}]');
 RESET eventsource.tenant;
 
 CREATE ROLE ten_app NOLOGIN;
 SELECT eventsource.bind_role_to_tenant('ten_app', 'acme');
 GRANT USAGE ON SCHEMA eventsource TO ten_app;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventsource TO ten_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON eventsource.events, eventsource.snapshots,
+-- ALL: SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES and TRIGGER
+GRANT ALL ON eventsource.events, eventsource.snapshots,
     eventsource.checkpoints, eventsource.tenants, eventsource.tenant_roles,
     eventsource.streams TO ten_app;
 GRANT pg_write_server_files, pg_read_server_files TO ten_app;
+-- a schema of its own (a foreign key needs a permanent table)
+CREATE SCHEMA ten_own;
+GRANT USAGE, CREATE ON SCHEMA ten_own TO ten_app;
 
 -- what every table holds for another tenant than acme, read past row-level
 -- security (this runs as the superuser)
@@ -106,7 +116,57 @@ SELECT throws_ok($$UPDATE eventsource.snapshots SET tenant_id = 'globex'$$,
     '42501', NULL, 'snapshots: moving a row to another tenant is refused');
 SELECT throws_ok($$DELETE FROM eventsource.tenant_roles$$, '42501', NULL,
     'tenant_roles: DELETE refused (a role cannot unbind itself)');
+
+-- ---------------------------------------------------------------------------
+-- TRUNCATE, TRIGGER and REFERENCES, which row-level security does not cover
+-- ---------------------------------------------------------------------------
 SELECT throws_ok($$TRUNCATE eventsource.snapshots$$, '42501', NULL, 'snapshots: TRUNCATE refused');
+SELECT throws_ok($$TRUNCATE eventsource.checkpoints$$, '42501', NULL, 'checkpoints: TRUNCATE refused');
+SELECT throws_ok($$TRUNCATE eventsource.events$$, '0A000', NULL, 'events: TRUNCATE refused (immutable)');
+SELECT throws_ok($$TRUNCATE eventsource.tenant_roles$$, '42501', NULL, 'tenant_roles: TRUNCATE refused');
+CREATE FUNCTION pg_temp.spy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+SELECT throws_ok($$CREATE TRIGGER spy AFTER INSERT ON eventsource.events FOR EACH ROW EXECUTE FUNCTION pg_temp.spy()$$,
+    '42501', NULL, 'events: CREATE TRIGGER refused (it would run as the appending owner on every tenant''s rows)');
+SELECT throws_ok($$CREATE TRIGGER spy BEFORE UPDATE ON eventsource.checkpoints FOR EACH ROW EXECUTE FUNCTION pg_temp.spy()$$,
+    '42501', NULL, 'checkpoints: CREATE TRIGGER refused');
+SELECT throws_ok($$CREATE TABLE ten_own.probe (t text, s text, v bigint,
+                     FOREIGN KEY (t, s, v) REFERENCES eventsource.events (tenant_id, stream_id, stream_version))$$,
+    '42501', NULL, 'events: a foreign key referencing it is refused (an existence oracle past row-level security)');
+CREATE TABLE ten_own.mine (t text, n text);
+SELECT throws_ok($$ALTER TABLE ten_own.mine ADD FOREIGN KEY (t, n) REFERENCES eventsource.checkpoints (tenant_id, name)$$,
+    '42501', NULL, 'checkpoints: ALTER TABLE ADD FOREIGN KEY referencing it is refused');
+SELECT throws_ok($$ALTER TABLE ten_own.mine ADD COLUMN x text REFERENCES eventsource.tenants$$,
+    '42501', NULL, 'tenants: a column''s REFERENCES is refused');
+
+-- ---------------------------------------------------------------------------
+-- The tenant functions: a bound role holding EXECUTE still cannot use them
+-- ---------------------------------------------------------------------------
+SELECT throws_ok($$SELECT eventsource.create_tenant('sneaky')$$, '42501', NULL,
+    'create_tenant: refused to a bound role');
+SELECT throws_ok($$SELECT eventsource.bind_role_to_tenant('ten_app', 'globex')$$, '42501', NULL,
+    'bind_role_to_tenant: a bound role cannot bind itself to another tenant');
+SELECT throws_ok($$SELECT eventsource.unbind_role_from_tenant('ten_app', 'acme')$$, '42501', NULL,
+    'unbind_role_from_tenant: a bound role cannot unbind itself');
+
+-- ---------------------------------------------------------------------------
+-- A function of the role's own in a condition on streams never sees another
+-- tenant's rows (the view is a security barrier)
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.leak(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE COST 0.0000001 AS $$
+BEGIN
+    PERFORM set_config('es_test.leaked', coalesce(current_setting('es_test.leaked', true), '') || ' ' || $1, true);
+    RETURN true;
+END $$;
+SET LOCAL enable_indexscan = off;
+SET LOCAL enable_bitmapscan = off;
+SET LOCAL enable_indexonlyscan = off;
+SELECT is((SELECT count(*)::integer FROM eventsource.streams WHERE pg_temp.leak(stream_id)), 1,
+    'streams: a cheap condition of the role''s own (index scans off) returns acme''s stream');
+SELECT is(current_setting('es_test.leaked', true), ' Iso-1',
+    'streams: and the function saw acme''s stream id only, never globex''s');
+RESET enable_indexscan;
+RESET enable_bitmapscan;
+RESET enable_indexonlyscan;
 
 -- ---------------------------------------------------------------------------
 -- COPY: TO applies the policy; FROM is refused under row-level security
@@ -146,18 +206,112 @@ GRANT USAGE ON SCHEMA evil TO ten_app;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA evil TO ten_app;
 GRANT SELECT ON evil.events TO ten_app;
 SET LOCAL ROLE ten_app;
+-- (pgTAP's own functions must not run with that search_path: evil.= would
+-- answer its bookkeeping queries, turning assertions into TODOs that cannot
+-- fail; so the results are kept and asserted after RESET search_path)
 SET LOCAL search_path = evil, pg_catalog, eventsource, public;
-SELECT is((SELECT count(*)::integer FROM eventsource.events WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme'), 0,
-    'search_path: events still acme''s only');
-SELECT is((SELECT count(*)::integer FROM eventsource.read_all(0, 1000) WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme'), 0,
-    'search_path: read_all still acme''s only');
-SELECT is((SELECT count(*)::integer FROM eventsource.streams WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme'), 0,
-    'search_path: streams still acme''s only');
-SELECT is(eventsource.current_tenant(), 'acme', 'search_path: eventsource.current_tenant() is the real one');
+CREATE TEMP TABLE crafted AS SELECT
+    (SELECT count(*)::integer FROM eventsource.events WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme') AS events_others,
+    (SELECT count(*)::integer FROM eventsource.read_all(0, 1000) WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme') AS read_all_others,
+    (SELECT count(*)::integer FROM eventsource.streams WHERE tenant_id OPERATOR(pg_catalog.<>) 'acme') AS streams_others,
+    eventsource.current_tenant() AS tenant;
+RESET search_path;
+SELECT is((SELECT events_others FROM crafted), 0, 'search_path: events still acme''s only');
+SELECT is((SELECT read_all_others FROM crafted), 0, 'search_path: read_all still acme''s only');
+SELECT is((SELECT streams_others FROM crafted), 0, 'search_path: streams still acme''s only');
+SELECT is((SELECT tenant FROM crafted), 'acme', 'search_path: eventsource.current_tenant() is the real one');
 -- a view owned by the superuser (bypassing row-level security) is the
 -- superuser's own grant to give away: not the store's concern
-RESET search_path;
 RESET ROLE;
+
+-- ---------------------------------------------------------------------------
+-- Row-level security asks for the tenant once per query (an InitPlan), not
+-- once per row: counted with track_functions, on sequential scans
+-- ---------------------------------------------------------------------------
+SET LOCAL track_functions = 'all';
+SET LOCAL enable_indexscan = off;
+SET LOCAL enable_bitmapscan = off;
+SET LOCAL enable_indexonlyscan = off;
+CREATE TEMP TABLE tenant_calls (n bigint);
+GRANT ALL ON tenant_calls TO ten_app;
+SET LOCAL ROLE ten_app;
+INSERT INTO tenant_calls
+    SELECT coalesce(pg_stat_get_xact_function_calls('eventsource.current_tenant()'::regprocedure), 0);
+SELECT count(*) FROM eventsource.events WHERE event_type <> 'none';
+SELECT count(*) FROM eventsource.streams WHERE category <> 'none';
+SELECT cmp_ok(coalesce(pg_stat_get_xact_function_calls('eventsource.current_tenant()'::regprocedure), 0)
+              - (SELECT n FROM tenant_calls), '<=', 2::bigint,
+    'events and streams: current_tenant() called once per query, not once per row');
+RESET ROLE;
+RESET enable_indexscan;
+RESET enable_bitmapscan;
+RESET enable_indexonlyscan;
+
+-- ---------------------------------------------------------------------------
+-- Who is bound: membership, inheriting or not, and the session's role
+-- ---------------------------------------------------------------------------
+-- a NOINHERIT member of a bound role is bound (it could SET ROLE to it)
+CREATE ROLE ten_noinherit NOINHERIT;
+GRANT ten_app TO ten_noinherit;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventsource TO ten_noinherit;
+GRANT SELECT ON eventsource.events TO ten_noinherit;
+SET LOCAL ROLE ten_noinherit;
+SELECT is(eventsource.current_tenant(), 'acme', 'a NOINHERIT member of a bound role is bound to its tenant');
+SET LOCAL eventsource.tenant = 'globex';
+SELECT throws_ok($$SELECT count(*) FROM eventsource.events$$, '42501', NULL,
+    'a NOINHERIT member of a bound role cannot choose another tenant');
+SELECT throws_ok($$SELECT eventsource.bind_role_to_tenant('ten_noinherit', 'globex')$$, '42501', NULL,
+    'nor rebind itself');
+RESET eventsource.tenant;
+RESET ROLE;
+
+-- a bound login role that is also a member of an unbound group does not
+-- escape with SET ROLE: the session's role's tenants still hold
+CREATE ROLE ten_login LOGIN;
+CREATE ROLE ten_writer NOLOGIN;
+GRANT ten_writer TO ten_login;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventsource TO ten_writer;
+GRANT SELECT ON eventsource.events, eventsource.checkpoints TO ten_writer;
+SELECT eventsource.bind_role_to_tenant('ten_login', 'acme');
+SET LOCAL SESSION AUTHORIZATION ten_login;
+SET LOCAL ROLE ten_writer;
+SELECT is(eventsource.current_tenant(), 'acme',
+    'SET ROLE to an unbound group: still the session''s tenant');
+SELECT is((SELECT array_agg(DISTINCT tenant_id) FROM eventsource.events), ARRAY['acme'],
+    'SET ROLE to an unbound group: events still acme''s only');
+SET LOCAL eventsource.tenant = 'globex';
+SELECT throws_ok($$SELECT eventsource.current_tenant()$$, '42501', NULL,
+    'SET ROLE to an unbound group: another tenant is refused');
+SELECT throws_ok($$SELECT count(*) FROM eventsource.checkpoints$$, '42501', NULL,
+    'SET ROLE to an unbound group: reading another tenant''s table is refused');
+SELECT throws_ok($$SELECT eventsource.bind_role_to_tenant('ten_login', 'globex')$$, '42501', NULL,
+    'SET ROLE to an unbound group: the tenant functions are refused');
+RESET eventsource.tenant;
+RESET ROLE;
+RESET SESSION AUTHORIZATION;
+SELECT is(session_user::text, 'postgres', '(back to the superuser''s session)');
+
+-- ---------------------------------------------------------------------------
+-- Bindings stay consistent: a bound role cannot be dropped, an exempt role
+-- cannot be bound
+-- ---------------------------------------------------------------------------
+CREATE ROLE ten_doomed;
+SELECT eventsource.bind_role_to_tenant('ten_doomed', 'globex');
+SELECT throws_ok($$DROP ROLE ten_doomed$$, '2BP01', NULL,
+    'DROP ROLE of a role bound to tenants is refused');
+SELECT is((SELECT count(*)::integer FROM eventsource.tenant_roles WHERE role = 'ten_doomed'::regrole), 1,
+    'and its binding stays');
+SELECT eventsource.unbind_role_from_tenant('ten_doomed', 'globex');
+SELECT lives_ok($$DROP ROLE ten_doomed$$, 'once unbound it can be dropped');
+CREATE ROLE ten_bypass BYPASSRLS;
+SELECT throws_ok($$SELECT eventsource.bind_role_to_tenant('ten_bypass', 'acme')$$, '22023', NULL,
+    'a BYPASSRLS role cannot be bound (row-level security never applies to it)');
+SELECT throws_ok($$SELECT eventsource.bind_role_to_tenant('postgres', 'acme')$$, '22023', NULL,
+    'a superuser cannot be bound');
+CREATE ROLE ten_owner_member;
+GRANT postgres TO ten_owner_member;
+SELECT throws_ok($$SELECT eventsource.bind_role_to_tenant('ten_owner_member', 'acme')$$, '22023', NULL,
+    'a role with the privileges of the store''s owner cannot be bound');
 
 -- ---------------------------------------------------------------------------
 -- After all that: nothing of another tenant changed
