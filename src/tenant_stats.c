@@ -397,15 +397,12 @@ cached_entry(const char *tenant)
  * Whether the caller sees every tenant's row: the roles tenant.c exempts
  * from tenants (the store's owner and roles with its privileges,
  * superusers, BYPASSRLS roles), who also see every tenant's rows in the
- * tables.
+ * tables.  One rule, tenant.c's.
  */
 static bool
 sees_all_tenants(void)
 {
-	Oid			user = GetUserId();
-
-	return superuser_arg(user) || has_bypassrls_privilege(user) ||
-		has_privs_of_role(user, es_catalog()->owner_oid);
+	return es_tenant_role_exempt(GetUserId());
 }
 
 /*
