@@ -243,11 +243,11 @@ extern int64 es_lifecycle_arg_expected(FunctionCallInfo fcinfo, int argno);
 extern uint64 es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected);
 
 /* erasure.c: redaction of personal data in place */
-extern void es_erasure_before_snapshot_save(text *stream_id);
+extern void es_erasure_before_snapshot_save(text *tenant, text *stream_id);
 extern Size es_erasure_shmem_size(void);
 extern void es_erasure_shmem_init(void *area, bool found);
 extern TimestampTz es_erasure_committed_at(void);
-extern bool es_erasure_lock_for_copy(text *stream_id);
+extern bool es_erasure_lock_for_copy(text *tenant, text *stream_id);
 
 /* an erased event's error text, in every copy (the marker of its data) */
 #define ES_ERASED_ERROR_TEXT	"(erased)"

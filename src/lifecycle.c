@@ -24,12 +24,17 @@
  * over several streams builds its query over "@EVENTS@", which
  * es_visible_plan() replaces by that view, or by the table on a database
  * still on the 1.0 SQL (where nothing can be hidden).  The per-stream
- * readers (read_stream, load) read the table above "@FLOOR@", the stream's
- * hidden_through, in the same statement: for the versions >= 1 of one
+ * readers (read_stream, load) read the table above "@FLOOR($n)@", the
+ * stream's hidden_through in its tenant, in the same statement: for the versions >= 1 of one
  * stream that is exactly the view's predicate, because every hidden event
  * is older than the operation that hid it (the operation holds the
  * stream's lock, which appends hold until they commit) and hidden_through
- * only moves up.  A change to the view must change @FLOOR@ with it.
+ * only moves up.  A change to the view must change @FLOOR($n)@ with it.
+ *
+ * The lifecycle state is per (tenant, stream): stream_lifecycle is keyed by
+ * (tenant_id, stream_id), the view's probe and the floor match both, and
+ * every operation runs in the caller's current tenant, resolved once as the
+ * caller (es_current_tenant_text()) and passed to every query.
  *
  *-------------------------------------------------------------------------
  */
@@ -51,7 +56,7 @@
 #include "tenant.h"
 
 #define ES_EVENTS_TOKEN		"@EVENTS@"
-#define ES_FLOOR_TOKEN		"@FLOOR@"
+#define ES_FLOOR_TOKEN		"@FLOOR("
 #define ES_LAST_OP_TOKEN	"@LAST_OPERATION@"
 #define ES_TENANT_TOKEN		"@TENANT_ID"
 
@@ -138,10 +143,46 @@ replace_tenant_tokens(const char *str, bool have_column)
 }
 
 /*
+ * Replace every "@FLOOR($n)@" by the hidden_through of the stream $1 of the
+ * tenant $n (0 when it has no lifecycle row), or by 0 on the 1.0 SQL, where
+ * nothing is hidden.
+ */
+static char *
+replace_floor_tokens(const char *str, bool lifecycle)
+{
+	StringInfoData buf;
+	const char *p = str;
+	const char *hit;
+
+	initStringInfo(&buf);
+	while ((hit = strstr(p, ES_FLOOR_TOKEN)) != NULL)
+	{
+		const char *param = hit + strlen(ES_FLOOR_TOKEN);
+		const char *q = strchr(param, ')');
+
+		if (q == NULL || q[1] != '@' || *param != '$')
+			elog(ERROR, "eventsource: malformed floor token in \"%s\"", str);
+		appendBinaryStringInfo(&buf, p, hit - p);
+		if (lifecycle)
+			appendStringInfo(&buf,
+							 "(SELECT COALESCE(pg_catalog.max(l.hidden_through), 0)"
+							 " FROM eventsource.stream_lifecycle l"
+							 " WHERE l.tenant_id OPERATOR(pg_catalog.=) %.*s"
+							 " AND l.stream_id OPERATOR(pg_catalog.=) $1)",
+							 (int) (q - param), param);
+		else
+			appendStringInfoString(&buf, "0");
+		p = q + 2;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+/*
  * The kept plan of a read query, prepared on first use for the SQL version
  * of this database.  "query_fmt" reads @EVENTS@ wherever it reads the log,
- * and may use @FLOOR@ (with the stream id as $1) as a lower bound of the
- * stream's versions, and @LAST_OPERATION@ as the position above which no
+ * and may use @FLOOR($n)@ (with the stream id as $1 and its tenant as $n)
+ * as a lower bound of the stream's versions, and @LAST_OPERATION@ as the position above which no
  * event is hidden, and @TENANT_ID@ or @TENANT_ID(alias)@ for the tenant
  * column (replace_tenant_tokens).  "slots" holds the two variants (1.0 SQL, 1.1 SQL);
  * "generic" asks for a plan that is never replanned per call (see below);
@@ -160,10 +201,7 @@ es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtyp
 
 		q = replace_token(query_fmt, ES_EVENTS_TOKEN,
 						  v ? "eventsource.visible_events" : "eventsource.events");
-		q = replace_token(q, ES_FLOOR_TOKEN,
-						  v ? "(SELECT COALESCE(pg_catalog.max(l.hidden_through), 0)"
-						  " FROM eventsource.stream_lifecycle l"
-						  " WHERE l.stream_id OPERATOR(pg_catalog.=) $1)" : "0");
+		q = replace_floor_tokens(q, v);
 		/*
 		 * The position of the newest lifecycle operation: every event above
 		 * it is visible (the first clause of visible_events, for queries
@@ -205,10 +243,7 @@ es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtyp
  * the stream's lock, so this is the state its writes build on) — or, when
  * "latest" is false, with the caller's snapshot.  Caller is connected to SPI
  * and runs as the owner.
- *
- * The lifecycle row is still matched by stream id alone: stream_lifecycle
- * gains its tenant_id with the lifecycle part of issue 15, which adds
- * "l.tenant_id = $2" here (and to @FLOOR@ and the view).
+
  */
 void
 es_stream_state(text *tenant, text *stream_id, bool latest, EsStreamState *st)
@@ -234,7 +269,8 @@ es_stream_state(text *tenant, text *stream_id, bool latest, EsStreamState *st)
 										" l.hidden_through, l.last_version, l.tombstoned, l.operations"
 										" FROM (VALUES (1)) AS d(x)"
 										" LEFT JOIN eventsource.stream_lifecycle l"
-										"   ON l.stream_id OPERATOR(pg_catalog.=) $1",
+										"   ON l.tenant_id OPERATOR(pg_catalog.=) $2"
+										"   AND l.stream_id OPERATOR(pg_catalog.=) $1",
 										2, types);
 		else
 			state_plans[v] = es_prepare(
@@ -392,7 +428,7 @@ static int64
 record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 hidden_through,
 				 bool tombstone, const char *event_type, EsJson *details)
 {
-	Datum		values[6];
+	Datum		values[7];
 	int64		position;
 	int32		operations = st->operations + 1;
 
@@ -401,27 +437,28 @@ record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 h
 
 	if (drop_snapshots_plan == NULL)
 	{
-		Oid			types[6] = {TEXTOID, INT8OID, INT8OID, BOOLOID, INT4OID, INT8OID};
-		Oid			drop_types[2] = {TEXTOID, INT8OID};
+		Oid			types[7] = {TEXTOID, INT8OID, INT8OID, BOOLOID, INT4OID, INT8OID, TEXTOID};
+		Oid			drop_types[7] = {TEXTOID, INT8OID, INT8OID, BOOLOID, INT4OID, INT8OID, TEXTOID};
 
 		/* both or none: the second assignment marks them ready */
 		upsert_plan = es_prepare(
-								 "INSERT INTO eventsource.stream_lifecycle AS l (stream_id,"
+								 "INSERT INTO eventsource.stream_lifecycle AS l (tenant_id, stream_id,"
 								 " hidden_through, last_version, tombstoned, operations, last_position)"
-								 " VALUES ($1, $2, $3, $4, $5, $6)"
-								 " ON CONFLICT (stream_id) DO UPDATE SET"
+								 " VALUES ($7, $1, $2, $3, $4, $5, $6)"
+								 " ON CONFLICT (tenant_id, stream_id) DO UPDATE SET"
 								 " hidden_through = excluded.hidden_through,"
 								 " last_version = excluded.last_version,"
 								 " tombstoned = excluded.tombstoned,"
 								 " operations = excluded.operations,"
 								 " last_position = excluded.last_position,"
 								 " updated_at = pg_catalog.now()",
-								 6, types);
+								 7, types);
 		drop_snapshots_plan = es_prepare(
 										 "DELETE FROM eventsource.snapshots"
-										 " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+										 " WHERE tenant_id OPERATOR(pg_catalog.=) $7"
+										 " AND stream_id OPERATOR(pg_catalog.=) $1"
 										 " AND stream_version OPERATOR(pg_catalog.<=) $2",
-										 2, drop_types);
+										 7, drop_types);
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(hidden_through);
@@ -429,6 +466,7 @@ record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 h
 	values[3] = BoolGetDatum(tombstone);
 	values[4] = Int32GetDatum(operations);
 	values[5] = Int64GetDatum(position);
+	values[6] = PointerGetDatum(tenant);
 	/* the guard on stream_lifecycle lets this one statement through */
 	es_exec_guarded(ES_GUARDED_LIFECYCLE, upsert_plan, values, NULL,
 					GetActiveSnapshot(), SPI_OK_INSERT);
@@ -469,7 +507,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	hard = PG_GETARG_BOOL(2);
 	es_require_writable("eventsource.delete_stream()");
 	es_require_sql_version("1.1", "eventsource.delete_stream()");
-	tenant = es_tenant_default_only("eventsource.delete_stream()");
+	tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 	lock_and_read_state(tenant, stream_id, &st);
@@ -523,7 +561,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 	expected = es_lifecycle_arg_expected(fcinfo, 2);
 	es_require_writable("eventsource.truncate_stream()");
 	es_require_sql_version("1.1", "eventsource.truncate_stream()");
-	tenant = es_tenant_default_only("eventsource.truncate_stream()");
+	tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 	lock_and_read_state(tenant, stream_id, &st);
