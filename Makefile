@@ -80,7 +80,8 @@ REGRESS = core_setup append read snapshot checkpoint errors subscription_api hos
 ISOLATION = append_conflict append_any horizon_order horizon_abort \
 	horizon_unrelated idempotent_retry lifecycle_append_race lifecycle_reader \
 	lifecycle_snapshot_race lifecycle_repeatable_read \
-	erasure_snapshot_race erasure_append_race erasure_snapshot_locks tenant_append
+	erasure_snapshot_race erasure_append_race erasure_snapshot_locks tenant_append \
+	tenant_lifecycle
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
 
 ifeq ($(ES_TEMP_INSTANCE),1)
