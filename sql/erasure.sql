@@ -111,7 +111,8 @@ SELECT hidden_through, last_version, tombstoned, operations,
   FROM eventsource.stream_lifecycle WHERE stream_id = 'Erase-1';
 SELECT count(*) AS snapshots_left FROM eventsource.snapshots WHERE stream_id = 'Erase-1';
 SELECT count(*) - :events_before AS new_events FROM eventsource.events;
-SELECT stream_version, event_type FROM eventsource.read_all(0, 100000, event_types => '{$StreamErased}');
+SELECT stream_version, event_type FROM eventsource.read_all(0, 100000, event_types => '{$StreamErased}')
+ WHERE stream_id LIKE 'Erase-%';
 
 -- erasing twice: only what is not erased yet; nothing left: 0, null, no event
 SELECT * FROM eventsource.erase_stream('Erase-1', '{ip}');

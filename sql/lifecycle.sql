@@ -221,3 +221,87 @@ SELECT t.try($$INSERT INTO eventsource.stream_lifecycle (stream_id, hidden_throu
                VALUES ('Life-x', 0, 0, 1, 1)$$);
 SELECT t.try($$TRUNCATE eventsource.stream_lifecycle$$);
 SELECT * FROM t.seen('Life-1');
+
+-- ---------------------------------------------------------------------------
+-- read_all reads the table and drops the hidden rows itself (src/read.c,
+-- read_all_hiding; src/lifecycle.c, "Hiding a page of the log"): paged with
+-- any page size and filter it returns exactly the view's rows, never a
+-- hidden event, and never a short page while visible events remain below
+-- the horizon (a client would take a short page for having caught up)
+-- ---------------------------------------------------------------------------
+SELECT eventsource.head_position() AS page_start \gset
+-- Page-B 1, Page-A 1..60 (59 of them hidden below), Page-B 2, then Page-C
+-- (deleted below) and Page-B interleaved; Page-D erased only (a lifecycle
+-- row that hides nothing); every event older than the newest operation
+SELECT stream_version FROM eventsource.append_event('Page-B', -1, 'B', '{}');
+SELECT stream_version FROM eventsource.append('Page-A', 0,
+    (SELECT jsonb_agg(jsonb_build_object('type', 'A', 'data', jsonb_build_object('n', i)))
+       FROM generate_series(1, 60) i));
+SELECT stream_version FROM eventsource.append_event('Page-B', -1, 'B', '{}');
+SELECT count(*) FROM generate_series(1, 20) i,
+    LATERAL (SELECT eventsource.append_event('Page-C', -1, 'C', jsonb_build_object('i', i)),
+                    eventsource.append_event('Page-D', -1, 'D', jsonb_build_object('i', i)),
+                    eventsource.append_event('Page-B', -1, 'B', jsonb_build_object('i', i))) x;
+SELECT eventsource.truncate_stream('Page-A', 60) > 0 AS truncated;
+SELECT eventsource.delete_stream('Page-C', -1) > 0 AS deleted;
+SELECT events_erased FROM eventsource.erase_stream('Page-D');
+SELECT stream_id, hidden_through FROM eventsource.stream_lifecycle
+ WHERE stream_id LIKE 'Page-%' ORDER BY stream_id;
+-- the hidden rows are still in the table (the cleanup is off in this suite)
+SELECT count(*) AS stored_page_rows FROM eventsource.events
+ WHERE global_position > :page_start AND stream_id LIKE 'Page-%';
+
+-- every page size, with and without filters: all pages together are the
+-- view's rows; no page is short unless it is the last one
+CREATE FUNCTION t.read_all_paged(after bigint, n int, types text[], cats text[])
+RETURNS TABLE (pages int, short_before_end int, positions bigint[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    got bigint[];
+    acc bigint[] := '{}';
+    k int := 0;
+    short int := 0;
+    prev_short boolean := false;
+BEGIN
+    LOOP
+        SELECT array_agg(r.global_position ORDER BY r.global_position) INTO got
+          FROM eventsource.read_all(after, n, types, cats) r;
+        EXIT WHEN got IS NULL;
+        k := k + 1;
+        IF prev_short THEN
+            short := short + 1;
+        END IF;
+        prev_short := cardinality(got) < n;
+        acc := acc || got;
+        after := got[cardinality(got)];
+    END LOOP;
+    RETURN QUERY SELECT k, short, acc;
+END $$;
+SELECT f.types, f.cats, n, p.pages, p.short_before_end,
+       p.positions = (SELECT array_agg(v.global_position ORDER BY v.global_position)
+                        FROM eventsource.visible_events v
+                       WHERE v.global_position > :page_start
+                         AND (f.types IS NULL OR v.event_type = ANY (f.types))
+                         AND (f.cats IS NULL OR split_part(v.stream_id, '-', 1) = ANY (f.cats)))
+         AS same_as_view,
+       cardinality(p.positions) AS events
+  FROM (VALUES (NULL::text[], NULL::text[]), (NULL, '{Page}'), ('{A,B}', '{Page}'),
+               ('{A,$StreamTruncated}', NULL)) f(types, cats),
+       unnest('{1,2,3,7,50,1000}'::int[]) n,
+       LATERAL t.read_all_paged(:page_start, n, f.types, f.cats) p
+ ORDER BY f.types NULLS FIRST, f.cats NULLS FIRST, n;
+-- no hidden event in any page
+SELECT count(*) AS hidden_returned
+  FROM generate_series(:page_start, :page_start + 130) a,
+       LATERAL eventsource.read_all(a, 3) r
+ WHERE (r.stream_id = 'Page-A' AND r.stream_version BETWEEN 1 AND 59)
+    OR (r.stream_id = 'Page-C' AND r.stream_version >= 1);
+-- a page of one right before the run of 59 hidden rows is Page-A's
+-- version 60, not an empty page
+SELECT stream_id, stream_version, event_type
+  FROM eventsource.read_all(:page_start + 1, 1);
+SELECT stream_id, stream_version, data
+  FROM eventsource.read_all(:page_start + 1, 3, categories => '{Page}');
+-- erased events are returned (redacted): erasure hides nothing
+SELECT count(*) AS erased_returned, min(data::text) AS data
+  FROM eventsource.read_all(:page_start, 1000) WHERE stream_id = 'Page-D' AND stream_version >= 1;

@@ -61,6 +61,16 @@ SELECT stream_id, version FROM eventsource.streams WHERE stream_id LIKE 'Lc-%' O
 -- lc_b's expected version is its own: 3 for Lc-1 although lc_a hid 1..2
 SELECT eventsource.truncate_stream('Lc-1', 2, expected_version => 3) > 0 AS truncated_b;
 COMMIT;
+-- read_all hides each tenant's versions by its own lifecycle row (lc_a hid
+-- 1..2 of Lc-1, lc_b 1) and lists its own system events
+BEGIN;
+SET LOCAL eventsource.tenant = 'lc_a';
+SELECT stream_id, stream_version, event_type FROM eventsource.read_all(0, 1000)
+ WHERE stream_id LIKE 'Lc-%' ORDER BY global_position;
+SET LOCAL eventsource.tenant = 'lc_b';
+SELECT stream_id, stream_version, event_type FROM eventsource.read_all(0, 1000)
+ WHERE stream_id LIKE 'Lc-%' ORDER BY global_position;
+COMMIT;
 -- the lifecycle rows and the system events, each in its tenant
 SELECT tenant_id, stream_id, hidden_through, last_version, tombstoned, operations
   FROM eventsource.stream_lifecycle WHERE stream_id LIKE 'Lc-%' ORDER BY 1, 2;

@@ -242,6 +242,13 @@ extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state)
 extern int64 es_lifecycle_arg_expected(FunctionCallInfo fcinfo, int argno);
 extern uint64 es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected);
 
+/* lifecycle.c: hiding the rows of a read of the table (read_all) */
+typedef struct EsHiding EsHiding;
+extern EsHiding *es_hiding_begin(int64 after);
+extern DestReceiver *es_hiding_receiver(EsHiding *hiding, DestReceiver *inner);
+extern uint64 es_hiding_resolve(EsHiding *hiding, const uint64 **rows,
+								uint64 *scanned, int64 *last_position);
+
 /* erasure.c: redaction of personal data in place */
 extern void es_erasure_before_snapshot_save(text *tenant, text *stream_id);
 extern Size es_erasure_shmem_size(void);

@@ -16,8 +16,11 @@
  * All of them read the caller's current tenant only (tenant.c, resolved
  * before becoming the owner, passed as a parameter).
  *
- * Both read the visible events only (lifecycle.c, es_visible_plan): the
- * hiding of deleted and truncated streams is the view's, not spelled here.
+ * Both return the visible events only, and neither spells which events are
+ * hidden: read_stream() reads the table above the stream's floor
+ * (lifecycle.c, @FLOOR@), read_all() reads the table and drops the rows
+ * lifecycle.c's es_hiding_resolve() finds hidden (read_all_hiding()), with
+ * the page and the lifecycle rows read with one snapshot.
  *
  * The set-returning functions stream rows from SPI straight into the
  * function's tuplestore (no intermediate copy).
@@ -28,9 +31,13 @@
 
 #include "catalog/pg_type.h"
 #include "executor/tstoreReceiver.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 
 #include "eventsource.h"
 #include "schema.h"
@@ -154,6 +161,116 @@ es_read_stream(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/*
+ * Keep the visible rows of the function's result: the "stored" rows before
+ * the last statement's (all visible), then that statement's rows but those
+ * numbered in "hidden" (ascending, counted from its first row), up to
+ * "max_count" rows.  The result's tuplestore is replaced by one holding
+ * them.  Returns the rows kept.
+ */
+static uint64
+keep_visible(FunctionCallInfo fcinfo, uint64 stored, const uint64 *hidden,
+			 uint64 nhidden, int32 max_count)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Tuplestorestate *old = rsinfo->setResult;
+	Tuplestorestate *kept;
+	TupleTableSlot *slot;
+	MemoryContext oldcxt;
+	uint64		row = 0;
+	uint64		h = 0;
+	uint64		nkept = 0;
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	kept = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
+								 false, work_mem);
+	MemoryContextSwitchTo(oldcxt);
+	slot = MakeSingleTupleTableSlot(rsinfo->setDesc, &TTSOpsMinimalTuple);
+	while (nkept < (uint64) max_count &&
+		   tuplestore_gettupleslot(old, true, false, slot))
+	{
+		if (row >= stored && h < nhidden && hidden[h] == row - stored)
+			h++;
+		else
+		{
+			tuplestore_puttupleslot(kept, slot);
+			nkept++;
+		}
+		row++;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	tuplestore_end(old);
+	rsinfo->setResult = kept;
+	return nkept;
+}
+
+/*
+ * read_all() when lifecycle operations may hide rows of the page: read the
+ * table in position order (the same statement as without hiding) while
+ * es_hiding_receiver() notes the rows that could be hidden, look their
+ * streams' lifecycle rows up in one statement (es_hiding_resolve), drop the
+ * hidden rows.  See lifecycle.c, "Hiding a page of the log", for why this is
+ * exactly the view's predicate.
+ *
+ * Every statement runs with the active snapshot, which the caller pushed
+ * once for the whole read: the page and the lifecycle rows that hide its
+ * events are read with the SAME snapshot.  A lifecycle operation commits its
+ * hiding row and its system event together; with one snapshot the read
+ * either sees both (the hidden events are dropped) or neither (the events
+ * are returned as they were before it, and its system event, whose position
+ * held the horizon back while it was in progress, comes after them).  Two
+ * snapshots could see the events with the older one and miss the row that
+ * hides them (test/isolation/specs/lifecycle_reader.spec, permutations with
+ * "rhide").
+ *
+ * Never a short page while visible rows remain below the horizon: when
+ * hidden rows made the page short and the statement returned all it was
+ * asked for (so the table may hold more rows up to the horizon), the read
+ * goes on after the last row scanned, until the page is full or the table
+ * has no more rows up to the horizon.  A client that gets fewer rows than it
+ * asked for may take it as having caught up.  Each further statement asks
+ * for the rows still missing, or for twice the rows the previous one found
+ * hidden when that is more, so a long run of hidden rows (a truncated
+ * stream the cleanup has not removed yet) takes a few statements, not one
+ * per missing row; a statement asks for at most ES_MAX_READ_COUNT rows.
+ * Rows read beyond max_count are dropped.
+ *
+ * The rows go straight into the function's result; only a statement that
+ * found hidden rows (or read more than the page needs) costs a copy of the
+ * page (keep_visible).
+ */
+static uint64
+read_all_hiding(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum *values,
+				const char *nulls, int32 max_count, EsHiding *hiding)
+{
+	uint64		stored = 0;
+	int64		fetch = max_count;
+
+	for (;;)
+	{
+		DestReceiver *dest = es_hiding_receiver(hiding, srf_receiver(fcinfo));
+		const uint64 *hidden;
+		uint64		nhidden;
+		uint64		scanned;
+		int64		last_position;
+
+		values[4] = Int32GetDatum((int32) fetch);
+		es_spi_read(plan, values, nulls, dest, 0);
+		dest->rDestroy(dest);
+		nhidden = es_hiding_resolve(hiding, &hidden, &scanned, &last_position);
+		if (nhidden > 0 || stored + scanned > (uint64) max_count)
+			stored = keep_visible(fcinfo, stored, hidden, nhidden, max_count);
+		else
+			stored += scanned;
+		if (stored >= (uint64) max_count || scanned < (uint64) fetch)
+			break;
+		values[0] = Int64GetDatum(last_position);
+		fetch = Min(Max((int64) max_count - (int64) stored, 2 * (int64) nhidden),
+					ES_MAX_READ_COUNT);
+	}
+	return stored;
+}
+
 PG_FUNCTION_INFO_V1(es_read_all);
 
 /*
@@ -198,10 +315,18 @@ es_read_all(PG_FUNCTION_ARGS)
 		Oid			types[6] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID,
 		TEXTOID};
 		SPIPlanPtr	plan;
+		EsHiding   *hiding;
+		uint64		returned;
 
-		/* the tenant's page: index (tenant_id, global_position) */
+		/*
+		 * One snapshot, taken after the horizon was computed, for every
+		 * statement of the read: the SQL version, the page and the lifecycle
+		 * rows that hide its events (read_all_hiding).  The page is the
+		 * tenant's: index (tenant_id, global_position).
+		 */
+		PushActiveSnapshot(GetLatestSnapshot());
 		plan = es_visible_plan(all_plans,
-							   "SELECT * FROM @EVENTS@"
+							   "SELECT * FROM eventsource.events"
 							   " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $6"
 							   " AND global_position OPERATOR(pg_catalog.>) $1"
 							   " AND global_position OPERATOR(pg_catalog.<=) $2"
@@ -214,8 +339,17 @@ es_read_all(PG_FUNCTION_ARGS)
 		values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 		values[4] = Int32GetDatum(max_count);
 		values[5] = PointerGetDatum(tenant);
-		es_spi_read_latest(plan, values, nulls, srf_receiver(fcinfo), 0);
-		es_stats_count(ES_STAT_EVENTS_READ, (int64) SPI_processed);
+		hiding = es_hiding_begin(after);
+		if (hiding == NULL)
+		{
+			/* nothing after "after" can be hidden: the table is the view */
+			es_spi_read(plan, values, nulls, srf_receiver(fcinfo), 0);
+			returned = SPI_processed;
+		}
+		else
+			returned = read_all_hiding(fcinfo, plan, values, nulls, max_count, hiding);
+		PopActiveSnapshot();
+		es_stats_count(ES_STAT_EVENTS_READ, (int64) returned);
 	}
 	es_stats_count(ES_STAT_GLOBAL_READS, 1);
 

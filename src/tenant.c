@@ -35,9 +35,10 @@
  * check, no row-level security: the policy of tenant_roles calls this
  * function), and dropped on any relcache invalidation of tenants or
  * tenant_roles (the guard trigger, guard.c, registers one for every write it
- * lets through, so other backends drop theirs when the write commits), on a
- * change of role membership (AUTHMEMROLEMEM) or of a role's attributes
- * (AUTHOID: superuser, BYPASSRLS).  A callback only marks the caches stale;
+ * lets through, so other backends drop theirs when the write commits) or of
+ * eventsource.events (whose owner is exempt), on a change of role
+ * membership (AUTHMEMROLEMEM) or of a role's attributes (AUTHOID: superuser,
+ * BYPASSRLS).  A callback only marks the caches stale;
  * they are freed and rebuilt at the next call, never during a build.
  *
  *-------------------------------------------------------------------------
@@ -90,9 +91,11 @@ static uint64 invalidations = 0;	/* counted by the callbacks */
 
 static Oid	tenants_relid = InvalidOid;
 static Oid	roles_relid = InvalidOid;
+static Oid	events_relid = InvalidOid;
 static HTAB *registered = NULL; /* EsTenantId -> itself */
 static EsBinding *bindings = NULL;
 static int	nbindings = -1;		/* -1: not loaded */
+static int	bindings_allocated = 0;
 static HTAB *users = NULL;
 
 /* the last answer */
@@ -139,10 +142,16 @@ mark_stale(void)
 	invalidations++;
 }
 
+/*
+ * The tenant tables changed, or the log did (its owner is who is exempt:
+ * an ALTER ... OWNER invalidates it; so do a VACUUM or an index build,
+ * rarely enough).
+ */
 static void
 relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == tenants_relid || relid == roles_relid)
+	if (relid == InvalidOid || relid == tenants_relid || relid == roles_relid ||
+		relid == events_relid)
 		mark_stale();
 }
 
@@ -173,6 +182,7 @@ reset_if_stale(void)
 	MemoryContextReset(tenant_cxt);
 	tenants_relid = InvalidOid;
 	roles_relid = InvalidOid;
+	events_relid = InvalidOid;
 	bindings = NULL;
 	nbindings = -1;
 
@@ -180,7 +190,6 @@ reset_if_stale(void)
 	ctl.keysize = sizeof(EsTenantId);
 	ctl.entrysize = sizeof(EsTenantId);
 	ctl.hcxt = tenant_cxt;
-	registered = NULL;
 	registered = hash_create("eventsource tenants", 64, &ctl,
 							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	memset(&ctl, 0, sizeof(ctl));
@@ -239,8 +248,6 @@ registered_row(HeapTuple tup, TupleDesc desc)
 		(void) hash_search(registered, id, HASH_ENTER, NULL);
 }
 
-static int	bindings_allocated;
-
 static void
 binding_row(HeapTuple tup, TupleDesc desc)
 {
@@ -269,6 +276,7 @@ load_tables(void)
 	if (nbindings >= 0)
 		return;
 	old = MemoryContextSwitchTo(tenant_cxt);
+	events_relid = es_catalog()->events_oid;
 	tenants_relid = es_lookup_relation("tenants", es_catalog()->namespace_oid);
 	roles_relid = es_lookup_relation("tenant_roles", es_catalog()->namespace_oid);
 	scan_table(tenants_relid, registered_row);
@@ -377,7 +385,18 @@ const char *
 es_current_tenant(void)
 {
 	const char *setting = es_tenant_setting ? es_tenant_setting : "";
-	Oid			user;
+	Oid			user = GetUserId();
+
+	/*
+	 * The last answer, when nothing it depends on changed.  It was computed
+	 * on the 1.1 SQL (the 1.0 branch below keeps none), and the SQL cannot
+	 * go back to 1.0 without dropping the tenant tables, which marks the
+	 * caches stale: so the version need not be read again here (reading it
+	 * is a catalog lookup, the bulk of a call otherwise).
+	 */
+	if (last_valid && !stale && last_user == user &&
+		strcmp(last_setting, setting) == 0)
+		return last_result;
 
 	if (es_sql_version() < ES_SQL_1_1)
 	{
@@ -390,11 +409,6 @@ es_current_tenant(void)
 					 errhint("Run ALTER EXTENSION eventsource UPDATE, or leave eventsource.tenant empty.")));
 		return ES_DEFAULT_TENANT;
 	}
-
-	user = GetUserId();
-	if (last_valid && !stale && last_user == user &&
-		strcmp(last_setting, setting) == 0)
-		return last_result;
 
 	reset_if_stale();
 	load_tables();

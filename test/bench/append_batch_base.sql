@@ -10,5 +10,6 @@ SELECT nextval('bench.plain_seq'), s.id, v.cur + e.ord, bench.uuid_time_ordered(
        e.ev ->> 'type', e.ev -> 'data', coalesce(e.ev -> 'metadata', '{}'), now()
   FROM (SELECT 'Cart' || :batch || '-' || :n AS id) s
  CROSS JOIN LATERAL (SELECT coalesce(max(p.stream_version), 0) AS cur
-                       FROM bench.plain_events p WHERE p.stream_id = s.id) v
+                       FROM bench.plain_events p
+                      WHERE p.tenant_id = 'default' AND p.stream_id = s.id) v
  CROSS JOIN LATERAL jsonb_array_elements(:events) WITH ORDINALITY AS e(ev, ord);

@@ -8,7 +8,7 @@ INSERT INTO bench.plain_events
 VALUES (nextval('bench.plain_seq'),
         'Order-' || :n,
         (SELECT coalesce(max(stream_version), 0) + 1 FROM bench.plain_events
-          WHERE stream_id = 'Order-' || :n),
+          WHERE tenant_id = 'default' AND stream_id = 'Order-' || :n),
         bench.uuid_time_ordered(),
         'OrderPlaced', :data, '{}', now())
 RETURNING stream_version, global_position AS first_position, global_position AS last_position;

@@ -142,7 +142,7 @@ check_count() { # expected sql
 }
 check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1')"
 check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1000')"
-check_count 100 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE stream_id = 'Read-1' ORDER BY stream_version LIMIT 1000) s"
+check_count 100 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE tenant_id = 'default' AND stream_id = 'Read-1' ORDER BY stream_version LIMIT 1000) s"
 check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMIN - 1, 1000)"
 check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMAX - 1000, 1000)"
 check_count 1000 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE global_position > $PMAX - 1000 ORDER BY global_position LIMIT 1000) s"
@@ -260,8 +260,10 @@ row() { # label clients sync events_per_call pair_key target
 	echo "     append_event also locks the stream, reserves its positions in shared memory and runs the guard trigger."
 	echo "  2  one INSERT ... SELECT ... FROM jsonb_array_elements(<the same jsonb array>) WITH ORDINALITY: one statement"
 	echo "     inserting the same 10/100 rows, one version probe, consecutive versions."
-	echo "  3  SELECT * FROM eventsource.events WHERE stream_id = \$1 ORDER BY stream_version LIMIT 1000 (same table)."
-	echo "  4  SELECT * FROM eventsource.events WHERE global_position > \$1 ORDER BY global_position LIMIT 1000"
+	echo "  3  SELECT * FROM eventsource.events WHERE tenant_id = 'default' AND stream_id = \$1 ORDER BY stream_version"
+	echo "     LIMIT 1000 (same table; the tenant named as read_stream() names it)."
+	echo "  4  SELECT * FROM eventsource.events WHERE tenant_id = 'default' AND global_position > \$1 ORDER BY"
+	echo "     global_position LIMIT 1000"
 	echo "     (same table; read_all also computes the safe horizon and reads with a fresh snapshot)."
 	if [ "$FAILED" = 1 ]; then
 		echo "SOME MEASUREMENTS FAILED (ERR): see the pgbench output on stderr."

@@ -859,6 +859,12 @@ is(sql('r_new', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsour
 is(fingerprint('r_new') =~ s/^partitions .*$//mr, $fp_new =~ s/^partitions .*$//mr, 'with every row');
 is(sql('r_new', 'SELECT eventsource.head_position()'), sql('old', 'SELECT eventsource.head_position()'),
 	'and its head');
+my $tenants_sql = q{SELECT (SELECT string_agg(tenant_id, ',' ORDER BY tenant_id) FROM eventsource.tenants) || ' '
+                          || (SELECT string_agg(tenant_id || '=' || n, ',' ORDER BY tenant_id)
+                                FROM (SELECT tenant_id, count(*) AS n FROM eventsource.events GROUP BY 1) t)};
+is(sql('r_new', $tenants_sql), sql('old', $tenants_sql), 'with its tenants, and each event in its tenant');
+is(sql('r_new', q{SET eventsource.tenant = 'acme'; SELECT eventsource.stream_version('Order-1')}), '1',
+	'(acme\'s Order-1 is acme\'s)');
 
 $node->stop;
 done_testing();
