@@ -56,7 +56,7 @@ BEGIN;
 SET LOCAL eventsource.tenant = 'lc_b';
 -- lc_b's Lc-2 is neither deleted nor tombstoned: it appends at version 4
 SELECT eventsource.stream_version('Lc-2') AS version_b,
-       eventsource.append_event('Lc-2', 3, 'D', '{}') AS appended_b;
+       (eventsource.append_event('Lc-2', 3, 'D', '{}')).stream_version AS appended_b;
 SELECT stream_id, version FROM eventsource.streams WHERE stream_id LIKE 'Lc-%' ORDER BY 1;
 -- lc_b's expected version is its own: 3 for Lc-1 although lc_a hid 1..2
 SELECT eventsource.truncate_stream('Lc-1', 2, expected_version => 3) > 0 AS truncated_b;

@@ -498,7 +498,8 @@ hiding_lookup(EsHiding *h)
 						   "   FROM eventsource.stream_lifecycle l"
 						   "  WHERE l.tenant_id OPERATOR(pg_catalog.=) k.tenant"
 						   "  AND l.stream_id OPERATOR(pg_catalog.=) k.id)"
-						   " FROM pg_catalog.unnest($1, $2) WITH ORDINALITY AS k(id, tenant, n)",
+						   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+						   "  WITH ORDINALITY AS k(id, tenant, n)",
 						   2, types, true);
 	es_spi_read(plan, values, NULL, NULL, 0);
 	tt = SPI_tuptable;
