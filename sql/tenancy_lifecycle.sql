@@ -185,6 +185,38 @@ SELECT tenant_id, stream_id, hidden_through, tombstoned FROM eventsource.stream_
 SELECT tenant_id, scope, name FROM eventsource.stream_retention WHERE name LIKE 'Lc%' ORDER BY 1, 2, 3;
 
 -- ---------------------------------------------------------------------------
+-- erasing and removing a whole tenant: the loop of the README, one
+-- transaction per stream; another tenant's streams of the same ids stay
+-- ---------------------------------------------------------------------------
+SELECT eventsource.create_tenant('lc_gone') AS created;
+BEGIN;
+SET LOCAL eventsource.tenant = 'lc_gone';
+SELECT eventsource.append(s, 0, '[{"type": "A", "data": {"name": "x"}}, {"type": "B", "data": {"name": "y"}}]')
+  FROM unnest('{Lc-1,Lc-9}'::text[]) s;
+SELECT eventsource.delete_stream('Lc-9', 2, hard => true) > 0 AS tombstoned_before;
+COMMIT;
+DO $$
+DECLARE s text;
+BEGIN
+    FOR s IN SELECT DISTINCT stream_id FROM eventsource.events
+              WHERE tenant_id = 'lc_gone' AND stream_version >= 1 ORDER BY 1 LOOP
+        PERFORM set_config('eventsource.tenant', 'lc_gone', true);
+        PERFORM eventsource.erase_stream(s);
+        IF NOT EXISTS (SELECT FROM eventsource.stream_lifecycle
+                        WHERE tenant_id = 'lc_gone' AND stream_id = s AND tombstoned) THEN
+            PERFORM eventsource.delete_stream(s, -1, hard => true);
+        END IF;
+        COMMIT;
+    END LOOP;
+END $$;
+SELECT stream_id, count(*) FILTER (WHERE data <> '{"$erased": true}' AND stream_version >= 1) AS not_erased,
+       bool_and(l.tombstoned) AS tombstoned
+  FROM eventsource.events e JOIN eventsource.stream_lifecycle l USING (tenant_id, stream_id)
+ WHERE tenant_id = 'lc_gone' GROUP BY 1 ORDER BY 1;
+SELECT tenant_id, count(*) FILTER (WHERE data = '{"$erased": true}') AS erased
+  FROM eventsource.events WHERE stream_id = 'Lc-1' AND stream_version >= 1 GROUP BY 1 ORDER BY 1;
+
+-- ---------------------------------------------------------------------------
 -- clean up (the tenants stay: they cannot be removed)
 -- ---------------------------------------------------------------------------
 SELECT eventsource.unbind_role_from_tenant('lc_op', 'lc_b') AS unbound;

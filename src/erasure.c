@@ -110,7 +110,6 @@
 static SPIPlanPtr erase_stream_plan = NULL;
 static SPIPlanPtr erase_versions_plan = NULL;
 static SPIPlanPtr candidates_plan = NULL;
-static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr drop_snapshots_plan = NULL;
 static SPIPlanPtr copies_plans[3] = {NULL, NULL, NULL};
 static SPIPlanPtr erasures_plan = NULL;
@@ -410,36 +409,9 @@ erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text 
 		es_json_nested(&details, "versions", &v);
 		es_json_string(&details, "by_metadata_key", text_to_cstring(key));
 	}
-	res->position = es_append_system_event(tenant, stream_id, -(int64) (st.operations + 1),
-										   ES_ERASED_TYPE,
-										   DatumGetJsonbP(es_json_jsonb(&details)));
-
-	if (record_plan == NULL)
-	{
-		Oid			types[5] = {TEXTOID, INT8OID, INT4OID, INT8OID, TEXTOID};
-
-		/*
-		 * The operation counter and the newest operation's position; an
-		 * erasure never changes what is hidden, nor the tombstone.
-		 */
-		record_plan = es_prepare(
-								 "INSERT INTO eventsource.stream_lifecycle AS l (tenant_id, stream_id,"
-								 " hidden_through, last_version, tombstoned, operations, last_position)"
-								 " VALUES ($5, $1, 0, $2, false, $3, $4)"
-								 " ON CONFLICT (tenant_id, stream_id) DO UPDATE SET"
-								 " last_version = pg_catalog.int8larger(l.last_version, excluded.last_version),"
-								 " operations = excluded.operations,"
-								 " last_position = excluded.last_position,"
-								 " updated_at = pg_catalog.now()",
-								 5, types);
-	}
-	values[0] = PointerGetDatum(stream_id);
-	values[1] = Int64GetDatum(st.last_version);
-	values[2] = Int32GetDatum(st.operations + 1);
-	values[3] = Int64GetDatum(res->position);
-	values[4] = PointerGetDatum(tenant);
-	es_exec_guarded(ES_GUARDED_LIFECYCLE, record_plan, values, NULL, GetActiveSnapshot(),
-					SPI_OK_INSERT);
+	/* an erasure hides nothing and tombstones nothing */
+	res->position = es_record_operation(tenant, stream_id, &st, 0, false, ES_ERASED_TYPE,
+										DatumGetJsonbP(es_json_jsonb(&details)));
 }
 
 /*

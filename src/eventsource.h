@@ -241,6 +241,9 @@ extern int64 es_stream_version(text *tenant, text *stream_id, bool latest);
 extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state);
 extern int64 es_lifecycle_arg_expected(FunctionCallInfo fcinfo, int argno);
 extern uint64 es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected);
+extern int64 es_record_operation(text *tenant, text *stream_id, const EsStreamState *st,
+								 int64 hidden_through, bool tombstone, const char *event_type,
+								 Jsonb *details);
 
 /* lifecycle.c: hiding the rows of a read of the table (read_all) */
 typedef struct EsHiding EsHiding;

@@ -824,46 +824,46 @@ lock_and_read_state(text *tenant, text *stream_id, EsStreamState *st)
 }
 
 /*
- * Record the new state and the system event, drop the snapshots that
- * summarise hidden versions.  Caller holds the stream's lock, runs as the
- * owner inside SPI, with the snapshot of lock_and_read_state() active.
- * Returns the system event's position.
+ * Record a lifecycle operation on a stream of a tenant: append its system
+ * event at the stream's next negative version (-(st->operations + 1)) and
+ * upsert the stream's lifecycle row -- the one writer of stream_lifecycle
+ * for delete_stream(), truncate_stream() and the erasures (erasure.c).
+ * Hiding and the tombstone only grow: the row keeps the larger
+ * hidden_through and last_version and stays tombstoned, so an erasure
+ * passes hidden_through 0 and tombstone false and changes neither.
+ * Returns the system event's position.  Caller holds the stream's lock,
+ * runs as the owner inside SPI, with a snapshot taken after the lock
+ * active.
  */
-static int64
-record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 hidden_through,
-				 bool tombstone, const char *event_type, EsJson *details)
+int64
+es_record_operation(text *tenant, text *stream_id, const EsStreamState *st,
+					int64 hidden_through, bool tombstone, const char *event_type,
+					Jsonb *details)
 {
 	Datum		values[7];
 	int64		position;
 	int32		operations = st->operations + 1;
 
 	position = es_append_system_event(tenant, stream_id, -(int64) operations, event_type,
-									  DatumGetJsonbP(es_json_jsonb(details)));
-
-	if (drop_snapshots_plan == NULL)
+									  details);
+	if (upsert_plan == NULL)
 	{
 		Oid			types[7] = {TEXTOID, INT8OID, INT8OID, BOOLOID, INT4OID, INT8OID, TEXTOID};
-		Oid			drop_types[7] = {TEXTOID, INT8OID, INT8OID, BOOLOID, INT4OID, INT8OID, TEXTOID};
 
-		/* both or none: the second assignment marks them ready */
 		upsert_plan = es_prepare(
 								 "INSERT INTO eventsource.stream_lifecycle AS l (tenant_id, stream_id,"
 								 " hidden_through, last_version, tombstoned, operations, last_position)"
 								 " VALUES ($7, $1, $2, $3, $4, $5, $6)"
 								 " ON CONFLICT (tenant_id, stream_id) DO UPDATE SET"
-								 " hidden_through = excluded.hidden_through,"
-								 " last_version = excluded.last_version,"
-								 " tombstoned = excluded.tombstoned,"
+								 " hidden_through = pg_catalog.int8larger(l.hidden_through,"
+								 "  excluded.hidden_through),"
+								 " last_version = pg_catalog.int8larger(l.last_version,"
+								 "  excluded.last_version),"
+								 " tombstoned = l.tombstoned OR excluded.tombstoned,"
 								 " operations = excluded.operations,"
 								 " last_position = excluded.last_position,"
 								 " updated_at = pg_catalog.now()",
 								 7, types);
-		drop_snapshots_plan = es_prepare(
-										 "DELETE FROM eventsource.snapshots"
-										 " WHERE tenant_id OPERATOR(pg_catalog.=) $7"
-										 " AND stream_id OPERATOR(pg_catalog.=) $1"
-										 " AND stream_version OPERATOR(pg_catalog.<=) $2",
-										 7, drop_types);
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(hidden_through);
@@ -875,7 +875,38 @@ record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 h
 	/* the guard on stream_lifecycle lets this one statement through */
 	es_exec_guarded(ES_GUARDED_LIFECYCLE, upsert_plan, values, NULL,
 					GetActiveSnapshot(), SPI_OK_INSERT);
+	return position;
+}
 
+/*
+ * Record a delete or truncate (es_record_operation), and drop the
+ * snapshots that summarise hidden versions.  Caller as for
+ * es_record_operation(), with the snapshot of lock_and_read_state()
+ * active.  Returns the system event's position.
+ */
+static int64
+record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 hidden_through,
+				 bool tombstone, const char *event_type, EsJson *details)
+{
+	Datum		values[3];
+	int64		position;
+
+	position = es_record_operation(tenant, stream_id, st, hidden_through, tombstone,
+								   event_type, DatumGetJsonbP(es_json_jsonb(details)));
+	if (drop_snapshots_plan == NULL)
+	{
+		Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
+
+		drop_snapshots_plan = es_prepare(
+										 "DELETE FROM eventsource.snapshots"
+										 " WHERE tenant_id OPERATOR(pg_catalog.=) $3"
+										 " AND stream_id OPERATOR(pg_catalog.=) $1"
+										 " AND stream_version OPERATOR(pg_catalog.<=) $2",
+										 3, types);
+	}
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = Int64GetDatum(hidden_through);
+	values[2] = PointerGetDatum(tenant);
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 	/* the hidden rows are this database's cleanup worker's to remove */
 	es_cleanup_want(MyDatabaseId);
