@@ -35,6 +35,7 @@ OBJS = \
 	src/subscription_rules.o \
 	src/tenant.o \
 	src/tenant_admin.o \
+	src/tenant_stats.o \
 	src/otlp.o \
 	src/otlp_queue.o \
 	src/trace.o \
@@ -73,7 +74,7 @@ endif
 #
 # pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing lifecycle erasure retention tenancy \
+	monitoring_lag subscription_rules tracing lifecycle erasure retention tenancy tenant_stats \
 	tenancy_lifecycle
 
 # isolation specs: concurrent transactions.

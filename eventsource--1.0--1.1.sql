@@ -612,6 +612,35 @@ CREATE OR REPLACE VIEW eventsource.streams AS
        AND e.tenant_id OPERATOR(pg_catalog.=) eventsource.current_tenant()
      GROUP BY e.tenant_id, e.stream_id;
 
+-- ==== issue 15: tenancy (per-tenant stats) ====
+-- The counters of store_stats per tenant of this database, plus
+-- streams_created (appends to a stream that had never been written), from a
+-- bounded table in shared memory (eventsource.max_tenant_stats rows; the
+-- counts of tenants beyond it go to the row '(other)' of their database).
+-- The function reads shared memory only: its cost is one pass over that
+-- table, whatever the store holds.  A caller who is not the store's owner
+-- (or a superuser) gets only the row of its current tenant; stat_reset()
+-- starts every row of the database over.  Locks: new objects only, no lock
+-- on any table of the store.
+CREATE FUNCTION eventsource.tenant_stats_rows(
+    OUT tenant_id text, OUT appends bigint, OUT events_appended bigint,
+    OUT streams_created bigint, OUT expected_version_conflicts bigint,
+    OUT idempotent_retries bigint, OUT duplicate_event_ids bigint,
+    OUT stream_reads bigint, OUT global_reads bigint, OUT events_read bigint,
+    OUT stats_reset timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_tenant_stats_rows';
+
+CREATE VIEW eventsource.tenant_stats AS
+    SELECT * FROM eventsource.tenant_stats_rows();
+COMMENT ON VIEW eventsource.tenant_stats IS
+    'Cumulative counters per tenant of this database since stat_reset() or the server start (shared memory)';
+
+-- like every monitoring object: not for PUBLIC (see README, privileges)
+REVOKE ALL ON FUNCTION eventsource.tenant_stats_rows() FROM PUBLIC;
+REVOKE ALL ON eventsource.tenant_stats FROM PUBLIC;
+
 -- ==== issue 15: tenancy (lifecycle) ====
 -- The lifecycle state is per (tenant, stream) (docs/tenancy.md section 6,
 -- docs/lifecycle.md): stream_lifecycle and stream_retention gain tenant_id,

@@ -480,6 +480,8 @@ WITH r AS (
         ('subscription_status_rows_v2', $$SELECT * FROM eventsource.subscription_status_rows_v2('hostile_sub')$$),
         ('store_stats_row', $$SELECT * FROM eventsource.store_stats_row(NULL)$$),
         ('tracing_stats', $$SELECT * FROM eventsource.tracing_stats(NULL)$$),
+        ('tenant_stats_rows', $$SELECT * FROM eventsource.tenant_stats_rows(NULL)$$),
+        ('tenant_stats_rows', $$SELECT * FROM eventsource.tenant_stats_rows('default')$$),
         ('horizon_blocker_rows', $$SELECT * FROM eventsource.horizon_blocker_rows(0)$$),
         ('events_guard', $$SELECT eventsource.events_guard()$$),
         ('protect_handlers', $$SELECT eventsource.protect_handlers()$$),
@@ -515,6 +517,9 @@ WITH r AS (
         ('store_stats', $$DELETE FROM eventsource.store_stats$$),
         ('tracing', $$UPDATE eventsource.tracing SET queued = 0$$),
         ('tracing', $$DELETE FROM eventsource.tracing$$),
+        ('tenant_stats', $$UPDATE eventsource.tenant_stats SET appends = 0$$),
+        ('tenant_stats', $$DELETE FROM eventsource.tenant_stats$$),
+        ('tenant_stats', $$INSERT INTO eventsource.tenant_stats (tenant_id) VALUES ('x')$$),
         ('horizon_blockers', $$DELETE FROM eventsource.horizon_blockers$$),
         ('horizon_blockers', $$INSERT INTO eventsource.horizon_blockers (pid) VALUES (1)$$),
         ('streams', $$INSERT INTO eventsource.streams (stream_id) VALUES ('Hostile-3')$$),
@@ -766,18 +771,16 @@ SELECT current_user = session_user AS role_restored;
 -- in its own tenant the bound role reaches none of the default tenant's
 -- Hostile-1 (the same stream id) through the lifecycle functions: the
 -- stream does not exist there, nothing matches, no rule is the default's
--- (the comparison of the store after the battery shows nothing changed)
-WITH r AS (
-    INSERT INTO calls (fn, ctx, call, result)
-    SELECT fn, 'own tenant', c, t.try($$SET LOCAL ROLE hostile_bound; SELECT $$ || c || $$; RESET ROLE$$) FROM (VALUES
+-- (the comparison of the store after the battery shows nothing changed;
+-- not in calls: the two that find nothing are answered, not refused)
+SELECT fn, t.try($$SET LOCAL ROLE hostile_bound; SELECT $$ || c || $$; RESET ROLE$$) AS result
+  FROM (VALUES
         ('delete_stream', $$eventsource.delete_stream('Hostile-1', -1, hard => true)$$),
         ('truncate_stream', $$eventsource.truncate_stream('Hostile-1', 2)$$),
         ('erase_stream', $$eventsource.erase_stream('Hostile-1')$$),
         ('erase_by_metadata', $$(eventsource.erase_by_metadata('tenant_id', 't')).events_erased$$),
         ('clear_retention', $$eventsource.clear_retention('Hostile-1')$$)
-    ) v(fn, c)
-    RETURNING id, fn, ctx, call, result)
-SELECT fn, ctx, result FROM r ORDER BY id;
+    ) v(fn, c);
 SELECT current_user = session_user AS role_restored;
 
 --

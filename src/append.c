@@ -439,7 +439,7 @@ check_stored_ids(text *tenant, text *stream_id, int64 expected, int64 hidden_thr
 		Assert(i < n);
 		if (strcmp(other_stream, sid) != 0)
 		{
-			es_stats_count(ES_STAT_DUPLICATE_IDS, 1);
+			es_stats_count(tenant, ES_STAT_DUPLICATE_IDS, 1);
 			ereport(ERROR,
 					(errcode(ERRCODE_ES_DUPLICATE_EVENT_ID),
 					 errmsg("event id %s is already used in another stream",
@@ -462,7 +462,7 @@ check_stored_ids(text *tenant, text *stream_id, int64 expected, int64 hidden_thr
 	{
 		int			i;
 
-		es_stats_count(ES_STAT_DUPLICATE_IDS, 1);
+		es_stats_count(tenant, ES_STAT_DUPLICATE_IDS, 1);
 		for (i = 0; i < n; i++)
 			if (versions[i] != 0)
 				break;
@@ -475,7 +475,7 @@ check_stored_ids(text *tenant, text *stream_id, int64 expected, int64 hidden_thr
 				 errhint("A retry must send the same events, with the same ids, in the same order and with the same expected version.")));
 	}
 
-	es_stats_count(ES_STAT_IDEMPOTENT_RETRIES, 1);
+	es_stats_count(tenant, ES_STAT_IDEMPOTENT_RETRIES, 1);
 	result->stream_version = versions[n - 1];
 	result->first_position = positions[0];
 	result->last_position = positions[n - 1];
@@ -483,7 +483,7 @@ check_stored_ids(text *tenant, text *stream_id, int64 expected, int64 hidden_thr
 }
 
 void
-es_check_expected_version(text *stream_id, int64 expected, int64 current)
+es_check_expected_version(text *tenant, text *stream_id, int64 expected, int64 current)
 {
 	bool		ok;
 
@@ -496,7 +496,7 @@ es_check_expected_version(text *stream_id, int64 expected, int64 current)
 
 	if (!ok)
 	{
-		es_stats_count(ES_STAT_CONFLICTS, 1);
+		es_stats_count(tenant, ES_STAT_CONFLICTS, 1);
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
 				 errmsg("wrong expected version for stream \"%s\"",
@@ -602,7 +602,7 @@ insert_events(text *tenant, text *stream_id, int64 first_version, EsEvent *event
  * rethrown as it is.
  */
 static void
-rethrow_duplicate_id(MemoryContext cxt)
+rethrow_duplicate_id(MemoryContext cxt, text *tenant)
 {
 	ErrorData  *edata;
 
@@ -612,7 +612,7 @@ rethrow_duplicate_id(MemoryContext cxt)
 		strcmp(edata->constraint_name, "events_event_id_key") != 0)
 		PG_RE_THROW();
 	FlushErrorState();
-	es_stats_count(ES_STAT_DUPLICATE_IDS, 1);
+	es_stats_count(tenant, ES_STAT_DUPLICATE_IDS, 1);
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_DUPLICATE_EVENT_ID),
 			 errmsg("an event id of the call was stored by a concurrent append"),
@@ -652,7 +652,7 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 	if (!any_id_given ||
 		!check_stored_ids(tenant, stream_id, expected, state.hidden_through, events, n, &result))
 	{
-		es_check_expected_version(stream_id, expected, current);
+		es_check_expected_version(tenant, stream_id, expected, current);
 
 		/* inside a subscription handler: causation and correlation (upcalls.h) */
 		for (int i = 0; i < n; i++)
@@ -671,12 +671,14 @@ append_events(text *stream_id, int64 expected, EsEvent *events, int n)
 		PG_CATCH();
 		{
 			es_append_in_progress = false;
-			rethrow_duplicate_id(cxt);
+			rethrow_duplicate_id(cxt, tenant);
 		}
 		PG_END_TRY();
 
-		es_stats_count(ES_STAT_APPENDS, 1);
-		es_stats_count(ES_STAT_EVENTS_APPENDED, n);
+		es_stats_count(tenant, ES_STAT_APPENDS, 1);
+		es_stats_count(tenant, ES_STAT_EVENTS_APPENDED, n);
+		if (state.last_version == 0)	/* never written before */
+			es_stats_count(tenant, ES_STAT_STREAMS_CREATED, 1);
 		result.stream_version = state.last_version + n;
 		result.first_position = positions[0];
 		result.last_position = positions[n - 1];
@@ -706,8 +708,8 @@ es_append_system_event(text *tenant, text *stream_id, int64 version, const char 
 	generate_event_id(&ev.id);
 	es_reserve_positions(1, &position);
 	insert_events(tenant, stream_id, version, &ev, 1, &position);
-	es_stats_count(ES_STAT_APPENDS, 1);
-	es_stats_count(ES_STAT_EVENTS_APPENDED, 1);
+	es_stats_count(tenant, ES_STAT_APPENDS, 1);
+	es_stats_count(tenant, ES_STAT_EVENTS_APPENDED, 1);
 	return position;
 }
 

@@ -684,7 +684,7 @@ es_erase_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ES_STREAM_NOT_FOUND),
 				 errmsg("stream \"%s\" does not exist", text_to_cstring(stream_id)),
 				 errdetail("The stream has no events.")));
-	es_check_expected_version(stream_id, expected, es_visible_version(&st));
+	es_check_expected_version(tenant, stream_id, expected, es_visible_version(&st));
 
 	erase_in_stream(tenant, stream_id, keys, (Datum) 0, NULL, NULL, &positions, &res);
 	sweep_copies_of_stream(tenant, stream_id, keys);

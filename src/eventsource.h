@@ -77,7 +77,8 @@ extern void es_define_gucs(bool preloading);
 #define ES_LWLOCK_TRANCHE			"eventsource"
 #define ES_LWLOCK_HORIZON			0	/* reservations, per-database state */
 #define ES_LWLOCK_WORKERS			1	/* subscription worker slots */
-#define ES_NUM_LWLOCKS				2
+#define ES_LWLOCK_TENANT_STATS		2	/* per-tenant stats table (tenant_stats.c) */
+#define ES_NUM_LWLOCKS				3
 extern LWLock *es_lwlock(int which);
 extern bool es_shmem_available(void);
 extern void es_require_shmem(const char *what);
@@ -183,11 +184,20 @@ typedef enum EsStatKind
 	ES_STAT_STREAM_READS,
 	ES_STAT_GLOBAL_READS,
 	ES_STAT_EVENTS_READ,
-	ES_NUM_STATS
+	ES_STAT_STREAMS_CREATED,	/* per tenant only */
+	ES_NUM_TENANT_STATS
 } EsStatKind;
+#define ES_NUM_STATS	ES_STAT_STREAMS_CREATED /* the counters of store_stats */
 extern Size es_stats_shmem_size(void);
 extern void es_stats_shmem_init(void *area, bool found);
-extern void es_stats_count(EsStatKind kind, int64 n);
+extern void es_stats_count(text *tenant, EsStatKind kind, int64 n);
+
+/* tenant_stats.c: per-tenant store statistics */
+extern int	es_max_tenant_stats;
+extern Size es_tenant_stats_shmem_size(void);
+extern void es_tenant_stats_shmem_init(void *area, bool found);
+extern void es_tenant_stats_count(text *tenant, EsStatKind kind, int64 n);
+extern void es_tenant_stats_reset(void);
 
 /* stream.c: category, partition hash, lock hash */
 #define ES_STREAM_LOCK_FIELD4		0x4553	/* 'ES' in the advisory lock space */
@@ -199,7 +209,8 @@ extern int	es_stream_category(const char *data, int len);
 
 /* append.c: shared with the lifecycle operations */
 extern void es_lock_stream(text *tenant, text *stream_id);
-extern void es_check_expected_version(text *stream_id, int64 expected, int64 current);
+extern void es_check_expected_version(text *tenant, text *stream_id, int64 expected,
+									  int64 current);
 extern int64 es_append_system_event(text *tenant, text *stream_id, int64 version, const char *type,
 									Jsonb *data);
 

@@ -29,6 +29,7 @@
 
 int			es_snapshots_to_keep = 1;
 int			es_max_databases = 64;
+int			es_max_tenant_stats = 10000;
 int			es_max_workers = 4;
 int			es_drain_timeout_ms_guc = 10000;
 int			es_liveness_timeout_ms = 60000;
@@ -223,6 +224,14 @@ es_define_gucs(bool preloading)
 							"Each needs a small entry in shared memory for its safe horizon.",
 							&es_max_databases,
 							64, 1, 10000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventsource.max_tenant_stats",
+							"Number of (database, tenant) rows eventsource.tenant_stats can hold.",
+							"About 170 bytes of shared memory each; the counts of tenants beyond it go to the row (other) of their database.",
+							&es_max_tenant_stats,
+							10000, 1, 1000000,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 

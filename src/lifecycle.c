@@ -948,7 +948,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	es_owner_begin(&owner);
 	lock_and_read_state(tenant, stream_id, &st);
 	check_stream_present(stream_id, &st, hard);
-	es_check_expected_version(stream_id, expected, es_visible_version(&st));
+	es_check_expected_version(tenant, stream_id, expected, es_visible_version(&st));
 
 	es_json_object(&details);
 	es_json_bool(&details, "hard", hard);
@@ -1003,7 +1003,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 	lock_and_read_state(tenant, stream_id, &st);
 	check_stream_present(stream_id, &st, false);
 	visible = es_visible_version(&st);
-	es_check_expected_version(stream_id, expected, visible);
+	es_check_expected_version(tenant, stream_id, expected, visible);
 	if (before > visible)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

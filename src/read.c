@@ -154,8 +154,8 @@ es_read_stream(PG_FUNCTION_ARGS)
 	values[3] = PointerGetDatum(tenant);
 
 	es_spi_read(plan, values, NULL, srf_receiver(fcinfo), 0);
-	es_stats_count(ES_STAT_STREAM_READS, 1);
-	es_stats_count(ES_STAT_EVENTS_READ, (int64) SPI_processed);
+	es_stats_count(tenant, ES_STAT_STREAM_READS, 1);
+	es_stats_count(tenant, ES_STAT_EVENTS_READ, (int64) SPI_processed);
 
 	es_owner_end(&owner);
 	return (Datum) 0;
@@ -349,9 +349,9 @@ es_read_all(PG_FUNCTION_ARGS)
 		else
 			returned = read_all_hiding(fcinfo, plan, values, nulls, max_count, hiding);
 		PopActiveSnapshot();
-		es_stats_count(ES_STAT_EVENTS_READ, (int64) returned);
+		es_stats_count(tenant, ES_STAT_EVENTS_READ, (int64) returned);
 	}
-	es_stats_count(ES_STAT_GLOBAL_READS, 1);
+	es_stats_count(tenant, ES_STAT_GLOBAL_READS, 1);
 
 	es_owner_end(&owner);
 	return (Datum) 0;

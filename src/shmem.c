@@ -5,7 +5,8 @@
  *
  * The extension keeps these kinds of state in shared memory: the position
  * reservations behind the safe horizon (horizon.c), the slots of the
- * subscription workers (registry.c), the store statistics (stats.c) and
+ * subscription workers (registry.c), the store statistics (stats.c), the
+ * per-tenant statistics (tenant_stats.c, with an LWLock of the tranche) and
  * the queue of finished spans for the OTLP exporter (otlp_queue.c, which has
  * its own LWLock tranche) and the cleanup workers' entries (cleanup.c).  Each owner file exports
  * a size function and an init function; this file adds them up in the
@@ -39,6 +40,7 @@ static const EsShmemArea es_areas[] = {
 	{es_horizon_shmem_size, es_horizon_shmem_init},
 	{es_workers_shmem_size, es_workers_shmem_init},
 	{es_stats_shmem_size, es_stats_shmem_init},
+	{es_tenant_stats_shmem_size, es_tenant_stats_shmem_init},
 	{es_otlp_queue_shmem_size, es_otlp_queue_shmem_init},
 	{es_erasure_shmem_size, es_erasure_shmem_init},
 	{es_cleanup_shmem_size, es_cleanup_shmem_init},

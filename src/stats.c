@@ -140,13 +140,21 @@ my_entry(void)
 	return my_stats;
 }
 
+/*
+ * Count n of kind: in this database's entry (the counters of store_stats),
+ * and for "tenant", the tenant the call resolved (tenant_stats.c).
+ */
 void
-es_stats_count(EsStatKind kind, int64 n)
+es_stats_count(text *tenant, EsStatKind kind, int64 n)
 {
-	EsStoreStats *e = my_entry();
+	if (kind < ES_NUM_STATS)
+	{
+		EsStoreStats *e = my_entry();
 
-	if (e != NULL)
-		pg_atomic_fetch_add_u64(&e->counters[kind], (uint64) n);
+		if (e != NULL)
+			pg_atomic_fetch_add_u64(&e->counters[kind], (uint64) n);
+	}
+	es_tenant_stats_count(tenant, kind, n);
 }
 
 PG_FUNCTION_INFO_V1(es_store_stats);
@@ -178,7 +186,10 @@ es_store_stats(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(es_stat_reset);
 
-/* stat_reset() RETURNS void: this database's counters start over */
+/*
+ * stat_reset() RETURNS void: this database's counters start over, and so do
+ * its tenants' rows (es_tenant_stats_reset).
+ */
 Datum
 es_stat_reset(PG_FUNCTION_ARGS)
 {
@@ -192,5 +203,6 @@ es_stat_reset(PG_FUNCTION_ARGS)
 			pg_atomic_write_u64(&e->counters[c], 0);
 		e->reset_at = GetCurrentTimestamp();
 	}
+	es_tenant_stats_reset();
 	PG_RETURN_VOID();
 }

@@ -18,6 +18,8 @@
 #   bench_require      die unless run as root with a postgres user, pgbench
 #                      and an installed eventsource.so in $PGBIN; sets SO
 #                      (the library's path) and SO_MD5 (its checksum's start)
+#   PAYLOAD            the ~200-byte event data every runner appends
+#   events_array N     a jsonb array of N events with that data
 #   bench_load FROM TO ARGS
 #                      fill the log from FROM to TO events with
 #                      CALL bench.load(first_batch, last_batch, ARGS) (batches
@@ -32,6 +34,17 @@
 BENCH_NAME=$(basename "$0")
 PGBIN=${PGBIN:-$ES_PG_BIN}
 QUICK=${BENCH_QUICK:-0}
+
+PAYLOAD='{"customer_id": "Customer-004711", "total": 149.97, "currency": "EUR", "items": [{"sku": "SKU-10001", "qty": 2, "price": 49.99}, {"sku": "SKU-20002", "qty": 1, "price": 49.99}], "channel": "web"}'
+
+events_array() { # N -> a jsonb array of N events with the payload
+	local i out="["
+	for ((i = 1; i <= $1; i++)); do
+		[ "$i" -gt 1 ] && out+=", "
+		out+="{\"type\": \"OrderItemAdded\", \"data\": $PAYLOAD}"
+	done
+	printf '%s]' "$out"
+}
 
 say() { printf '%s\n' "$*" >&2; }
 die() { es_die "$BENCH_NAME: $*"; }

@@ -3,7 +3,12 @@
 # run_scale.sh (sourced after cluster.sh).  The caller defines PGBIN, CONN,
 # HERE, SLICE (seconds per slice), ROUNDS, STREAMS, say(), psql_q(), and
 # FAILED=0 plus the associative arrays TPS, RATIO and SPREAD that pair()
-# fills in.
+# fills in.  Optionally the arrays PAIR_EXT_ARGS and PAIR_BASE_ARGS: pgbench
+# arguments of one side only (e.g. -U ROLE, or a -D that overrides the
+# pair's), set around a pair() call.
+
+PAIR_EXT_ARGS=()
+PAIR_BASE_ARGS=()
 
 seq_last() { psql_q -d bench -c "SELECT last_value FROM $1"; }
 
@@ -48,11 +53,11 @@ pair() {
 	psql_q -d bench -c "CHECKPOINT"
 	for ((r = 1; r <= ROUNDS; r++)); do
 		if ((r % 2)); then
-			e=$(slice "$ext" "$clients" "$sync" "$per_call" "$seq_ext" "$@") &&
-				b=$(slice "$base" "$clients" "$sync" "$per_call" "$seq_base" "$@") || break
+			e=$(slice "$ext" "$clients" "$sync" "$per_call" "$seq_ext" "$@" "${PAIR_EXT_ARGS[@]}") &&
+				b=$(slice "$base" "$clients" "$sync" "$per_call" "$seq_base" "$@" "${PAIR_BASE_ARGS[@]}") || break
 		else
-			b=$(slice "$base" "$clients" "$sync" "$per_call" "$seq_base" "$@") &&
-				e=$(slice "$ext" "$clients" "$sync" "$per_call" "$seq_ext" "$@") || break
+			b=$(slice "$base" "$clients" "$sync" "$per_call" "$seq_base" "$@" "${PAIR_BASE_ARGS[@]}") &&
+				e=$(slice "$ext" "$clients" "$sync" "$per_call" "$seq_ext" "$@" "${PAIR_EXT_ARGS[@]}") || break
 		fi
 		say "   round $r: eventsource $e, baseline $b calls/s"
 		exts+=("$e")

@@ -65,17 +65,8 @@ CONN=(-h "$WORK" -p "$PORT" -U postgres)
 psql_q() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 # ---------------------------------------------------------------------------
-# Data: one ~200-byte event payload, the batch arrays, the read streams
+# Data: the batch arrays (of lib.sh's PAYLOAD), the read streams
 # ---------------------------------------------------------------------------
-PAYLOAD='{"customer_id": "Customer-004711", "total": 149.97, "currency": "EUR", "items": [{"sku": "SKU-10001", "qty": 2, "price": 49.99}, {"sku": "SKU-20002", "qty": 1, "price": 49.99}], "channel": "web"}'
-events_array() { # N -> a jsonb array of N events with the payload
-	local i out="["
-	for ((i = 1; i <= $1; i++)); do
-		[ "$i" -gt 1 ] && out+=", "
-		out+="{\"type\": \"OrderItemAdded\", \"data\": $PAYLOAD}"
-	done
-	printf '%s]' "$out"
-}
 EVENTS10=$(events_array 10)
 EVENTS100=$(events_array 100)
 
@@ -142,10 +133,10 @@ check_count() { # expected sql
 }
 check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1')"
 check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-1000')"
-check_count 100 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE tenant_id = 'default' AND stream_id = 'Read-1' ORDER BY stream_version LIMIT 1000) s"
+check_count 100 "SELECT count(*) FROM (SELECT * FROM bench.plain_events WHERE stream_id = 'Read-1' ORDER BY stream_version LIMIT 1000) s"
 check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMIN - 1, 1000)"
 check_count 1000 "SELECT count(*) FROM eventsource.read_all($PMAX - 1000, 1000)"
-check_count 1000 "SELECT count(*) FROM (SELECT * FROM eventsource.events WHERE global_position > $PMAX - 1000 ORDER BY global_position LIMIT 1000) s"
+check_count 1000 "SELECT count(*) FROM (SELECT * FROM bench.plain_events WHERE global_position > $PMAX - 1000 ORDER BY global_position LIMIT 1000) s"
 
 # ---------------------------------------------------------------------------
 # Measurements
@@ -164,7 +155,7 @@ T0=$SECONDS
 
 # reads first, on the freshly populated and vacuumed table
 for c in $READ_CLIENTS; do
-	pair "rs_$c" read_stream.sql read_stream_base.sql "$c" on 100 - -
+	pair "rs_$c" read_stream.sql read_stream_base.sql "$c" on 100 - - -D read_streams=1000
 	pair "ra_$c" read_all.sql read_all_base.sql "$c" on 1000 - - -D pmin="$PMIN" -D pmax="$PMAX"
 done
 
@@ -253,18 +244,17 @@ row() { # label clients sync events_per_call pair_key target
 	echo "the per-round ratios eventsource/baseline (each round runs both sides back to back, so a slow spell of the machine"
 	echo "hits both); 'per round': their range (wide = noisy machine). 'met': target met in THIS run; it never fails the run."
 	echo "Baselines (same run, same server, same payload, plain SQL, no extension code):"
-	echo "  1  INSERT ... VALUES of the same row into bench.plain_events (same columns and indexes as eventsource.events,"
+	echo "  1  INSERT ... VALUES of the same row into bench.plain_events (the columns and indexes eventsource.events had in 1.0,"
 	echo "     no trigger): nextval() of a CACHE 1 sequence, stream_version = (SELECT coalesce(max(stream_version),0)+1"
 	echo "     ...) (the same PK probe append() makes), a time-ordered uuid, now(). It takes no stream lock and keeps no"
 	echo "     horizon: it relies on the PK to catch a race, which is why clients use disjoint streams (on both sides)."
 	echo "     append_event also locks the stream, reserves its positions in shared memory and runs the guard trigger."
 	echo "  2  one INSERT ... SELECT ... FROM jsonb_array_elements(<the same jsonb array>) WITH ORDINALITY: one statement"
 	echo "     inserting the same 10/100 rows, one version probe, consecutive versions."
-	echo "  3  SELECT * FROM eventsource.events WHERE tenant_id = 'default' AND stream_id = \$1 ORDER BY stream_version"
-	echo "     LIMIT 1000 (same table; the tenant named as read_stream() names it)."
-	echo "  4  SELECT * FROM eventsource.events WHERE tenant_id = 'default' AND global_position > \$1 ORDER BY"
-	echo "     global_position LIMIT 1000"
-	echo "     (same table; read_all also computes the safe horizon and reads with a fresh snapshot)."
+	echo "  3  SELECT * FROM bench.plain_events WHERE stream_id = \$1 ORDER BY stream_version LIMIT 1000 (the plain table,"
+	echo "     a copy of the same rows keyed as eventsource.events was before tenancy)."
+	echo "  4  SELECT * FROM bench.plain_events WHERE global_position > \$1 ORDER BY global_position LIMIT 1000"
+	echo "     (the same copy; read_all also computes the safe horizon and reads with a fresh snapshot)."
 	if [ "$FAILED" = 1 ]; then
 		echo "SOME MEASUREMENTS FAILED (ERR): see the pgbench output on stderr."
 	fi

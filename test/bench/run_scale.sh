@@ -62,7 +62,6 @@ max_worker_processes = 108"
 CONN=(-h "$WORK" -p "$PORT" -U postgres)
 psql_q() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
-PAYLOAD='{"customer_id": "Customer-004711", "total": 149.97, "currency": "EUR", "items": [{"sku": "SKU-10001", "qty": 2, "price": 49.99}, {"sku": "SKU-20002", "qty": 1, "price": 49.99}], "channel": "web"}'
 EVENTS100=$(psql_q -d postgres -v payload="$PAYLOAD" <<'SQL'
 SELECT jsonb_agg(jsonb_build_object('type', 'OrderItemAdded', 'data', :'payload'::jsonb))
   FROM generate_series(1, 100)
@@ -135,7 +134,9 @@ for size in $SIZES; do
 	# -- load up to $size: two loaders on disjoint batch ranges
 	say "== load: events $loaded -> $size through append(), batches of 100, 2 sessions"
 	LOADRATE[$size]=$(bench_load "$loaded" "$size" "$STREAMS")
-	psql_q -d bench -c "INSERT INTO bench.plain_events SELECT * FROM eventsource.events
+	psql_q -d bench -c "INSERT INTO bench.plain_events
+		SELECT global_position, stream_id, stream_version, event_id, event_type, data, metadata, recorded_at
+		  FROM eventsource.events
 		WHERE global_position > (SELECT coalesce(max(global_position), 0) FROM bench.plain_events)
 		  AND stream_id LIKE 'Order-%'"
 	loaded=$size

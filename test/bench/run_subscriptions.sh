@@ -77,7 +77,6 @@ sql() { psql_q -d bench -c "$1"; }
 # ---------------------------------------------------------------------------
 # Data: EVENTS events of ~200 bytes in 1,000 streams
 # ---------------------------------------------------------------------------
-PAYLOAD='{"customer_id": "Customer-004711", "total": 149.97, "currency": "EUR", "items": [{"sku": "SKU-10001", "qty": 2, "price": 49.99}, {"sku": "SKU-20002", "qty": 1, "price": 49.99}], "channel": "web"}'
 
 say "== setup: extension, read model, handlers; $EVENTS events in $STREAMS streams"
 psql_q -d postgres -c "CREATE DATABASE bench"

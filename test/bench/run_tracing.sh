@@ -115,7 +115,6 @@ CONN=(-h "$WORK" -p "$PORT" -U postgres)
 psql_q() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 sql() { psql_q -d bench -c "$1"; }
 
-PAYLOAD='{"customer_id": "Customer-004711", "total": 149.97, "currency": "EUR", "items": [{"sku": "SKU-10001", "qty": 2, "price": 49.99}, {"sku": "SKU-20002", "qty": 1, "price": 49.99}], "channel": "web"}'
 TRACEPARENT='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 
 say "== setup: $EVENTS events in $STREAMS streams, each with a traceparent"

@@ -22,6 +22,7 @@ SELECT plan(
             WHERE pronamespace = 'eventsource'::regnamespace)
     + 3                                              -- the eraser's role, EXECUTE, what it did
     + 3 + 2                                          -- retention and cleanup views
+    + 2                                              -- tenant_stats view
     + 28                                             -- subscription ownership
     + 14                                             -- error text visibility
 );
@@ -77,10 +78,11 @@ GRANT EXECUTE ON FUNCTION
     eventsource.subscription_status_rows(),
     eventsource.store_stats_row(),
     eventsource.horizon_blocker_rows(),
-    eventsource.tracing_stats()
+    eventsource.tracing_stats(),
+    eventsource.tenant_stats_rows()
     TO es_operator;
 GRANT SELECT ON eventsource.subscription_status, eventsource.store_stats,
-    eventsource.horizon_blockers, eventsource.tracing TO es_operator;
+    eventsource.horizon_blockers, eventsource.tracing, eventsource.tenant_stats TO es_operator;
 -- operator: stream lifecycle (delete, tombstone, truncate)
 GRANT EXECUTE ON FUNCTION
     eventsource.delete_stream(text, bigint, boolean),
@@ -245,7 +247,9 @@ INSERT INTO matrix VALUES
     (45, 'eventsource.bind_role_to_tenant(regrole,text)',
         $$SELECT eventsource.bind_role_to_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true),
     (46, 'eventsource.unbind_role_from_tenant(regrole,text)',
-        $$SELECT eventsource.unbind_role_from_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true);
+        $$SELECT eventsource.unbind_role_from_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true),
+    (47, 'eventsource.tenant_stats_rows()',
+        $$SELECT count(*) FROM eventsource.tenant_stats_rows()$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator, es_eraser;
 
 -- the matrix names every function of the schema, once
@@ -370,6 +374,8 @@ SELECT throws_ok('SELECT count(*) FROM eventsource.streams', '42501', NULL,
     'es_reader: SELECT on the streams view refused');
 SELECT throws_ok('SELECT count(*) FROM eventsource.store_stats', '42501', NULL,
     'es_reader: SELECT on store_stats refused');
+SELECT throws_ok('SELECT count(*) FROM eventsource.tenant_stats', '42501', NULL,
+    'es_reader: SELECT on tenant_stats refused');
 SELECT throws_ok('SELECT count(*) FROM eventsource.visible_events', '42501', NULL,
     'es_reader: SELECT on visible_events refused');
 RESET ROLE;
@@ -382,6 +388,8 @@ SELECT throws_ok('SELECT count(*) FROM eventsource.streams', '42501', NULL,
     'es_operator: SELECT on the streams view refused');
 SELECT lives_ok('SELECT count(*) FROM eventsource.horizon_blockers',
     'es_operator: SELECT on horizon_blockers works');
+SELECT lives_ok('SELECT count(*) FROM eventsource.tenant_stats',
+    'es_operator: SELECT on tenant_stats works');
 SELECT throws_ok('SELECT count(*) FROM eventsource.visible_events', '42501', NULL,
     'es_operator: SELECT on visible_events refused');
 SELECT lives_ok('SELECT count(*) FROM eventsource.retention',

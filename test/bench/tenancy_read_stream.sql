@@ -1,0 +1,10 @@
+-- eventsource.read_stream of a random 100-event stream "Read-<n>" of a random
+-- tenant, among its :tenant_streams (see tenancy_append_event.sql).
+\set t random(:tenant_min, :tenants)
+\set n random(1, :tenant_streams)
+\startpipeline
+BEGIN;
+SELECT set_config('eventsource.tenant', CASE WHEN :t = 0 THEN 'default' ELSE 'tenant-' || :t END, true);
+SELECT * FROM eventsource.read_stream('Read-' || :n);
+COMMIT;
+\endpipeline
