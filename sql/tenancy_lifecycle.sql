@@ -191,7 +191,7 @@ SELECT tenant_id, scope, name FROM eventsource.stream_retention WHERE name LIKE 
 SELECT eventsource.create_tenant('lc_gone') AS created;
 BEGIN;
 SET LOCAL eventsource.tenant = 'lc_gone';
-SELECT eventsource.append(s, 0, '[{"type": "A", "data": {"name": "x"}}, {"type": "B", "data": {"name": "y"}}]')
+SELECT (eventsource.append(s, 0, '[{"type": "A", "data": {"name": "x"}}, {"type": "B", "data": {"name": "y"}}]')).stream_version
   FROM unnest('{Lc-1,Lc-9}'::text[]) s;
 SELECT eventsource.delete_stream('Lc-9', 2, hard => true) > 0 AS tombstoned_before;
 COMMIT;
