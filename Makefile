@@ -74,13 +74,15 @@ endif
 #
 # pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing lifecycle erasure retention tenancy tenant_stats
+	monitoring_lag subscription_rules tracing lifecycle erasure retention tenancy tenant_stats \
+	tenancy_lifecycle
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \
 	horizon_unrelated idempotent_retry lifecycle_append_race lifecycle_reader \
 	lifecycle_snapshot_race lifecycle_repeatable_read \
-	erasure_snapshot_race erasure_append_race erasure_snapshot_locks tenant_append
+	erasure_snapshot_race erasure_append_race erasure_snapshot_locks tenant_append \
+	tenant_lifecycle
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
 
 ifeq ($(ES_TEMP_INSTANCE),1)

@@ -664,3 +664,82 @@ COMMENT ON VIEW eventsource.tenant_stats IS
 -- like every monitoring object: not for PUBLIC (see README, privileges)
 REVOKE ALL ON FUNCTION eventsource.tenant_stats_rows() FROM PUBLIC;
 REVOKE ALL ON eventsource.tenant_stats FROM PUBLIC;
+
+-- ==== issue 15: tenancy (lifecycle) ====
+-- The lifecycle state is per (tenant, stream) (docs/tenancy.md section 6,
+-- docs/lifecycle.md): stream_lifecycle and stream_retention gain tenant_id,
+-- first in their keys, the hiding view's probe matches the tenant, and the
+-- lifecycle, erasure and retention functions act in the caller's current
+-- tenant (src/lifecycle.c, erasure.c, retention.c).  The cleanup worker and
+-- the retention pass serve every tenant, each action one (tenant, stream).
+-- Existing rows are tenant 'default' (every 1.0 and pre-tenancy stream is).
+-- Locks and cost: ADD COLUMN with a constant default (no rewrite) and the
+-- key rebuilds hold ACCESS EXCLUSIVE on the two tables, one row per touched
+-- stream or rule; nothing on eventsource.events.  No foreign key to
+-- tenants, as on events (the functions write a validated tenant only).
+ALTER TABLE eventsource.stream_lifecycle
+    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+ALTER TABLE eventsource.stream_lifecycle
+    DROP CONSTRAINT stream_lifecycle_pkey,
+    ADD CONSTRAINT stream_lifecycle_pkey PRIMARY KEY (tenant_id, stream_id);
+ALTER TABLE eventsource.stream_retention
+    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+ALTER TABLE eventsource.stream_retention
+    DROP CONSTRAINT stream_retention_pkey,
+    ADD CONSTRAINT stream_retention_pkey PRIMARY KEY (tenant_id, scope, name);
+
+-- Row-level security as on events: a role other than the owner reads (and,
+-- were the guards not there, would write) only its current tenant's rows.
+ALTER TABLE eventsource.stream_lifecycle ENABLE ROW LEVEL SECURITY;
+CREATE POLICY stream_lifecycle_tenant ON eventsource.stream_lifecycle
+    USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
+ALTER TABLE eventsource.stream_retention ENABLE ROW LEVEL SECURITY;
+CREATE POLICY stream_retention_tenant ON eventsource.stream_retention
+    USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
+
+-- The hiding view (replacing the foundation's definition): an event's
+-- lifecycle row is its tenant's row of its stream.  Still one probe of
+-- stream_lifecycle's primary key per event that reaches the third test.
+CREATE OR REPLACE VIEW eventsource.visible_events AS
+    SELECT e.*
+      FROM eventsource.events e
+     WHERE e.global_position OPERATOR(pg_catalog.>)
+               (SELECT COALESCE(pg_catalog.max(l.last_position), 0)
+                  FROM eventsource.stream_lifecycle l)
+        OR e.stream_version OPERATOR(pg_catalog.<) 1
+        OR NOT EXISTS
+               (SELECT FROM eventsource.stream_lifecycle l
+                 WHERE l.tenant_id OPERATOR(pg_catalog.=) e.tenant_id
+                   AND l.stream_id OPERATOR(pg_catalog.=) e.stream_id
+                   AND e.stream_version OPERATOR(pg_catalog.<=) l.hidden_through);
+
+-- The views a lifecycle operator reads: the current tenant's rows, as the
+-- streams view does (they run with their owner's rights, past row-level
+-- security, so the predicate is explicit; current_tenant() in it runs as
+-- the querying role, once per query as a scalar subquery).  Security
+-- barriers, as streams: a reader's own condition never runs on another
+-- tenant's rows.  tenant_id is appended (CREATE OR REPLACE VIEW may only
+-- add columns at the end).
+CREATE OR REPLACE VIEW eventsource.retention WITH (security_barrier = true) AS
+    SELECT r.scope, r.name, r.max_age, r.max_count, r.updated_at, r.tenant_id
+      FROM eventsource.stream_retention r
+     WHERE r.tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant());
+CREATE OR REPLACE VIEW eventsource.stream_cleanup WITH (security_barrier = true) AS
+    SELECT l.stream_id, l.hidden_through, l.cleaned_through,
+           l.hidden_through - l.cleaned_through AS pending_versions,
+           l.tombstoned, l.updated_at AS hidden_at, l.cleaned_at, l.tenant_id
+      FROM eventsource.stream_lifecycle l
+     WHERE l.tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant());
+-- The worker's figures are the database's (one worker serves every
+-- tenant); what is pending is the current tenant's.
+CREATE OR REPLACE VIEW eventsource.cleanup_status WITH (security_barrier = true) AS
+    SELECT w.*, p.streams_pending, p.versions_pending
+      FROM eventsource.cleanup_worker() w,
+           (SELECT pg_catalog.count(*) AS streams_pending,
+                   COALESCE(pg_catalog.sum(l.hidden_through - l.cleaned_through), 0)::bigint
+                       AS versions_pending
+              FROM eventsource.stream_lifecycle l
+             WHERE l.cleaned_through OPERATOR(pg_catalog.<) l.hidden_through
+               AND l.tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())) p;

@@ -205,12 +205,6 @@ SELECT t.try($$UPDATE eventsource.checkpoints SET position = 99$$) AS update_own
 SELECT tenant_id, name, position FROM eventsource.checkpoints ORDER BY name;
 ROLLBACK;
 
--- the lifecycle functions act on the default tenant only in this build
-BEGIN;
-SET LOCAL eventsource.tenant = 'acme';
-SELECT t.try($$SELECT eventsource.delete_stream('Tn-1', -1)$$) AS delete_in_acme;
-ROLLBACK;
-
 -- ---------------------------------------------------------------------------
 -- clean up (the tenants stay: they cannot be removed)
 -- ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@
 #include "utils/memutils.h"
 
 #include "schema.h"
+#include "tenant.h"
 #include "subscription.h"
 #include "trace.h"
 #include "worker.h"
@@ -67,6 +68,28 @@ static Datum
 event_column(EsEventRef *ev, int attno, bool *isnull)
 {
 	return heap_getattr(ev->tuple, attno, es_cfg.events_desc, isnull);
+}
+
+/*
+ * The tenant of the event being recorded: the column the 1.1 SQL appends
+ * after the frozen 1.0 columns (tenant_id), or the default tenant on the
+ * 1.0 SQL, whose rows are all the default tenant's.
+ */
+static text *
+event_tenant(EsEventRef *ev)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (es_cfg.events_desc->natts > Natts_es_events &&
+		strcmp(NameStr(TupleDescAttr(es_cfg.events_desc, Natts_es_events)->attname),
+			   "tenant_id") == 0)
+	{
+		d = event_column(ev, Natts_es_events + 1, &isnull);
+		if (!isnull)
+			return DatumGetTextPP(d);
+	}
+	return cstring_to_text(ES_DEFAULT_TENANT);
 }
 
 /* What check_event_copy() found about an event the worker is to copy */
@@ -108,8 +131,9 @@ recheck_event(EsEventRef *ev, void *arg)
 	Datum		old_meta;
 
 	*result = ES_COPY_UNKNOWN;
-	if (!es_erasure_lock_for_copy(DatumGetTextPP(event_column(ev, Anum_es_events_stream_id,
-															   &isnull))))
+	if (!es_erasure_lock_for_copy(event_tenant(ev),
+								  DatumGetTextPP(event_column(ev, Anum_es_events_stream_id,
+															  &isnull))))
 		return;
 	if (recheck_plan == NULL)
 	{

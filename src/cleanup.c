@@ -23,6 +23,11 @@
  * The guard trigger (guard.c) lets the DELETE through only for this file's
  * own statement (es_exec_guarded(), guard.c).
  *
+ * The worker serves every tenant of its database (it runs as the owner,
+ * past row-level security), but each action is one (tenant, stream): the
+ * lifecycle row it picks names both, and its DELETE, its snapshot removal
+ * and its progress match both.
+ *
  * Every eventsource.cleanup_naptime the worker also runs a retention pass
  * (retention.c), which turns the max age / max count rules into
  * truncations; their rows are then cleaned like any other hidden rows.
@@ -461,21 +466,22 @@ static SPIPlanPtr mark_plan = NULL;
 static SPIPlanPtr snapshots_plan = NULL;
 
 /*
- * Remove versions from + 1 .. to of a stream (all hidden), its snapshots
+ * Remove versions from + 1 .. to of a stream of a tenant (all hidden), its snapshots
  * up to "to", and record cleaned_through = to.  Caller is cleanup_batch(),
  * inside the batch's transaction, holding the stream's lifecycle row lock.
  * Returns the rows removed.
  */
 static int64
-clean_range(text *stream_id, int64 from, int64 to)
+clean_range(text *tenant, text *stream_id, int64 from, int64 to)
 {
-	Datum		values[3];
+	Datum		values[4];
 	int64		removed;
 	int			rc;
 
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(from);
 	values[2] = Int64GetDatum(to);
+	values[3] = PointerGetDatum(tenant);
 
 	/* the guard lets exactly this statement delete from the log */
 	removed = (int64) es_exec_guarded(ES_GUARDED_CLEANUP_DELETE, delete_plan, values, NULL,
@@ -512,6 +518,7 @@ cleanup_batch(bool *more, bool *ready)
 	int64		removed = 0;
 	int			nstreams;
 	text	  **ids;
+	text	  **tenants;
 	int64	   *cleaned;
 	int64	   *hidden;
 	int			rc;
@@ -527,7 +534,7 @@ cleanup_batch(bool *more, bool *ready)
 	pgstat_report_activity(STATE_RUNNING, "eventsource cleanup: removing hidden events");
 	if (mark_plan == NULL)
 	{
-		Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
+		Oid			types[4] = {TEXTOID, INT8OID, INT8OID, TEXTOID};
 		Oid			limit_type[1] = {INT4OID};
 
 		/*
@@ -536,26 +543,30 @@ cleanup_batch(bool *more, bool *ready)
 		 * batch; SKIP LOCKED: a row locked by an operation in progress is
 		 * taken on a later round.
 		 */
-		pick_plan = es_prepare("SELECT l.stream_id, l.cleaned_through, l.hidden_through"
+		pick_plan = es_prepare("SELECT l.stream_id, l.cleaned_through, l.hidden_through,"
+							   " l.tenant_id"
 							   " FROM eventsource.stream_lifecycle l"
 							   " WHERE l.cleaned_through OPERATOR(pg_catalog.<) l.hidden_through"
 							   " ORDER BY l.last_position LIMIT $1"
 							   " FOR UPDATE OF l SKIP LOCKED", 1, limit_type);
 		delete_plan = es_prepare("DELETE FROM eventsource.events e"
-								 " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+								 " WHERE e.tenant_id OPERATOR(pg_catalog.=) $4"
+								 " AND e.stream_id OPERATOR(pg_catalog.=) $1"
 								 " AND e.stream_version OPERATOR(pg_catalog.>) $2"
 								 " AND e.stream_version OPERATOR(pg_catalog.<=) $3",
-								 3, types);
+								 4, types);
 		snapshots_plan = es_prepare("DELETE FROM eventsource.snapshots"
-									" WHERE stream_id OPERATOR(pg_catalog.=) $1"
+									" WHERE tenant_id OPERATOR(pg_catalog.=) $4"
+									" AND stream_id OPERATOR(pg_catalog.=) $1"
 									" AND stream_version OPERATOR(pg_catalog.<=) $3",
-									3, types);
+									4, types);
 		/* both or none of the others: this one marks them ready */
 		mark_plan = es_prepare("UPDATE eventsource.stream_lifecycle"
 							   " SET cleaned_through = $3, cleaned_at = pg_catalog.now()"
-							   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+							   " WHERE tenant_id OPERATOR(pg_catalog.=) $4"
+							   " AND stream_id OPERATOR(pg_catalog.=) $1"
 							   " AND cleaned_through OPERATOR(pg_catalog.=) $2",
-							   3, types);
+							   4, types);
 	}
 	limit = Int32GetDatum(Min(es_cleanup_batch_size, ES_CLEANUP_MAX_STREAMS_PER_BATCH));
 	rc = SPI_execute_plan(pick_plan, &limit, NULL, false, 0);
@@ -564,6 +575,7 @@ cleanup_batch(bool *more, bool *ready)
 			 SPI_result_code_string(rc));
 	nstreams = (int) SPI_processed;
 	ids = palloc(sizeof(text *) * Max(nstreams, 1));
+	tenants = palloc(sizeof(text *) * Max(nstreams, 1));
 	cleaned = palloc(sizeof(int64) * Max(nstreams, 1));
 	hidden = palloc(sizeof(int64) * Max(nstreams, 1));
 	for (int i = 0; i < nstreams; i++)
@@ -573,6 +585,7 @@ cleanup_batch(bool *more, bool *ready)
 		bool		isnull;
 
 		ids[i] = DatumGetTextPCopy(SPI_getbinval(tup, desc, 1, &isnull));
+		tenants[i] = DatumGetTextPCopy(SPI_getbinval(tup, desc, 4, &isnull));
 		cleaned[i] = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		hidden[i] = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 	}
@@ -581,7 +594,7 @@ cleanup_batch(bool *more, bool *ready)
 	{
 		int64		to = (hidden[i] - cleaned[i] > budget) ? cleaned[i] + budget : hidden[i];
 
-		removed += clean_range(ids[i], cleaned[i], to);
+		removed += clean_range(tenants[i], ids[i], cleaned[i], to);
 		budget -= to - cleaned[i];
 	}
 	end_step(&owner);

@@ -110,7 +110,6 @@
 static SPIPlanPtr erase_stream_plan = NULL;
 static SPIPlanPtr erase_versions_plan = NULL;
 static SPIPlanPtr candidates_plan = NULL;
-static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr drop_snapshots_plan = NULL;
 static SPIPlanPtr copies_plans[3] = {NULL, NULL, NULL};
 static SPIPlanPtr erasures_plan = NULL;
@@ -212,14 +211,15 @@ erasure_xact_callback(XactEvent event, void *arg)
 /*
  * The stream's erasure lock, until the end of the transaction: exclusive for
  * an erasure (taken after the stream's append lock, es_lock_stream), share
- * for save_snapshot().  Same key as the append lock, another field4.
+ * for save_snapshot().  Same key as the append lock (the tenant and the
+ * stream id: the same stream id in two tenants are two locks), another
+ * field4.
  */
 static LockAcquireResult
-lock_erasure_ext(text *stream_id, LOCKMODE mode, bool dont_wait)
+lock_erasure_ext(text *tenant, text *stream_id, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
-	uint64		h = es_hash_stream_id(VARDATA_ANY(stream_id),
-									  VARSIZE_ANY_EXHDR(stream_id));
+	uint64		h = es_hash_tenant_stream(tenant, stream_id);
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 ES_ERASURE_LOCK_FIELD4);
@@ -227,9 +227,9 @@ lock_erasure_ext(text *stream_id, LOCKMODE mode, bool dont_wait)
 }
 
 static void
-lock_erasure(text *stream_id, LOCKMODE mode)
+lock_erasure(text *tenant, text *stream_id, LOCKMODE mode)
 {
-	(void) lock_erasure_ext(stream_id, mode, false);
+	(void) lock_erasure_ext(tenant, stream_id, mode, false);
 }
 
 /*
@@ -245,9 +245,9 @@ lock_erasure(text *stream_id, LOCKMODE mode)
  * the batch may want), it treats the event as possibly erased.
  */
 bool
-es_erasure_lock_for_copy(text *stream_id)
+es_erasure_lock_for_copy(text *tenant, text *stream_id)
 {
-	return lock_erasure_ext(stream_id, ShareLock, true) != LOCKACQUIRE_NOT_AVAIL;
+	return lock_erasure_ext(tenant, stream_id, ShareLock, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 /* This transaction erases: publish its commit (see above). */
@@ -317,7 +317,7 @@ static void
 erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text *key, text *value,
 				ErasedPositions *positions, EraseResult *res)
 {
-	Datum		values[5];
+	Datum		values[6];
 	SPIPlanPtr	plan;
 	uint64		n;
 	int64	   *erased_versions;
@@ -327,32 +327,36 @@ erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text 
 	memset(res, 0, sizeof(EraseResult));
 	if (erase_versions_plan == NULL)
 	{
-		Oid			types[5] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, INT8ARRAYOID};
+		Oid			types[6] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, INT8ARRAYOID,
+		TEXTOID};
 
 		/* both or none: the second assignment marks them ready */
 		erase_stream_plan = es_prepare(
 									   "UPDATE eventsource.events e SET data = " ES_ERASED_JSON ","
 									   " metadata = " REDACTED_METADATA("e.metadata", "$2")
-									   " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+									   " WHERE e.tenant_id OPERATOR(pg_catalog.=) $6"
+									   " AND e.stream_id OPERATOR(pg_catalog.=) $1"
 									   " AND e.stream_version OPERATOR(pg_catalog.>=) 1"
 									   " AND" NOT_YET_ERASED
 									   " RETURNING e.global_position, e.stream_version",
-									   2, types);
+									   6, types);
 		erase_versions_plan = es_prepare(
 										 "UPDATE eventsource.events e SET data = " ES_ERASED_JSON ","
 										 " metadata = " REDACTED_METADATA("e.metadata", "$2")
-										 " WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+										 " WHERE e.tenant_id OPERATOR(pg_catalog.=) $6"
+										 " AND e.stream_id OPERATOR(pg_catalog.=) $1"
 										 " AND e.stream_version OPERATOR(pg_catalog.=) ANY ($5)"
 										 " AND" MATCHES_KEY
 										 " AND" NOT_YET_ERASED
 										 " RETURNING e.global_position, e.stream_version",
-										 5, types);
+										 6, types);
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = keys;
 	values[2] = key ? PointerGetDatum(key) : (Datum) 0;
 	values[3] = value ? PointerGetDatum(value) : (Datum) 0;
 	values[4] = versions;
+	values[5] = PointerGetDatum(tenant);
 	plan = versions ? erase_versions_plan : erase_stream_plan;
 
 	/* the guard on eventsource.events lets this one statement through */
@@ -405,35 +409,9 @@ erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text 
 		es_json_nested(&details, "versions", &v);
 		es_json_string(&details, "by_metadata_key", text_to_cstring(key));
 	}
-	res->position = es_append_system_event(tenant, stream_id, -(int64) (st.operations + 1),
-										   ES_ERASED_TYPE,
-										   DatumGetJsonbP(es_json_jsonb(&details)));
-
-	if (record_plan == NULL)
-	{
-		Oid			types[4] = {TEXTOID, INT8OID, INT4OID, INT8OID};
-
-		/*
-		 * The operation counter and the newest operation's position; an
-		 * erasure never changes what is hidden, nor the tombstone.
-		 */
-		record_plan = es_prepare(
-								 "INSERT INTO eventsource.stream_lifecycle AS l (stream_id,"
-								 " hidden_through, last_version, tombstoned, operations, last_position)"
-								 " VALUES ($1, 0, $2, false, $3, $4)"
-								 " ON CONFLICT (stream_id) DO UPDATE SET"
-								 " last_version = pg_catalog.int8larger(l.last_version, excluded.last_version),"
-								 " operations = excluded.operations,"
-								 " last_position = excluded.last_position,"
-								 " updated_at = pg_catalog.now()",
-								 4, types);
-	}
-	values[0] = PointerGetDatum(stream_id);
-	values[1] = Int64GetDatum(st.last_version);
-	values[2] = Int32GetDatum(st.operations + 1);
-	values[3] = Int64GetDatum(res->position);
-	es_exec_guarded(ES_GUARDED_LIFECYCLE, record_plan, values, NULL, GetActiveSnapshot(),
-					SPI_OK_INSERT);
+	/* an erasure hides nothing and tombstones nothing */
+	res->position = es_record_operation(tenant, stream_id, &st, 0, false, ES_ERASED_TYPE,
+										DatumGetJsonbP(es_json_jsonb(&details)));
 }
 
 /*
@@ -441,19 +419,21 @@ erase_in_stream(text *tenant, text *stream_id, Datum keys, Datum versions, text 
  * snapshot summarises the erased data).  Caller as for erase_in_stream().
  */
 static void
-drop_snapshots(text *stream_id)
+drop_snapshots(text *tenant, text *stream_id)
 {
-	Datum		values[1];
+	Datum		values[2];
 
 	if (drop_snapshots_plan == NULL)
 	{
-		Oid			types[1] = {TEXTOID};
+		Oid			types[2] = {TEXTOID, TEXTOID};
 
 		drop_snapshots_plan = es_prepare("DELETE FROM eventsource.snapshots"
-										 " WHERE stream_id OPERATOR(pg_catalog.=) $1",
-										 1, types);
+										 " WHERE tenant_id OPERATOR(pg_catalog.=) $2"
+										 " AND stream_id OPERATOR(pg_catalog.=) $1",
+										 2, types);
 	}
 	values[0] = PointerGetDatum(stream_id);
+	values[1] = PointerGetDatum(tenant);
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 }
 
@@ -525,18 +505,26 @@ erase_copies(ErasedPositions *positions, Datum keys)
  * erase_copies().
  */
 static bool
-sweep_copies_of_stream(text *stream_id, Datum keys)
+sweep_copies_of_stream(text *tenant, text *stream_id, Datum keys)
 {
-	Datum		values[2];
+	Datum		values[3];
 	uint64		n;
 
 	if (sweep_plans[0] == NULL)
 	{
-		Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+		Oid			types[3] = {TEXTOID, TEXTARRAYOID, TEXTOID};
 
+		/*
+		 * Another tenant's stream of the same id keeps its copies: the
+		 * error texts are found by their event's position (unique across
+		 * tenants), the dead letters (which carry the stream id but no
+		 * tenant) by stream id unless their event is another tenant's -- a
+		 * dead letter whose event the cleanup has removed is redacted.
+		 */
 #define STREAM_POSITIONS \
 	" (SELECT e.global_position FROM eventsource.events e" \
-	"  WHERE e.stream_id OPERATOR(pg_catalog.=) $1" \
+	"  WHERE e.tenant_id OPERATOR(pg_catalog.=) $3" \
+	"  AND e.stream_id OPERATOR(pg_catalog.=) $1" \
 	"  AND e.stream_version OPERATOR(pg_catalog.>=) 1)"
 
 		sweep_plans[2] = es_prepare(
@@ -544,13 +532,13 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 									" SET error_message = " ES_ERASED_TEXT
 									" WHERE failed_position OPERATOR(pg_catalog.=) ANY" STREAM_POSITIONS
 									" AND error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
-									1, types);
+									3, types);
 		sweep_plans[1] = es_prepare(
 									"UPDATE eventsource.recent_errors"
 									" SET error_message = " ES_ERASED_TEXT
 									" WHERE global_position OPERATOR(pg_catalog.=) ANY" STREAM_POSITIONS
 									" AND error_message OPERATOR(pg_catalog.<>) " ES_ERASED_TEXT,
-									1, types);
+									3, types);
 		/* last: it marks the three ready */
 		sweep_plans[0] = es_prepare(
 									"UPDATE eventsource.dead_letters e SET data = " ES_ERASED_JSON ","
@@ -558,14 +546,18 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
 									" error_message = " ES_ERASED_TEXT
 									" WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
 									" AND e.stream_version OPERATOR(pg_catalog.>=) 1"
-									" AND" NOT_YET_ERASED,
-									2, types);
+									" AND" NOT_YET_ERASED
+									" AND NOT EXISTS (SELECT FROM eventsource.events x"
+									"  WHERE x.global_position OPERATOR(pg_catalog.=) e.global_position"
+									"  AND x.tenant_id OPERATOR(pg_catalog.<>) $3)",
+									3, types);
 #undef STREAM_POSITIONS
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = keys;
+	values[2] = PointerGetDatum(tenant);
 	n = exec_copy_updates(sweep_plans, 3, values);
-	drop_snapshots(stream_id);
+	drop_snapshots(tenant, stream_id);
 	if (n > 0)
 		note_erasure();
 	return n > 0;
@@ -586,14 +578,14 @@ sweep_copies_of_stream(text *stream_id, Datum keys)
  * whether anything changed.  Caller as for erase_copies().
  */
 static bool
-sweep_copies_of_erased(text *key, text *value)
+sweep_copies_of_erased(text *tenant, text *key, text *value)
 {
-	Datum		values[2];
+	Datum		values[3];
 	uint64		n;
 
 	if (subject_sweep_plans[0] == NULL)
 	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
+		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 
 		subject_sweep_plans[2] = es_prepare(
 											"UPDATE eventsource.subscription_partitions p"
@@ -620,13 +612,15 @@ sweep_copies_of_erased(text *key, text *value)
 											" WHERE d.metadata OPERATOR(pg_catalog.@>)"
 											"  pg_catalog.jsonb_build_object($1::pg_catalog.text, $2::pg_catalog.text)"
 											" AND e.global_position OPERATOR(pg_catalog.=) d.global_position"
+											" AND e.tenant_id OPERATOR(pg_catalog.=) $3"
 											" AND e.data OPERATOR(pg_catalog.=) " ES_ERASED_JSON
 											" AND (d.data OPERATOR(pg_catalog.<>) e.data"
 											"  OR d.metadata OPERATOR(pg_catalog.<>) e.metadata)",
-											2, types);
+											3, types);
 	}
 	values[0] = PointerGetDatum(key);
 	values[1] = PointerGetDatum(value);
+	values[2] = PointerGetDatum(tenant);
 	n = exec_copy_updates(subject_sweep_plans, 3, values);
 	if (n > 0)
 		note_erasure();
@@ -678,11 +672,11 @@ es_erase_stream(PG_FUNCTION_ARGS)
 	expected = es_lifecycle_arg_expected(fcinfo, 2);
 	es_require_writable("eventsource.erase_stream()");
 	es_require_sql_version("1.1", "eventsource.erase_stream()");
-	tenant = es_tenant_default_only("eventsource.erase_stream()");
+	tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 	es_lock_stream(tenant, stream_id);
-	lock_erasure(stream_id, ExclusiveLock);
+	lock_erasure(tenant, stream_id, ExclusiveLock);
 	PushActiveSnapshot(GetLatestSnapshot());
 	es_stream_state(tenant, stream_id, false, &st);
 	if (st.last_version == 0)
@@ -693,7 +687,7 @@ es_erase_stream(PG_FUNCTION_ARGS)
 	es_check_expected_version(tenant, stream_id, expected, es_visible_version(&st));
 
 	erase_in_stream(tenant, stream_id, keys, (Datum) 0, NULL, NULL, &positions, &res);
-	sweep_copies_of_stream(stream_id, keys);
+	sweep_copies_of_stream(tenant, stream_id, keys);
 	PopActiveSnapshot();
 	es_owner_end(&owner);
 
@@ -734,7 +728,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 	Datum		keys;
 	int32		max_events;
 	EsOwnerCall owner;
-	Datum		values[4];
+	Datum		values[5];
 	bool		nulls[3] = {false, false, false};
 	uint64		found;
 	SPITupleTable *cands;
@@ -767,28 +761,30 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 				 errmsg("max_events must be between 1 and %d", ES_MAX_EVENTS_PER_CALL)));
 	es_require_writable("eventsource.erase_by_metadata()");
 	es_require_sql_version("1.1", "eventsource.erase_by_metadata()");
-	tenant = es_tenant_default_only("eventsource.erase_by_metadata()");
+	tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 	if (candidates_plan == NULL)
 	{
-		Oid			types[4] = {INT4OID, TEXTARRAYOID, TEXTOID, TEXTOID};
+		Oid			types[5] = {INT4OID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
 
 		candidates_plan = es_prepare(
 									 "SELECT c.stream_id, pg_catalog.array_agg(c.stream_version)"
 									 " FROM (SELECT e.stream_id, e.stream_version"
 									 "  FROM eventsource.events e"
-									 "  WHERE" MATCHES_KEY
+									 "  WHERE e.tenant_id OPERATOR(pg_catalog.=) $5"
+									 "  AND" MATCHES_KEY
 									 "  AND e.stream_version OPERATOR(pg_catalog.>=) 1"
 									 "  AND" NOT_YET_ERASED
 									 "  ORDER BY e.global_position LIMIT $1) c"
 									 " GROUP BY c.stream_id ORDER BY c.stream_id",
-									 4, types);
+									 5, types);
 	}
 	values[0] = Int32GetDatum(max_events + 1);
 	values[1] = keys;
 	values[2] = PointerGetDatum(key);
 	values[3] = PointerGetDatum(value);
+	values[4] = PointerGetDatum(tenant);
 	es_spi_read_latest(candidates_plan, values, NULL, NULL, 0);
 	cands = SPI_tuptable;
 	found = 0;
@@ -830,7 +826,7 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 			if (n > 0)
 			{
 				es_lock_stream(tenant, ids[i]);
-				lock_erasure(ids[i], ExclusiveLock);
+				lock_erasure(tenant, ids[i], ExclusiveLock);
 			}
 		}
 
@@ -845,12 +841,12 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
 			erased += res.events;
 			if (res.events > 0)
 			{
-				drop_snapshots(ids[i]);
+				drop_snapshots(tenant, ids[i]);
 				streams++;
 			}
 		}
 		erase_copies(&positions, keys);
-		sweep_copies_of_erased(key, value);
+		sweep_copies_of_erased(tenant, key, value);
 		PopActiveSnapshot();
 	}
 	es_owner_end(&owner);
@@ -872,29 +868,31 @@ es_erase_by_metadata(PG_FUNCTION_ARGS)
  * which cannot erase.  Caller runs as the owner inside SPI.
  */
 void
-es_erasure_before_snapshot_save(text *stream_id)
+es_erasure_before_snapshot_save(text *tenant, text *stream_id)
 {
-	Datum		values[1];
+	Datum		values[2];
 	int64		before;
 	int64		now;
 	bool		isnull;
 
 	if (!es_lifecycle_installed())
 		return;
-	lock_erasure(stream_id, ShareLock);
+	lock_erasure(tenant, stream_id, ShareLock);
 	if (erasures_plan == NULL)
 	{
-		Oid			types[1] = {TEXTOID};
+		Oid			types[2] = {TEXTOID, TEXTOID};
 
 		/* the stream's system events: one index range of negative versions */
 		erasures_plan = es_prepare(
 								   "SELECT pg_catalog.count(*) FROM eventsource.events"
-								   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+								   " WHERE tenant_id OPERATOR(pg_catalog.=) $2"
+								   " AND stream_id OPERATOR(pg_catalog.=) $1"
 								   " AND stream_version OPERATOR(pg_catalog.<) 0"
 								   " AND event_type OPERATOR(pg_catalog.=) '" ES_ERASED_TYPE "'",
-								   1, types);
+								   2, types);
 	}
 	values[0] = PointerGetDatum(stream_id);
+	values[1] = PointerGetDatum(tenant);
 	es_spi_read(erasures_plan, values, NULL, NULL, 1);
 	before = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										 1, &isnull));

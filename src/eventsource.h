@@ -252,6 +252,9 @@ extern int64 es_stream_version(text *tenant, text *stream_id, bool latest);
 extern void es_check_not_tombstoned(text *stream_id, const EsStreamState *state);
 extern int64 es_lifecycle_arg_expected(FunctionCallInfo fcinfo, int argno);
 extern uint64 es_exec_with_active_snapshot(SPIPlanPtr plan, Datum *values, int expected);
+extern int64 es_record_operation(text *tenant, text *stream_id, const EsStreamState *st,
+								 int64 hidden_through, bool tombstone, const char *event_type,
+								 Jsonb *details);
 
 /* lifecycle.c: hiding the rows of a read of the table (read_all) */
 typedef struct EsHiding EsHiding;
@@ -261,11 +264,11 @@ extern uint64 es_hiding_resolve(EsHiding *hiding, const uint64 **rows,
 								uint64 *scanned, int64 *last_position);
 
 /* erasure.c: redaction of personal data in place */
-extern void es_erasure_before_snapshot_save(text *stream_id);
+extern void es_erasure_before_snapshot_save(text *tenant, text *stream_id);
 extern Size es_erasure_shmem_size(void);
 extern void es_erasure_shmem_init(void *area, bool found);
 extern TimestampTz es_erasure_committed_at(void);
-extern bool es_erasure_lock_for_copy(text *stream_id);
+extern bool es_erasure_lock_for_copy(text *tenant, text *stream_id);
 
 /* an erased event's error text, in every copy (the marker of its data) */
 #define ES_ERASED_ERROR_TEXT	"(erased)"

@@ -24,15 +24,21 @@
  * over several streams builds its query over "@EVENTS@", which
  * es_visible_plan() replaces by that view, or by the table on a database
  * still on the 1.0 SQL (where nothing can be hidden).  The per-stream
- * readers (read_stream, load) read the table above "@FLOOR@", the stream's
- * hidden_through, in the same statement: for the versions >= 1 of one
+ * readers (read_stream, load) read the table above "@FLOOR($n)@", the
+ * stream's hidden_through in its tenant, in the same statement: for the versions >= 1 of one
  * stream that is exactly the view's predicate, because every hidden event
  * is older than the operation that hid it (the operation holds the
  * stream's lock, which appends hold until they commit) and hidden_through
  * only moves up.  read_all() reads the table as well and decides the view's
  * predicate here, with one lookup of the page's streams ("Hiding a page of
- * the log" below).  A change to the view must change @FLOOR@ and
+ * the log" below).  A change to the view must change @FLOOR($n)@ and
  * es_hiding_resolve() with it.
+ *
+ * The lifecycle state is per (tenant, stream): stream_lifecycle is keyed by
+ * (tenant_id, stream_id), the view's probe, the floor and the page lookup
+ * match both, and every operation runs in the caller's current tenant,
+ * resolved once as the caller (es_current_tenant_text()) and passed to
+ * every query.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,7 +67,7 @@
 #include "tenant.h"
 
 #define ES_EVENTS_TOKEN		"@EVENTS@"
-#define ES_FLOOR_TOKEN		"@FLOOR@"
+#define ES_FLOOR_TOKEN		"@FLOOR("
 #define ES_LAST_OP_TOKEN	"@LAST_OPERATION@"
 #define ES_TENANT_TOKEN		"@TENANT_ID"
 
@@ -148,10 +154,46 @@ replace_tenant_tokens(const char *str, bool have_column)
 }
 
 /*
+ * Replace every "@FLOOR($n)@" by the hidden_through of the stream $1 of the
+ * tenant $n (0 when it has no lifecycle row), or by 0 on the 1.0 SQL, where
+ * nothing is hidden.
+ */
+static char *
+replace_floor_tokens(const char *str, bool lifecycle)
+{
+	StringInfoData buf;
+	const char *p = str;
+	const char *hit;
+
+	initStringInfo(&buf);
+	while ((hit = strstr(p, ES_FLOOR_TOKEN)) != NULL)
+	{
+		const char *param = hit + strlen(ES_FLOOR_TOKEN);
+		const char *q = strchr(param, ')');
+
+		if (q == NULL || q[1] != '@' || *param != '$')
+			elog(ERROR, "eventsource: malformed floor token in \"%s\"", str);
+		appendBinaryStringInfo(&buf, p, hit - p);
+		if (lifecycle)
+			appendStringInfo(&buf,
+							 "(SELECT COALESCE(pg_catalog.max(l.hidden_through), 0)"
+							 " FROM eventsource.stream_lifecycle l"
+							 " WHERE l.tenant_id OPERATOR(pg_catalog.=) %.*s"
+							 " AND l.stream_id OPERATOR(pg_catalog.=) $1)",
+							 (int) (q - param), param);
+		else
+			appendStringInfoString(&buf, "0");
+		p = q + 2;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+/*
  * The kept plan of a read query, prepared on first use for the SQL version
  * of this database.  "query_fmt" reads @EVENTS@ wherever it reads the log,
- * and may use @FLOOR@ (with the stream id as $1) as a lower bound of the
- * stream's versions, and @LAST_OPERATION@ as the position above which no
+ * and may use @FLOOR($n)@ (with the stream id as $1 and its tenant as $n)
+ * as a lower bound of the stream's versions, and @LAST_OPERATION@ as the position above which no
  * event is hidden, and @TENANT_ID@ or @TENANT_ID(alias)@ for the tenant
  * column (replace_tenant_tokens).  "slots" holds the two variants (1.0 SQL, 1.1 SQL);
  * "generic" asks for a plan that is never replanned per call (see below);
@@ -170,10 +212,7 @@ es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtyp
 
 		q = replace_token(query_fmt, ES_EVENTS_TOKEN,
 						  v ? "eventsource.visible_events" : "eventsource.events");
-		q = replace_token(q, ES_FLOOR_TOKEN,
-						  v ? "(SELECT COALESCE(pg_catalog.max(l.hidden_through), 0)"
-						  " FROM eventsource.stream_lifecycle l"
-						  " WHERE l.stream_id OPERATOR(pg_catalog.=) $1)" : "0");
+		q = replace_floor_tokens(q, v);
 		/*
 		 * The position of the newest lifecycle operation: every event above
 		 * it is visible (the first clause of visible_events, for queries
@@ -240,17 +279,21 @@ es_visible_plan(SPIPlanPtr *slots, const char *query_fmt, int nargs, Oid *argtyp
  * transaction's, say — an operation that committed in between would leave
  * its hidden events in the page.
  *
- * The lookup key is the stream id.  With tenants (issue 15) it becomes
- * (tenant_id, stream_id): hiding_note() (the key of a row, EsHidingKey) and
- * the query in hiding_lookup() (a second array of tenant ids, unnested
- * alongside, correlated in the probe) change, nothing else.
+ * The lookup key is (tenant_id, stream_id), as stream_lifecycle's: the
+ * same stream id in two tenants is two streams (a reader of several
+ * tenants, such as a cross-tenant subscription, meets both).
  */
 
-/* a stream's lookup key: bytes of the stream id (not NUL-terminated) */
+/*
+ * A stream's lookup key: bytes of the stream id and of its tenant id (not
+ * NUL-terminated).
+ */
 typedef struct EsHidingKey
 {
 	const char *data;
 	int			len;
+	const char *tenant;
+	int			tenant_len;
 } EsHidingKey;
 
 typedef struct EsHidingStream
@@ -296,7 +339,8 @@ hiding_key_hash(const void *key, Size keysize)
 {
 	const EsHidingKey *k = (const EsHidingKey *) key;
 
-	return hash_bytes((const unsigned char *) k->data, k->len);
+	return hash_combine(hash_bytes((const unsigned char *) k->data, k->len),
+						hash_bytes((const unsigned char *) k->tenant, k->tenant_len));
 }
 
 static int
@@ -305,9 +349,11 @@ hiding_key_match(const void *key1, const void *key2, Size keysize)
 	const EsHidingKey *a = (const EsHidingKey *) key1;
 	const EsHidingKey *b = (const EsHidingKey *) key2;
 
-	if (a->len != b->len)
+	if (a->len != b->len || a->tenant_len != b->tenant_len)
 		return 1;
-	return memcmp(a->data, b->data, a->len);
+	if (memcmp(a->data, b->data, a->len) != 0)
+		return 1;
+	return memcmp(a->tenant, b->tenant, a->tenant_len);
 }
 
 /* Start a statement: forget what the previous one noted. */
@@ -350,6 +396,7 @@ hiding_note(EsHiding *h, TupleTableSlot *slot)
 	if (version >= 1 && position <= h->last_operation)
 	{
 		struct varlena *id;
+		struct varlena *tenant;
 		EsHidingKey key;
 		EsHidingStream *s;
 		bool		found;
@@ -360,19 +407,30 @@ hiding_note(EsHiding *h, TupleTableSlot *slot)
 																  &isnull)));
 		key.data = VARDATA_ANY(id);
 		key.len = VARSIZE_ANY_EXHDR(id);
+		/* the tenant column follows the frozen 1.0 columns (SELECT *) */
+		tenant = pg_detoast_datum_packed((struct varlena *)
+										 DatumGetPointer(slot_getattr(slot, Natts_es_events + 1,
+																	  &isnull)));
+		key.tenant = VARDATA_ANY(tenant);
+		key.tenant_len = VARSIZE_ANY_EXHDR(tenant);
 		/* a stream's events often come in runs (a batch appended at once) */
 		s = h->previous;
 		if (s == NULL || s->key.len != key.len ||
-			memcmp(s->key.data, key.data, key.len) != 0)
+			s->key.tenant_len != key.tenant_len ||
+			memcmp(s->key.data, key.data, key.len) != 0 ||
+			memcmp(s->key.tenant, key.tenant, key.tenant_len) != 0)
 		{
 			s = hash_search(h->streams, &key, HASH_ENTER, &found);
 			if (!found)
 			{
-				char	   *copy = palloc(key.len);
+				char	   *copy = palloc(key.len + key.tenant_len);
 
 				memcpy(copy, key.data, key.len);
+				memcpy(copy + key.len, key.tenant, key.tenant_len);
 				s->key.data = copy;
 				s->key.len = key.len;
+				s->key.tenant = copy + key.len;
+				s->key.tenant_len = key.tenant_len;
 				s->hidden_through = 0;
 			}
 			h->previous = s;
@@ -412,30 +470,37 @@ hiding_lookup(EsHiding *h)
 	EsHidingStream *s;
 	EsHidingStream **order;
 	Datum	   *ids;
+	Datum	   *tenants;
 	int			n = 0;
-	Datum		values[1];
-	Oid			types[1] = {TEXTARRAYOID};
+	Datum		values[2];
+	Oid			types[2] = {TEXTARRAYOID, TEXTARRAYOID};
 	SPIPlanPtr	plan;
 	SPITupleTable *tt;
 	MemoryContext old = MemoryContextSwitchTo(h->cxt);
 
 	order = palloc(hash_get_num_entries(h->streams) * sizeof(EsHidingStream *));
 	ids = palloc(hash_get_num_entries(h->streams) * sizeof(Datum));
+	tenants = palloc(hash_get_num_entries(h->streams) * sizeof(Datum));
 	hash_seq_init(&seq, h->streams);
 	while ((s = hash_seq_search(&seq)) != NULL)
 	{
 		order[n] = s;
+		tenants[n] = PointerGetDatum(cstring_to_text_with_len(s->key.tenant,
+															  s->key.tenant_len));
 		ids[n++] = PointerGetDatum(cstring_to_text_with_len(s->key.data, s->key.len));
 	}
 	values[0] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(tenants, n, TEXTOID, -1, false, TYPALIGN_INT));
 	MemoryContextSwitchTo(old);
 
 	plan = es_visible_plan(hiding_lookup_plans,
 						   "SELECT k.n, (SELECT l.hidden_through"
 						   "   FROM eventsource.stream_lifecycle l"
-						   "  WHERE l.stream_id OPERATOR(pg_catalog.=) k.id)"
-						   " FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(id, n)",
-						   1, types, true);
+						   "  WHERE l.tenant_id OPERATOR(pg_catalog.=) k.tenant"
+						   "  AND l.stream_id OPERATOR(pg_catalog.=) k.id)"
+						   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+						   "  WITH ORDINALITY AS k(id, tenant, n)",
+						   2, types, true);
 	es_spi_read(plan, values, NULL, NULL, 0);
 	tt = SPI_tuptable;
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -583,10 +648,7 @@ es_hiding_resolve(EsHiding *h, const uint64 **rows, uint64 *scanned,
  * the stream's lock, so this is the state its writes build on) — or, when
  * "latest" is false, with the caller's snapshot.  Caller is connected to SPI
  * and runs as the owner.
- *
- * The lifecycle row is still matched by stream id alone: stream_lifecycle
- * gains its tenant_id with the lifecycle part of issue 15, which adds
- * "l.tenant_id = $2" here (and to @FLOOR@ and the view).
+
  */
 void
 es_stream_state(text *tenant, text *stream_id, bool latest, EsStreamState *st)
@@ -612,7 +674,8 @@ es_stream_state(text *tenant, text *stream_id, bool latest, EsStreamState *st)
 										" l.hidden_through, l.last_version, l.tombstoned, l.operations"
 										" FROM (VALUES (1)) AS d(x)"
 										" LEFT JOIN eventsource.stream_lifecycle l"
-										"   ON l.stream_id OPERATOR(pg_catalog.=) $1",
+										"   ON l.tenant_id OPERATOR(pg_catalog.=) $2"
+										"   AND l.stream_id OPERATOR(pg_catalog.=) $1",
 										2, types);
 		else
 			state_plans[v] = es_prepare(
@@ -761,45 +824,46 @@ lock_and_read_state(text *tenant, text *stream_id, EsStreamState *st)
 }
 
 /*
- * Record the new state and the system event, drop the snapshots that
- * summarise hidden versions.  Caller holds the stream's lock, runs as the
- * owner inside SPI, with the snapshot of lock_and_read_state() active.
- * Returns the system event's position.
+ * Record a lifecycle operation on a stream of a tenant: append its system
+ * event at the stream's next negative version (-(st->operations + 1)) and
+ * upsert the stream's lifecycle row -- the one writer of stream_lifecycle
+ * for delete_stream(), truncate_stream() and the erasures (erasure.c).
+ * Hiding and the tombstone only grow: the row keeps the larger
+ * hidden_through and last_version and stays tombstoned, so an erasure
+ * passes hidden_through 0 and tombstone false and changes neither.
+ * Returns the system event's position.  Caller holds the stream's lock,
+ * runs as the owner inside SPI, with a snapshot taken after the lock
+ * active.
  */
-static int64
-record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 hidden_through,
-				 bool tombstone, const char *event_type, EsJson *details)
+int64
+es_record_operation(text *tenant, text *stream_id, const EsStreamState *st,
+					int64 hidden_through, bool tombstone, const char *event_type,
+					Jsonb *details)
 {
-	Datum		values[6];
+	Datum		values[7];
 	int64		position;
 	int32		operations = st->operations + 1;
 
 	position = es_append_system_event(tenant, stream_id, -(int64) operations, event_type,
-									  DatumGetJsonbP(es_json_jsonb(details)));
-
-	if (drop_snapshots_plan == NULL)
+									  details);
+	if (upsert_plan == NULL)
 	{
-		Oid			types[6] = {TEXTOID, INT8OID, INT8OID, BOOLOID, INT4OID, INT8OID};
-		Oid			drop_types[2] = {TEXTOID, INT8OID};
+		Oid			types[7] = {TEXTOID, INT8OID, INT8OID, BOOLOID, INT4OID, INT8OID, TEXTOID};
 
-		/* both or none: the second assignment marks them ready */
 		upsert_plan = es_prepare(
-								 "INSERT INTO eventsource.stream_lifecycle AS l (stream_id,"
+								 "INSERT INTO eventsource.stream_lifecycle AS l (tenant_id, stream_id,"
 								 " hidden_through, last_version, tombstoned, operations, last_position)"
-								 " VALUES ($1, $2, $3, $4, $5, $6)"
-								 " ON CONFLICT (stream_id) DO UPDATE SET"
-								 " hidden_through = excluded.hidden_through,"
-								 " last_version = excluded.last_version,"
-								 " tombstoned = excluded.tombstoned,"
+								 " VALUES ($7, $1, $2, $3, $4, $5, $6)"
+								 " ON CONFLICT (tenant_id, stream_id) DO UPDATE SET"
+								 " hidden_through = pg_catalog.int8larger(l.hidden_through,"
+								 "  excluded.hidden_through),"
+								 " last_version = pg_catalog.int8larger(l.last_version,"
+								 "  excluded.last_version),"
+								 " tombstoned = l.tombstoned OR excluded.tombstoned,"
 								 " operations = excluded.operations,"
 								 " last_position = excluded.last_position,"
 								 " updated_at = pg_catalog.now()",
-								 6, types);
-		drop_snapshots_plan = es_prepare(
-										 "DELETE FROM eventsource.snapshots"
-										 " WHERE stream_id OPERATOR(pg_catalog.=) $1"
-										 " AND stream_version OPERATOR(pg_catalog.<=) $2",
-										 2, drop_types);
+								 7, types);
 	}
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(hidden_through);
@@ -807,10 +871,42 @@ record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 h
 	values[3] = BoolGetDatum(tombstone);
 	values[4] = Int32GetDatum(operations);
 	values[5] = Int64GetDatum(position);
+	values[6] = PointerGetDatum(tenant);
 	/* the guard on stream_lifecycle lets this one statement through */
 	es_exec_guarded(ES_GUARDED_LIFECYCLE, upsert_plan, values, NULL,
 					GetActiveSnapshot(), SPI_OK_INSERT);
+	return position;
+}
 
+/*
+ * Record a delete or truncate (es_record_operation), and drop the
+ * snapshots that summarise hidden versions.  Caller as for
+ * es_record_operation(), with the snapshot of lock_and_read_state()
+ * active.  Returns the system event's position.
+ */
+static int64
+record_operation(text *tenant, text *stream_id, const EsStreamState *st, int64 hidden_through,
+				 bool tombstone, const char *event_type, EsJson *details)
+{
+	Datum		values[3];
+	int64		position;
+
+	position = es_record_operation(tenant, stream_id, st, hidden_through, tombstone,
+								   event_type, DatumGetJsonbP(es_json_jsonb(details)));
+	if (drop_snapshots_plan == NULL)
+	{
+		Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
+
+		drop_snapshots_plan = es_prepare(
+										 "DELETE FROM eventsource.snapshots"
+										 " WHERE tenant_id OPERATOR(pg_catalog.=) $3"
+										 " AND stream_id OPERATOR(pg_catalog.=) $1"
+										 " AND stream_version OPERATOR(pg_catalog.<=) $2",
+										 3, types);
+	}
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = Int64GetDatum(hidden_through);
+	values[2] = PointerGetDatum(tenant);
 	es_exec_with_active_snapshot(drop_snapshots_plan, values, SPI_OK_DELETE);
 	/* the hidden rows are this database's cleanup worker's to remove */
 	es_cleanup_want(MyDatabaseId);
@@ -847,7 +943,7 @@ es_delete_stream(PG_FUNCTION_ARGS)
 	hard = PG_GETARG_BOOL(2);
 	es_require_writable("eventsource.delete_stream()");
 	es_require_sql_version("1.1", "eventsource.delete_stream()");
-	tenant = es_tenant_default_only("eventsource.delete_stream()");
+	tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 	lock_and_read_state(tenant, stream_id, &st);
@@ -901,7 +997,7 @@ es_truncate_stream(PG_FUNCTION_ARGS)
 	expected = es_lifecycle_arg_expected(fcinfo, 2);
 	es_require_writable("eventsource.truncate_stream()");
 	es_require_sql_version("1.1", "eventsource.truncate_stream()");
-	tenant = es_tenant_default_only("eventsource.truncate_stream()");
+	tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 	lock_and_read_state(tenant, stream_id, &st);

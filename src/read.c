@@ -120,7 +120,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 	/*
 	 * One stream: the view's predicate (src/lifecycle.c) reduces, for the
 	 * versions >= 1 of a single stream, to "above the stream's
-	 * hidden_through", which is @FLOOR@ (every hidden event is older than
+	 * hidden_through", which is @FLOOR($4)@ (every hidden event is older than
 	 * the operation that hid it, so the view's first clause never shows one
 	 * of them, and its second clause only concerns negative versions).  The
 	 * floor's subquery and the scan are one statement with one snapshot, so
@@ -134,7 +134,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 							   " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $4"
 							   " AND stream_id OPERATOR(pg_catalog.=) $1"
 							   " AND stream_version OPERATOR(pg_catalog.<=) $2"
-							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
+							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR($4)@"
 							   " AND stream_version OPERATOR(pg_catalog.>=) 1"
 							   " ORDER BY stream_version DESC LIMIT $3",
 							   4, types, true);
@@ -144,7 +144,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 							   " WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $4"
 							   " AND stream_id OPERATOR(pg_catalog.=) $1"
 							   " AND stream_version OPERATOR(pg_catalog.>=) $2"
-							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
+							   " AND stream_version OPERATOR(pg_catalog.>) @FLOOR($4)@"
 							   " AND stream_version OPERATOR(pg_catalog.>=) 1"
 							   " ORDER BY stream_version LIMIT $3",
 							   4, types, true);

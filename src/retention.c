@@ -6,7 +6,8 @@
  *	  pass of the cleanup worker (cleanup.c) that turns expiry into
  *	  truncations.
  *
- * A rule belongs to a stream (its id, which need not exist yet: a rule may
+ * A rule belongs to a tenant (the caller's current tenant when it is set)
+ * and to a stream of it (its id, which need not exist yet: a rule may
  * be set before the first append) or to a category (the part of stream ids
  * before the first '-', as everywhere in the store).  A stream's own rule
  * replaces its category's, as a whole.  max_count n keeps the stream's n
@@ -39,43 +40,47 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "eventsource.h"
+#include "tenant.h"
 
 /*
- * The rules of every stream that has one (its own, else its category's),
- * and for each stream whose expired prefix is not hidden yet, the version
+ * The rules of every stream that has one (its own, else its category's,
+ * both of the stream's tenant), and for each (tenant, stream) whose expired prefix is not hidden yet, the version
  * to truncate before and the position of the newest event that hides, in
  * log order.  "before" is capped at the stream's last version (retention
  * keeps it).  $1: whether any category rule exists (else the skip scan
- * over every stream id is not run).
+ * over every (tenant, stream id) of the primary key is not run).
  */
 static const char *const candidates_query =
-"WITH RECURSIVE ids(id) AS ("
-"   (SELECT e.stream_id FROM eventsource.events e WHERE $1"
-"     ORDER BY e.stream_id LIMIT 1)"
+"WITH RECURSIVE ids(tenant_id, id) AS ("
+"   (SELECT e.tenant_id, e.stream_id FROM eventsource.events e WHERE $1"
+"     ORDER BY e.tenant_id, e.stream_id LIMIT 1)"
 "   UNION ALL"
-"   SELECT (SELECT e.stream_id FROM eventsource.events e"
-"            WHERE e.stream_id OPERATOR(pg_catalog.>) ids.id"
-"            ORDER BY e.stream_id LIMIT 1)"
-"     FROM ids WHERE ids.id IS NOT NULL),"
-" rules(stream_id, max_age, max_count) AS ("
-"   SELECT r.name, r.max_age, r.max_count FROM eventsource.stream_retention r"
+"   SELECT n.tenant_id, n.stream_id"
+"     FROM ids CROSS JOIN LATERAL"
+"          (SELECT e.tenant_id, e.stream_id FROM eventsource.events e"
+"            WHERE (e.tenant_id, e.stream_id) OPERATOR(pg_catalog.>) (ids.tenant_id, ids.id)"
+"            ORDER BY e.tenant_id, e.stream_id LIMIT 1) n),"
+" rules(tenant_id, stream_id, max_age, max_count) AS ("
+"   SELECT r.tenant_id, r.name, r.max_age, r.max_count FROM eventsource.stream_retention r"
 "    WHERE r.scope OPERATOR(pg_catalog.=) 'stream'"
 "   UNION ALL"
-"   SELECT ids.id, c.max_age, c.max_count"
+"   SELECT ids.tenant_id, ids.id, c.max_age, c.max_count"
 "     FROM ids JOIN eventsource.stream_retention c"
-"       ON c.scope OPERATOR(pg_catalog.=) 'category'"
+"       ON c.tenant_id OPERATOR(pg_catalog.=) ids.tenant_id"
+"      AND c.scope OPERATOR(pg_catalog.=) 'category'"
 "      AND c.name OPERATOR(pg_catalog.=) pg_catalog.split_part(ids.id, '-', 1)"
-"    WHERE ids.id IS NOT NULL"
-"      AND NOT EXISTS (SELECT FROM eventsource.stream_retention s"
-"                       WHERE s.scope OPERATOR(pg_catalog.=) 'stream'"
+"    WHERE NOT EXISTS (SELECT FROM eventsource.stream_retention s"
+"                       WHERE s.tenant_id OPERATOR(pg_catalog.=) ids.tenant_id"
+"                         AND s.scope OPERATOR(pg_catalog.=) 'stream'"
 "                         AND s.name OPERATOR(pg_catalog.=) ids.id)),"
 " targets AS ("
-"   SELECT x.stream_id, lv.v AS last_version,"
+"   SELECT x.tenant_id, x.stream_id, lv.v AS last_version,"
 "          COALESCE(l.hidden_through, 0) AS hidden_through,"
 "          LEAST(lv.v, GREATEST("
 "            CASE WHEN x.max_count IS NULL THEN 0"
@@ -83,7 +88,8 @@ static const char *const candidates_query =
 "            CASE WHEN x.max_age IS NULL THEN 0"
 "                 ELSE COALESCE((SELECT pg_catalog.min(e.stream_version)"
 "                                  FROM eventsource.events e"
-"                                 WHERE e.stream_id OPERATOR(pg_catalog.=) x.stream_id"
+"                                 WHERE e.tenant_id OPERATOR(pg_catalog.=) x.tenant_id"
+"                                   AND e.stream_id OPERATOR(pg_catalog.=) x.stream_id"
 "                                   AND e.stream_version OPERATOR(pg_catalog.>)"
 "                                       COALESCE(l.hidden_through, 0)"
 "                                   AND e.recorded_at OPERATOR(pg_catalog.>=)"
@@ -91,26 +97,31 @@ static const char *const candidates_query =
 "                               lv.v) END)) AS before_version"
 "     FROM rules x"
 "     CROSS JOIN LATERAL (SELECT e.stream_version AS v FROM eventsource.events e"
-"                          WHERE e.stream_id OPERATOR(pg_catalog.=) x.stream_id"
+"                          WHERE e.tenant_id OPERATOR(pg_catalog.=) x.tenant_id"
+"                            AND e.stream_id OPERATOR(pg_catalog.=) x.stream_id"
 "                          ORDER BY e.stream_version DESC LIMIT 1) lv"
 "     LEFT JOIN eventsource.stream_lifecycle l"
-"       ON l.stream_id OPERATOR(pg_catalog.=) x.stream_id"
+"       ON l.tenant_id OPERATOR(pg_catalog.=) x.tenant_id"
+"      AND l.stream_id OPERATOR(pg_catalog.=) x.stream_id"
 "    WHERE NOT COALESCE(l.tombstoned, false)"
 "      AND lv.v OPERATOR(pg_catalog.>) COALESCE(l.hidden_through, 0))"
 " SELECT t.stream_id, t.before_version,"
 "        (SELECT e.global_position FROM eventsource.events e"
-"          WHERE e.stream_id OPERATOR(pg_catalog.=) t.stream_id"
+"          WHERE e.tenant_id OPERATOR(pg_catalog.=) t.tenant_id"
+"            AND e.stream_id OPERATOR(pg_catalog.=) t.stream_id"
 "            AND e.stream_version OPERATOR(pg_catalog.<) t.before_version"
-"          ORDER BY e.stream_version DESC LIMIT 1) AS position"
+"          ORDER BY e.stream_version DESC LIMIT 1) AS position,"
+"        t.tenant_id"
 "   FROM targets t"
 "  WHERE t.before_version OPERATOR(pg_catalog.-) 1 OPERATOR(pg_catalog.>) t.hidden_through"
-"  ORDER BY 3, 1";
+"  ORDER BY 3, 4, 1";
 
 /* the largest max_age (1000 years of 12 30-day months; the table's CHECK) */
 #define ES_RETENTION_MAX_AGE_US	(INT64CONST(1000) * 12 * 30 * USECS_PER_DAY)
 
 typedef struct RetentionCandidate
 {
+	char	   *tenant_id;
 	char	   *stream_id;
 	int64		before_version;
 } RetentionCandidate;
@@ -156,6 +167,14 @@ truncate_one(const RetentionCandidate *c)
 	{
 		Datum		values[2];
 
+		/*
+		 * In the stream's tenant: truncate_stream() acts in the current
+		 * tenant, which the worker (the owner, bound to no tenant) may
+		 * choose.  Local to the transaction, which is this candidate's.
+		 */
+		(void) set_config_option("eventsource.tenant", c->tenant_id,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
 		values[0] = CStringGetTextDatum(c->stream_id);
 		values[1] = Int64GetDatum(c->before_version);
 		es_exec_plan(plan, values, NULL, SPI_OK_SELECT);
@@ -205,7 +224,7 @@ es_retention_enforce(char *note, size_t notelen)
 	int64		ncands = 0;
 	int64		truncations = 0;
 	int64		locked = 0;
-	const char *first_locked = NULL;
+	const RetentionCandidate *first_locked = NULL;
 	EsOwnerCall owner;
 
 	note[0] = '\0';
@@ -241,6 +260,7 @@ es_retention_enforce(char *note, size_t notelen)
 		bool		isnull;
 
 		cands[ncands].stream_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		cands[ncands].tenant_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4);
 		cands[ncands].before_version =
 			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 		ncands++;
@@ -272,7 +292,7 @@ es_retention_enforce(char *note, size_t notelen)
 				break;
 			case RETENTION_LOCKED:
 				if (locked++ == 0)
-					first_locked = cands[i].stream_id;
+					first_locked = &cands[i];
 				break;
 		}
 		SPI_finish();
@@ -282,8 +302,8 @@ es_retention_enforce(char *note, size_t notelen)
 	if (locked > 0)
 	{
 		snprintf(note, notelen,
-				 "retention skipped " INT64_FORMAT " stream(s) whose lock was held longer than lock_timeout, the first \"%s\"; the next pass retries them",
-				 locked, first_locked);
+				 "retention skipped " INT64_FORMAT " stream(s) whose lock was held longer than lock_timeout, the first \"%s\" of tenant \"%s\"; the next pass retries them",
+				 locked, first_locked->stream_id, first_locked->tenant_id);
 		ereport(LOG,
 				(errmsg("eventsource cleanup: %s", note)));
 	}
@@ -324,8 +344,9 @@ set_rule(FunctionCallInfo fcinfo, bool category, const char *what)
 {
 	static SPIPlanPtr plan = NULL;
 	text	   *name;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	text	   *tenant;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	EsOwnerCall owner;
 
 	name = category ? arg_category(fcinfo, 0) : es_arg_stream_id(fcinfo, 0);
@@ -387,20 +408,23 @@ set_rule(FunctionCallInfo fcinfo, bool category, const char *what)
 	else
 		nulls[3] = 'n';
 	check_writable(what);
+	/* the caller's tenant, as the caller: the rule is that tenant's */
+	tenant = es_current_tenant_text();
 
 	es_owner_begin(&owner);
 	if (plan == NULL)
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, INTERVALOID, INT8OID};
+		Oid			types[5] = {TEXTOID, TEXTOID, INTERVALOID, INT8OID, TEXTOID};
 
 		plan = es_prepare("INSERT INTO eventsource.stream_retention AS r"
-						  " (scope, name, max_age, max_count) VALUES ($1, $2, $3, $4)"
-						  " ON CONFLICT (scope, name) DO UPDATE SET"
+						  " (tenant_id, scope, name, max_age, max_count) VALUES ($5, $1, $2, $3, $4)"
+						  " ON CONFLICT (tenant_id, scope, name) DO UPDATE SET"
 						  " max_age = excluded.max_age, max_count = excluded.max_count,"
-						  " updated_at = pg_catalog.now()", 4, types);
+						  " updated_at = pg_catalog.now()", 5, types);
 	}
 	values[0] = CStringGetTextDatum(category ? "category" : "stream");
 	values[1] = PointerGetDatum(name);
+	values[4] = PointerGetDatum(tenant);
 	/* the guard on stream_retention lets this one statement through */
 	es_exec_guarded(ES_GUARDED_LIFECYCLE, plan, values, nulls, InvalidSnapshot,
 					SPI_OK_INSERT);
@@ -415,23 +439,27 @@ clear_rule(FunctionCallInfo fcinfo, bool category, const char *what)
 {
 	static SPIPlanPtr plan = NULL;
 	text	   *name;
-	Datum		values[2];
+	text	   *tenant;
+	Datum		values[3];
 	EsOwnerCall owner;
 	bool		found;
 
 	name = category ? arg_category(fcinfo, 0) : es_arg_stream_id(fcinfo, 0);
 	check_writable(what);
+	tenant = es_current_tenant_text();
 	es_owner_begin(&owner);
 	if (plan == NULL)
 	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
+		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 
 		plan = es_prepare("DELETE FROM eventsource.stream_retention"
-						  " WHERE scope OPERATOR(pg_catalog.=) $1"
-						  " AND name OPERATOR(pg_catalog.=) $2", 2, types);
+						  " WHERE tenant_id OPERATOR(pg_catalog.=) $3"
+						  " AND scope OPERATOR(pg_catalog.=) $1"
+						  " AND name OPERATOR(pg_catalog.=) $2", 3, types);
 	}
 	values[0] = CStringGetTextDatum(category ? "category" : "stream");
 	values[1] = PointerGetDatum(name);
+	values[2] = PointerGetDatum(tenant);
 	found = es_exec_guarded(ES_GUARDED_LIFECYCLE, plan, values, NULL, InvalidSnapshot,
 							SPI_OK_DELETE) > 0;
 	es_owner_end(&owner);

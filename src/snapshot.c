@@ -87,7 +87,7 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 
 	es_owner_begin(&owner);
 	/* never a snapshot of erased data (erasure.c) */
-	es_erasure_before_snapshot_save(stream_id);
+	es_erasure_before_snapshot_save(tenant, stream_id);
 
 	es_stream_state(tenant, stream_id, false, &st);
 	current = es_visible_version(&st);
@@ -227,7 +227,7 @@ es_load(PG_FUNCTION_ARGS)
 						   "   metadata, recorded_at FROM eventsource.events"
 						   "  WHERE @TENANT_ID@ OPERATOR(pg_catalog.=) $3"
 						   "  AND stream_id OPERATOR(pg_catalog.=) $1"
-						   "  AND stream_version OPERATOR(pg_catalog.>) @FLOOR@"
+						   "  AND stream_version OPERATOR(pg_catalog.>) @FLOOR($3)@"
 						   "  AND stream_version OPERATOR(pg_catalog.>)"
 						   "   COALESCE((SELECT stream_version FROM s), 0))"
 						   " SELECT pg_catalog.jsonb_build_object("

@@ -535,25 +535,6 @@ es_current_tenant_text(void)
 	return cstring_to_text(es_current_tenant());
 }
 
-/*
- * The lifecycle, erasure and retention functions act on the default
- * tenant's streams only until stream_lifecycle is keyed by tenant (issue
- * 15, part 2): a caller in another tenant is refused rather than let loose
- * on the default tenant's streams.  Returns 'default' as a text.
- */
-text *
-es_tenant_default_only(const char *what)
-{
-	const char *tenant = es_current_tenant();
-
-	if (strcmp(tenant, ES_DEFAULT_TENANT) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s works only in the default tenant in this build", what),
-				 errdetail("The current tenant is \"%s\".", tenant)));
-	return cstring_to_text(ES_DEFAULT_TENANT);
-}
-
 PG_FUNCTION_INFO_V1(es_current_tenant_sql);
 
 /* current_tenant() RETURNS text */

@@ -36,7 +36,6 @@ extern bool es_tenant_id_valid(const char *id, int len);
  */
 extern const char *es_current_tenant(void);
 extern text *es_current_tenant_text(void);
-extern text *es_tenant_default_only(const char *what);
 
 /*
  * Who is bound (tenant.c, on the 1.1 SQL): the caller as es_current_tenant()

@@ -56,14 +56,14 @@ SELECT function_returns('eventsource', 'reset_checkpoint', ARRAY['text', 'bigint
 -- 1.1: the stream lifecycle (docs/lifecycle.md)
 SELECT has_table('eventsource', 'stream_lifecycle', 'per-stream lifecycle state');
 SELECT has_view('eventsource', 'visible_events', 'the view every read path reads');
-SELECT col_is_pk('eventsource', 'stream_lifecycle', ARRAY['stream_id'], 'stream_lifecycle keyed by stream_id');
+SELECT col_is_pk('eventsource', 'stream_lifecycle', ARRAY['tenant_id', 'stream_id'], 'stream_lifecycle keyed by tenant and stream id');
 SELECT function_returns('eventsource', 'delete_stream', ARRAY['text', 'bigint', 'boolean'], 'bigint');
 SELECT function_returns('eventsource', 'truncate_stream', ARRAY['text', 'bigint', 'bigint'], 'bigint');
 SELECT function_returns('eventsource', 'erase_stream', ARRAY['text', 'text[]', 'bigint'], 'record');
 SELECT function_returns('eventsource', 'erase_by_metadata', ARRAY['text', 'text', 'text[]', 'integer'], 'record');
 -- 1.1: retention and the cleanup (docs/lifecycle.md)
 SELECT has_table('eventsource', 'stream_retention', 'retention rules');
-SELECT col_is_pk('eventsource', 'stream_retention', ARRAY['scope', 'name'], 'stream_retention keyed by scope and name');
+SELECT col_is_pk('eventsource', 'stream_retention', ARRAY['tenant_id', 'scope', 'name'], 'stream_retention keyed by tenant, scope and name');
 SELECT has_column('eventsource', 'stream_lifecycle', 'cleaned_through', 'the cleanup''s progress per stream');
 SELECT has_view('eventsource', 'retention', 'the rules');
 SELECT has_view('eventsource', 'stream_cleanup', 'what the cleanup did per stream');

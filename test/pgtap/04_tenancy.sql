@@ -9,7 +9,7 @@
 -- bound role cannot be dropped, an exempt role cannot be bound; row-level
 -- security asks for the tenant once per query.
 BEGIN;
-SELECT plan(73);
+SELECT plan(87);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures: two tenants with the same stream id, a snapshot and a
@@ -26,6 +26,13 @@ SELECT eventsource.append('Iso-1', 0, '[{"type": "A", "data": {"t": "globex"}}]'
 SELECT eventsource.save_snapshot('Iso-1', 1, '{"t": "globex"}');
 SELECT eventsource.save_checkpoint('iso_cp', 7);
 SELECT eventsource.append('Secret-globex', 0, '[{"type": "A", "data": {}}]');
+-- lifecycle (issue 15 part 2): Iso-2 truncated in both tenants, and a
+-- category rule each
+SELECT set_config('eventsource.tenant', t, true),
+       eventsource.append('Iso-2', 0, format('[{"type": "A", "data": {"t": "%1$s"}}, {"type": "B", "data": {"t": "%1$s"}}]', t)::jsonb),
+       eventsource.truncate_stream('Iso-2', 2),
+       eventsource.set_category_retention('Iso', max_count => 100)
+  FROM unnest(ARRAY['acme', 'globex']) t;
 RESET eventsource.tenant;
 
 CREATE ROLE ten_app NOLOGIN;
@@ -35,7 +42,8 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventsource TO ten_app;
 -- ALL: SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES and TRIGGER
 GRANT ALL ON eventsource.events, eventsource.snapshots,
     eventsource.checkpoints, eventsource.tenants, eventsource.tenant_roles,
-    eventsource.streams TO ten_app;
+    eventsource.streams, eventsource.stream_lifecycle, eventsource.stream_retention TO ten_app;
+GRANT SELECT ON eventsource.retention, eventsource.stream_cleanup, eventsource.cleanup_status TO ten_app;
 GRANT pg_write_server_files, pg_read_server_files TO ten_app;
 -- a schema of its own (a foreign key needs a permanent table)
 CREATE SCHEMA ten_own;
@@ -51,7 +59,8 @@ BEGIN
 END $$;
 CREATE TEMP TABLE before AS
     SELECT t, pg_temp.others(t) AS n
-      FROM unnest(ARRAY['events', 'snapshots', 'checkpoints', 'tenants', 'tenant_roles']) t;
+      FROM unnest(ARRAY['events', 'snapshots', 'checkpoints', 'tenants', 'tenant_roles',
+                         'stream_lifecycle', 'stream_retention']) t;
 GRANT SELECT ON before TO ten_app;
 
 -- ---------------------------------------------------------------------------
@@ -61,7 +70,8 @@ SET LOCAL ROLE ten_app;
 SELECT is(eventsource.current_tenant(), 'acme', 'the bound role''s tenant needs no SET');
 SELECT is((SELECT array_agg(DISTINCT tenant_id) FROM eventsource.events), ARRAY['acme'],
     'events: SELECT sees acme''s rows only');
-SELECT is((SELECT count(*)::integer FROM eventsource.events), 2, 'events: all of acme''s');
+SELECT is((SELECT count(*)::integer FROM eventsource.events), 5,
+    'events: all of acme''s (Iso-1''s two, Iso-2''s two and its $StreamTruncated)');
 SELECT is((SELECT array_agg(DISTINCT tenant_id) FROM eventsource.snapshots), ARRAY['acme'],
     'snapshots: SELECT sees acme''s rows only');
 SELECT is((SELECT array_agg(DISTINCT tenant_id) FROM eventsource.checkpoints), ARRAY['acme'],
@@ -70,8 +80,19 @@ SELECT is((SELECT array_agg(tenant_id) FROM eventsource.tenants), ARRAY['acme'],
     'tenants: SELECT sees its own tenant only');
 SELECT is((SELECT array_agg(tenant_id) FROM eventsource.tenant_roles), ARRAY['acme'],
     'tenant_roles: SELECT sees its own tenant''s bindings only');
-SELECT is((SELECT array_agg(tenant_id || ':' || stream_id || ':' || version) FROM eventsource.streams),
-    ARRAY['acme:Iso-1:2'], 'streams: the view lists acme''s streams only');
+SELECT is((SELECT array_agg(tenant_id || ':' || stream_id || ':' || version ORDER BY stream_id) FROM eventsource.streams),
+    ARRAY['acme:Iso-1:2', 'acme:Iso-2:2'], 'streams: the view lists acme''s streams only');
+SELECT is((SELECT array_agg(tenant_id || ':' || stream_id || ':' || hidden_through) FROM eventsource.stream_lifecycle),
+    ARRAY['acme:Iso-2:1'], 'stream_lifecycle: SELECT sees acme''s rows only');
+SELECT is((SELECT array_agg(tenant_id || ':' || name) FROM eventsource.stream_retention),
+    ARRAY['acme:Iso'], 'stream_retention: SELECT sees acme''s rules only');
+SELECT is((SELECT array_agg(tenant_id || ':' || name) FROM eventsource.retention),
+    ARRAY['acme:Iso'], 'retention: the view lists acme''s rules only');
+SELECT is((SELECT array_agg(tenant_id || ':' || stream_id) FROM eventsource.stream_cleanup),
+    ARRAY['acme:Iso-2'], 'stream_cleanup: the view lists acme''s streams only');
+SELECT is((SELECT streams_pending FROM eventsource.cleanup_status),
+    (SELECT count(*) FROM eventsource.stream_cleanup WHERE pending_versions > 0),
+    'cleanup_status: what is pending is acme''s');
 SELECT throws_ok($$SELECT count(*) FROM eventsource.visible_events$$, '42501', NULL,
     'visible_events (cross-tenant, internal) is not readable');
 -- naming another tenant does not widen it
@@ -89,6 +110,10 @@ SELECT throws_ok($$INSERT INTO eventsource.checkpoints (name, position, tenant_i
     '42501', NULL, 'checkpoints: INSERT into another tenant refused by the policy');
 SELECT throws_ok($$INSERT INTO eventsource.checkpoints (name, position) VALUES ('x', 1)$$,
     '42501', NULL, 'checkpoints: the column default (''default'') is another tenant too');
+SELECT throws_ok($$INSERT INTO eventsource.stream_lifecycle (tenant_id, stream_id, hidden_through, last_version, operations, last_position) VALUES ('globex', 'Iso-1', 1, 1, 1, 1)$$,
+    '42501', NULL, 'stream_lifecycle: INSERT refused');
+SELECT throws_ok($$INSERT INTO eventsource.stream_retention (tenant_id, scope, name, max_count) VALUES ('globex', 'category', 'Iso', 1)$$,
+    '42501', NULL, 'stream_retention: INSERT refused');
 SELECT throws_ok($$INSERT INTO eventsource.tenants (tenant_id) VALUES ('sneaky')$$,
     '42501', NULL, 'tenants: INSERT refused');
 SELECT throws_ok($$INSERT INTO eventsource.tenant_roles (role, tenant_id) VALUES ('ten_app', 'globex')$$,
@@ -121,6 +146,10 @@ SELECT throws_ok($$DELETE FROM eventsource.tenant_roles$$, '42501', NULL,
 -- TRUNCATE, TRIGGER and REFERENCES, which row-level security does not cover
 -- ---------------------------------------------------------------------------
 SELECT throws_ok($$TRUNCATE eventsource.snapshots$$, '42501', NULL, 'snapshots: TRUNCATE refused');
+SELECT throws_ok($$UPDATE eventsource.stream_lifecycle SET hidden_through = 0 WHERE tenant_id = 'globex'$$,
+    '42501', NULL, 'stream_lifecycle: UPDATE refused');
+SELECT throws_ok($$DELETE FROM eventsource.stream_retention WHERE tenant_id = 'globex'$$,
+    '42501', NULL, 'stream_retention: DELETE refused');
 SELECT throws_ok($$TRUNCATE eventsource.checkpoints$$, '42501', NULL, 'checkpoints: TRUNCATE refused');
 SELECT throws_ok($$TRUNCATE eventsource.events$$, '0A000', NULL, 'events: TRUNCATE refused (immutable)');
 SELECT throws_ok($$TRUNCATE eventsource.tenant_roles$$, '42501', NULL, 'tenant_roles: TRUNCATE refused');
@@ -160,10 +189,12 @@ END $$;
 SET LOCAL enable_indexscan = off;
 SET LOCAL enable_bitmapscan = off;
 SET LOCAL enable_indexonlyscan = off;
-SELECT is((SELECT count(*)::integer FROM eventsource.streams WHERE pg_temp.leak(stream_id)), 1,
-    'streams: a cheap condition of the role''s own (index scans off) returns acme''s stream');
-SELECT is(current_setting('es_test.leaked', true), ' Iso-1',
-    'streams: and the function saw acme''s stream id only, never globex''s');
+SELECT is((SELECT count(*)::integer FROM eventsource.streams WHERE pg_temp.leak(stream_id)), 2,
+    'streams: a cheap condition of the role''s own (index scans off) returns acme''s streams');
+SELECT is((SELECT string_agg(x, ' ' ORDER BY x)
+             FROM unnest(string_to_array(btrim(current_setting('es_test.leaked', true)), ' ')) x),
+    'Iso-1 Iso-2',
+    'streams: and the function saw acme''s stream ids only, never globex''s (Secret-globex)');
 RESET enable_indexscan;
 RESET enable_bitmapscan;
 RESET enable_indexonlyscan;
@@ -190,6 +221,10 @@ SELECT is(eventsource.load('Iso-1')->'snapshot'->'state', '{"t": "acme"}'::jsonb
 SELECT is(eventsource.get_checkpoint('iso_cp'), 1::bigint, 'get_checkpoint: acme''s');
 SELECT is((SELECT stream_version FROM eventsource.append_event('Iso-1', 2, 'C', '{}')), 3::bigint,
     'append_event: at acme''s version');
+SELECT is(eventsource.delete_stream('Iso-2', 2) > 0, true, 'delete_stream: acme''s Iso-2');
+SELECT is((SELECT events_erased FROM eventsource.erase_stream('Iso-2')), 2::bigint,
+    'erase_stream: acme''s Iso-2 (its two events)');
+SELECT is(eventsource.clear_category_retention('Iso'), true, 'clear_category_retention: acme''s rule');
 
 -- ---------------------------------------------------------------------------
 -- A crafted search_path: look-alike current_tenant() and = in a schema
@@ -322,11 +357,17 @@ SELECT is((SELECT state FROM eventsource.snapshots WHERE tenant_id = 'globex'), 
     'globex''s snapshot is untouched');
 SELECT is((SELECT position FROM eventsource.checkpoints WHERE tenant_id = 'globex'), 7::bigint,
     'globex''s checkpoint is untouched');
+SELECT is((SELECT array_agg(data->>'t' ORDER BY stream_version) FROM eventsource.events
+            WHERE tenant_id = 'globex' AND stream_id = 'Iso-2' AND stream_version > 0),
+    ARRAY['globex', 'globex'], 'globex''s Iso-2 is neither erased nor deleted');
+SELECT is((SELECT hidden_through || ':' || operations FROM eventsource.stream_lifecycle
+            WHERE tenant_id = 'globex' AND stream_id = 'Iso-2'), '1:1',
+    'globex''s lifecycle row of Iso-2 is untouched');
 SELECT is((SELECT count(*)::integer FROM pg_read_file('/tmp/es_pgtap_tenancy_events.csv') f,
                   regexp_split_to_table(rtrim(f, E'\n'), E'\n') l WHERE l NOT LIKE '%,acme'), 0,
     'events: COPY TO wrote acme''s rows only');
 SELECT is((SELECT count(*)::integer FROM pg_read_file('/tmp/es_pgtap_tenancy_events.csv') f,
-                  regexp_split_to_table(rtrim(f, E'\n'), E'\n') l), 2,
+                  regexp_split_to_table(rtrim(f, E'\n'), E'\n') l), 5,
     'events: COPY TO wrote all of acme''s rows (before the append)');
 
 SELECT * FROM finish();

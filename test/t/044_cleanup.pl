@@ -258,6 +258,16 @@ sql(q{ALTER EXTENSION eventsource UPDATE;
       SELECT eventsource.truncate_stream('Old-1', 2)}, 'old');
 ok($node->poll_query_until('old', q{SELECT cleaned_through = 1 FROM eventsource.stream_lifecycle}),
 	'after the update its first lifecycle operation starts the worker, which cleans');
+# issue 15: the lifecycle and retention rows are per tenant, the default
+# tenant's for a store that never chose one
+sql(q{SELECT eventsource.set_retention('Old-1', max_count => 5)}, 'old');
+is(sql(q{SELECT (SELECT string_agg(tenant_id || ':' || stream_id, ',') FROM eventsource.stream_lifecycle)
+                || ' ' || (SELECT string_agg(tenant_id || ':' || name, ',') FROM eventsource.stream_retention)
+                || ' ' || (SELECT string_agg(pg_get_constraintdef(oid), ',' ORDER BY conname)
+                             FROM pg_constraint WHERE conname IN ('stream_lifecycle_pkey', 'stream_retention_pkey'))},
+		'old'),
+	'default:Old-1 default:Old-1 PRIMARY KEY (tenant_id, stream_id),PRIMARY KEY (tenant_id, scope, name)',
+	'after the update, lifecycle and retention rows are the default tenant\'s, keyed by tenant first');
 
 # ---------------------------------------------------------------------------
 # 5. DROP EXTENSION / DROP DATABASE with the cleanup worker connected
