@@ -685,10 +685,12 @@ my $reload_offset = -s $node->logfile;
 # The update itself alters eventsource.subscriptions (issue 9's CHECKs), so
 # the lock is taken after it commits and before the idle worker's next
 # batch, which the append then starts (the worker wakes otherwise only after
-# its 10 s idle timeout: the window between the two statements is a few ms).
+# its 10 s idle timeout).  The update and the lock go in one message of one
+# session (psql's \; joins them into one Query), so that the window between
+# the two transactions is microseconds, not a psql start: with two sessions
+# the worker sometimes reloaded in between and the test timed out.
 my $locker = $node->background_psql('reload');
-sql('reload', q{SET lock_timeout = '60s'; ALTER EXTENSION eventsource UPDATE});
-$locker->query_safe(q{BEGIN; LOCK TABLE eventsource.subscriptions});
+$locker->query_safe(q{SET lock_timeout = '60s' \; BEGIN \; ALTER EXTENSION eventsource UPDATE \; COMMIT \; BEGIN \; LOCK TABLE eventsource.subscriptions});
 sql('reload', q{SELECT eventsource.append_event('Good-1', 0, 'OrderCreated', '{}')});
 $node->wait_for_log(qr/ERROR:  canceling statement due to lock timeout/, $reload_offset);
 ok(1, 'the worker could not read its subscription again after the update (lock timeout)');
