@@ -73,7 +73,8 @@ endif
 #
 # pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
-	monitoring_lag subscription_rules tracing lifecycle erasure retention tenancy
+	monitoring_lag subscription_rules tracing lifecycle erasure retention tenancy \
+	tenancy_subscriptions
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \

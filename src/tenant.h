@@ -38,6 +38,11 @@ extern const char *es_current_tenant(void);
 extern text *es_current_tenant_text(void);
 extern text *es_tenant_default_only(const char *what);
 
+/* May a role (not the caller) work in a tenant (NULL: across tenants)? */
+extern bool es_tenant_role_may_use(Oid role, const char *tenant);
+extern bool es_tenant_role_exempt(Oid role);
+extern void es_tenant_check_role(Oid role, const char *tenant);
+
 /* tenant.c: the guard lets the tenant functions' own writes through */
 extern bool es_tenant_write_in_progress;
 

@@ -62,7 +62,7 @@ GRANT EXECUTE ON FUNCTION
 -- operator: subscriptions and monitoring
 GRANT EXECUTE ON FUNCTION
     eventsource.create_subscription(text, regprocedure, text, integer, text, interval,
-        interval, integer, interval, boolean, integer, interval, text[], text[], integer),
+        interval, integer, interval, boolean, integer, interval, text[], text[], integer, text),
     eventsource.drop_subscription(text),
     eventsource.pause_subscription(text),
     eventsource.resume_subscription(text),
@@ -179,7 +179,7 @@ INSERT INTO matrix VALUES
         $$SELECT eventsource.get_checkpoint('role_cp')$$, false, true, false),
     (14, 'eventsource.reset_checkpoint(text,bigint)',
         $$SELECT eventsource.reset_checkpoint('role_cp', 0)$$, false, false, false),
-    (15, 'eventsource.create_subscription(text,regprocedure,text,integer,text,interval,interval,integer,interval,boolean,integer,interval,text[],text[],integer)',
+    (15, 'eventsource.create_subscription(text,regprocedure,text,integer,text,interval,interval,integer,interval,boolean,integer,interval,text[],text[],integer,text)',
         $$SELECT eventsource.create_subscription('role_sub', 'roles_test.handler(eventsource.events)')$$, false, false, true),
     (16, 'eventsource.pause_subscription(text)',
         $$SELECT eventsource.pause_subscription('role_sub')$$, false, false, true),
@@ -416,7 +416,7 @@ CREATE ROLE es_app NOLOGIN;
 GRANT USAGE ON SCHEMA roles_test TO es_app;
 GRANT EXECUTE ON FUNCTION
     eventsource.create_subscription(text, regprocedure, text, integer, text, interval,
-        interval, integer, interval, boolean, integer, interval, text[], text[], integer)
+        interval, integer, interval, boolean, integer, interval, text[], text[], integer, text)
     TO es_app;
 SET ROLE es_app;
 SELECT lives_ok($$SELECT eventsource.create_subscription('app_sub', 'roles_test.handler(eventsource.events)', partitions => 2)$$,
