@@ -497,11 +497,21 @@ is(sql('old', q{SET eventsource.tenant = 'acme';
                 SELECT stream_version FROM eventsource.append_event('Order-1', 0, 'OrderCreated', '{}')}), '1',
 	'a new tenant: the same stream id starts at version 1 there');
 is(sql('old', q{SELECT eventsource.stream_version('Order-1')}), '3', 'and the default tenant\'s is unchanged');
+is(sql('old', q{SELECT string_agg(name || ':' || coalesce(tenant, 'cross-tenant'), ' ' ORDER BY name) FROM eventsource.subscriptions}),
+	'counter:cross-tenant picky:cross-tenant', 'every subscription of 1.0 is cross-tenant');
+is(sql('old', q{SELECT count(*) FROM eventsource.subscription_status WHERE tenant IS NULL AND state <> 'failed'}),
+	sql('old', q{SELECT count(*) FROM eventsource.subscription_status}),
+	'and the status says so, with none of them failed (their owners may read every tenant)');
 my $head2 = sql('old', 'SELECT eventsource.head_position()');
 wait_until('old', qq{SELECT bool_and(checkpoint = $head2) FROM eventsource.subscription_status},
 	'and the new event is delivered');
 is(sql('old', q{SELECT n FROM app.deliveries d JOIN eventsource.events e USING (event_id)
                  WHERE e.stream_id = 'Order-1' AND e.stream_version = 3}), '1', 'once');
+is(sql('old', q{SELECT n FROM app.deliveries d JOIN eventsource.events e USING (event_id)
+                 WHERE e.tenant_id = 'acme' AND e.stream_id = 'Order-1'}), '1',
+	'the cross-tenant counter delivered the new tenant\'s event too, once');
+is(sql('old', q{SELECT string_agg(DISTINCT tenant_id, ',') FROM eventsource.dead_letters}), 'default',
+	'the dead letters of 1.0 are the default tenant\'s');
 
 # the dead letter from 1.0 can be retried on the new version
 is(sql('old', q{SELECT eventsource.retry_dead_letters('picky')}), '1', 'retry_dead_letters() after the update');
