@@ -156,6 +156,26 @@ SELECT eventsource.error_stats()->'by_subscription' ? 'ts_all' AS sees_cross_ten
 -- nor can it ask for them to be retried
 SELECT t.try($$SELECT eventsource.retry_dead_letters('ts_all')$$) AS retry_cross_tenant;
 ROLLBACK;
+-- writes are held to its tenant too (WITH CHECK), and COPY TO writes its rows only
+GRANT INSERT, UPDATE, DELETE ON eventsource.dead_letters TO regress_ts_bound;
+BEGIN;
+SET LOCAL ROLE regress_ts_bound;
+SELECT t.try($$INSERT INTO eventsource.dead_letters (subscription, partition, global_position, stream_id,
+    stream_version, event_id, event_type, data, metadata, recorded_at, error_message,
+    error_sqlstate, error_category, error_severity, retry_count, first_failed_at, tenant_id)
+    VALUES ('ts_all', 0, 1, 'Ts-9', 1, gen_random_uuid(), 'T', '{}', '{}', now(), 'x', 'P0001',
+            'application', 'error', 0, now(), 'tsub_b')$$) AS insert_other_tenant,
+       t.try($$UPDATE eventsource.dead_letters SET tenant_id = 'tsub_b'$$) AS move_to_other_tenant;
+UPDATE eventsource.dead_letters SET retry_count = 7;
+DELETE FROM eventsource.dead_letters WHERE tenant_id <> 'tsub_a';
+COPY (SELECT tenant_id FROM eventsource.dead_letters) TO STDOUT;
+COPY eventsource.dead_letters (tenant_id) TO STDOUT;
+RESET ROLE;
+-- its UPDATE reached its tenant's row only, its DELETE none of the others
+SELECT string_agg(tenant_id || ':' || retry_count, ',' ORDER BY tenant_id) AS after_bound_writes
+  FROM eventsource.dead_letters WHERE subscription = 'ts_all';
+ROLLBACK;
+REVOKE INSERT, UPDATE, DELETE ON eventsource.dead_letters FROM regress_ts_bound;
 -- the owner sees them all
 SELECT eventsource.error_stats()->'by_subscription'->'ts_all'->>'errors' AS owner_sees_errors,
        (SELECT count(*) FROM eventsource.dead_letters WHERE subscription = 'ts_all') AS owner_sees_dead_letters;
