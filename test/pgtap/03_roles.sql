@@ -245,7 +245,10 @@ INSERT INTO matrix VALUES
     (45, 'eventsource.bind_role_to_tenant(regrole,text)',
         $$SELECT eventsource.bind_role_to_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true),
     (46, 'eventsource.unbind_role_from_tenant(regrole,text)',
-        $$SELECT eventsource.unbind_role_from_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true);
+        $$SELECT eventsource.unbind_role_from_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true),
+    -- EXECUTE for PUBLIC, but it checks EXECUTE on subscription_status_rows()
+    (47, 'eventsource.subscription_status_rows_v3()',
+        $$SELECT count(*) FROM eventsource.subscription_status_rows_v3()$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator, es_eraser;
 
 -- the matrix names every function of the schema, once
@@ -258,7 +261,8 @@ SELECT is((SELECT count(*)::integer FROM matrix), (SELECT count(DISTINCT fn)::in
 -- and EXECUTE is what the catalog says it is, for each role (for the
 -- status function of 1.1: EXECUTE on 1.0's, which it checks itself)
 CREATE FUNCTION pg_temp.gate(fn regprocedure) RETURNS regprocedure LANGUAGE sql AS $$
-    SELECT CASE WHEN fn = 'eventsource.subscription_status_rows_v2()'::regprocedure
+    SELECT CASE WHEN fn IN ('eventsource.subscription_status_rows_v2()'::regprocedure,
+                            'eventsource.subscription_status_rows_v3()'::regprocedure)
                 THEN 'eventsource.subscription_status_rows()'::regprocedure ELSE fn END
 $$;
 SELECT is(
@@ -277,7 +281,8 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
       WHERE p.pronamespace = 'eventsource'::regnamespace
         AND has_function_privilege('public', p.oid, 'EXECUTE')),
-    ARRAY['category', 'current_tenant', 'stream_partition', 'subscription_status_rows_v2'],
+    ARRAY['category', 'current_tenant', 'stream_partition', 'subscription_status_rows_v2',
+          'subscription_status_rows_v3'],
     'PUBLIC may only run the pure helpers, current_tenant() (row-level security calls it), and the status function that checks EXECUTE on 1.0''s');
 
 -- each role makes every call: granted ones work, the others fail with 42501
