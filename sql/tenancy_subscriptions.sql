@@ -44,6 +44,19 @@ SELECT eventsource.create_subscription('ts_b', 'ts.h(eventsource.events)', tenan
 SELECT eventsource.create_subscription('ts_all', 'ts.h(eventsource.events)', tenant => NULL);
 SELECT name, tenant FROM eventsource.subscriptions WHERE name LIKE 'ts\_%' ORDER BY name;
 
+-- start_from 'checkpoint': the checkpoint of the subscription's tenant (the
+-- same name in two tenants is two checkpoints)
+BEGIN;
+SET LOCAL eventsource.tenant = 'tsub_a';
+SELECT eventsource.save_checkpoint('ts_cp', 5);
+SET LOCAL eventsource.tenant = 'tsub_b';
+SELECT eventsource.save_checkpoint('ts_cp', 7);
+RESET eventsource.tenant;
+SELECT eventsource.create_subscription('ts_cp', 'ts.h(eventsource.events)', start_from => 'checkpoint',
+                                       tenant => 'tsub_b');
+SELECT position FROM eventsource.subscription_partitions WHERE subscription = 'ts_cp';
+ROLLBACK;
+
 -- bad tenant arguments: empty, malformed, too long, unknown, a bad setting
 SELECT t.try($$SELECT eventsource.create_subscription('ts_x', 'ts.h(eventsource.events)', tenant => '')$$) AS empty,
        t.try($$SELECT eventsource.create_subscription('ts_x', 'ts.h(eventsource.events)', tenant => 'a b')$$) AS malformed,

@@ -690,6 +690,12 @@ SELECT eventsource.create_subscription('picky', 'public.picky(eventsource.events
 SELECT eventsource.append_event('Bad-1', 0, 'OrderCreated', '{}');
 });
 wait_until('reload', q{SELECT count(*) = 1 FROM eventsource.dead_letters}, 'reload: a dead letter on 1.0');
+# the worker is idle on its latch, no batch in flight: a batch still running
+# (the one after the dead letter) would wait for the update's locks and
+# follow the new version before the lock below is taken
+wait_until('reload', q{SELECT wait_event_type = 'Extension' AND xact_start IS NULL FROM pg_stat_activity
+                        WHERE application_name = 'eventsource picky/0' AND datname = current_database()},
+	'reload: the worker is idle');
 my $reload_pid = sql('reload', q{SELECT pid FROM eventsource.subscription_status});
 my $reload_offset = -s $node->logfile;
 # The update itself alters eventsource.subscriptions (issue 9's CHECKs), so
