@@ -705,9 +705,20 @@ my $reload_offset = -s $node->logfile;
 my $locker = $node->background_psql('reload');
 sql('reload', q{SET lock_timeout = '60s'; ALTER EXTENSION eventsource UPDATE});
 $locker->query_safe(q{BEGIN; LOCK TABLE eventsource.subscriptions});
+# An idle worker can also wake without an append: a catch-up signal when the
+# update's many invalidation messages fill the queue sets its latch (seen
+# under load).  If it followed the update before the lock was granted (then
+# the lock waited for its batch, which logged it), there is no failed
+# reload to see this time; the rest holds either way.
+my $followed_early = slurp_file($node->logfile, $reload_offset) =~
+  /subscription "picky" partition 0 now runs with version/;
 sql('reload', q{SELECT eventsource.append_event('Good-1', 0, 'OrderCreated', '{}')});
-$node->wait_for_log(qr/ERROR:  canceling statement due to lock timeout/, $reload_offset);
-ok(1, 'the worker could not read its subscription again after the update (lock timeout)');
+SKIP:
+{
+	skip 'the worker woke and followed the update before the lock was taken', 1 if $followed_early;
+	$node->wait_for_log(qr/ERROR:  canceling statement due to lock timeout/, $reload_offset);
+	ok(1, 'the worker could not read its subscription again after the update (lock timeout)');
+}
 $locker->query_safe(q{COMMIT});
 $locker->quit;
 is(sql('reload', q{SELECT eventsource.retry_dead_letters('picky')}), '1', 'a dead-letter retry is asked for');
