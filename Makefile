@@ -75,7 +75,7 @@ endif
 # pg_regress: the SQL surface.
 REGRESS = core_setup append read snapshot checkpoint errors subscription_api hostile monitoring \
 	monitoring_lag subscription_rules tracing lifecycle erasure retention tenancy tenant_stats \
-	tenancy_lifecycle
+	tenancy_lifecycle tenancy_subscriptions
 
 # isolation specs: concurrent transactions.
 ISOLATION = append_conflict append_any horizon_order horizon_abort \

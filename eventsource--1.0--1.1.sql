@@ -743,3 +743,146 @@ CREATE OR REPLACE VIEW eventsource.cleanup_status WITH (security_barrier = true)
               FROM eventsource.stream_lifecycle l
              WHERE l.cleaned_through OPERATOR(pg_catalog.<) l.hidden_through
                AND l.tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())) p;
+
+-- ==== issue 15: tenancy (subscriptions) ====
+-- A subscription is scoped to one tenant or cross-tenant (docs/tenancy.md
+-- section 4; README "Multi-tenancy").  subscriptions.tenant names its
+-- tenant; NULL is cross-tenant, what every subscription of 1.0 becomes
+-- here, so each keeps running as it did (a store without tenants holds the
+-- default tenant's events only).  The worker reads a tenant-scoped
+-- subscription's events with tenant_id = its tenant (the key
+-- events_tenant_global_position_key serves it) and runs every handler call
+-- with eventsource.tenant set to the tenant of the events it hands over, so
+-- a handler's own appends land in that tenant (src/delivery.c, handler.c).
+-- The owner of a subscription must be allowed its tenant, and a role bound
+-- to tenants never owns a cross-tenant one: create_subscription checks it,
+-- and the worker checks it again before every batch
+-- (src/subscription_rules.c), failing the partition with "invalid
+-- configuration" when a binding changed.
+--
+-- Locks and cost: ADD COLUMN (nullable, or with a constant default) is a
+-- catalog change on subscriptions, dead_letters and recent_errors; the CHECK
+-- on subscriptions.tenant is validated against the (few, all NULL) rows.
+-- create_subscription() is replaced (DROP and CREATE: a function's
+-- arguments cannot change in place), keeping the privileges granted on it.
+ALTER TABLE eventsource.subscriptions
+    ADD COLUMN tenant text,
+    ADD CONSTRAINT subscriptions_tenant_check
+        CHECK (tenant IS NULL OR
+               (pg_catalog.octet_length(tenant) BETWEEN 1 AND 63
+                AND tenant OPERATOR(pg_catalog.~) '^[A-Za-z0-9_.:-]+$'));
+
+-- The tenant of the event a dead letter or an error is about (the worker
+-- writes it; 1.0's rows were the default tenant's, as every event was).
+ALTER TABLE eventsource.dead_letters
+    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+ALTER TABLE eventsource.recent_errors
+    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+-- Row-level security as for the log: a role other than the owner reads
+-- these tables (if it was ever granted them) for its current tenant only.
+-- subscription_partitions holds copies of a failed event's error, so it
+-- follows its subscription's tenant; a cross-tenant subscription's rows are
+-- the owner's alone.  The store's functions and workers run as the owner.
+ALTER TABLE eventsource.dead_letters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY dead_letters_tenant ON eventsource.dead_letters
+    USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
+ALTER TABLE eventsource.recent_errors ENABLE ROW LEVEL SECURITY;
+CREATE POLICY recent_errors_tenant ON eventsource.recent_errors
+    USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
+ALTER TABLE eventsource.subscriptions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY subscriptions_tenant ON eventsource.subscriptions
+    USING (tenant OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
+    WITH CHECK (tenant OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
+ALTER TABLE eventsource.subscription_partitions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY subscription_partitions_tenant ON eventsource.subscription_partitions
+    USING (EXISTS (SELECT FROM eventsource.subscriptions s
+                    WHERE s.name OPERATOR(pg_catalog.=) subscription
+                      AND s.tenant OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())));
+
+-- create_subscription(..., tenant): the new trailing argument defaults to
+-- the caller's current tenant, so every call of 1.0 stays valid and makes
+-- a subscription of the tenant the caller works in; tenant => NULL asks for
+-- a cross-tenant one (the store's owner only).  The privileges granted on
+-- the 1.0 function are granted again on the new one, and left out of its
+-- initial privileges so that pg_dump keeps dumping them.
+SELECT pg_catalog.set_config('eventsource_upgrade.create_subscription_acl',
+                             COALESCE(p.proacl::pg_catalog.text, ''), true)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid OPERATOR(pg_catalog.=)
+       'eventsource.create_subscription(text, regprocedure, text, integer, text, interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)'::pg_catalog.regprocedure;
+DROP FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text, interval,
+    interval, integer, interval, boolean, integer, interval, text[], text[], integer);
+CREATE FUNCTION eventsource.create_subscription(
+    name text, handler regprocedure, start_from text DEFAULT 'beginning',
+    batch_size integer DEFAULT 100, checkpoint_strategy text DEFAULT 'every_batch',
+    checkpoint_interval interval DEFAULT '5 seconds',
+    processing_timeout interval DEFAULT '30 seconds',
+    max_retries integer DEFAULT 5, retry_backoff interval DEFAULT '1 second',
+    continue_on_error boolean DEFAULT true, circuit_breaker_threshold integer DEFAULT 5,
+    circuit_breaker_reset interval DEFAULT '30 seconds',
+    event_types text[] DEFAULT NULL, categories text[] DEFAULT NULL,
+    partitions integer DEFAULT 1, tenant text DEFAULT eventsource.current_tenant())
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_create_subscription';
+COMMENT ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
+    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer,
+    text) IS
+    'Create a subscription of the tenant (default: the current one; NULL: every tenant, the owner only)';
+REVOKE ALL ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
+    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer,
+    text) FROM PUBLIC;
+DO $$
+DECLARE
+    fn pg_catalog.oid := 'eventsource.create_subscription(text, regprocedure, text, integer, text, interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer, text)'::pg_catalog.regprocedure;
+    acl text := pg_catalog.current_setting('eventsource_upgrade.create_subscription_acl');
+    initial pg_catalog.aclitem[];
+    g record;
+BEGIN
+    SELECT p.proacl INTO initial FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn;
+    IF acl OPERATOR(pg_catalog.=) '' THEN
+        RETURN;
+    END IF;
+    FOR g IN
+        SELECT a.grantee, a.is_grantable
+          FROM pg_catalog.aclexplode(acl::pg_catalog.aclitem[]) a
+         WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+           AND a.grantee OPERATOR(pg_catalog.<>) a.grantor
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s',
+            fn::pg_catalog.regprocedure,
+            CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::pg_catalog.text) END,
+            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    -- the grants are the users', not the extension's: out of the initial
+    -- privileges, so that pg_dump dumps them as it did for the 1.0 function
+    UPDATE pg_catalog.pg_init_privs SET initprivs = initial
+     WHERE objoid OPERATOR(pg_catalog.=) fn
+       AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND objsubid OPERATOR(pg_catalog.=) 0;
+END $$;
+
+-- The status gains a trailing column: the subscription's tenant (NULL:
+-- cross-tenant).  A role bound to tenants sees the subscriptions of its
+-- current tenant only (src/status.c), as health() and error_stats() do.
+CREATE FUNCTION eventsource.subscription_status_rows_v3(
+    OUT name text, OUT partition integer, OUT pid integer, OUT state text,
+    OUT checkpoint bigint, OUT last_position bigint, OUT head_position bigint,
+    OUT lag_events bigint, OUT lag_seconds double precision,
+    OUT events_processed bigint, OUT events_failed bigint, OUT events_retried bigint,
+    OUT dead_letters bigint, OUT consecutive_failures bigint,
+    OUT error_rate_per_minute bigint, OUT last_error text, OUT last_error_at timestamptz,
+    OUT started_at timestamptz, OUT last_activity_at timestamptz, OUT health text,
+    OUT health_reason text, OUT last_sqlstate text, OUT heartbeat_at timestamptz,
+    OUT circuit_open_until timestamptz, OUT last_shutdown jsonb, OUT partitions integer,
+    OUT lag_positions bigint, OUT lag_events_exact boolean, OUT lag_events_estimate bigint,
+    OUT tenant text)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_subscription_status';
+CREATE OR REPLACE VIEW eventsource.subscription_status AS
+    SELECT * FROM eventsource.subscription_status_rows_v3();

@@ -478,6 +478,7 @@ WITH r AS (
         ('stat_reset', $$SELECT eventsource.stat_reset(true)$$),
         ('subscription_status_rows', $$SELECT * FROM eventsource.subscription_status_rows('hostile_sub')$$),
         ('subscription_status_rows_v2', $$SELECT * FROM eventsource.subscription_status_rows_v2('hostile_sub')$$),
+        ('subscription_status_rows_v3', $$SELECT * FROM eventsource.subscription_status_rows_v3('hostile_sub')$$),
         ('store_stats_row', $$SELECT * FROM eventsource.store_stats_row(NULL)$$),
         ('tracing_stats', $$SELECT * FROM eventsource.tracing_stats(NULL)$$),
         ('tenant_stats_rows', $$SELECT * FROM eventsource.tenant_stats_rows(NULL)$$),
@@ -782,6 +783,57 @@ SELECT fn, t.try($$SET LOCAL ROLE hostile_bound; SELECT $$ || c || $$; RESET ROL
         ('clear_retention', $$eventsource.clear_retention('Hostile-1')$$)
     ) v(fn, c);
 SELECT current_user = session_user AS role_restored;
+
+-- subscriptions across tenants (issue 15, part 3): the bound role, with
+-- EXECUTE on every subscription function and SELECT on the status and the
+-- subscription tables, tries to reach the default tenant's subscription
+-- (hostile_sub) and to make one that sees other tenants; it sees none of
+-- them anywhere
+GRANT EXECUTE ON FUNCTION
+    eventsource.create_subscription(text, regprocedure, text, integer, text, interval,
+        interval, integer, interval, boolean, integer, interval, text[], text[], integer, text),
+    eventsource.drop_subscription(text), eventsource.pause_subscription(text),
+    eventsource.resume_subscription(text), eventsource.reset_subscription(text, bigint),
+    eventsource.retry_dead_letters(text, bigint[]),
+    eventsource.wait_for_subscription(text, bigint, interval),
+    eventsource.subscription_status_rows(), eventsource.health(), eventsource.error_stats()
+    TO hostile_bound;
+GRANT SELECT ON eventsource.subscription_status, eventsource.subscriptions,
+    eventsource.subscription_partitions, eventsource.dead_letters, eventsource.recent_errors
+    TO hostile_bound;
+GRANT USAGE ON SCHEMA h TO hostile_bound;
+GRANT EXECUTE ON FUNCTION h.on_event(eventsource.events) TO hostile_bound;
+WITH r AS (
+    INSERT INTO calls (fn, ctx, call, result)
+    SELECT fn, 'bound role', c, t.try($$SET LOCAL ROLE hostile_bound; $$ || c) FROM (VALUES
+        ('create_subscription', $$SELECT eventsource.create_subscription('hostile_x', 'h.on_event(eventsource.events)', tenant => NULL)$$),
+        ('create_subscription', $$SELECT eventsource.create_subscription('hostile_x', 'h.on_event(eventsource.events)', tenant => 'default')$$),
+        ('create_subscription', $$SELECT eventsource.create_subscription('hostile_x', 'h.on_event(eventsource.events)', tenant => 'nope')$$),
+        ('create_subscription', $$SELECT eventsource.create_subscription('hostile_x', 'h.on_event(eventsource.events)', tenant => '')$$),
+        ('create_subscription', $$SET LOCAL eventsource.tenant = 'default'; SELECT eventsource.create_subscription('hostile_x', 'h.on_event(eventsource.events)')$$),
+        ('wait_for_subscription', $$SELECT eventsource.wait_for_subscription('hostile_sub', 0, '0')$$),
+        ('retry_dead_letters', $$SELECT eventsource.retry_dead_letters('hostile_sub')$$),
+        ('drop_subscription', $$SELECT eventsource.drop_subscription('hostile_sub')$$),
+        ('reset_subscription', $$SELECT eventsource.reset_subscription('hostile_sub', 0)$$),
+        ('subscriptions', $$UPDATE eventsource.subscriptions SET tenant = 'hostile_t'$$),
+        ('subscription_partitions', $$UPDATE eventsource.subscription_partitions SET position = 0$$),
+        ('dead_letters', $$DELETE FROM eventsource.dead_letters$$)
+    ) v(fn, c)
+    RETURNING id, fn, ctx, call, result)
+SELECT fn, ctx, result FROM r ORDER BY id;
+BEGIN;
+SET LOCAL ROLE hostile_bound;
+SELECT (SELECT count(*) FROM eventsource.subscription_status) AS status_rows,
+       eventsource.health()->'subscriptions' AS health_subscriptions,
+       eventsource.error_stats()->'by_subscription' AS error_stats_subscriptions,
+       (SELECT count(*) FROM eventsource.subscriptions) AS subscriptions,
+       (SELECT count(*) FROM eventsource.subscription_partitions) AS partitions,
+       (SELECT count(*) FROM eventsource.dead_letters) AS dead_letters,
+       (SELECT count(*) FROM eventsource.recent_errors) AS recent_errors;
+ROLLBACK;
+REVOKE SELECT ON eventsource.subscription_status, eventsource.subscriptions,
+    eventsource.subscription_partitions, eventsource.dead_letters, eventsource.recent_errors
+    FROM hostile_bound;
 
 --
 -- values at the edges that are answered, not refused: max-int positions and

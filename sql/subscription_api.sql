@@ -428,7 +428,7 @@ CREATE ROLE regress_es_alice;
 CREATE ROLE regress_es_bob;
 GRANT USAGE ON SCHEMA sa, t TO regress_es_alice, regress_es_bob;
 GRANT EXECUTE ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
-    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)
+    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer, text)
     TO regress_es_alice;
 BEGIN;
 SET LOCAL ROLE regress_es_bob;
@@ -995,7 +995,7 @@ SELECT * FROM sa.leftovers;
 
 DROP SCHEMA sa CASCADE;
 REVOKE ALL ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
-    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)
+    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer, text)
     FROM regress_es_alice;
 REVOKE ALL ON FUNCTION eventsource.drop_subscription(text), eventsource.pause_subscription(text),
     eventsource.resume_subscription(text), eventsource.reset_subscription(text, bigint),

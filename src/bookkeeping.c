@@ -40,13 +40,13 @@
 #include "utils/memutils.h"
 
 #include "schema.h"
-#include "tenant.h"
 #include "subscription.h"
+#include "tenant.h"
 #include "trace.h"
 #include "worker.h"
 
-static SPIPlanPtr dead_letter_plan = NULL;
-static SPIPlanPtr error_plan = NULL;
+static SPIPlanPtr dead_letter_plans[2] = {NULL, NULL};	/* 1.0 and 1.1 SQL */
+static SPIPlanPtr error_plans[2] = {NULL, NULL};
 static SPIPlanPtr error_prune_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 
@@ -71,25 +71,26 @@ event_column(EsEventRef *ev, int attno, bool *isnull)
 }
 
 /*
- * The tenant of the event being recorded: the column the 1.1 SQL appends
- * after the frozen 1.0 columns (tenant_id), or the default tenant on the
- * 1.0 SQL, whose rows are all the default tenant's.
+ * The event's tenant, for the copies in recent_errors and dead_letters
+ * (1.1: their tenant_id, which row-level security reads) and for its
+ * erasure lock; 'default' when the row type has none (the 1.0 SQL, whose
+ * rows are all the default tenant's).
  */
+static Datum
+event_tenant_column(EsEventRef *ev)
+{
+	bool		isnull = true;
+	Datum		d = (Datum) 0;
+
+	if (es_cfg.tenant_attno != 0)
+		d = event_column(ev, es_cfg.tenant_attno, &isnull);
+	return isnull ? CStringGetTextDatum(ES_DEFAULT_TENANT) : d;
+}
+
 static text *
 event_tenant(EsEventRef *ev)
 {
-	bool		isnull;
-	Datum		d;
-
-	if (es_cfg.events_desc->natts > Natts_es_events &&
-		strcmp(NameStr(TupleDescAttr(es_cfg.events_desc, Natts_es_events)->attname),
-			   "tenant_id") == 0)
-	{
-		d = event_column(ev, Natts_es_events + 1, &isnull);
-		if (!isnull)
-			return DatumGetTextPP(d);
-	}
-	return cstring_to_text(ES_DEFAULT_TENANT);
+	return DatumGetTextPP(event_tenant_column(ev));
 }
 
 /* What check_event_copy() found about an event the worker is to copy */
@@ -459,20 +460,22 @@ static void
 insert_error_row(EsEventRef *ev, void *arg)
 {
 	EsErrorRow *row = arg;
-	Datum		values[10];
+	Datum		values[11];
 	bool		isnull;
+	SPIPlanPtr	error_plan;
+	Oid			types[11] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
 
-	if (error_plan == NULL)
-	{
-		Oid			types[10] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
-
-		error_plan = es_prepare("INSERT INTO eventsource.recent_errors (subscription, partition,"
-								" global_position, event_id, event_type, error_message, error_sqlstate,"
-								" error_category, error_severity, attempt)"
-								" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-								10, types);
-	}
+#define ES_INSERT_ERROR(tenant_column, tenant_value) \
+	"INSERT INTO eventsource.recent_errors (subscription, partition," \
+	" global_position, event_id, event_type, error_message, error_sqlstate," \
+	" error_category, error_severity, attempt" tenant_column ")" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10" tenant_value ")"
+	/* 1.0 SQL: no tenant_id ($11 unused) */
+	error_plan = es_prepare_versioned(error_plans, ES_INSERT_ERROR("", ""),
+									  ES_INSERT_ERROR(", tenant_id", ", $11"),
+									  11, types);
+#undef ES_INSERT_ERROR
 	if (error_prune_plan == NULL)
 	{
 		Oid			prune_types[1] = {INT4OID};
@@ -489,6 +492,7 @@ insert_error_row(EsEventRef *ev, void *arg)
 	values[4] = event_column(ev, Anum_es_events_event_type, &isnull);
 	es_error_columns(&values[5], row->err);
 	values[9] = Int32GetDatum(row->attempt);
+	values[10] = event_tenant_column(ev);
 	es_exec_plan(error_plan, values, NULL, SPI_OK_INSERT);
 	values[0] = Int32GetDatum(es_recent_errors_kept);
 	es_exec_plan(error_prune_plan, values, NULL, SPI_OK_DELETE);
@@ -575,9 +579,13 @@ static void
 insert_dead_letter(EsEventRef *ev, void *arg)
 {
 	EsDeadLetter *dl = arg;
-	Datum		values[16];
+	Datum		values[17];
 	bool		isnull;
 	EsCallError shown;
+	SPIPlanPtr	dead_letter_plan;
+	Oid			types[17] = {TEXTOID, INT4OID, INT8OID, TEXTOID, INT8OID, UUIDOID,
+		TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
 
 	/* the event's current row if it was erased since we read it */
 	if (check_event_copy(ev) == ES_COPY_UNKNOWN)
@@ -587,20 +595,19 @@ insert_dead_letter(EsEventRef *ev, void *arg)
 				 errdetail("Parking the event now could keep data the erasure removes.")));
 	es_error_as_copied(ev, dl->err, &shown);
 
-	if (dead_letter_plan == NULL)
-	{
-		Oid			types[16] = {TEXTOID, INT4OID, INT8OID, TEXTOID, INT8OID, UUIDOID,
-			TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, INT4OID, TIMESTAMPTZOID};
-
-		dead_letter_plan = es_prepare("INSERT INTO eventsource.dead_letters (subscription, partition,"
-									  " global_position, stream_id, stream_version, event_id, event_type,"
-									  " data, metadata, recorded_at, error_message, error_sqlstate,"
-									  " error_category, error_severity, retry_count, first_failed_at)"
-									  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-									  " $14, $15, $16)",
-									  16, types);
-	}
+#define ES_INSERT_DEAD_LETTER(tenant_column, tenant_value) \
+	"INSERT INTO eventsource.dead_letters (subscription, partition," \
+	" global_position, stream_id, stream_version, event_id, event_type," \
+	" data, metadata, recorded_at, error_message, error_sqlstate," \
+	" error_category, error_severity, retry_count, first_failed_at" tenant_column ")" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13," \
+	" $14, $15, $16" tenant_value ")"
+	/* 1.0 SQL: no tenant_id ($17 unused) */
+	dead_letter_plan = es_prepare_versioned(dead_letter_plans,
+											ES_INSERT_DEAD_LETTER("", ""),
+											ES_INSERT_DEAD_LETTER(", tenant_id", ", $17"),
+											17, types);
+#undef ES_INSERT_DEAD_LETTER
 	values[0] = CStringGetTextDatum(es_worker.name);
 	values[1] = Int32GetDatum(es_worker.partition);
 	/* $3..$10: the event's columns, in their order */
@@ -609,6 +616,7 @@ insert_dead_letter(EsEventRef *ev, void *arg)
 	es_error_columns(&values[10], &shown);
 	values[14] = Int32GetDatum(dl->retries);
 	values[15] = TimestampTzGetDatum(dl->first_failed_at ? dl->first_failed_at : GetCurrentTimestamp());
+	values[16] = event_tenant_column(ev);
 	es_exec_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
 }
 

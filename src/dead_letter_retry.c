@@ -8,7 +8,8 @@
  *	  Events a lifecycle operation has hidden since they failed are dropped
  *	  instead of retried; the others are delivered as the log holds them
  *	  now (an event erased since it failed goes out redacted), not as the
- *	  dead letter copied them.
+ *	  dead letter copied them, each in its own tenant (es_deliver_one: the
+ *	  handler runs with eventsource.tenant set to the event's).
  *
  *-------------------------------------------------------------------------
  */
@@ -143,6 +144,11 @@ es_worker_retry_dead_letters(void)
 	{
 		es_worker_tx_commit();			/* gone: the next batch says so */
 		return;
+	}
+	if (!es_worker_tenant_still_allowed())
+	{
+		es_worker_tx_commit();
+		es_fail_invalid_config();
 	}
 	if (retry_again_plan == NULL)
 	{

@@ -32,6 +32,7 @@
 #include "postgres.h"
 
 #include "storage/lmgr.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "schema.h"
@@ -115,6 +116,7 @@ static EsDelivery dlv = {.resets_seen = -1};
 
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr read_plans[2];	/* 1.0 and 1.1 SQL (es_visible_plan) */
+static SPIPlanPtr tenant_read_plans[2]; /* of a tenant-scoped subscription */
 static SPIPlanPtr write_plan = NULL;
 
 /* ---------------------------------------------------------------------
@@ -222,6 +224,25 @@ backoff_ms(int attempts)
 	return Min(ms, (int64) ES_MAX_BACKOFF_MS);
 }
 
+/*
+ * The tenant a handler call for this event runs in: the event's own (for
+ * a tenant-scoped subscription, its tenant), palloc'd; NULL on the 1.0 SQL,
+ * which has no tenant but the default (the setting is then left alone).
+ */
+static const char *
+event_tenant(EsEventRef *ev)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (es_cfg.tenant != NULL)
+		return es_cfg.tenant;
+	if (es_cfg.tenant_attno == 0)
+		return NULL;
+	d = heap_getattr(ev->tuple, es_cfg.tenant_attno, es_cfg.events_desc, &isnull);
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
 /* Call the handler for one event (a 1-element array for batch handlers). */
 EsCallResult
 es_deliver_one(EsEventRef *ev, EsCallError *err)
@@ -231,11 +252,36 @@ es_deliver_one(EsEventRef *ev, EsCallError *err)
 	if (es_cfg.batch_handler)
 		arg = PointerGetDatum(construct_array(&arg, 1, es_cfg.events_type, -1, false, TYPALIGN_DOUBLE));
 	es_trace_set_retry(ev->position == dlv.retry_position ? dlv.retry_attempts : 0);
-	return es_call_handler(&es_cfg.handler_finfo, arg, es_cfg.owner, es_cfg.processing_timeout_ms,
+	return es_call_handler(&es_cfg.handler_finfo, arg, es_cfg.owner, event_tenant(ev),
+						   es_cfg.processing_timeout_ms,
 						   es_worker.name, ev->tuple, es_cfg.events_desc, err);
 }
 
-/* Call a batch handler once with the whole batch. */
+/*
+ * How many events from events[0] on (at most n) a batch handler gets in
+ * one call: all of them, but a cross-tenant subscription's call holds one
+ * tenant's events only, since the call runs in one tenant (its appends land
+ * there).  The batch is cut where the tenant changes.
+ */
+static int
+same_tenant_run(EsEventRef *events, int n)
+{
+	const char *first;
+
+	if (es_cfg.tenant != NULL || es_cfg.tenant_attno == 0 || n <= 1)
+		return n;
+	first = event_tenant(&events[0]);
+	for (int i = 1; i < n; i++)
+	{
+		const char *t = event_tenant(&events[i]);
+
+		if (first == NULL || t == NULL || strcmp(first, t) != 0)
+			return i;
+	}
+	return n;
+}
+
+/* Call a batch handler once with events[0 .. n-1], all of one tenant. */
 static EsCallResult
 deliver_all(EsEventRef *events, int n, EsCallError *err)
 {
@@ -246,7 +292,8 @@ deliver_all(EsEventRef *events, int n, EsCallError *err)
 	return es_call_handler(&es_cfg.handler_finfo,
 						   PointerGetDatum(construct_array(elems, n, es_cfg.events_type, -1,
 														   false, TYPALIGN_DOUBLE)),
-						   es_cfg.owner, es_cfg.processing_timeout_ms, es_worker.name, NULL, NULL, err);
+						   es_cfg.owner, event_tenant(&events[0]),
+						   es_cfg.processing_timeout_ms, es_worker.name, NULL, NULL, err);
 }
 
 /*
@@ -257,24 +304,35 @@ deliver_all(EsEventRef *events, int n, EsCallError *err)
 static int
 fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanned_to)
 {
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	MemoryContext old;
 	int			n;
 	SPIPlanPtr	read_plan;
+	Oid			types[8] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, INT4OID,
+	INT4OID, TEXTOID};
 
-	{
-		Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
-
-		/* the visible events only: lifecycle.c, es_visible_plan() */
-		read_plan = es_visible_plan(read_plans, "SELECT * FROM @EVENTS@"
-									" WHERE global_position OPERATOR(pg_catalog.>) $1"
-									" AND global_position OPERATOR(pg_catalog.<=) $2"
-									" AND " ES_SQL_SUBSCRIPTION_EVENTS(ES_SQL_ANY_PARAM, "",
-																	   "$3", "$4", "$5", "$6")
-									" ORDER BY global_position LIMIT $7",
+	/*
+	 * The visible events only: lifecycle.c, es_visible_plan().  A
+	 * tenant-scoped subscription reads its tenant's key (tenant_id,
+	 * global_position): its cost does not grow with the other tenants'
+	 * events.  A cross-tenant one reads the log's.
+	 */
+#define ES_SQL_FETCH(tenant_first, tenant) \
+	"SELECT * FROM @EVENTS@ WHERE " tenant_first \
+	" global_position OPERATOR(pg_catalog.>) $1" \
+	" AND global_position OPERATOR(pg_catalog.<=) $2" \
+	" AND " ES_SQL_SUBSCRIPTION_EVENTS(ES_SQL_ANY_PARAM, "", "$3", "$4", "$5", "$6", \
+									   "@TENANT_ID@", tenant) \
+	" ORDER BY global_position LIMIT $7"
+	if (es_cfg.tenant != NULL)
+		read_plan = es_visible_plan(tenant_read_plans,
+									ES_SQL_FETCH("@TENANT_ID@ OPERATOR(pg_catalog.=) $8 AND", "$8"),
+									8, types, true);
+	else
+		read_plan = es_visible_plan(read_plans, ES_SQL_FETCH("", "NULL::pg_catalog.text"),
 									7, types, true);
-	}
+#undef ES_SQL_FETCH
 	values[0] = Int64GetDatum(after);
 	values[1] = Int64GetDatum(head);
 	values[2] = es_cfg.event_types;
@@ -284,6 +342,8 @@ fetch_events(int64 after, int64 head, int limit, EsEventRef **out, int64 *scanne
 	values[4] = Int32GetDatum(es_worker.partitions);
 	values[5] = Int32GetDatum(es_worker.partition);
 	values[6] = Int32GetDatum(limit);
+	values[7] = es_cfg.tenant ? CStringGetTextDatum(es_cfg.tenant) : (Datum) 0;
+	nulls[7] = es_cfg.tenant ? ' ' : 'n';
 	es_spi_read_latest(read_plan, values, nulls, NULL, 0);
 
 	n = (int) SPI_processed;
@@ -462,13 +522,13 @@ deliver_batch(EsEventRef *events, int n, int *delivered, int *failed,
 
 	while (i < n)
 	{
-		int			count = whole ? n : 1;
+		int			count = whole ? same_tenant_run(&events[i], n - i) : 1;
 		EsCallResult r;
 		EsBatchOutcome outcome = BATCH_DONE;
 
 		if (es_drain_expired())
 			return BATCH_FORCED;
-		r = whole ? deliver_all(events, n, err) : es_deliver_one(&events[i], err);
+		r = whole ? deliver_all(&events[i], count, err) : es_deliver_one(&events[i], err);
 		if (r == ES_CALL_DRAIN_EXPIRED)
 			return BATCH_FORCED;
 		if (r == ES_CALL_OK)
@@ -528,6 +588,12 @@ es_delivery_batch(void)
 	{
 		es_worker_tx_commit();
 		return BATCH_GONE;
+	}
+	if (!es_worker_tenant_still_allowed())
+	{
+		/* the owner lost its tenant: never deliver another event */
+		es_worker_tx_commit();
+		es_fail_invalid_config();
 	}
 
 	/*

@@ -122,12 +122,17 @@ es_handler_subscription(void)
 
 /*
  * Call the handler once, with "arg" (an event or an array of events), in a
- * subtransaction, as "owner".  On failure the subtransaction is rolled back
- * and *err describes the error.  The caller is in a transaction with the
- * timer armed.
+ * subtransaction, as "owner", with eventsource.tenant set to "tenant" (the
+ * events' tenant; NULL: left as it is) for the call only: a GUC nest level
+ * of the subtransaction, popped when the call returns or its
+ * subtransaction aborts, so the worker's own transactions never run in it.
+ * So the handler's appends, reads and checkpoints are the tenant's, and a
+ * handler owned by a bound role passes current_tenant()'s check in it.  On
+ * failure the subtransaction is rolled back and *err describes the error.
+ * The caller is in a transaction with the timer armed.
  */
 EsCallResult
-es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
+es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, const char *tenant, int64 timeout_ms,
 				const char *subscription, HeapTuple event, TupleDesc desc,
 				EsCallError *err)
 {
@@ -150,6 +155,11 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
 		LOCAL_FCINFO(fcinfo, 1);
 		Oid			save_userid;
 		int			save_sec_context;
+		int			guc_level = NewGUCNestLevel();
+
+		if (tenant != NULL)
+			(void) set_config_option("eventsource.tenant", tenant, PGC_USERSET,
+									 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
 		/*
 		 * As the owner, in a security-restricted operation: the handler can
@@ -170,6 +180,7 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, int64 timeout_ms,
 		if (cancel_reason != CANCEL_NONE)
 			QueryCancelPending = false;
 		SetUserIdAndSecContext(save_userid, save_sec_context);
+		AtEOXact_GUC(true, guc_level);
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);

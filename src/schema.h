@@ -73,11 +73,26 @@
 	e "stream_id, " partitions ") OPERATOR(pg_catalog.=) " partition ")"
 
 /*
- * The events of subscription s, partition p: what the worker delivers
- * (delivery.c, fetch_events) and what the status view counts as its lag (status.c).
+ * The event is in the subscription's tenant "tenant" (text; NULL: a
+ * cross-tenant subscription takes every tenant's events).  "tenant_id" is
+ * the event's tenant column as the query spells it: @TENANT_ID@ or
+ * @TENANT_ID(alias)@ for es_visible_plan() (lifecycle.c), which reads the
+ * constant 'default' on the 1.0 SQL.
  */
-#define ES_SQL_SUBSCRIPTION_EVENTS(ANY, e, types, categories, partitions, partition) \
+#define ES_SQL_TENANT_FILTER(tenant_id, tenant) \
+	"(" tenant " IS NULL OR " tenant_id " OPERATOR(pg_catalog.=) " tenant ")"
+
+/*
+ * The events of subscription s, partition p: what the worker delivers
+ * (delivery.c, fetch_events) and what the status view counts as its lag
+ * (status.c).  The worker's read of a tenant-scoped subscription also
+ * states tenant_id = $n by itself, so that its generic plan reads the
+ * tenant's key (tenant_id, global_position).
+ */
+#define ES_SQL_SUBSCRIPTION_EVENTS(ANY, e, types, categories, partitions, partition, \
+								   tenant_id, tenant) \
 	ES_SQL_EVENT_FILTER(ANY, e, types, categories) \
-	" AND " ES_SQL_PARTITION_FILTER(e, partitions, partition)
+	" AND " ES_SQL_PARTITION_FILTER(e, partitions, partition) \
+	" AND " ES_SQL_TENANT_FILTER(tenant_id, tenant)
 
 #endif							/* ES_SCHEMA_H */

@@ -96,8 +96,9 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "subscription.h"
 #include "schema.h"
+#include "subscription.h"
+#include "tenant.h"
 #include "trace.h"
 
 typedef enum EsHealth
@@ -118,6 +119,7 @@ typedef struct EsStatusRow
 	int			partition;
 	int			partitions;
 	Oid			owner;
+	char	   *tenant;			/* NULL: cross-tenant */
 	int			pid;
 	EsWorkerState state;
 	int64		checkpoint;
@@ -337,6 +339,7 @@ typedef enum StatusColumn
 	SC_PARTITION,
 	SC_PARTITIONS,
 	SC_OWNER,
+	SC_TENANT,					/* 1.1: NULL = cross-tenant */
 	SC_SUB_STATE,
 	SC_PART_STATE,
 	SC_POSITION,				/* the checkpoint row's */
@@ -354,12 +357,27 @@ typedef enum StatusColumn
 } StatusColumn;
 
 /*
+ * Which subscriptions the caller's status shows ("tenant": the
+ * subscription's tenant column, or NULL on the 1.0 SQL): every one to the
+ * store's owner, superusers and BYPASSRLS roles ("all"); to any other role
+ * those of its current tenant ("current"), and the cross-tenant ones unless
+ * it is bound to tenants ("cross"): a bound role never learns of another
+ * tenant's subscriptions, nor of one that sees every tenant (its errors
+ * quote any tenant's events); a role that may choose any tenant keeps
+ * seeing what it saw on 1.0, where every subscription was cross-tenant.
+ * The parameters are status_visibility()'s.
+ */
+#define ES_STATUS_VISIBLE(tenant, all, cross, current) \
+	"(" all " OR (" tenant " IS NULL AND " cross ")" \
+	" OR " tenant " OPERATOR(pg_catalog.=) " current ")"
+
+/*
  * The partitions with their definition and saved state: the two small
  * subscription tables only.  The columns of LAG_QUERY below, without dead
- * letters (0) and lag (NULL).
+ * letters (0) and lag (NULL).  $1..$3: the visibility.
  */
-#define STATE_QUERY \
-	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
+#define STATE_QUERY(tenant) \
+	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid, " tenant "," \
 	" s.state, p.state, p.position, 0::pg_catalog.int8," \
 	" NULL::pg_catalog.int8, NULL::pg_catalog.timestamptz, NULL::pg_catalog.timestamptz," \
 	" p.last_shutdown::pg_catalog.text, p.error_message, p.error_sqlstate, p.failed_at," \
@@ -367,6 +385,7 @@ typedef enum StatusColumn
 	" FROM eventsource.subscriptions s" \
 	" JOIN eventsource.subscription_partitions p" \
 	"   ON p.subscription OPERATOR(pg_catalog.=) s.name" \
+	" WHERE " ES_STATUS_VISIBLE(tenant, "$1", "$2", "$3") \
 	" ORDER BY s.name, p.partition"
 
 /*
@@ -382,10 +401,12 @@ typedef enum StatusColumn
  * many it looked at, SC_WINDOW_START the position the window starts after:
  * the greater of the checkpoint and the progress its worker published for
  * the same incarnation and reset count; SC_WINDOW_LAST the last position it
- * looked at.
+ * looked at.  $8..$10: the visibility.  A tenant-scoped subscription's
+ * pending events are its tenant's; the window is the log's, so
+ * lag_events_estimate extrapolates the tenant's share of it.
  */
-#define LAG_QUERY \
-	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid," \
+#define LAG_QUERY(tenant) \
+	"SELECT s.name, p.partition, s.partitions, s.owner::pg_catalog.oid, " tenant "," \
 	" s.state, p.state, p.position," \
 	" (SELECT pg_catalog.count(*) FROM eventsource.dead_letters d" \
 	"   WHERE d.subscription OPERATOR(pg_catalog.=) s.name" \
@@ -411,7 +432,8 @@ typedef enum StatusColumn
 	"   pg_catalog.max(e.global_position) AS last" \
 	"   FROM (SELECT e.recorded_at, e.global_position," \
 	"     " ES_SQL_SUBSCRIPTION_EVENTS(ES_SQL_ANY_COLUMN, "e.", "s.event_types", \
-									   "s.categories", "s.partitions", "p.partition") \
+									   "s.categories", "s.partitions", "p.partition", \
+									   "@TENANT_ID(e)@", tenant) \
 	"     AND (e.global_position OPERATOR(pg_catalog.>) @LAST_OPERATION@ OR EXISTS (SELECT FROM @EVENTS@ v" \
 	"          WHERE v.global_position OPERATOR(pg_catalog.=) e.global_position))" \
 	"     AS pending" \
@@ -420,6 +442,7 @@ typedef enum StatusColumn
 	"     AND e.global_position OPERATOR(pg_catalog.<=) $1" \
 	"     ORDER BY e.global_position LIMIT $2) e" \
 	" ) w" \
+	" WHERE " ES_STATUS_VISIBLE(tenant, "$8", "$9", "$10") \
 	" ORDER BY s.name, p.partition"
 
 /*
@@ -515,6 +538,24 @@ worker_progress(Datum *values)
 }
 
 /*
+ * The caller's visibility parameters of ES_STATUS_VISIBLE (three: all,
+ * cross, current), decided as the caller (before es_owner_begin).  On the
+ * 1.0 SQL every subscription is shown, as 1.0 did.
+ */
+static void
+status_visibility(Datum *values, char *nulls)
+{
+	Oid			user = GetUserId();
+	bool		all = es_sql_version() < ES_SQL_1_1 || es_tenant_role_exempt(user);
+
+	values[0] = BoolGetDatum(all);
+	values[1] = BoolGetDatum(all || es_tenant_role_may_use(user, NULL));
+	values[2] = all ? (Datum) 0 : CStringGetTextDatum(es_current_tenant());
+	nulls[0] = nulls[1] = ' ';
+	nulls[2] = all ? 'n' : ' ';
+}
+
+/*
  * All status rows of the current database, one per subscription partition,
  * ordered by name and partition.  Without with_lag (readiness, liveness),
  * only the subscription tables and shared memory are read: the rows have no
@@ -523,11 +564,12 @@ worker_progress(Datum *values)
 static EsStatusRow *
 collect_status(int *nrows, bool with_lag)
 {
-	static SPIPlanPtr state_plan = NULL;
+	static SPIPlanPtr state_plans[2] = {NULL, NULL};
 	static SPIPlanPtr lag_plans[2] = {NULL, NULL};
 	EsStatusRow *rows;
 	EsOwnerCall owner;
-	Datum		values[7];
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		head = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n;
@@ -535,19 +577,24 @@ collect_status(int *nrows, bool with_lag)
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	MemoryContext spi_cxt;
 
+	status_visibility(&values[7], &nulls[7]);	/* as the caller */
 	es_owner_begin(&owner);
 	level = status_plan_settings();
 	if (!with_lag)
 	{
-		if (state_plan == NULL)
-			state_plan = es_prepare(STATE_QUERY, 0, NULL);
-		es_spi_read(state_plan, NULL, NULL, NULL, 0);
+		Oid			types[3] = {BOOLOID, BOOLOID, TEXTOID};
+		SPIPlanPtr	state_plan = es_prepare_versioned(state_plans,
+													  STATE_QUERY("NULL::pg_catalog.text"),
+													  STATE_QUERY("s.tenant"), 3, types);
+
+		es_spi_read(state_plan, &values[7], &nulls[7], NULL, 0);
 	}
 	else
 	{
 		SPIPlanPtr	lag_plan;
-		Oid			types[7] = {INT8OID, INT8OID, TEXTARRAYOID, INT4ARRAYOID,
-		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+		Oid			types[10] = {INT8OID, INT8OID, TEXTARRAYOID, INT4ARRAYOID,
+			INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BOOLOID, BOOLOID,
+		TEXTOID};
 
 		if (RecoveryInProgress())
 			head = standby_head();
@@ -555,11 +602,14 @@ collect_status(int *nrows, bool with_lag)
 			head = es_horizon();
 
 		/* custom plans, as said above; pending counts visible events only */
-		lag_plan = es_visible_plan(lag_plans, LAG_QUERY, 7, types, false);
+		lag_plan = es_visible_plan(lag_plans,
+								   es_sql_version() >= ES_SQL_1_1 ? LAG_QUERY("s.tenant") :
+								   LAG_QUERY("NULL::pg_catalog.text"),
+								   10, types, false);
 		values[0] = Int64GetDatum(head);
 		values[1] = Int64GetDatum(es_lag_count_limit);
 		worker_progress(&values[2]);
-		es_spi_read(lag_plan, values, NULL, NULL, 0);
+		es_spi_read(lag_plan, values, nulls, NULL, 0);
 	}
 
 	/*
@@ -583,6 +633,7 @@ collect_status(int *nrows, bool with_lag)
 		row->partition = DatumGetInt32(SPI_getbinval(tup, desc, SC_PARTITION, &isnull));
 		row->partitions = DatumGetInt32(SPI_getbinval(tup, desc, SC_PARTITIONS, &isnull));
 		row->owner = DatumGetObjectId(SPI_getbinval(tup, desc, SC_OWNER, &isnull));
+		row->tenant = SPI_getvalue(tup, desc, SC_TENANT);
 		sub_state = SPI_getvalue(tup, desc, SC_SUB_STATE);
 		part_state = SPI_getvalue(tup, desc, SC_PART_STATE);
 		row->checkpoint = DatumGetInt64(SPI_getbinval(tup, desc, SC_POSITION, &isnull));
@@ -632,7 +683,8 @@ PG_FUNCTION_INFO_V1(es_subscription_status);
  * decide).
  */
 #define STATUS_COLUMNS_1_0	26
-#define STATUS_COLUMNS		29
+#define STATUS_COLUMNS_1_1_V2	29	/* issue 10's function, before tenants */
+#define STATUS_COLUMNS		30
 
 /*
  * Who may read the status: those who may EXECUTE 1.0's
@@ -664,9 +716,9 @@ es_subscription_status(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	natts = rsinfo->setDesc->natts;
-	if (natts != STATUS_COLUMNS_1_0 && natts != STATUS_COLUMNS)
-		elog(ERROR, "eventsource: subscription_status_rows() returns %d columns, expected %d or %d",
-			 natts, STATUS_COLUMNS_1_0, STATUS_COLUMNS);
+	if (natts != STATUS_COLUMNS_1_0 && natts != STATUS_COLUMNS_1_1_V2 && natts != STATUS_COLUMNS)
+		elog(ERROR, "eventsource: subscription_status_rows() returns %d columns, expected %d, %d or %d",
+			 natts, STATUS_COLUMNS_1_0, STATUS_COLUMNS_1_1_V2, STATUS_COLUMNS);
 	if (natts != STATUS_COLUMNS_1_0)
 		check_status_privilege();
 	rows = collect_status(&n, true);
@@ -717,6 +769,9 @@ es_subscription_status(PG_FUNCTION_ARGS)
 		v[26] = Int64GetDatum(r->lag_positions);
 		v[27] = BoolGetDatum(r->lag_events_exact);
 		v[28] = Int64GetDatum(r->lag_events_estimate);
+		/* 1.1, tenants */
+		v[29] = r->tenant ? CStringGetTextDatum(r->tenant) : (Datum) 0;
+		nulls[29] = (r->tenant == NULL);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 	}
 	return (Datum) 0;
@@ -1081,8 +1136,10 @@ PG_FUNCTION_INFO_V1(es_error_stats);
 Datum
 es_error_stats(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr errors_plan = NULL;
-	static SPIPlanPtr dead_plan = NULL;
+	static SPIPlanPtr errors_plans[2] = {NULL, NULL};	/* 1.0 and 1.1 SQL */
+	static SPIPlanPtr dead_plans[2] = {NULL, NULL};
+	SPIPlanPtr	errors_plan;
+	SPIPlanPtr	dead_plan;
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext old;
 	EsOwnerCall owner;
@@ -1098,25 +1155,40 @@ es_error_stats(PG_FUNCTION_ARGS)
 	EsJson		by_subscription;
 	Datum		d;
 
+	Datum		values[3];
+	char		nulls[3];
+	Oid			types[3] = {BOOLOID, BOOLOID, TEXTOID};
+
+	status_visibility(values, nulls);	/* as the caller */
 	es_owner_begin(&owner);
 	level = status_plan_settings();
-	if (dead_plan == NULL)
-	{
-		/* both or none: the last assignment marks them ready */
-		errors_plan = es_prepare("SELECT subscription, error_category, error_severity,"
-								 " pg_catalog.count(*), pg_catalog.max(occurred_at),"
-								 " pg_catalog.min(occurred_at)"
-								 " FROM eventsource.recent_errors"
-								 " GROUP BY subscription, error_category, error_severity"
-								 " ORDER BY subscription, error_category, error_severity",
-								 0, NULL);
-		dead_plan = es_prepare("SELECT pg_catalog.count(*) FROM eventsource.dead_letters",
-							   0, NULL);
-	}
-	es_spi_read(dead_plan, NULL, NULL, NULL, 1);
+	/* the errors of the subscriptions the caller's status shows */
+#define ES_VISIBLE_SUBSCRIPTION(tenant) \
+	" WHERE $1 OR EXISTS (SELECT FROM eventsource.subscriptions s" \
+	"   WHERE s.name OPERATOR(pg_catalog.=) x.subscription" \
+	"   AND " ES_STATUS_VISIBLE(tenant, "$1", "$2", "$3") ")"
+#define ES_ERRORS_QUERY(tenant) \
+	"SELECT subscription, error_category, error_severity," \
+	" pg_catalog.count(*), pg_catalog.max(occurred_at)," \
+	" pg_catalog.min(occurred_at)" \
+	" FROM eventsource.recent_errors x" \
+	ES_VISIBLE_SUBSCRIPTION(tenant) \
+	" GROUP BY subscription, error_category, error_severity" \
+	" ORDER BY subscription, error_category, error_severity"
+#define ES_DEAD_QUERY(tenant) \
+	"SELECT pg_catalog.count(*) FROM eventsource.dead_letters x" \
+	ES_VISIBLE_SUBSCRIPTION(tenant)
+	errors_plan = es_prepare_versioned(errors_plans, ES_ERRORS_QUERY("NULL::pg_catalog.text"),
+									   ES_ERRORS_QUERY("s.tenant"), 3, types);
+	dead_plan = es_prepare_versioned(dead_plans, ES_DEAD_QUERY("NULL::pg_catalog.text"),
+									 ES_DEAD_QUERY("s.tenant"), 3, types);
+#undef ES_ERRORS_QUERY
+#undef ES_DEAD_QUERY
+#undef ES_VISIBLE_SUBSCRIPTION
+	es_spi_read(dead_plan, values, nulls, NULL, 1);
 	dead_letters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
-	es_spi_read(errors_plan, NULL, NULL, NULL, 0);
+	es_spi_read(errors_plan, values, nulls, NULL, 0);
 
 	/*
 	 * One row per (subscription, category, severity), at most

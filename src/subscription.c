@@ -31,6 +31,7 @@
 
 #include "subscription.h"
 #include "subscription_rules.h"
+#include "tenant.h"
 
 typedef enum PendingKind
 {
@@ -491,13 +492,15 @@ api_begin(EsOwnerCall *call, const char *what)
  * one exists, else the one named like the subscription, else 0.
  */
 static int64
-inherited_checkpoint(SPIPlanPtr plan, const char *name, int partitions, int p)
+inherited_checkpoint(SPIPlanPtr plan, const char *name, int partitions, int p,
+					 const char *tenant)
 {
-	Datum		cp[2];
+	Datum		cp[3];
 	bool		isnull;
 
 	cp[0] = CStringGetTextDatum(es_checkpoint_name(name, partitions, p));
 	cp[1] = CStringGetTextDatum(name);
+	cp[2] = CStringGetTextDatum(tenant);
 	es_spi_read(plan, cp, NULL, NULL, 1);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -538,6 +541,25 @@ parse_create_arguments(FunctionCallInfo fcinfo, EsSubscriptionOptions *opts)
 	opts->event_types = PG_ARGISNULL(12) ? NULL : PG_GETARG_ARRAYTYPE_P(12);
 	opts->categories = PG_ARGISNULL(13) ? NULL : PG_GETARG_ARRAYTYPE_P(13);
 	opts->partitions = es_arg_int32(fcinfo, 14, "partitions");
+
+	/*
+	 * tenant (1.1; its default is the caller's current tenant): NULL asks
+	 * for a cross-tenant subscription, which only the store's owner (and
+	 * superusers, BYPASSRLS roles) may create: any other creator gets a
+	 * subscription of one tenant, never one that sees every tenant.  The
+	 * owner's right to the tenant is a rule of its own
+	 * (es_check_subscription_tenant), checked with the others.
+	 */
+	opts->has_tenant = PG_NARGS() > 15;
+	opts->tenant = NULL;
+	if (opts->has_tenant && !PG_ARGISNULL(15))
+		opts->tenant = es_arg_name(fcinfo, 15, "tenant", ES_MAX_NAME_LEN);
+	else if (opts->has_tenant && !es_tenant_role_exempt(opts->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only the store's owner may create a cross-tenant subscription"),
+				 errhint("Leave tenant out for a subscription of the current tenant (%s), or name one.",
+						 es_current_tenant())));
 }
 
 /*
@@ -572,53 +594,69 @@ check_can_create(const EsSubscriptionOptions *opts)
 
 /*
  * Insert the subscription's row and one row per partition, each with the
- * position it resumes after.  Returns the subscription's id (its
+ * position it resumes after (start_from 'checkpoint': the checkpoints of
+ * "checkpoint_tenant").  Returns the subscription's id (its
  * incarnation).  Inside SPI, as the extension owner.
  */
 static int64
-insert_subscription(const EsSubscriptionOptions *opts)
+insert_subscription(const EsSubscriptionOptions *opts, const char *checkpoint_tenant)
 {
-	static SPIPlanPtr insert_plan = NULL;
+	static SPIPlanPtr insert_plans[2] = {NULL, NULL};
 	static SPIPlanPtr partitions_plan = NULL;
-	static SPIPlanPtr inherit_plan = NULL;
-	Datum		values[18];
-	char		nulls[18];
+	static SPIPlanPtr inherit_plans[2] = {NULL, NULL};
+	SPIPlanPtr	insert_plan;
+	SPIPlanPtr	inherit_plan;
+	Oid			types[19] = {TEXTOID, REGPROCEDUREOID, OIDOID, BOOLOID, TEXTOID, INT8OID,
+		INT4OID, TEXTOID, INTERVALOID, INTERVALOID, INT4OID, INTERVALOID, BOOLOID,
+	INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TEXTOID};
+	Oid			itypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[19];
+	char		nulls[19];
 	int64		start_position = opts->start_position;
 	int64		incarnation;
 	bool		isnull;
 
-	if (inherit_plan == NULL)
+	if (partitions_plan == NULL)
 	{
-		/* all three or none: the last assignment marks them ready */
-		Oid			types[18] = {TEXTOID, REGPROCEDUREOID, OIDOID, BOOLOID, TEXTOID, INT8OID,
-			INT4OID, TEXTOID, INTERVALOID, INTERVALOID, INT4OID, INTERVALOID, BOOLOID,
-		INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
 		Oid			ptypes[4] = {TEXTOID, INT4OID, INT8OID, INT8OID};
-		Oid			itypes[2] = {TEXTOID, TEXTOID};
 
-		insert_plan = es_prepare("INSERT INTO eventsource.subscriptions (name, handler, owner,"
-								 " batch_handler, start_from, start_position, batch_size, checkpoint_strategy,"
-								 " checkpoint_interval, processing_timeout, max_retries, retry_backoff,"
-								 " continue_on_error, circuit_breaker_threshold, circuit_breaker_reset,"
-								 " event_types, categories, partitions)"
-								 " VALUES ($1, $2, $3::pg_catalog.regrole, $4, $5, $6, $7, $8, $9, $10, $11,"
-								 " $12, $13, $14, $15, $16, $17, $18)"
-								 " RETURNING id",
-								 18, types);
 		partitions_plan = es_prepare("INSERT INTO eventsource.subscription_partitions"
 									 " (subscription, partition, subscription_id, position)"
 									 " VALUES ($1, $2, $3, $4)",
 									 4, ptypes);
-		inherit_plan = es_prepare("SELECT COALESCE("
-								  " (SELECT position FROM eventsource.checkpoints WHERE name OPERATOR(pg_catalog.=) $1),"
-								  " (SELECT position FROM eventsource.checkpoints WHERE name OPERATOR(pg_catalog.=) $2),"
-								  " 0)",
-								  2, itypes);
 	}
+#define ES_INSERT_SUBSCRIPTION(tenant_column, tenant_value) \
+	"INSERT INTO eventsource.subscriptions (name, handler, owner," \
+	" batch_handler, start_from, start_position, batch_size, checkpoint_strategy," \
+	" checkpoint_interval, processing_timeout, max_retries, retry_backoff," \
+	" continue_on_error, circuit_breaker_threshold, circuit_breaker_reset," \
+	" event_types, categories, partitions" tenant_column ")" \
+	" VALUES ($1, $2, $3::pg_catalog.regrole, $4, $5, $6, $7, $8, $9, $10, $11," \
+	" $12, $13, $14, $15, $16, $17, $18" tenant_value ")" \
+	" RETURNING id"
+	/* 1.0 SQL: no tenant column ($19 is then always NULL) */
+	insert_plan = es_prepare_versioned(insert_plans,
+									   ES_INSERT_SUBSCRIPTION("", ""),
+									   ES_INSERT_SUBSCRIPTION(", tenant", ", $19"),
+									   19, types);
+#undef ES_INSERT_SUBSCRIPTION
+	/* the checkpoints of the subscription's tenant ($3; 1.0: the default) */
+	inherit_plan = es_prepare_versioned(inherit_plans,
+										"SELECT COALESCE("
+										" (SELECT position FROM eventsource.checkpoints WHERE name OPERATOR(pg_catalog.=) $1),"
+										" (SELECT position FROM eventsource.checkpoints WHERE name OPERATOR(pg_catalog.=) $2),"
+										" 0)",
+										"SELECT COALESCE("
+										" (SELECT position FROM eventsource.checkpoints WHERE tenant_id OPERATOR(pg_catalog.=) $3"
+										"  AND name OPERATOR(pg_catalog.=) $1),"
+										" (SELECT position FROM eventsource.checkpoints WHERE tenant_id OPERATOR(pg_catalog.=) $3"
+										"  AND name OPERATOR(pg_catalog.=) $2),"
+										" 0)",
+										3, itypes);
 	if (opts->start_kind == ES_START_END)
 		start_position = es_horizon();
 	else if (opts->start_kind == ES_START_CHECKPOINT)
-		start_position = inherited_checkpoint(inherit_plan, opts->name, opts->partitions, 0);
+		start_position = inherited_checkpoint(inherit_plan, opts->name, opts->partitions, 0, checkpoint_tenant);
 
 	/* the intervals are stored as given; es_interval_option_ms() reads them */
 	memset(nulls, ' ', sizeof(nulls));
@@ -642,6 +680,8 @@ insert_subscription(const EsSubscriptionOptions *opts)
 	values[16] = PointerGetDatum(opts->categories);
 	nulls[16] = opts->categories ? ' ' : 'n';
 	values[17] = Int32GetDatum(opts->partitions);
+	values[18] = opts->tenant ? CStringGetTextDatum(opts->tenant) : (Datum) 0;
+	nulls[18] = opts->tenant ? ' ' : 'n';
 	es_exec_plan(insert_plan, values, nulls, SPI_OK_INSERT_RETURNING);
 	incarnation = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -654,7 +694,7 @@ insert_subscription(const EsSubscriptionOptions *opts)
 		row[1] = Int32GetDatum(p);
 		row[2] = Int64GetDatum(incarnation);
 		row[3] = Int64GetDatum(opts->start_kind == ES_START_CHECKPOINT ?
-							   inherited_checkpoint(inherit_plan, opts->name, opts->partitions, p) :
+							   inherited_checkpoint(inherit_plan, opts->name, opts->partitions, p, checkpoint_tenant) :
 							   start_position);
 		es_exec_plan(partitions_plan, row, NULL, SPI_OK_INSERT);
 	}
@@ -668,7 +708,7 @@ PG_FUNCTION_INFO_V1(es_create_subscription);
  *		checkpoint_strategy, checkpoint_interval, processing_timeout,
  *		max_retries, retry_backoff, continue_on_error,
  *		circuit_breaker_threshold, circuit_breaker_reset, event_types,
- *		categories, partitions) RETURNS void
+ *		categories, partitions, tenant (1.1)) RETURNS void
  *
  * As CreateSubscription: the arguments into one struct, checked by the
  * rules the worker checks its row with, then the rows; the workers start
@@ -681,14 +721,17 @@ es_create_subscription(PG_FUNCTION_ARGS)
 	EsOwnerCall call;
 	int			freed;
 	int64		incarnation;
+	const char *checkpoint_tenant;
 
 	es_require_shmem("eventsource.create_subscription()");
 	parse_create_arguments(fcinfo, &opts);
 	es_check_subscription_options(&opts);
+	/* a cross-tenant one inherits the checkpoints of the caller's tenant */
+	checkpoint_tenant = opts.tenant ? opts.tenant : pstrdup(es_current_tenant());
 
 	api_begin(&call, "eventsource.create_subscription()");
 	freed = check_can_create(&opts);
-	incarnation = insert_subscription(&opts);
+	incarnation = insert_subscription(&opts, checkpoint_tenant);
 	es_owner_end(&call);
 
 	queue_op(PENDING_REGISTER, opts.name, opts.partitions, ES_DESIRED_RUN);

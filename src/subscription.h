@@ -242,6 +242,7 @@ extern void es_check_partitions(int64 partitions);
 extern int64 es_check_interval_ms(const Interval *iv, const char *what, bool zero_ok);
 extern EsStrategy es_check_strategy(const char *strategy);
 extern bool es_check_handler(Oid handler, Oid user);
+extern void es_check_subscription_tenant(const char *tenant, Oid owner);
 
 /* launcher.c */
 extern void es_launcher_register(void);
@@ -267,7 +268,7 @@ extern void es_handler_disarm_timer(void);
 extern bool es_handler_timer_armed(void);
 extern const char *es_handler_subscription(void);
 extern EsCallResult es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner,
-									int64 timeout_ms, const char *subscription,
+									const char *tenant, int64 timeout_ms, const char *subscription,
 									HeapTuple event, TupleDesc desc,
 									EsCallError *err);
 

@@ -28,6 +28,7 @@
 
 #include "subscription.h"
 #include "subscription_rules.h"
+#include "tenant.h"
 
 #define ES_MAX_INTERVAL_MS	(7LL * 24 * 3600 * 1000)	/* a week */
 
@@ -229,6 +230,25 @@ check_start_from(EsSubscriptionOptions *opts)
 }
 
 /*
+ * tenant: a tenant id its owner may work in, or NULL (cross-tenant) for an
+ * owner not bound to tenants (tenant.c).  A binding removed after the
+ * subscription was created breaks this rule: the worker checks it before
+ * every batch too (worker_config.c, es_worker_tenant_still_allowed).
+ */
+void
+es_check_subscription_tenant(const char *tenant, Oid owner)
+{
+	if (tenant != NULL && !es_tenant_id_valid(tenant, strlen(tenant)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant \"%s\"", tenant),
+				 errdetail("A tenant id is 1 to %d bytes of letters, digits, \"_\", \".\", \":\" and \"-\".",
+						   ES_MAX_TENANT_LEN),
+				 errhint("Pass tenant => NULL for a subscription of every tenant.")));
+	es_tenant_check_role(owner, tenant);
+}
+
+/*
  * Check every option of a subscription by its rule, in column order, and
  * fill in what they mean (the "derived" fields).  Raises the first rule
  * broken.  Needs a transaction (the handler's check reads the catalogs).
@@ -262,4 +282,6 @@ es_check_subscription_options(EsSubscriptionOptions *opts)
 	if (opts->categories != NULL)
 		es_check_text_array(opts->categories, "categories");
 	es_check_partitions(opts->partitions);
+	if (opts->has_tenant)
+		es_check_subscription_tenant(opts->tenant, opts->owner);
 }

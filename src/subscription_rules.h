@@ -67,6 +67,8 @@ typedef struct EsSubscriptionOptions
 	ArrayType  *event_types;	/* NULL: every type */
 	ArrayType  *categories;		/* NULL: every category */
 	int32		partitions;
+	bool		has_tenant;		/* the SQL has subscriptions.tenant (1.1) */
+	const char *tenant;			/* NULL: cross-tenant */
 
 	/* derived */
 	bool		batch_handler;	/* the handler takes eventsource.events[] */

@@ -535,6 +535,51 @@ es_current_tenant_text(void)
 	return cstring_to_text(es_current_tenant());
 }
 
+/*
+ * May "role" work in "tenant" (NULL: across tenants)?  The rules of the
+ * file header, for a role other than the caller: the owner of a
+ * subscription, whose handler runs with that tenant selected (the
+ * subscription rules, subscription_rules.c).  Across tenants: any role but
+ * a bound one (only the store's owner may create such a subscription; that
+ * stricter rule is create_subscription's).  A tenant must be registered.
+ * Never raises for a rule broken; needs a transaction (the caches).
+ */
+bool
+es_tenant_role_may_use(Oid role, const char *tenant)
+{
+	EsTenantUser *u;
+
+	reset_if_stale();
+	load_tables();
+	u = user_entry(role);
+	if (tenant == NULL)
+		return u->nallowed == 0;
+	if (u->nallowed > 0 && !user_allows(u, tenant))
+		return false;
+	return hash_search(registered, tenant, HASH_FIND, NULL) != NULL;
+}
+
+/*
+ * Raise what es_tenant_role_may_use() said no to: 42501 for a bound role
+ * outside its tenants (or across them), ES005 for an unknown tenant.
+ */
+void
+es_tenant_check_role(Oid role, const char *tenant)
+{
+	reset_if_stale();
+	load_tables();
+	if (tenant == NULL)
+	{
+		if (user_entry(role)->nallowed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" may not work across tenants", role_name(role)),
+					 errdetail("The role is bound to tenants (eventsource.tenant_roles).")));
+		return;
+	}
+	(void) resolve(role, InvalidOid, tenant);
+}
+
 PG_FUNCTION_INFO_V1(es_current_tenant_sql);
 
 /* current_tenant() RETURNS text */

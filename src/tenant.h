@@ -46,6 +46,10 @@ extern bool es_tenant_caller_bound(void);
 extern bool es_tenant_role_exempt(Oid role);
 extern bool es_tenant_role_has_bindings(Oid role);
 
+/* May a role (not the caller) work in a tenant (NULL: across tenants)? */
+extern bool es_tenant_role_may_use(Oid role, const char *tenant);
+extern void es_tenant_check_role(Oid role, const char *tenant);
+
 /* tenant.c: the guard lets the tenant functions' own writes through */
 extern bool es_tenant_write_in_progress;
 

@@ -20,10 +20,12 @@
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "subscription.h"
+#include "tenant.h"
 
 /*
  * The lowest checkpoint over the subscription's partitions in shared
@@ -63,7 +65,8 @@ PG_FUNCTION_INFO_V1(es_wait_for_subscription);
  * wait_for_subscription(name, position, timeout) RETURNS boolean: true once
  * every partition's checkpoint is at or past "position", false when
  * "timeout" runs out first.  Sleeps on the partitions' condition variable,
- * which the workers broadcast after each checkpoint commit.
+ * which the workers broadcast after each checkpoint commit.  A role bound
+ * to tenants may wait only for its tenants' subscriptions (42501).
  *
  * The saved checkpoints are looked at first: a slot starts at 0 after a
  * server restart and only learns its checkpoint when its worker runs, so a
@@ -78,9 +81,13 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 	int64		timeout_us;
 	TimestampTz deadline;
 	bool		reached = false;
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plans[2] = {NULL, NULL};	/* 1.0 and 1.1 SQL */
+	SPIPlanPtr	plan;
 	Datum		values[2];
 	EsOwnerCall owner;
+	Oid			caller = GetUserId();
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *tenant = NULL;	/* NULL: cross-tenant */
 	bool		exists;
 	bool		saved_reached = false;
 
@@ -105,17 +112,19 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 	 * and are its saved checkpoints already there?
 	 */
 	es_owner_begin(&owner);
-	if (plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT8OID};
 
-		plan = es_prepare("SELECT pg_catalog.bool_and(p.position OPERATOR(pg_catalog.>=) $2)"
-						  " FROM eventsource.subscriptions s"
-						  " JOIN eventsource.subscription_partitions p"
-						  "   ON p.subscription OPERATOR(pg_catalog.=) s.name"
-						  " WHERE s.name OPERATOR(pg_catalog.=) $1"
-						  " GROUP BY s.name",
-						  2, types);
+#define ES_SAVED_QUERY(tenant) \
+	"SELECT pg_catalog.bool_and(p.position OPERATOR(pg_catalog.>=) $2), " tenant \
+	" FROM eventsource.subscriptions s" \
+	" JOIN eventsource.subscription_partitions p" \
+	"   ON p.subscription OPERATOR(pg_catalog.=) s.name" \
+	" WHERE s.name OPERATOR(pg_catalog.=) $1" \
+	" GROUP BY s.name, " tenant
+		plan = es_prepare_versioned(plans, ES_SAVED_QUERY("NULL::pg_catalog.text"),
+									ES_SAVED_QUERY("s.tenant"), 2, types);
+#undef ES_SAVED_QUERY
 	}
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int64GetDatum(position);
@@ -127,12 +136,28 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 		saved_reached = !isnull && DatumGetBool(d);
+		tenant = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		if (tenant != NULL)
+			tenant = MemoryContextStrdup(caller_cxt, tenant);
 	}
 	es_owner_end(&owner);
 	if (!exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("subscription \"%s\" does not exist", name)));
+
+	/*
+	 * A role bound to tenants waits only for the subscriptions of its
+	 * tenants (not for a cross-tenant one either): how far another
+	 * tenant's subscription got is that tenant's business.
+	 */
+	if (es_sql_version() >= ES_SQL_1_1 && !es_tenant_role_may_use(caller, tenant))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not wait for subscription \"%s\"",
+						GetUserNameFromId(caller, false), name),
+				 errdetail("The subscription is %s; the role is bound to other tenants (eventsource.tenant_roles).",
+						   tenant ? psprintf("tenant \"%s\"'s", tenant) : "cross-tenant")));
 	if (saved_reached)
 		PG_RETURN_BOOL(true);
 

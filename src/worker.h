@@ -74,12 +74,15 @@ typedef struct EsSubConfig
 	int64		breaker_reset_ms;
 	Datum		event_types;	/* text[] or 0 */
 	Datum		categories;		/* text[] or 0 */
+	bool		has_tenant;		/* the SQL has tenants (1.1) */
+	char	   *tenant;			/* NULL: cross-tenant (and on 1.0 SQL) */
 
 	FmgrInfo	handler_finfo;
 	char	   *handler_name;
 	TupleDesc	events_desc;	/* row type of eventsource.events; never NULL
 								 * once loaded */
 	Oid			events_type;
+	AttrNumber	tenant_attno;	/* events_desc's tenant_id; 0: none (1.0) */
 	int			sql_version;	/* the version of the SQL objects we run with */
 	char		sql_version_text[NAMEDATALEN];
 	EsDesired	row_desired;	/* what our row says */
@@ -126,6 +129,7 @@ extern void es_worker_row_key(Datum *values);
 extern bool es_worker_load_config(void);
 extern bool es_worker_follow_sql_version(void);
 extern bool es_worker_sql_version_moved(void);
+extern bool es_worker_tenant_still_allowed(void);
 
 /* delivery.c */
 extern EsBatchOutcome es_delivery_batch(void);

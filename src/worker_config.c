@@ -26,6 +26,7 @@
 
 #include "subscription.h"
 #include "subscription_rules.h"
+#include "tenant.h"
 #include "worker.h"
 
 EsSubConfig es_cfg = {.row_desired = ES_DESIRED_RUN};
@@ -97,6 +98,8 @@ row_options(HeapTuple tup, TupleDesc desc, EsSubscriptionOptions *opts)
 	filter = SPI_getbinval(tup, desc, 14, &isnull);
 	opts->categories = isnull ? NULL : DatumGetArrayTypeP(filter);
 	opts->partitions = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+	opts->has_tenant = es_sql_version() >= ES_SQL_1_1;
+	opts->tenant = SPI_getvalue(tup, desc, 19);	/* NULL: cross-tenant */
 }
 
 /* The row being loaded, for validate_row(). */
@@ -171,10 +174,13 @@ es_worker_load_config(void)
 	MemoryContext old;
 	EsSubscriptionOptions opts;
 	EsLoadedRow row;
+	bool		has_tenant;
+	char	   *tenant;
 
 	if (!es_worker_extension_is_ours())
 		return false;
-	plan = SPI_prepare("SELECT s.handler::pg_catalog.oid, s.owner::pg_catalog.oid, s.batch_handler,"
+	has_tenant = es_sql_version() >= ES_SQL_1_1;
+	plan = SPI_prepare(psprintf("SELECT s.handler::pg_catalog.oid, s.owner::pg_catalog.oid, s.batch_handler,"
 					   " s.batch_size, s.checkpoint_strategy,"
 					   " s.checkpoint_interval,"
 					   " s.processing_timeout,"
@@ -184,11 +190,13 @@ es_worker_load_config(void)
 					   " s.circuit_breaker_reset,"
 					   " s.event_types, s.categories, s.partitions, s.state, p.state,"
 					   " (SELECT pg_catalog.count(*) FROM eventsource.subscription_partitions q"
-					   "   WHERE q.subscription OPERATOR(pg_catalog.=) s.name)::pg_catalog.int4"
+					   "   WHERE q.subscription OPERATOR(pg_catalog.=) s.name)::pg_catalog.int4,"
+					   " %s"
 					   " FROM eventsource.subscriptions s"
 					   " JOIN eventsource.subscription_partitions p ON p.subscription OPERATOR(pg_catalog.=) s.name"
 					   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND p.partition OPERATOR(pg_catalog.=) $2"
 					   " AND s.id OPERATOR(pg_catalog.=) $3",
+					   has_tenant ? "s.tenant" : "NULL::pg_catalog.text"),	/* 1.1: the tenant */
 					   3, types);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -247,6 +255,11 @@ es_worker_load_config(void)
 	es_cfg.event_types = isnull ? (Datum) 0 : datumCopy(es_cfg.event_types, false, -1);
 	es_cfg.categories = SPI_getbinval(tup, desc, 14, &isnull);
 	es_cfg.categories = isnull ? (Datum) 0 : datumCopy(es_cfg.categories, false, -1);
+	es_cfg.has_tenant = opts.has_tenant;
+	tenant = es_cfg.tenant;
+	es_cfg.tenant = opts.tenant ? pstrdup(opts.tenant) : NULL;
+	if (tenant != NULL)
+		pfree(tenant);
 	es_worker.partitions = opts.partitions;
 	MemoryContextSwitchTo(old);
 	SPI_freeplan(plan);
@@ -260,6 +273,36 @@ es_worker_load_config(void)
 	if (es_cfg.events_desc == NULL)
 		load_events_desc();
 	return true;
+}
+
+/* the tenant rule again, for es_worker_tenant_still_allowed() */
+static void
+check_tenant(EsEventRef *unused, void *arg)
+{
+	es_check_subscription_tenant(es_cfg.tenant, es_cfg.owner);
+}
+
+/*
+ * May the subscription's owner still work in its tenant (or across
+ * tenants)?  A binding of the owner added or removed since the row was
+ * checked breaks the rule the row was checked with: the handler would run
+ * in a tenant its owner may no longer use, or a bound role would receive
+ * every tenant's events.  The answer is the tenant cache's (tenant.c: a
+ * hash probe; the bindings are read again after a write to them commits).
+ * On false, es_cfg.error says why, for es_fail_invalid_config().  Inside
+ * the batch's transaction.
+ */
+bool
+es_worker_tenant_still_allowed(void)
+{
+	MemoryContext old;
+
+	if (!es_cfg.has_tenant || es_tenant_role_may_use(es_cfg.owner, es_cfg.tenant))
+		return true;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	es_cfg.error = es_worker_try_in_subxact(check_tenant, NULL, NULL);
+	MemoryContextSwitchTo(old);
+	return es_cfg.error == NULL;
 }
 
 /*
@@ -280,6 +323,12 @@ load_events_desc(void)
 		FreeTupleDesc(es_cfg.events_desc);
 	es_cfg.events_desc = desc;
 	es_cfg.events_type = type;
+	/* 1.1: the event's tenant, which a handler call runs in (delivery.c) */
+	es_cfg.tenant_attno = 0;
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), "tenant_id") == 0)
+			es_cfg.tenant_attno = i + 1;
 }
 
 /*

@@ -63,7 +63,7 @@ GRANT EXECUTE ON FUNCTION
 -- operator: subscriptions and monitoring
 GRANT EXECUTE ON FUNCTION
     eventsource.create_subscription(text, regprocedure, text, integer, text, interval,
-        interval, integer, interval, boolean, integer, interval, text[], text[], integer),
+        interval, integer, interval, boolean, integer, interval, text[], text[], integer, text),
     eventsource.drop_subscription(text),
     eventsource.pause_subscription(text),
     eventsource.resume_subscription(text),
@@ -181,7 +181,7 @@ INSERT INTO matrix VALUES
         $$SELECT eventsource.get_checkpoint('role_cp')$$, false, true, false),
     (14, 'eventsource.reset_checkpoint(text,bigint)',
         $$SELECT eventsource.reset_checkpoint('role_cp', 0)$$, false, false, false),
-    (15, 'eventsource.create_subscription(text,regprocedure,text,integer,text,interval,interval,integer,interval,boolean,integer,interval,text[],text[],integer)',
+    (15, 'eventsource.create_subscription(text,regprocedure,text,integer,text,interval,interval,integer,interval,boolean,integer,interval,text[],text[],integer,text)',
         $$SELECT eventsource.create_subscription('role_sub', 'roles_test.handler(eventsource.events)')$$, false, false, true),
     (16, 'eventsource.pause_subscription(text)',
         $$SELECT eventsource.pause_subscription('role_sub')$$, false, false, true),
@@ -249,7 +249,10 @@ INSERT INTO matrix VALUES
     (46, 'eventsource.unbind_role_from_tenant(regrole,text)',
         $$SELECT eventsource.unbind_role_from_tenant('roles_test_tenant_app', 'role_t')$$, false, false, true),
     (47, 'eventsource.tenant_stats_rows()',
-        $$SELECT count(*) FROM eventsource.tenant_stats_rows()$$, false, false, true);
+        $$SELECT count(*) FROM eventsource.tenant_stats_rows()$$, false, false, true),
+    -- EXECUTE for PUBLIC, but it checks EXECUTE on subscription_status_rows()
+    (48, 'eventsource.subscription_status_rows_v3()',
+        $$SELECT count(*) FROM eventsource.subscription_status_rows_v3()$$, false, false, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator, es_eraser;
 
 -- the matrix names every function of the schema, once
@@ -262,7 +265,8 @@ SELECT is((SELECT count(*)::integer FROM matrix), (SELECT count(DISTINCT fn)::in
 -- and EXECUTE is what the catalog says it is, for each role (for the
 -- status function of 1.1: EXECUTE on 1.0's, which it checks itself)
 CREATE FUNCTION pg_temp.gate(fn regprocedure) RETURNS regprocedure LANGUAGE sql AS $$
-    SELECT CASE WHEN fn = 'eventsource.subscription_status_rows_v2()'::regprocedure
+    SELECT CASE WHEN fn IN ('eventsource.subscription_status_rows_v2()'::regprocedure,
+                            'eventsource.subscription_status_rows_v3()'::regprocedure)
                 THEN 'eventsource.subscription_status_rows()'::regprocedure ELSE fn END
 $$;
 SELECT is(
@@ -281,7 +285,8 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
       WHERE p.pronamespace = 'eventsource'::regnamespace
         AND has_function_privilege('public', p.oid, 'EXECUTE')),
-    ARRAY['category', 'current_tenant', 'stream_partition', 'subscription_status_rows_v2'],
+    ARRAY['category', 'current_tenant', 'stream_partition', 'subscription_status_rows_v2',
+          'subscription_status_rows_v3'],
     'PUBLIC may only run the pure helpers, current_tenant() (row-level security calls it), and the status function that checks EXECUTE on 1.0''s');
 
 -- each role makes every call: granted ones work, the others fail with 42501
@@ -424,7 +429,7 @@ CREATE ROLE es_app NOLOGIN;
 GRANT USAGE ON SCHEMA roles_test TO es_app;
 GRANT EXECUTE ON FUNCTION
     eventsource.create_subscription(text, regprocedure, text, integer, text, interval,
-        interval, integer, interval, boolean, integer, interval, text[], text[], integer)
+        interval, integer, interval, boolean, integer, interval, text[], text[], integer, text)
     TO es_app;
 SET ROLE es_app;
 SELECT lives_ok($$SELECT eventsource.create_subscription('app_sub', 'roles_test.handler(eventsource.events)', partitions => 2)$$,

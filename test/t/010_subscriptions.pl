@@ -253,7 +253,7 @@ CREATE TABLE projector_out (what text);
 GRANT INSERT ON projector_out TO projector;
 GRANT USAGE ON SCHEMA eventsource TO projector;
 GRANT EXECUTE ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
-  interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer) TO projector;
+  interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer, text) TO projector;
 CREATE FUNCTION h_priv(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO projector_out VALUES ('user=' || current_user || ' super=' ||

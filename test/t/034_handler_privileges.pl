@@ -23,7 +23,7 @@ CREATE EXTENSION eventsource;
 CREATE ROLE reporter;
 CREATE ROLE other;
 GRANT EXECUTE ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
-  interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer),
+  interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer, text),
   eventsource.retry_dead_letters(text, bigint[]) TO reporter;
 GRANT SELECT ON eventsource.subscription_status TO reporter;
 GRANT EXECUTE ON FUNCTION eventsource.subscription_status_rows() TO reporter;

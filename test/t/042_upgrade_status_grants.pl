@@ -6,7 +6,9 @@
 # re-created the view and re-granted would put them in pg_init_privs, which
 # pg_dump leaves out), so they survive a restore too.  A role without
 # EXECUTE on subscription_status_rows() still cannot read the status, by
-# either function.
+# either function.  The same for create_subscription(), which 1.1 replaces
+# (it gains the tenant argument): an operator's EXECUTE on the 1.0 function
+# is on the new one, and in the dump.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -23,6 +25,10 @@ sql('v10', q{
 CREATE EXTENSION eventsource VERSION '1.0';
 CREATE ROLE es_monitor;
 CREATE ROLE es_nobody;
+CREATE ROLE es_operator;
+GRANT EXECUTE ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
+    interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)
+    TO es_operator WITH GRANT OPTION;
 GRANT SELECT ON eventsource.subscription_status TO es_monitor, es_nobody;
 GRANT EXECUTE ON FUNCTION eventsource.subscription_status_rows() TO es_monitor;
 CREATE VIEW public.my_status AS
@@ -51,6 +57,28 @@ is(sql('v10', q{SET ROLE es_monitor;
 	SELECT lag_positions IS NOT NULL AND lag_events_exact IS NOT NULL FROM eventsource.subscription_status}),
 	't', 'the monitoring role reads the new columns with its 1.0 grants');
 
+# create_subscription(): the operator's grant is on the new function, as
+# the user's (not the extension's initial privileges), and no one else's
+my $create_sig = 'eventsource.create_subscription(text, regprocedure, text, integer, text, '
+  . 'interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer, text)';
+is(sql('v10', qq{SELECT string_agg(r || ':' || has_function_privilege(r, '$create_sig', 'EXECUTE')
+                                      || ':' || has_function_privilege(r, '$create_sig', 'EXECUTE WITH GRANT OPTION'),
+                                   ' ' ORDER BY r)
+                   FROM unnest(ARRAY['es_operator', 'es_monitor', 'es_nobody']) r}),
+	'es_monitor:false:false es_nobody:false:false es_operator:true:true',
+	'the operator\'s EXECUTE (with grant option) on the 1.0 create_subscription() is on the new one');
+is(sql('v10', qq{SELECT count(*) FROM pg_init_privs i, aclexplode(i.initprivs) a
+                  WHERE i.objoid = '$create_sig'::regprocedure AND a.grantee = 'es_operator'::regrole}),
+	'0', '(and not among the extension\'s initial privileges)');
+is(sql('v10', q{SET ROLE es_operator;
+	SELECT eventsource.create_subscription('op', 'public.h(eventsource.events)');
+	RESET ROLE;
+	SELECT tenant || ' ' || owner::text FROM eventsource.subscriptions WHERE name = 'op';
+	SELECT eventsource.drop_subscription('op');}),
+	"\ndefault es_operator\n", 'the operator creates a subscription with it (of its current tenant)');
+is(sql('v10', q{SELECT coalesce(tenant, 'cross-tenant') FROM eventsource.subscriptions WHERE name = 'g'}),
+	'cross-tenant', 'the subscription of 1.0 is cross-tenant');
+
 # without EXECUTE on subscription_status_rows(): refused as in 1.0, by either function
 for my $q ('SELECT count(*) FROM eventsource.subscription_status',
 	'SELECT count(*) FROM eventsource.subscription_status_rows_v2()')
@@ -68,6 +96,8 @@ like($text, qr/^GRANT SELECT ON TABLE eventsource\.subscription_status TO es_mon
 	'the dump grants SELECT on subscription_status to the monitoring role');
 like($text, qr/^GRANT ALL ON FUNCTION eventsource\.subscription_status_rows\(OUT name text,[^;]*\) TO es_monitor;$/m,
 	'the dump grants EXECUTE on subscription_status_rows() to the monitoring role');
+like($text, qr/^GRANT ALL ON FUNCTION eventsource\.create_subscription\([^;]*tenant text[^;]*\) TO es_operator WITH GRANT OPTION;$/m,
+	'the dump grants EXECUTE on the new create_subscription() to the operator');
 like($text, qr/CREATE VIEW public\.my_status AS/, 'the dump has the user view');
 
 # and a restore of it lets the role read the status as before
@@ -81,6 +111,8 @@ is(sql('restored', q{SET ROLE es_monitor;
 	SELECT count(*) FROM eventsource.subscription_status WHERE lag_positions IS NOT NULL}), '1',
 	'and the status view itself');
 
+is(sql('restored', qq{SELECT has_function_privilege('es_operator', '$create_sig', 'EXECUTE')}), 't',
+	'and the operator may create subscriptions');
 sql('restored', q{SELECT eventsource.drop_subscription('g')});
 sql('v10', q{SELECT eventsource.drop_subscription('g')});
 $node->stop;
