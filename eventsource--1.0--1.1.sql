@@ -702,10 +702,17 @@ CREATE POLICY stream_retention_tenant ON eventsource.stream_retention
 -- The hiding view (replacing the foundation's definition): an event's
 -- lifecycle row is its tenant's row of its stream.  Still one probe of
 -- stream_lifecycle's primary key per event that reaches the third test.
+-- It is cross-tenant for the store's owner (the functions and the workers
+-- read it as the owner) and the current tenant's for anyone else: it is
+-- internal and granted to nobody, but a GRANT SELECT ON ALL TABLES IN
+-- SCHEMA eventsource must not hand a tenant's role every tenant's events
+-- through it (the view runs with its owner's rights, past row-level
+-- security).  Both tests are scalar subqueries, evaluated once per query,
+-- the owner's first: the owner's reads never ask for a tenant.
 CREATE OR REPLACE VIEW eventsource.visible_events AS
     SELECT e.*
       FROM eventsource.events e
-     WHERE e.global_position OPERATOR(pg_catalog.>)
+     WHERE (e.global_position OPERATOR(pg_catalog.>)
                (SELECT COALESCE(pg_catalog.max(l.last_position), 0)
                   FROM eventsource.stream_lifecycle l)
         OR e.stream_version OPERATOR(pg_catalog.<) 1
@@ -713,7 +720,11 @@ CREATE OR REPLACE VIEW eventsource.visible_events AS
                (SELECT FROM eventsource.stream_lifecycle l
                  WHERE l.tenant_id OPERATOR(pg_catalog.=) e.tenant_id
                    AND l.stream_id OPERATOR(pg_catalog.=) e.stream_id
-                   AND e.stream_version OPERATOR(pg_catalog.<=) l.hidden_through);
+                   AND e.stream_version OPERATOR(pg_catalog.<=) l.hidden_through))
+       AND ((SELECT pg_catalog.pg_has_role(CURRENT_USER, c.relowner, 'USAGE')
+               FROM pg_catalog.pg_class c
+              WHERE c.oid OPERATOR(pg_catalog.=) 'eventsource.events'::pg_catalog.regclass)
+        OR e.tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
 
 -- The views a lifecycle operator reads: the current tenant's rows, as the
 -- streams view does (they run with their owner's rights, past row-level

@@ -217,6 +217,26 @@ SELECT tenant_id, count(*) FILTER (WHERE data = '{"$erased": true}') AS erased
   FROM eventsource.events WHERE stream_id = 'Lc-1' AND stream_version >= 1 GROUP BY 1 ORDER BY 1;
 
 -- ---------------------------------------------------------------------------
+-- dead letters of a stream id whose events the cleanup has removed: an
+-- erasure matches them by their own tenant_id, so lc_b's stays as it was
+-- and lc_a's is redacted
+-- ---------------------------------------------------------------------------
+INSERT INTO eventsource.dead_letters (subscription, partition, global_position, stream_id,
+    stream_version, event_id, event_type, data, metadata, recorded_at, error_message,
+    error_sqlstate, error_category, error_severity, retry_count, first_failed_at, tenant_id)
+SELECT 'gone_sub', 0, 900000000 + i, 'Dl-1', 1, gen_random_uuid(), 'T',
+       jsonb_build_object('secret', t), '{}', now(), 'boom ' || t, 'P0001', 'application', 'error', 0, now(), t
+  FROM (VALUES (1, 'lc_a'), (2, 'lc_b')) v(i, t);
+BEGIN;
+SET LOCAL eventsource.tenant = 'lc_a';
+SELECT stream_version FROM eventsource.append_event('Dl-1', 0, 'T', '{"secret": "a2"}');
+SELECT events_erased FROM eventsource.erase_stream('Dl-1');
+COMMIT;
+SELECT tenant_id, data, error_message FROM eventsource.dead_letters
+ WHERE stream_id = 'Dl-1' ORDER BY tenant_id;
+DELETE FROM eventsource.dead_letters WHERE stream_id = 'Dl-1';
+
+-- ---------------------------------------------------------------------------
 -- clean up (the tenants stay: they cannot be removed)
 -- ---------------------------------------------------------------------------
 SELECT eventsource.unbind_role_from_tenant('lc_op', 'lc_b') AS unbound;

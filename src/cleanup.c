@@ -78,6 +78,7 @@
 
 #include "eventsource.h"
 #include "subscription.h"
+#include "tenant.h"
 
 #define ES_CLEANUP_ERROR_LEN	256
 
@@ -852,7 +853,17 @@ es_cleanup_worker_status(PG_FUNCTION_ARGS)
 	values[6] = Int64GetDatum(e.rows_removed);
 	values[7] = Int64GetDatum(e.batches);
 	values[8] = Int64GetDatum(e.truncations);
-	values[9] = CStringGetTextDatum(e.last_error);
+
+	/*
+	 * The worker serves every tenant, and its errors name the stream they
+	 * met (a retention note, a lock timeout): a caller bound to tenants
+	 * gets that the worker failed and when, not the text.  Unbound callers
+	 * may choose any tenant anyway.
+	 */
+	if (e.last_error[0] != '\0' && es_tenant_caller_bound())
+		values[9] = CStringGetTextDatum("(withheld: the cleanup worker's errors may name other tenants' streams)");
+	else
+		values[9] = CStringGetTextDatum(e.last_error);
 	nulls[9] = (e.last_error[0] == '\0');
 	values[10] = TimestampTzGetDatum(e.last_error_at);
 	nulls[10] = (e.last_error_at == 0);

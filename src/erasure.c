@@ -517,9 +517,9 @@ sweep_copies_of_stream(text *tenant, text *stream_id, Datum keys)
 		/*
 		 * Another tenant's stream of the same id keeps its copies: the
 		 * error texts are found by their event's position (unique across
-		 * tenants), the dead letters (which carry the stream id but no
-		 * tenant) by stream id unless their event is another tenant's -- a
-		 * dead letter whose event the cleanup has removed is redacted.
+		 * tenants), the dead letters by their own tenant_id and stream id
+		 * (also a dead letter whose event the cleanup has removed since: it
+		 * still carries both).
 		 */
 #define STREAM_POSITIONS \
 	" (SELECT e.global_position FROM eventsource.events e" \
@@ -544,12 +544,10 @@ sweep_copies_of_stream(text *tenant, text *stream_id, Datum keys)
 									"UPDATE eventsource.dead_letters e SET data = " ES_ERASED_JSON ","
 									" metadata = " REDACTED_METADATA("e.metadata", "$2") ","
 									" error_message = " ES_ERASED_TEXT
-									" WHERE e.stream_id OPERATOR(pg_catalog.=) $1"
+									" WHERE e.tenant_id OPERATOR(pg_catalog.=) $3"
+									" AND e.stream_id OPERATOR(pg_catalog.=) $1"
 									" AND e.stream_version OPERATOR(pg_catalog.>=) 1"
-									" AND" NOT_YET_ERASED
-									" AND NOT EXISTS (SELECT FROM eventsource.events x"
-									"  WHERE x.global_position OPERATOR(pg_catalog.=) e.global_position"
-									"  AND x.tenant_id OPERATOR(pg_catalog.<>) $3)",
+									" AND" NOT_YET_ERASED,
 									3, types);
 #undef STREAM_POSITIONS
 	}

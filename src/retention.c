@@ -27,8 +27,9 @@
  * cleanup_status view says when the last pass ran and when the next is due.
  *
  * Cost of a pass: for stream rules, a few primary-key probes per stream;
- * for category rules, one probe per distinct stream id of the store (a
- * skip scan of the primary key), then the same per stream of the category.
+ * for category rules, one probe per distinct stream id of each tenant that
+ * has one (a skip scan of the primary key), then the same per stream of
+ * the category.
  * A pass never scans the log's rows beyond the expired prefix of a stream.
  *
  *-------------------------------------------------------------------------
@@ -40,6 +41,7 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -53,19 +55,28 @@
  * both of the stream's tenant), and for each (tenant, stream) whose expired prefix is not hidden yet, the version
  * to truncate before and the position of the newest event that hides, in
  * log order.  "before" is capped at the stream's last version (retention
- * keeps it).  $1: whether any category rule exists (else the skip scan
- * over every (tenant, stream id) of the primary key is not run).
+ * keeps it).  $1: whether any category rule exists (else no skip scan is
+ * run).  The skip scan over the primary key visits the stream ids of the
+ * tenants that have a category rule only: one probe per distinct stream
+ * id of those tenants, never the other tenants' streams.
  */
 static const char *const candidates_query =
-"WITH RECURSIVE ids(tenant_id, id) AS ("
-"   (SELECT e.tenant_id, e.stream_id FROM eventsource.events e WHERE $1"
-"     ORDER BY e.tenant_id, e.stream_id LIMIT 1)"
+"WITH RECURSIVE ctenants(tenant_id) AS ("
+"   SELECT DISTINCT r.tenant_id FROM eventsource.stream_retention r"
+"    WHERE $1 AND r.scope OPERATOR(pg_catalog.=) 'category'),"
+" ids(tenant_id, id) AS ("
+"   SELECT f.tenant_id, f.stream_id"
+"     FROM ctenants t CROSS JOIN LATERAL"
+"          (SELECT e.tenant_id, e.stream_id FROM eventsource.events e"
+"            WHERE e.tenant_id OPERATOR(pg_catalog.=) t.tenant_id"
+"            ORDER BY e.stream_id LIMIT 1) f"
 "   UNION ALL"
 "   SELECT n.tenant_id, n.stream_id"
 "     FROM ids CROSS JOIN LATERAL"
 "          (SELECT e.tenant_id, e.stream_id FROM eventsource.events e"
-"            WHERE (e.tenant_id, e.stream_id) OPERATOR(pg_catalog.>) (ids.tenant_id, ids.id)"
-"            ORDER BY e.tenant_id, e.stream_id LIMIT 1) n),"
+"            WHERE e.tenant_id OPERATOR(pg_catalog.=) ids.tenant_id"
+"              AND e.stream_id OPERATOR(pg_catalog.>) ids.id"
+"            ORDER BY e.stream_id LIMIT 1) n),"
 " rules(tenant_id, stream_id, max_age, max_count) AS ("
 "   SELECT r.tenant_id, r.name, r.max_age, r.max_count FROM eventsource.stream_retention r"
 "    WHERE r.scope OPERATOR(pg_catalog.=) 'stream'"
@@ -301,9 +312,18 @@ es_retention_enforce(char *note, size_t notelen)
 	}
 	if (locked > 0)
 	{
+		StringInfoData quoted;
+
+		/*
+		 * The tenant first (its id is [A-Za-z0-9_.:-]), then the stream id
+		 * JSON-escaped: a stream id may hold quotes and newlines, which
+		 * must not forge a log line or another tenant's name.
+		 */
+		initStringInfo(&quoted);
+		escape_json(&quoted, first_locked->stream_id);
 		snprintf(note, notelen,
-				 "retention skipped " INT64_FORMAT " stream(s) whose lock was held longer than lock_timeout, the first \"%s\" of tenant \"%s\"; the next pass retries them",
-				 locked, first_locked->stream_id, first_locked->tenant_id);
+				 "retention skipped " INT64_FORMAT " stream(s) whose lock was held longer than lock_timeout, the first of tenant \"%s\": %s; the next pass retries them",
+				 locked, first_locked->tenant_id, quoted.data);
 		ereport(LOG,
 				(errmsg("eventsource cleanup: %s", note)));
 	}

@@ -50,10 +50,24 @@ wait_until(q{SELECT hidden_through = 4 FROM eventsource.stream_lifecycle WHERE s
 is(sql(q{SELECT count(*) FROM eventsource.stream_lifecycle WHERE stream_id = 'Held-1'}), '0',
 	'the held stream is not truncated while its lock is held');
 ok($node->wait_for_log(
-	qr/eventsource cleanup: retention skipped 1 stream\(s\) whose lock was held longer than lock_timeout, the first "Held-1"/,
+	qr/eventsource cleanup: retention skipped 1 stream\(s\) whose lock was held longer than lock_timeout, the first of tenant "default": "Held-1"/,
 	$log_offset), 'the pass says it skipped the held stream, in the log');
 like(sql(q{SELECT last_error FROM eventsource.cleanup_status}),
 	qr/retention skipped 1 stream\(s\).*"Held-1"/, 'and in cleanup_status.last_error');
+# a role bound to a tenant gets that the worker failed, not the text (it
+# may name another tenant's stream); an unbound one (it could choose any
+# tenant) gets the text
+sql(q{SELECT eventsource.create_tenant('other');
+      CREATE ROLE bound_op; CREATE ROLE free_op;
+      SELECT eventsource.bind_role_to_tenant('bound_op', 'other');
+      GRANT USAGE ON SCHEMA eventsource TO bound_op, free_op;
+      GRANT SELECT ON eventsource.cleanup_status TO bound_op, free_op;
+      GRANT EXECUTE ON FUNCTION eventsource.cleanup_worker() TO bound_op, free_op});
+is(sql(q{SET ROLE bound_op; SELECT last_error FROM eventsource.cleanup_status}),
+	"(withheld: the cleanup worker's errors may name other tenants' streams)",
+	'a bound role: last_error withheld');
+like(sql(q{SET ROLE free_op; SELECT last_error FROM eventsource.cleanup_status}),
+	qr/"Held-1"/, 'an unbound role: last_error shown');
 unlike(slurp_file($node->logfile, $log_offset), qr/eventsource cleanup: canceling statement due to lock timeout/,
 	'the lock timeout does not fail the pass');
 
