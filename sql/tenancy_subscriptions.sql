@@ -197,6 +197,22 @@ REVOKE SELECT ON eventsource.dead_letters, eventsource.recent_errors, eventsourc
 DELETE FROM eventsource.recent_errors WHERE subscription = 'ts_all';
 
 -- ---------------------------------------------------------------------------
+-- A bound session that SET ROLE to an unbound group keeps its tenants here
+-- too: no subscription of another tenant (its handler would run as the
+-- group), no cross-tenant rows in the status, no waiting on them
+-- ---------------------------------------------------------------------------
+GRANT regress_ts_free TO regress_ts_bound;
+BEGIN;
+SET LOCAL SESSION AUTHORIZATION regress_ts_bound;
+SET LOCAL ROLE regress_ts_free;
+SELECT t.try($$SELECT eventsource.create_subscription('ts_steal', 'ts.h(eventsource.events)', tenant => 'tsub_b')$$) AS other_tenant,
+       t.try($$SELECT eventsource.create_subscription('ts_steal', 'ts.h(eventsource.events)', tenant => NULL)$$) AS cross_tenant,
+       t.try($$SELECT eventsource.wait_for_subscription('ts_all', 0, '0')$$) AS wait_cross_tenant,
+       (SELECT count(*) FROM eventsource.subscription_status WHERE tenant IS DISTINCT FROM 'tsub_a') AS other_rows;
+ROLLBACK;
+REVOKE regress_ts_free FROM regress_ts_bound;
+
+-- ---------------------------------------------------------------------------
 -- cleanup
 -- ---------------------------------------------------------------------------
 SELECT eventsource.drop_subscription(name) FROM eventsource.subscriptions

@@ -35,6 +35,7 @@
 #include "utils/timeout.h"
 
 #include "subscription.h"
+#include "tenant.h"
 #include "trace.h"
 
 #define ES_TICK_MS 100
@@ -127,7 +128,10 @@ es_handler_subscription(void)
  * of the subtransaction, popped when the call returns or its
  * subtransaction aborts, so the worker's own transactions never run in it.
  * So the handler's appends, reads and checkpoints are the tenant's, and a
- * handler owned by a bound role passes current_tenant()'s check in it.  On
+ * handler owned by a bound role passes current_tenant()'s check in it.
+ * For the tenant rules the owner counts as the session's role during the
+ * call (tenant.c, es_tenant_session_override): the handler has the rights
+ * of a session its owner logged into, no more.  On
  * failure the subtransaction is rolled back and *err describes the error.
  * The caller is in a transaction with the timer armed.
  */
@@ -139,6 +143,7 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, const char *tenant, int6
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile EsCallResult result = ES_CALL_OK;
+	volatile Oid save_session;
 	const EsCurrentEvent *cur;
 
 	es_current_event_set(subscription, event, desc);
@@ -150,6 +155,7 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, const char *tenant, int6
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
+	save_session = es_tenant_session_override(owner);
 	PG_TRY();
 	{
 		LOCAL_FCINFO(fcinfo, 1);
@@ -180,7 +186,9 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, const char *tenant, int6
 		if (cancel_reason != CANCEL_NONE)
 			QueryCancelPending = false;
 		SetUserIdAndSecContext(save_userid, save_sec_context);
-		AtEOXact_GUC(true, guc_level);
+		(void) es_tenant_session_override(save_session);
+		/* false: also a plain SET the handler made ends with its call */
+		AtEOXact_GUC(false, guc_level);
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
@@ -191,6 +199,7 @@ es_call_handler(FmgrInfo *flinfo, Datum arg, Oid owner, const char *tenant, int6
 		ErrorData  *edata;
 
 		in_handler = false;
+		(void) es_tenant_session_override(save_session);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();

@@ -549,7 +549,7 @@ status_visibility(Datum *values, char *nulls)
 	bool		all = es_sql_version() < ES_SQL_1_1 || es_tenant_role_exempt(user);
 
 	values[0] = BoolGetDatum(all);
-	values[1] = BoolGetDatum(all || es_tenant_role_may_use(user, NULL));
+	values[1] = BoolGetDatum(all || es_tenant_caller_may_use(NULL));
 	values[2] = all ? (Datum) 0 : CStringGetTextDatum(es_current_tenant());
 	nulls[0] = nulls[1] = ' ';
 	nulls[2] = all ? 'n' : ' ';

@@ -560,6 +560,16 @@ parse_create_arguments(FunctionCallInfo fcinfo, EsSubscriptionOptions *opts)
 				 errmsg("only the store's owner may create a cross-tenant subscription"),
 				 errhint("Leave tenant out for a subscription of the current tenant (%s), or name one.",
 						 es_current_tenant())));
+
+	/*
+	 * And the creator's session: a bound login role that SET ROLE to an
+	 * unbound group must not make a subscription of another tenant, whose
+	 * handler would then run as that group (es_tenant_check_caller applies
+	 * current_tenant()'s rules, session's role included).
+	 */
+	if (opts->has_tenant &&
+		(opts->tenant == NULL || es_tenant_id_valid(opts->tenant, strlen(opts->tenant))))
+		es_tenant_check_caller(opts->tenant);	/* (a malformed id: 22023 below) */
 }
 
 /*

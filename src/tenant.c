@@ -28,8 +28,11 @@
  *	  intersection of both roles' bindings (the session's alone when the
  *	  running role is unbound).  A background worker's session role is the
  *	  bootstrap superuser (BackgroundWorkerInitializeConnectionByOid with
- *	  no role), exempt: a subscription handler, running as its owner, gets
- *	  its owner's tenants as before;
+ *	  no role), exempt; so while a subscription's handler runs, its owner
+ *	  counts as the session's role (es_tenant_session_override, set by
+ *	  handler.c): the handler has exactly the rights of a session its owner
+ *	  logged into, and a SECURITY DEFINER function of an unbound role does
+ *	  not take it out of its owner's tenants;
  *	- a bound caller with an empty setting gets its tenant when it has
  *	  exactly one (ES006 with several, 42501 with none); a tenant it may not
  *	  use is 42501, whether that tenant exists or not (a bound role cannot
@@ -357,6 +360,30 @@ role_name(Oid user)
 	return name ? name : psprintf("%u", user);
 }
 
+/* The role that counts as the session's while a handler runs (InvalidOid: none) */
+static Oid	session_override = InvalidOid;
+
+/*
+ * Make "role" count as the session's role (InvalidOid: the real one again)
+ * and return the previous override.  handler.c sets the subscription's
+ * owner around a handler call and restores the previous value on every
+ * path out of it.
+ */
+Oid
+es_tenant_session_override(Oid role)
+{
+	Oid			old = session_override;
+
+	session_override = role;
+	return old;
+}
+
+static Oid
+effective_session(void)
+{
+	return OidIsValid(session_override) ? session_override : GetSessionUserId();
+}
+
 /*
  * Who restricts a caller running as "user" in a session of "session" (see
  * the file header): *u, and *s when the session's role is bound (NULL
@@ -454,7 +481,7 @@ es_current_tenant(void)
 {
 	const char *setting = es_tenant_setting ? es_tenant_setting : "";
 	Oid			user = GetUserId();
-	Oid			session = GetSessionUserId();
+	Oid			session = effective_session();
 
 	/*
 	 * The last answer, when nothing it depends on changed.  It was computed
@@ -501,8 +528,55 @@ es_tenant_caller_bound(void)
 
 	reset_if_stale();
 	load_tables();
-	restricting(GetUserId(), GetSessionUserId(), &u, &s);
+	restricting(GetUserId(), effective_session(), &u, &s);
 	return !u->exempt && (u->nallowed > 0 || s != NULL);
+}
+
+/*
+ * May the caller (its role and its session's, as es_current_tenant()
+ * decides) work in "tenant" (NULL: across tenants)?  Never raises for a
+ * rule broken; an unregistered tenant is allowed to an unbound caller here
+ * (the caller's own check reports it).  On the 1.1 SQL.
+ */
+bool
+es_tenant_caller_may_use(const char *tenant)
+{
+	EsTenantUser *u;
+	EsTenantUser *s;
+
+	reset_if_stale();
+	load_tables();
+	restricting(GetUserId(), effective_session(), &u, &s);
+	if (u->exempt)
+		return true;
+	if (tenant == NULL)
+		return u->nallowed == 0 && s == NULL;
+	return (u->nallowed == 0 || user_allows(u, tenant)) &&
+		(s == NULL || user_allows(s, tenant));
+}
+
+/*
+ * Raise unless the caller may work in "tenant" (NULL: across tenants), as
+ * es_current_tenant() would decide for that setting: 42501 for a bound
+ * caller outside its tenants (whether the tenant exists or not), ES005 for
+ * an unknown tenant.  create_subscription() asks it for its creator, who
+ * may be in a session of a bound role after SET ROLE.
+ */
+void
+es_tenant_check_caller(const char *tenant)
+{
+	reset_if_stale();
+	load_tables();
+	if (tenant == NULL)
+	{
+		if (es_tenant_caller_bound())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" may not work across tenants", role_name(GetUserId())),
+					 errdetail("The role, or the session's role, is bound to tenants (eventsource.tenant_roles).")));
+		return;
+	}
+	(void) resolve(GetUserId(), effective_session(), tenant);
 }
 
 /*

@@ -43,6 +43,9 @@ extern text *es_current_tenant_text(void);
  * owner's privileges); a role named in tenant_roles.
  */
 extern bool es_tenant_caller_bound(void);
+extern bool es_tenant_caller_may_use(const char *tenant);
+extern void es_tenant_check_caller(const char *tenant);
+extern Oid	es_tenant_session_override(Oid role);
 extern bool es_tenant_role_exempt(Oid role);
 extern bool es_tenant_role_has_bindings(Oid role);
 

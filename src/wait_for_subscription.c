@@ -151,13 +151,12 @@ es_wait_for_subscription(PG_FUNCTION_ARGS)
 	 * tenants (not for a cross-tenant one either): how far another
 	 * tenant's subscription got is that tenant's business.
 	 */
-	if (es_sql_version() >= ES_SQL_1_1 && !es_tenant_role_may_use(caller, tenant))
+	if (es_sql_version() >= ES_SQL_1_1 && !es_tenant_caller_may_use(tenant))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role \"%s\" may not wait for subscription \"%s\"",
 						GetUserNameFromId(caller, false), name),
-				 errdetail("The subscription is %s; the role is bound to other tenants (eventsource.tenant_roles).",
-						   tenant ? psprintf("tenant \"%s\"'s", tenant) : "cross-tenant")));
+				 errdetail("The role, or the session's role, is bound to tenants (eventsource.tenant_roles); the subscription is not of one of them.")));
 	if (saved_reached)
 		PG_RETURN_BOOL(true);
 
