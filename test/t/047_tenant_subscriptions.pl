@@ -233,5 +233,36 @@ caught_up('s_acme');
 is(sql(q{SELECT delivery_errors('s_acme', 'SELECT global_position FROM eventsource.events WHERE tenant_id = ''acme''')}),
 	'0', 'bound again and resumed, it delivered the rest exactly once');
 
+# ---------------------------------------------------------------------------
+# a SECURITY DEFINER function of an unbound role does not take a bound
+# owner's handler out of its tenant: the owner counts as the session's role
+# ---------------------------------------------------------------------------
+sql(q{
+SELECT eventsource.create_tenant('initech');
+CREATE ROLE free_owner;
+GRANT USAGE ON SCHEMA eventsource TO free_owner;
+GRANT EXECUTE ON FUNCTION eventsource.read_stream(text, bigint, integer, boolean) TO free_owner;
+CREATE TABLE peeks (result text);
+GRANT INSERT ON peeks TO acme_app;
+CREATE FUNCTION peek(t text) RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  PERFORM set_config('eventsource.tenant', t, true);
+  RETURN 'read ' || (SELECT count(*) FROM eventsource.read_stream('Order-1'));
+EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE;
+END $$;
+ALTER FUNCTION peek(text) OWNER TO free_owner;
+GRANT EXECUTE ON FUNCTION peek(text) TO acme_app;
+CREATE FUNCTION hp(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO peeks VALUES (peek('initech')); END $$;
+GRANT EXECUTE ON FUNCTION hp(eventsource.events) TO acme_app;
+SET ROLE acme_app;
+SELECT eventsource.create_subscription('s_peek', 'hp(eventsource.events)', start_from => 'end', tenant => 'acme');
+});
+sql(q{BEGIN; SET LOCAL eventsource.tenant = 'acme';
+      SELECT eventsource.append_event('Peek-1', -1, 'Placed', '{}'); COMMIT;});
+wait_until(q{SELECT count(*) >= 1 FROM peeks}, 's_peek\'s handler ran');
+is(sql(q{SELECT string_agg(DISTINCT result, ',') FROM peeks}), '42501',
+	'a SECURITY DEFINER function of an unbound role, called by a bound owner\'s handler, cannot switch to another tenant');
+
 $node->stop;
 done_testing();
