@@ -108,6 +108,7 @@ if [ "$TENANTS" -gt 0 ]; then
 	say "== $TENANTS tenants, each 10 streams x 100 events (two sessions)"
 	psql_q -d bench -c "SELECT count(eventsource.create_tenant('tenant-' || k))
 		FROM generate_series(1, $TENANTS) k" >/dev/null
+	psql_q -d bench -c "SELECT eventsource.bind_role_to_tenant('es_bench_bound', 'tenant-1')" >/dev/null
 	t=$SECONDS
 	half=$(((TENANTS + 1) / 2))
 	psql_q -d bench -v payload="$PAYLOAD" -v first=1 -v last="$half" -v streams=10 -f "$HERE/read_data.sql" >/dev/null &
@@ -188,8 +189,14 @@ measure() {
 		pair "tn_$key" "$ts" "$ns" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
 		PAIR_BASE_ARGS=("${APP[@]}" -D tenant_min=0 -D tenants=0 -D tenant_streams="$DSTREAMS")
 		pair "tw_$key" "$ts" "$ts" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
-		PAIR_EXT_ARGS=()
 		PAIR_BASE_ARGS=()
+		if [ "$seqb" != - ]; then
+			# appends only: R's one tenant holds 10 read streams, not N's
+			PAIR_EXT_ARGS=(-U es_bench_bound)
+			pair "rb_$key" "$ns" "$bs" "$c" "$sync" "$per" "$seqe" "$seqb" "$@"
+			pair "rn_$key" "$ns" "$ns" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
+		fi
+		PAIR_EXT_ARGS=()
 	fi
 	pair "nb_$key" "$ns" "$bs" "$c" "$sync" "$per" "$seqe" "$seqb" "$@"
 }
@@ -219,8 +226,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 PGVERSION=$(psql_q -d bench -c "SELECT version()")
 EXTVERSION=$(psql_q -d bench -c "SELECT extversion FROM pg_extension WHERE extname = 'eventsource'")
 
-FMT='%-27s %2s %4s %9s %9s %9s %5s %9s %5s %9s %5s %9s %5s %9s\n'
-LINE=$(printf '%.0s-' $(seq 140))
+FMT='%-27s %2s %4s %9s %9s %9s %5s %9s %5s %9s %5s %9s %5s %9s %5s %9s %5s %9s\n'
+LINE=$(printf '%.0s-' $(seq 172))
 calls() { # TPS key -> calls/s, ERR, or - (not measured)
 	local v=${TPS[$1]:-}
 	if [ -z "$v" ]; then echo -; elif [ "$v" = ERR ]; then echo ERR; else printf '%.0f' "$v"; fi
@@ -244,10 +251,14 @@ row() { # label clients sync key
 	read -r -a tn <<<"$(ratio "tn_$4" 0.9)"
 	read -r -a tw <<<"$(ratio "tw_$4" 0.9)"
 	read -r -a nb <<<"$(ratio "nb_$4" 0.8)"
+	read -r -a rb <<<"$(ratio "rb_$4" 0.8)"
+	read -r -a rn <<<"$(ratio "rn_$4" 0.9)"
 	printf "$FMT" "$1" "$2" "$3" "$(calls "tb_${4}_ext")" \
 		"$(calls "nb_${4}_ext")" "$(calls "nb_${4}_base")" \
-		"${tb[0]}" "${tb[1]}" "${tn[0]}" "${tn[1]}" "${tw[0]}" "${tw[1]}" "${nb[0]}" "${nb[1]}"
+		"${tb[0]}" "${tb[1]}" "${tn[0]}" "${tn[1]}" "${tw[0]}" "${tw[1]}" "${nb[0]}" "${nb[1]}" \
+		"${rb[0]}" "${rb[1]}" "${rn[0]}" "${rn[1]}"
 	MET+=" ${tb[2]}:${tn[2]}:${tw[2]}"
+	[ "${rb[2]}" = - ] || MET+="(R ${rb[2]}:${rn[2]})"
 }
 
 {
@@ -260,7 +271,7 @@ row() { # label clients sync key
 	echo "data:     $TENANTS tenants x 10 streams x 100 events, default tenant $DSTREAMS streams x 100 events;"
 	echo "          appends to random streams among $STREAMS per tenant, expected_version -1"
 	echo
-	printf "$FMT" operation cl sync "T calls/s" "N calls/s" "B calls/s" "T/B" "rounds" "T/N" "rounds" "T/W" "rounds" "N/B" "rounds"
+	printf "$FMT" operation cl sync "T calls/s" "N calls/s" "B calls/s" "T/B" "rounds" "T/N" "rounds" "T/W" "rounds" "N/B" "rounds" "R/B" "rounds" "R/N" "rounds"
 	echo "$LINE"
 	MET=""
 	for sync in $SYNCS; do
@@ -276,8 +287,9 @@ row() { # label clients sync key
 	echo "N: without tenancy (the owner, the default tenant, one statement: the call of run.sh)."
 	echo "W: T's role and pipeline in the default tenant only (T/W: the cost of $TENANTS tenants, without that of SET LOCAL)."
 	echo "B: plain SQL on a table of today's shape (run.sh's baselines), holding a copy of every event."
+	echo "R: es_bench_bound, a role bound to one tenant (tenant-1), RLS on, N's one statement: no SET (its tenant needs none); appends only."
 	echo "T calls/s from the T/B pair, N and B calls/s from the N/B pair. Ratios: medians of per-round ratios; rounds: their range."
-	echo "Targets (issue 15): T/B >= 0.8 and T/N >= 0.9 (within 10%); T/W >= 0.9 shown too. Met (T/B:T/N:T/W per row):$MET"
+	echo "Targets (issue 15): T/B >= 0.8 and T/N >= 0.9 (within 10%); T/W >= 0.9 shown too. Met (T/B:T/N:T/W per row, R/B:R/N in brackets):$MET"
 	[ "$FAILED" = 1 ] && echo "SOME MEASUREMENTS FAILED (ERR): see the pgbench output on stderr."
 	true
 }

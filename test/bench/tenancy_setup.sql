@@ -20,3 +20,8 @@ GRANT EXECUTE ON FUNCTION
 -- only for run_tenancy.sh's check that row-level security applies to it
 GRANT SELECT ON eventsource.events TO es_bench_app;
 
+-- The bound side (R): a role bound to one tenant (run_tenancy.sh binds it
+-- to tenant-1 once the tenants exist), which needs no SET: its one tenant
+-- is its current tenant.  The application role's grants, by membership.
+CREATE ROLE es_bench_bound LOGIN NOSUPERUSER NOBYPASSRLS;
+GRANT es_bench_app TO es_bench_bound;
