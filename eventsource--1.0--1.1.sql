@@ -794,28 +794,15 @@ ALTER TABLE eventsource.recent_errors
 -- these tables (if it was ever granted them) for its current tenant only.
 -- subscription_partitions holds copies of a failed event's error, so it
 -- follows its subscription's tenant; a cross-tenant subscription's rows are
--- the owner's alone.  So are the dead letters and errors of a cross-tenant
--- subscription, although each carries its event's tenant: its handler's
--- error text may quote any tenant's events.  (The subquery reads
--- subscriptions under the querying role's rights and policy: a role
--- granted dead_letters or recent_errors needs SELECT on subscriptions too,
--- and sees the rows of its current tenant's subscriptions only.)  The store's functions and workers run as the owner.
+-- the owner's alone.  The store's functions and workers run as the owner.
 ALTER TABLE eventsource.dead_letters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY dead_letters_tenant ON eventsource.dead_letters
-    USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())
-           AND EXISTS (SELECT FROM eventsource.subscriptions s
-                        WHERE s.name OPERATOR(pg_catalog.=) subscription))
-    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())
-                AND EXISTS (SELECT FROM eventsource.subscriptions s
-                             WHERE s.name OPERATOR(pg_catalog.=) subscription));
+    USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
 ALTER TABLE eventsource.recent_errors ENABLE ROW LEVEL SECURITY;
 CREATE POLICY recent_errors_tenant ON eventsource.recent_errors
-    USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())
-           AND EXISTS (SELECT FROM eventsource.subscriptions s
-                        WHERE s.name OPERATOR(pg_catalog.=) subscription))
-    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())
-                AND EXISTS (SELECT FROM eventsource.subscriptions s
-                             WHERE s.name OPERATOR(pg_catalog.=) subscription));
+    USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
+    WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
 ALTER TABLE eventsource.subscriptions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY subscriptions_tenant ON eventsource.subscriptions
     USING (tenant OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))

@@ -142,28 +142,25 @@ ROLLBACK;
 
 -- ---------------------------------------------------------------------------
 -- Row-level security on the subscription tables: a role granted them reads
--- its current tenant's rows only, and none of the cross-tenant
--- subscription's (the owner's: its handler's errors may quote any tenant's
--- events), also where the event is of its tenant
+-- its current tenant's rows only (the cross-tenant subscription's are the
+-- owner's)
 -- ---------------------------------------------------------------------------
 INSERT INTO eventsource.dead_letters (subscription, partition, global_position, stream_id,
     stream_version, event_id, event_type, data, metadata, recorded_at, error_message,
     error_sqlstate, error_category, error_severity, retry_count, first_failed_at, tenant_id)
-SELECT sub, 0, 1000000 + 10 * j + i, 'Ts-' || i, 1, gen_random_uuid(), 'T', '{}', '{}', now(),
+SELECT 'ts_all', 0, 1000000 + i, 'Ts-' || i, 1, gen_random_uuid(), 'T', '{}', '{}', now(),
        'boom', 'P0001', 'application', 'error', 0, now(), t
-  FROM (VALUES (1, 'tsub_a'), (2, 'tsub_b'), (3, 'default')) v(i, t),
-       (VALUES (0, 'ts_all'), (1, 'ts_a')) w(j, sub);
+  FROM (VALUES (1, 'tsub_a'), (2, 'tsub_b'), (3, 'default')) v(i, t);
 INSERT INTO eventsource.recent_errors (subscription, partition, global_position, event_id,
     event_type, error_message, error_sqlstate, error_category, error_severity, attempt, tenant_id)
-SELECT sub, 0, 1000000 + 10 * j + i, gen_random_uuid(), 'T', 'boom', 'P0001', 'application', 'error', 1, t
-  FROM (VALUES (1, 'tsub_a'), (2, 'tsub_b'), (3, 'default')) v(i, t),
-       (VALUES (0, 'ts_all'), (1, 'ts_a')) w(j, sub);
+SELECT 'ts_all', 0, 1000000 + i, gen_random_uuid(), 'T', 'boom', 'P0001', 'application', 'error', 1, t
+  FROM (VALUES (1, 'tsub_a'), (2, 'tsub_b'), (3, 'default')) v(i, t);
 GRANT SELECT ON eventsource.dead_letters, eventsource.recent_errors, eventsource.subscriptions,
     eventsource.subscription_partitions TO regress_ts_bound;
 BEGIN;
 SET LOCAL ROLE regress_ts_bound;
-SELECT (SELECT string_agg(subscription || ':' || tenant_id, ',') FROM eventsource.dead_letters) AS dead_letters,
-       (SELECT string_agg(subscription || ':' || tenant_id, ',') FROM eventsource.recent_errors) AS recent_errors,
+SELECT (SELECT string_agg(tenant_id, ',') FROM eventsource.dead_letters) AS dead_letters,
+       (SELECT string_agg(tenant_id, ',') FROM eventsource.recent_errors) AS recent_errors,
        (SELECT string_agg(name || ':' || tenant, ',' ORDER BY name) FROM eventsource.subscriptions) AS subscriptions,
        (SELECT string_agg(subscription || '/' || partition, ',' ORDER BY subscription, partition)
           FROM eventsource.subscription_partitions) AS partitions;
@@ -188,8 +185,8 @@ COPY (SELECT tenant_id FROM eventsource.dead_letters) TO STDOUT;
 COPY eventsource.dead_letters (tenant_id) TO STDOUT;
 RESET ROLE;
 -- its UPDATE reached its tenant's row only, its DELETE none of the others
-SELECT string_agg(subscription || ':' || tenant_id || ':' || retry_count, ',' ORDER BY subscription, tenant_id) AS after_bound_writes
-  FROM eventsource.dead_letters WHERE subscription IN ('ts_all', 'ts_a');
+SELECT string_agg(tenant_id || ':' || retry_count, ',' ORDER BY tenant_id) AS after_bound_writes
+  FROM eventsource.dead_letters WHERE subscription = 'ts_all';
 ROLLBACK;
 REVOKE INSERT, UPDATE, DELETE ON eventsource.dead_letters FROM regress_ts_bound;
 -- the owner sees them all
@@ -197,8 +194,7 @@ SELECT eventsource.error_stats()->'by_subscription'->'ts_all'->>'errors' AS owne
        (SELECT count(*) FROM eventsource.dead_letters WHERE subscription = 'ts_all') AS owner_sees_dead_letters;
 REVOKE SELECT ON eventsource.dead_letters, eventsource.recent_errors, eventsource.subscriptions,
     eventsource.subscription_partitions FROM regress_ts_bound;
-DELETE FROM eventsource.recent_errors WHERE subscription IN ('ts_all', 'ts_a');
-DELETE FROM eventsource.dead_letters WHERE subscription = 'ts_a';
+DELETE FROM eventsource.recent_errors WHERE subscription = 'ts_all';
 
 -- ---------------------------------------------------------------------------
 -- A bound session that SET ROLE to an unbound group keeps its tenants here
