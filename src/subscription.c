@@ -567,8 +567,7 @@ parse_create_arguments(FunctionCallInfo fcinfo, EsSubscriptionOptions *opts)
 	 * handler would then run as that group (es_tenant_check_caller applies
 	 * current_tenant()'s rules, session's role included).
 	 */
-	if (opts->has_tenant &&
-		(opts->tenant == NULL || es_tenant_id_valid(opts->tenant, strlen(opts->tenant))))
+	if (opts->tenant != NULL && es_tenant_id_valid(opts->tenant, strlen(opts->tenant)))
 		es_tenant_check_caller(opts->tenant);	/* (a malformed id: 22023 below) */
 }
 

@@ -556,26 +556,18 @@ es_tenant_caller_may_use(const char *tenant)
 }
 
 /*
- * Raise unless the caller may work in "tenant" (NULL: across tenants), as
- * es_current_tenant() would decide for that setting: 42501 for a bound
- * caller outside its tenants (whether the tenant exists or not), ES005 for
- * an unknown tenant.  create_subscription() asks it for its creator, who
- * may be in a session of a bound role after SET ROLE.
+ * Raise unless the caller may work in "tenant", as es_current_tenant()
+ * would decide for that setting: 42501 for a bound caller outside its
+ * tenants (whether the tenant exists or not), ES005 for an unknown tenant.
+ * create_subscription() asks it for its creator, who may be in a session
+ * of a bound role after SET ROLE.  (Across tenants needs an exempt creator,
+ * which no session binding restricts: create_subscription checks that.)
  */
 void
 es_tenant_check_caller(const char *tenant)
 {
 	reset_if_stale();
 	load_tables();
-	if (tenant == NULL)
-	{
-		if (es_tenant_caller_bound())
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("role \"%s\" may not work across tenants", role_name(GetUserId())),
-					 errdetail("The role, or the session's role, is bound to tenants (eventsource.tenant_roles).")));
-		return;
-	}
 	(void) resolve(GetUserId(), effective_session(), tenant);
 }
 
