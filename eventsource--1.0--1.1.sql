@@ -17,6 +17,83 @@
 
 \echo Use "ALTER EXTENSION eventsource UPDATE TO '1.1'" to load this file. \quit
 
+-- ==== upgrade helpers (dropped at the end of this script) ====
+-- A function whose arguments change is dropped and created again (its
+-- arguments cannot change in place):
+--   SELECT eventsource.upgrade_drop_function('<old signature>');
+--   CREATE FUNCTION ... (the new one);
+--   SELECT eventsource.upgrade_grant_again('<new signature>');
+-- The first refuses, naming them, when objects of the database depend on
+-- the function (a view, or a function with a SQL-standard body, calling
+-- it: DROP would drop them or fail), and keeps its privileges
+-- (upgrade_keep_grants); the second grants them again on the new function,
+-- out of its initial privileges so that pg_dump keeps dumping them as the
+-- users' own.  A new overload that should be granted to whoever may call
+-- the 1.0 function: upgrade_keep_grants('<1.0>'), CREATE FUNCTION,
+-- upgrade_grant_again('<overload>').
+CREATE FUNCTION eventsource.upgrade_keep_grants(fn pg_catalog.regprocedure)
+    RETURNS void LANGUAGE sql AS $$
+    SELECT pg_catalog.set_config('eventsource_upgrade.acl_' OPERATOR(pg_catalog.||) p.proname,
+                                 COALESCE(p.proacl::pg_catalog.text, ''), true)
+      FROM pg_catalog.pg_proc p
+     WHERE p.oid OPERATOR(pg_catalog.=) fn;
+$$;
+
+CREATE FUNCTION eventsource.upgrade_drop_function(fn pg_catalog.regprocedure)
+    RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    deps text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
+      INTO deps
+      FROM pg_catalog.pg_depend d
+     WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND d.refobjid OPERATOR(pg_catalog.=) fn
+       AND d.deptype OPERATOR(pg_catalog.=) 'n';
+    IF deps IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot update eventsource: % is replaced, and other objects depend on it', fn
+              USING ERRCODE = 'dependent_objects_still_exist',
+                    DETAIL = 'Depending on it: ' || deps || '.',
+                    HINT = 'Drop those objects, run ALTER EXTENSION eventsource UPDATE, then create them again (the function keeps its name and its arguments, and gains a trailing argument "tenant").';
+    END IF;
+    PERFORM eventsource.upgrade_keep_grants(fn);
+    EXECUTE pg_catalog.format('DROP FUNCTION %s', fn);
+END $$;
+
+CREATE FUNCTION eventsource.upgrade_grant_again(fn pg_catalog.regprocedure)
+    RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    acl text;
+    initial pg_catalog.aclitem[];
+    g record;
+BEGIN
+    SELECT pg_catalog.current_setting('eventsource_upgrade.acl_' || p.proname)
+      INTO acl
+      FROM pg_catalog.pg_proc p
+     WHERE p.oid OPERATOR(pg_catalog.=) fn;
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+    SELECT p.proacl INTO initial FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn;
+    IF acl OPERATOR(pg_catalog.=) '' THEN
+        RETURN;
+    END IF;
+    FOR g IN
+        SELECT a.grantee, a.is_grantable
+          FROM pg_catalog.aclexplode(acl::pg_catalog.aclitem[]) a
+         WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+           AND a.grantee OPERATOR(pg_catalog.<>) a.grantor
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn,
+            CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::pg_catalog.text) END,
+            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    -- the grants are the users', not the extension's
+    UPDATE pg_catalog.pg_init_privs SET initprivs = initial
+     WHERE objoid OPERATOR(pg_catalog.=) fn
+       AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND objsubid OPERATOR(pg_catalog.=) 0;
+END $$;
+
 -- ==== issue 10: monitoring that stays instant at any size and lag ====
 --
 -- eventsource.subscription_status gains three columns at its end:
@@ -819,13 +896,7 @@ CREATE POLICY subscription_partitions_tenant ON eventsource.subscription_partiti
 -- a cross-tenant one (the store's owner only).  The privileges granted on
 -- the 1.0 function are granted again on the new one, and left out of its
 -- initial privileges so that pg_dump keeps dumping them.
-SELECT pg_catalog.set_config('eventsource_upgrade.create_subscription_acl',
-                             COALESCE(p.proacl::pg_catalog.text, ''), true)
-  FROM pg_catalog.pg_proc p
- WHERE p.oid OPERATOR(pg_catalog.=)
-       'eventsource.create_subscription(text, regprocedure, text, integer, text, interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)'::pg_catalog.regprocedure;
-DROP FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text, interval,
-    interval, integer, interval, boolean, integer, interval, text[], text[], integer);
+SELECT eventsource.upgrade_drop_function('eventsource.create_subscription(text, regprocedure, text, integer, text, interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer)');
 CREATE FUNCTION eventsource.create_subscription(
     name text, handler regprocedure, start_from text DEFAULT 'beginning',
     batch_size integer DEFAULT 100, checkpoint_strategy text DEFAULT 'every_batch',
@@ -846,36 +917,7 @@ COMMENT ON FUNCTION eventsource.create_subscription(text, regprocedure, text, in
 REVOKE ALL ON FUNCTION eventsource.create_subscription(text, regprocedure, text, integer, text,
     interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer,
     text) FROM PUBLIC;
-DO $$
-DECLARE
-    fn pg_catalog.oid := 'eventsource.create_subscription(text, regprocedure, text, integer, text, interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer, text)'::pg_catalog.regprocedure;
-    acl text := pg_catalog.current_setting('eventsource_upgrade.create_subscription_acl');
-    initial pg_catalog.aclitem[];
-    g record;
-BEGIN
-    SELECT p.proacl INTO initial FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn;
-    IF acl OPERATOR(pg_catalog.=) '' THEN
-        RETURN;
-    END IF;
-    FOR g IN
-        SELECT a.grantee, a.is_grantable
-          FROM pg_catalog.aclexplode(acl::pg_catalog.aclitem[]) a
-         WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
-           AND a.grantee OPERATOR(pg_catalog.<>) a.grantor
-    LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s',
-            fn::pg_catalog.regprocedure,
-            CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                 ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::pg_catalog.text) END,
-            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-    END LOOP;
-    -- the grants are the users', not the extension's: out of the initial
-    -- privileges, so that pg_dump dumps them as it did for the 1.0 function
-    UPDATE pg_catalog.pg_init_privs SET initprivs = initial
-     WHERE objoid OPERATOR(pg_catalog.=) fn
-       AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-       AND objsubid OPERATOR(pg_catalog.=) 0;
-END $$;
+SELECT eventsource.upgrade_grant_again('eventsource.create_subscription(text, regprocedure, text, integer, text, interval, interval, integer, interval, boolean, integer, interval, text[], text[], integer, text)');
 
 -- The status gains a trailing column: the subscription's tenant (NULL:
 -- cross-tenant).  A role bound to tenants sees the subscriptions of its
@@ -897,3 +939,128 @@ CREATE FUNCTION eventsource.subscription_status_rows_v3(
     AS 'MODULE_PATHNAME', 'es_subscription_status';
 CREATE OR REPLACE VIEW eventsource.subscription_status AS
     SELECT * FROM eventsource.subscription_status_rows_v3();
+
+-- ==== issue 15: tenancy (a tenant per call) ====
+-- Each data function of the store gains an overload with one more
+-- argument, "tenant", after all of the 1.0 function's:
+--   append_event(stream_id, expected_version, event_type, data, metadata,
+--                event_id, tenant)
+-- and so on for append, read_stream, read_all, stream_version,
+-- save_snapshot, load_snapshot, load, save_checkpoint, get_checkpoint and
+-- reset_checkpoint.  A client that knows its tenant at each call names it
+-- there instead of BEGIN; SET LOCAL eventsource.tenant = ...; <call>;
+-- COMMIT: one statement instead of four, which is most of what tenancy
+-- costs a client behind a transaction pooler (README "Multi-tenancy",
+-- benchmark row T).  The argument is decided exactly as the setting would
+-- be, for the caller (src/tenant.c es_tenant_for_call): an unknown tenant
+-- is ES005, one a bound role may not use is 42501; NULL means the setting;
+-- it holds for that call only.
+--
+-- Overloads, not a trailing DEFAULT argument on the 1.0 functions: those
+-- stay exactly as 1.0 made them, so a GRANT or REVOKE that names their
+-- arguments, a view or a SQL-standard function body calling them, and a
+-- prepared call all keep working across the update.  Each overload takes
+-- every argument (none has a default), so a call matches one function only
+-- by its number of arguments, however its parameters are typed (an
+-- overload with defaults would make a 1.0 call with unknown-typed
+-- parameters ambiguous).  Whoever may execute the 1.0 function at the
+-- update may execute its overload (upgrade_keep_grants /
+-- upgrade_grant_again: granted again, out of the initial privileges); after
+-- it, grant both (docs/privileges.md).  Locks: new functions only.
+
+SELECT eventsource.upgrade_keep_grants('eventsource.append(text, bigint, jsonb)');
+CREATE FUNCTION eventsource.append(
+    stream_id text, expected_version bigint, events jsonb, tenant text,
+    OUT stream_version bigint, OUT first_position bigint, OUT last_position bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_append';
+SELECT eventsource.upgrade_grant_again('eventsource.append(text, bigint, jsonb, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid)');
+CREATE FUNCTION eventsource.append_event(
+    stream_id text, expected_version bigint, event_type text, data jsonb,
+    metadata jsonb, event_id uuid, tenant text,
+    OUT stream_version bigint, OUT first_position bigint, OUT last_position bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_append_event';
+SELECT eventsource.upgrade_grant_again('eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.read_stream(text, bigint, integer, boolean)');
+CREATE FUNCTION eventsource.read_stream(
+    stream_id text, from_version bigint,
+    max_count integer, backwards boolean, tenant text)
+    RETURNS SETOF eventsource.events
+    LANGUAGE c STABLE PARALLEL UNSAFE ROWS 100
+    AS 'MODULE_PATHNAME', 'es_read_stream';
+SELECT eventsource.upgrade_grant_again('eventsource.read_stream(text, bigint, integer, boolean, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.read_all(bigint, integer, text[], text[])');
+CREATE FUNCTION eventsource.read_all(
+    after_position bigint, max_count integer,
+    event_types text[], categories text[], tenant text)
+    RETURNS SETOF eventsource.events
+    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
+    AS 'MODULE_PATHNAME', 'es_read_all';
+SELECT eventsource.upgrade_grant_again('eventsource.read_all(bigint, integer, text[], text[], text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.stream_version(text)');
+CREATE FUNCTION eventsource.stream_version(stream_id text, tenant text)
+    RETURNS bigint
+    LANGUAGE c STABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_stream_version_sql';
+SELECT eventsource.upgrade_grant_again('eventsource.stream_version(text, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.save_snapshot(text, bigint, jsonb, integer)');
+CREATE FUNCTION eventsource.save_snapshot(
+    stream_id text, stream_version bigint, state jsonb, schema_version integer,
+    tenant text)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_save_snapshot';
+SELECT eventsource.upgrade_grant_again('eventsource.save_snapshot(text, bigint, jsonb, integer, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.load_snapshot(text, integer)');
+CREATE FUNCTION eventsource.load_snapshot(
+    stream_id text, schema_version integer, tenant text)
+    RETURNS TABLE (stream_version bigint, state jsonb, schema_version integer,
+                   created_at timestamptz)
+    LANGUAGE c STABLE PARALLEL UNSAFE ROWS 1
+    AS 'MODULE_PATHNAME', 'es_load_snapshot';
+SELECT eventsource.upgrade_grant_again('eventsource.load_snapshot(text, integer, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.load(text, integer)');
+CREATE FUNCTION eventsource.load(
+    stream_id text, schema_version integer, tenant text)
+    RETURNS jsonb
+    LANGUAGE c STABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_load';
+SELECT eventsource.upgrade_grant_again('eventsource.load(text, integer, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.save_checkpoint(text, bigint)');
+CREATE FUNCTION eventsource.save_checkpoint(name text, "position" bigint, tenant text)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_save_checkpoint';
+SELECT eventsource.upgrade_grant_again('eventsource.save_checkpoint(text, bigint, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.get_checkpoint(text)');
+CREATE FUNCTION eventsource.get_checkpoint(name text, tenant text)
+    RETURNS bigint
+    LANGUAGE c STABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_get_checkpoint';
+SELECT eventsource.upgrade_grant_again('eventsource.get_checkpoint(text, text)');
+
+SELECT eventsource.upgrade_keep_grants('eventsource.reset_checkpoint(text, bigint)');
+CREATE FUNCTION eventsource.reset_checkpoint(
+    name text, "position" bigint, tenant text)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'es_reset_checkpoint';
+SELECT eventsource.upgrade_grant_again('eventsource.reset_checkpoint(text, bigint, text)');
+
+-- ==== end: the upgrade helpers go ====
+DROP FUNCTION eventsource.upgrade_drop_function(pg_catalog.regprocedure);
+DROP FUNCTION eventsource.upgrade_keep_grants(pg_catalog.regprocedure);
+DROP FUNCTION eventsource.upgrade_grant_again(pg_catalog.regprocedure);

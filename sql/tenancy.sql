@@ -206,6 +206,81 @@ SELECT tenant_id, name, position FROM eventsource.checkpoints ORDER BY name;
 ROLLBACK;
 
 -- ---------------------------------------------------------------------------
+-- The tenant named per call: the overloads with a last argument "tenant"
+-- decide it as the setting would be decided, for that call only
+-- ---------------------------------------------------------------------------
+-- every data function, in globex, with no setting (the default tenant's and
+-- acme's Tn-1 are untouched)
+SELECT stream_version FROM eventsource.append('Tn-9', 0, '[{"type": "Placed", "data": {"n": 1}}]', 'globex');
+SELECT stream_version FROM eventsource.append_event('Tn-9', 1, 'Paid', '{"n": 2}', '{}', NULL, 'globex');
+SELECT eventsource.stream_version('Tn-9', 'globex') AS globex_tn9,
+       eventsource.stream_version('Tn-9') AS default_tn9,
+       eventsource.stream_version('Tn-1', 'acme') AS acme_tn1,
+       eventsource.stream_version('Tn-1', NULL) AS null_is_the_setting;
+SELECT stream_version, event_type, data, tenant_id FROM eventsource.read_stream('Tn-9', NULL, 10, false, 'globex');
+SELECT count(*) AS backwards_from_2 FROM eventsource.read_stream('Tn-9', 2, 1, true, 'globex');
+SELECT stream_id, stream_version, tenant_id FROM eventsource.read_all(0, 100, NULL, NULL, 'globex') ORDER BY global_position;
+SELECT count(*) AS globex_paid FROM eventsource.read_all(0, 100, ARRAY['Paid'], ARRAY['Tn'], 'globex');
+SELECT eventsource.save_snapshot('Tn-9', 1, '{"s": 1}', 1, 'globex');
+SELECT stream_version, state FROM eventsource.load_snapshot('Tn-9', 1, 'globex');
+SELECT count(*) AS default_snapshot FROM eventsource.load_snapshot('Tn-9');
+SELECT l->'version' AS version, l->'snapshot'->'state' AS snapshot_state,
+       jsonb_array_length(l->'events') AS events_after
+  FROM eventsource.load('Tn-9', 1, 'globex') l;
+SELECT eventsource.save_checkpoint('per_call', 5, 'globex');
+SELECT eventsource.get_checkpoint('per_call', 'globex') AS globex_cp,
+       eventsource.get_checkpoint('per_call') AS default_cp;
+SELECT t.try($$SELECT eventsource.save_checkpoint('per_call', 4, 'globex')$$) AS backwards;
+SELECT eventsource.reset_checkpoint('per_call', 1, 'globex');
+SELECT eventsource.get_checkpoint('per_call', 'globex') AS after_reset;
+-- the argument wins over the setting, and does not change it
+BEGIN;
+SET LOCAL eventsource.tenant = 'acme';
+SELECT eventsource.stream_version('Tn-9', 'globex') AS globex_over_acme,
+       eventsource.stream_version('Tn-9') AS acme_tn9,
+       eventsource.current_tenant() AS setting_kept;
+ROLLBACK;
+-- errors: unknown (ES005), malformed or empty (22023); NULL is the setting
+SELECT t.try($$SELECT eventsource.stream_version('Tn-9', 'nope')$$) AS unknown_tenant,
+       t.try($$SELECT eventsource.append_event('Tn-9', -1, 'Paid', '{}', '{}', NULL, 'nope')$$) AS append_unknown,
+       t.try($$SELECT eventsource.stream_version('Tn-9', '')$$) AS empty_tenant,
+       t.try($$SELECT eventsource.stream_version('Tn-9', 'a b')$$) AS malformed_tenant,
+       t.try(format('SELECT eventsource.stream_version(%L, %L)', 'Tn-9', repeat('t', 64))) AS too_long;
+-- a 1.0 call with parameters of unknown type still finds one function: the
+-- overloads take one argument more than the 1.0 function can
+PREPARE per_call_old(unknown, unknown, unknown, unknown) AS
+    SELECT stream_version FROM eventsource.append_event($1, $2, $3, $4);
+EXECUTE per_call_old('Tn-9', '-1', 'Paid', '{}');
+PREPARE per_call_new(unknown, unknown, unknown, unknown, unknown, unknown, unknown) AS
+    SELECT stream_version FROM eventsource.append_event($1, $2, $3, $4, $5, $6, $7);
+EXECUTE per_call_new('Tn-9', '-1', 'Paid', '{}', '{}', NULL, 'globex');
+DEALLOCATE per_call_old;
+DEALLOCATE per_call_new;
+SELECT eventsource.stream_version('Tn-9') AS default_tn9, eventsource.stream_version('Tn-9', 'globex') AS globex_tn9;
+-- a bound role: its own tenants only, as with the setting (42501 for
+-- another, existing or not); with two tenants, naming one is the choice
+GRANT EXECUTE ON FUNCTION eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid, text),
+    eventsource.stream_version(text, text),
+    eventsource.read_all(bigint, integer, text[], text[], text) TO ten_acme, ten_two;
+BEGIN;
+SET LOCAL ROLE ten_acme;
+SELECT eventsource.stream_version('Tn-1', 'acme') AS own_tenant;
+SELECT t.try($$SELECT eventsource.stream_version('Tn-9', 'globex')$$) AS other_tenant,
+       t.try($$SELECT eventsource.stream_version('Tn-9', 'nope')$$) AS no_probing,
+       t.try($$SELECT eventsource.append_event('Tn-9', -1, 'Paid', '{}', '{}', NULL, 'globex')$$) AS append_other,
+       t.try($$SELECT count(*) FROM eventsource.read_all(0, 10, NULL, NULL, 'default')$$) AS read_all_default;
+-- a setting it may use does not let the argument name another tenant
+SET LOCAL eventsource.tenant = 'acme';
+SELECT t.try($$SELECT eventsource.stream_version('Tn-9', 'globex')$$) AS other_over_setting;
+ROLLBACK;
+BEGIN;
+SET LOCAL ROLE ten_two;
+SELECT t.try($$SELECT eventsource.stream_version('Tn-9')$$) AS two_no_choice,
+       eventsource.stream_version('Tn-9', 'globex') AS two_names_globex,
+       eventsource.stream_version('Tn-1', 'acme') AS two_names_acme;
+ROLLBACK;
+
+-- ---------------------------------------------------------------------------
 -- clean up (the tenants stay: they cannot be removed)
 -- ---------------------------------------------------------------------------
 SELECT eventsource.unbind_role_from_tenant('ten_acme', 'acme'),

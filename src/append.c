@@ -622,13 +622,12 @@ rethrow_duplicate_id(MemoryContext cxt, text *tenant)
 
 /*
  * The body shared by append() and append_event().  "events" are parsed and
- * checked.  Resolves the caller's tenant (tenant.c), then runs as the
- * extension owner inside its own SPI connection.
+ * checked; "tenant" is the call's (es_tenant_for_call(), resolved as the
+ * caller).  Runs as the extension owner inside its own SPI connection.
  */
 static EsAppendResult
-append_events(text *stream_id, int64 expected, EsEvent *events, int n)
+append_events(text *tenant, text *stream_id, int64 expected, EsEvent *events, int n)
 {
-	text	   *tenant = es_current_tenant_text();
 	EsAppendResult result;
 	EsOwnerCall owner;
 	bool		any_id_given = false;
@@ -749,7 +748,7 @@ append_result_datum(FunctionCallInfo fcinfo, EsAppendResult *r)
 PG_FUNCTION_INFO_V1(es_append);
 
 /*
- * append(stream_id text, expected_version bigint, events jsonb)
+ * append(stream_id text, expected_version bigint, events jsonb [, tenant text])
  *	 RETURNS (stream_version bigint, first_position bigint, last_position bigint)
  */
 Datum
@@ -767,7 +766,7 @@ es_append(PG_FUNCTION_ARGS)
 	es_arg_not_null(fcinfo, 2, "events");
 	es_require_writable("eventsource.append()");
 	events = parse_events(PG_GETARG_JSONB_P(2), &n);
-	result = append_events(stream_id, expected, events, n);
+	result = append_events(es_tenant_for_call(fcinfo, 3), stream_id, expected, events, n);
 	return append_result_datum(fcinfo, &result);
 }
 
@@ -776,6 +775,7 @@ PG_FUNCTION_INFO_V1(es_append_event);
 /*
  * append_event(stream_id text, expected_version bigint, event_type text,
  *				data jsonb, metadata jsonb DEFAULT '{}', event_id uuid DEFAULT NULL)
+ * and its overload with a seventh argument, tenant text (1.1).
  */
 Datum
 es_append_event(PG_FUNCTION_ARGS)
@@ -817,6 +817,6 @@ es_append_event(PG_FUNCTION_ARGS)
 	}
 	check_event_size(&ev);
 
-	result = append_events(stream_id, expected, &ev, 1);
+	result = append_events(es_tenant_for_call(fcinfo, 6), stream_id, expected, &ev, 1);
 	return append_result_datum(fcinfo, &result);
 }

@@ -84,7 +84,7 @@ upsert_checkpoint(FunctionCallInfo fcinfo, const char *what, bool forward_only)
 	text	   *tenant;
 
 	PreventCommandIfReadOnly(what);
-	tenant = es_current_tenant_text();
+	tenant = es_tenant_for_call(fcinfo, 2);
 	es_owner_begin(&owner);
 
 #define CHECKPOINT_UPSERT(cols, vals, key) \
@@ -128,7 +128,7 @@ upsert_checkpoint(FunctionCallInfo fcinfo, const char *what, bool forward_only)
 
 PG_FUNCTION_INFO_V1(es_save_checkpoint);
 
-/* save_checkpoint(name text, position bigint) RETURNS void */
+/* save_checkpoint(name text, position bigint [, tenant text]) RETURNS void */
 Datum
 es_save_checkpoint(PG_FUNCTION_ARGS)
 {
@@ -138,12 +138,12 @@ es_save_checkpoint(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(es_get_checkpoint);
 
-/* get_checkpoint(name text) RETURNS bigint, NULL when there is none */
+/* get_checkpoint(name text [, tenant text]) RETURNS bigint, NULL when there is none */
 Datum
 es_get_checkpoint(PG_FUNCTION_ARGS)
 {
 	char	   *name = es_arg_name(fcinfo, 0, "checkpoint name", ES_MAX_NAME_LEN);
-	text	   *tenant = es_current_tenant_text();
+	text	   *tenant = es_tenant_for_call(fcinfo, 1);
 	EsOwnerCall owner;
 	bool		found;
 	int64		position;
@@ -158,7 +158,7 @@ es_get_checkpoint(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(es_reset_checkpoint);
 
-/* reset_checkpoint(name text, position bigint DEFAULT 0) RETURNS void */
+/* reset_checkpoint(name text, position bigint DEFAULT 0 [, tenant text]) RETURNS void */
 Datum
 es_reset_checkpoint(PG_FUNCTION_ARGS)
 {

@@ -83,7 +83,8 @@ PG_FUNCTION_INFO_V1(es_read_stream);
 
 /*
  * read_stream(stream_id text, from_version bigint DEFAULT NULL,
- *			   max_count integer DEFAULT 1000, backwards boolean DEFAULT false)
+ *			   max_count integer DEFAULT 1000, backwards boolean DEFAULT false
+ *			   [, tenant text])
  *	 RETURNS SETOF eventsource.events
  */
 Datum
@@ -113,7 +114,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 					 errhint("Versions start at 1; pass NULL to start at the first (or, backwards, the last) event.")));
 	}
 
-	tenant = es_current_tenant_text();
+	tenant = es_tenant_for_call(fcinfo, 4);
 	InitMaterializedSRF(fcinfo, 0);
 	es_owner_begin(&owner);
 
@@ -275,7 +276,8 @@ PG_FUNCTION_INFO_V1(es_read_all);
 
 /*
  * read_all(after_position bigint DEFAULT 0, max_count integer DEFAULT 1000,
- *			event_types text[] DEFAULT NULL, categories text[] DEFAULT NULL)
+ *			event_types text[] DEFAULT NULL, categories text[] DEFAULT NULL
+ *			[, tenant text])
  *	 RETURNS SETOF eventsource.events
  */
 Datum
@@ -305,7 +307,7 @@ es_read_all(PG_FUNCTION_ARGS)
 	else
 		es_check_text_array(PG_GETARG_ARRAYTYPE_P(3), "categories");
 
-	tenant = es_current_tenant_text();
+	tenant = es_tenant_for_call(fcinfo, 4);
 	InitMaterializedSRF(fcinfo, 0);
 	es_owner_begin(&owner);
 
@@ -375,12 +377,12 @@ es_head_position(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(es_stream_version_sql);
 
-/* stream_version(stream_id text) RETURNS bigint */
+/* stream_version(stream_id text [, tenant text]) RETURNS bigint */
 Datum
 es_stream_version_sql(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id = es_arg_stream_id(fcinfo, 0);
-	text	   *tenant = es_current_tenant_text();
+	text	   *tenant = es_tenant_for_call(fcinfo, 1);
 	EsOwnerCall owner;
 	int64		version;
 

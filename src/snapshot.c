@@ -61,7 +61,7 @@ PG_FUNCTION_INFO_V1(es_save_snapshot);
 
 /*
  * save_snapshot(stream_id text, stream_version bigint, state jsonb,
- *				 schema_version integer DEFAULT 1) RETURNS void
+ *				 schema_version integer DEFAULT 1 [, tenant text]) RETURNS void
  */
 Datum
 es_save_snapshot(PG_FUNCTION_ARGS)
@@ -83,7 +83,7 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 	es_arg_not_null(fcinfo, 2, "state");
 	state = PG_GETARG_JSONB_P(2);
 	PreventCommandIfReadOnly("eventsource.save_snapshot()");
-	tenant = es_current_tenant_text();
+	tenant = es_tenant_for_call(fcinfo, 4);
 
 	es_owner_begin(&owner);
 	/* never a snapshot of erased data (erasure.c) */
@@ -151,7 +151,7 @@ es_save_snapshot(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(es_load_snapshot);
 
 /*
- * load_snapshot(stream_id text, schema_version integer DEFAULT 1)
+ * load_snapshot(stream_id text, schema_version integer DEFAULT 1 [, tenant text])
  *	 RETURNS TABLE (stream_version bigint, state jsonb, schema_version integer,
  *					created_at timestamptz)
  */
@@ -165,7 +165,7 @@ es_load_snapshot(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	Oid			types[3] = {TEXTOID, INT4OID, TEXTOID};
 	SPIPlanPtr	plan;
-	text	   *tenant = es_current_tenant_text();
+	text	   *tenant = es_tenant_for_call(fcinfo, 2);
 
 	InitMaterializedSRF(fcinfo, 0);
 	es_owner_begin(&owner);
@@ -193,7 +193,8 @@ es_load_snapshot(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(es_load);
 
 /*
- * load(stream_id text, schema_version integer DEFAULT 1) RETURNS jsonb
+ * load(stream_id text, schema_version integer DEFAULT 1 [, tenant text])
+ *	 RETURNS jsonb
  *
  * One round trip to rebuild an aggregate: the newest snapshot of that schema
  * version (or null) and the events after it, read with one snapshot so the
@@ -210,7 +211,7 @@ es_load(PG_FUNCTION_ARGS)
 	EsOwnerCall owner;
 	Oid			types[3] = {TEXTOID, INT4OID, TEXTOID};
 	SPIPlanPtr	plan;
-	text	   *tenant = es_current_tenant_text();
+	text	   *tenant = es_tenant_for_call(fcinfo, 2);
 
 	es_owner_begin(&owner);
 

@@ -123,6 +123,8 @@ static Oid	last_session = InvalidOid;
 static EsTenantId last_setting;
 static EsTenantId last_result;
 
+static const char *tenant_for_setting(const char *setting);
+
 /* 1 to ES_MAX_TENANT_LEN bytes of [A-Za-z0-9_.:-] */
 bool
 es_tenant_id_valid(const char *id, int len)
@@ -437,7 +439,7 @@ resolve(Oid user, Oid session, const char *setting)
 						(errcode(ERRCODE_ES_NO_TENANT),
 						 errmsg("no tenant selected"),
 						 errdetail("Role \"%s\" is bound to %d tenants.", role_name(user), n),
-						 errhint("Choose one with SET LOCAL eventsource.tenant = '...'.")));
+						 errhint("Choose one with SET LOCAL eventsource.tenant = '...', or name it in the call (the functions' last argument, tenant).")));
 			if (n == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -479,7 +481,51 @@ resolve(Oid user, Oid session, const char *setting)
 const char *
 es_current_tenant(void)
 {
-	const char *setting = es_tenant_setting ? es_tenant_setting : "";
+	return tenant_for_setting(es_tenant_setting ? es_tenant_setting : "");
+}
+
+/*
+ * The tenant a store function works in: its "tenant" argument (argument
+ * number argno: the 1.1 overloads of the data functions take it after all
+ * of the 1.0 function's) when the caller passed one, else the current
+ * tenant.  The argument is decided exactly as the setting would be
+ * for the caller (the file header): an unknown tenant is ES005, one a bound
+ * caller may not use is 42501; it overrides the setting for this call only
+ * and does not change it.  NULL, and the 1.0 function without the
+ * argument, mean the setting.  One statement instead of three (BEGIN; SET LOCAL;
+ * ...; COMMIT) for a client that knows its tenant at each call: the cost
+ * of SET LOCAL per transaction is README's tenancy benchmark, row T.
+ */
+text *
+es_tenant_for_call(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *arg;
+	int			len;
+	char		id[ES_MAX_TENANT_LEN + 1];
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return es_current_tenant_text();
+	arg = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(arg);
+	if (!es_tenant_id_valid(VARDATA_ANY(arg), len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant id: \"%s\"", text_to_cstring(arg)),
+				 errdetail("A tenant id is 1 to %d bytes of letters, digits, \"_\", \".\", \":\" and \"-\".",
+						   ES_MAX_TENANT_LEN),
+				 errhint("Pass NULL (or leave the argument out) to use eventsource.tenant.")));
+	memcpy(id, VARDATA_ANY(arg), len);
+	id[len] = '\0';
+	return cstring_to_text(tenant_for_setting(id));
+}
+
+/*
+ * The tenant for a setting (or an argument, es_tenant_for_call) "setting",
+ * "" meaning none, decided for the caller.
+ */
+static const char *
+tenant_for_setting(const char *setting)
+{
 	Oid			user = GetUserId();
 	Oid			session = effective_session();
 

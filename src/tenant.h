@@ -38,6 +38,13 @@ extern const char *es_current_tenant(void);
 extern text *es_current_tenant_text(void);
 
 /*
+ * The tenant of a store function's call: its "tenant" argument (argno, the
+ * 1.1 overloads) when given, else es_current_tenant_text().  Same errors, plus
+ * 22023 for a malformed id.
+ */
+extern text *es_tenant_for_call(FunctionCallInfo fcinfo, int argno);
+
+/*
  * Who is bound (tenant.c, on the 1.1 SQL): the caller as es_current_tenant()
  * decides; a role that is never restricted (superuser, BYPASSRLS, the
  * owner's privileges); a role named in tenant_roles.

@@ -8,29 +8,26 @@
 #   test/bench/run_tenancy.sh                 # as root; ~10 s per side and pair
 #   BENCH_SECONDS=3 test/bench/run_tenancy.sh # quick run
 #
-# Three sides per operation:
+# Four sides per operation:
 #   tenancy   (T) BENCH_TENANTS registered tenants (default 1,000), each with
 #                 10 streams x 100 events (read_stream: one of them;
 #                 read_all(0, 1000): the tenant's whole log); the calls run
-#                 as es_bench_app, a
-#                 role that is not the owner (row-level security applies to
-#                 it) and is bound to no tenant: every transaction picks a
-#                 random tenant with SET LOCAL eventsource.tenant (as
-#                 set_config(.., true)), sent as one pipeline
-#                 BEGIN; set_config; <call>; COMMIT
+#                 as es_bench_app, a role that is not the owner (row-level
+#                 security applies to it) and is bound to no tenant: every
+#                 call names a random tenant in its last argument (the
+#                 overloads with "tenant"): one statement
+#   SET LOCAL (S) T with the tenant chosen per transaction instead, with
+#                 SET LOCAL eventsource.tenant (as set_config(.., true)),
+#                 sent as one pipeline BEGIN; set_config; <call>; COMMIT
 #   no tenancy (N) the same call as run.sh makes it: the store's owner, one
 #                 statement, the default tenant (which holds
 #                 BENCH_DEFAULT_STREAMS streams x 100 events; read_stream of
 #                 a random one, read_all of a random page of its range)
-#   wrapped   (W) T's script and role in the default tenant only (reading
-#                 as N does): T/W is
-#                 what choosing among the tenants costs, T/N adds what the
-#                 per-transaction SET LOCAL (3 more statements) costs
 #   baseline  (B) plain SQL on bench.plain_events, a table of the shape
 #                 eventsource.events had before tenancy (run.sh's baselines)
 #                 holding a copy of every event (reads: as N)
-# Each operation is measured as four pairs, T vs B, T vs N, T vs W and N vs B
-# (pairs.sh: ABBA rounds), so each ratio comes from back-to-back
+# Each operation is measured as five pairs, T vs B, T vs N, S vs B, S vs N
+# and N vs B (pairs.sh: ABBA rounds), so each ratio comes from back-to-back
 # measurements.
 #
 # Environment:
@@ -108,7 +105,6 @@ if [ "$TENANTS" -gt 0 ]; then
 	say "== $TENANTS tenants, each 10 streams x 100 events (two sessions)"
 	psql_q -d bench -c "SELECT count(eventsource.create_tenant('tenant-' || k))
 		FROM generate_series(1, $TENANTS) k" >/dev/null
-	psql_q -d bench -c "SELECT eventsource.bind_role_to_tenant('es_bench_bound', 'tenant-1')" >/dev/null
 	t=$SECONDS
 	half=$(((TENANTS + 1) / 2))
 	psql_q -d bench -v payload="$PAYLOAD" -v first=1 -v last="$half" -v streams=10 -f "$HERE/read_data.sql" >/dev/null &
@@ -158,6 +154,9 @@ if [ "$TENANTS" -gt 0 ]; then
 	one=(-c "SET eventsource.tenant = 'tenant-$TENANTS'")
 	check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-10')" "${APP[@]}" "${one[@]}"
 	check_count 1000 "SELECT count(*) FROM eventsource.read_all(0, 1000)" "${APP[@]}" "${one[@]}"
+	# the tenant named in the call, without a setting
+	check_count 100 "SELECT count(*) FROM eventsource.read_stream('Read-10', NULL, 1000, false, 'tenant-$TENANTS')" "${APP[@]}"
+	check_count 1000 "SELECT count(*) FROM eventsource.read_all(0, 1000, NULL, NULL, 'tenant-$TENANTS')" "${APP[@]}"
 	# row-level security applies to the role: the table shows its tenant only
 	check_count 1000 "SELECT count(*) FROM eventsource.events" "${APP[@]}" "${one[@]}"
 	check_count t "SELECT NOT rolbypassrls AND NOT rolsuper AND
@@ -177,25 +176,19 @@ SEQ_BASE=bench.plain_seq
 . "$HERE/pairs.sh"
 
 # measure KEY T_SCRIPT N_SCRIPT B_SCRIPT CLIENTS SYNC PER_CALL SEQ_B [pgbench -D args]
-# T vs B, T vs N, T vs W (the T script in the default tenant) and N vs B
-# (only N vs B without tenants)
+# T vs B, T vs N, S vs B and S vs N (S: the T script with set_local=1), and
+# N vs B (only N vs B without tenants)
 measure() {
 	local key=$1 ts=$2 ns=$3 bs=$4 c=$5 sync=$6 per=$7 seqb=$8 seqe=-
 	shift 8
 	[ "$seqb" = - ] || seqe=$SEQ_EXT
 	if [ "$TENANTS" -gt 0 ]; then
-		PAIR_EXT_ARGS=("${APP[@]}")
+		PAIR_EXT_ARGS=("${APP[@]}" -D set_local=0)
 		pair "tb_$key" "$ts" "$bs" "$c" "$sync" "$per" "$seqe" "$seqb" "$@"
 		pair "tn_$key" "$ts" "$ns" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
-		PAIR_BASE_ARGS=("${APP[@]}" -D tenant_min=0 -D tenants=0 -D tenant_streams="$DSTREAMS")
-		pair "tw_$key" "$ts" "$ts" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
-		PAIR_BASE_ARGS=()
-		if [ "$seqb" != - ]; then
-			# appends only: R's one tenant holds 10 read streams, not N's
-			PAIR_EXT_ARGS=(-U es_bench_bound)
-			pair "rb_$key" "$ns" "$bs" "$c" "$sync" "$per" "$seqe" "$seqb" "$@"
-			pair "rn_$key" "$ns" "$ns" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
-		fi
+		PAIR_EXT_ARGS=("${APP[@]}" -D set_local=1)
+		pair "sb_$key" "$ts" "$bs" "$c" "$sync" "$per" "$seqe" "$seqb" "$@"
+		pair "sn_$key" "$ts" "$ns" "$c" "$sync" "$per" "$seqe" "$seqe" "$@"
 		PAIR_EXT_ARGS=()
 	fi
 	pair "nb_$key" "$ns" "$bs" "$c" "$sync" "$per" "$seqe" "$seqb" "$@"
@@ -226,8 +219,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 PGVERSION=$(psql_q -d bench -c "SELECT version()")
 EXTVERSION=$(psql_q -d bench -c "SELECT extversion FROM pg_extension WHERE extname = 'eventsource'")
 
-FMT='%-27s %2s %4s %9s %9s %9s %5s %9s %5s %9s %5s %9s %5s %9s %5s %9s %5s %9s\n'
-LINE=$(printf '%.0s-' $(seq 172))
+FMT='%-27s %2s %4s %9s %9s %9s %9s %5s %9s %5s %9s %5s %9s %5s %9s %5s %9s\n'
+LINE=$(printf '%.0s-' $(seq 150))
 calls() { # TPS key -> calls/s, ERR, or - (not measured)
 	local v=${TPS[$1]:-}
 	if [ -z "$v" ]; then echo -; elif [ "$v" = ERR ]; then echo ERR; else printf '%.0f' "$v"; fi
@@ -246,19 +239,17 @@ ratio() { # key target -> "ratio spread met"
 	fi
 }
 row() { # label clients sync key
-	local tb tn tw nb
+	local tb tn sb sn nb
 	read -r -a tb <<<"$(ratio "tb_$4" 0.8)"
 	read -r -a tn <<<"$(ratio "tn_$4" 0.9)"
-	read -r -a tw <<<"$(ratio "tw_$4" 0.9)"
+	read -r -a sb <<<"$(ratio "sb_$4" 0.8)"
+	read -r -a sn <<<"$(ratio "sn_$4" 0.9)"
 	read -r -a nb <<<"$(ratio "nb_$4" 0.8)"
-	read -r -a rb <<<"$(ratio "rb_$4" 0.8)"
-	read -r -a rn <<<"$(ratio "rn_$4" 0.9)"
-	printf "$FMT" "$1" "$2" "$3" "$(calls "tb_${4}_ext")" \
+	printf "$FMT" "$1" "$2" "$3" "$(calls "tb_${4}_ext")" "$(calls "sb_${4}_ext")" \
 		"$(calls "nb_${4}_ext")" "$(calls "nb_${4}_base")" \
-		"${tb[0]}" "${tb[1]}" "${tn[0]}" "${tn[1]}" "${tw[0]}" "${tw[1]}" "${nb[0]}" "${nb[1]}" \
-		"${rb[0]}" "${rb[1]}" "${rn[0]}" "${rn[1]}"
-	MET+=" ${tb[2]}:${tn[2]}:${tw[2]}"
-	[ "${rb[2]}" = - ] || MET+="(R ${rb[2]}:${rn[2]})"
+		"${tb[0]}" "${tb[1]}" "${tn[0]}" "${tn[1]}" "${sb[0]}" "${sb[1]}" "${sn[0]}" "${sn[1]}" \
+		"${nb[0]}" "${nb[1]}"
+	MET+=" ${tb[2]}:${tn[2]}(S ${sb[2]}:${sn[2]})"
 }
 
 {
@@ -271,7 +262,7 @@ row() { # label clients sync key
 	echo "data:     $TENANTS tenants x 10 streams x 100 events, default tenant $DSTREAMS streams x 100 events;"
 	echo "          appends to random streams among $STREAMS per tenant, expected_version -1"
 	echo
-	printf "$FMT" operation cl sync "T calls/s" "N calls/s" "B calls/s" "T/B" "rounds" "T/N" "rounds" "T/W" "rounds" "N/B" "rounds" "R/B" "rounds" "R/N" "rounds"
+	printf "$FMT" operation cl sync "T calls/s" "S calls/s" "N calls/s" "B calls/s" "T/B" "rounds" "T/N" "rounds" "S/B" "rounds" "S/N" "rounds" "N/B" "rounds"
 	echo "$LINE"
 	MET=""
 	for sync in $SYNCS; do
@@ -282,14 +273,13 @@ row() { # label clients sync key
 	row "read_stream (100 events)" 1 - rs
 	row "read_all (page of 1,000)" 1 - ra
 	echo "$LINE"
-	echo "T: tenancy (es_bench_app, not the owner, RLS on; a random tenant of $TENANTS per transaction:"
-	echo "   BEGIN; SELECT set_config('eventsource.tenant', 'tenant-<k>', true); <call>; COMMIT as one pipeline)."
+	echo "T: tenancy (es_bench_app, not the owner, RLS on; a random tenant of $TENANTS named in each call: one statement)."
+	echo "S: T with the tenant chosen per transaction instead:"
+	echo "   BEGIN; SELECT set_config('eventsource.tenant', 'tenant-<k>', true); <call>; COMMIT as one pipeline."
 	echo "N: without tenancy (the owner, the default tenant, one statement: the call of run.sh)."
-	echo "W: T's role and pipeline in the default tenant only (T/W: the cost of $TENANTS tenants, without that of SET LOCAL)."
 	echo "B: plain SQL on a table of today's shape (run.sh's baselines), holding a copy of every event."
-	echo "R: es_bench_bound, a role bound to one tenant (tenant-1), RLS on, N's one statement: no SET (its tenant needs none); appends only."
-	echo "T calls/s from the T/B pair, N and B calls/s from the N/B pair. Ratios: medians of per-round ratios; rounds: their range."
-	echo "Targets (issue 15): T/B >= 0.8 and T/N >= 0.9 (within 10%); T/W >= 0.9 shown too. Met (T/B:T/N:T/W per row, R/B:R/N in brackets):$MET"
+	echo "T and S calls/s from the T/B and S/B pairs, N and B calls/s from the N/B pair. Ratios: medians of per-round ratios; rounds: their range."
+	echo "Targets (issue 15): T/B >= 0.8 and T/N >= 0.9 (within 10%); the same shown for S. Met (T/B:T/N per row, S/B:S/N in brackets):$MET"
 	[ "$FAILED" = 1 ] && echo "SOME MEASUREMENTS FAILED (ERR): see the pgbench output on stderr."
 	true
 }

@@ -1,10 +1,16 @@
 -- eventsource.append of :batch events in one call to a random stream
--- "Cart<batch>-<n>" of a random tenant (see tenancy_append_event.sql).
+-- "Cart<batch>-<n>" of a random tenant (set_local: see
+-- tenancy_append_event.sql).
 \set t random(:tenant_min, :tenants)
 \set n :client_id + :nclients * random(0, :streams / :nclients - 1)
+\if :set_local
 \startpipeline
 BEGIN;
 SELECT set_config('eventsource.tenant', CASE WHEN :t = 0 THEN 'default' ELSE 'tenant-' || :t END, true);
 SELECT * FROM eventsource.append('Cart' || :batch || '-' || :n, -1, :events);
 COMMIT;
 \endpipeline
+\else
+SELECT * FROM eventsource.append('Cart' || :batch || '-' || :n, -1, :events,
+                                 CASE WHEN :t = 0 THEN 'default' ELSE 'tenant-' || :t END);
+\endif

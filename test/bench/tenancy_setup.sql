@@ -8,20 +8,19 @@ CREATE EXTENSION eventsource;
 
 -- The application role of the tenancy side: not the owner, not a superuser,
 -- no BYPASSRLS (so row-level security applies to it), bound to no tenant (it
--- chooses one per transaction with SET LOCAL eventsource.tenant); the
--- writer's and reader's grants of docs/privileges.md.
+-- names one per call, or per transaction with SET LOCAL
+-- eventsource.tenant); the writer's and reader's grants of
+-- docs/privileges.md.
 CREATE ROLE es_bench_app LOGIN NOSUPERUSER NOBYPASSRLS;
 GRANT EXECUTE ON FUNCTION
     eventsource.append(text, bigint, jsonb),
     eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid),
     eventsource.read_stream(text, bigint, integer, boolean),
-    eventsource.read_all(bigint, integer, text[], text[])
+    eventsource.read_all(bigint, integer, text[], text[]),
+    eventsource.append(text, bigint, jsonb, text),
+    eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid, text),
+    eventsource.read_stream(text, bigint, integer, boolean, text),
+    eventsource.read_all(bigint, integer, text[], text[], text)
     TO es_bench_app;
 -- only for run_tenancy.sh's check that row-level security applies to it
 GRANT SELECT ON eventsource.events TO es_bench_app;
-
--- The bound side (R): a role bound to one tenant (run_tenancy.sh binds it
--- to tenant-1 once the tenants exist), which needs no SET: its one tenant
--- is its current tenant.  The application role's grants, by membership.
-CREATE ROLE es_bench_bound LOGIN NOSUPERUSER NOBYPASSRLS;
-GRANT es_bench_app TO es_bench_bound;

@@ -45,7 +45,16 @@ GRANT EXECUTE ON FUNCTION
     eventsource.stream_version(text),
     eventsource.load(text, integer),
     eventsource.save_snapshot(text, bigint, jsonb, integer),
-    eventsource.load_snapshot(text, integer)
+    eventsource.load_snapshot(text, integer),
+    -- the same with the tenant named per call (1.1, docs/tenancy.md)
+    eventsource.append(text, bigint, jsonb, text),
+    eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid, text),
+    eventsource.read_stream(text, bigint, integer, boolean, text),
+    eventsource.read_all(bigint, integer, text[], text[], text),
+    eventsource.stream_version(text, text),
+    eventsource.load(text, integer, text),
+    eventsource.save_snapshot(text, bigint, jsonb, integer, text),
+    eventsource.load_snapshot(text, integer, text)
     TO es_writer;
 
 -- reader: reads, rebuilds aggregates, keeps its own checkpoints
@@ -57,7 +66,15 @@ GRANT EXECUTE ON FUNCTION
     eventsource.load(text, integer),
     eventsource.load_snapshot(text, integer),
     eventsource.get_checkpoint(text),
-    eventsource.save_checkpoint(text, bigint)
+    eventsource.save_checkpoint(text, bigint),
+    -- the same with the tenant named per call (1.1, docs/tenancy.md)
+    eventsource.read_stream(text, bigint, integer, boolean, text),
+    eventsource.read_all(bigint, integer, text[], text[], text),
+    eventsource.stream_version(text, text),
+    eventsource.load(text, integer, text),
+    eventsource.load_snapshot(text, integer, text),
+    eventsource.get_checkpoint(text, text),
+    eventsource.save_checkpoint(text, bigint, text)
     TO es_reader;
 
 -- operator: subscriptions and monitoring
@@ -252,7 +269,30 @@ INSERT INTO matrix VALUES
         $$SELECT count(*) FROM eventsource.tenant_stats_rows()$$, false, false, true),
     -- EXECUTE for PUBLIC, but it checks EXECUTE on subscription_status_rows()
     (48, 'eventsource.subscription_status_rows_v3()',
-        $$SELECT count(*) FROM eventsource.subscription_status_rows_v3()$$, false, false, true);
+        $$SELECT count(*) FROM eventsource.subscription_status_rows_v3()$$, false, false, true),
+    -- the overloads that name the tenant per call
+    (49, 'eventsource.append(text,bigint,jsonb,text)',
+        $$SELECT eventsource.append('Role-1', NULL, '[{"type": "Changed", "data": {}}]', 'default')$$, true, false, false),
+    (50, 'eventsource.append_event(text,bigint,text,jsonb,jsonb,uuid,text)',
+        $$SELECT eventsource.append_event('Role-1', NULL, 'Changed', '{}', '{}', NULL, 'default')$$, true, false, false),
+    (51, 'eventsource.read_stream(text,bigint,integer,boolean,text)',
+        $$SELECT count(*) FROM eventsource.read_stream('Role-1', NULL, 10, false, 'default')$$, true, true, false),
+    (52, 'eventsource.read_all(bigint,integer,text[],text[],text)',
+        $$SELECT count(*) FROM eventsource.read_all(0, 10, NULL, NULL, 'default')$$, true, true, false),
+    (53, 'eventsource.stream_version(text,text)',
+        $$SELECT eventsource.stream_version('Role-1', 'default')$$, true, true, false),
+    (54, 'eventsource.save_snapshot(text,bigint,jsonb,integer,text)',
+        $$SELECT eventsource.save_snapshot('Role-1', 1, '{"status": "created"}', 1, 'default')$$, true, false, false),
+    (55, 'eventsource.load_snapshot(text,integer,text)',
+        $$SELECT count(*) FROM eventsource.load_snapshot('Role-1', 1, 'default')$$, true, true, false),
+    (56, 'eventsource.load(text,integer,text)',
+        $$SELECT eventsource.load('Role-1', 1, 'default')$$, true, true, false),
+    (57, 'eventsource.save_checkpoint(text,bigint,text)',
+        $$SELECT eventsource.save_checkpoint('role_cp', 1, 'default')$$, false, true, false),
+    (58, 'eventsource.get_checkpoint(text,text)',
+        $$SELECT eventsource.get_checkpoint('role_cp', 'default')$$, false, true, false),
+    (59, 'eventsource.reset_checkpoint(text,bigint,text)',
+        $$SELECT eventsource.reset_checkpoint('role_cp', 0, 'default')$$, false, false, false);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator, es_eraser;
 
 -- the matrix names every function of the schema, once
@@ -310,8 +350,8 @@ SELECT CASE WHEN operator
 RESET ROLE;
 
 -- what the granted calls did
-SELECT is((SELECT count(*)::integer FROM eventsource.read_stream('Role-1')), 3,
-    'the writer''s two appends are in the stream');
+SELECT is((SELECT count(*)::integer FROM eventsource.read_stream('Role-1')), 5,
+    'the writer''s four appends (two with the tenant named) are in the stream');
 SELECT is((SELECT stream_version FROM eventsource.load_snapshot('Role-1')), 1::bigint,
     'the writer''s snapshot is there');
 SELECT is(eventsource.get_checkpoint('role_cp'), 1::bigint, 'the reader''s checkpoint is there');
@@ -331,7 +371,8 @@ SELECT CASE WHEN ord IN (7, 8, 36, 37, 43)
   FROM matrix ORDER BY ord;
 RESET ROLE;
 SELECT is((SELECT string_agg(data::text, ',' ORDER BY stream_version) FROM eventsource.read_stream('Role-1')),
-    '{"$erased": true},{"$erased": true},{"$erased": true}', 'the eraser erased Role-1');
+    '{"$erased": true},{"$erased": true},{"$erased": true},{"$erased": true},{"$erased": true}',
+    'the eraser erased Role-1 (its five events)');
 
 -- ---------------------------------------------------------------------------
 -- No role reads or writes a table of the schema directly, nor takes

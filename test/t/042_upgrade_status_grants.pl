@@ -8,7 +8,12 @@
 # EXECUTE on subscription_status_rows() still cannot read the status, by
 # either function.  The same for create_subscription(), which 1.1 replaces
 # (it gains the tenant argument): an operator's EXECUTE on the 1.0 function
-# is on the new one, and in the dump.
+# is on the new one, and in the dump; a function of the user's whose
+# SQL-standard body calls it stops the update with a clear error (DROP would
+# fail or take it along).  The data functions keep their 1.0 signatures and
+# gain overloads with a tenant argument: a writer's EXECUTE on the 1.0
+# function is on the overload too (and in the dump), and a user's function
+# calling the 1.0 function keeps working.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -36,6 +41,18 @@ CREATE VIEW public.my_status AS
 GRANT SELECT ON public.my_status TO es_monitor;
 CREATE FUNCTION public.h(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
 SELECT eventsource.append_event('G-1', -1, 'A', '{}');
+CREATE ROLE es_writer;
+GRANT EXECUTE ON FUNCTION eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid),
+    eventsource.read_all(bigint, integer, text[], text[]) TO es_writer;
+-- SQL-standard bodies: their dependencies on the functions are recorded
+CREATE FUNCTION public.place(id text) RETURNS bigint LANGUAGE sql
+BEGIN ATOMIC
+    SELECT stream_version FROM eventsource.append_event(id, -1, 'Placed', '{}');
+END;
+CREATE FUNCTION public.subscribe(n text) RETURNS void LANGUAGE sql
+BEGIN ATOMIC
+    SELECT eventsource.create_subscription(n, 'public.h(eventsource.events)');
+END;
 });
 sql('v10', q{BEGIN;
 SELECT eventsource.create_subscription('g', 'public.h(eventsource.events)', start_from => 'beginning');
@@ -45,7 +62,19 @@ my $view_oid = sql('v10', q{SELECT 'eventsource.subscription_status'::regclass::
 is(sql('v10', q{SET ROLE es_monitor; SELECT count(*) FROM public.my_status}), '1',
 	'1.0: the monitoring role reads the status through its own view');
 
+# create_subscription() is replaced: public.subscribe() stops the update
 my ($ret, $out, $err) = $node->psql('v10', 'ALTER EXTENSION eventsource UPDATE');
+isnt($ret, 0, 'the update refuses while a user function calls create_subscription() of 1.0');
+like($err, qr/cannot update eventsource: eventsource\.create_subscription\(.*\) is replaced, and other objects depend on it/,
+	'the error names the replaced function');
+like($err, qr/DETAIL:  Depending on it: function public\.subscribe\(text\)\./, 'and the object');
+like($err, qr/HINT:  Drop those objects, run ALTER EXTENSION eventsource UPDATE, then create them again/,
+	'and what to do');
+is(sql('v10', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.0',
+	'the refused update changed nothing');
+sql('v10', 'DROP FUNCTION public.subscribe(text)');
+
+($ret, $out, $err) = $node->psql('v10', 'ALTER EXTENSION eventsource UPDATE');
 is($ret, 0, 'the update succeeds with a user view on subscription_status') or diag($err);
 is(sql('v10', q{SELECT extversion FROM pg_extension WHERE extname = 'eventsource'}), '1.1',
 	'now 1.1');
@@ -79,6 +108,24 @@ is(sql('v10', q{SET ROLE es_operator;
 is(sql('v10', q{SELECT coalesce(tenant, 'cross-tenant') FROM eventsource.subscriptions WHERE name = 'g'}),
 	'cross-tenant', 'the subscription of 1.0 is cross-tenant');
 
+# the data functions: the 1.0 ones stay (a user function calling one still
+# works), and the writer may execute their overloads too
+is(sql('v10', q{SELECT public.place('G-2')}), '1', 'a user function calling append_event() of 1.0 still works');
+my @overloads = ('eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid, text)',
+	'eventsource.read_all(bigint, integer, text[], text[], text)');
+for my $fn (@overloads)
+{
+	is(sql('v10', qq{SELECT string_agg(r || ':' || has_function_privilege(r, '$fn', 'EXECUTE'), ' ' ORDER BY r)
+	                   FROM unnest(ARRAY['es_writer', 'es_monitor', 'es_nobody']) r}),
+		'es_monitor:false es_nobody:false es_writer:true', "the writer's grant of 1.0 is on the overload $fn");
+	is(sql('v10', qq{SELECT count(*) FROM pg_init_privs i, aclexplode(i.initprivs) a
+	                  WHERE i.objoid = '$fn'::regprocedure AND a.grantee = 'es_writer'::regrole}),
+		'0', '(and not among the extension\'s initial privileges)');
+}
+is(sql('v10', q{SET ROLE es_writer;
+	SELECT stream_version FROM eventsource.append_event('G-3', -1, 'A', '{}', '{}', NULL, 'default')}),
+	'1', 'the writer appends with the tenant named');
+
 # without EXECUTE on subscription_status_rows(): refused as in 1.0, by either function
 for my $q ('SELECT count(*) FROM eventsource.subscription_status',
 	'SELECT count(*) FROM eventsource.subscription_status_rows_v2()')
@@ -98,6 +145,10 @@ like($text, qr/^GRANT ALL ON FUNCTION eventsource\.subscription_status_rows\(OUT
 	'the dump grants EXECUTE on subscription_status_rows() to the monitoring role');
 like($text, qr/^GRANT ALL ON FUNCTION eventsource\.create_subscription\([^;]*tenant text[^;]*\) TO es_operator WITH GRANT OPTION;$/m,
 	'the dump grants EXECUTE on the new create_subscription() to the operator');
+like($text, qr/^GRANT ALL ON FUNCTION eventsource\.append_event\([^;]*tenant text[^;]*\) TO es_writer;$/m,
+	'the dump grants EXECUTE on the append_event() overload to the writer');
+like($text, qr/^GRANT ALL ON FUNCTION eventsource\.read_all\([^;]*tenant text[^;]*\) TO es_writer;$/m,
+	'the dump grants EXECUTE on the read_all() overload to the writer');
 like($text, qr/CREATE VIEW public\.my_status AS/, 'the dump has the user view');
 
 # and a restore of it lets the role read the status as before
@@ -113,6 +164,9 @@ is(sql('restored', q{SET ROLE es_monitor;
 
 is(sql('restored', qq{SELECT has_function_privilege('es_operator', '$create_sig', 'EXECUTE')}), 't',
 	'and the operator may create subscriptions');
+is(sql('restored', qq{SELECT has_function_privilege('es_writer', '$overloads[0]', 'EXECUTE')}), 't',
+	'and the writer may append with the tenant named');
+is(sql('restored', q{SELECT public.place('G-4')}), '1', 'and the user function calling append_event() works');
 sql('restored', q{SELECT eventsource.drop_subscription('g')});
 sql('v10', q{SELECT eventsource.drop_subscription('g')});
 $node->stop;
