@@ -769,6 +769,37 @@ r AS (
     RETURNING id, fn, ctx, call, result)
 SELECT fn, ctx, result FROM r ORDER BY id;
 SELECT current_user = session_user AS role_restored;
+-- the overloads that name the tenant in the call: an unknown tenant
+-- (ES005), a malformed one (22023: injection, too long, empty, not ASCII),
+-- and the bound role naming the default tenant, with its own tenant set
+-- (42501): refused before they touch anything
+WITH f(fn, c) AS (VALUES
+        ('append', $$eventsource.append('Hostile-1', 3, '[{"type": "A", "data": {}}]', %L)$$),
+        ('append_event', $$eventsource.append_event('Hostile-1', 3, 'A', '{}', '{}', NULL, %L)$$),
+        ('read_stream', $$eventsource.read_stream('Hostile-1', NULL, 10, false, %L)$$),
+        ('read_all', $$eventsource.read_all(0, 10, NULL, NULL, %L)$$),
+        ('stream_version', $$eventsource.stream_version('Hostile-1', %L)$$),
+        ('load', $$eventsource.load('Hostile-1', 1, %L)$$),
+        ('load_snapshot', $$eventsource.load_snapshot('Hostile-1', 1, %L)$$),
+        ('save_snapshot', $$eventsource.save_snapshot('Hostile-1', 2, '{}', 1, %L)$$),
+        ('get_checkpoint', $$eventsource.get_checkpoint('hostile_cp', %L)$$),
+        ('save_checkpoint', $$eventsource.save_checkpoint('hostile_cp', 3, %L)$$),
+        ('reset_checkpoint', $$eventsource.reset_checkpoint('hostile_cp', 0, %L)$$)),
+a(ctx, prefix, tenant) AS (VALUES
+        ('unknown tenant', '', 'nope'),
+        ('injection', '', 'x''; DROP TABLE eventsource.events; --'),
+        ('too long', '', repeat('t', 64)),
+        ('10 MB', '', repeat('t', 10485760)),
+        ('empty', '', ''),
+        ('not ASCII', '', E'caf\u00e9'),
+        ('bound role', 'SET LOCAL ROLE hostile_bound; SET LOCAL eventsource.tenant = ''hostile_t''; ', 'default')),
+r AS (
+    INSERT INTO calls (fn, ctx, call, result)
+    SELECT fn, ctx, c, t.try(c) FROM
+        (SELECT fn, ctx, a.prefix || 'SELECT ' || format(f.c, a.tenant) FROM f, a) v(fn, ctx, c)
+    RETURNING id, fn, ctx, call, result)
+SELECT fn, ctx, result FROM r ORDER BY id;
+SELECT current_user = session_user AS role_restored;
 -- in its own tenant the bound role reaches none of the default tenant's
 -- Hostile-1 (the same stream id) through the lifecycle functions: the
 -- stream does not exist there, nothing matches, no rule is the default's

@@ -68,6 +68,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -510,7 +511,9 @@ es_tenant_for_call(FunctionCallInfo fcinfo, int argno)
 	if (!es_tenant_id_valid(VARDATA_ANY(arg), len))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid tenant id: \"%s\"", text_to_cstring(arg)),
+				 errmsg("invalid tenant id: \"%.*s%s\"",
+						pg_mbcliplen(VARDATA_ANY(arg), len, ES_MAX_TENANT_LEN + 1),
+						VARDATA_ANY(arg), len > ES_MAX_TENANT_LEN + 1 ? "..." : ""),
 				 errdetail("A tenant id is 1 to %d bytes of letters, digits, \"_\", \".\", \":\" and \"-\".",
 						   ES_MAX_TENANT_LEN),
 				 errhint("Pass NULL (or leave the argument out) to use eventsource.tenant.")));
