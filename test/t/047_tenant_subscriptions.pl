@@ -241,14 +241,26 @@ sql(q{
 SELECT eventsource.create_tenant('initech');
 CREATE ROLE free_owner;
 GRANT USAGE ON SCHEMA eventsource TO free_owner;
-GRANT EXECUTE ON FUNCTION eventsource.read_stream(text, bigint, integer, boolean) TO free_owner;
+GRANT EXECUTE ON FUNCTION eventsource.read_stream(text, bigint, integer, boolean),
+    eventsource.read_stream(text, bigint, integer, boolean, text) TO free_owner;
 CREATE TABLE peeks (result text);
 GRANT INSERT ON peeks TO acme_app;
+-- by the setting, then by the tenant argument
 CREATE FUNCTION peek(t text) RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+  by_setting text;
+  by_argument text;
 BEGIN
-  PERFORM set_config('eventsource.tenant', t, true);
-  RETURN 'read ' || (SELECT count(*) FROM eventsource.read_stream('Order-1'));
-EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE;
+  BEGIN
+    PERFORM set_config('eventsource.tenant', t, true);
+    by_setting := 'read ' || (SELECT count(*) FROM eventsource.read_stream('Order-1'));
+  EXCEPTION WHEN OTHERS THEN by_setting := SQLSTATE;
+  END;
+  BEGIN
+    by_argument := 'read ' || (SELECT count(*) FROM eventsource.read_stream('Order-1', NULL, 10, false, t));
+  EXCEPTION WHEN OTHERS THEN by_argument := SQLSTATE;
+  END;
+  RETURN by_setting || ' ' || by_argument;
 END $$;
 ALTER FUNCTION peek(text) OWNER TO free_owner;
 GRANT EXECUTE ON FUNCTION peek(text) TO acme_app;
@@ -261,8 +273,8 @@ SELECT eventsource.create_subscription('s_peek', 'hp(eventsource.events)', start
 sql(q{BEGIN; SET LOCAL eventsource.tenant = 'acme';
       SELECT eventsource.append_event('Peek-1', -1, 'Placed', '{}'); COMMIT;});
 wait_until(q{SELECT count(*) >= 1 FROM peeks}, 's_peek\'s handler ran');
-is(sql(q{SELECT string_agg(DISTINCT result, ',') FROM peeks}), '42501',
-	'a SECURITY DEFINER function of an unbound role, called by a bound owner\'s handler, cannot switch to another tenant');
+is(sql(q{SELECT string_agg(DISTINCT result, ',') FROM peeks}), '42501 42501',
+	'a SECURITY DEFINER function of an unbound role, called by a bound owner\'s handler, cannot switch to another tenant, by the setting or by the tenant argument');
 
 $node->stop;
 done_testing();
