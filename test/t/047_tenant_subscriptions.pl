@@ -276,5 +276,34 @@ wait_until(q{SELECT count(*) >= 1 FROM peeks}, 's_peek\'s handler ran');
 is(sql(q{SELECT string_agg(DISTINCT result, ',') FROM peeks}), '42501 42501',
 	'a SECURITY DEFINER function of an unbound role, called by a bound owner\'s handler, cannot switch to another tenant, by the setting or by the tenant argument');
 
+# ---------------------------------------------------------------------------
+# a handler's session-level SET of eventsource.tenant does not outlive its
+# call: the next call (same batch or the next one) runs in the subscription's
+# tenant again, and a cross-tenant subscription's in its events' tenants
+# ---------------------------------------------------------------------------
+sql(q{
+CREATE TABLE set_seen (sub text, pos bigint, event_tenant text, current text);
+CREATE FUNCTION hset(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO set_seen VALUES (current_setting('eventsource.subscription'), e.global_position,
+                               e.tenant_id, eventsource.current_tenant());
+  PERFORM set_config('eventsource.tenant', 'globex', false);   -- SET, not SET LOCAL
+END $$;
+SELECT eventsource.create_subscription('s_set_one', 'hset(eventsource.events)', start_from => 'end',
+                                       batch_size => 1, tenant => 'acme');
+SELECT eventsource.create_subscription('s_set_batch', 'hset(eventsource.events)', start_from => 'end',
+                                       batch_size => 100, tenant => 'acme');
+SELECT eventsource.create_subscription('s_set_all', 'hset(eventsource.events)', start_from => 'end',
+                                       batch_size => 100, tenant => NULL);
+});
+sql(q{SELECT eventsource.append('SetLeak-1', -1, '[{"type": "A", "data": {}}, {"type": "B", "data": {}}, {"type": "C", "data": {}}]', 'acme');
+      SELECT eventsource.append('SetLeak-1', -1, '[{"type": "A", "data": {}}]', 'initech');
+      SELECT eventsource.append('SetLeak-2', -1, '[{"type": "A", "data": {}}, {"type": "B", "data": {}}]', 'acme');});
+caught_up($_) for qw(s_set_one s_set_batch s_set_all);
+is(sql(q{SELECT sub || ':' || count(*) || ':' || count(*) FILTER (WHERE current = event_tenant)
+           FROM set_seen GROUP BY sub ORDER BY sub}),
+	"s_set_all:6:6\ns_set_batch:5:5\ns_set_one:5:5",
+	'every handler call ran in its events\' tenant, after earlier calls SET eventsource.tenant to globex');
+
 $node->stop;
 done_testing();
