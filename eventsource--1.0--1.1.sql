@@ -793,7 +793,7 @@ ALTER TABLE eventsource.recent_errors
 -- Row-level security as for the log: a role other than the owner reads
 -- these tables (if it was ever granted them) for its current tenant only
 -- (dead_letters and recent_errors: and, for a role bound to tenants, only
--- a tenant-scoped subscription's rows; see below the policies).
+-- a tenant-scoped subscription's rows; see right below the policies).
 -- subscription_partitions holds copies of a failed event's error, so it
 -- follows its subscription's tenant; a cross-tenant subscription's rows are
 -- the owner's alone.  The store's functions and workers run as the owner.
@@ -805,6 +805,15 @@ ALTER TABLE eventsource.recent_errors ENABLE ROW LEVEL SECURITY;
 CREATE POLICY recent_errors_tenant ON eventsource.recent_errors
     USING (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
     WITH CHECK (tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
+ALTER TABLE eventsource.subscriptions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY subscriptions_tenant ON eventsource.subscriptions
+    USING (tenant OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()))
+    WITH CHECK (tenant OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant()));
+ALTER TABLE eventsource.subscription_partitions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY subscription_partitions_tenant ON eventsource.subscription_partitions
+    USING (EXISTS (SELECT FROM eventsource.subscriptions s
+                    WHERE s.name OPERATOR(pg_catalog.=) subscription
+                      AND s.tenant OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())));
 
 -- A cross-tenant subscription's dead letters and errors carry the tenant of
 -- their event, but their subscription's name and its handler's error text
