@@ -250,6 +250,21 @@ is(sql(q{SET ROLE globex_app; SELECT count(*) FROM eventsource.recent_errors WHE
               SELECT count(*) FROM eventsource.recent_errors WHERE error_message = 'unnamed'}),
 	'01', 'a row that names no subscription tenant is hidden from the bound role, shown to the unbound one');
 sql(q{DELETE FROM eventsource.recent_errors WHERE error_message = 'unnamed'});
+# the policy asks whether the caller is bound once per query (an InitPlan),
+# not once per row
+sql(q{INSERT INTO eventsource.recent_errors (subscription, partition, global_position, event_id,
+             event_type, error_message, error_sqlstate, error_category, error_severity, attempt,
+             tenant_id, subscription_tenant)
+      SELECT 's_many', 0, i, gen_random_uuid(), 'X', 'many', 'P0001', 'application', 'low', 1,
+             'globex', CASE WHEN i % 2 = 0 THEN 'globex' END
+        FROM generate_series(1, 200) i});
+my ($many, $calls) = split /\n/, sql(q{BEGIN; SET LOCAL track_functions = 'all'; SET LOCAL ROLE globex_app;
+SELECT count(*) FROM eventsource.recent_errors WHERE error_message = 'many';
+SELECT coalesce(pg_stat_get_xact_function_calls('eventsource.caller_bound_to_tenants()'::regprocedure), 0);
+COMMIT;});
+is($many, '100', 'the bound role reads the 100 scoped rows of 200');
+cmp_ok($calls, '<=', 1, 'caller_bound_to_tenants() was called once for the query, not once per row');
+sql(q{DELETE FROM eventsource.recent_errors WHERE error_message = 'many'});
 # the bound role cannot write a cross-tenant row either
 sql(q{GRANT INSERT ON eventsource.recent_errors TO globex_app;
       GRANT USAGE ON SEQUENCE eventsource.recent_errors_id_seq TO globex_app});
