@@ -1162,12 +1162,13 @@ es_error_stats(PG_FUNCTION_ARGS)
 	status_visibility(values, nulls);	/* as the caller */
 	es_owner_begin(&owner);
 	level = status_plan_settings();
+
 	/*
 	 * The errors of the subscriptions the caller's status shows; for a
 	 * caller bound to tenants ($2 false), only the rows a subscription of
-	 * its tenant wrote (subscription_tenant, the tables' policies): not those
-	 * of a cross-tenant subscription dropped since, whose name a
-	 * subscription of the tenant took.
+	 * its current tenant ($3) wrote (subscription_tenant, as the tables'
+	 * policies): not those of a subscription dropped since, cross-tenant or
+	 * of another tenant, whose name a subscription of its tenant took.
 	 */
 #define ES_VISIBLE_SUBSCRIPTION(tenant, row_scoped) \
 	" WHERE $1 OR (EXISTS (SELECT FROM eventsource.subscriptions s" \
@@ -1175,7 +1176,7 @@ es_error_stats(PG_FUNCTION_ARGS)
 	"   AND " ES_STATUS_VISIBLE(tenant, "$1", "$2", "$3") ")" \
 	"  AND ($2 OR " row_scoped "))"
 #define ES_ROW_SCOPED \
-	"x.subscription_tenant OPERATOR(pg_catalog.=) x.tenant_id"
+	"x.subscription_tenant OPERATOR(pg_catalog.=) $3"
 #define ES_ERRORS_QUERY(tenant, row_scoped) \
 	"SELECT subscription, error_category, error_severity," \
 	" pg_catalog.count(*), pg_catalog.max(occurred_at)," \

@@ -298,6 +298,17 @@ sql(q{SELECT eventsource.drop_subscription('s_fail');
 is(error_stats_of(q{SET LOCAL ROLE globex_app;}), 's_fail_g 0',
 	'the bound role\'s error_stats() leaves out the errors the dropped cross-tenant s_fail recorded');
 is(seen_by(q{SET LOCAL ROLE globex_app;}), '- s_fail_g', 'and so does its recent_errors');
+# nor the errors another tenant's subscription of that name wrote
+my $g_errors = q{BEGIN; SET LOCAL ROLE globex_app;
+SELECT eventsource.error_stats()->'by_subscription'->'s_fail_g'->>'errors'; COMMIT;};
+my $g_before = sql($g_errors);
+sql(q{INSERT INTO eventsource.recent_errors (subscription, partition, global_position, event_id,
+             event_type, error_message, error_sqlstate, error_category, error_severity, attempt,
+             tenant_id, subscription_tenant)
+      VALUES ('s_fail_g', 0, 1, gen_random_uuid(), 'X', 'acme''s', 'P0001', 'application', 'low', 1,
+              'acme', 'acme')});
+is(sql($g_errors), $g_before,
+	'the bound role\'s error_stats() leaves out the errors an acme subscription of the same name recorded');
 
 # ---------------------------------------------------------------------------
 # kill -9 of the tenant-scoped subscription's worker in the middle of a
