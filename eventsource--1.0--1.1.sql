@@ -868,7 +868,9 @@ ALTER TABLE eventsource.recent_errors
     ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
 
 -- Row-level security as for the log: a role other than the owner reads
--- these tables (if it was ever granted them) for its current tenant only.
+-- these tables (if it was ever granted them) for its current tenant only
+-- (dead_letters and recent_errors: and, for a role bound to tenants, only
+-- a tenant-scoped subscription's rows; see right below the policies).
 -- subscription_partitions holds copies of a failed event's error, so it
 -- follows its subscription's tenant; a cross-tenant subscription's rows are
 -- the owner's alone.  The store's functions and workers run as the owner.
@@ -889,6 +891,65 @@ CREATE POLICY subscription_partitions_tenant ON eventsource.subscription_partiti
     USING (EXISTS (SELECT FROM eventsource.subscriptions s
                     WHERE s.name OPERATOR(pg_catalog.=) subscription
                       AND s.tenant OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())));
+
+-- A cross-tenant subscription's dead letters and errors carry the tenant of
+-- their event, but their subscription's name and its handler's error text
+-- (which may quote any tenant's events) are not that tenant's to read: a
+-- role bound to tenants sees only the rows a subscription scoped to its
+-- current tenant wrote.  subscription_tenant is that subscription's tenant
+-- when the worker wrote the row (src/bookkeeping.c), NULL when it was
+-- cross-tenant: every 1.0 row (every 1.0 subscription is cross-tenant
+-- here) and any insert that does not name it, so a row of unknown origin
+-- is never shown to a bound role.  Recorded at write time, not looked up
+-- in subscriptions: a reader needs no privilege on subscriptions (1.0's
+-- monitoring grants name dead_letters and recent_errors only), and a row
+-- outlives its subscription (recent_errors) and its name's next owner.  A
+-- subscription's tenant never changes (create_subscription sets it; only
+-- drop and create again change it, and drop_subscription deletes its dead
+-- letters).  The caller's binding is read when the row is read, so binding
+-- a role to a tenant hides the cross-tenant rows from it at once.  Any
+-- other role but the owner (such as 1.0's monitoring role) keeps seeing
+-- its current tenant's rows of every subscription, as before.  Both
+-- predicates are scalar subqueries, InitPlans evaluated once per query (as
+-- for events_tenant).  The store's functions, retry_dead_letters() and the
+-- workers run as the owner, whom no policy restricts.
+--
+-- Locks and cost: ADD COLUMN (nullable, no default) is a catalog change on
+-- dead_letters and recent_errors (ACCESS EXCLUSIVE for that moment, no
+-- rewrite); so is ALTER POLICY.
+ALTER TABLE eventsource.dead_letters
+    ADD COLUMN subscription_tenant text;
+ALTER TABLE eventsource.recent_errors
+    ADD COLUMN subscription_tenant text;
+COMMENT ON COLUMN eventsource.dead_letters.subscription_tenant IS
+    'The tenant of the subscription that parked the event (NULL: a cross-tenant subscription)';
+COMMENT ON COLUMN eventsource.recent_errors.subscription_tenant IS
+    'The tenant of the subscription whose handler failed (NULL: a cross-tenant subscription)';
+
+-- Is the caller bound to tenants, as current_tenant() decides (its role's
+-- bindings and its session's, src/tenant.c)?  Every role calls it (the
+-- policies below do), so it keeps the default EXECUTE for PUBLIC; it tells
+-- a role nothing but about itself.
+CREATE FUNCTION eventsource.caller_bound_to_tenants() RETURNS boolean
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'es_caller_bound_to_tenants';
+COMMENT ON FUNCTION eventsource.caller_bound_to_tenants() IS
+    'Whether the caller (its role or its session''s) is bound to tenants (eventsource.tenant_roles)';
+
+-- The same rule for both tables, and for what a role may write there
+-- (WITH CHECK): a bound role cannot add a row its policy would hide.
+DO $$
+DECLARE
+    rule text := 'tenant_id OPERATOR(pg_catalog.=) (SELECT eventsource.current_tenant())'
+        ' AND (subscription_tenant OPERATOR(pg_catalog.=) tenant_id'
+        '      OR NOT (SELECT eventsource.caller_bound_to_tenants()))';
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['dead_letters', 'recent_errors'] LOOP
+        EXECUTE pg_catalog.format('ALTER POLICY %I ON eventsource.%I USING (%s) WITH CHECK (%s)',
+                                  t OPERATOR(pg_catalog.||) '_tenant', t, rule, rule);
+    END LOOP;
+END $$;
 
 -- create_subscription(..., tenant): the new trailing argument defaults to
 -- the caller's current tenant, so every call of 1.0 stays valid and makes

@@ -706,6 +706,7 @@ WITH r AS (
         ('current_tenant', $$SET eventsource.tenant = 'a/b'$$),
         ('current_tenant', $$SET eventsource.tenant = 'x''y'$$),
         ('current_tenant', $$SELECT set_config('eventsource.tenant', repeat('t', 64), true)$$),
+        ('caller_bound_to_tenants', $$SELECT eventsource.caller_bound_to_tenants('hostile_bound')$$),
         ('tenants', $$INSERT INTO eventsource.tenants (tenant_id) VALUES ('sneaky')$$),
         ('tenants', $$UPDATE eventsource.tenants SET tenant_id = 'sneaky' WHERE tenant_id = 'hostile_t'$$),
         ('tenants', $$DELETE FROM eventsource.tenants WHERE tenant_id = 'hostile_t'$$),

@@ -143,24 +143,33 @@ ROLLBACK;
 -- ---------------------------------------------------------------------------
 -- Row-level security on the subscription tables: a role granted them reads
 -- its current tenant's rows only (the cross-tenant subscription's are the
--- owner's)
+-- owner's).  Dead letters and errors: a role bound to tenants reads only
+-- those a subscription of its tenant wrote (subscription_tenant), not the
+-- cross-tenant subscription's about its tenant's events; a role bound to
+-- none reads both, for the tenant it selects.
 -- ---------------------------------------------------------------------------
 INSERT INTO eventsource.dead_letters (subscription, partition, global_position, stream_id,
     stream_version, event_id, event_type, data, metadata, recorded_at, error_message,
-    error_sqlstate, error_category, error_severity, retry_count, first_failed_at, tenant_id)
-SELECT 'ts_all', 0, 1000000 + i, 'Ts-' || i, 1, gen_random_uuid(), 'T', '{}', '{}', now(),
-       'boom', 'P0001', 'application', 'error', 0, now(), t
-  FROM (VALUES (1, 'tsub_a'), (2, 'tsub_b'), (3, 'default')) v(i, t);
+    error_sqlstate, error_category, error_severity, retry_count, first_failed_at, tenant_id,
+    subscription_tenant)
+SELECT s, 0, 1000000 + i, 'Ts-' || i, 1, gen_random_uuid(), 'T', '{}', '{}', now(),
+       'boom', 'P0001', 'application', 'error', 0, now(), t, st
+  FROM (VALUES (1, 'ts_all', 'tsub_a', NULL), (2, 'ts_all', 'tsub_b', NULL), (3, 'ts_all', 'default', NULL),
+               (4, 'ts_a', 'tsub_a', 'tsub_a')) v(i, s, t, st);
 INSERT INTO eventsource.recent_errors (subscription, partition, global_position, event_id,
-    event_type, error_message, error_sqlstate, error_category, error_severity, attempt, tenant_id)
-SELECT 'ts_all', 0, 1000000 + i, gen_random_uuid(), 'T', 'boom', 'P0001', 'application', 'error', 1, t
-  FROM (VALUES (1, 'tsub_a'), (2, 'tsub_b'), (3, 'default')) v(i, t);
+    event_type, error_message, error_sqlstate, error_category, error_severity, attempt, tenant_id,
+    subscription_tenant)
+SELECT s, 0, 1000000 + i, gen_random_uuid(), 'T', 'boom', 'P0001', 'application', 'error', 1, t, st
+  FROM (VALUES (1, 'ts_all', 'tsub_a', NULL), (2, 'ts_all', 'tsub_b', NULL), (3, 'ts_all', 'default', NULL),
+               (4, 'ts_a', 'tsub_a', 'tsub_a')) v(i, s, t, st);
 GRANT SELECT ON eventsource.dead_letters, eventsource.recent_errors, eventsource.subscriptions,
-    eventsource.subscription_partitions TO regress_ts_bound;
+    eventsource.subscription_partitions TO regress_ts_bound, regress_ts_free;
 BEGIN;
 SET LOCAL ROLE regress_ts_bound;
-SELECT (SELECT string_agg(tenant_id, ',') FROM eventsource.dead_letters) AS dead_letters,
-       (SELECT string_agg(tenant_id, ',') FROM eventsource.recent_errors) AS recent_errors,
+SELECT (SELECT string_agg(subscription || ':' || tenant_id, ',' ORDER BY subscription, tenant_id)
+          FROM eventsource.dead_letters) AS dead_letters,
+       (SELECT string_agg(subscription || ':' || tenant_id, ',' ORDER BY subscription, tenant_id)
+          FROM eventsource.recent_errors) AS recent_errors,
        (SELECT string_agg(name || ':' || tenant, ',' ORDER BY name) FROM eventsource.subscriptions) AS subscriptions,
        (SELECT string_agg(subscription || '/' || partition, ',' ORDER BY subscription, partition)
           FROM eventsource.subscription_partitions) AS partitions;
@@ -169,7 +178,18 @@ SELECT eventsource.error_stats()->'by_subscription' ? 'ts_all' AS sees_cross_ten
 -- nor can it ask for them to be retried
 SELECT t.try($$SELECT eventsource.retry_dead_letters('ts_all')$$) AS retry_cross_tenant;
 ROLLBACK;
--- writes are held to its tenant too (WITH CHECK), and COPY TO writes its rows only
+-- a role bound to no tenant: its tenant's rows of both subscriptions
+BEGIN;
+SET LOCAL ROLE regress_ts_free;
+SET LOCAL eventsource.tenant = 'tsub_a';
+SELECT (SELECT string_agg(subscription || ':' || tenant_id, ',' ORDER BY subscription, tenant_id)
+          FROM eventsource.dead_letters) AS dead_letters,
+       (SELECT string_agg(subscription || ':' || tenant_id, ',' ORDER BY subscription, tenant_id)
+          FROM eventsource.recent_errors) AS recent_errors;
+ROLLBACK;
+-- writes are held to its tenant and its subscriptions' rows too (WITH
+-- CHECK: not even a row of its tenant that names no subscription tenant),
+-- and COPY TO writes its rows only
 GRANT INSERT, UPDATE, DELETE ON eventsource.dead_letters TO regress_ts_bound;
 BEGIN;
 SET LOCAL ROLE regress_ts_bound;
@@ -178,23 +198,31 @@ SELECT t.try($$INSERT INTO eventsource.dead_letters (subscription, partition, gl
     error_sqlstate, error_category, error_severity, retry_count, first_failed_at, tenant_id)
     VALUES ('ts_all', 0, 1, 'Ts-9', 1, gen_random_uuid(), 'T', '{}', '{}', now(), 'x', 'P0001',
             'application', 'error', 0, now(), 'tsub_b')$$) AS insert_other_tenant,
-       t.try($$UPDATE eventsource.dead_letters SET tenant_id = 'tsub_b'$$) AS move_to_other_tenant;
+       t.try($$INSERT INTO eventsource.dead_letters (subscription, partition, global_position, stream_id,
+    stream_version, event_id, event_type, data, metadata, recorded_at, error_message,
+    error_sqlstate, error_category, error_severity, retry_count, first_failed_at, tenant_id)
+    VALUES ('ts_all', 0, 1, 'Ts-9', 1, gen_random_uuid(), 'T', '{}', '{}', now(), 'x', 'P0001',
+            'application', 'error', 0, now(), 'tsub_a')$$) AS insert_cross_tenant_row,
+       t.try($$UPDATE eventsource.dead_letters SET tenant_id = 'tsub_b'$$) AS move_to_other_tenant,
+       t.try($$UPDATE eventsource.dead_letters SET subscription_tenant = NULL$$) AS make_cross_tenant;
 UPDATE eventsource.dead_letters SET retry_count = 7;
-DELETE FROM eventsource.dead_letters WHERE tenant_id <> 'tsub_a';
-COPY (SELECT tenant_id FROM eventsource.dead_letters) TO STDOUT;
-COPY eventsource.dead_letters (tenant_id) TO STDOUT;
+DELETE FROM eventsource.dead_letters WHERE subscription <> 'ts_a';
+COPY (SELECT subscription, tenant_id FROM eventsource.dead_letters) TO STDOUT;
+COPY eventsource.dead_letters (subscription, tenant_id) TO STDOUT;
 RESET ROLE;
--- its UPDATE reached its tenant's row only, its DELETE none of the others
-SELECT string_agg(tenant_id || ':' || retry_count, ',' ORDER BY tenant_id) AS after_bound_writes
-  FROM eventsource.dead_letters WHERE subscription = 'ts_all';
+-- its UPDATE reached its subscription's row only, its DELETE none of the others
+SELECT string_agg(subscription || ':' || tenant_id || ':' || retry_count, ',' ORDER BY subscription, tenant_id)
+           AS after_bound_writes
+  FROM eventsource.dead_letters WHERE subscription IN ('ts_all', 'ts_a');
 ROLLBACK;
 REVOKE INSERT, UPDATE, DELETE ON eventsource.dead_letters FROM regress_ts_bound;
 -- the owner sees them all
 SELECT eventsource.error_stats()->'by_subscription'->'ts_all'->>'errors' AS owner_sees_errors,
        (SELECT count(*) FROM eventsource.dead_letters WHERE subscription = 'ts_all') AS owner_sees_dead_letters;
 REVOKE SELECT ON eventsource.dead_letters, eventsource.recent_errors, eventsource.subscriptions,
-    eventsource.subscription_partitions FROM regress_ts_bound;
-DELETE FROM eventsource.recent_errors WHERE subscription = 'ts_all';
+    eventsource.subscription_partitions FROM regress_ts_bound, regress_ts_free;
+DELETE FROM eventsource.recent_errors WHERE subscription IN ('ts_all', 'ts_a');
+DELETE FROM eventsource.dead_letters WHERE subscription = 'ts_a';
 
 -- ---------------------------------------------------------------------------
 -- A bound session that SET ROLE to an unbound group keeps its tenants here

@@ -93,6 +93,20 @@ event_tenant(EsEventRef *ev)
 	return DatumGetTextPP(event_tenant_column(ev));
 }
 
+/*
+ * The subscription_tenant column of the rows this worker writes about an
+ * event (dead_letters, recent_errors): its subscription's tenant, null for
+ * a cross-tenant one (and on the 1.0 SQL, which has no such column: the
+ * parameter is unused there).  The policies of those tables show a role
+ * bound to tenants only the rows of a subscription of its tenant.
+ */
+static void
+subscription_tenant_column(Datum *value, char *null)
+{
+	*value = es_cfg.tenant ? CStringGetTextDatum(es_cfg.tenant) : (Datum) 0;
+	*null = es_cfg.tenant ? ' ' : 'n';
+}
+
 /* What check_event_copy() found about an event the worker is to copy */
 typedef enum EsCopyCheck
 {
@@ -460,21 +474,22 @@ static void
 insert_error_row(EsEventRef *ev, void *arg)
 {
 	EsErrorRow *row = arg;
-	Datum		values[11];
+	Datum		values[12];
+	char		nulls[12];
 	bool		isnull;
 	SPIPlanPtr	error_plan;
-	Oid			types[11] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
+	Oid			types[12] = {TEXTOID, INT4OID, INT8OID, UUIDOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
 
 #define ES_INSERT_ERROR(tenant_column, tenant_value) \
 	"INSERT INTO eventsource.recent_errors (subscription, partition," \
 	" global_position, event_id, event_type, error_message, error_sqlstate," \
 	" error_category, error_severity, attempt" tenant_column ")" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10" tenant_value ")"
-	/* 1.0 SQL: no tenant_id ($11 unused) */
+	/* 1.0 SQL: no tenant_id, subscription_tenant ($11, $12 unused) */
 	error_plan = es_prepare_versioned(error_plans, ES_INSERT_ERROR("", ""),
-									  ES_INSERT_ERROR(", tenant_id", ", $11"),
-									  11, types);
+									  ES_INSERT_ERROR(", tenant_id, subscription_tenant", ", $11, $12"),
+									  12, types);
 #undef ES_INSERT_ERROR
 	if (error_prune_plan == NULL)
 	{
@@ -493,7 +508,9 @@ insert_error_row(EsEventRef *ev, void *arg)
 	es_error_columns(&values[5], row->err);
 	values[9] = Int32GetDatum(row->attempt);
 	values[10] = event_tenant_column(ev);
-	es_exec_plan(error_plan, values, NULL, SPI_OK_INSERT);
+	memset(nulls, ' ', sizeof(nulls));
+	subscription_tenant_column(&values[11], &nulls[11]);
+	es_exec_plan(error_plan, values, nulls, SPI_OK_INSERT);
 	values[0] = Int32GetDatum(es_recent_errors_kept);
 	es_exec_plan(error_prune_plan, values, NULL, SPI_OK_DELETE);
 }
@@ -579,13 +596,14 @@ static void
 insert_dead_letter(EsEventRef *ev, void *arg)
 {
 	EsDeadLetter *dl = arg;
-	Datum		values[17];
+	Datum		values[18];
+	char		nulls[18];
 	bool		isnull;
 	EsCallError shown;
 	SPIPlanPtr	dead_letter_plan;
-	Oid			types[17] = {TEXTOID, INT4OID, INT8OID, TEXTOID, INT8OID, UUIDOID,
+	Oid			types[18] = {TEXTOID, INT4OID, INT8OID, TEXTOID, INT8OID, UUIDOID,
 		TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+	TEXTOID, INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
 
 	/* the event's current row if it was erased since we read it */
 	if (check_event_copy(ev) == ES_COPY_UNKNOWN)
@@ -602,11 +620,12 @@ insert_dead_letter(EsEventRef *ev, void *arg)
 	" error_category, error_severity, retry_count, first_failed_at" tenant_column ")" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13," \
 	" $14, $15, $16" tenant_value ")"
-	/* 1.0 SQL: no tenant_id ($17 unused) */
+	/* 1.0 SQL: no tenant_id, subscription_tenant ($17, $18 unused) */
 	dead_letter_plan = es_prepare_versioned(dead_letter_plans,
 											ES_INSERT_DEAD_LETTER("", ""),
-											ES_INSERT_DEAD_LETTER(", tenant_id", ", $17"),
-											17, types);
+											ES_INSERT_DEAD_LETTER(", tenant_id, subscription_tenant",
+																  ", $17, $18"),
+											18, types);
 #undef ES_INSERT_DEAD_LETTER
 	values[0] = CStringGetTextDatum(es_worker.name);
 	values[1] = Int32GetDatum(es_worker.partition);
@@ -617,7 +636,9 @@ insert_dead_letter(EsEventRef *ev, void *arg)
 	values[14] = Int32GetDatum(dl->retries);
 	values[15] = TimestampTzGetDatum(dl->first_failed_at ? dl->first_failed_at : GetCurrentTimestamp());
 	values[16] = event_tenant_column(ev);
-	es_exec_plan(dead_letter_plan, values, NULL, SPI_OK_INSERT);
+	memset(nulls, ' ', sizeof(nulls));
+	subscription_tenant_column(&values[17], &nulls[17]);
+	es_exec_plan(dead_letter_plan, values, nulls, SPI_OK_INSERT);
 }
 
 /*

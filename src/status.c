@@ -1162,29 +1162,40 @@ es_error_stats(PG_FUNCTION_ARGS)
 	status_visibility(values, nulls);	/* as the caller */
 	es_owner_begin(&owner);
 	level = status_plan_settings();
-	/* the errors of the subscriptions the caller's status shows */
-#define ES_VISIBLE_SUBSCRIPTION(tenant) \
-	" WHERE $1 OR EXISTS (SELECT FROM eventsource.subscriptions s" \
+
+	/*
+	 * The errors of the subscriptions the caller's status shows; for a
+	 * caller bound to tenants ($2 false), only the rows a subscription of
+	 * its current tenant ($3) wrote (subscription_tenant, as the tables'
+	 * policies): not those of a subscription dropped since, cross-tenant or
+	 * of another tenant, whose name a subscription of its tenant took.
+	 */
+#define ES_VISIBLE_SUBSCRIPTION(tenant, row_scoped) \
+	" WHERE $1 OR (EXISTS (SELECT FROM eventsource.subscriptions s" \
 	"   WHERE s.name OPERATOR(pg_catalog.=) x.subscription" \
-	"   AND " ES_STATUS_VISIBLE(tenant, "$1", "$2", "$3") ")"
-#define ES_ERRORS_QUERY(tenant) \
+	"   AND " ES_STATUS_VISIBLE(tenant, "$1", "$2", "$3") ")" \
+	"  AND ($2 OR " row_scoped "))"
+#define ES_ROW_SCOPED \
+	"x.subscription_tenant OPERATOR(pg_catalog.=) $3"
+#define ES_ERRORS_QUERY(tenant, row_scoped) \
 	"SELECT subscription, error_category, error_severity," \
 	" pg_catalog.count(*), pg_catalog.max(occurred_at)," \
 	" pg_catalog.min(occurred_at)" \
 	" FROM eventsource.recent_errors x" \
-	ES_VISIBLE_SUBSCRIPTION(tenant) \
+	ES_VISIBLE_SUBSCRIPTION(tenant, row_scoped) \
 	" GROUP BY subscription, error_category, error_severity" \
 	" ORDER BY subscription, error_category, error_severity"
-#define ES_DEAD_QUERY(tenant) \
+#define ES_DEAD_QUERY(tenant, row_scoped) \
 	"SELECT pg_catalog.count(*) FROM eventsource.dead_letters x" \
-	ES_VISIBLE_SUBSCRIPTION(tenant)
-	errors_plan = es_prepare_versioned(errors_plans, ES_ERRORS_QUERY("NULL::pg_catalog.text"),
-									   ES_ERRORS_QUERY("s.tenant"), 3, types);
-	dead_plan = es_prepare_versioned(dead_plans, ES_DEAD_QUERY("NULL::pg_catalog.text"),
-									 ES_DEAD_QUERY("s.tenant"), 3, types);
+	ES_VISIBLE_SUBSCRIPTION(tenant, row_scoped)
+	errors_plan = es_prepare_versioned(errors_plans, ES_ERRORS_QUERY("NULL::pg_catalog.text", "true"),
+									   ES_ERRORS_QUERY("s.tenant", ES_ROW_SCOPED), 3, types);
+	dead_plan = es_prepare_versioned(dead_plans, ES_DEAD_QUERY("NULL::pg_catalog.text", "true"),
+									 ES_DEAD_QUERY("s.tenant", ES_ROW_SCOPED), 3, types);
 #undef ES_ERRORS_QUERY
 #undef ES_DEAD_QUERY
 #undef ES_VISIBLE_SUBSCRIPTION
+#undef ES_ROW_SCOPED
 	es_spi_read(dead_plan, values, nulls, NULL, 1);
 	dead_letters = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));

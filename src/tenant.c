@@ -703,3 +703,17 @@ es_current_tenant_sql(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(es_current_tenant_text());
 }
+
+PG_FUNCTION_INFO_V1(es_caller_bound_to_tenants);
+
+/*
+ * caller_bound_to_tenants() RETURNS boolean: es_tenant_caller_bound(), for
+ * the policies of dead_letters and recent_errors (a bound role sees only a
+ * tenant-scoped subscription's rows).  The 1.1 SQL creates it after the
+ * tenant tables, so they are there whenever it can be called.
+ */
+Datum
+es_caller_bound_to_tenants(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(es_tenant_caller_bound());
+}

@@ -292,7 +292,10 @@ INSERT INTO matrix VALUES
     (58, 'eventsource.get_checkpoint(text,text)',
         $$SELECT eventsource.get_checkpoint('role_cp', 'default')$$, false, true, false),
     (59, 'eventsource.reset_checkpoint(text,bigint,text)',
-        $$SELECT eventsource.reset_checkpoint('role_cp', 0, 'default')$$, false, false, false);
+        $$SELECT eventsource.reset_checkpoint('role_cp', 0, 'default')$$, false, false, false),
+    -- every role: the policies of dead_letters and recent_errors call it
+    (60, 'eventsource.caller_bound_to_tenants()',
+        $$SELECT eventsource.caller_bound_to_tenants()$$, true, true, true);
 GRANT SELECT ON matrix TO es_writer, es_reader, es_operator, es_eraser;
 
 -- the matrix names every function of the schema, once
@@ -325,9 +328,9 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
       WHERE p.pronamespace = 'eventsource'::regnamespace
         AND has_function_privilege('public', p.oid, 'EXECUTE')),
-    ARRAY['category', 'current_tenant', 'stream_partition', 'subscription_status_rows_v2',
-          'subscription_status_rows_v3'],
-    'PUBLIC may only run the pure helpers, current_tenant() (row-level security calls it), and the status function that checks EXECUTE on 1.0''s');
+    ARRAY['caller_bound_to_tenants', 'category', 'current_tenant', 'stream_partition',
+          'subscription_status_rows_v2', 'subscription_status_rows_v3'],
+    'PUBLIC may only run the pure helpers, current_tenant() and caller_bound_to_tenants() (row-level security calls them), and the status function that checks EXECUTE on 1.0''s');
 
 -- each role makes every call: granted ones work, the others fail with 42501
 SET ROLE es_writer;
@@ -362,10 +365,10 @@ SELECT is((SELECT tombstoned FROM eventsource.stream_lifecycle WHERE stream_id =
 SELECT has_role('es_eraser');
 SELECT is(
     (SELECT array_agg(ord ORDER BY ord) FROM matrix
-      WHERE has_function_privilege('es_eraser', pg_temp.gate(fn), 'EXECUTE') <> (ord IN (7, 8, 36, 37, 43))),
+      WHERE has_function_privilege('es_eraser', pg_temp.gate(fn), 'EXECUTE') <> (ord IN (7, 8, 36, 37, 43, 60))),
     NULL, 'es_eraser: EXECUTE on the erasure functions (and the PUBLIC helpers) only');
 SET ROLE es_eraser;
-SELECT CASE WHEN ord IN (7, 8, 36, 37, 43)
+SELECT CASE WHEN ord IN (7, 8, 36, 37, 43, 60)
             THEN lives_ok(call, format('es_eraser may call %s', fn))
             ELSE throws_ok(call, '42501', NULL, format('es_eraser may not call %s', fn)) END
   FROM matrix ORDER BY ord;

@@ -519,6 +519,26 @@ wait_until('old', q{SELECT count(*) = 1 FROM eventsource.dead_letters WHERE retr
                       AND NOT retry_requested},
 	'it is handled (and parked again: the handler still refuses it)');
 
+# the dead letters and errors of 1.0 (and those its subscriptions write
+# now: every one of them is cross-tenant) are a cross-tenant subscription's:
+# a role bound to the default tenant does not see them, a role bound to no
+# tenant does, as on 1.0
+is(sql('old', q{SELECT count(*) FILTER (WHERE subscription_tenant IS NOT NULL) FROM eventsource.dead_letters})
+	  . ' ' . sql('old', q{SELECT count(*) FILTER (WHERE subscription_tenant IS NOT NULL) FROM eventsource.recent_errors}),
+	'0 0', 'no dead letter nor error of a 1.0 subscription names a subscription tenant');
+sql('old', q{
+CREATE ROLE default_app;
+SELECT eventsource.bind_role_to_tenant('default_app', 'default');
+CREATE ROLE old_monitor;
+GRANT SELECT ON eventsource.dead_letters, eventsource.recent_errors TO default_app, old_monitor;
+});
+is(sql('old', q{SET ROLE default_app; SELECT (SELECT count(*) FROM eventsource.dead_letters)
+                                           + (SELECT count(*) FROM eventsource.recent_errors)}),
+	'0', 'a role bound to the default tenant sees none of them');
+is(sql('old', q{SET ROLE old_monitor; SELECT (SELECT count(*) FROM eventsource.dead_letters) || ' '
+                                           || ((SELECT count(*) FROM eventsource.recent_errors) > 0)}),
+	'1 true', 'a role bound to no tenant sees them all');
+
 # ---------------------------------------------------------------------------
 # the library's version cache
 # ---------------------------------------------------------------------------

@@ -161,22 +161,154 @@ sql(q{CREATE FUNCTION hf(e eventsource.events) RETURNS void LANGUAGE plpgsql AS 
       BEGIN IF e.stream_id = 'Bad-1' THEN RAISE EXCEPTION 'bad %', e.tenant_id; END IF; END $$;
       SELECT eventsource.create_subscription('s_fail', 'hf(eventsource.events)', tenant => NULL,
                  start_from => 'end', max_retries => 0);});
-caught_up('s_fail');
+# the same handler in a subscription scoped to globex, of a role bound to it
+sql(q{
+CREATE ROLE globex_app;
+SELECT eventsource.bind_role_to_tenant('globex_app', 'globex');
+GRANT EXECUTE ON FUNCTION hf(eventsource.events),
+    eventsource.create_subscription(text, regprocedure, text, integer, text, interval,
+        interval, integer, interval, boolean, integer, interval, text[], text[], integer, text),
+    eventsource.retry_dead_letters(text, bigint[]), eventsource.error_stats()
+    TO globex_app;
+GRANT INSERT ON applied TO globex_app;
+SET ROLE globex_app;
+SELECT eventsource.create_subscription('s_fail_g', 'hf(eventsource.events)',
+           start_from => 'end', max_retries => 0);
+});
+caught_up($_) for qw(s_fail s_fail_g);
 sql(q{BEGIN; SET LOCAL eventsource.tenant = 'globex';
       SELECT eventsource.append_event('Bad-1', -1, 'X', '{}'); COMMIT;});
-wait_until(q{SELECT count(*) = 1 FROM eventsource.dead_letters WHERE subscription = 's_fail'},
-	'the failing event was dead-lettered');
+wait_until(q{SELECT count(*) = 2 FROM eventsource.dead_letters WHERE subscription IN ('s_fail', 's_fail_g')},
+	'the failing event was dead-lettered by both subscriptions');
 is(sql(q{SELECT tenant_id || ':' || error_message FROM eventsource.dead_letters WHERE subscription = 's_fail'})
 	  . ' ' . sql(q{SELECT string_agg(DISTINCT tenant_id, ',') FROM eventsource.recent_errors WHERE subscription = 's_fail'}),
 	'globex:bad globex globex', 'the dead letter and the recent error carry the event\'s tenant');
+is(sql(q{SELECT string_agg(subscription || ':' || coalesce(subscription_tenant, '*'), ',' ORDER BY subscription)
+           FROM eventsource.dead_letters WHERE subscription LIKE 's_fail%'})
+	  . ' ' . sql(q{SELECT string_agg(DISTINCT subscription || ':' || coalesce(subscription_tenant, '*'), ',')
+           FROM eventsource.recent_errors WHERE subscription LIKE 's_fail%'}),
+	's_fail:*,s_fail_g:globex s_fail:*,s_fail_g:globex',
+	'each row records its subscription\'s tenant (NULL: cross-tenant)');
+
+# Who reads them (granted SELECT on the tables): a role bound to globex
+# sees only the rows of the subscription scoped to globex, never the
+# cross-tenant subscription's (its name and its handler's error text may
+# quote any tenant); a role bound to no tenant sees both for the tenant it
+# selects, as on 1.0; a binding changed later applies at once; a bound
+# session keeps its restriction after SET ROLE to an unbound role.
+sql(q{
+CREATE ROLE watcher;
+GRANT SELECT ON eventsource.dead_letters, eventsource.recent_errors TO globex_app, watcher;
+GRANT EXECUTE ON FUNCTION eventsource.error_stats() TO watcher;
+GRANT watcher TO globex_app;
+});
+sub seen_by
+{
+	my ($prelude) = @_;
+	return sql(qq{BEGIN; $prelude
+SELECT coalesce((SELECT string_agg(subscription || ':' || error_message, ',' ORDER BY subscription)
+                   FROM eventsource.dead_letters WHERE stream_id = 'Bad-1'), '-')
+       || ' ' || coalesce((SELECT string_agg(DISTINCT subscription, ',')
+                             FROM eventsource.recent_errors WHERE subscription LIKE 's_fail%'), '-');
+COMMIT;});
+}
+is(seen_by(q{SET LOCAL ROLE globex_app;}), 's_fail_g:bad globex s_fail_g',
+	'a role bound to globex sees its scoped subscription\'s dead letter and errors, not the cross-tenant one\'s');
+is(seen_by(q{SET LOCAL ROLE watcher; SET LOCAL eventsource.tenant = 'globex';}),
+	's_fail:bad globex,s_fail_g:bad globex s_fail,s_fail_g',
+	'an unbound role sees both subscriptions\' rows for the tenant it selected');
+is(seen_by(q{SET LOCAL ROLE watcher; SET LOCAL eventsource.tenant = 'acme';}), '- -',
+	'and none of another tenant\'s');
+is(seen_by(q{SET LOCAL SESSION AUTHORIZATION globex_app; SET LOCAL ROLE watcher; SET LOCAL eventsource.tenant = 'globex';}),
+	's_fail_g:bad globex s_fail_g',
+	'an unbound role in a session of a bound one sees only the scoped subscription\'s');
+sql(q{SELECT eventsource.bind_role_to_tenant('watcher', 'globex')});
+is(seen_by(q{SET LOCAL ROLE watcher;}), 's_fail_g:bad globex s_fail_g',
+	'bound later, a role no longer sees the cross-tenant rows it saw');
+sql(q{SELECT eventsource.unbind_role_from_tenant('watcher', 'globex')});
+sub error_stats_of
+{
+	my ($prelude) = @_;
+	return sql(qq{BEGIN; $prelude
+SELECT (SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(e->'by_subscription') k)
+       || ' ' || (e->>'dead_letters')
+  FROM eventsource.error_stats() e;
+COMMIT;});
+}
+is(error_stats_of(q{SET LOCAL ROLE globex_app;}), 's_fail_g 1',
+	'error_stats() of the bound role counts the scoped subscription\'s errors and dead letters only');
+is(error_stats_of(q{SET LOCAL ROLE watcher; SET LOCAL eventsource.tenant = 'globex';}), 's_fail,s_fail_g 2',
+	'error_stats() of an unbound role counts both');
+# fail closed: a row that does not name its subscription's tenant is a
+# cross-tenant subscription's (as every 1.0 row)
+sql(q{SET eventsource.tenant = 'globex';
+      INSERT INTO eventsource.recent_errors (subscription, partition, global_position, event_id,
+             event_type, error_message, error_sqlstate, error_category, error_severity, attempt, tenant_id)
+      VALUES ('s_fail_g', 0, 1, gen_random_uuid(), 'X', 'unnamed', 'P0001', 'application', 'low', 1, 'globex')});
+is(sql(q{SET ROLE globex_app; SELECT count(*) FROM eventsource.recent_errors WHERE error_message = 'unnamed'})
+	  . sql(q{SET ROLE watcher; SET eventsource.tenant = 'globex';
+              SELECT count(*) FROM eventsource.recent_errors WHERE error_message = 'unnamed'}),
+	'01', 'a row that names no subscription tenant is hidden from the bound role, shown to the unbound one');
+sql(q{DELETE FROM eventsource.recent_errors WHERE error_message = 'unnamed'});
+# the policy asks whether the caller is bound once per query (an InitPlan),
+# not once per row
+sql(q{INSERT INTO eventsource.recent_errors (subscription, partition, global_position, event_id,
+             event_type, error_message, error_sqlstate, error_category, error_severity, attempt,
+             tenant_id, subscription_tenant)
+      SELECT 's_many', 0, i, gen_random_uuid(), 'X', 'many', 'P0001', 'application', 'low', 1,
+             'globex', CASE WHEN i % 2 = 0 THEN 'globex' END
+        FROM generate_series(1, 200) i});
+my ($many, $calls) = split /\n/, sql(q{BEGIN; SET LOCAL track_functions = 'all'; SET LOCAL ROLE globex_app;
+SELECT count(*) FROM eventsource.recent_errors WHERE error_message = 'many';
+SELECT coalesce(pg_stat_get_xact_function_calls('eventsource.caller_bound_to_tenants()'::regprocedure), 0);
+COMMIT;});
+is($many, '100', 'the bound role reads the 100 scoped rows of 200');
+cmp_ok($calls, '<=', 1, 'caller_bound_to_tenants() was called once for the query, not once per row');
+sql(q{DELETE FROM eventsource.recent_errors WHERE error_message = 'many'});
+# the bound role cannot write a cross-tenant row either
+sql(q{GRANT INSERT ON eventsource.recent_errors TO globex_app;
+      GRANT USAGE ON SEQUENCE eventsource.recent_errors_id_seq TO globex_app});
+($rc, $out, $err) = $node->psql('postgres', q{SET ROLE globex_app;
+      INSERT INTO eventsource.recent_errors (subscription, partition, global_position, event_id,
+             event_type, error_message, error_sqlstate, error_category, error_severity, attempt, tenant_id)
+      VALUES ('s_fail', 0, 1, gen_random_uuid(), 'X', 'forged', 'P0001', 'application', 'low', 1, 'globex')});
+like($err, qr/new row violates row-level security policy/, 'a bound role cannot insert a cross-tenant subscription\'s row');
 sql(q{CREATE OR REPLACE FUNCTION hf(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
-      BEGIN INSERT INTO applied VALUES ('s_fail', e.global_position, e.stream_id, e.tenant_id,
+      BEGIN INSERT INTO applied VALUES (current_setting('eventsource.subscription'), e.global_position, e.stream_id, e.tenant_id,
                  current_setting('eventsource.tenant'), eventsource.current_tenant(), 1); END $$;
       SELECT eventsource.retry_dead_letters('s_fail')});
 wait_until(q{SELECT count(*) = 0 FROM eventsource.dead_letters WHERE subscription = 's_fail'},
 	'the dead letter was retried');
 is(sql(q{SELECT stream_id || ':' || setting FROM applied WHERE sub = 's_fail'}), 'Bad-1:globex',
 	'retry_dead_letters() delivered it again in its tenant');
+# the scoped subscription's, by its bound owner
+is(sql(q{SET ROLE globex_app; SELECT eventsource.retry_dead_letters('s_fail_g')}), '1',
+	'the bound owner of the scoped subscription asks for its dead letter to be retried');
+wait_until(q{SELECT count(*) = 0 FROM eventsource.dead_letters WHERE subscription = 's_fail_g'},
+	'the scoped subscription\'s dead letter was retried');
+is(sql(q{SELECT stream_id || ':' || setting FROM applied WHERE sub = 's_fail_g'}), 'Bad-1:globex',
+	'retry_dead_letters() delivered it again for the bound owner');
+
+# error_stats() of a bound role keeps to the rows a subscription of its
+# tenant wrote: a cross-tenant subscription dropped, its name taken by one
+# of globex, does not hand the new one its errors
+sql(q{SELECT eventsource.drop_subscription('s_fail');
+      SELECT eventsource.create_subscription('s_fail', 'hf(eventsource.events)', tenant => 'globex',
+                 start_from => 'end')});
+is(error_stats_of(q{SET LOCAL ROLE globex_app;}), 's_fail_g 0',
+	'the bound role\'s error_stats() leaves out the errors the dropped cross-tenant s_fail recorded');
+is(seen_by(q{SET LOCAL ROLE globex_app;}), '- s_fail_g', 'and so does its recent_errors');
+# nor the errors another tenant's subscription of that name wrote
+my $g_errors = q{BEGIN; SET LOCAL ROLE globex_app;
+SELECT eventsource.error_stats()->'by_subscription'->'s_fail_g'->>'errors'; COMMIT;};
+my $g_before = sql($g_errors);
+sql(q{INSERT INTO eventsource.recent_errors (subscription, partition, global_position, event_id,
+             event_type, error_message, error_sqlstate, error_category, error_severity, attempt,
+             tenant_id, subscription_tenant)
+      VALUES ('s_fail_g', 0, 1, gen_random_uuid(), 'X', 'acme''s', 'P0001', 'application', 'low', 1,
+              'acme', 'acme')});
+is(sql($g_errors), $g_before,
+	'the bound role\'s error_stats() leaves out the errors an acme subscription of the same name recorded');
 
 # ---------------------------------------------------------------------------
 # kill -9 of the tenant-scoped subscription's worker in the middle of a
