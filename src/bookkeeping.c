@@ -350,13 +350,14 @@ es_run_bookkeeping(const char *what, EsEventRef *ev, EsBookkeepingFn fn, void *a
  * The payload of a notification about a failed call (a JSON object), cut to
  * fit NOTIFY's limit (async.c: payloads of BLCKSZ - NAMEDATALEN - 128 bytes
  * or more are refused): the message is shortened on a character boundary,
- * and "message_truncated" says whether it was.
+ * and "message_truncated" says whether it was.  With "withhold" the message
+ * is null and "message_withheld" true (decide_withhold).
  */
 #define ES_NOTIFY_PAYLOAD_MAX	(BLCKSZ - NAMEDATALEN - 128)
 
 static char *
 notify_payload(EsEventRef *ev, const char *event_id, EsCallError *err,
-			   int attempt, bool will_retry)
+			   int attempt, bool will_retry, bool withhold)
 {
 	const char *message = err->message;
 	int			len = strlen(message);
@@ -378,17 +379,39 @@ notify_payload(EsEventRef *ev, const char *event_id, EsCallError *err,
 		es_json_string(&json, "severity", es_error_severity(err->sqlstate));
 		es_json_int(&json, "attempt", attempt);
 		es_json_bool(&json, "will_retry", will_retry);
-		es_json_string(&json, "message", keep == len ? message : pnstrdup(message, keep));
-		es_json_bool(&json, "message_truncated", keep < len);
+		/* withheld: null, not cut */
+		es_json_string(&json, "message",
+					   withhold ? NULL : keep == len ? message : pnstrdup(message, keep));
+		es_json_bool(&json, "message_truncated", !withhold && keep < len);
 		es_json_int(&json, "message_bytes", len);
+		if (withhold)
+			es_json_bool(&json, "message_withheld", true);
 		text = es_json_finish(&json);
 		over = strlen(text) - (ES_NOTIFY_PAYLOAD_MAX - 1);
-		if (over <= 0 || keep == 0)
+		if (over <= 0 || keep == 0 || withhold)
 			return text;
 		/* each byte cut shortens the escaped text by at least one */
 		keep = pg_mbcliplen(message, keep, Max(keep - over, 0));
 		pfree(text);
 	}
+}
+
+/*
+ * Whether a notification must leave the error text out: any role that can
+ * connect may LISTEN on eventsource_errors (PostgreSQL has no privilege on
+ * a channel), and the text may quote any tenant's event, so once a role is
+ * bound to tenants (tenancy in use, docs/tenancy.md) the text stays in
+ * recent_errors, the dead letters and the log, which row-level security
+ * and the log's own access guard.  A store without bindings (every 1.0
+ * store) keeps the text.  The caller starts from "withhold" and keeps it
+ * when this fails.
+ */
+static void
+decide_withhold(EsEventRef *ev, void *arg)
+{
+	bool	   *withhold = arg;
+
+	*withhold = es_sql_version() >= ES_SQL_1_1 && es_tenant_any_binding();
 }
 
 /*
@@ -562,13 +585,17 @@ es_record_error(EsEventRef *ev, EsCallError *handler_err, int attempt, bool will
 		EsNotice   *notice;
 		char	   *payload;
 		char	   *fields;
+		bool		withhold;
 
 		/*
 		 * Built in the current (batch) context, whose temporaries go with
 		 * it; only the two kept strings and the list cell live in
 		 * TopMemoryContext until es_drop_notices() frees them.
 		 */
-		payload = notify_payload(ev, event_id, err, attempt, will_retry);
+		withhold = true;
+		(void) es_run_bookkeeping("decide whether a notification may carry the error text", ev,
+								  decide_withhold, &withhold);
+		payload = notify_payload(ev, event_id, err, attempt, will_retry, withhold);
 		fields = es_log_fields(ev, err->sqlstate);
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		notice = palloc(sizeof(EsNotice));

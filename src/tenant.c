@@ -632,6 +632,20 @@ es_tenant_role_exempt(Oid role)
 	return user_entry(role)->exempt;
 }
 
+/*
+ * Is any role bound to a tenant (eventsource.tenant_roles not empty)?  Then
+ * some role of the database is restricted to its tenants, and what every
+ * role can see (a notification) must not carry tenant data.  On the 1.1
+ * SQL.
+ */
+bool
+es_tenant_any_binding(void)
+{
+	reset_if_stale();
+	load_tables();
+	return nbindings > 0;
+}
+
 /* Does eventsource.tenant_roles name "role"?  On the 1.1 SQL. */
 bool
 es_tenant_role_has_bindings(Oid role)

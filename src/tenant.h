@@ -55,6 +55,7 @@ extern void es_tenant_check_caller(const char *tenant);
 extern Oid	es_tenant_session_override(Oid role);
 extern bool es_tenant_role_exempt(Oid role);
 extern bool es_tenant_role_has_bindings(Oid role);
+extern bool es_tenant_any_binding(void);
 
 /* May a role (not the caller) work in a tenant (NULL: across tenants)? */
 extern bool es_tenant_role_may_use(Oid role, const char *tenant);

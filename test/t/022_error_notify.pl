@@ -186,6 +186,32 @@ collect(1, 30);
 collect(2, 1);
 is( join(' ', map { "$_->[1]{sqlstate}=$_->[1]{severity}" } @notes),
 	'58000=critical', 'critical: only critical failures are published (high is not)');
+
+# --------------------------------------------------------------------------
+# tenancy in use (a role bound to a tenant): any role may LISTEN, so the
+# payload leaves the error text out (it may quote any tenant's events); it
+# is back once no role is bound
+# --------------------------------------------------------------------------
+sql(q{CREATE ROLE notify_tenant_app;
+      SELECT eventsource.create_tenant('acme');
+      SELECT eventsource.bind_role_to_tenant('notify_tenant_app', 'acme');});
+@notes = ();
+$last = append_failures('58000');
+wait_delivered($last, 'withheld');
+collect(1, 30);
+is_deeply(
+	[ map { [ $_->[1]{message}, $_->[1]{message_withheld}, $_->[1]{message_truncated}, $_->[1]{message_bytes} ] } @notes ],
+	[ [ undef, JSON::PP::true, JSON::PP::false, length('failing with 58000') ] ],
+	'with a role bound to a tenant the notification withholds the message (null, message_withheld)');
+is( sql(qq{SELECT error_message FROM eventsource.recent_errors WHERE global_position = $last}),
+	'failing with 58000', 'recent_errors keeps the text');
+sql(q{SELECT eventsource.unbind_role_from_tenant('notify_tenant_app', 'acme')});
+@notes = ();
+$last = append_failures('58000');
+wait_delivered($last, 'no binding');
+collect(1, 30);
+is( join(' ', map { ($_->[1]{message} // 'null') . ':' . (exists $_->[1]{message_withheld} ? 'withheld' : '-') } @notes),
+	'failing with 58000:-', 'with no role bound the message is published again');
 $listener->quit;
 
 # --------------------------------------------------------------------------
