@@ -28,9 +28,10 @@
 -- it: DROP would drop them or fail), and keeps its privileges
 -- (upgrade_keep_grants); the second grants them again on the new function,
 -- out of its initial privileges so that pg_dump keeps dumping them as the
--- users' own.  A new overload that should be granted to whoever may call
--- the 1.0 function: upgrade_keep_grants('<1.0>'), CREATE FUNCTION,
--- upgrade_grant_again('<overload>').
+-- users' own, each by its grantor.  A new overload that should be granted
+-- to whoever may call the 1.0 function: upgrade_keep_grants('<1.0>'),
+-- CREATE FUNCTION, upgrade_grant_again('<overload>').  The grants are kept
+-- under the function's name: keep one function of a name at a time.
 CREATE FUNCTION eventsource.upgrade_keep_grants(fn pg_catalog.regprocedure)
     RETURNS void LANGUAGE sql AS $$
     SELECT pg_catalog.set_config('eventsource_upgrade.acl_' OPERATOR(pg_catalog.||) p.proname,
@@ -54,7 +55,7 @@ BEGIN
         RAISE EXCEPTION 'cannot update eventsource: % is replaced, and other objects depend on it', fn
               USING ERRCODE = 'dependent_objects_still_exist',
                     DETAIL = 'Depending on it: ' || deps || '.',
-                    HINT = 'Drop those objects, run ALTER EXTENSION eventsource UPDATE, then create them again (the function keeps its name and its arguments, and gains a trailing argument "tenant").';
+                    HINT = 'Drop those objects, run ALTER EXTENSION eventsource UPDATE, then create them again (README "Upgrading" says how the function changes).';
     END IF;
     PERFORM eventsource.upgrade_keep_grants(fn);
     EXECUTE pg_catalog.format('DROP FUNCTION %s', fn);
@@ -65,10 +66,19 @@ CREATE FUNCTION eventsource.upgrade_grant_again(fn pg_catalog.regprocedure)
 DECLARE
     acl text;
     initial pg_catalog.aclitem[];
+    fn_owner pg_catalog.oid;
+    pending pg_catalog.aclitem[];
+    left_over pg_catalog.aclitem[];
+    item pg_catalog.aclitem;
     g record;
+    by_grantor boolean;
+    as_runner boolean := false;
+    runner pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r
+                               WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
 BEGIN
-    SELECT pg_catalog.current_setting('eventsource_upgrade.acl_' || p.proname)
-      INTO acl
+    SELECT pg_catalog.current_setting('eventsource_upgrade.acl_' OPERATOR(pg_catalog.||) p.proname),
+           p.proowner
+      INTO acl, fn_owner
       FROM pg_catalog.pg_proc p
      WHERE p.oid OPERATOR(pg_catalog.=) fn;
     EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
@@ -76,16 +86,43 @@ BEGIN
     IF acl OPERATOR(pg_catalog.=) '' THEN
         RETURN;
     END IF;
-    FOR g IN
-        SELECT a.grantee, a.is_grantable
-          FROM pg_catalog.aclexplode(acl::pg_catalog.aclitem[]) a
-         WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
-           AND a.grantee OPERATOR(pg_catalog.<>) a.grantor
-    LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn,
-            CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                 ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::pg_catalog.text) END,
-            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    SELECT COALESCE(pg_catalog.array_agg(i), '{}') INTO pending
+      FROM pg_catalog.unnest(acl::pg_catalog.aclitem[]) i
+     WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[i]) a
+                    WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                      AND a.grantee OPERATOR(pg_catalog.<>) a.grantor);
+    -- Each grant is made by its grantor (SET ROLE), so that a REVOKE ...
+    -- CASCADE of a grant option reaches the new function too: first the
+    -- owner's, then those of roles that hold the grant option by then.  A
+    -- grant whose grantor cannot make it (the 1.0 function had another
+    -- owner) is made by the one running the update.
+    WHILE pg_catalog.cardinality(pending) OPERATOR(pg_catalog.>) 0 LOOP
+        left_over := '{}';
+        FOREACH item IN ARRAY pending LOOP
+            SELECT a.grantor, a.grantee, a.is_grantable INTO g
+              FROM pg_catalog.aclexplode(ARRAY[item]) a
+             WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE';
+            by_grantor := NOT as_runner AND g.grantor OPERATOR(pg_catalog.<>) fn_owner;
+            IF by_grantor
+               AND NOT (pg_catalog.has_function_privilege(g.grantor, fn, 'EXECUTE WITH GRANT OPTION')
+                        AND pg_catalog.has_schema_privilege(g.grantor, 'eventsource', 'USAGE')) THEN
+                left_over := left_over OPERATOR(pg_catalog.||) item;
+                CONTINUE;
+            END IF;
+            IF by_grantor THEN
+                EXECUTE pg_catalog.format('SET LOCAL ROLE %s', g.grantor::pg_catalog.regrole);
+            END IF;
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn,
+                CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                     ELSE g.grantee::pg_catalog.regrole::pg_catalog.text END,
+                CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            IF by_grantor THEN
+                EXECUTE pg_catalog.format('SET LOCAL ROLE %s', runner::pg_catalog.regrole);
+            END IF;
+        END LOOP;
+        -- no grantor left can make the rest: the runner makes them
+        as_runner := pg_catalog.cardinality(left_over) OPERATOR(pg_catalog.=) pg_catalog.cardinality(pending);
+        pending := left_over;
     END LOOP;
     -- the grants are the users', not the extension's
     UPDATE pg_catalog.pg_init_privs SET initprivs = initial

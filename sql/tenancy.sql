@@ -278,7 +278,26 @@ SET LOCAL ROLE ten_two;
 SELECT t.try($$SELECT eventsource.stream_version('Tn-9')$$) AS two_no_choice,
        eventsource.stream_version('Tn-9', 'globex') AS two_names_globex,
        eventsource.stream_version('Tn-1', 'acme') AS two_names_acme;
+SELECT tenant_id, count(*) FROM eventsource.read_all(0, 100, NULL, NULL, 'globex') GROUP BY 1;
+SELECT tenant_id, count(*) FROM eventsource.read_all(0, 100, NULL, NULL, 'acme') GROUP BY 1;
 ROLLBACK;
+-- a session of a bound role, after SET ROLE to an unbound group: the
+-- argument may not leave the session's tenants either
+GRANT ten_free TO ten_acme;
+GRANT EXECUTE ON FUNCTION eventsource.stream_version(text, text) TO ten_free;
+BEGIN;
+SET LOCAL SESSION AUTHORIZATION ten_acme;
+SET LOCAL ROLE ten_free;
+SELECT t.try($$SELECT eventsource.stream_version('Tn-9', 'globex')$$) AS escape_by_set_role,
+       eventsource.stream_version('Tn-1', 'acme') AS own_tenant;
+ROLLBACK;
+REVOKE ten_free FROM ten_acme;
+-- the store's counters go to the tenant named in the call
+SELECT appends AS globex_appends_before FROM eventsource.tenant_stats WHERE tenant_id = 'globex' \gset
+SELECT appends AS acme_appends_before FROM eventsource.tenant_stats WHERE tenant_id = 'acme' \gset
+SELECT stream_version FROM eventsource.append_event('Tn-9', -1, 'Paid', '{}', '{}', NULL, 'globex');
+SELECT (SELECT appends FROM eventsource.tenant_stats WHERE tenant_id = 'globex') - :globex_appends_before AS globex_appends,
+       (SELECT appends FROM eventsource.tenant_stats WHERE tenant_id = 'acme') - :acme_appends_before AS acme_appends;
 
 -- ---------------------------------------------------------------------------
 -- clean up (the tenants stay: they cannot be removed)

@@ -440,7 +440,7 @@ resolve(Oid user, Oid session, const char *setting)
 						(errcode(ERRCODE_ES_NO_TENANT),
 						 errmsg("no tenant selected"),
 						 errdetail("Role \"%s\" is bound to %d tenants.", role_name(user), n),
-						 errhint("Choose one with SET LOCAL eventsource.tenant = '...', or name it in the call (the functions' last argument, tenant).")));
+						 errhint("Choose one with SET LOCAL eventsource.tenant = '...' (the data functions also take it as their last argument, tenant).")));
 			if (n == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -512,7 +512,7 @@ es_tenant_for_call(FunctionCallInfo fcinfo, int argno)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid tenant id: \"%.*s%s\"",
-						pg_mbcliplen(VARDATA_ANY(arg), len, ES_MAX_TENANT_LEN + 1),
+						Min(pg_mbcliplen(VARDATA_ANY(arg), len, ES_MAX_TENANT_LEN + 1), len),
 						VARDATA_ANY(arg), len > ES_MAX_TENANT_LEN + 1 ? "..." : ""),
 				 errdetail("A tenant id is 1 to %d bytes of letters, digits, \"_\", \".\", \":\" and \"-\".",
 						   ES_MAX_TENANT_LEN),

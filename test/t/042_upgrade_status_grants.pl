@@ -44,6 +44,16 @@ SELECT eventsource.append_event('G-1', -1, 'A', '{}');
 CREATE ROLE es_writer;
 GRANT EXECUTE ON FUNCTION eventsource.append_event(text, bigint, text, jsonb, jsonb, uuid),
     eventsource.read_all(bigint, integer, text[], text[]) TO es_writer;
+-- a role whose name needs quotes, and a chain of grants (es_lead grants to
+-- es_junior with its grant option)
+CREATE ROLE "App-Writer";
+CREATE ROLE es_lead;
+CREATE ROLE es_junior;
+GRANT EXECUTE ON FUNCTION eventsource.append(text, bigint, jsonb) TO "App-Writer";
+GRANT EXECUTE ON FUNCTION eventsource.append(text, bigint, jsonb) TO es_lead WITH GRANT OPTION;
+SET ROLE es_lead;
+GRANT EXECUTE ON FUNCTION eventsource.append(text, bigint, jsonb) TO es_junior;
+RESET ROLE;
 -- SQL-standard bodies: their dependencies on the functions are recorded
 CREATE FUNCTION public.place(id text) RETURNS bigint LANGUAGE sql
 BEGIN ATOMIC
@@ -122,9 +132,31 @@ for my $fn (@overloads)
 	                  WHERE i.objoid = '$fn'::regprocedure AND a.grantee = 'es_writer'::regrole}),
 		'0', '(and not among the extension\'s initial privileges)');
 }
+# the quoted role and the chain: each grant on the overload is made by the
+# same grantor as on the 1.0 function, so revoking es_lead's grant option
+# with CASCADE takes es_junior's EXECUTE on both
+my $acl_sql = q{SELECT string_agg(e, ' ' ORDER BY e COLLATE "C")
+                  FROM (SELECT a.grantee::regrole::text || '/' || a.grantor::regrole::text
+                               || CASE WHEN a.is_grantable THEN '*' ELSE '' END AS e
+                          FROM pg_proc p, aclexplode(p.proacl) a
+                         WHERE p.oid = '%s'::regprocedure AND a.grantee <> a.grantor) x};
+is(sql('v10', sprintf($acl_sql, 'eventsource.append(text, bigint, jsonb, text)')),
+	sql('v10', sprintf($acl_sql, 'eventsource.append(text, bigint, jsonb)')),
+	'the overload of append() has the 1.0 function\'s grants, grantors included');
+is(sql('v10', sprintf($acl_sql, 'eventsource.append(text, bigint, jsonb, text)')),
+	'"App-Writer"/postgres es_junior/es_lead es_lead/postgres*',
+	'(a role that needs quotes, a grant option, a grant made by es_lead)');
+is(sql('v10', q{BEGIN;
+	REVOKE GRANT OPTION FOR EXECUTE ON FUNCTION eventsource.append(text, bigint, jsonb, text) FROM es_lead CASCADE;
+	SELECT has_function_privilege('es_junior', 'eventsource.append(text, bigint, jsonb, text)', 'EXECUTE');
+	ROLLBACK;}), 'f', 'REVOKE ... CASCADE of es_lead\'s grant option reaches es_junior\'s grant on the overload');
+sql('v10', q{SELECT eventsource.create_tenant('acme')});
 is(sql('v10', q{SET ROLE es_writer;
-	SELECT stream_version FROM eventsource.append_event('G-3', -1, 'A', '{}', '{}', NULL, 'default')}),
-	'1', 'the writer appends with the tenant named');
+	SELECT stream_version FROM eventsource.append_event('G-3', -1, 'A', '{}', '{}', NULL, 'acme');
+	SELECT count(*) FROM eventsource.read_all(0, 100, NULL, NULL, 'acme')}),
+	"1\n1", 'the writer appends and reads with the tenant named');
+is(sql('v10', q{SELECT tenant_id FROM eventsource.events WHERE stream_id = 'G-3'}), 'acme',
+	'(in that tenant)');
 
 # without EXECUTE on subscription_status_rows(): refused as in 1.0, by either function
 for my $q ('SELECT count(*) FROM eventsource.subscription_status',
