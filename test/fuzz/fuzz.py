@@ -377,19 +377,21 @@ def main():
         # events, 1.1) take -1, -2, ... in the same stream (docs/lifecycle.md);
         # the cleanup worker removes hidden versions 1 .. cleaned_through
         # (never more than hidden_through: a constraint), so the stored ones
-        # are dense from cleaned_through + 1
+        # are dense from cleaned_through + 1.  A stream is (tenant, stream
+        # id): the data functions' overloads name tenants the fuzzer made.
         check(q("""SELECT count(*) FROM (
                      SELECT min(e.stream_version) AS lo, max(e.stream_version) AS hi, count(*) AS n,
                             coalesce(max(l.cleaned_through), 0) AS cleaned
                        FROM eventsource.events e
-                       LEFT JOIN eventsource.stream_lifecycle l USING (stream_id)
-                      WHERE e.stream_version >= 1 GROUP BY e.stream_id) x
+                       LEFT JOIN eventsource.stream_lifecycle l USING (tenant_id, stream_id)
+                      WHERE e.stream_version >= 1 GROUP BY e.tenant_id, e.stream_id) x
                     WHERE lo <> cleaned + 1 OR hi - cleaned <> n""") == 0,
               "every stream's versions are dense from 1 (from the first the cleanup kept)")
         check(q("""SELECT count(*) FROM (SELECT stream_id FROM eventsource.events
-                    WHERE stream_version < 1 GROUP BY stream_id
+                    WHERE stream_version < 1 GROUP BY tenant_id, stream_id
                     HAVING max(stream_version) <> -1 OR min(stream_version) <> -count(*)) x""") == 0,
               "every stream's system events are dense from -1")
+        print("(the log holds events of %d tenants)" % q("SELECT count(DISTINCT tenant_id) FROM eventsource.events"))
         check(q("SELECT count(*) = count(DISTINCT global_position) FROM eventsource.events"),
               "every position is unique")
         check(q("""SELECT coalesce(max(global_position), 0) <= (SELECT last_value FROM eventsource.events_global_position_seq)
@@ -403,7 +405,7 @@ def main():
                                        WHERE e.global_position = d.global_position
                                          AND e.event_id = d.event_id)
                       AND NOT EXISTS (SELECT FROM eventsource.stream_lifecycle l
-                                       WHERE l.stream_id = d.stream_id
+                                       WHERE l.tenant_id = d.tenant_id AND l.stream_id = d.stream_id
                                          AND d.stream_version BETWEEN 1 AND l.cleaned_through)""") == 0,
               "every dead letter is an event of the log (or one the cleanup removed)")
         conn.close()
