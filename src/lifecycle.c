@@ -49,6 +49,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/visibilitymap.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -57,6 +58,8 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/bufmgr.h"
+#include "storage/predicate.h"
 #include "tcop/dest.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
@@ -706,17 +709,40 @@ column_attnum(Relation rel, const char *name)
 	return InvalidAttrNumber;
 }
 
+/* A bigint, integer or boolean datum of type "type" as int64. */
+static int64
+datum_as_int64(Datum d, Oid type)
+{
+	switch (type)
+	{
+		case INT8OID:
+			return DatumGetInt64(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		case BOOLOID:
+			return DatumGetBool(d) ? 1 : 0;
+		default:
+			elog(ERROR, "eventsource: unexpected column type %u in a stream probe", type);
+	}
+	return 0;					/* keep compiler quiet */
+}
+
 /*
  * Probe the primary key of relation "relid" for the stream of the tenant:
  * the first row in direction "dir" among those with that (tenant_id,
  * stream_id) which "snapshot" sees.  Its columns "atts" (bigint, integer or
- * boolean) go to out[] as int64.  Returns 1 when a row was found, 0 when
- * none, -1 (nothing read) when the primary key does not begin with
+ * boolean) go to out[] as int64.  With "index_only", when the key holds
+ * them all, they are read from the index entry and the heap is visited only
+ * when the visibility map does not say the entry's page is all-visible (as
+ * an index-only scan does, predicate lock included); otherwise from the
+ * row.  Returns 1 when a row was found,
+ * 0 when none, -1 (nothing read) when the primary key does not begin with
  * (tenant_id, stream_id) text columns.
  */
 static int
 probe_stream_row(Oid relid, text *tenant, text *stream_id, Snapshot snapshot,
-				 ScanDirection dir, int natts, const AttrNumber *atts, int64 *out)
+				 ScanDirection dir, bool index_only, int natts, const AttrNumber *atts,
+				 int64 *out)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	Oid			pk = RelationGetPrimaryKeyIndex(rel);
@@ -727,7 +753,9 @@ probe_stream_row(Oid relid, text *tenant, text *stream_id, Snapshot snapshot,
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	int			found;
+	AttrNumber	key_cols[4];
 
+	Assert(natts <= lengthof(key_cols));
 	if (!OidIsValid(pk) || tenant_att == InvalidAttrNumber ||
 		stream_att == InvalidAttrNumber)
 	{
@@ -744,6 +772,19 @@ probe_stream_row(Oid relid, text *tenant, text *stream_id, Snapshot snapshot,
 		table_close(rel, AccessShareLock);
 		return -1;
 	}
+	/* index_only: the key's columns that hold atts, else read the row */
+	for (int i = 0; index_only && i < natts; i++)
+	{
+		int			k;
+
+		for (k = 0; k < index->rd_index->indnkeyatts; k++)
+			if (index->rd_index->indkey.values[k] == atts[i])
+				break;
+		if (k < index->rd_index->indnkeyatts)
+			key_cols[i] = k + 1;
+		else
+			index_only = false;
+	}
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(tenant));
 	keys[0].sk_collation = index->rd_indcollation[0];
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(stream_id));
@@ -751,27 +792,47 @@ probe_stream_row(Oid relid, text *tenant, text *stream_id, Snapshot snapshot,
 
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, index, snapshot, 2, 0);
+	scan->xs_want_itup = index_only;
 	index_rescan(scan, keys, 2, NULL, 0);
-	found = index_getnext_slot(scan, dir, slot) ? 1 : 0;
-	for (int i = 0; found && i < natts; i++)
+	if (index_only)
 	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, atts[i], &isnull);
+		Buffer		vmbuffer = InvalidBuffer;
+		ItemPointer tid;
 
-		switch (TupleDescAttr(RelationGetDescr(rel), atts[i] - 1)->atttypid)
+		found = 0;
+		while ((tid = index_getnext_tid(scan, dir)) != NULL)
 		{
-			case INT8OID:
-				out[i] = DatumGetInt64(d);
-				break;
-			case INT4OID:
-				out[i] = DatumGetInt32(d);
-				break;
-			case BOOLOID:
-				out[i] = DatumGetBool(d) ? 1 : 0;
-				break;
-			default:
-				elog(ERROR, "eventsource: unexpected type of column %d of \"%s\"",
-					 atts[i], RelationGetRelationName(rel));
+			bool		all_visible = VM_ALL_VISIBLE(rel, ItemPointerGetBlockNumber(tid),
+													 &vmbuffer);
+
+			if (!all_visible && !index_fetch_heap(scan, slot))
+				continue;		/* not visible: the next entry */
+			for (int i = 0; i < natts; i++)
+			{
+				bool		isnull;
+				Datum		d = index_getattr(scan->xs_itup, key_cols[i], scan->xs_itupdesc,
+											  &isnull);
+
+				out[i] = datum_as_int64(d, TupleDescAttr(scan->xs_itupdesc,
+														 key_cols[i] - 1)->atttypid);
+			}
+			if (all_visible)
+				PredicateLockPage(rel, ItemPointerGetBlockNumber(tid), snapshot);
+			found = 1;
+			break;
+		}
+		if (BufferIsValid(vmbuffer))
+			ReleaseBuffer(vmbuffer);
+	}
+	else
+	{
+		found = index_getnext_slot(scan, dir, slot) ? 1 : 0;
+		for (int i = 0; found && i < natts; i++)
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, atts[i], &isnull);
+
+			out[i] = datum_as_int64(d, TupleDescAttr(RelationGetDescr(rel), atts[i] - 1)->atttypid);
 		}
 	}
 	index_endscan(scan);
@@ -820,14 +881,14 @@ stream_state_direct(text *tenant, text *stream_id, Snapshot snapshot, EsStreamSt
 
 	/* the physical last version: numbering never reuses a version */
 	found = probe_stream_row(cat->events_oid, tenant, stream_id, snapshot,
-							 BackwardScanDirection, 1, &version_att, &version);
+							 BackwardScanDirection, true, 1, &version_att, &version);
 	if (found < 0)
 		return false;
 	if (found)
 		st->last_version = Max(version, 0);
 
 	found = probe_stream_row(state_rels.lifecycle_oid, tenant, stream_id, snapshot,
-							 ForwardScanDirection, 4, state_rels.atts, row);
+							 ForwardScanDirection, false, 4, state_rels.atts, row);
 	if (found < 0)
 		return false;
 	if (found)
