@@ -545,7 +545,8 @@ REVOKE ALL ON FUNCTION eventsource.set_retention(text, interval, bigint),
 -- sequence carrying the uniqueness (docs/architecture.md).
 --
 -- Locks and cost: ADD COLUMN with a constant default is a catalog change
--- (no rewrite); the new primary key and unique keys of events are index
+-- (no rewrite; on a table with no page, a column without a missing value,
+-- below); the new primary key and unique keys of events are index
 -- builds holding ACCESS EXCLUSIVE on eventsource.events for their duration
 -- (README "Upgrading" gives the time on 1M events); snapshots and
 -- checkpoints the same, usually small.  Existing rows are tenant 'default'.
@@ -651,12 +652,35 @@ REVOKE ALL ON FUNCTION eventsource.create_tenant(text),
 -- tenant current_tenant() validated, and row-level security's WITH CHECK
 -- holds any other role to its current tenant.  No foreign key to tenants
 -- either: it would cost a lookup per appended event.
-ALTER TABLE eventsource.events
-    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
-ALTER TABLE eventsource.snapshots
-    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
-ALTER TABLE eventsource.checkpoints
-    ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+--
+-- Into a table with rows, ADD COLUMN with a constant default is a catalog
+-- change: the rows written before read the default as a "missing" value
+-- (pg_attribute.atthasmissing).  That flag costs every scan of the table
+-- for good (until a rewrite): the executor no longer passes the table's
+-- rows on as they are but projects each one into a new tuple
+-- (tlist_matches_tupdesc), which cost read_all() a tenth of its time, a
+-- page of 1,000 events copied twice (test/bench/run_tenancy.sh, perf).  So
+-- a table with no page yet (CREATE EXTENSION, a restore, an update of an
+-- unused store) gets the column without a stored default first, then the
+-- default and NOT NULL: the same column, no missing value.  Under ACCESS
+-- EXCLUSIVE, so no row can arrive between the test and the change.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['events', 'snapshots', 'checkpoints'] LOOP
+        EXECUTE pg_catalog.format('LOCK TABLE eventsource.%I IN ACCESS EXCLUSIVE MODE', t);
+        IF pg_catalog.pg_relation_size(pg_catalog.format('eventsource.%I', t)::pg_catalog.regclass) = 0 THEN
+            EXECUTE pg_catalog.format('ALTER TABLE eventsource.%I ADD COLUMN tenant_id text', t);
+            EXECUTE pg_catalog.format('ALTER TABLE eventsource.%I ALTER COLUMN tenant_id SET DEFAULT %L,'
+                                      ' ALTER COLUMN tenant_id SET NOT NULL', t, 'default');
+        ELSE
+            EXECUTE pg_catalog.format('ALTER TABLE eventsource.%I ADD COLUMN tenant_id text NOT NULL DEFAULT %L',
+                                      t, 'default');
+        END IF;
+    END LOOP;
+END
+$$;
 
 -- The keys (the names stay: the code matches events_event_id_key).
 ALTER TABLE eventsource.events

@@ -84,6 +84,45 @@ parse_error_context(void *arg)
 }
 
 /*
+ * Random bytes for the event ids, drawn from pg_strong_random() a few
+ * kilobytes at a time: each call of it costs about a microsecond whatever
+ * it returns (OpenSSL's generator state, locks and parameter lookups), as
+ * much as the rest of an event's parsing, so one call per event cost a
+ * 100-event append a tenth of its time (test/bench/run_tenancy.sh).  The
+ * bytes are as strong as pg_strong_random()'s and each is handed out once;
+ * the pool belongs to the process that filled it (random_pool_pid), so a
+ * child forked after a fill never reuses its parent's bytes.
+ */
+#define ES_RANDOM_POOL_SIZE 4096
+
+static unsigned char random_pool[ES_RANDOM_POOL_SIZE];
+static int	random_pool_used = ES_RANDOM_POOL_SIZE;
+static int	random_pool_pid = 0;
+
+/* Fill buf with len (<= ES_RANDOM_POOL_SIZE) strong random bytes. */
+static void
+strong_random_bytes(unsigned char *buf, int len)
+{
+	Assert(len <= ES_RANDOM_POOL_SIZE);
+	if (random_pool_pid != MyProcPid ||
+		random_pool_used > ES_RANDOM_POOL_SIZE - len)
+	{
+		/* a failed fill leaves the pool empty */
+		random_pool_used = ES_RANDOM_POOL_SIZE;
+		if (!pg_strong_random(random_pool, ES_RANDOM_POOL_SIZE))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		random_pool_pid = MyProcPid;
+		random_pool_used = 0;
+	}
+	memcpy(buf, random_pool + random_pool_used, len);
+	/* no copy of handed-out bytes stays behind */
+	memset(random_pool + random_pool_used, 0, len);
+	random_pool_used += len;
+}
+
+/*
  * A time-ordered UUID (version 7: 48 bits of Unix milliseconds, then random
  * bits), so that the event_id index is appended to at its right edge.
  */
@@ -93,10 +132,7 @@ generate_event_id(pg_uuid_t *id)
 	uint64		ms = (uint64) ((GetCurrentTimestamp() / 1000) +
 							   (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000);
 
-	if (!pg_strong_random(id->data + 6, UUID_LEN - 6))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
+	strong_random_bytes(id->data + 6, UUID_LEN - 6);
 	for (int i = 0; i < 6; i++)
 		id->data[i] = (unsigned char) (ms >> (40 - 8 * i));
 	id->data[6] = (id->data[6] & 0x0f) | 0x70;	/* version 7 */

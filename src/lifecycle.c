@@ -44,22 +44,35 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/visibilitymap.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/bufmgr.h"
+#include "storage/predicate.h"
 #include "tcop/dest.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 
 #include "eventsource.h"
@@ -644,11 +657,258 @@ es_hiding_resolve(EsHiding *h, const uint64 **rows, uint64 *scanned,
 }
 
 /*
+ * The stream's state read by two index probes instead of a statement.
+ *
+ * es_stream_state() runs on every append, and its statement cost an
+ * append_event about a quarter of its time, most of it starting and ending
+ * the executor for a plan of two index scans (test/bench/run_tenancy.sh,
+ * perf).  On the 1.1 SQL the same two reads are made here directly: the
+ * last row of the stream in events_pkey (tenant_id, stream_id,
+ * stream_version), read backwards, and the stream's row in
+ * stream_lifecycle_pkey (tenant_id, stream_id), each the first index entry
+ * whose heap tuple the snapshot sees, which is what the statement's
+ * "ORDER BY stream_version DESC LIMIT 1" and its primary-key join read.
+ * Both relations are opened with AccessShareLock, as the executor would.
+ * The primary keys are taken from the relcache and checked to begin with
+ * (tenant_id, stream_id); anything else (a schema this code does not know)
+ * takes the statement.
+ */
+
+/* the lifecycle table's OID and columns, forgotten on its invalidation */
+typedef struct EsStateRels
+{
+	bool		valid;
+	Oid			lifecycle_oid;
+	/* hidden_through, last_version, tombstoned, operations */
+	AttrNumber	atts[4];
+} EsStateRels;
+
+static EsStateRels state_rels;
+static bool state_rels_callback = false;
+
+static void
+state_rels_inval(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == state_rels.lifecycle_oid)
+		state_rels.valid = false;
+}
+
+/* Attribute number of column "name" of "rel", InvalidAttrNumber if none. */
+static AttrNumber
+column_attnum(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	return InvalidAttrNumber;
+}
+
+/* A bigint, integer or boolean datum of type "type" as int64. */
+static int64
+datum_as_int64(Datum d, Oid type)
+{
+	switch (type)
+	{
+		case INT8OID:
+			return DatumGetInt64(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		case BOOLOID:
+			return DatumGetBool(d) ? 1 : 0;
+		default:
+			elog(ERROR, "eventsource: unexpected column type %u in a stream probe", type);
+	}
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * Probe the primary key of relation "relid" for the stream of the tenant:
+ * the first row in direction "dir" among those with that (tenant_id,
+ * stream_id) which "snapshot" sees.  Its columns "atts" (bigint, integer or
+ * boolean) go to out[] as int64.  With "index_only", when the key holds
+ * them all, they are read from the index entry and the heap is visited only
+ * when the visibility map does not say the entry's page is all-visible (as
+ * an index-only scan does, predicate lock included); otherwise from the
+ * row.  Returns 1 when a row was found,
+ * 0 when none, -1 (nothing read) when the primary key does not begin with
+ * (tenant_id, stream_id) text columns.
+ */
+static int
+probe_stream_row(Oid relid, text *tenant, text *stream_id, Snapshot snapshot,
+				 ScanDirection dir, bool index_only, int natts, const AttrNumber *atts,
+				 int64 *out)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	AttrNumber	tenant_att = column_attnum(rel, "tenant_id");
+	AttrNumber	stream_att = column_attnum(rel, "stream_id");
+	Relation	index;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int			found;
+	AttrNumber	key_cols[4];
+
+	Assert(natts <= lengthof(key_cols));
+	if (!OidIsValid(pk) || tenant_att == InvalidAttrNumber ||
+		stream_att == InvalidAttrNumber)
+	{
+		table_close(rel, AccessShareLock);
+		return -1;
+	}
+	index = index_open(pk, AccessShareLock);
+	if (index->rd_index->indnkeyatts < 2 ||
+		index->rd_index->indkey.values[0] != tenant_att ||
+		index->rd_index->indkey.values[1] != stream_att ||
+		index->rd_opcintype[0] != TEXTOID || index->rd_opcintype[1] != TEXTOID)
+	{
+		index_close(index, AccessShareLock);
+		table_close(rel, AccessShareLock);
+		return -1;
+	}
+	/* index_only: the key's columns that hold atts, else read the row */
+	for (int i = 0; index_only && i < natts; i++)
+	{
+		int			k;
+
+		for (k = 0; k < index->rd_index->indnkeyatts; k++)
+			if (index->rd_index->indkey.values[k] == atts[i])
+				break;
+		if (k < index->rd_index->indnkeyatts)
+			key_cols[i] = k + 1;
+		else
+			index_only = false;
+	}
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(tenant));
+	keys[0].sk_collation = index->rd_indcollation[0];
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(stream_id));
+	keys[1].sk_collation = index->rd_indcollation[1];
+
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, 2, 0);
+	scan->xs_want_itup = index_only;
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_only)
+	{
+		Buffer		vmbuffer = InvalidBuffer;
+		ItemPointer tid;
+
+		found = 0;
+		while ((tid = index_getnext_tid(scan, dir)) != NULL)
+		{
+			bool		all_visible = VM_ALL_VISIBLE(rel, ItemPointerGetBlockNumber(tid),
+													 &vmbuffer);
+
+			if (!all_visible && !index_fetch_heap(scan, slot))
+				continue;		/* not visible: the next entry */
+			for (int i = 0; i < natts; i++)
+			{
+				bool		isnull;
+				Datum		d = index_getattr(scan->xs_itup, key_cols[i], scan->xs_itupdesc,
+											  &isnull);
+
+				out[i] = datum_as_int64(d, TupleDescAttr(scan->xs_itupdesc,
+														 key_cols[i] - 1)->atttypid);
+			}
+			if (all_visible)
+				PredicateLockPage(rel, ItemPointerGetBlockNumber(tid), snapshot);
+			found = 1;
+			break;
+		}
+		if (BufferIsValid(vmbuffer))
+			ReleaseBuffer(vmbuffer);
+	}
+	else
+	{
+		found = index_getnext_slot(scan, dir, slot) ? 1 : 0;
+		for (int i = 0; found && i < natts; i++)
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, atts[i], &isnull);
+
+			out[i] = datum_as_int64(d, TupleDescAttr(RelationGetDescr(rel), atts[i] - 1)->atttypid);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * es_stream_state() on the 1.1 SQL by the two probes; false (nothing read)
+ * when the keys are not the ones expected.
+ */
+static bool
+stream_state_direct(text *tenant, text *stream_id, Snapshot snapshot, EsStreamState *st)
+{
+	const EsCatalog *cat = es_catalog();
+	AttrNumber	version_att = Anum_es_events_stream_version;
+	int64		version;
+	int64		row[4];
+	int			found;
+
+	if (!state_rels.valid)
+	{
+		Relation	lifecycle;
+
+		if (!state_rels_callback)
+		{
+			CacheRegisterRelcacheCallback(state_rels_inval, (Datum) 0);
+			state_rels_callback = true;
+		}
+		state_rels.lifecycle_oid = es_lookup_relation("stream_lifecycle", cat->namespace_oid);
+		lifecycle = table_open(state_rels.lifecycle_oid, AccessShareLock);
+		state_rels.atts[0] = column_attnum(lifecycle, "hidden_through");
+		state_rels.atts[1] = column_attnum(lifecycle, "last_version");
+		state_rels.atts[2] = column_attnum(lifecycle, "tombstoned");
+		state_rels.atts[3] = column_attnum(lifecycle, "operations");
+		table_close(lifecycle, NoLock);
+		for (int i = 0; i < 4; i++)
+			if (state_rels.atts[i] == InvalidAttrNumber)
+				return false;
+		state_rels.valid = true;
+	}
+
+	memset(st, 0, sizeof(EsStreamState));
+
+	/* the physical last version: numbering never reuses a version */
+	found = probe_stream_row(cat->events_oid, tenant, stream_id, snapshot,
+							 BackwardScanDirection, true, 1, &version_att, &version);
+	if (found < 0)
+		return false;
+	if (found)
+		st->last_version = Max(version, 0);
+
+	found = probe_stream_row(state_rels.lifecycle_oid, tenant, stream_id, snapshot,
+							 ForwardScanDirection, false, 4, state_rels.atts, row);
+	if (found < 0)
+		return false;
+	if (found)
+	{
+		st->has_row = true;
+		st->hidden_through = row[0];
+		st->last_version = Max(st->last_version, row[1]);
+		st->tombstoned = (row[2] != 0);
+		st->operations = (int32) row[3];
+	}
+	return true;
+}
+
+/*
  * The state of a stream of a tenant, read with a snapshot taken now (the caller holds
  * the stream's lock, so this is the state its writes build on) — or, when
  * "latest" is false, with the caller's snapshot.  Caller is connected to SPI
- * and runs as the owner.
-
+ * and runs as the owner.  On the 1.1 SQL by two index probes
+ * (stream_state_direct), else, or when its keys are not the expected ones,
+ * by a statement.
  */
 void
 es_stream_state(text *tenant, text *stream_id, bool latest, EsStreamState *st)
@@ -661,6 +921,17 @@ es_stream_state(text *tenant, text *stream_id, bool latest, EsStreamState *st)
 	bool		isnull;
 	Datum		d;
 	int			v = es_lifecycle_installed() ? 1 : 0;
+
+	if (v)
+	{
+		Snapshot	snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() :
+												GetActiveSnapshot());
+		bool		done = stream_state_direct(tenant, stream_id, snapshot, st);
+
+		UnregisterSnapshot(snapshot);
+		if (done)
+			return;
+	}
 
 	if (state_plans[v] == NULL)
 	{

@@ -1,7 +1,7 @@
 -- The objects the extension creates, with their shapes: what users' code
 -- and pg_dump rely on.
 BEGIN;
-SELECT plan(66);
+SELECT plan(67);
 
 SELECT has_schema('eventsource');
 SELECT has_table('eventsource', 'events', 'the log');
@@ -25,6 +25,14 @@ SELECT col_type_is('eventsource', 'events', 'recorded_at', 'timestamp with time 
 SELECT col_is_pk('eventsource', 'events', ARRAY['tenant_id', 'stream_id', 'stream_version'], 'primary key (tenant_id, stream_id, stream_version)');
 SELECT col_is_unique('eventsource', 'events', ARRAY['global_position'], 'global_position is unique');
 SELECT col_is_unique('eventsource', 'events', ARRAY['tenant_id', 'event_id'], 'event_id is unique per tenant');
+-- a new store's tenant columns have no stored "missing" default: with one,
+-- every scan of the table projects each row (eventsource--1.0--1.1.sql,
+-- foundation)
+SELECT is((SELECT pg_catalog.array_agg(attrelid::regclass::text ORDER BY 1) FROM pg_catalog.pg_attribute
+            WHERE attrelid IN ('eventsource.events'::regclass, 'eventsource.snapshots'::regclass,
+                               'eventsource.checkpoints'::regclass)
+              AND attnum > 0 AND atthasmissing),
+          NULL, 'events, snapshots and checkpoints have no column with a missing value');
 SELECT has_trigger('eventsource', 'events', 'events_guard', 'guard trigger on events');
 SELECT has_trigger('eventsource', 'events', 'events_guard_truncate', 'truncate guard on events');
 
