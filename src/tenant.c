@@ -493,9 +493,9 @@ es_current_tenant(void)
  * for the caller (the file header): an unknown tenant is ES005, one a bound
  * caller may not use is 42501; it overrides the setting for this call only
  * and does not change it.  NULL, and the 1.0 function without the
- * argument, mean the setting.  One statement instead of three (BEGIN; SET LOCAL;
- * ...; COMMIT) for a client that knows its tenant at each call: the cost
- * of SET LOCAL per transaction is README's tenancy benchmark, row T.
+ * argument, mean the setting.  One statement instead of four (BEGIN; SET
+ * LOCAL; the call; COMMIT) for a client that knows its tenant at each call:
+ * README's tenancy benchmark compares the two (sides T and S).
  */
 text *
 es_tenant_for_call(FunctionCallInfo fcinfo, int argno)
