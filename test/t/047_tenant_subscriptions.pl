@@ -416,12 +416,17 @@ is(sql(q{SELECT string_agg(DISTINCT result, ',') FROM peeks}), '42501 42501',
 sql(q{
 -- room for three more partitions
 SELECT eventsource.drop_subscription(n) FROM unnest(ARRAY['s_acme', 's_all', 's_batch', 's_peek']) n;
-CREATE TABLE set_seen (sub text, pos bigint, event_tenant text, current text);
+CREATE TABLE set_seen (sub text, pos bigint, event_tenant text, current text, leaked text);
 CREATE FUNCTION hset(e eventsource.events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO set_seen VALUES (current_setting('eventsource.subscription'), e.global_position,
-                               e.tenant_id, eventsource.current_tenant());
-  PERFORM set_config('eventsource.tenant', 'globex', false);   -- SET, not SET LOCAL
+                               e.tenant_id, eventsource.current_tenant(),
+                               current_setting('es_test.leak', true));
+  -- SET, not SET LOCAL: of the tenant (set again for every call) and of a
+  -- setting nothing else sets (only the end of the call's own GUC level
+  -- takes it back)
+  PERFORM set_config('eventsource.tenant', 'globex', false);
+  PERFORM set_config('es_test.leak', 'from ' || e.global_position, false);
 END $$;
 SELECT eventsource.create_subscription('s_set_one', 'hset(eventsource.events)', start_from => 'end',
                                        batch_size => 1, tenant => 'acme');
@@ -438,6 +443,8 @@ is(sql(q{SELECT sub || ':' || count(*) || ':' || count(*) FILTER (WHERE current 
            FROM set_seen GROUP BY sub ORDER BY sub}),
 	"s_set_all:6:6\ns_set_batch:5:5\ns_set_one:5:5",
 	'every handler call ran in its events\' tenant, after earlier calls SET eventsource.tenant to globex');
+is(sql(q{SELECT count(*) FROM set_seen WHERE coalesce(leaked, '') <> ''}), '0',
+	'no call saw a setting an earlier call SET (in the same batch or before)');
 
 $node->stop;
 done_testing();
