@@ -682,13 +682,22 @@ BEGIN
 END
 $$;
 
--- The keys (the names stay: the code matches events_event_id_key).
+-- The keys (the names stay: the code matches events_event_id_key).  Every
+-- unique key contains tenant_id (what a later distribution by tenant
+-- needs: docs/architecture.md).  The event id's key has it second: the ids
+-- the store generates are time-ordered (UUIDv7, append.c), so with the id
+-- first an append adds its entry at the index's right edge, as in 1.0,
+-- whichever tenant it writes; with the tenant first it would land at one
+-- of as many places as there are tenants (a descent from the root instead
+-- of the cached rightmost page, and a full-page image per tenant's leaf
+-- after each checkpoint).  The idempotency probe states both columns, so
+-- it reads the same entries either way.
 ALTER TABLE eventsource.events
     DROP CONSTRAINT events_pkey,
     DROP CONSTRAINT events_event_id_key;
 ALTER TABLE eventsource.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (tenant_id, stream_id, stream_version),
-    ADD CONSTRAINT events_event_id_key UNIQUE (tenant_id, event_id),
+    ADD CONSTRAINT events_event_id_key UNIQUE (event_id, tenant_id),
     -- a tenant's read_all() page
     ADD CONSTRAINT events_tenant_global_position_key UNIQUE (tenant_id, global_position);
 ALTER TABLE eventsource.snapshots

@@ -21,10 +21,11 @@ SELECT col_type_is('eventsource', 'events', 'event_type', 'text', 'events.event_
 SELECT col_type_is('eventsource', 'events', 'data', 'jsonb', 'events.data is jsonb');
 SELECT col_type_is('eventsource', 'events', 'metadata', 'jsonb', 'events.metadata is jsonb');
 SELECT col_type_is('eventsource', 'events', 'recorded_at', 'timestamp with time zone', 'events.recorded_at is timestamp with time zone');
--- tenant_id first in every key but the log's own integrity check (docs/tenancy.md)
+-- tenant_id in every key but the log's own integrity check, second in the
+-- event id's (time-ordered ids append at its right edge: docs/tenancy.md)
 SELECT col_is_pk('eventsource', 'events', ARRAY['tenant_id', 'stream_id', 'stream_version'], 'primary key (tenant_id, stream_id, stream_version)');
 SELECT col_is_unique('eventsource', 'events', ARRAY['global_position'], 'global_position is unique');
-SELECT col_is_unique('eventsource', 'events', ARRAY['tenant_id', 'event_id'], 'event_id is unique per tenant');
+SELECT col_is_unique('eventsource', 'events', ARRAY['event_id', 'tenant_id'], 'event_id is unique per tenant');
 -- a new store's tenant columns have no stored "missing" default: with one,
 -- every scan of the table projects each row (eventsource--1.0--1.1.sql,
 -- foundation)
