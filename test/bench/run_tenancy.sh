@@ -11,7 +11,10 @@
 # Four sides per operation:
 #   tenancy   (T) BENCH_TENANTS registered tenants (default 1,000), each with
 #                 10 streams x 100 events (read_stream: one of them;
-#                 read_all(0, 1000): the tenant's whole log); the calls run
+#                 read_all(0, 1000): the tenant's whole log); the appends
+#                 write the BENCH_STREAMS streams N and B write, spread over
+#                 the tenants (BENCH_STREAMS_EACH=1: each tenant its own
+#                 BENCH_STREAMS streams, a random tenant a call); the calls run
 #                 as es_bench_app, a role that is not the owner (row-level
 #                 security applies to it) and is bound to no tenant: every
 #                 call names a random tenant in its last argument (the
@@ -35,7 +38,16 @@
 #   BENCH_ROUNDS   rounds per pair (default min(5, BENCH_SECONDS))
 #   BENCH_TENANTS  registered tenants (default 1000); 0 measures N vs B only
 #                  (a store without the tenancy SQL)
-#   BENCH_STREAMS  streams the appends pick from, per tenant (default 10000)
+#   BENCH_STREAMS  streams the appends pick from (default 10000); on the T
+#                  and S sides spread over the tenants (stream n is tenant
+#                  n mod BENCH_TENANTS's), so that every side appends to as
+#                  many streams: a store with tenants against the same store
+#                  without
+#   BENCH_STREAMS_EACH  1: T and S append to BENCH_STREAMS streams of each
+#                  tenant instead (a random tenant a call; 1,000 tenants:
+#                  1,000 times as many streams as N and B, each append
+#                  likely a new stream; the shape this runner measured
+#                  before, kept for comparison) (default 0)
 #   BENCH_DEFAULT_STREAMS  read streams (x 100 events) of the default tenant
 #                  (default 10 x BENCH_TENANTS, at least 1000: as many events
 #                  as all the tenants hold, so that T, W, N and B read from
@@ -56,6 +68,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SECS=${BENCH_SECONDS:-10}
 TENANTS=${BENCH_TENANTS:-1000}
 STREAMS=${BENCH_STREAMS:-10000}
+EACH=${BENCH_STREAMS_EACH:-0}
 DSTREAMS=${BENCH_DEFAULT_STREAMS:-}
 SYNCS=${BENCH_SYNC:-on}
 ROUNDS=${BENCH_ROUNDS:-}
@@ -71,6 +84,7 @@ SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 [ -n "$DSTREAMS" ] || DSTREAMS=$((TENANTS * 10 > 1000 ? TENANTS * 10 : 1000))
 posint BENCH_DEFAULT_STREAMS "$DSTREAMS"
 [[ "$STREAMS" =~ ^[1-9][0-9]*$ ]] && [ "$STREAMS" -ge 8 ] || die "BENCH_STREAMS must be an integer >= 8"
+[ "$EACH" = 0 ] || [ "$EACH" = 1 ] || die "BENCH_STREAMS_EACH must be 0 or 1"
 for s in $SYNCS; do
 	[ "$s" = on ] || [ "$s" = off ] || die "BENCH_SYNC must list on and/or off"
 done
@@ -197,6 +211,7 @@ measure() {
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$SECONDS
 COMMON=(-D tenant_min=1 -D tenants="$TENANTS" -D tenant_streams=10 -D read_streams="$DSTREAMS"
+	-D streams_each="$EACH"
 	-D pmin="$PMIN" -D pmax="$PMAX")
 
 measure rs tenancy_read_stream.sql read_stream.sql read_stream_base.sql 1 on 100 - "${COMMON[@]}"
@@ -260,7 +275,13 @@ row() { # label clients sync key
 	echo "settings: $SETTINGS shared_preload_libraries=eventsource; synchronous_commit as in 'sync'"
 	echo "pgbench:  -n -M prepared; per pair $ROUNDS rounds of -T $SLICE per side (ABBA); 8 clients: -j 2"
 	echo "data:     $TENANTS tenants x 10 streams x 100 events, default tenant $DSTREAMS streams x 100 events;"
-	echo "          appends to random streams among $STREAMS per tenant, expected_version -1"
+	if [ "$EACH" = 1 ]; then
+		echo "          appends to random streams: T and S among $STREAMS of a random tenant (BENCH_STREAMS_EACH=1),"
+		echo "          N and B among $STREAMS; expected_version -1"
+	else
+		echo "          appends to random streams among $STREAMS (T and S: stream n of tenant n mod $TENANTS),"
+		echo "          expected_version -1"
+	fi
 	echo
 	printf "$FMT" operation cl sync "T calls/s" "S calls/s" "N calls/s" "B calls/s" "T/B" "rounds" "T/N" "rounds" "S/B" "rounds" "S/N" "rounds" "N/B" "rounds"
 	echo "$LINE"
