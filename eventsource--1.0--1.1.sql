@@ -536,7 +536,8 @@ REVOKE ALL ON FUNCTION eventsource.set_retention(text, interval, bigint),
 -- role but the store's owner (and superusers, BYPASSRLS roles) when it
 -- reads the tables directly, through COPY or a view.
 --
--- Keys: tenant_id first in every unique key, so that a later distribution
+-- Keys: tenant_id in every unique key (first in all but the event id's:
+-- see "The keys" below), so that a later distribution
 -- by tenant (Citus) keeps each tenant's rows, uniqueness checks and stream
 -- locks on one node.  The one exception, events_global_position_key
 -- UNIQUE (global_position), is kept on a single node: it is the log's

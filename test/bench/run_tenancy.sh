@@ -38,11 +38,11 @@
 #   BENCH_ROUNDS   rounds per pair (default min(5, BENCH_SECONDS))
 #   BENCH_TENANTS  registered tenants (default 1000); 0 measures N vs B only
 #                  (a store without the tenancy SQL)
-#   BENCH_STREAMS  streams the appends pick from (default 10000); on the T
-#                  and S sides spread over the tenants (stream n is tenant
-#                  n mod BENCH_TENANTS's), so that every side appends to as
-#                  many streams: a store with tenants against the same store
-#                  without
+#   BENCH_STREAMS  streams the appends pick from (default 10000, at least
+#                  BENCH_TENANTS); on the T and S sides spread over the
+#                  tenants (stream n is tenant-<1 + n mod BENCH_TENANTS>'s),
+#                  so that every side appends to as many streams: a store
+#                  with tenants against the same store without
 #   BENCH_STREAMS_EACH  1: T and S append to BENCH_STREAMS streams of each
 #                  tenant instead (a random tenant a call; 1,000 tenants:
 #                  1,000 times as many streams as N and B, each append
@@ -85,6 +85,9 @@ SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 posint BENCH_DEFAULT_STREAMS "$DSTREAMS"
 [[ "$STREAMS" =~ ^[1-9][0-9]*$ ]] && [ "$STREAMS" -ge 8 ] || die "BENCH_STREAMS must be an integer >= 8"
 [ "$EACH" = 0 ] || [ "$EACH" = 1 ] || die "BENCH_STREAMS_EACH must be 0 or 1"
+# spread over the tenants, every tenant must get streams
+[ "$EACH" = 1 ] || [ "$STREAMS" -ge "$TENANTS" ] ||
+	die "BENCH_STREAMS ($STREAMS) must be at least BENCH_TENANTS ($TENANTS), or set BENCH_STREAMS_EACH=1"
 for s in $SYNCS; do
 	[ "$s" = on ] || [ "$s" = off ] || die "BENCH_SYNC must list on and/or off"
 done
@@ -279,7 +282,7 @@ row() { # label clients sync key
 		echo "          appends to random streams: T and S among $STREAMS of a random tenant (BENCH_STREAMS_EACH=1),"
 		echo "          N and B among $STREAMS; expected_version -1"
 	else
-		echo "          appends to random streams among $STREAMS (T and S: stream n of tenant n mod $TENANTS),"
+		echo "          appends to random streams among $STREAMS (T and S: stream n of tenant-<1 + n mod $TENANTS>),"
 		echo "          expected_version -1"
 	fi
 	echo

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/bench/run_upgrade.sh: how long ALTER EXTENSION eventsource UPDATE takes
 # on a 1.0 store of N events (README "Upgrading").  Since issue 15 the update
-# rebuilds the keys of eventsource.events (tenant_id first): three index
+# rebuilds the keys of eventsource.events (with tenant_id): three index
 # builds under ACCESS EXCLUSIVE, so its time grows with the store.
 #
 #   make install PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config   # as root

@@ -1,7 +1,7 @@
 -- eventsource.append_event of one ~200-byte event to a random stream
 -- "Order-<n>" (as append_event.sql) of a tenant, run as the application
 -- role.  streams_each = 0: the :streams streams of append_event.sql, spread
--- over the tenants (stream n belongs to tenant n mod the tenants): as many
+-- over the tenants (stream n belongs to tenant-<1 + n mod the tenants>): as many
 -- streams as the side without tenancy writes; streams_each = 1: a random
 -- tenant, each with :streams streams of its own (1,000 tenants: 1,000 times
 -- as many streams).  The tenant is named:

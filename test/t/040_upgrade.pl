@@ -340,7 +340,7 @@ ROLLBACK;
 });
 like($locks, qr/^inside: \Q$default\E$/m, 'inside BEGIN ... the update is done');
 note("locks the update holds until it commits:\n$locks");
-# issue 15 rebuilds the keys of the log with tenant_id first: ACCESS
+# issue 15 rebuilds the keys of the log with tenant_id in them: ACCESS
 # EXCLUSIVE on eventsource.events for the index builds (README "Upgrading"
 # gives the time); appends wait for the update, then go on (below)
 like($locks, qr/^relation eventsource\.events AccessExclusiveLock$/m,
